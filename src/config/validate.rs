@@ -1,0 +1,157 @@
+//! The rules a loaded config must satisfy, each failure naming its field.
+
+use super::{ConfigError, SwarmConfig};
+
+/// Upper bound on n: every validator talks to every other (O(n²) messages
+/// per batch) and names and keys are made for all n up front.
+pub const MAX_VALIDATORS: usize = 1024;
+const MAX_BATCH_SIZE: u64 = 65_536;
+const DETECTION_STRATEGIES: [&str; 3] = ["signature-mismatch", "quorum-verification", "transaction-log-verification"];
+
+impl SwarmConfig {
+    /// Checks every rule; the first broken one is returned.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.validate_swarm()?;
+        self.validate_consensus()?;
+        let (c, w, d) = (&self.client, &self.workload, &self.detection);
+        at_least("client.max_concurrent_requests", c.max_concurrent_requests as u64, 1)?;
+        at_least("client.request_retry_ms", c.request_retry_ms, 1)?;
+        at_least("workload.transactions", w.transactions as u64, 1)?;
+        at_least("workload.accounts", w.accounts as u64, 2)?;
+        at_least("workload.initial_balance", w.initial_balance, 1)?;
+        between("workload.max_amount", w.max_amount, 1, w.initial_balance)?;
+        if !(0.0..=1.0).contains(&w.overdraft_ratio) {
+            return invalid(
+                "workload.overdraft_ratio",
+                format!("is {}; it must be between 0.0 and 1.0", w.overdraft_ratio),
+            );
+        }
+        one_of("detection.detection_strategy", &d.detection_strategy, &DETECTION_STRATEGIES)
+    }
+
+    fn validate_swarm(&self) -> Result<(), ConfigError> {
+        let s = &self.swarm;
+        if s.name.trim().is_empty() {
+            return invalid("swarm.name", "is empty; give the swarm a name".into());
+        }
+        one_of("swarm.topology", &s.topology, &["star"])?;
+        one_of("swarm.consensus", &s.consensus, &["byzantine"])?;
+        between("swarm.max_agents", s.max_agents as u64, 4, MAX_VALIDATORS as u64)?;
+        let prefix_ok = s.agent_name_prefix.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+        if s.agent_name_prefix.is_empty() || !prefix_ok {
+            return invalid(
+                "swarm.agent_name_prefix",
+                format!(
+                    "= {:?} cannot name key files; use letters, digits, `-`, `_` or `.`, e.g. \"bft-agent-\"",
+                    s.agent_name_prefix
+                ),
+            );
+        }
+        if let Some(f) = s.max_failures {
+            let n = s.max_agents;
+            if f == 0 {
+                return invalid(
+                    "swarm.max_failures",
+                    format!(
+                        "is 0; a Byzantine swarm tolerates at least 1 failure; remove it to use floor((n-1)/3) = {}",
+                        (n - 1) / 3
+                    ),
+                );
+            }
+            let needed = f.saturating_mul(3).saturating_add(1);
+            if n < needed {
+                return invalid(
+                    "swarm.max_agents",
+                    format!(
+                        "= {n} cannot tolerate max_failures = {f}: Byzantine agreement needs n >= 3f+1 = {needed}; raise max_agents or lower max_failures"
+                    ),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_consensus(&self) -> Result<(), ConfigError> {
+        let c = &self.consensus;
+        one_of("consensus.signature_algorithm", &c.signature_algorithm, &["ed25519"])?;
+        if let Some(threshold) = c.verification_threshold {
+            let (q, n) = (self.quorum(), self.validators());
+            let fraction = q as f64 / n as f64;
+            // The tutorial writes 5/7 as 0.71: allow rounding to two decimals.
+            if threshold.is_nan() || threshold < fraction - 0.01 {
+                return invalid(
+                    "consensus.verification_threshold",
+                    format!(
+                        "{threshold:.2} is below the quorum fraction {q}/{n} = {fraction:.2}; raise it or remove it"
+                    ),
+                );
+            }
+            if threshold > 1.0 {
+                return invalid(
+                    "consensus.verification_threshold",
+                    format!("{threshold:.2} is above 1.0; use a fraction of the validators, at least {fraction:.2}, or remove it"),
+                );
+            }
+        }
+        at_least("consensus.view_change_timeout_ms", c.view_change_timeout_ms, 1)?;
+        at_least("consensus.checkpoint_interval", c.checkpoint_interval as u64, 1)?;
+        if c.log_window != 0 && c.log_window < c.checkpoint_interval {
+            return invalid(
+                "consensus.log_window",
+                format!(
+                    "= {} is smaller than checkpoint_interval = {}: the primary would stall before a checkpoint; raise it or set 0 for 2 * checkpoint_interval",
+                    c.log_window, c.checkpoint_interval
+                ),
+            );
+        }
+        between("consensus.max_batch_size", c.max_batch_size as u64, 1, MAX_BATCH_SIZE)?;
+        at_least("consensus.max_in_flight_batches", c.max_in_flight_batches as u64, 1)?;
+        if c.max_in_flight_batches > self.log_window() {
+            return invalid(
+                "consensus.max_in_flight_batches",
+                format!(
+                    "= {} exceeds the log window of {} sequence numbers; lower it or raise consensus.log_window",
+                    c.max_in_flight_batches,
+                    self.log_window()
+                ),
+            );
+        }
+        at_least("consensus.retransmit_interval_ms", c.retransmit_interval_ms, 1)?;
+        if c.max_pending_requests < c.max_batch_size {
+            return invalid(
+                "consensus.max_pending_requests",
+                format!(
+                    "= {} is smaller than max_batch_size = {}: a full batch could never be queued; raise it",
+                    c.max_pending_requests, c.max_batch_size
+                ),
+            );
+        }
+        Ok(())
+    }
+}
+
+fn invalid(field: &'static str, message: String) -> Result<(), ConfigError> {
+    Err(ConfigError::Invalid { field, message })
+}
+
+fn at_least(field: &'static str, value: u64, min: u64) -> Result<(), ConfigError> {
+    if value < min {
+        return invalid(field, format!("is {value}; it must be at least {min}"));
+    }
+    Ok(())
+}
+
+fn between(field: &'static str, value: u64, min: u64, max: u64) -> Result<(), ConfigError> {
+    if !(min..=max).contains(&value) {
+        return invalid(field, format!("is {value}; it must be between {min} and {max}"));
+    }
+    Ok(())
+}
+
+fn one_of(field: &'static str, value: &str, allowed: &[&str]) -> Result<(), ConfigError> {
+    if !allowed.contains(&value) {
+        let allowed = allowed.iter().map(|a| format!("{a:?}")).collect::<Vec<_>>().join(", ");
+        return invalid(field, format!("= {value:?} is not supported; use one of: {allowed}"));
+    }
+    Ok(())
+}

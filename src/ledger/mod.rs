@@ -1,0 +1,151 @@
+//! The application the swarm agrees on: accounts keyed by Ed25519 public keys,
+//! signed transfers, deterministic execution and the state digest.
+//!
+//! Execution never panics and never depends on anything but the ledger and the
+//! batch: every honest replica that executes the same batches in the same order
+//! holds the same balances and the same digest.
+
+mod transfer;
+
+pub use transfer::{AccountId, SignedTransfer, Transfer, TxId};
+
+use crate::crypto::Digest;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Account {
+    pub balance: u64,
+    /// The nonce the account's next transfer must carry.
+    pub next_nonce: u64,
+}
+
+/// Why a transfer was not applied. Recorded, replied to the client, counted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum RejectReason {
+    /// The nonce is not the account's next one: a replay, a double spend, or out of order.
+    WrongNonce {
+        expected: u64,
+        received: u64,
+    },
+    InsufficientFunds {
+        balance: u64,
+        amount: u64,
+    },
+    ZeroAmount,
+    SelfTransfer,
+}
+
+impl RejectReason {
+    /// A stable name for reports and counters.
+    pub fn name(&self) -> &'static str {
+        match self {
+            RejectReason::WrongNonce { .. } => "wrong-nonce",
+            RejectReason::InsufficientFunds { .. } => "insufficient-funds",
+            RejectReason::ZeroAmount => "zero-amount",
+            RejectReason::SelfTransfer => "self-transfer",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum TxOutcome {
+    Committed,
+    Rejected(RejectReason),
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum GenesisError {
+    #[error("genesis lists account {0} twice")]
+    DuplicateAccount(String),
+    #[error("genesis balances overflow the total supply")]
+    SupplyOverflow,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ledger {
+    accounts: BTreeMap<AccountId, Account>,
+    total_supply: u64,
+}
+
+impl Ledger {
+    pub fn with_genesis(balances: &[(AccountId, u64)]) -> Result<Ledger, GenesisError> {
+        let mut ledger = Ledger::default();
+        for (account, balance) in balances {
+            if ledger.accounts.contains_key(account) {
+                return Err(GenesisError::DuplicateAccount(account.to_string()));
+            }
+            ledger.total_supply = ledger.total_supply.checked_add(*balance).ok_or(GenesisError::SupplyOverflow)?;
+            ledger.accounts.insert(*account, Account { balance: *balance, next_nonce: 0 });
+        }
+        Ok(ledger)
+    }
+
+    /// Applies a transfer whose signature the caller has verified.
+    ///
+    /// A transfer with the right nonce consumes it even when it is rejected for
+    /// funds, so a client learns the outcome once and its next nonce is known.
+    pub fn execute(&mut self, transfer: &Transfer) -> TxOutcome {
+        let sender = self.accounts.get(&transfer.from).copied().unwrap_or_default();
+        if transfer.nonce != sender.next_nonce {
+            return TxOutcome::Rejected(RejectReason::WrongNonce {
+                expected: sender.next_nonce,
+                received: transfer.nonce,
+            });
+        }
+        let outcome = self.check_funds(transfer, sender.balance);
+        let sender_entry = self.accounts.entry(transfer.from).or_default();
+        sender_entry.next_nonce += 1;
+        if outcome == TxOutcome::Committed {
+            sender_entry.balance -= transfer.amount;
+            // Cannot overflow: the total supply fits in u64 and is conserved.
+            self.accounts.entry(transfer.to).or_default().balance += transfer.amount;
+        }
+        outcome
+    }
+
+    fn check_funds(&self, transfer: &Transfer, balance: u64) -> TxOutcome {
+        if transfer.amount == 0 {
+            TxOutcome::Rejected(RejectReason::ZeroAmount)
+        } else if transfer.from == transfer.to {
+            TxOutcome::Rejected(RejectReason::SelfTransfer)
+        } else if transfer.amount > balance {
+            TxOutcome::Rejected(RejectReason::InsufficientFunds { balance, amount: transfer.amount })
+        } else {
+            TxOutcome::Committed
+        }
+    }
+
+    pub fn account(&self, id: &AccountId) -> Account {
+        self.accounts.get(id).copied().unwrap_or_default()
+    }
+
+    pub fn accounts(&self) -> impl Iterator<Item = (&AccountId, &Account)> {
+        self.accounts.iter()
+    }
+
+    pub fn total_supply(&self) -> u64 {
+        self.total_supply
+    }
+
+    /// Sum of all balances; equals `total_supply` unless execution is broken.
+    pub fn balance_sum(&self) -> u128 {
+        self.accounts.values().map(|a| a.balance as u128).sum()
+    }
+
+    /// A digest over every account, its balance and nonce, in key order.
+    pub fn state_digest(&self) -> Digest {
+        let mut hasher = blake3::Hasher::new();
+        hasher.update(b"bftswarm/ledger/v1");
+        hasher.update(&self.total_supply.to_le_bytes());
+        for (id, account) in &self.accounts {
+            hasher.update(&id.0 .0);
+            hasher.update(&account.balance.to_le_bytes());
+            hasher.update(&account.next_nonce.to_le_bytes());
+        }
+        Digest(*hasher.finalize().as_bytes())
+    }
+}
+
+#[cfg(test)]
+mod tests;

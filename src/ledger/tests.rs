@@ -1,0 +1,99 @@
+use super::*;
+use crate::crypto::Keypair;
+
+fn account(seed: u8) -> (Keypair, AccountId) {
+    let keypair = Keypair::from_seed([seed; 32]);
+    let id = AccountId(keypair.public_key());
+    (keypair, id)
+}
+
+fn transfer(from: AccountId, to: AccountId, amount: u64, nonce: u64) -> Transfer {
+    Transfer { id: TxId([nonce as u8; 16]), from, to, amount, nonce, memo: None }
+}
+
+#[test]
+fn transfers_move_funds_and_conserve_supply() {
+    let (_, alice) = account(1);
+    let (_, bob) = account(2);
+    let mut ledger = Ledger::with_genesis(&[(alice, 100), (bob, 5)]).unwrap();
+    assert_eq!(ledger.execute(&transfer(alice, bob, 40, 0)), TxOutcome::Committed);
+    assert_eq!(ledger.account(&alice), Account { balance: 60, next_nonce: 1 });
+    assert_eq!(ledger.account(&bob).balance, 45);
+    assert_eq!(ledger.balance_sum(), ledger.total_supply() as u128);
+}
+
+#[test]
+fn rejections_table() {
+    let (_, alice) = account(1);
+    let (_, bob) = account(2);
+    let cases = [
+        (transfer(alice, bob, 10, 1), RejectReason::WrongNonce { expected: 0, received: 1 }),
+        (transfer(alice, bob, 101, 0), RejectReason::InsufficientFunds { balance: 100, amount: 101 }),
+        (transfer(alice, bob, 0, 0), RejectReason::ZeroAmount),
+        (transfer(alice, alice, 5, 0), RejectReason::SelfTransfer),
+    ];
+    for (tx, reason) in cases {
+        let mut ledger = Ledger::with_genesis(&[(alice, 100)]).unwrap();
+        assert_eq!(ledger.execute(&tx), TxOutcome::Rejected(reason), "{tx:?}");
+        assert_eq!(ledger.account(&alice).balance, 100);
+        assert_eq!(ledger.balance_sum(), 100);
+    }
+}
+
+#[test]
+fn double_spend_with_one_nonce_commits_once() {
+    let (_, alice) = account(1);
+    let (_, bob) = account(2);
+    let (_, carol) = account(3);
+    let mut ledger = Ledger::with_genesis(&[(alice, 100)]).unwrap();
+    assert_eq!(ledger.execute(&transfer(alice, bob, 100, 0)), TxOutcome::Committed);
+    assert_eq!(
+        ledger.execute(&transfer(alice, carol, 100, 0)),
+        TxOutcome::Rejected(RejectReason::WrongNonce { expected: 1, received: 0 })
+    );
+    assert_eq!(ledger.account(&carol).balance, 0);
+}
+
+#[test]
+fn rejected_for_funds_still_consumes_the_nonce() {
+    let (_, alice) = account(1);
+    let (_, bob) = account(2);
+    let mut ledger = Ledger::with_genesis(&[(alice, 10)]).unwrap();
+    assert!(matches!(ledger.execute(&transfer(alice, bob, 11, 0)), TxOutcome::Rejected(_)));
+    assert_eq!(ledger.execute(&transfer(alice, bob, 10, 1)), TxOutcome::Committed);
+}
+
+#[test]
+fn state_digest_covers_balances_and_nonces() {
+    let (_, alice) = account(1);
+    let (_, bob) = account(2);
+    let genesis = Ledger::with_genesis(&[(alice, 100), (bob, 100)]).unwrap();
+    let mut moved = genesis.clone();
+    moved.execute(&transfer(alice, bob, 1, 0));
+    let mut nonce_only = genesis.clone();
+    nonce_only.execute(&transfer(alice, bob, 1000, 0));
+    let digests = [genesis.state_digest(), moved.state_digest(), nonce_only.state_digest()];
+    assert_ne!(digests[0], digests[1]);
+    assert_ne!(digests[0], digests[2]);
+    assert_ne!(digests[1], digests[2]);
+}
+
+#[test]
+fn signatures_bind_every_field() {
+    let (alice_keys, alice) = account(1);
+    let (_, bob) = account(2);
+    let signed = transfer(alice, bob, 10, 0).sign(&alice_keys);
+    assert!(signed.verify());
+    let mut tampered = signed.clone();
+    tampered.transfer.amount = 11;
+    assert!(!tampered.verify());
+    let mut memo = signed.clone();
+    memo.transfer.memo = Some(String::new());
+    assert!(!memo.verify(), "an empty memo differs from no memo");
+}
+
+#[test]
+fn duplicate_genesis_account_is_an_error() {
+    let (_, alice) = account(1);
+    assert!(matches!(Ledger::with_genesis(&[(alice, 1), (alice, 2)]), Err(GenesisError::DuplicateAccount(_))));
+}

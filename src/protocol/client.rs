@@ -1,0 +1,195 @@
+//! The client as a pure state machine: keeps a window of signed transfers in
+//! flight, at most one per account (so nonces arrive in order), resends what
+//! goes unanswered, and accepts an outcome on f+1 matching signed replies.
+
+use super::committee::Committee;
+use super::message::{Reply, Request};
+use super::types::{AgentId, ClientId, Micros, View};
+use super::verify::Verifier;
+use crate::ledger::{AccountId, SignedTransfer, TxId, TxOutcome};
+use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::sync::Arc;
+
+pub enum ClientInput {
+    Reply(Arc<Reply>),
+    Tick,
+}
+
+#[derive(Clone, Debug)]
+pub enum ClientOutput {
+    /// Send these requests to one validator (the primary the client believes in).
+    Send {
+        to: AgentId,
+        requests: Vec<Request>,
+    },
+    /// Resend to every validator: the primary may be faulty or the first send lost.
+    Broadcast(Vec<Request>),
+    Completed(Completion),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Completion {
+    pub tx_id: TxId,
+    pub outcome: TxOutcome,
+    pub latency_us: u64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ClientStats {
+    pub submitted: u64,
+    pub completed: u64,
+    pub resent: u64,
+    pub replies_bad_signature: u64,
+    pub replies_unknown_tx: u64,
+}
+
+struct InFlight {
+    request: Request,
+    first_sent: Micros,
+    last_sent: Micros,
+    votes: BTreeMap<AgentId, TxOutcome>,
+}
+
+pub struct ClientCore {
+    id: ClientId,
+    committee: Committee,
+    verifier: Verifier,
+    waiting: VecDeque<SignedTransfer>,
+    window: usize,
+    retry_us: u64,
+    in_flight: BTreeMap<TxId, InFlight>,
+    busy_accounts: HashSet<AccountId>,
+    view_hint: View,
+    next_retry_check: Option<Micros>,
+    stats: ClientStats,
+}
+
+impl ClientCore {
+    pub fn new(
+        id: ClientId,
+        committee: Committee,
+        transfers: Vec<SignedTransfer>,
+        window: usize,
+        retry_us: u64,
+    ) -> ClientCore {
+        let verifier = Verifier::new(&committee, 0);
+        ClientCore {
+            id,
+            committee,
+            verifier,
+            waiting: transfers.into(),
+            window: window.max(1),
+            retry_us: retry_us.max(1),
+            in_flight: BTreeMap::new(),
+            busy_accounts: HashSet::new(),
+            view_hint: View(0),
+            next_retry_check: None,
+            stats: ClientStats::default(),
+        }
+    }
+
+    pub fn step(&mut self, now: Micros, input: ClientInput) -> Vec<ClientOutput> {
+        let mut out = Vec::new();
+        match input {
+            ClientInput::Reply(reply) => self.on_reply(now, &reply, &mut out),
+            ClientInput::Tick => self.resend_overdue(now, &mut out),
+        }
+        self.fill_window(now, &mut out);
+        out
+    }
+
+    pub fn is_done(&self) -> bool {
+        self.waiting.is_empty() && self.in_flight.is_empty()
+    }
+
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.len()
+    }
+
+    pub fn stats(&self) -> &ClientStats {
+        &self.stats
+    }
+
+    pub fn next_deadline(&self) -> Option<Micros> {
+        self.next_retry_check.filter(|_| !self.in_flight.is_empty())
+    }
+
+    fn on_reply(&mut self, now: Micros, reply: &Reply, out: &mut Vec<ClientOutput>) {
+        if reply.client != self.id || !self.verifier.verify_reply(reply) {
+            self.stats.replies_bad_signature += 1;
+            return;
+        }
+        self.view_hint = self.view_hint.max(reply.view);
+        let needed = self.committee.reply_quorum();
+        for (tx_id, outcome) in &reply.outcomes {
+            let Some(entry) = self.in_flight.get_mut(tx_id) else {
+                self.stats.replies_unknown_tx += 1;
+                continue;
+            };
+            entry.votes.entry(reply.replica).or_insert(*outcome);
+            let matching = entry.votes.values().filter(|vote| *vote == outcome).count();
+            if matching >= needed {
+                if let Some(done) = self.in_flight.remove(tx_id) {
+                    self.busy_accounts.remove(&done.request.tx.transfer.from);
+                    self.stats.completed += 1;
+                    let latency_us = now.saturating_sub(done.first_sent);
+                    out.push(ClientOutput::Completed(Completion { tx_id: *tx_id, outcome: *outcome, latency_us }));
+                }
+            }
+        }
+    }
+
+    /// Takes transfers in order, skipping (for now) those whose account already
+    /// has one in flight; the scan is bounded so a long queue costs little.
+    fn fill_window(&mut self, now: Micros, out: &mut Vec<ClientOutput>) {
+        let scan_limit = self.window.max(64);
+        let mut skipped = Vec::new();
+        let mut requests = Vec::new();
+        while self.in_flight.len() < self.window && skipped.len() < scan_limit {
+            let Some(tx) = self.waiting.pop_front() else {
+                break;
+            };
+            if !self.busy_accounts.insert(tx.transfer.from) {
+                skipped.push(tx);
+                continue;
+            }
+            let request = Request { client: self.id, tx };
+            let entry = InFlight { request: request.clone(), first_sent: now, last_sent: now, votes: BTreeMap::new() };
+            self.in_flight.insert(request.tx_id(), entry);
+            requests.push(request);
+        }
+        for tx in skipped.into_iter().rev() {
+            self.waiting.push_front(tx);
+        }
+        if self.next_retry_check.is_none() {
+            self.next_retry_check = Some(now.plus(self.retry_us));
+        }
+        if !requests.is_empty() {
+            self.stats.submitted += requests.len() as u64;
+            let to = self.committee.primary(self.view_hint);
+            out.push(ClientOutput::Send { to, requests });
+        }
+    }
+
+    fn resend_overdue(&mut self, now: Micros, out: &mut Vec<ClientOutput>) {
+        let Some(check) = self.next_retry_check else {
+            return;
+        };
+        if now < check {
+            return;
+        }
+        // Checked four times per retry period: a request waits at most 1.25 retry periods.
+        self.next_retry_check = Some(now.plus((self.retry_us / 4).max(1)));
+        let mut overdue = Vec::new();
+        for entry in self.in_flight.values_mut() {
+            if now.saturating_sub(entry.last_sent) >= self.retry_us {
+                entry.last_sent = now;
+                overdue.push(entry.request.clone());
+            }
+        }
+        if !overdue.is_empty() {
+            self.stats.resent += overdue.len() as u64;
+            out.push(ClientOutput::Broadcast(overdue));
+        }
+    }
+}

@@ -1,0 +1,166 @@
+//! What travels between agents: client requests, batches, the signed consensus
+//! messages of Castro & Liskov's PBFT, and signed replies to clients.
+
+use super::types::{AgentId, ClientId, Epoch, Seq, View};
+use crate::crypto::{Digest, Keypair, Signature, SigningBytes};
+use crate::ledger::{Ledger, SignedTransfer, TxId, TxOutcome};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+/// A client's signed transfer and where to send the reply.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Request {
+    pub client: ClientId,
+    pub tx: SignedTransfer,
+}
+
+impl Request {
+    pub fn tx_id(&self) -> TxId {
+        self.tx.transfer.id
+    }
+}
+
+/// The requests the primary orders under one sequence number.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Batch {
+    pub requests: Vec<Request>,
+}
+
+impl Batch {
+    /// blake3 over every request's client, signed bytes and signature, in order.
+    pub fn digest(&self) -> Digest {
+        let mut hasher = blake3::Hasher::new();
+        hasher.update(b"bftswarm/batch/v1");
+        hasher.update(&(self.requests.len() as u64).to_le_bytes());
+        for request in &self.requests {
+            hasher.update(&request.client.0.to_le_bytes());
+            let signed = request.tx.transfer.signing_bytes();
+            hasher.update(&(signed.len() as u64).to_le_bytes());
+            hasher.update(&signed);
+            hasher.update(&request.tx.signature.0);
+        }
+        Digest(*hasher.finalize().as_bytes())
+    }
+}
+
+/// The consensus messages. Each is signed in a [`SignedMessage`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Message {
+    /// The primary assigns `seq` to the batch with `digest` in `view`.
+    PrePrepare { view: View, seq: Seq, digest: Digest, batch: Arc<Batch> },
+    /// A backup accepted the pre-prepare.
+    Prepare { view: View, seq: Seq, digest: Digest },
+    /// The sender has a prepared certificate for the batch.
+    Commit { view: View, seq: Seq, digest: Digest },
+    /// The sender's ledger digest after executing `seq`.
+    Checkpoint { seq: Seq, state_digest: Digest },
+    /// "I am stuck here": peers answer by resending what the sender lacks.
+    Status { view: View, low_water: Seq, last_executed: Seq },
+    /// The ledger at a stable checkpoint, for a peer that fell behind it, with
+    /// the quorum of signed CHECKPOINT messages that proves its digest. The
+    /// receiver trusts the proof and the digest, never the sender.
+    StateSnapshot { seq: Seq, state_digest: Digest, ledger: Arc<Ledger>, proof: Vec<Arc<SignedMessage>> },
+}
+
+impl Message {
+    pub fn kind(&self) -> MessageKind {
+        match self {
+            Message::PrePrepare { .. } => MessageKind::PrePrepare,
+            Message::Prepare { .. } => MessageKind::Prepare,
+            Message::Commit { .. } => MessageKind::Commit,
+            Message::Checkpoint { .. } => MessageKind::Checkpoint,
+            Message::Status { .. } => MessageKind::Status,
+            Message::StateSnapshot { .. } => MessageKind::StateSnapshot,
+        }
+    }
+
+    /// The canonical bytes a signature covers. A pre-prepare is signed over its
+    /// digest, not its batch: the receiver checks the batch against the digest.
+    fn signing_bytes(&self, epoch: Epoch, sender: AgentId) -> Vec<u8> {
+        let header = SigningBytes::new("bftswarm/consensus/v1").u8(self.kind() as u8).u64(epoch.0).u32(sender.0);
+        match self {
+            Message::PrePrepare { view, seq, digest, .. }
+            | Message::Prepare { view, seq, digest }
+            | Message::Commit { view, seq, digest } => header.u64(view.0).u64(seq.0).bytes32(&digest.0),
+            Message::Checkpoint { seq, state_digest } | Message::StateSnapshot { seq, state_digest, .. } => {
+                header.u64(seq.0).bytes32(&state_digest.0)
+            }
+            Message::Status { view, low_water, last_executed } => {
+                header.u64(view.0).u64(low_water.0).u64(last_executed.0)
+            }
+        }
+        .finish()
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[repr(u8)]
+pub enum MessageKind {
+    PrePrepare = 1,
+    Prepare = 2,
+    Commit = 3,
+    Checkpoint = 4,
+    Status = 5,
+    StateSnapshot = 6,
+}
+
+/// A consensus message with its sender's signature over type, epoch, sender,
+/// view, sequence and digest: it cannot be replayed into another context.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedMessage {
+    pub epoch: Epoch,
+    pub sender: AgentId,
+    pub message: Message,
+    pub signature: Signature,
+}
+
+impl SignedMessage {
+    pub fn sign(message: Message, epoch: Epoch, sender: AgentId, keypair: &Keypair) -> SignedMessage {
+        let signature = keypair.sign(&message.signing_bytes(epoch, sender));
+        SignedMessage { epoch, sender, message, signature }
+    }
+
+    pub fn signing_bytes(&self) -> Vec<u8> {
+        self.message.signing_bytes(self.epoch, self.sender)
+    }
+}
+
+/// A replica's signed answer to one client for the client's requests in one batch.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reply {
+    pub epoch: Epoch,
+    pub replica: AgentId,
+    pub view: View,
+    pub seq: Seq,
+    pub client: ClientId,
+    pub outcomes: Vec<(TxId, TxOutcome)>,
+    pub signature: Signature,
+}
+
+impl Reply {
+    pub fn sign(
+        epoch: Epoch,
+        replica: AgentId,
+        view: View,
+        seq: Seq,
+        client: ClientId,
+        outcomes: Vec<(TxId, TxOutcome)>,
+        keypair: &Keypair,
+    ) -> Reply {
+        let mut reply = Reply { epoch, replica, view, seq, client, outcomes, signature: Signature([0; 64]) };
+        reply.signature = keypair.sign(&reply.signing_bytes());
+        reply
+    }
+
+    pub fn signing_bytes(&self) -> Vec<u8> {
+        let outcomes = postcard::to_allocvec(&self.outcomes).unwrap_or_default();
+        SigningBytes::new("bftswarm/reply/v1")
+            .u64(self.epoch.0)
+            .u32(self.replica.0)
+            .u64(self.view.0)
+            .u64(self.seq.0)
+            .u32(self.client.0)
+            .bytes32(&Digest::of(&outcomes).0)
+            .finish()
+    }
+}

@@ -1,0 +1,25 @@
+//! The PBFT replica as a pure, deterministic state machine (Castro & Liskov).
+//!
+//! [`Replica::step`] takes an [`Input`] — verified client requests, a verified
+//! consensus message, or a tick — and the current time, and returns the
+//! [`Output`]s the caller must carry out: messages to send, replies, executed
+//! batches, stable checkpoints, evidence. No actix, no clock, no disk, no
+//! randomness: the same code runs in the actor runtime and in the simulation.
+
+pub mod client;
+mod committee;
+mod evidence;
+mod message;
+mod params;
+mod replica;
+mod types;
+pub mod verify;
+
+pub use client::{ClientCore, ClientInput, ClientOutput, ClientStats, Completion};
+pub use committee::{quorum_size, Committee, CommitteeError, Member};
+pub use evidence::Evidence;
+pub use message::{Batch, Message, MessageKind, Reply, Request, SignedMessage};
+pub use params::ProtocolParams;
+pub use replica::{Executed, Input, Output, Replica, ReplicaStats};
+pub use types::{AgentId, ClientId, Epoch, Micros, Seq, View};
+pub use verify::{Rejection, Verifier};

@@ -1,0 +1,230 @@
+//! Checkpoints (stable at a quorum, then the log below them is collected and
+//! the water marks move) and retransmission for replicas that stopped progressing.
+
+use super::{vote_digest, Output, Replica, StableCheckpoint};
+use crate::crypto::Digest;
+use crate::ledger::Ledger;
+use crate::protocol::evidence::Evidence;
+use crate::protocol::message::{Message, SignedMessage};
+use crate::protocol::types::{AgentId, Micros, Seq};
+use std::sync::Arc;
+
+impl Replica {
+    pub(super) fn take_checkpoint(&mut self, seq: Seq, out: &mut Vec<Output>) {
+        let state_digest = self.ledger.state_digest();
+        self.snapshots.insert(seq, Arc::new(self.ledger.clone()));
+        let signed = self.sign(Message::Checkpoint { seq, state_digest });
+        let entry = self.checkpoints.entry(seq).or_default();
+        entry.own = Some(state_digest);
+        entry.votes.insert(self.me, signed.clone());
+        out.push(Output::Broadcast(signed));
+        self.try_stabilize(seq, out);
+    }
+
+    pub(super) fn on_checkpoint(
+        &mut self,
+        signed: Arc<SignedMessage>,
+        seq: Seq,
+        state_digest: Digest,
+        out: &mut Vec<Output>,
+    ) {
+        if seq <= self.stable.seq {
+            self.stats.dropped_stale += 1;
+            return;
+        }
+        if seq.0 % self.params.checkpoint_interval != 0 {
+            self.stats.dropped_malformed += 1;
+            return;
+        }
+        if seq.0 > self.stable.seq.0 + self.params.log_window {
+            self.stats.dropped_out_of_window += 1;
+            self.retransmit.saw_beyond_window = true;
+            return;
+        }
+        let entry = self.checkpoints.entry(seq).or_default();
+        if let Some(existing) = entry.votes.get(&signed.sender) {
+            if vote_digest(existing) == Some(state_digest) {
+                self.stats.dropped_duplicate += 1;
+            } else {
+                let evidence = Evidence::Equivocation { first: existing.clone(), second: signed };
+                self.report(evidence, out);
+            }
+            return;
+        }
+        entry.votes.insert(signed.sender, signed);
+        self.try_stabilize(seq, out);
+    }
+
+    /// A checkpoint becomes stable once this replica has executed up to it and
+    /// a quorum (itself included) signed the same digest.
+    fn try_stabilize(&mut self, seq: Seq, out: &mut Vec<Output>) {
+        let quorum = self.committee.quorum();
+        let Some(entry) = self.checkpoints.get(&seq) else {
+            return;
+        };
+        let Some(own) = entry.own else { return };
+        let proof: Vec<Arc<SignedMessage>> =
+            entry.votes.values().filter(|vote| vote_digest(vote) == Some(own)).cloned().collect();
+        if proof.len() < quorum {
+            let others = entry.votes.len() - proof.len();
+            if others >= quorum {
+                // A quorum signed another state: this replica's ledger diverged.
+                self.stats.checkpoint_disagreements += 1;
+            }
+            return;
+        }
+        if let Some(ledger) = self.snapshots.remove(&seq) {
+            self.stable_ledger = ledger;
+        }
+        self.make_stable(StableCheckpoint { seq, state_digest: own, proof }, out);
+    }
+
+    /// Moves the low water mark to `stable` and collects everything below it.
+    fn make_stable(&mut self, stable: StableCheckpoint, out: &mut Vec<Output>) {
+        let (seq, state_digest) = (stable.seq, stable.state_digest);
+        self.stable = stable;
+        let above = seq.next();
+        let kept = self.log.split_off(&above);
+        for slot in std::mem::replace(&mut self.log, kept).into_values() {
+            // Executed here or (after a state transfer) elsewhere: no longer queued.
+            for request in slot.batch.iter().flat_map(|batch| batch.requests.iter()) {
+                self.queued_ids.remove(&request.tx_id());
+            }
+        }
+        self.checkpoints = self.checkpoints.split_off(&above);
+        self.snapshots = self.snapshots.split_off(&above);
+        self.forget_old_outcomes(seq);
+        self.stats.checkpoints_stable += 1;
+        out.push(Output::CheckpointStable { seq, state_digest });
+    }
+
+    /// Installs a verified snapshot of a stable checkpoint this replica has not
+    /// reached. The caller's verifier checked the quorum proof and that the
+    /// ledger hashes to the proven digest.
+    pub(super) fn on_state_snapshot(
+        &mut self,
+        seq: Seq,
+        state_digest: Digest,
+        ledger: Arc<Ledger>,
+        proof: Vec<Arc<SignedMessage>>,
+        out: &mut Vec<Output>,
+    ) {
+        if seq <= self.last_executed {
+            self.stats.dropped_stale += 1;
+            return;
+        }
+        self.ledger = (*ledger).clone();
+        self.stable_ledger = ledger;
+        self.last_executed = seq;
+        self.next_seq = self.next_seq.max(seq.next());
+        self.stats.snapshots_installed += 1;
+        self.make_stable(StableCheckpoint { seq, state_digest, proof }, out);
+        self.execute_ready(out);
+    }
+
+    fn forget_old_outcomes(&mut self, stable: Seq) {
+        let retained = self.params.outcome_retention_checkpoints * self.params.checkpoint_interval;
+        let keep_from = stable.0.saturating_sub(retained);
+        while let Some((seq, _)) = self.outcomes_by_seq.front() {
+            if seq.0 > keep_from {
+                break;
+            }
+            if let Some((_, ids)) = self.outcomes_by_seq.pop_front() {
+                for id in ids {
+                    self.outcomes.remove(&id);
+                }
+            }
+        }
+    }
+
+    /// Every retransmit interval: a replica that has work pending but made no
+    /// progress since the last check broadcasts a STATUS; its peers answer with
+    /// what it lacks. Messages lost in the network are recovered this way.
+    pub(super) fn check_progress(&mut self, now: Micros, out: &mut Vec<Output>) {
+        let Some(next_check) = self.retransmit.next_check else {
+            self.retransmit.next_check = Some(now.plus(self.params.retransmit_interval_us));
+            return;
+        };
+        if now < next_check {
+            return;
+        }
+        self.retransmit.next_check = Some(now.plus(self.params.retransmit_interval_us));
+        let mark = (self.last_executed, self.stable.seq);
+        let progressed = mark != self.retransmit.progress_mark;
+        self.retransmit.progress_mark = mark;
+        let waiting = self.log.range(self.last_executed.next()..).next().is_some()
+            || !self.queue.is_empty()
+            || self.checkpoints.values().any(|entry| entry.own.is_some())
+            || self.retransmit.saw_beyond_window;
+        self.retransmit.saw_beyond_window = false;
+        if !progressed && waiting {
+            self.resend_unfinished(out);
+        }
+    }
+
+    /// A stuck replica pulls (STATUS: peers answer with what it lacks) and pushes
+    /// (its own pre-prepares and votes for the slots it has not executed, which
+    /// peers that do not know they are missing something would never ask for).
+    fn resend_unfinished(&mut self, out: &mut Vec<Output>) {
+        let status = Message::Status { view: self.view, low_water: self.stable.seq, last_executed: self.last_executed };
+        let signed = self.sign(status);
+        self.stats.status_sent += 1;
+        out.push(Output::Broadcast(signed));
+        let me = self.me;
+        for slot in self.log.range(self.last_executed.next()..).map(|(_, slot)| slot) {
+            let own_pre_prepare = slot.pre_prepare.iter().filter(|signed| signed.sender == me);
+            let own_votes = slot.prepares.get(&me).into_iter().chain(slot.commits.get(&me));
+            for signed in own_pre_prepare.chain(own_votes) {
+                out.push(Output::Broadcast(signed.clone()));
+            }
+        }
+        for entry in self.checkpoints.values() {
+            out.extend(entry.votes.get(&me).map(|signed| Output::Broadcast(signed.clone())));
+        }
+    }
+
+    /// Resends to a stuck peer the pre-prepares and own votes of the slots it has
+    /// not executed, and the checkpoint votes it lacks. At most once per peer per
+    /// retransmit interval, and never more than the log window holds.
+    pub(super) fn on_status(
+        &mut self,
+        now: Micros,
+        peer: AgentId,
+        peer_low_water: Seq,
+        peer_last_executed: Seq,
+        out: &mut Vec<Output>,
+    ) {
+        if let Some(answered) = self.retransmit.answered_at.get(&peer) {
+            if now < answered.plus(self.params.retransmit_interval_us) {
+                self.stats.status_rate_limited += 1;
+                return;
+            }
+        }
+        self.retransmit.answered_at.insert(peer, now);
+        self.stats.status_answered += 1;
+        let me = self.me;
+        let mut resend = Vec::new();
+        for slot in self.log.range(peer_last_executed.next()..).map(|(_, slot)| slot) {
+            resend.extend(slot.pre_prepare.iter().cloned());
+            resend.extend(slot.prepares.get(&me).cloned());
+            resend.extend(slot.commits.get(&me).cloned());
+        }
+        for entry in self.checkpoints.range(peer_low_water.next()..).map(|(_, entry)| entry) {
+            resend.extend(entry.votes.get(&me).cloned());
+        }
+        if self.stable.seq > peer_low_water {
+            resend.extend(self.stable.proof.iter().cloned());
+        }
+        if peer_last_executed < self.stable.seq && !self.stable.proof.is_empty() {
+            // The log the peer needs is collected: send the state instead.
+            self.stats.snapshots_sent += 1;
+            resend.push(self.sign(Message::StateSnapshot {
+                seq: self.stable.seq,
+                state_digest: self.stable.state_digest,
+                ledger: self.stable_ledger.clone(),
+                proof: self.stable.proof.clone(),
+            }));
+        }
+        out.extend(resend.into_iter().map(|signed| Output::SendTo(peer, signed)));
+    }
+}

@@ -1,0 +1,302 @@
+//! The replica's state and its single entry point, [`Replica::step`].
+
+mod checkpoint;
+mod normal;
+#[cfg(test)]
+mod tests;
+
+use super::committee::Committee;
+use super::evidence::Evidence;
+use super::message::{Batch, Message, Reply, Request, SignedMessage};
+use super::params::ProtocolParams;
+use super::types::{AgentId, ClientId, Micros, Seq, View};
+use crate::crypto::{Digest, Keypair};
+use crate::ledger::{Ledger, TxId, TxOutcome};
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+
+pub enum Input {
+    /// Client requests whose signatures the caller has verified.
+    Requests(Vec<Request>),
+    /// A consensus message whose signature (and, for a pre-prepare, batch) the caller has verified.
+    Message(Arc<SignedMessage>),
+    /// Time passed: fire whatever timers are due.
+    Tick,
+}
+
+/// What the caller must do after a step, in order.
+#[derive(Clone, Debug)]
+pub enum Output {
+    Broadcast(Arc<SignedMessage>),
+    SendTo(AgentId, Arc<SignedMessage>),
+    Reply(Arc<Reply>),
+    /// A batch was executed on the ledger.
+    Executed(Executed),
+    /// 2f+1 replicas signed the same state digest at `seq`; the log below it is gone.
+    CheckpointStable {
+        seq: Seq,
+        state_digest: Digest,
+    },
+    Evidence(Evidence),
+}
+
+#[derive(Clone, Debug)]
+pub struct Executed {
+    pub seq: Seq,
+    pub view: View,
+    pub digest: Digest,
+    pub batch: Arc<Batch>,
+    pub outcomes: Vec<TxOutcome>,
+}
+
+/// Counters of everything the replica did or refused. Nothing is dropped silently.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ReplicaStats {
+    pub requests_queued: u64,
+    pub requests_ignored_not_primary: u64,
+    pub requests_dropped_queue_full: u64,
+    pub requests_answered_again: u64,
+    pub batches_proposed: u64,
+    pub batches_executed: u64,
+    pub txs_committed: u64,
+    pub txs_rejected: u64,
+    pub checkpoints_stable: u64,
+    pub dropped_duplicate: u64,
+    pub dropped_stale: u64,
+    pub dropped_out_of_window: u64,
+    pub dropped_wrong_view: u64,
+    pub dropped_not_from_primary: u64,
+    pub dropped_malformed: u64,
+    pub status_sent: u64,
+    pub status_answered: u64,
+    pub status_rate_limited: u64,
+    pub evidence_found: u64,
+    pub checkpoint_disagreements: u64,
+    pub snapshots_sent: u64,
+    pub snapshots_installed: u64,
+}
+
+/// One sequence number's pre-prepare and votes in the current view.
+#[derive(Default)]
+struct Slot {
+    pre_prepare: Option<Arc<SignedMessage>>,
+    digest: Option<Digest>,
+    batch: Option<Arc<Batch>>,
+    prepares: BTreeMap<AgentId, Arc<SignedMessage>>,
+    commits: BTreeMap<AgentId, Arc<SignedMessage>>,
+    prepared: bool,
+    committed: bool,
+}
+
+struct Queued {
+    request: Request,
+    arrived: Micros,
+}
+
+#[derive(Default)]
+struct CheckpointVotes {
+    own: Option<Digest>,
+    votes: BTreeMap<AgentId, Arc<SignedMessage>>,
+}
+
+/// The last stable checkpoint and the 2f+1 signed messages that prove it.
+#[derive(Clone, Debug)]
+pub struct StableCheckpoint {
+    pub seq: Seq,
+    pub state_digest: Digest,
+    pub proof: Vec<Arc<SignedMessage>>,
+}
+
+#[derive(Default)]
+struct Retransmit {
+    next_check: Option<Micros>,
+    progress_mark: (Seq, Seq),
+    saw_beyond_window: bool,
+    answered_at: BTreeMap<AgentId, Micros>,
+}
+
+pub struct Replica {
+    me: AgentId,
+    keypair: Keypair,
+    committee: Committee,
+    params: ProtocolParams,
+    view: View,
+    ledger: Ledger,
+    log: BTreeMap<Seq, Slot>,
+    checkpoints: BTreeMap<Seq, CheckpointVotes>,
+    stable: StableCheckpoint,
+    /// The ledger at the stable checkpoint, sent to peers that fell behind it.
+    stable_ledger: Arc<Ledger>,
+    /// Own ledgers at checkpoints not yet stable.
+    snapshots: BTreeMap<Seq, Arc<Ledger>>,
+    last_executed: Seq,
+    /// The primary's next sequence number to assign.
+    next_seq: Seq,
+    queue: VecDeque<Queued>,
+    /// Requests queued or proposed but not executed, so a resent request is not ordered twice.
+    queued_ids: HashSet<TxId>,
+    /// Recent outcomes, to answer a client that did not get f+1 replies.
+    outcomes: HashMap<TxId, (ClientId, TxOutcome)>,
+    outcomes_by_seq: VecDeque<(Seq, Vec<TxId>)>,
+    retransmit: Retransmit,
+    stats: ReplicaStats,
+}
+
+impl Replica {
+    pub fn new(
+        me: AgentId,
+        keypair: Keypair,
+        committee: Committee,
+        params: ProtocolParams,
+        genesis: Ledger,
+    ) -> Replica {
+        let genesis_digest = genesis.state_digest();
+        Replica {
+            me,
+            keypair,
+            committee,
+            params,
+            view: View(0),
+            ledger: genesis.clone(),
+            log: BTreeMap::new(),
+            checkpoints: BTreeMap::new(),
+            stable: StableCheckpoint { seq: Seq(0), state_digest: genesis_digest, proof: Vec::new() },
+            stable_ledger: Arc::new(genesis),
+            snapshots: BTreeMap::new(),
+            last_executed: Seq(0),
+            next_seq: Seq(1),
+            queue: VecDeque::new(),
+            queued_ids: HashSet::new(),
+            outcomes: HashMap::new(),
+            outcomes_by_seq: VecDeque::new(),
+            retransmit: Retransmit::default(),
+            stats: ReplicaStats::default(),
+        }
+    }
+
+    pub fn step(&mut self, now: Micros, input: Input) -> Vec<Output> {
+        let mut out = Vec::new();
+        match input {
+            Input::Requests(requests) => self.on_requests(now, requests, &mut out),
+            Input::Message(message) => self.on_message(now, message, &mut out),
+            Input::Tick => {}
+        }
+        self.propose_batches(now, &mut out);
+        self.check_progress(now, &mut out);
+        out
+    }
+
+    /// When the caller should tick next if nothing arrives before.
+    pub fn next_deadline(&self) -> Option<Micros> {
+        let batch_deadline = self
+            .queue
+            .front()
+            .filter(|_| self.is_primary() && self.may_propose())
+            .map(|front| front.arrived.plus(self.params.batch_delay_us));
+        match (batch_deadline, self.retransmit.next_check) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn on_message(&mut self, now: Micros, signed: Arc<SignedMessage>, out: &mut Vec<Output>) {
+        if signed.sender == self.me {
+            self.stats.dropped_duplicate += 1;
+            return;
+        }
+        match signed.message {
+            Message::PrePrepare { view, seq, digest, ref batch } => {
+                let batch = batch.clone();
+                self.on_pre_prepare(signed.clone(), view, seq, digest, batch, out)
+            }
+            Message::Prepare { view, seq, digest } => {
+                self.on_vote(Vote::Prepare, signed.clone(), view, seq, digest, out)
+            }
+            Message::Commit { view, seq, digest } => self.on_vote(Vote::Commit, signed.clone(), view, seq, digest, out),
+            Message::Checkpoint { seq, state_digest } => self.on_checkpoint(signed.clone(), seq, state_digest, out),
+            Message::Status { last_executed, low_water, .. } => {
+                self.on_status(now, signed.sender, low_water, last_executed, out)
+            }
+            Message::StateSnapshot { seq, state_digest, ref ledger, ref proof } => {
+                let (ledger, proof) = (ledger.clone(), proof.clone());
+                self.on_state_snapshot(seq, state_digest, ledger, proof, out)
+            }
+        }
+    }
+
+    fn sign(&self, message: Message) -> Arc<SignedMessage> {
+        Arc::new(SignedMessage::sign(message, self.committee.epoch(), self.me, &self.keypair))
+    }
+
+    fn report(&mut self, evidence: Evidence, out: &mut Vec<Output>) {
+        self.stats.evidence_found += 1;
+        out.push(Output::Evidence(evidence));
+    }
+
+    pub fn id(&self) -> AgentId {
+        self.me
+    }
+
+    pub fn view(&self) -> View {
+        self.view
+    }
+
+    pub fn primary(&self) -> AgentId {
+        self.committee.primary(self.view)
+    }
+
+    pub fn is_primary(&self) -> bool {
+        self.primary() == self.me
+    }
+
+    pub fn committee(&self) -> &Committee {
+        &self.committee
+    }
+
+    pub fn params(&self) -> &ProtocolParams {
+        &self.params
+    }
+
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+
+    pub fn last_executed(&self) -> Seq {
+        self.last_executed
+    }
+
+    pub fn stable_checkpoint(&self) -> &StableCheckpoint {
+        &self.stable
+    }
+
+    pub fn stats(&self) -> &ReplicaStats {
+        &self.stats
+    }
+
+    pub fn queued_requests(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Sequence numbers with log state (bounded by the log window).
+    pub fn log_len(&self) -> usize {
+        self.log.len()
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Vote {
+    Prepare,
+    Commit,
+}
+
+/// The digest a prepare, commit or pre-prepare votes for.
+fn vote_digest(signed: &SignedMessage) -> Option<Digest> {
+    match signed.message {
+        Message::PrePrepare { digest, .. } | Message::Prepare { digest, .. } | Message::Commit { digest, .. } => {
+            Some(digest)
+        }
+        Message::Checkpoint { state_digest, .. } => Some(state_digest),
+        Message::Status { .. } | Message::StateSnapshot { .. } => None,
+    }
+}

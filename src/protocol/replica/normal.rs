@@ -1,0 +1,267 @@
+//! The normal case: requests, batching, PRE-PREPARE → PREPARE → COMMIT, execution.
+
+use super::{vote_digest, Executed, Output, Queued, Replica, Vote};
+use crate::crypto::Digest;
+use crate::ledger::{RejectReason, TxId, TxOutcome};
+use crate::protocol::evidence::Evidence;
+use crate::protocol::message::{Batch, Message, Reply, Request, SignedMessage};
+use crate::protocol::types::{AgentId, ClientId, Micros, Seq, View};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+impl Replica {
+    pub(super) fn on_requests(&mut self, now: Micros, requests: Vec<Request>, out: &mut Vec<Output>) {
+        let mut answered_again: BTreeMap<ClientId, Vec<(TxId, TxOutcome)>> = BTreeMap::new();
+        for request in requests {
+            let id = request.tx_id();
+            if let Some(&(client, outcome)) = self.outcomes.get(&id) {
+                if client == request.client {
+                    answered_again.entry(client).or_default().push((id, outcome));
+                }
+                continue;
+            }
+            if !self.is_primary() {
+                self.stats.requests_ignored_not_primary += 1;
+            } else if self.queued_ids.contains(&id) {
+                self.stats.dropped_duplicate += 1;
+            } else if self.queue.len() >= self.params.max_pending_requests {
+                self.stats.requests_dropped_queue_full += 1;
+            } else {
+                self.queued_ids.insert(id);
+                self.queue.push_back(Queued { request, arrived: now });
+                self.stats.requests_queued += 1;
+            }
+        }
+        for (client, outcomes) in answered_again {
+            self.stats.requests_answered_again += outcomes.len() as u64;
+            let reply = self.sign_reply(self.last_executed, client, outcomes);
+            out.push(Output::Reply(reply));
+        }
+    }
+
+    /// Whether the primary may assign another sequence number now.
+    pub(super) fn may_propose(&self) -> bool {
+        let in_flight = self.next_seq.0.saturating_sub(self.last_executed.0 + 1);
+        in_flight < self.params.max_in_flight_batches && self.next_seq.0 <= self.stable.seq.0 + self.params.log_window
+    }
+
+    /// Cuts batches: when one is full, when its oldest request has waited
+    /// `batch_delay`, or at once when nothing is in flight (so a light load
+    /// is not delayed and a heavy one fills batches while others commit).
+    pub(super) fn propose_batches(&mut self, now: Micros, out: &mut Vec<Output>) {
+        if !self.is_primary() {
+            return;
+        }
+        while let Some(front) = self.queue.front() {
+            if !self.may_propose() {
+                break;
+            }
+            let idle = self.next_seq.0 == self.last_executed.0 + 1;
+            let full = self.queue.len() >= self.params.max_batch_size;
+            let waited = now.saturating_sub(front.arrived) >= self.params.batch_delay_us;
+            if !(full || waited || idle) {
+                break;
+            }
+            let take = self.queue.len().min(self.params.max_batch_size);
+            let requests = self.queue.drain(..take).map(|queued| queued.request).collect();
+            let batch = Arc::new(Batch { requests });
+            let digest = batch.digest();
+            let seq = self.next_seq;
+            self.next_seq = seq.next();
+            let pre_prepare = self.sign(Message::PrePrepare { view: self.view, seq, digest, batch: batch.clone() });
+            let slot = self.log.entry(seq).or_default();
+            slot.pre_prepare = Some(pre_prepare.clone());
+            slot.digest = Some(digest);
+            slot.batch = Some(batch);
+            self.stats.batches_proposed += 1;
+            out.push(Output::Broadcast(pre_prepare));
+            self.advance(seq, out);
+        }
+    }
+
+    /// Admits a message for (view, seq) only inside the current view and the water marks.
+    fn admit(&mut self, view: View, seq: Seq) -> bool {
+        if view != self.view {
+            self.stats.dropped_wrong_view += 1;
+            false
+        } else if seq <= self.last_executed || seq <= self.stable.seq {
+            self.stats.dropped_stale += 1;
+            false
+        } else if seq.0 > self.stable.seq.0 + self.params.log_window {
+            self.stats.dropped_out_of_window += 1;
+            self.retransmit.saw_beyond_window = true;
+            false
+        } else {
+            true
+        }
+    }
+
+    pub(super) fn on_pre_prepare(
+        &mut self,
+        signed: Arc<SignedMessage>,
+        view: View,
+        seq: Seq,
+        digest: Digest,
+        batch: Arc<Batch>,
+        out: &mut Vec<Output>,
+    ) {
+        if signed.sender != self.committee.primary(view) {
+            self.stats.dropped_not_from_primary += 1;
+            return;
+        }
+        if !self.admit(view, seq) {
+            return;
+        }
+        let slot = self.log.entry(seq).or_default();
+        if let Some(existing) = &slot.pre_prepare {
+            if slot.digest == Some(digest) {
+                self.stats.dropped_duplicate += 1;
+            } else {
+                let evidence = Evidence::Equivocation { first: existing.clone(), second: signed };
+                self.report(evidence, out);
+            }
+            return;
+        }
+        slot.pre_prepare = Some(signed);
+        slot.digest = Some(digest);
+        slot.batch = Some(batch);
+        let prepare = self.sign(Message::Prepare { view, seq, digest });
+        if let Some(slot) = self.log.get_mut(&seq) {
+            slot.prepares.insert(self.me, prepare.clone());
+        }
+        out.push(Output::Broadcast(prepare));
+        self.advance(seq, out);
+    }
+
+    pub(super) fn on_vote(
+        &mut self,
+        vote: Vote,
+        signed: Arc<SignedMessage>,
+        view: View,
+        seq: Seq,
+        digest: Digest,
+        out: &mut Vec<Output>,
+    ) {
+        // The primary's vote is its pre-prepare; a prepare from it counts for nothing.
+        if vote == Vote::Prepare && signed.sender == self.committee.primary(view) {
+            self.stats.dropped_malformed += 1;
+            return;
+        }
+        if !self.admit(view, seq) {
+            return;
+        }
+        let slot = self.log.entry(seq).or_default();
+        let votes = match vote {
+            Vote::Prepare => &mut slot.prepares,
+            Vote::Commit => &mut slot.commits,
+        };
+        if let Some(existing) = votes.get(&signed.sender) {
+            if vote_digest(existing) == Some(digest) {
+                self.stats.dropped_duplicate += 1;
+            } else {
+                let evidence = Evidence::Equivocation { first: existing.clone(), second: signed };
+                self.report(evidence, out);
+            }
+            return;
+        }
+        votes.insert(signed.sender, signed);
+        self.advance(seq, out);
+    }
+
+    /// Moves a slot on: prepared with the pre-prepare and quorum-1 matching
+    /// prepares from backups; committed with a quorum of matching commits.
+    pub(super) fn advance(&mut self, seq: Seq, out: &mut Vec<Output>) {
+        let quorum = self.committee.quorum();
+        let primary = self.committee.primary(self.view);
+        let view = self.view;
+        let Some(slot) = self.log.get(&seq) else {
+            return;
+        };
+        let Some(digest) = slot.digest else { return };
+        if !slot.prepared {
+            let prepares = count_matching(&slot.prepares, digest, Some(primary));
+            if prepares + 1 < quorum {
+                return;
+            }
+            let commit = self.sign(Message::Commit { view, seq, digest });
+            let Some(slot) = self.log.get_mut(&seq) else {
+                return;
+            };
+            slot.prepared = true;
+            slot.commits.insert(self.me, commit.clone());
+            out.push(Output::Broadcast(commit));
+        }
+        let Some(slot) = self.log.get_mut(&seq) else {
+            return;
+        };
+        if !slot.committed && count_matching(&slot.commits, digest, None) >= quorum {
+            slot.committed = true;
+            self.execute_ready(out);
+        }
+    }
+
+    /// Executes committed batches strictly in sequence order.
+    pub(super) fn execute_ready(&mut self, out: &mut Vec<Output>) {
+        loop {
+            let seq = self.last_executed.next();
+            let Some(slot) = self.log.get(&seq) else {
+                return;
+            };
+            let (Some(batch), Some(digest), true) = (slot.batch.clone(), slot.digest, slot.committed) else {
+                return;
+            };
+            let outcomes: Vec<TxOutcome> =
+                batch.requests.iter().map(|request| self.ledger.execute(&request.tx.transfer)).collect();
+            self.last_executed = seq;
+            self.record_outcomes(seq, &batch, &outcomes, out);
+            self.stats.batches_executed += 1;
+            out.push(Output::Executed(Executed { seq, view: self.view, digest, batch, outcomes }));
+            if seq.0 % self.params.checkpoint_interval == 0 {
+                self.take_checkpoint(seq, out);
+            }
+        }
+    }
+
+    /// Remembers outcomes for resent requests and signs one reply per client.
+    fn record_outcomes(&mut self, seq: Seq, batch: &Batch, outcomes: &[TxOutcome], out: &mut Vec<Output>) {
+        let mut per_client: BTreeMap<ClientId, Vec<(TxId, TxOutcome)>> = BTreeMap::new();
+        let mut ids = Vec::with_capacity(batch.requests.len());
+        for (request, outcome) in batch.requests.iter().zip(outcomes) {
+            let id = request.tx_id();
+            match outcome {
+                TxOutcome::Committed => self.stats.txs_committed += 1,
+                TxOutcome::Rejected(_) => self.stats.txs_rejected += 1,
+            }
+            self.queued_ids.remove(&id);
+            // A transfer ordered a second time fails its nonce check; its client
+            // is told what the first execution did, not the replay's rejection.
+            let answer = match (outcome, self.outcomes.get(&id)) {
+                (TxOutcome::Rejected(RejectReason::WrongNonce { .. }), Some(&(client, first)))
+                    if client == request.client =>
+                {
+                    first
+                }
+                _ => {
+                    self.outcomes.insert(id, (request.client, *outcome));
+                    *outcome
+                }
+            };
+            ids.push(id);
+            per_client.entry(request.client).or_default().push((id, answer));
+        }
+        self.outcomes_by_seq.push_back((seq, ids));
+        for (client, outcomes) in per_client {
+            let reply = self.sign_reply(seq, client, outcomes);
+            out.push(Output::Reply(reply));
+        }
+    }
+
+    fn sign_reply(&self, seq: Seq, client: ClientId, outcomes: Vec<(TxId, TxOutcome)>) -> Arc<Reply> {
+        let epoch = self.committee.epoch();
+        Arc::new(Reply::sign(epoch, self.me, self.view, seq, client, outcomes, &self.keypair))
+    }
+}
+
+fn count_matching(votes: &BTreeMap<AgentId, Arc<SignedMessage>>, digest: Digest, excluding: Option<AgentId>) -> usize {
+    votes.iter().filter(|(sender, vote)| Some(**sender) != excluding && vote_digest(vote) == Some(digest)).count()
+}

@@ -1,0 +1,313 @@
+//! The deterministic simulation: the real replica, verifier, ledger and client
+//! on a seeded simulated network that drops, duplicates, delays and reorders
+//! messages, with Byzantine agents. Every invariant is checked after every event.
+//!
+//! One seed is one reproducible run: a failing seed prints the command that
+//! replays it.
+
+mod byzantine;
+mod invariants;
+mod network;
+
+pub use invariants::Violation;
+
+use crate::crypto::Keypair;
+use crate::ledger::Ledger;
+use crate::protocol::{
+    AgentId, ClientCore, ClientId, ClientInput, ClientOutput, Committee, Epoch, Input, Member, Micros, Output,
+    ProtocolParams, Replica, Verifier,
+};
+use crate::rng::SeededRng;
+use crate::workload::{Workload, WorkloadSpec};
+use byzantine::Equivocator;
+use invariants::Invariants;
+use network::{Network, NetworkFaults, Node, Payload};
+
+/// What goes wrong in a run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scenario {
+    /// Honest validators on a network that loses, duplicates and reorders
+    /// messages until it heals; every transfer must then commit.
+    LossyNetwork,
+    /// The primary signs different batches for different backups and votes
+    /// for both. Safety must hold; liveness needs a view change (not checked).
+    EquivocatingPrimary,
+}
+
+impl Scenario {
+    pub fn name(self) -> &'static str {
+        match self {
+            Scenario::LossyNetwork => "lossy-network",
+            Scenario::EquivocatingPrimary => "equivocating-primary",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Scenario> {
+        [Scenario::LossyNetwork, Scenario::EquivocatingPrimary].into_iter().find(|s| s.name() == name)
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct SimConfig {
+    pub seed: u64,
+    pub scenario: Scenario,
+    pub validators: usize,
+    pub transactions: usize,
+    pub accounts: usize,
+    pub params: ProtocolParams,
+    pub faults: NetworkFaults,
+    pub client_window: usize,
+    pub client_retry_us: u64,
+    /// Simulated time after which the run stops; liveness is judged then.
+    pub time_limit_us: u64,
+    /// A wrong quorum, to prove the invariants catch it (planted bug).
+    pub planted_quorum: Option<usize>,
+}
+
+impl SimConfig {
+    /// Draws the committee size, batching, checkpointing and network faults from the seed.
+    pub fn from_seed(seed: u64, scenario: Scenario) -> SimConfig {
+        let mut rng = SeededRng::new(seed ^ 0x5EED_0F_B75);
+        let validators = [4, 4, 5, 7][rng.below(4) as usize];
+        let checkpoint_interval = rng.between(2, 6);
+        let params = ProtocolParams {
+            checkpoint_interval,
+            log_window: checkpoint_interval * rng.between(2, 3),
+            max_batch_size: rng.between(1, 8) as usize,
+            batch_delay_us: rng.between(0, 2_000),
+            max_in_flight_batches: rng.between(1, 4),
+            retransmit_interval_us: 20_000,
+            max_pending_requests: 1_000,
+            outcome_retention_checkpoints: 4,
+        };
+        let lossy = scenario == Scenario::LossyNetwork;
+        let faults = NetworkFaults {
+            drop_probability: if lossy { rng.below(25) as f64 / 100.0 } else { 0.0 },
+            duplicate_probability: rng.below(10) as f64 / 100.0,
+            min_delay_us: 50,
+            max_delay_us: rng.between(200, 5_000),
+            faulty_until_us: rng.between(0, 400_000),
+        };
+        SimConfig {
+            seed,
+            scenario,
+            validators,
+            transactions: rng.between(10, 40) as usize,
+            accounts: rng.between(3, 12) as usize,
+            params,
+            faults,
+            client_window: rng.between(1, 16) as usize,
+            client_retry_us: 60_000,
+            // Without view changes an equivocating primary stalls the run; safety is
+            // decided within the first seconds, so the run need not wait longer.
+            time_limit_us: if lossy { 20_000_000 } else { 2_000_000 },
+            planted_quorum: None,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct SimReport {
+    pub seed: u64,
+    pub scenario: Scenario,
+    pub validators: usize,
+    pub violations: Vec<Violation>,
+    pub transactions: usize,
+    pub completed: usize,
+    pub events: u64,
+    pub sim_time_us: u64,
+    pub evidence: usize,
+    pub highest_executed: u64,
+    /// Each validator at the end: where it stands, for reading a failing seed.
+    pub replicas: Vec<ReplicaSummary>,
+}
+
+#[derive(Clone, Debug)]
+pub struct ReplicaSummary {
+    pub id: AgentId,
+    pub last_executed: u64,
+    pub stable_checkpoint: u64,
+    pub queued_requests: usize,
+    pub log_len: usize,
+    pub stats: crate::protocol::ReplicaStats,
+}
+
+impl SimReport {
+    pub fn passed(&self) -> bool {
+        self.violations.is_empty()
+    }
+
+    /// The one line that replays this run.
+    pub fn replay_command(&self) -> String {
+        format!(
+            "BFTSWARM_SIM_SEED={} BFTSWARM_SIM_SCENARIO={} cargo test --test simulation replay_one_seed -- --nocapture",
+            self.seed,
+            self.scenario.name()
+        )
+    }
+}
+
+/// A validator in the simulation: an honest replica, or one whose outputs an adversary rewrites.
+struct SimValidator {
+    replica: Replica,
+    verifier: Verifier,
+    adversary: Option<Equivocator>,
+}
+
+pub fn run(config: &SimConfig) -> SimReport {
+    let mut rng = SeededRng::new(config.seed);
+    let workload = Workload::generate(&WorkloadSpec {
+        seed: rng.next_u64(),
+        accounts: config.accounts,
+        transactions: config.transactions,
+        initial_balance: 10_000,
+        max_amount: 100,
+        overdraft_ratio: 0.1,
+    });
+    let genesis = Ledger::with_genesis(&workload.genesis).unwrap_or_default();
+    let keys: Vec<Keypair> = (0..config.validators).map(|_| Keypair::from_seed(rng.bytes())).collect();
+    let members = keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| Member { id: AgentId(i as u32), name: format!("sim-{i}"), public_key: k.public_key() })
+        .collect();
+    let mut committee = match Committee::new(Epoch(0), members, None) {
+        Ok(committee) => committee,
+        Err(error) => panic!("simulation config builds an invalid committee: {error}"),
+    };
+    if let Some(quorum) = config.planted_quorum {
+        committee = committee.with_planted_quorum(quorum);
+    }
+    let byzantine = match config.scenario {
+        Scenario::LossyNetwork => None,
+        Scenario::EquivocatingPrimary => Some(committee.primary(crate::protocol::View(0))),
+    };
+    let mut validators: Vec<SimValidator> = keys
+        .iter()
+        .enumerate()
+        .map(|(i, key)| {
+            let id = AgentId(i as u32);
+            SimValidator {
+                replica: Replica::new(id, key.clone(), committee.clone(), config.params.clone(), genesis.clone()),
+                verifier: Verifier::new(&committee, config.params.max_batch_size),
+                adversary: (byzantine == Some(id)).then(|| Equivocator::new(id, key.clone(), rng.fork(i as u64))),
+            }
+        })
+        .collect();
+    let client_id = ClientId(0);
+    let mut client = ClientCore::new(
+        client_id,
+        committee.clone(),
+        workload.transfers.clone(),
+        config.client_window,
+        config.client_retry_us,
+    );
+    let mut invariants = Invariants::new(&workload, &genesis, byzantine);
+    let mut network = Network::new(config.faults.clone(), rng.fork(0xAE7), config.validators);
+
+    network.schedule_tick(Node::Client, Micros(0));
+    for i in 0..config.validators {
+        network.schedule_tick(Node::Validator(i), Micros(0));
+    }
+    let mut events = 0u64;
+    let mut done_at: Option<Micros> = None;
+    while let Some((now, node, payload)) = network.next_event() {
+        if now.0 > config.time_limit_us || done_at.is_some_and(|t| now.0 > t.0 + 200_000) {
+            break;
+        }
+        events += 1;
+        match node {
+            Node::Client => {
+                let input = match payload {
+                    Payload::Reply(reply) => ClientInput::Reply(reply),
+                    _ => ClientInput::Tick,
+                };
+                for output in client.step(now, input) {
+                    match output {
+                        ClientOutput::Send { to, requests } => {
+                            network.send(now, Node::Validator(to.0 as usize), Payload::Requests(requests))
+                        }
+                        ClientOutput::Broadcast(requests) => {
+                            for i in 0..config.validators {
+                                network.send(now, Node::Validator(i), Payload::Requests(requests.clone()));
+                            }
+                        }
+                        ClientOutput::Completed(completion) => invariants.on_completion(&completion),
+                    }
+                }
+                if let Some(deadline) = client.next_deadline() {
+                    network.schedule_tick(Node::Client, deadline);
+                }
+                if client.is_done() && done_at.is_none() {
+                    done_at = Some(now);
+                }
+            }
+            Node::Validator(index) => {
+                let validator = &mut validators[index];
+                let input = match payload {
+                    Payload::Tick => Some(Input::Tick),
+                    Payload::Requests(requests) => {
+                        let (valid, _invalid) = validator.verifier.verify_requests(requests);
+                        Some(Input::Requests(valid))
+                    }
+                    Payload::Consensus(message) => {
+                        validator.verifier.verify_message(&message).ok().map(|()| Input::Message(message))
+                    }
+                    Payload::Reply(_) => None,
+                };
+                let Some(input) = input else { continue };
+                let mut outputs = validator.replica.step(now, input);
+                if let Some(adversary) = &mut validator.adversary {
+                    outputs = adversary.rewrite(outputs, validator.replica.committee());
+                }
+                let me = AgentId(index as u32);
+                for output in outputs {
+                    invariants.on_output(me, &output, &validator.replica);
+                    match output {
+                        Output::Broadcast(message) => {
+                            for peer in (0..config.validators).filter(|&peer| peer != index) {
+                                network.send(now, Node::Validator(peer), Payload::Consensus(message.clone()));
+                            }
+                        }
+                        Output::SendTo(peer, message) => {
+                            network.send(now, Node::Validator(peer.0 as usize), Payload::Consensus(message))
+                        }
+                        Output::Reply(reply) => network.send(now, Node::Client, Payload::Reply(reply)),
+                        Output::Executed(_) | Output::CheckpointStable { .. } | Output::Evidence(_) => {}
+                    }
+                }
+                if let Some(deadline) = validator.replica.next_deadline() {
+                    network.schedule_tick(Node::Validator(index), deadline);
+                }
+            }
+        }
+    }
+    let mut violations = invariants.into_violations();
+    if config.scenario == Scenario::LossyNetwork && !client.is_done() {
+        violations
+            .push(Violation::Liveness { completed: client.stats().completed as usize, expected: config.transactions });
+    }
+    SimReport {
+        seed: config.seed,
+        scenario: config.scenario,
+        validators: config.validators,
+        violations,
+        transactions: config.transactions,
+        completed: client.stats().completed as usize,
+        events,
+        sim_time_us: network.now().0,
+        evidence: validators.iter().map(|v| v.replica.stats().evidence_found as usize).sum(),
+        highest_executed: validators.iter().map(|v| v.replica.last_executed().0).max().unwrap_or(0),
+        replicas: validators
+            .iter()
+            .map(|v| ReplicaSummary {
+                id: v.replica.id(),
+                last_executed: v.replica.last_executed().0,
+                stable_checkpoint: v.replica.stable_checkpoint().seq.0,
+                queued_requests: v.replica.queued_requests(),
+                log_len: v.replica.log_len(),
+                stats: v.replica.stats().clone(),
+            })
+            .collect(),
+    }
+}

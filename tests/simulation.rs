@@ -1,0 +1,101 @@
+//! The deterministic simulation over many seeds. A failure prints each failing
+//! seed with the one-line command that replays it.
+
+use bftswarm::sim::{self, Scenario, SimConfig, SimReport, Violation};
+
+/// Seeds per scenario; CI runs the default, a soak run raises it.
+fn seed_count(default: u64) -> u64 {
+    std::env::var("BFTSWARM_SIM_SEEDS").ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// Runs the seeds on every core, in a fixed assignment so results do not depend on timing.
+fn run_seeds(seeds: std::ops::Range<u64>, config: impl Fn(u64) -> SimConfig + Sync) -> Vec<SimReport> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
+    let config = &config;
+    let seeds = &seeds;
+    let mut reports: Vec<SimReport> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|worker| {
+                scope.spawn(move || {
+                    seeds
+                        .clone()
+                        .filter(|seed| seed % threads == worker)
+                        .map(|seed| sim::run(&config(seed)))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        workers.into_iter().flat_map(|w| w.join().expect("a simulation thread panicked")).collect()
+    });
+    reports.sort_by_key(|r| r.seed);
+    reports
+}
+
+fn assert_all_pass(reports: &[SimReport]) {
+    let failures: Vec<String> = reports
+        .iter()
+        .filter(|r| !r.passed())
+        .map(|r| {
+            format!("seed {} (n = {}): {:?}\n  replay: {}", r.seed, r.validators, r.violations, r.replay_command())
+        })
+        .collect();
+    assert!(failures.is_empty(), "{} of {} seeds failed:\n{}", failures.len(), reports.len(), failures.join("\n"));
+}
+
+#[test]
+fn n4_to_n7_lossy_network_keeps_safety_and_commits_everything_after_healing() {
+    let reports = run_seeds(0..seed_count(1000), |seed| SimConfig::from_seed(seed, Scenario::LossyNetwork));
+    assert_all_pass(&reports);
+    let completed: usize = reports.iter().map(|r| r.completed).sum();
+    let expected: usize = reports.iter().map(|r| r.transactions).sum();
+    assert_eq!(completed, expected);
+    // The runs did reach checkpoints and garbage collection, not just the first batches.
+    assert!(reports.iter().filter(|r| r.highest_executed > 6).count() > reports.len() / 2);
+}
+
+#[test]
+fn equivocating_primary_never_splits_honest_replicas() {
+    let reports = run_seeds(0..seed_count(1000) / 2, |seed| SimConfig::from_seed(seed, Scenario::EquivocatingPrimary));
+    assert_all_pass(&reports);
+    // The equivocation was seen and proven by honest replicas in most runs.
+    assert!(reports.iter().filter(|r| r.evidence > 0).count() > reports.len() / 2);
+}
+
+/// The harness can fail: a quorum of 2f instead of 2f+1 lets an equivocating
+/// primary make two honest groups commit different batches.
+#[test]
+fn planted_bug_quorum_of_2f_is_caught_as_an_agreement_violation() {
+    let reports = run_seeds(0..40, |seed| {
+        let mut config = SimConfig::from_seed(seed, Scenario::EquivocatingPrimary);
+        let f = (config.validators - 1) / 3;
+        config.planted_quorum = Some(2 * f);
+        config
+    });
+    let caught =
+        reports.iter().filter(|r| r.violations.iter().any(|v| matches!(v, Violation::Agreement { .. }))).count();
+    assert!(caught >= 20, "only {caught} of 40 seeds caught the planted quorum bug");
+}
+
+#[test]
+fn same_seed_replays_the_same_run() {
+    for scenario in [Scenario::LossyNetwork, Scenario::EquivocatingPrimary] {
+        let config = SimConfig::from_seed(17, scenario);
+        let (a, b) = (sim::run(&config), sim::run(&config));
+        assert_eq!((a.events, a.sim_time_us, a.completed), (b.events, b.sim_time_us, b.completed));
+        assert_eq!(a.violations, b.violations);
+    }
+}
+
+/// `BFTSWARM_SIM_SEED=N BFTSWARM_SIM_SCENARIO=name cargo test --test simulation replay_one_seed -- --nocapture`
+#[test]
+fn replay_one_seed() {
+    let seed = std::env::var("BFTSWARM_SIM_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or(0);
+    let scenario = std::env::var("BFTSWARM_SIM_SCENARIO")
+        .ok()
+        .map(|name| Scenario::parse(&name).unwrap_or_else(|| panic!("unknown scenario {name}")))
+        .unwrap_or(Scenario::LossyNetwork);
+    let config = SimConfig::from_seed(seed, scenario);
+    let report = sim::run(&config);
+    println!("{config:#?}\n{report:#?}");
+    assert!(report.passed(), "{:?}", report.violations);
+}
