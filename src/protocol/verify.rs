@@ -152,3 +152,118 @@ impl Verifier {
         key
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::Keypair;
+    use crate::ledger::{Ledger, Transfer, TxId};
+    use crate::protocol::{Batch, ClientId, Member, View};
+
+    fn committee(keys: &[Keypair]) -> Committee {
+        let members = keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| Member { id: AgentId(i as u32), name: format!("a{i}"), public_key: k.public_key() })
+            .collect();
+        Committee::new(Epoch(0), members, None).unwrap()
+    }
+
+    fn request(owner: &Keypair, nonce: u64) -> Request {
+        let from = AccountId(owner.public_key());
+        let transfer = Transfer { id: TxId([nonce as u8; 16]), from, to: from, amount: 1, nonce, memo: None };
+        Request { client: ClientId(0), tx: transfer.sign(owner) }
+    }
+
+    fn pre_prepare(keys: &[Keypair], requests: Vec<Request>) -> SignedMessage {
+        let batch = Arc::new(Batch { requests });
+        let digest = batch.digest();
+        SignedMessage::sign(
+            Message::PrePrepare { view: View(0), seq: Seq(1), digest, batch },
+            Epoch(0),
+            AgentId(0),
+            &keys[0],
+        )
+    }
+
+    #[test]
+    fn every_kind_of_bad_message_is_rejected_with_its_reason() {
+        let keys: Vec<Keypair> = (1..=4u8).map(|i| Keypair::from_seed([i; 32])).collect();
+        let owner = Keypair::from_seed([50; 32]);
+        let mut verifier = Verifier::new(&committee(&keys), 8);
+        let good = pre_prepare(&keys, vec![request(&owner, 0), request(&owner, 1)]);
+        assert_eq!(verifier.verify_message(&good), Ok(()));
+
+        let mut bad_signature = good.clone();
+        bad_signature.signature.0[0] ^= 1;
+        let mut wrong_epoch = good.clone();
+        wrong_epoch.epoch = Epoch(1);
+        let mut unknown = good.clone();
+        unknown.sender = AgentId(9);
+        let mut swapped_batch = good.clone();
+        if let Message::PrePrepare { batch, .. } = &mut swapped_batch.message {
+            *batch = Arc::new(Batch { requests: vec![request(&owner, 5)] });
+        }
+        let mut forged = request(&owner, 2);
+        forged.tx.transfer.amount = 1_000;
+        let forged_client = pre_prepare(&keys, vec![request(&owner, 0), forged]);
+        let too_large = pre_prepare(&keys, (0..9).map(|n| request(&owner, n)).collect());
+        let cases = [
+            (bad_signature, Rejection::BadSignature(AgentId(0))),
+            (wrong_epoch, Rejection::WrongEpoch { expected: Epoch(0), received: Epoch(1) }),
+            (unknown, Rejection::UnknownSender(AgentId(9))),
+            (swapped_batch, Rejection::BatchDigestMismatch(AgentId(0))),
+            (forged_client, Rejection::InvalidClientSignature { sender: AgentId(0), index: 1 }),
+            (too_large, Rejection::BatchTooLarge { sender: AgentId(0), size: 9, max: 8 }),
+        ];
+        for (message, expected) in cases {
+            assert_eq!(verifier.verify_message(&message), Err(expected));
+        }
+    }
+
+    #[test]
+    fn client_requests_are_split_into_valid_and_forged() {
+        let keys: Vec<Keypair> = (1..=4u8).map(|i| Keypair::from_seed([i; 32])).collect();
+        let owner = Keypair::from_seed([50; 32]);
+        let mut verifier = Verifier::new(&committee(&keys), 8);
+        let mut forged = request(&owner, 1);
+        forged.tx.transfer.nonce = 7;
+        let (valid, invalid) = verifier.verify_requests(vec![request(&owner, 0), forged.clone(), request(&owner, 2)]);
+        assert_eq!(valid, vec![request(&owner, 0), request(&owner, 2)]);
+        assert_eq!(invalid, vec![forged]);
+    }
+
+    #[test]
+    fn a_snapshot_needs_a_quorum_of_checkpoint_signatures_over_the_ledger_digest() {
+        let keys: Vec<Keypair> = (1..=4u8).map(|i| Keypair::from_seed([i; 32])).collect();
+        let mut verifier = Verifier::new(&committee(&keys), 8);
+        let ledger = Arc::new(Ledger::with_genesis(&[(AccountId(keys[0].public_key()), 5)]).unwrap());
+        let digest = ledger.state_digest();
+        let vote = |i: usize, d: Digest| {
+            Arc::new(SignedMessage::sign(
+                Message::Checkpoint { seq: Seq(10), state_digest: d },
+                Epoch(0),
+                AgentId(i as u32),
+                &keys[i],
+            ))
+        };
+        let snapshot = |proof: Vec<Arc<SignedMessage>>, ledger: Arc<Ledger>| {
+            let message = Message::StateSnapshot { seq: Seq(10), state_digest: digest, ledger, proof };
+            SignedMessage::sign(message, Epoch(0), AgentId(3), &keys[3])
+        };
+        let quorum = vec![vote(0, digest), vote(1, digest), vote(2, digest)];
+        assert_eq!(verifier.verify_message(&snapshot(quorum.clone(), ledger.clone())), Ok(()));
+        let too_few = vec![vote(0, digest), vote(1, digest)];
+        let repeated = vec![vote(0, digest), vote(0, digest), vote(1, digest)];
+        let other_digest = vec![vote(0, digest), vote(1, digest), vote(2, Digest([7; 32]))];
+        let tampered = Arc::new(Ledger::with_genesis(&[(AccountId(keys[0].public_key()), 6)]).unwrap());
+        for message in [
+            snapshot(too_few, ledger.clone()),
+            snapshot(repeated, ledger.clone()),
+            snapshot(other_digest, ledger.clone()),
+            snapshot(quorum, tampered),
+        ] {
+            assert_eq!(verifier.verify_message(&message), Err(Rejection::UnprovenSnapshot(AgentId(3))));
+        }
+    }
+}

@@ -100,7 +100,7 @@ impl SimConfig {
             client_retry_us: 60_000,
             // Without view changes an equivocating primary stalls the run; safety is
             // decided within the first seconds, so the run need not wait longer.
-            time_limit_us: if lossy { 20_000_000 } else { 2_000_000 },
+            time_limit_us: if lossy { 20_000_000 } else { 600_000 },
             planted_quorum: None,
         }
     }

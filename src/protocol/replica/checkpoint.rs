@@ -148,7 +148,6 @@ impl Replica {
         if now < next_check {
             return;
         }
-        self.retransmit.next_check = Some(now.plus(self.params.retransmit_interval_us));
         let mark = (self.last_executed, self.stable.seq);
         let progressed = mark != self.retransmit.progress_mark;
         self.retransmit.progress_mark = mark;
@@ -157,6 +156,10 @@ impl Replica {
             || self.checkpoints.values().any(|entry| entry.own.is_some())
             || self.retransmit.saw_beyond_window;
         self.retransmit.saw_beyond_window = false;
+        // Back off while stuck so a stalled swarm does not flood itself; reset on progress.
+        self.retransmit.idle_checks = if progressed || !waiting { 0 } else { self.retransmit.idle_checks + 1 };
+        let backoff = 1u64 << self.retransmit.idle_checks.saturating_sub(1).min(4);
+        self.retransmit.next_check = Some(now.plus(self.params.retransmit_interval_us * backoff));
         if !progressed && waiting {
             self.resend_unfinished(out);
         }

@@ -113,6 +113,8 @@ struct Retransmit {
     next_check: Option<Micros>,
     progress_mark: (Seq, Seq),
     saw_beyond_window: bool,
+    /// Consecutive checks without progress; the resend interval doubles with each, up to 16x.
+    idle_checks: u32,
     answered_at: BTreeMap<AgentId, Micros>,
 }
 

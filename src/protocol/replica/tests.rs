@@ -1,1 +1,249 @@
+//! The replica's rules, one step at a time, asserting the exact outputs.
 
+use super::*;
+use crate::crypto::Keypair;
+use crate::ledger::{AccountId, Transfer};
+use crate::protocol::{Epoch, Member};
+
+struct Fixture {
+    keys: Vec<Keypair>,
+    committee: Committee,
+    account: Keypair,
+    genesis: Ledger,
+}
+
+fn fixture() -> Fixture {
+    let keys: Vec<Keypair> = (0..4u8).map(|i| Keypair::from_seed([i + 1; 32])).collect();
+    let members = keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| Member { id: AgentId(i as u32), name: format!("a{i}"), public_key: k.public_key() })
+        .collect();
+    let committee = Committee::new(Epoch(0), members, None).unwrap();
+    let account = Keypair::from_seed([99; 32]);
+    let genesis = Ledger::with_genesis(&[(AccountId(account.public_key()), 1_000)]).unwrap();
+    Fixture { keys, committee, account, genesis }
+}
+
+fn params() -> ProtocolParams {
+    ProtocolParams {
+        checkpoint_interval: 2,
+        log_window: 4,
+        max_batch_size: 2,
+        batch_delay_us: 1_000,
+        max_in_flight_batches: 2,
+        retransmit_interval_us: 10_000,
+        max_pending_requests: 10,
+        outcome_retention_checkpoints: 1,
+    }
+}
+
+impl Fixture {
+    fn replica(&self, i: u32) -> Replica {
+        Replica::new(AgentId(i), self.keys[i as usize].clone(), self.committee.clone(), params(), self.genesis.clone())
+    }
+
+    fn request(&self, nonce: u64) -> Request {
+        let from = AccountId(self.account.public_key());
+        let to = AccountId(self.keys[0].public_key());
+        let transfer = Transfer { id: TxId([nonce as u8 + 1; 16]), from, to, amount: 10, nonce, memo: None };
+        Request { client: ClientId(7), tx: transfer.sign(&self.account) }
+    }
+
+    fn signed(&self, from: u32, message: Message) -> Arc<SignedMessage> {
+        Arc::new(SignedMessage::sign(message, Epoch(0), AgentId(from), &self.keys[from as usize]))
+    }
+
+    fn pre_prepare(&self, seq: u64, requests: Vec<Request>) -> (Arc<SignedMessage>, Digest) {
+        let batch = Arc::new(Batch { requests });
+        let digest = batch.digest();
+        (self.signed(0, Message::PrePrepare { view: View(0), seq: Seq(seq), digest, batch }), digest)
+    }
+}
+
+fn broadcasts(outputs: &[Output]) -> Vec<&Message> {
+    outputs
+        .iter()
+        .filter_map(|o| match o {
+            Output::Broadcast(signed) => Some(&signed.message),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn primary_cuts_a_full_batch_at_once_and_waits_batch_delay_for_the_rest() {
+    let f = fixture();
+    let mut primary = f.replica(0);
+    let out = primary.step(Micros(0), Input::Requests(vec![f.request(0), f.request(1), f.request(2)]));
+    let sent = broadcasts(&out);
+    assert_eq!(sent.len(), 1);
+    assert!(matches!(sent[0], Message::PrePrepare { seq: Seq(1), batch, .. } if batch.requests.len() == 2));
+    assert_eq!(primary.queued_requests(), 1);
+    assert_eq!(primary.next_deadline(), Some(Micros(1_000)));
+    let out = primary.step(Micros(1_000), Input::Tick);
+    assert!(matches!(broadcasts(&out)[..], [Message::PrePrepare { seq: Seq(2), .. }]));
+}
+
+#[test]
+fn backup_accepts_pre_prepare_and_broadcasts_prepare() {
+    let f = fixture();
+    let mut backup = f.replica(1);
+    let (pre_prepare, digest) = f.pre_prepare(1, vec![f.request(0)]);
+    let out = backup.step(Micros(0), Input::Message(pre_prepare));
+    assert_eq!(broadcasts(&out), vec![&Message::Prepare { view: View(0), seq: Seq(1), digest }]);
+}
+
+#[test]
+fn pre_prepare_from_a_backup_is_dropped_and_counted() {
+    let f = fixture();
+    let mut backup = f.replica(1);
+    let batch = Arc::new(Batch { requests: vec![f.request(0)] });
+    let digest = batch.digest();
+    let forged = f.signed(2, Message::PrePrepare { view: View(0), seq: Seq(1), digest, batch });
+    assert!(backup.step(Micros(0), Input::Message(forged)).is_empty());
+    assert_eq!(backup.stats().dropped_not_from_primary, 1);
+}
+
+#[test]
+fn prepared_needs_pre_prepare_and_2f_matching_prepares_then_commits_with_2f_plus_1() {
+    let f = fixture();
+    let mut backup = f.replica(1);
+    let (pre_prepare, digest) = f.pre_prepare(1, vec![f.request(0)]);
+    backup.step(Micros(0), Input::Message(pre_prepare));
+    // A prepare for another digest does not count.
+    let other = f.signed(3, Message::Prepare { view: View(0), seq: Seq(1), digest: Digest([9; 32]) });
+    assert!(broadcasts(&backup.step(Micros(1), Input::Message(other))).is_empty());
+    let prepare = f.signed(2, Message::Prepare { view: View(0), seq: Seq(1), digest });
+    let out = backup.step(Micros(2), Input::Message(prepare));
+    assert_eq!(broadcasts(&out), vec![&Message::Commit { view: View(0), seq: Seq(1), digest }]);
+    // Own commit + one more is not yet a quorum of 3.
+    let commit = |from| f.signed(from, Message::Commit { view: View(0), seq: Seq(1), digest });
+    let out = backup.step(Micros(3), Input::Message(commit(0)));
+    assert!(out.iter().all(|o| !matches!(o, Output::Executed(_))));
+    let out = backup.step(Micros(4), Input::Message(commit(2)));
+    let executed: Vec<&Executed> = out
+        .iter()
+        .filter_map(|o| match o {
+            Output::Executed(e) => Some(e),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(executed.len(), 1);
+    assert_eq!((executed[0].seq, executed[0].outcomes.as_slice()), (Seq(1), &[TxOutcome::Committed][..]));
+    let replies: Vec<&Reply> = out
+        .iter()
+        .filter_map(|o| match o {
+            Output::Reply(r) => Some(&**r),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(replies.len(), 1);
+    assert_eq!((replies[0].client, replies[0].outcomes.len()), (ClientId(7), 1));
+    assert_eq!(backup.last_executed(), Seq(1));
+}
+
+#[test]
+fn a_prepare_from_the_primary_counts_for_nothing() {
+    let f = fixture();
+    let mut backup = f.replica(1);
+    let (pre_prepare, digest) = f.pre_prepare(1, vec![f.request(0)]);
+    backup.step(Micros(0), Input::Message(pre_prepare));
+    let from_primary = f.signed(0, Message::Prepare { view: View(0), seq: Seq(1), digest });
+    assert!(broadcasts(&backup.step(Micros(1), Input::Message(from_primary))).is_empty());
+    assert_eq!(backup.stats().dropped_malformed, 1);
+}
+
+#[test]
+fn two_pre_prepares_for_one_slot_are_equivocation_evidence() {
+    let f = fixture();
+    let mut backup = f.replica(1);
+    let (first, _) = f.pre_prepare(1, vec![f.request(0)]);
+    let (second, _) = f.pre_prepare(1, vec![f.request(1)]);
+    backup.step(Micros(0), Input::Message(first));
+    let out = backup.step(Micros(1), Input::Message(second));
+    let evidence: Vec<&Evidence> = out
+        .iter()
+        .filter_map(|o| match o {
+            Output::Evidence(e) => Some(e),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(evidence.len(), 1);
+    assert_eq!(evidence[0].accused(), AgentId(0));
+    assert!(evidence[0].verify(&f.committee));
+}
+
+#[test]
+fn messages_outside_the_water_marks_are_dropped_and_counted() {
+    let f = fixture();
+    let mut backup = f.replica(1);
+    let (beyond, _) = f.pre_prepare(5, vec![f.request(0)]);
+    assert!(backup.step(Micros(0), Input::Message(beyond)).is_empty());
+    let other_view = f.signed(2, Message::Prepare { view: View(3), seq: Seq(1), digest: Digest([1; 32]) });
+    assert!(backup.step(Micros(0), Input::Message(other_view)).is_empty());
+    assert_eq!((backup.stats().dropped_out_of_window, backup.stats().dropped_wrong_view), (1, 1));
+}
+
+/// Drives all four replicas to quiescence over a perfect network.
+fn run_to_quiescence(replicas: &mut [Replica], mut pending: Vec<(u32, Output)>) -> Vec<(u32, Output)> {
+    let mut seen = Vec::new();
+    while let Some((from, output)) = pending.pop() {
+        let targets: Vec<(u32, Arc<SignedMessage>)> = match &output {
+            Output::Broadcast(m) => (0..4).filter(|&i| i != from).map(|i| (i, m.clone())).collect(),
+            Output::SendTo(to, m) => vec![(to.0, m.clone())],
+            _ => Vec::new(),
+        };
+        seen.push((from, output));
+        for (to, message) in targets {
+            let out = replicas[to as usize].step(Micros(10), Input::Message(message));
+            pending.extend(out.into_iter().map(|o| (to, o)));
+        }
+    }
+    seen
+}
+
+#[test]
+fn checkpoint_becomes_stable_at_quorum_and_collects_the_log() {
+    let f = fixture();
+    let mut replicas: Vec<Replica> = (0..4).map(|i| f.replica(i)).collect();
+    let mut outputs = Vec::new();
+    for nonce in 0..4 {
+        let out = replicas[0].step(Micros(0), Input::Requests(vec![f.request(nonce)]));
+        outputs.extend(run_to_quiescence(&mut replicas, out.into_iter().map(|o| (0, o)).collect()));
+    }
+    for replica in &replicas {
+        assert_eq!(replica.last_executed(), Seq(4));
+        assert_eq!(replica.stable_checkpoint().seq, Seq(4));
+        assert!(replica.stable_checkpoint().proof.len() >= 3);
+        assert_eq!(replica.log_len(), 0, "the log below the stable checkpoint is collected");
+        assert_eq!(replica.ledger().state_digest(), replicas[0].ledger().state_digest());
+    }
+    let stable: Vec<u64> = outputs
+        .iter()
+        .filter_map(|(from, o)| match o {
+            Output::CheckpointStable { seq, .. } if *from == 1 => Some(seq.0),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(stable, vec![2, 4]);
+}
+
+#[test]
+fn resent_request_of_an_executed_transfer_is_answered_from_memory_not_reordered() {
+    let f = fixture();
+    let mut replicas: Vec<Replica> = (0..4).map(|i| f.replica(i)).collect();
+    let out = replicas[0].step(Micros(0), Input::Requests(vec![f.request(0)]));
+    run_to_quiescence(&mut replicas, out.into_iter().map(|o| (0, o)).collect());
+    let out = replicas[0].step(Micros(20), Input::Requests(vec![f.request(0)]));
+    assert!(broadcasts(&out).is_empty(), "no second pre-prepare");
+    let answered: Vec<&Reply> = out
+        .iter()
+        .filter_map(|o| match o {
+            Output::Reply(r) => Some(&**r),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(answered.len(), 1);
+    assert_eq!(answered[0].outcomes, vec![(f.request(0).tx_id(), TxOutcome::Committed)]);
+}
