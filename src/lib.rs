@@ -1,3 +1,5 @@
+pub mod actors;
+pub mod cli;
 pub mod config;
 pub mod crypto;
 pub mod ledger;

@@ -67,7 +67,7 @@ pub struct SimConfig {
 impl SimConfig {
     /// Draws the committee size, batching, checkpointing and network faults from the seed.
     pub fn from_seed(seed: u64, scenario: Scenario) -> SimConfig {
-        let mut rng = SeededRng::new(seed ^ 0x5EED_0F_B75);
+        let mut rng = SeededRng::new(seed ^ 0x0005_EED0_FB75);
         let validators = [4, 4, 5, 7][rng.below(4) as usize];
         let checkpoint_interval = rng.between(2, 6);
         let params = ProtocolParams {

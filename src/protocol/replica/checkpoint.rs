@@ -166,15 +166,17 @@ impl Replica {
     }
 
     /// A stuck replica pulls (STATUS: peers answer with what it lacks) and pushes
-    /// (its own pre-prepares and votes for the slots it has not executed, which
-    /// peers that do not know they are missing something would never ask for).
+    /// its own pre-prepare and votes for the slot that blocks execution, which
+    /// peers that do not know they miss it would never ask for. Only that slot:
+    /// execution is in order, and an overloaded replica must not resend a window
+    /// of batches for every slow interval.
     fn resend_unfinished(&mut self, out: &mut Vec<Output>) {
         let status = Message::Status { view: self.view, low_water: self.stable.seq, last_executed: self.last_executed };
         let signed = self.sign(status);
         self.stats.status_sent += 1;
         out.push(Output::Broadcast(signed));
         let me = self.me;
-        for slot in self.log.range(self.last_executed.next()..).map(|(_, slot)| slot) {
+        if let Some(slot) = self.log.get(&self.last_executed.next()) {
             let own_pre_prepare = slot.pre_prepare.iter().filter(|signed| signed.sender == me);
             let own_votes = slot.prepares.get(&me).into_iter().chain(slot.commits.get(&me));
             for signed in own_pre_prepare.chain(own_votes) {

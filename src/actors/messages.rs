@@ -1,0 +1,141 @@
+//! The actor messages of the runtime: what agents hand the supervisor, what it
+//! delivers, and what callers may ask a validator.
+//!
+//! Every message carries a batch (a `Vec`), so one actor hand-off, which may
+//! wake another thread, is paid per batch and never per transaction.
+
+use crate::crypto::{Digest, PublicKey};
+use crate::protocol::{AgentId, ClientId, Executed, ReplicaStats, Reply, Request, Seq, SignedMessage, View};
+use actix::{Message, Recipient};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// One protocol message as it travels between actors; shared, never copied.
+#[derive(Clone, Debug)]
+pub enum Envelope {
+    /// A signed PBFT message; its receiver verifies the signature.
+    Consensus(Arc<SignedMessage>),
+    /// Signed client requests; the receiving validator verifies each signature.
+    Requests(Arc<Vec<Request>>),
+    /// A validator's signed answer to a client; the client verifies it.
+    Reply(Arc<Reply>),
+}
+
+/// Where the supervisor should deliver an envelope.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Destination {
+    /// A broadcast from a validator, which does not send to itself.
+    AllValidatorsExcept(AgentId),
+    Validator(AgentId),
+    AllValidators,
+    Client(ClientId),
+}
+
+/// Who handed a [`Route`] to the supervisor (for its counters; the receivers
+/// trust only signatures).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Origin {
+    Validator(AgentId),
+    Client(ClientId),
+}
+
+/// Everything one step of one agent wants sent, in order.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Route {
+    pub from: Origin,
+    pub items: Vec<(Destination, Envelope)>,
+}
+
+/// What the supervisor delivers to a validator: its share of one [`Route`].
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Deliver(pub Vec<Envelope>);
+
+/// What the supervisor delivers to a client: its replies from one [`Route`].
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct DeliverReply(pub Vec<Arc<Reply>>);
+
+/// Adds an agent to the supervisor's registry (or replaces its entry).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Register {
+    pub id: AgentId,
+    pub name: String,
+    pub public_key: PublicKey,
+    pub recipient: Recipient<Deliver>,
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Unregister(pub AgentId);
+
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct RegisterClient {
+    pub id: ClientId,
+    pub recipient: Recipient<DeliverReply>,
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct UnregisterClient(pub ClientId);
+
+/// Asks the supervisor for its counters.
+#[derive(Message)]
+#[rtype(result = "RoutingStats")]
+pub struct GetRoutingStats;
+
+/// The supervisor's counters, in envelopes (one envelope to n validators counts n).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, actix::MessageResponse)]
+pub struct RoutingStats {
+    pub routes: u64,
+    pub delivered: u64,
+    /// No such agent or client, or it has stopped.
+    pub undeliverable: u64,
+    /// The recipient's mailbox was full: dropped, recovered by retransmission.
+    pub dropped_mailbox_full: u64,
+    /// An envelope of a kind the destination does not take (a reply to a validator).
+    pub misaddressed: u64,
+}
+
+/// Asks a validator for a snapshot of its state.
+#[derive(Message)]
+#[rtype(result = "ValidatorStatus")]
+pub struct GetStatus;
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ValidatorStatus {
+    pub id: AgentId,
+    pub name: String,
+    pub public_key: PublicKey,
+    pub is_primary: bool,
+    pub view: View,
+    pub last_executed: Seq,
+    pub stable_checkpoint: Seq,
+    pub stable_digest: Digest,
+    /// The digest of the ledger now, after `last_executed`.
+    pub ledger_digest: Digest,
+    pub balance_sum: u128,
+    pub total_supply: u64,
+    pub stats: ReplicaStats,
+    /// Inbound messages refused before the replica saw them, by reason.
+    pub inbound_rejected: BTreeMap<String, u64>,
+    /// Outputs dropped because the supervisor's mailbox was full.
+    pub outbound_dropped: u64,
+}
+
+/// Subscribes an observer to the batches a validator executes.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ObserveExecutions(pub Recipient<BatchExecuted>);
+
+/// A batch one validator executed, with its outcomes.
+#[derive(Clone, Debug, Message)]
+#[rtype(result = "()")]
+pub struct BatchExecuted {
+    pub agent: AgentId,
+    pub executed: Executed,
+}

@@ -1,0 +1,49 @@
+//! The actix runtime: thin shells around the pure protocol.
+//!
+//! Each actor only does I/O. A [`Validator`] verifies what arrives with
+//! [`crate::protocol::Verifier`], feeds it to its [`crate::protocol::Replica`]
+//! and hands the outputs to the [`Supervisor`], the hub of a star: every
+//! message between agents passes through it. A [`Client`] does the same around
+//! [`crate::protocol::ClientCore`]. [`Swarm`] starts them all, each validator on
+//! its own thread (an actix `Arbiter`), and is the API the CLI and embedders use.
+//!
+//! Messages carry batches, never single transactions, and consensus messages
+//! travel as `Arc<SignedMessage>`: in one process nothing is copied.
+
+mod client;
+mod messages;
+mod supervisor;
+mod swarm;
+mod timer;
+mod validator;
+mod verified;
+
+pub use client::{Begin, Client, ClientRun};
+pub use messages::{
+    BatchExecuted, Deliver, DeliverReply, Destination, Envelope, GetRoutingStats, GetStatus, ObserveExecutions, Origin,
+    Register, RegisterClient, Route, RoutingStats, Unregister, UnregisterClient, ValidatorStatus,
+};
+pub use supervisor::{AgentEntry, Supervisor};
+pub use swarm::{Swarm, SwarmError, SwarmSpec};
+pub use validator::Validator;
+
+use crate::protocol::Micros;
+use std::sync::OnceLock;
+use std::time::Instant;
+
+/// The protocol's clock: microseconds since the first call in this process.
+/// One origin for every actor, so deadlines computed on one thread mean the
+/// same on another.
+pub fn now() -> Micros {
+    static ORIGIN: OnceLock<Instant> = OnceLock::new();
+    let origin = ORIGIN.get_or_init(Instant::now);
+    Micros(origin.elapsed().as_micros().min(u64::MAX as u128) as u64)
+}
+
+/// Mailbox bound of validators and clients, in actor messages (each a batch).
+/// The protocol's own windows keep far fewer in flight; beyond this, messages
+/// are dropped and counted, and retransmission recovers them.
+pub const AGENT_MAILBOX: usize = 4096;
+
+/// Mailbox bound of the supervisor, which hears from every agent.
+pub const SUPERVISOR_MAILBOX: usize = 16384;

@@ -1,0 +1,249 @@
+//! The embedding API: build a [`SwarmSpec`], [`Swarm::launch`] it inside a
+//! running actix `System`, run clients against it, read its status, stop it.
+//!
+//! Threads: the supervisor, every validator and every client run on their own
+//! `Arbiter`, so signature checks of different validators use different cores
+//! and the caller's thread only waits.
+
+use super::client::{Begin, Client, ClientRun};
+use super::messages::{
+    BatchExecuted, GetRoutingStats, GetStatus, ObserveExecutions, Register, RegisterClient, RoutingStats,
+    UnregisterClient, ValidatorStatus,
+};
+use super::supervisor::Supervisor;
+use super::validator::Validator;
+use crate::config::SwarmConfig;
+use crate::crypto::Keypair;
+use crate::ledger::{Ledger, SignedTransfer};
+use crate::protocol::{
+    AgentId, ClientCore, ClientId, Committee, CommitteeError, Epoch, Member, ProtocolParams, Replica,
+};
+use crate::rng::SeededRng;
+use actix::{Actor, Addr, Arbiter, Recipient};
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SwarmError {
+    #[error("invalid committee: {0}")]
+    Committee(#[from] CommitteeError),
+    #[error("{keys} validator keys for {members} committee members; give one key per member, in order")]
+    KeyCount { keys: usize, members: usize },
+    #[error("validator key {index} does not belong to committee member {id}")]
+    KeyMismatch { index: usize, id: AgentId },
+    #[error("the supervisor has stopped")]
+    SupervisorStopped,
+    #[error("client {0} stopped before it completed its transfers")]
+    ClientStopped(ClientId),
+}
+
+/// Everything needed to start a swarm.
+#[derive(Clone, Debug)]
+pub struct SwarmSpec {
+    pub committee: Committee,
+    /// One per committee member, in the same order as `committee.members()`.
+    pub validator_keys: Vec<Keypair>,
+    pub params: ProtocolParams,
+    pub genesis: Ledger,
+}
+
+/// Mixed into the key seed so that validator keys never equal workload account
+/// keys drawn from the same seed.
+const VALIDATOR_KEYS_LABEL: u64 = 0x7661_6c69_6461_746f;
+
+impl SwarmSpec {
+    /// Checks that the keys belong to the committee's members, in order.
+    pub fn new(
+        committee: Committee,
+        validator_keys: Vec<Keypair>,
+        params: ProtocolParams,
+        genesis: Ledger,
+    ) -> Result<SwarmSpec, SwarmError> {
+        let members = committee.members();
+        if members.len() != validator_keys.len() {
+            return Err(SwarmError::KeyCount { keys: validator_keys.len(), members: members.len() });
+        }
+        for (index, (member, key)) in members.iter().zip(&validator_keys).enumerate() {
+            if member.public_key != key.public_key() {
+                return Err(SwarmError::KeyMismatch { index, id: member.id });
+            }
+        }
+        Ok(SwarmSpec { committee, validator_keys, params, genesis })
+    }
+
+    /// Validators `AgentId(0..n)` named by the config, with keys derived from
+    /// `key_seed`, so the same seed gives the same swarm.
+    pub fn from_config(cfg: &SwarmConfig, genesis: Ledger, key_seed: u64) -> Result<SwarmSpec, SwarmError> {
+        let mut rng = SeededRng::new(key_seed).fork(VALIDATOR_KEYS_LABEL);
+        let names = cfg.agent_names();
+        let keys: Vec<Keypair> = names.iter().map(|_| Keypair::from_seed(rng.bytes())).collect();
+        let members = names
+            .into_iter()
+            .zip(&keys)
+            .enumerate()
+            .map(|(i, (name, key))| Member { id: AgentId(i as u32), name, public_key: key.public_key() })
+            .collect();
+        let committee = Committee::new(Epoch(0), members, Some(cfg.max_failures()))?;
+        SwarmSpec::new(committee, keys, params_from_config(cfg), genesis)
+    }
+}
+
+/// The protocol's tuning from the `[consensus]` section.
+pub fn params_from_config(cfg: &SwarmConfig) -> ProtocolParams {
+    let consensus = &cfg.consensus;
+    ProtocolParams {
+        checkpoint_interval: consensus.checkpoint_interval as u64,
+        log_window: cfg.log_window() as u64,
+        max_batch_size: consensus.max_batch_size,
+        batch_delay_us: consensus.batch_delay_us,
+        max_in_flight_batches: consensus.max_in_flight_batches as u64,
+        retransmit_interval_us: consensus.retransmit_interval_ms.saturating_mul(1000),
+        max_pending_requests: consensus.max_pending_requests,
+        outcome_retention_checkpoints: 4,
+    }
+}
+
+/// A running swarm: the supervisor and the validators, each on its own thread.
+pub struct Swarm {
+    committee: Committee,
+    supervisor: Addr<Supervisor>,
+    validators: Vec<(AgentId, Addr<Validator>)>,
+    arbiters: Vec<Arbiter>,
+}
+
+impl Swarm {
+    /// Starts the supervisor and one validator per member. Must be called
+    /// inside a running actix `System`.
+    pub fn launch(spec: SwarmSpec) -> Swarm {
+        let SwarmSpec { committee, validator_keys, params, genesis } = spec;
+        let supervisor_arbiter = Arbiter::new();
+        let supervisor = Supervisor::start_in_arbiter(&supervisor_arbiter.handle(), |_| Supervisor::new());
+        let mut arbiters = vec![supervisor_arbiter];
+        let mut validators = Vec::new();
+        for (member, keypair) in committee.members().iter().zip(validator_keys) {
+            let arbiter = Arbiter::new();
+            let (id, name) = (member.id, member.name.clone());
+            let (committee, params, genesis) = (committee.clone(), params.clone(), genesis.clone());
+            let route = supervisor.clone().recipient();
+            let addr = Validator::start_in_arbiter(&arbiter.handle(), move |_| {
+                let replica = Replica::new(id, keypair, committee, params, genesis);
+                Validator::new(name, replica, route)
+            });
+            // Queued before any client exists, so every validator is known
+            // before the first request is routed.
+            supervisor.do_send(Register {
+                id,
+                name: member.name.clone(),
+                public_key: member.public_key,
+                recipient: addr.clone().recipient(),
+            });
+            validators.push((id, addr));
+            arbiters.push(arbiter);
+        }
+        Swarm { committee, supervisor, validators, arbiters }
+    }
+
+    pub fn committee(&self) -> &Committee {
+        &self.committee
+    }
+
+    /// The hub, for agents that join the swarm from outside this module.
+    pub fn supervisor(&self) -> &Addr<Supervisor> {
+        &self.supervisor
+    }
+
+    pub fn validator(&self, id: AgentId) -> Option<&Addr<Validator>> {
+        self.validators.iter().find(|(member, _)| *member == id).map(|(_, addr)| addr)
+    }
+
+    /// Subscribes `observer` to every batch every validator executes.
+    pub fn observe_executions(&self, observer: Recipient<BatchExecuted>) {
+        for (_, validator) in &self.validators {
+            validator.do_send(ObserveExecutions(observer.clone()));
+        }
+    }
+
+    /// Submits `transfers` from one client on its own thread, `window` at a
+    /// time, and waits until each has f+1 matching replies. `progress` counts
+    /// completions as they happen.
+    pub async fn run_client(
+        &self,
+        client: ClientId,
+        transfers: Vec<SignedTransfer>,
+        window: usize,
+        retry_ms: u64,
+        progress: Arc<AtomicU64>,
+    ) -> Result<ClientRun, SwarmError> {
+        let arbiter = StopOnDrop(Arbiter::new());
+        let (result_tx, result_rx) = oneshot::channel();
+        let committee = self.committee.clone();
+        let route = self.supervisor.clone().recipient();
+        let retry_us = retry_ms.saturating_mul(1000);
+        let addr = Client::start_in_arbiter(&arbiter.0.handle(), move |_| {
+            let core = ClientCore::new(client, committee, transfers, window, retry_us);
+            Client::new(client, core, route, progress, result_tx)
+        });
+        let register = RegisterClient { id: client, recipient: addr.clone().recipient() };
+        self.supervisor.send(register).await.map_err(|_| SwarmError::SupervisorStopped)?;
+        addr.do_send(Begin);
+        let run = result_rx.await.map_err(|_| SwarmError::ClientStopped(client));
+        self.supervisor.do_send(UnregisterClient(client));
+        run
+    }
+
+    /// Every validator's status, in committee order; a stopped one is left out.
+    pub async fn status(&self) -> Vec<ValidatorStatus> {
+        let mut statuses = Vec::with_capacity(self.validators.len());
+        for (_, validator) in &self.validators {
+            if let Ok(status) = validator.send(GetStatus).await {
+                statuses.push(status);
+            }
+        }
+        statuses
+    }
+
+    /// Waits, at most `max_wait`, until every validator has executed the same
+    /// sequence number (a client finishes on f+1 replies, the slowest
+    /// validators may still be executing), then returns their statuses.
+    pub async fn settled_status(&self, max_wait: Duration) -> Vec<ValidatorStatus> {
+        let start = Instant::now();
+        loop {
+            let statuses = self.status().await;
+            let first = statuses.first().map(|s| s.last_executed);
+            let settled = statuses.iter().all(|s| Some(s.last_executed) == first);
+            if settled || start.elapsed() >= max_wait {
+                return statuses;
+            }
+            actix_rt::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    pub async fn routing_stats(&self) -> Result<RoutingStats, SwarmError> {
+        self.supervisor.send(GetRoutingStats).await.map_err(|_| SwarmError::SupervisorStopped)
+    }
+
+    /// Stops every validator and the supervisor (their arbiters' threads end).
+    pub fn stop(self) {
+        drop(self);
+    }
+}
+
+impl Drop for Swarm {
+    fn drop(&mut self) {
+        for arbiter in &self.arbiters {
+            arbiter.stop();
+        }
+    }
+}
+
+/// Stops a client's thread however `run_client` ends, even when its caller
+/// stops waiting.
+struct StopOnDrop(Arbiter);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.stop();
+    }
+}

@@ -1,0 +1,228 @@
+//! A validator: one [`Replica`] and the [`Verifier`] that guards it.
+//!
+//! Everything that arrives is verified here, on the validator's own thread,
+//! before the replica sees it; a rejection is counted by reason and dropped.
+//! The outputs of one delivery go to the supervisor as one [`Route`].
+
+use super::messages::{
+    BatchExecuted, Deliver, Destination, Envelope, GetStatus, ObserveExecutions, Origin, Route, ValidatorStatus,
+};
+use super::timer::DeadlineTimer;
+use super::verified::VerifiedMessages;
+use super::{now, AGENT_MAILBOX};
+use crate::protocol::{Input, Output, Rejection, Replica, Verifier};
+use actix::{Actor, Context, Handler, MessageResult, Recipient};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// Verified messages remembered so retransmitted copies skip verification:
+/// several log windows of votes and pre-prepares.
+const VERIFIED_MEMORY: usize = 16384;
+
+pub struct Validator {
+    name: String,
+    replica: Replica,
+    verifier: Verifier,
+    verified: VerifiedMessages,
+    route: Recipient<Route>,
+    /// Hook point for observers of executed batches (auditors, hooks, metrics).
+    observers: Vec<Recipient<BatchExecuted>>,
+    timer: DeadlineTimer,
+    inbound_rejected: BTreeMap<String, u64>,
+    /// Outputs the supervisor's full mailbox refused; peers recover them by retransmission.
+    outbound_dropped: u64,
+}
+
+impl Validator {
+    pub fn new(name: String, replica: Replica, route: Recipient<Route>) -> Validator {
+        let verifier = Verifier::new(replica.committee(), replica.params().max_batch_size);
+        Validator {
+            name,
+            replica,
+            verifier,
+            verified: VerifiedMessages::new(VERIFIED_MEMORY),
+            route,
+            observers: Vec::new(),
+            timer: DeadlineTimer::default(),
+            inbound_rejected: BTreeMap::new(),
+            outbound_dropped: 0,
+        }
+    }
+
+    pub fn replica(&self) -> &Replica {
+        &self.replica
+    }
+
+    fn receive(&mut self, envelope: Envelope, outputs: &mut Vec<Output>) {
+        match envelope {
+            Envelope::Consensus(message) => {
+                let epoch = self.replica.committee().epoch();
+                if !self.verified.contains(epoch, &message) {
+                    if let Err(rejection) = self.verifier.verify_message(&message) {
+                        self.count_rejected(rejection_name(&rejection), 1);
+                        return;
+                    }
+                    self.verified.insert(epoch, &message);
+                }
+                outputs.extend(self.replica.step(now(), Input::Message(message)));
+            }
+            Envelope::Requests(requests) => {
+                // The supervisor shares one batch among validators; copy only when shared.
+                let requests = Arc::try_unwrap(requests).unwrap_or_else(|shared| (*shared).clone());
+                let (valid, invalid) = self.verifier.verify_requests(requests);
+                if !invalid.is_empty() {
+                    self.count_rejected("invalid-client-signature".into(), invalid.len() as u64);
+                }
+                if !valid.is_empty() {
+                    outputs.extend(self.replica.step(now(), Input::Requests(valid)));
+                }
+            }
+            Envelope::Reply(_) => self.count_rejected("reply-sent-to-validator".into(), 1),
+        }
+    }
+
+    fn count_rejected(&mut self, reason: String, count: u64) {
+        *self.inbound_rejected.entry(reason).or_default() += count;
+    }
+
+    /// Sends what must be sent as one route, tells observers what was
+    /// executed, then re-arms the timer for the replica's next deadline.
+    fn carry_out(&mut self, outputs: Vec<Output>, ctx: &mut Context<Self>) {
+        let me = self.replica.id();
+        let mut items = Vec::with_capacity(outputs.len());
+        for output in outputs {
+            match output {
+                Output::Broadcast(message) => {
+                    items.push((Destination::AllValidatorsExcept(me), Envelope::Consensus(message)))
+                }
+                Output::SendTo(to, message) => items.push((Destination::Validator(to), Envelope::Consensus(message))),
+                Output::Reply(reply) => items.push((Destination::Client(reply.client), Envelope::Reply(reply))),
+                Output::Executed(executed) => self.notify_observers(executed),
+                // Counted in the replica's stats; nothing else to do yet.
+                Output::CheckpointStable { .. } => {}
+                Output::Evidence(evidence) => {
+                    tracing::warn!(validator = %self.name, accused = ?evidence.accused(), "evidence of misbehaviour");
+                }
+            }
+        }
+        if !items.is_empty() {
+            let count = items.len() as u64;
+            let route = Route { from: Origin::Validator(me), items };
+            if self.route.try_send(route).is_err() {
+                self.outbound_dropped += count;
+            }
+        }
+        self.timer.arm(ctx, now(), self.replica.next_deadline(), Validator::on_timer);
+    }
+
+    fn notify_observers(&mut self, executed: crate::protocol::Executed) {
+        if self.observers.is_empty() {
+            return;
+        }
+        let agent = self.replica.id();
+        // A slow or stopped observer loses events; it never slows consensus.
+        self.observers.retain(|observer| {
+            let event = BatchExecuted { agent, executed: executed.clone() };
+            !matches!(observer.try_send(event), Err(actix::dev::SendError::Closed(_)))
+        });
+    }
+
+    fn on_timer(&mut self, ctx: &mut Context<Self>) {
+        self.timer.fired();
+        let outputs = self.replica.step(now(), Input::Tick);
+        self.carry_out(outputs, ctx);
+    }
+
+    fn status(&self) -> ValidatorStatus {
+        let replica = &self.replica;
+        let ledger = replica.ledger();
+        let stable = replica.stable_checkpoint();
+        ValidatorStatus {
+            id: replica.id(),
+            name: self.name.clone(),
+            public_key: self.verifier_key(),
+            is_primary: replica.is_primary(),
+            view: replica.view(),
+            last_executed: replica.last_executed(),
+            stable_checkpoint: stable.seq,
+            stable_digest: stable.state_digest,
+            ledger_digest: ledger.state_digest(),
+            balance_sum: ledger.balance_sum(),
+            total_supply: ledger.total_supply(),
+            stats: replica.stats().clone(),
+            inbound_rejected: self.inbound_rejected.clone(),
+            outbound_dropped: self.outbound_dropped,
+        }
+    }
+
+    fn verifier_key(&self) -> crate::crypto::PublicKey {
+        let committee = self.replica.committee();
+        committee.member(self.replica.id()).map(|member| member.public_key).unwrap_or(crate::crypto::PublicKey([0; 32]))
+    }
+}
+
+/// A stable counter name for a rejection, from its variant: `BadSignature(..)`
+/// becomes `bad-signature`. Derived rather than listed so that a new kind of
+/// rejection gets a name without touching the runtime.
+fn rejection_name(rejection: &Rejection) -> String {
+    let debug = format!("{rejection:?}");
+    let variant = debug.split(|c: char| !c.is_ascii_alphanumeric()).next().unwrap_or("unknown");
+    let mut name = String::with_capacity(variant.len() + 4);
+    for (i, c) in variant.chars().enumerate() {
+        if c.is_ascii_uppercase() && i > 0 {
+            name.push('-');
+        }
+        name.push(c.to_ascii_lowercase());
+    }
+    name
+}
+
+impl Actor for Validator {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(AGENT_MAILBOX);
+        self.timer.arm(ctx, now(), self.replica.next_deadline(), Validator::on_timer);
+    }
+}
+
+impl Handler<Deliver> for Validator {
+    type Result = ();
+
+    fn handle(&mut self, Deliver(envelopes): Deliver, ctx: &mut Context<Self>) {
+        let mut outputs = Vec::new();
+        for envelope in envelopes {
+            self.receive(envelope, &mut outputs);
+        }
+        self.carry_out(outputs, ctx);
+    }
+}
+
+impl Handler<GetStatus> for Validator {
+    type Result = MessageResult<GetStatus>;
+
+    fn handle(&mut self, _: GetStatus, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.status())
+    }
+}
+
+impl Handler<ObserveExecutions> for Validator {
+    type Result = ();
+
+    fn handle(&mut self, ObserveExecutions(observer): ObserveExecutions, _: &mut Context<Self>) {
+        self.observers.push(observer);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::{AgentId, Epoch};
+
+    #[test]
+    fn rejection_names_are_kebab_case_variant_names() {
+        assert_eq!(rejection_name(&Rejection::BadSignature(AgentId(3))), "bad-signature");
+        let wrong_epoch = Rejection::WrongEpoch { expected: Epoch(0), received: Epoch(1) };
+        assert_eq!(rejection_name(&wrong_epoch), "wrong-epoch");
+    }
+}

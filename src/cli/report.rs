@@ -1,0 +1,262 @@
+//! The report of a `bftswarm run`: built by a pure function from what the
+//! client saw and what the validators say, so its integrity rules are tested
+//! without starting a swarm. Printed as JSON (`--json`) or as a table.
+
+use crate::actors::{ClientRun, ValidatorStatus};
+use crate::crypto::Digest;
+use crate::ledger::TxOutcome;
+use crate::protocol::ClientStats;
+use comfy_table::{presets::UTF8_FULL_CONDENSED, Table};
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// What the run was asked to do, to judge what it did.
+#[derive(Clone, Debug)]
+pub struct RunFacts {
+    pub swarm_name: String,
+    /// n, f and the quorum of the committee.
+    pub validators: usize,
+    pub max_failures: usize,
+    pub quorum: usize,
+    pub transfers_submitted: usize,
+    pub expected_overdrafts: usize,
+    /// Whether every transfer that is not an overdraft is sure to be funded,
+    /// so that the rejections must be exactly the overdrafts.
+    pub only_overdrafts_invalid: bool,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct RunReport {
+    pub swarm: String,
+    pub status: &'static str,
+    pub total_agents: usize,
+    pub healthy_agents: usize,
+    pub quorum_met: bool,
+    pub quorum_threshold: usize,
+    pub max_failures: usize,
+    pub transactions_submitted: usize,
+    pub transactions_committed: usize,
+    pub transactions_rejected: usize,
+    pub rejected_by_reason: BTreeMap<String, usize>,
+    pub expected_overdrafts: usize,
+    /// Honest agents wrongly convicted; no faults are injected by `run` yet.
+    pub false_positive_rate: f64,
+    pub system_integrity: String,
+    pub throughput_tx_per_s: f64,
+    pub latency_ms_p50: f64,
+    pub latency_ms_p99: f64,
+    pub latency_ms_max: f64,
+    pub elapsed_ms: f64,
+    pub view: u64,
+    pub primary: String,
+    pub agents: Vec<AgentRow>,
+    pub client: ClientStats,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct AgentRow {
+    pub name: String,
+    pub public_key: String,
+    pub role: &'static str,
+    pub healthy: bool,
+    pub view: u64,
+    pub last_executed: u64,
+    pub stable_checkpoint: u64,
+    pub state_digest: String,
+    pub txs_committed: u64,
+    pub txs_rejected: u64,
+    pub inbound_rejected: u64,
+}
+
+impl RunReport {
+    pub fn build(run: &ClientRun, statuses: &[ValidatorStatus], facts: &RunFacts) -> RunReport {
+        let mut rejected_by_reason = BTreeMap::new();
+        let mut committed = 0;
+        for completion in &run.completions {
+            match completion.outcome {
+                TxOutcome::Committed => committed += 1,
+                TxOutcome::Rejected(reason) => *rejected_by_reason.entry(reason.name().to_string()).or_default() += 1,
+            }
+        }
+        let rejected = run.completions.len() - committed;
+        let mut latencies: Vec<u64> = run.completions.iter().map(|c| c.latency_us).collect();
+        latencies.sort_unstable();
+        let elapsed_s = run.elapsed.as_secs_f64();
+        let throughput = if elapsed_s > 0.0 { run.completions.len() as f64 / elapsed_s } else { 0.0 };
+        let reference = agreed_state(statuses);
+        let agents: Vec<AgentRow> =
+            statuses.iter().map(|s| agent_row(s, reference == Some((s.last_executed.0, s.ledger_digest)))).collect();
+        let healthy_agents = agents.iter().filter(|a| a.healthy).count();
+        let integrity = check_integrity(run, statuses, facts);
+        let quorum_met = healthy_agents >= facts.quorum;
+        let view = statuses.iter().map(|s| s.view.0).max().unwrap_or(0);
+        let primary = statuses
+            .iter()
+            .find(|s| s.is_primary && s.view.0 == view)
+            .map_or_else(|| "unknown".to_string(), |s| s.name.clone());
+        RunReport {
+            swarm: facts.swarm_name.clone(),
+            status: if integrity.is_ok() && quorum_met { "healthy" } else { "degraded" },
+            total_agents: facts.validators,
+            healthy_agents,
+            quorum_met,
+            quorum_threshold: facts.quorum,
+            max_failures: facts.max_failures,
+            transactions_submitted: facts.transfers_submitted,
+            transactions_committed: committed,
+            transactions_rejected: rejected,
+            rejected_by_reason,
+            expected_overdrafts: facts.expected_overdrafts,
+            false_positive_rate: 0.0,
+            system_integrity: match integrity {
+                Ok(()) => "intact".to_string(),
+                Err(reason) => format!("violated: {reason}"),
+            },
+            throughput_tx_per_s: (throughput * 10.0).round() / 10.0,
+            latency_ms_p50: percentile_ms(&latencies, 0.50),
+            latency_ms_p99: percentile_ms(&latencies, 0.99),
+            latency_ms_max: percentile_ms(&latencies, 1.0),
+            elapsed_ms: (run.elapsed.as_secs_f64() * 1e4).round() / 10.0,
+            view,
+            primary,
+            agents,
+            client: run.stats.clone(),
+        }
+    }
+
+    pub fn integrity_intact(&self) -> bool {
+        self.system_integrity == "intact"
+    }
+
+    /// A table of agents and a summary, for a person at a terminal.
+    pub fn to_text(&self) -> String {
+        let mut table = Table::new();
+        table.load_preset(UTF8_FULL_CONDENSED).set_header([
+            "agent",
+            "role",
+            "last executed",
+            "stable checkpoint",
+            "state digest",
+            "txs committed",
+            "inbound rejected",
+        ]);
+        for agent in &self.agents {
+            table.add_row([
+                agent.name.clone(),
+                agent.role.to_string(),
+                agent.last_executed.to_string(),
+                agent.stable_checkpoint.to_string(),
+                agent.state_digest.clone(),
+                agent.txs_committed.to_string(),
+                agent.inbound_rejected.to_string(),
+            ]);
+        }
+        let reasons: Vec<String> =
+            self.rejected_by_reason.iter().map(|(reason, count)| format!("{count} {reason}")).collect();
+        let reasons = if reasons.is_empty() { String::new() } else { format!(" ({})", reasons.join(", ")) };
+        format!(
+            "{table}\n\
+             swarm {swarm}: {status}, {healthy}/{total} agents healthy, quorum {quorum} {met}\n\
+             committed {committed}, rejected {rejected}{reasons}, expected overdrafts {overdrafts}\n\
+             throughput {tps:.0} tx/s over {elapsed:.0} ms; commit latency p50 {p50:.1} ms, p99 {p99:.1} ms, max {max:.1} ms\n\
+             view {view}, primary {primary}\n\
+             system integrity: {integrity}\n",
+            swarm = self.swarm,
+            status = self.status,
+            healthy = self.healthy_agents,
+            total = self.total_agents,
+            quorum = self.quorum_threshold,
+            met = if self.quorum_met { "met" } else { "NOT met" },
+            committed = self.transactions_committed,
+            rejected = self.transactions_rejected,
+            overdrafts = self.expected_overdrafts,
+            tps = self.throughput_tx_per_s,
+            elapsed = self.elapsed_ms,
+            p50 = self.latency_ms_p50,
+            p99 = self.latency_ms_p99,
+            max = self.latency_ms_max,
+            view = self.view,
+            primary = self.primary,
+            integrity = self.system_integrity,
+        )
+    }
+}
+
+/// The first rule the run broke, if any.
+pub fn check_integrity(run: &ClientRun, statuses: &[ValidatorStatus], facts: &RunFacts) -> Result<(), String> {
+    if statuses.is_empty() {
+        return Err("no validator answered".into());
+    }
+    let mut digests_at: BTreeMap<u64, BTreeSet<Digest>> = BTreeMap::new();
+    for status in statuses {
+        digests_at.entry(status.last_executed.0).or_default().insert(status.ledger_digest);
+    }
+    if let Some((seq, _)) = digests_at.iter().find(|(_, digests)| digests.len() > 1) {
+        let names: Vec<&str> = statuses.iter().filter(|s| s.last_executed.0 == *seq).map(|s| s.name.as_str()).collect();
+        return Err(format!("validators {} executed up to seq {seq} but hold different ledgers", names.join(", ")));
+    }
+    if let Some(s) = statuses.iter().find(|s| s.balance_sum != s.total_supply as u128) {
+        return Err(format!(
+            "{}'s balances sum to {} but the total supply is {}",
+            s.name, s.balance_sum, s.total_supply
+        ));
+    }
+    let distinct: BTreeSet<_> = run.completions.iter().map(|c| c.tx_id).collect();
+    if distinct.len() != facts.transfers_submitted || run.completions.len() != distinct.len() {
+        return Err(format!(
+            "the client completed {} distinct of {} transfers ({} completions)",
+            distinct.len(),
+            facts.transfers_submitted,
+            run.completions.len()
+        ));
+    }
+    let rejected = run.completions.iter().filter(|c| c.outcome != TxOutcome::Committed).count();
+    if facts.only_overdrafts_invalid && rejected != facts.expected_overdrafts {
+        return Err(format!(
+            "{rejected} transfers were rejected but the workload holds {} overdrafts",
+            facts.expected_overdrafts
+        ));
+    }
+    Ok(())
+}
+
+/// The (seq, ledger digest) of the validators furthest ahead, when they agree
+/// and their supply is conserved: the state a healthy agent holds.
+fn agreed_state(statuses: &[ValidatorStatus]) -> Option<(u64, Digest)> {
+    let top = statuses.iter().map(|s| s.last_executed.0).max()?;
+    let mut leaders = statuses.iter().filter(|s| s.last_executed.0 == top);
+    let first = leaders.next()?;
+    let agreed =
+        leaders.all(|s| s.ledger_digest == first.ledger_digest) && first.balance_sum == first.total_supply as u128;
+    agreed.then_some((top, first.ledger_digest))
+}
+
+fn agent_row(status: &ValidatorStatus, healthy: bool) -> AgentRow {
+    AgentRow {
+        name: status.name.clone(),
+        public_key: status.public_key.short_hex(),
+        role: if status.is_primary { "primary" } else { "replica" },
+        healthy,
+        view: status.view.0,
+        last_executed: status.last_executed.0,
+        stable_checkpoint: status.stable_checkpoint.0,
+        state_digest: status.ledger_digest.short_hex(),
+        txs_committed: status.stats.txs_committed,
+        txs_rejected: status.stats.txs_rejected,
+        inbound_rejected: status.inbound_rejected.values().sum(),
+    }
+}
+
+/// Nearest-rank percentile of sorted microseconds, in milliseconds.
+fn percentile_ms(sorted_us: &[u64], quantile: f64) -> f64 {
+    if sorted_us.is_empty() {
+        return 0.0;
+    }
+    let rank = (quantile * sorted_us.len() as f64).ceil() as usize;
+    let micros = sorted_us[rank.clamp(1, sorted_us.len()) - 1];
+    (micros as f64 / 100.0).round() / 10.0
+}
+
+#[cfg(test)]
+#[path = "report_tests.rs"]
+mod tests;

@@ -1,0 +1,210 @@
+//! `bftswarm run`: a whole scenario in the foreground. Load the config, sign
+//! the workload (before any clock starts), launch the swarm, submit through
+//! one client, wait for the validators to settle, report, and fail when the
+//! swarm's integrity is violated.
+
+use super::report::{RunFacts, RunReport};
+use super::CliError;
+use crate::actors::{ClientRun, Swarm, SwarmSpec, ValidatorStatus};
+use crate::config::SwarmConfig;
+use crate::ledger::{Ledger, SignedTransfer};
+use crate::protocol::ClientId;
+use crate::workload::{Workload, WorkloadSpec};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::future::Future;
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// Swarm config file (TOML); keys it omits come from config/default.toml.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Number of transfers to submit (overrides workload.transactions).
+    #[arg(long, value_name = "N")]
+    pub count: Option<usize>,
+    /// Seed of the workload (overrides workload.seed).
+    #[arg(long, value_name = "S")]
+    pub seed: Option<u64>,
+    /// Print one JSON object instead of tables.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// How long validators may take to catch up with the f+1 that answered the client.
+const SETTLE_WAIT: Duration = Duration::from_secs(5);
+
+pub fn execute(args: &RunArgs) -> Result<(), CliError> {
+    let mut cfg = SwarmConfig::load(args.config.as_deref())?;
+    if let Some(count) = args.count {
+        cfg.workload.transactions = count;
+    }
+    if let Some(seed) = args.seed {
+        cfg.workload.seed = seed;
+    }
+    let workload = Workload::generate(&workload_spec(&cfg));
+    let genesis = Ledger::with_genesis(&workload.genesis).map_err(|error| {
+        CliError::Usage(format!(
+            "the workload's genesis is invalid: {error}; lower workload.accounts or workload.initial_balance"
+        ))
+    })?;
+    let spec = SwarmSpec::from_config(&cfg, genesis, cfg.workload.seed)?;
+    let facts = RunFacts {
+        swarm_name: cfg.swarm.name.clone(),
+        validators: cfg.validators(),
+        max_failures: cfg.max_failures(),
+        quorum: cfg.quorum(),
+        transfers_submitted: workload.transfers.len(),
+        expected_overdrafts: workload.overdrafts,
+        only_overdrafts_invalid: every_honest_transfer_is_funded(&cfg),
+    };
+    let show_progress = !args.json && std::io::stdout().is_terminal();
+    let (run, statuses) = drive(spec, workload.transfers, &cfg, show_progress)?;
+    let report = RunReport::build(&run, &statuses, &facts);
+    match print(&report, args.json) {
+        // A reader that stopped early (`| head`) is not a failure of the run.
+        Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => {}
+        result => result?,
+    }
+    match report.system_integrity.strip_prefix("violated: ") {
+        Some(reason) => Err(CliError::Integrity(reason.to_string())),
+        None => Ok(()),
+    }
+}
+
+fn print(report: &RunReport, json: bool) -> std::io::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    if json {
+        serde_json::to_writer_pretty(&mut stdout, report)?;
+        writeln!(stdout)?;
+    } else {
+        write!(stdout, "{}", report.to_text())?;
+    }
+    stdout.flush()
+}
+
+fn workload_spec(cfg: &SwarmConfig) -> WorkloadSpec {
+    let workload = &cfg.workload;
+    WorkloadSpec {
+        seed: workload.seed,
+        accounts: workload.accounts,
+        transactions: workload.transactions,
+        initial_balance: workload.initial_balance,
+        max_amount: workload.max_amount,
+        overdraft_ratio: workload.overdraft_ratio,
+    }
+}
+
+/// True when no account can spend more than its genesis balance on transfers
+/// that are not overdrafts (it sends at most ceil(transactions / accounts) of
+/// them), so every rejection must be an overdraft.
+fn every_honest_transfer_is_funded(cfg: &SwarmConfig) -> bool {
+    let workload = &cfg.workload;
+    let per_account = workload.transactions.div_ceil(workload.accounts.max(2)) as u128;
+    per_account * workload.max_amount as u128 <= workload.initial_balance as u128
+}
+
+/// Runs the swarm on an actix System and returns what the client saw and the
+/// validators' settled statuses.
+fn drive(
+    spec: SwarmSpec,
+    transfers: Vec<SignedTransfer>,
+    cfg: &SwarmConfig,
+    show_progress: bool,
+) -> Result<(ClientRun, Vec<ValidatorStatus>), CliError> {
+    let total = transfers.len();
+    let window = cfg.client.max_concurrent_requests;
+    let retry_ms = cfg.client.request_retry_ms;
+    // Long enough for retries and a view change to show progress again.
+    let stall_limit = Duration::from_secs(30)
+        .max(Duration::from_millis(retry_ms.saturating_mul(10)))
+        .max(Duration::from_millis(cfg.consensus.view_change_timeout_ms.saturating_mul(3)));
+    let system = actix::System::new();
+    system.block_on(async move {
+        let swarm = Swarm::launch(spec);
+        let progress = Arc::new(AtomicU64::new(0));
+        let display = show_progress.then(|| ProgressDisplay::start(progress.clone(), total));
+        let client = swarm.run_client(ClientId(0), transfers, window, retry_ms, progress.clone());
+        let run = until_stalled(client, &progress, total, stall_limit).await;
+        if let Some(display) = display {
+            display.finish();
+        }
+        let result = match run {
+            Ok(Ok(run)) => Ok((run, swarm.settled_status(SETTLE_WAIT).await)),
+            Ok(Err(error)) => Err(error.into()),
+            Err(mut stalled) => {
+                if let CliError::Stalled { executed, .. } = &mut stalled {
+                    let seqs: Vec<String> =
+                        swarm.status().await.iter().map(|s| s.last_executed.0.to_string()).collect();
+                    *executed = seqs.join(", ");
+                }
+                Err(stalled)
+            }
+        };
+        if let Ok(routing) = swarm.routing_stats().await {
+            tracing::debug!(?routing, "supervisor counters");
+        }
+        swarm.stop();
+        result
+    })
+}
+
+/// Awaits `run` unless no transfer completes for `limit`.
+async fn until_stalled<F: Future>(
+    run: F,
+    progress: &AtomicU64,
+    total: usize,
+    limit: Duration,
+) -> Result<F::Output, CliError> {
+    let mut run = std::pin::pin!(run);
+    let mut last_change = (progress.load(Ordering::Relaxed), Instant::now());
+    loop {
+        tokio::select! {
+            output = &mut run => return Ok(output),
+            _ = actix_rt::time::sleep(Duration::from_millis(250)) => {
+                let completed = progress.load(Ordering::Relaxed);
+                if completed != last_change.0 {
+                    last_change = (completed, Instant::now());
+                } else if last_change.1.elapsed() >= limit {
+                    return Err(CliError::Stalled { seconds: limit.as_secs(), completed, total, executed: String::new() });
+                }
+            }
+        }
+    }
+}
+
+/// A progress bar on stderr, redrawn from the client's counter every 100 ms by
+/// its own thread, so drawing never competes with the actors' mailboxes.
+struct ProgressDisplay {
+    stop: Arc<AtomicBool>,
+    thread: JoinHandle<()>,
+}
+
+impl ProgressDisplay {
+    fn start(progress: Arc<AtomicU64>, total: usize) -> ProgressDisplay {
+        let style =
+            ProgressStyle::with_template("{spinner} {elapsed_precise} [{bar:40}] {pos}/{len} transfers ({per_sec})")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> ");
+        let bar = ProgressBar::new(total as u64).with_style(style);
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop_seen = stop.clone();
+        let thread = std::thread::spawn(move || {
+            while !stop_seen.load(Ordering::Relaxed) {
+                bar.set_position(progress.load(Ordering::Relaxed));
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            bar.finish_and_clear();
+        });
+        ProgressDisplay { stop, thread }
+    }
+
+    fn finish(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.thread.join();
+    }
+}

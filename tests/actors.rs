@@ -1,0 +1,55 @@
+//! The actix runtime driven from code, without the CLI: a swarm of four
+//! validators, each on its own thread, and one client.
+
+use bftswarm::actors::{Swarm, SwarmSpec};
+use bftswarm::config::SwarmConfig;
+use bftswarm::ledger::{Ledger, TxOutcome};
+use bftswarm::protocol::ClientId;
+use bftswarm::workload::{Workload, WorkloadSpec};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+#[actix::test]
+async fn n4f1_swarm_commits_300_transfers_and_every_validator_holds_the_same_ledger() {
+    let config = SwarmConfig::from_toml_str("[swarm]\nmax_agents = 4\n").unwrap();
+    let workload = Workload::generate(&WorkloadSpec {
+        seed: 11,
+        accounts: 50,
+        transactions: 300,
+        initial_balance: 1_000_000,
+        max_amount: 1_000,
+        overdraft_ratio: 0.0,
+    });
+    let genesis = Ledger::with_genesis(&workload.genesis).unwrap();
+    let spec = SwarmSpec::from_config(&config, genesis, 11).unwrap();
+    let swarm = Swarm::launch(spec);
+    let progress = Arc::new(AtomicU64::new(0));
+
+    let run = swarm
+        .run_client(ClientId(1), workload.transfers, 50, 2_000, progress.clone())
+        .await
+        .expect("the client completes");
+
+    assert_eq!(run.completions.len(), 300);
+    assert!(run.completions.iter().all(|c| c.outcome == TxOutcome::Committed));
+    assert_eq!(progress.load(Ordering::Relaxed), 300);
+    let statuses = swarm.settled_status(Duration::from_secs(5)).await;
+    assert_eq!(statuses.len(), 4);
+    let first = &statuses[0];
+    assert!(first.last_executed.0 > 0);
+    for status in &statuses {
+        assert_eq!(status.last_executed, first.last_executed, "{}", status.name);
+        assert_eq!(status.ledger_digest, first.ledger_digest, "{}", status.name);
+        assert_eq!(status.balance_sum, status.total_supply as u128);
+        assert_eq!(status.stats.txs_committed, 300);
+        assert!(status.inbound_rejected.is_empty(), "{:?}", status.inbound_rejected);
+    }
+    assert_eq!(statuses.iter().filter(|s| s.is_primary).count(), 1);
+    let routing = swarm.routing_stats().await.unwrap();
+    // Late replies to the finished client are undeliverable; none is lost to a full mailbox.
+    assert_eq!(routing.dropped_mailbox_full, 0);
+    assert_eq!(routing.misaddressed, 0);
+    assert!(routing.delivered > 0);
+    swarm.stop();
+}

@@ -1,0 +1,52 @@
+//! `bftswarm run` end to end: the binary, a config file, the JSON report.
+
+use assert_cmd::cargo::cargo_bin_cmd;
+use serde_json::Value;
+
+fn run_json(args: &[&str]) -> Value {
+    let output = cargo_bin_cmd!("bftswarm").args(["run", "--json"]).args(args).output().expect("the binary runs");
+    assert!(output.status.success(), "exit {:?}, stderr: {}", output.status, String::from_utf8_lossy(&output.stderr));
+    serde_json::from_slice(&output.stdout).expect("stdout is one JSON object")
+}
+
+#[test]
+fn byzantine_7_preset_commits_or_rejects_all_1000_transfers_with_integrity_intact() {
+    let report = run_json(&["--config", "config/byzantine-7.toml"]);
+    let committed = report["transactions_committed"].as_u64().unwrap();
+    let rejected = report["transactions_rejected"].as_u64().unwrap();
+    assert_eq!(committed + rejected, 1000);
+    assert_eq!(rejected, report["expected_overdrafts"].as_u64().unwrap());
+    assert_eq!(report["system_integrity"], "intact");
+    assert_eq!(report["status"], "healthy");
+    assert_eq!(report["total_agents"], 7);
+    assert_eq!(report["healthy_agents"], 7);
+    assert_eq!(report["quorum_threshold"], 5);
+    assert_eq!(report["quorum_met"], true);
+    assert_eq!(report["false_positive_rate"], 0.0);
+    assert_eq!(report["primary"], "bft-agent-1");
+    assert_eq!(report["agents"].as_array().unwrap().len(), 7);
+}
+
+#[test]
+fn count_flag_overrides_the_workload_size() {
+    let report = run_json(&["--config", "config/default.toml", "--count", "200"]);
+    assert_eq!(report["transactions_committed"], 200);
+    assert_eq!(report["transactions_rejected"], 0);
+    assert_eq!(report["system_integrity"], "intact");
+    for agent in report["agents"].as_array().unwrap() {
+        assert_eq!(agent["txs_committed"], 200, "{agent}");
+    }
+}
+
+#[test]
+fn missing_config_file_is_a_one_line_error_naming_the_file() {
+    let output = cargo_bin_cmd!("bftswarm")
+        .args(["run", "--config", "config/no-such-swarm.toml"])
+        .output()
+        .expect("the binary runs");
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("config/no-such-swarm.toml"), "{stderr}");
+    assert!(output.stdout.is_empty());
+}
