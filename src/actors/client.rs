@@ -5,9 +5,8 @@
 use super::messages::{DeliverReply, Destination, Envelope, Origin, Route};
 use super::timer::DeadlineTimer;
 use super::{now, AGENT_MAILBOX};
-use crate::protocol::{AgentId, ClientCore, ClientId, ClientInput, ClientOutput, ClientStats, Completion, Request};
+use crate::protocol::{ClientCore, ClientId, ClientInput, ClientOutput, ClientStats, Completion};
 use actix::{Actor, ActorContext, Context, Handler, Message, Recipient};
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -76,15 +75,12 @@ impl Client {
         }
     }
 
-    /// Merges the outputs of several steps: one envelope per validator and
-    /// one broadcast, all in one route.
+    /// Merges the outputs of several steps into one broadcast route.
     fn carry_out(&mut self, outputs: Vec<ClientOutput>) {
-        let mut sends: BTreeMap<AgentId, Vec<Request>> = BTreeMap::new();
         let mut broadcast = Vec::new();
         let mut completed = 0;
         for output in outputs {
             match output {
-                ClientOutput::Send { to, requests } => sends.entry(to).or_default().extend(requests),
                 ClientOutput::Broadcast(requests) => broadcast.extend(requests),
                 ClientOutput::Completed(completion) => {
                     self.completions.push(completion);
@@ -95,24 +91,13 @@ impl Client {
         if completed > 0 {
             self.progress.fetch_add(completed, Ordering::Relaxed);
         }
-        let mut items: Vec<(Destination, Envelope)> = sends
-            .into_iter()
-            .map(|(to, requests)| {
-                let envelope = Envelope::Requests(Arc::new(requests));
-                (Destination::Validator(to), envelope)
-            })
-            .collect();
-        if !broadcast.is_empty() {
-            let envelope = Envelope::Requests(Arc::new(broadcast));
-            items.push((Destination::AllValidators, envelope));
-        }
-        if items.is_empty() {
+        if broadcast.is_empty() {
             return;
         }
-        let count = items.len() as u64;
+        let items = vec![(Destination::AllValidators, Envelope::Requests(Arc::new(broadcast)))];
         let route = Route { from: Origin::Client(self.id), items };
         if self.route.try_send(route).is_err() {
-            self.outbound_dropped += count;
+            self.outbound_dropped += 1;
         }
     }
 

@@ -16,7 +16,6 @@ mod supervisor;
 mod swarm;
 mod timer;
 mod validator;
-mod verified;
 
 pub use client::{Begin, Client, ClientRun};
 pub use messages::{

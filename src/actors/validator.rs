@@ -8,22 +8,16 @@ use super::messages::{
     BatchExecuted, Deliver, Destination, Envelope, GetStatus, ObserveExecutions, Origin, Route, ValidatorStatus,
 };
 use super::timer::DeadlineTimer;
-use super::verified::VerifiedMessages;
 use super::{now, AGENT_MAILBOX};
 use crate::protocol::{Input, Output, Rejection, Replica, Verifier};
 use actix::{Actor, Context, Handler, MessageResult, Recipient};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-/// Verified messages remembered so retransmitted copies skip verification:
-/// several log windows of votes and pre-prepares.
-const VERIFIED_MEMORY: usize = 16384;
-
 pub struct Validator {
     name: String,
     replica: Replica,
     verifier: Verifier,
-    verified: VerifiedMessages,
     route: Recipient<Route>,
     /// Hook point for observers of executed batches (auditors, hooks, metrics).
     observers: Vec<Recipient<BatchExecuted>>,
@@ -40,7 +34,6 @@ impl Validator {
             name,
             replica,
             verifier,
-            verified: VerifiedMessages::new(VERIFIED_MEMORY),
             route,
             observers: Vec::new(),
             timer: DeadlineTimer::default(),
@@ -55,17 +48,10 @@ impl Validator {
 
     fn receive(&mut self, envelope: Envelope, outputs: &mut Vec<Output>) {
         match envelope {
-            Envelope::Consensus(message) => {
-                let epoch = self.replica.committee().epoch();
-                if !self.verified.contains(epoch, &message) {
-                    if let Err(rejection) = self.verifier.verify_message(&message) {
-                        self.count_rejected(rejection_name(&rejection), 1);
-                        return;
-                    }
-                    self.verified.insert(epoch, &message);
-                }
-                outputs.extend(self.replica.step(now(), Input::Message(message)));
-            }
+            Envelope::Consensus(message) => match self.verifier.verify_message(&message) {
+                Ok(()) => outputs.extend(self.replica.step(now(), Input::Message(message))),
+                Err(rejection) => self.count_rejected(rejection_name(&rejection), 1),
+            },
             Envelope::Requests(requests) => {
                 // The supervisor shares one batch among validators; copy only when shared.
                 let requests = Arc::try_unwrap(requests).unwrap_or_else(|shared| (*shared).clone());

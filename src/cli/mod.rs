@@ -2,6 +2,7 @@
 //! commands (one variant of [`Command`] each), and the mapping of errors to
 //! one line on stderr and an exit code.
 
+pub mod bench;
 pub mod report;
 pub mod run;
 
@@ -22,6 +23,9 @@ pub enum Command {
     /// Run a whole scenario in the foreground: spawn the swarm, submit the
     /// workload, check integrity and print a report.
     Run(run::RunArgs),
+    /// Measure throughput, latency and CPU per transfer for several committee
+    /// sizes, beside the cost of Ed25519 verification and the tutorial's figures.
+    Bench(bench::BenchArgs),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +67,7 @@ pub fn main() -> ExitCode {
     init_tracing();
     let result = match &cli.command {
         Command::Run(args) => run::execute(args),
+        Command::Bench(args) => bench::execute(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

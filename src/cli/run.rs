@@ -87,7 +87,7 @@ fn print(report: &RunReport, json: bool) -> std::io::Result<()> {
     stdout.flush()
 }
 
-fn workload_spec(cfg: &SwarmConfig) -> WorkloadSpec {
+pub(crate) fn workload_spec(cfg: &SwarmConfig) -> WorkloadSpec {
     let workload = &cfg.workload;
     WorkloadSpec {
         seed: workload.seed,
@@ -110,7 +110,7 @@ fn every_honest_transfer_is_funded(cfg: &SwarmConfig) -> bool {
 
 /// Runs the swarm on an actix System and returns what the client saw and the
 /// validators' settled statuses.
-fn drive(
+pub(crate) fn drive(
     spec: SwarmSpec,
     transfers: Vec<SignedTransfer>,
     cfg: &SwarmConfig,

@@ -133,17 +133,20 @@ impl Ledger {
         self.accounts.values().map(|a| a.balance as u128).sum()
     }
 
-    /// A digest over every account, its balance and nonce, in key order.
+    /// A digest over every account, its balance and nonce, in key order. The
+    /// accounts are laid out in one buffer first: blake3 hashes a large input
+    /// many times faster than many small updates.
     pub fn state_digest(&self) -> Digest {
-        let mut hasher = blake3::Hasher::new();
-        hasher.update(b"bftswarm/ledger/v1");
-        hasher.update(&self.total_supply.to_le_bytes());
+        const DOMAIN: &[u8] = b"bftswarm/ledger/v1";
+        let mut bytes = Vec::with_capacity(DOMAIN.len() + 8 + self.accounts.len() * 48);
+        bytes.extend_from_slice(DOMAIN);
+        bytes.extend_from_slice(&self.total_supply.to_le_bytes());
         for (id, account) in &self.accounts {
-            hasher.update(&id.0 .0);
-            hasher.update(&account.balance.to_le_bytes());
-            hasher.update(&account.next_nonce.to_le_bytes());
+            bytes.extend_from_slice(&id.0 .0);
+            bytes.extend_from_slice(&account.balance.to_le_bytes());
+            bytes.extend_from_slice(&account.next_nonce.to_le_bytes());
         }
-        Digest(*hasher.finalize().as_bytes())
+        Digest::of(&bytes)
     }
 }
 

@@ -1,10 +1,10 @@
-//! The client as a pure state machine: keeps a window of signed transfers in
-//! flight, at most one per account (so nonces arrive in order), resends what
+//! The client as a pure state machine: sends signed transfers to every
+//! validator and keeps a window of them in flight, at most one per account (so nonces arrive in order), resends what
 //! goes unanswered, and accepts an outcome on f+1 matching signed replies.
 
 use super::committee::Committee;
 use super::message::{Reply, Request};
-use super::types::{AgentId, ClientId, Micros, View};
+use super::types::{AgentId, ClientId, Micros};
 use super::verify::Verifier;
 use crate::ledger::{AccountId, SignedTransfer, TxId, TxOutcome};
 use std::collections::{BTreeMap, HashSet, VecDeque};
@@ -17,12 +17,10 @@ pub enum ClientInput {
 
 #[derive(Clone, Debug)]
 pub enum ClientOutput {
-    /// Send these requests to one validator (the primary the client believes in).
-    Send {
-        to: AgentId,
-        requests: Vec<Request>,
-    },
-    /// Resend to every validator: the primary may be faulty or the first send lost.
+    /// Send these requests to every validator: the primary orders them, the
+    /// backups verify their signatures before the pre-prepare arrives (so it
+    /// costs them a lookup) and learn of requests a faulty primary ignores.
+    /// Unanswered requests are sent again the same way.
     Broadcast(Vec<Request>),
     Completed(Completion),
 }
@@ -59,7 +57,6 @@ pub struct ClientCore {
     retry_us: u64,
     in_flight: BTreeMap<TxId, InFlight>,
     busy_accounts: HashSet<AccountId>,
-    view_hint: View,
     next_retry_check: Option<Micros>,
     stats: ClientStats,
 }
@@ -82,7 +79,6 @@ impl ClientCore {
             retry_us: retry_us.max(1),
             in_flight: BTreeMap::new(),
             busy_accounts: HashSet::new(),
-            view_hint: View(0),
             next_retry_check: None,
             stats: ClientStats::default(),
         }
@@ -119,7 +115,6 @@ impl ClientCore {
             self.stats.replies_bad_signature += 1;
             return;
         }
-        self.view_hint = self.view_hint.max(reply.view);
         let needed = self.committee.reply_quorum();
         for (tx_id, outcome) in &reply.outcomes {
             let Some(entry) = self.in_flight.get_mut(tx_id) else {
@@ -166,8 +161,7 @@ impl ClientCore {
         }
         if !requests.is_empty() {
             self.stats.submitted += requests.len() as u64;
-            let to = self.committee.primary(self.view_hint);
-            out.push(ClientOutput::Send { to, requests });
+            out.push(ClientOutput::Broadcast(requests));
         }
     }
 

@@ -13,7 +13,7 @@ use crate::crypto::Digest;
 use crate::crypto::{verify_batch, Signature};
 use crate::ledger::AccountId;
 use ed25519_dalek::VerifyingKey;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -34,17 +34,57 @@ pub enum Rejection {
     UnprovenSnapshot(AgentId),
 }
 
-/// Caches decompressed keys: decompression costs a third of a verification.
+/// Caches decompressed keys (decompression costs a third of a verification)
+/// and remembers what it verified: a client request seen before its
+/// pre-prepare, or a message retransmitted, costs a hash instead of signatures.
 pub struct Verifier {
     epoch: Epoch,
     members: BTreeMap<AgentId, VerifyingKey>,
     quorum: usize,
     accounts: HashMap<AccountId, Option<VerifyingKey>>,
     max_batch_size: usize,
+    verified: RecentDigests,
 }
 
 /// Bound of the account key cache; it is cleared when full (keys are cheap to redo).
 const ACCOUNT_CACHE_LIMIT: usize = 1 << 20;
+
+/// How many verified requests and messages are remembered: several windows of
+/// the largest batches.
+const VERIFIED_MEMORY: usize = 1 << 17;
+
+/// A bounded set of digests that forgets the oldest first.
+struct RecentDigests {
+    seen: HashSet<Digest>,
+    order: VecDeque<Digest>,
+}
+
+impl RecentDigests {
+    fn contains(&self, digest: &Digest) -> bool {
+        self.seen.contains(digest)
+    }
+
+    fn insert(&mut self, digest: Digest) {
+        if self.seen.insert(digest) {
+            self.order.push_back(digest);
+        }
+        while self.order.len() > VERIFIED_MEMORY {
+            if let Some(oldest) = self.order.pop_front() {
+                self.seen.remove(&oldest);
+            }
+        }
+    }
+}
+
+/// Identifies a verified message: its signed bytes (type, epoch, sender, view,
+/// sequence, digest) and its signature.
+fn message_key(signed: &SignedMessage) -> Digest {
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(b"bftswarm/verified-message/v1");
+    hasher.update(&signed.signing_bytes());
+    hasher.update(&signed.signature.0);
+    Digest(*hasher.finalize().as_bytes())
+}
 
 impl Verifier {
     pub fn new(committee: &Committee, max_batch_size: usize) -> Verifier {
@@ -56,10 +96,27 @@ impl Verifier {
             quorum: committee.quorum(),
             accounts: HashMap::new(),
             max_batch_size,
+            verified: RecentDigests { seen: HashSet::new(), order: VecDeque::new() },
         }
     }
 
     pub fn verify_message(&mut self, signed: &SignedMessage) -> Result<(), Rejection> {
+        let key = message_key(signed);
+        if self.verified.contains(&key) {
+            // The signature covers a pre-prepare's digest, not its batch: check the batch again.
+            return match &signed.message {
+                Message::PrePrepare { digest, batch, .. } if batch.digest() != *digest => {
+                    Err(Rejection::BatchDigestMismatch(signed.sender))
+                }
+                _ => Ok(()),
+            };
+        }
+        self.verify_uncached(signed)?;
+        self.verified.insert(key);
+        Ok(())
+    }
+
+    fn verify_uncached(&mut self, signed: &SignedMessage) -> Result<(), Rejection> {
         if signed.epoch != self.epoch {
             return Err(Rejection::WrongEpoch { expected: self.epoch, received: signed.epoch });
         }
@@ -102,12 +159,17 @@ impl Verifier {
         signers.len() >= self.quorum
     }
 
-    /// Splits client requests into those with valid signatures and the rest.
+    /// Splits client requests into those with valid signatures and the rest,
+    /// and remembers the valid ones for the pre-prepare that will carry them.
     pub fn verify_requests(&mut self, requests: Vec<Request>) -> (Vec<Request>, Vec<Request>) {
-        if self.first_invalid_request(&requests).is_none() {
-            return (requests, Vec::new());
+        let (valid, invalid) = match self.first_invalid_request(&requests) {
+            None => (requests, Vec::new()),
+            Some(_) => requests.into_iter().partition(|request| self.verify_one(request)),
+        };
+        for request in &valid {
+            self.verified.insert(request.tx.digest());
         }
-        requests.into_iter().partition(|request| self.verify_one(request))
+        (valid, invalid)
     }
 
     pub fn verify_reply(&self, reply: &Reply) -> bool {
@@ -115,22 +177,28 @@ impl Verifier {
             && self.members.get(&reply.replica).is_some_and(|key| reply.signature.verify(key, &reply.signing_bytes()))
     }
 
-    /// Batch-verifies; only when the batch fails are signatures checked one by one.
+    /// Batch-verifies the requests not verified before; only when the batch
+    /// fails are signatures checked one by one.
     fn first_invalid_request(&mut self, requests: &[Request]) -> Option<usize> {
+        let mut unverified = Vec::with_capacity(requests.len());
         let mut keys = Vec::with_capacity(requests.len());
         for (index, request) in requests.iter().enumerate() {
+            if self.verified.contains(&request.tx.digest()) {
+                continue;
+            }
             match self.account_key(&request.tx.transfer.from) {
                 Some(key) => keys.push(key),
                 None => return Some(index),
             }
+            unverified.push(index);
         }
-        let messages: Vec<Vec<u8>> = requests.iter().map(|r| r.tx.transfer.signing_bytes()).collect();
+        let messages: Vec<Vec<u8>> = unverified.iter().map(|&i| requests[i].tx.transfer.signing_bytes()).collect();
         let message_refs: Vec<&[u8]> = messages.iter().map(Vec::as_slice).collect();
-        let signatures: Vec<Signature> = requests.iter().map(|r| r.tx.signature).collect();
+        let signatures: Vec<Signature> = unverified.iter().map(|&i| requests[i].tx.signature).collect();
         if verify_batch(&message_refs, &signatures, &keys) {
             return None;
         }
-        (0..requests.len()).find(|&i| !signatures[i].verify(&keys[i], &messages[i]))
+        (0..unverified.len()).find(|&j| !signatures[j].verify(&keys[j], &messages[j])).map(|j| unverified[j])
     }
 
     fn verify_one(&mut self, request: &Request) -> bool {
@@ -219,6 +287,23 @@ mod tests {
         for (message, expected) in cases {
             assert_eq!(verifier.verify_message(&message), Err(expected));
         }
+    }
+
+    #[test]
+    fn a_request_verified_before_its_pre_prepare_is_remembered_but_a_forgery_is_not() {
+        let keys: Vec<Keypair> = (1..=4u8).map(|i| Keypair::from_seed([i; 32])).collect();
+        let owner = Keypair::from_seed([50; 32]);
+        let mut verifier = Verifier::new(&committee(&keys), 8);
+        let (valid, _) = verifier.verify_requests(vec![request(&owner, 0)]);
+        assert_eq!(valid.len(), 1);
+        assert!(verifier.verified.contains(&request(&owner, 0).tx.digest()));
+        let mut forged = request(&owner, 0);
+        forged.tx.transfer.amount = 2;
+        let message = pre_prepare(&keys, vec![request(&owner, 0), forged]);
+        let rejection = Rejection::InvalidClientSignature { sender: AgentId(0), index: 1 };
+        assert_eq!(verifier.verify_message(&message), Err(rejection.clone()));
+        // A rejected message is not remembered: a second copy is checked in full again.
+        assert_eq!(verifier.verify_message(&message), Err(rejection));
     }
 
     #[test]

@@ -224,9 +224,6 @@ pub fn run(config: &SimConfig) -> SimReport {
                 };
                 for output in client.step(now, input) {
                     match output {
-                        ClientOutput::Send { to, requests } => {
-                            network.send(now, Node::Validator(to.0 as usize), Payload::Requests(requests))
-                        }
                         ClientOutput::Broadcast(requests) => {
                             for i in 0..config.validators {
                                 network.send(now, Node::Validator(i), Payload::Requests(requests.clone()));

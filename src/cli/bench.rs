@@ -1,0 +1,248 @@
+//! `bftswarm bench`: throughput, latency and CPU per transfer for several
+//! committee sizes, in one process, next to the cost of Ed25519 verification
+//! measured in the same run and the tutorial's figures.
+//!
+//! Every validator must verify every client signature once, so n validators on
+//! `cores` cores can never exceed `cores / (n × batch-verify cost)` transfers
+//! per second: the report gives each throughput as a fraction of that bound.
+
+use super::report::{RunFacts, RunReport};
+use super::run::{drive, workload_spec};
+use super::CliError;
+use crate::actors::SwarmSpec;
+use crate::config::SwarmConfig;
+use crate::crypto::{verify_batch, Keypair, Signature, SigningBytes};
+use crate::ledger::Ledger;
+use crate::workload::Workload;
+use clap::Args;
+use ed25519_dalek::VerifyingKey;
+use serde::Serialize;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Args)]
+#[command(after_help = "Example: bftswarm bench --validators 4,7,10,13 --windows 192,4096 --transactions 40000")]
+pub struct BenchArgs {
+    /// Committee sizes to measure.
+    #[arg(long, value_delimiter = ',', default_value = "4,7,10,13")]
+    pub validators: Vec<usize>,
+    /// Client windows (requests in flight) to measure each size with: a small
+    /// one shows latency, a large one peak throughput.
+    #[arg(long, value_delimiter = ',', default_value = "192,4096")]
+    pub windows: Vec<usize>,
+    /// Transfers per measurement (signed before the clock starts).
+    #[arg(long, default_value_t = 40_000)]
+    pub transactions: usize,
+    /// Base config; the bench overrides committee size, window and workload.
+    #[arg(long)]
+    pub config: Option<std::path::PathBuf>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct BenchRow {
+    pub validators: usize,
+    pub max_failures: usize,
+    pub quorum: usize,
+    pub window: usize,
+    pub transactions: usize,
+    pub throughput_tx_per_s: f64,
+    pub latency_ms_p50: f64,
+    pub latency_ms_p99: f64,
+    pub cpu_us_per_tx: f64,
+    /// cores / (n × batch-verify µs): what signature checks alone allow.
+    pub signature_bound_tx_per_s: f64,
+    pub fraction_of_bound: f64,
+    pub system_integrity: String,
+    pub tutorial_tx_per_s: Option<f64>,
+    pub tutorial_latency_ms: Option<f64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct BenchReport {
+    pub cores: usize,
+    pub ed25519_verify_us: f64,
+    pub ed25519_batch_verify_us_per_signature: f64,
+    pub rows: Vec<BenchRow>,
+}
+
+/// The tutorial's "Scalability Analysis" table.
+fn tutorial(n: usize) -> (Option<f64>, Option<f64>) {
+    match n {
+        4 => (Some(1200.0), Some(40.0)),
+        7 => (Some(470.0), Some(85.0)),
+        10 => (Some(180.0), Some(150.0)),
+        13 => (Some(90.0), Some(250.0)),
+        _ => (None, None),
+    }
+}
+
+pub fn execute(args: &BenchArgs) -> Result<(), CliError> {
+    if args.validators.iter().any(|&n| n < 4) || args.windows.contains(&0) || args.transactions == 0 {
+        return Err(CliError::Usage(
+            "bench needs --validators of at least 4, windows of at least 1 and at least 1 transaction".into(),
+        ));
+    }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let (verify_us, batch_us) = measure_verification();
+    eprintln!(
+        "ed25519 on this machine: verify {verify_us:.1} µs, batch verify {batch_us:.1} µs/signature, {cores} cores"
+    );
+    let mut rows = Vec::new();
+    for &n in &args.validators {
+        for &window in &args.windows {
+            let row = measure(args, n, window, cores, batch_us)?;
+            eprintln!(
+                "n = {:>2}, window {:>5}: {:>8.0} tx/s, p50 {:>6.1} ms, p99 {:>6.1} ms, {:>5.0} µs CPU/tx, {:.0}% of bound, {}",
+                n,
+                window,
+                row.throughput_tx_per_s,
+                row.latency_ms_p50,
+                row.latency_ms_p99,
+                row.cpu_us_per_tx,
+                row.fraction_of_bound * 100.0,
+                row.system_integrity
+            );
+            rows.push(row);
+        }
+    }
+    let report =
+        BenchReport { cores, ed25519_verify_us: verify_us, ed25519_batch_verify_us_per_signature: batch_us, rows };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report).map_err(std::io::Error::other)?);
+    } else {
+        print!("{}", table(&report));
+    }
+    match report.rows.iter().find(|row| row.system_integrity != "intact") {
+        Some(row) => Err(CliError::Integrity(format!("n = {}: {}", row.validators, row.system_integrity))),
+        None => Ok(()),
+    }
+}
+
+fn measure(args: &BenchArgs, n: usize, window: usize, cores: usize, batch_us: f64) -> Result<BenchRow, CliError> {
+    let mut cfg = SwarmConfig::load(args.config.as_deref())?;
+    cfg.swarm.max_agents = n;
+    cfg.swarm.max_failures = None;
+    cfg.client.max_concurrent_requests = window;
+    cfg.consensus.max_batch_size = cfg.consensus.max_batch_size.max(1024);
+    cfg.consensus.max_pending_requests = cfg.consensus.max_pending_requests.max(window * 2);
+    cfg.workload.transactions = args.transactions;
+    // Enough accounts that the window never waits for one account's previous nonce.
+    cfg.workload.accounts = cfg.workload.accounts.max(window * 4).max(2_000);
+    cfg.workload.overdraft_ratio = 0.0;
+    cfg.validate()?;
+    let workload = Workload::generate(&workload_spec(&cfg));
+    let genesis = Ledger::with_genesis(&workload.genesis).map_err(|e| CliError::Usage(e.to_string()))?;
+    let spec = SwarmSpec::from_config(&cfg, genesis, cfg.workload.seed)?;
+    let facts = RunFacts {
+        swarm_name: format!("bench-n{n}"),
+        validators: n,
+        max_failures: cfg.max_failures(),
+        quorum: cfg.quorum(),
+        transfers_submitted: workload.transfers.len(),
+        expected_overdrafts: 0,
+        only_overdrafts_invalid: true,
+    };
+    let cpu_before = process_cpu_time();
+    let (run, statuses) = drive(spec, workload.transfers, &cfg, false)?;
+    let cpu = process_cpu_time().saturating_sub(cpu_before);
+    let report = RunReport::build(&run, &statuses, &facts);
+    let committed = report.transactions_committed.max(1) as f64;
+    let bound = cores as f64 * 1e6 / (n as f64 * batch_us);
+    let (tutorial_tx_per_s, tutorial_latency_ms) = tutorial(n);
+    Ok(BenchRow {
+        validators: n,
+        max_failures: cfg.max_failures(),
+        quorum: cfg.quorum(),
+        window,
+        transactions: args.transactions,
+        throughput_tx_per_s: report.throughput_tx_per_s,
+        latency_ms_p50: report.latency_ms_p50,
+        latency_ms_p99: report.latency_ms_p99,
+        cpu_us_per_tx: cpu.as_secs_f64() * 1e6 / committed,
+        signature_bound_tx_per_s: bound,
+        fraction_of_bound: report.throughput_tx_per_s / bound,
+        system_integrity: report.system_integrity,
+        tutorial_tx_per_s,
+        tutorial_latency_ms,
+    })
+}
+
+/// Single and batched (256) verification on one thread, about half a second each.
+fn measure_verification() -> (f64, f64) {
+    let keys: Vec<Keypair> = (0..256u32).map(|i| Keypair::from_seed(blake3::hash(&i.to_le_bytes()).into())).collect();
+    let messages: Vec<Vec<u8>> = (0..256u64).map(|i| SigningBytes::new("bench").u64(i).finish()).collect();
+    let signatures: Vec<Signature> = keys.iter().zip(&messages).map(|(k, m)| k.sign(m)).collect();
+    let verifying: Vec<VerifyingKey> = keys.iter().filter_map(|k| k.public_key().verifying_key()).collect();
+    let refs: Vec<&[u8]> = messages.iter().map(Vec::as_slice).collect();
+    let single = per_call_us(|| {
+        std::hint::black_box(signatures[0].verify(&verifying[0], &messages[0]));
+    });
+    let batch = per_call_us(|| {
+        std::hint::black_box(verify_batch(&refs, &signatures, &verifying));
+    }) / 256.0;
+    (single, batch)
+}
+
+fn per_call_us(mut call: impl FnMut()) -> f64 {
+    let start = Instant::now();
+    let mut calls = 0u64;
+    while start.elapsed() < Duration::from_millis(500) {
+        call();
+        calls += 1;
+    }
+    start.elapsed().as_secs_f64() * 1e6 / calls as f64
+}
+
+/// User plus system CPU time of the whole process, every thread.
+fn process_cpu_time() -> Duration {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage writes a whole rusage into the pointer it is given.
+    let usage = unsafe {
+        if libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr()) != 0 {
+            return Duration::ZERO;
+        }
+        usage.assume_init()
+    };
+    let micros = |t: libc::timeval| t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64;
+    Duration::from_micros(micros(usage.ru_utime) + micros(usage.ru_stime))
+}
+
+fn table(report: &BenchReport) -> String {
+    let mut table = comfy_table::Table::new();
+    table.set_header([
+        "n",
+        "f",
+        "quorum",
+        "window",
+        "tx/s",
+        "p50 ms",
+        "p99 ms",
+        "CPU µs/tx",
+        "sig bound tx/s",
+        "of bound",
+        "tutorial tx/s",
+        "tutorial ms",
+    ]);
+    let optional = |value: Option<f64>| value.map_or("-".to_string(), |v| format!("{v:.0}"));
+    for row in &report.rows {
+        table.add_row([
+            row.validators.to_string(),
+            row.max_failures.to_string(),
+            row.quorum.to_string(),
+            row.window.to_string(),
+            format!("{:.0}", row.throughput_tx_per_s),
+            format!("{:.1}", row.latency_ms_p50),
+            format!("{:.1}", row.latency_ms_p99),
+            format!("{:.0}", row.cpu_us_per_tx),
+            format!("{:.0}", row.signature_bound_tx_per_s),
+            format!("{:.0}%", row.fraction_of_bound * 100.0),
+            optional(row.tutorial_tx_per_s),
+            optional(row.tutorial_latency_ms),
+        ]);
+    }
+    format!(
+        "{table}\ned25519 verify {:.1} µs, batch verify {:.1} µs/signature, {} cores\n",
+        report.ed25519_verify_us, report.ed25519_batch_verify_us_per_signature, report.cores
+    )
+}
