@@ -50,3 +50,33 @@ fn missing_config_file_is_a_one_line_error_naming_the_file() {
     assert!(stderr.contains("config/no-such-swarm.toml"), "{stderr}");
     assert!(output.stdout.is_empty());
 }
+
+#[test]
+fn bench_reports_every_size_and_window_with_integrity_and_the_signature_bound() {
+    let output = cargo_bin_cmd!("bftswarm")
+        .args(["bench", "--json", "--validators", "4,5", "--windows", "8,64", "--transactions", "300"])
+        .output()
+        .expect("the binary runs");
+    assert!(output.status.success(), "stderr: {}", String::from_utf8_lossy(&output.stderr));
+    let report: Value = serde_json::from_slice(&output.stdout).expect("stdout is one JSON object");
+    let rows = report["rows"].as_array().unwrap();
+    let shapes: Vec<(u64, u64)> =
+        rows.iter().map(|r| (r["validators"].as_u64().unwrap(), r["window"].as_u64().unwrap())).collect();
+    assert_eq!(shapes, [(4, 8), (4, 64), (5, 8), (5, 64)]);
+    for row in rows {
+        assert_eq!(row["system_integrity"], "intact");
+        assert!(row["throughput_tx_per_s"].as_f64().unwrap() > 0.0);
+        let bound = row["signature_bound_tx_per_s"].as_f64().unwrap();
+        let expected = report["cores"].as_f64().unwrap() * 1e6
+            / (row["validators"].as_f64().unwrap() * report["ed25519_batch_verify_us_per_signature"].as_f64().unwrap());
+        assert!((bound - expected).abs() < 1.0, "bound {bound} != {expected}");
+    }
+    assert_eq!(rows[0]["tutorial_tx_per_s"], 1200.0);
+}
+
+#[test]
+fn bench_refuses_a_committee_that_cannot_tolerate_a_fault() {
+    let output = cargo_bin_cmd!("bftswarm").args(["bench", "--validators", "3"]).output().expect("the binary runs");
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("at least 4"));
+}
