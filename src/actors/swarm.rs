@@ -101,7 +101,7 @@ pub fn params_from_config(cfg: &SwarmConfig) -> ProtocolParams {
         max_in_flight_batches: consensus.max_in_flight_batches as u64,
         retransmit_interval_us: consensus.retransmit_interval_ms.saturating_mul(1000),
         max_pending_requests: consensus.max_pending_requests,
-        outcome_retention_checkpoints: 4,
+        outcome_retention_checkpoints: 2,
     }
 }
 

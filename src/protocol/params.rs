@@ -32,7 +32,7 @@ impl Default for ProtocolParams {
             max_in_flight_batches: 8,
             retransmit_interval_us: 200_000,
             max_pending_requests: 200_000,
-            outcome_retention_checkpoints: 4,
+            outcome_retention_checkpoints: 2,
         }
     }
 }

@@ -51,7 +51,7 @@ const ACCOUNT_CACHE_LIMIT: usize = 1 << 20;
 
 /// How many verified requests and messages are remembered: several windows of
 /// the largest batches.
-const VERIFIED_MEMORY: usize = 1 << 17;
+const VERIFIED_MEMORY: usize = 1 << 16;
 
 /// A bounded set of digests that forgets the oldest first.
 struct RecentDigests {

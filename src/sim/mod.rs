@@ -78,7 +78,7 @@ impl SimConfig {
             max_in_flight_batches: rng.between(1, 4),
             retransmit_interval_us: 20_000,
             max_pending_requests: 1_000,
-            outcome_retention_checkpoints: 4,
+            outcome_retention_checkpoints: 2,
         };
         let lossy = scenario == Scenario::LossyNetwork;
         let faults = NetworkFaults {
