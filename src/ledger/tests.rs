@@ -97,3 +97,34 @@ fn duplicate_genesis_account_is_an_error() {
     let (_, alice) = account(1);
     assert!(matches!(Ledger::with_genesis(&[(alice, 1), (alice, 2)]), Err(GenesisError::DuplicateAccount(_))));
 }
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Whatever is thrown at it — wrong nonces, overdrafts, zero amounts,
+        /// replays — the ledger conserves supply, never goes negative, and
+        /// commits each (account, nonce) at most once.
+        #[test]
+        fn any_sequence_of_transfers_conserves_supply_and_commits_each_nonce_once(
+            genesis in proptest::collection::vec(0u64..1_000, 2..6),
+            transfers in proptest::collection::vec((0usize..6, 0usize..6, 0u64..1_500, 0u64..8), 0..200),
+        ) {
+            let ids: Vec<AccountId> = (0..genesis.len()).map(|i| account(i as u8 + 1).1).collect();
+            let balances: Vec<(AccountId, u64)> = ids.iter().copied().zip(genesis.iter().copied()).collect();
+            let mut ledger = Ledger::with_genesis(&balances).unwrap();
+            let mut committed = std::collections::HashSet::new();
+            for (from, to, amount, nonce) in transfers {
+                let (from, to) = (ids[from % ids.len()], ids[to % ids.len()]);
+                let before = ledger.account(&from);
+                let outcome = ledger.execute(&transfer(from, to, amount, nonce));
+                if outcome == TxOutcome::Committed {
+                    prop_assert!(committed.insert((from, nonce)), "nonce {} of {:?} committed twice", nonce, from);
+                    prop_assert!(amount <= before.balance);
+                }
+                prop_assert_eq!(ledger.balance_sum(), ledger.total_supply() as u128);
+            }
+        }
+    }
+}

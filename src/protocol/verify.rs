@@ -101,8 +101,11 @@ impl Verifier {
     }
 
     pub fn verify_message(&mut self, signed: &SignedMessage) -> Result<(), Rejection> {
+        // A snapshot's signature covers its digest, not the ledger and proof it
+        // carries: it is always checked in full (snapshots are rare).
+        let cacheable = !matches!(signed.message, Message::StateSnapshot { .. });
         let key = message_key(signed);
-        if self.verified.contains(&key) {
+        if cacheable && self.verified.contains(&key) {
             // The signature covers a pre-prepare's digest, not its batch: check the batch again.
             return match &signed.message {
                 Message::PrePrepare { digest, batch, .. } if batch.digest() != *digest => {
@@ -112,7 +115,9 @@ impl Verifier {
             };
         }
         self.verify_uncached(signed)?;
-        self.verified.insert(key);
+        if cacheable {
+            self.verified.insert(key);
+        }
         Ok(())
     }
 
@@ -304,6 +309,21 @@ mod tests {
         assert_eq!(verifier.verify_message(&message), Err(rejection.clone()));
         // A rejected message is not remembered: a second copy is checked in full again.
         assert_eq!(verifier.verify_message(&message), Err(rejection));
+    }
+
+    #[test]
+    fn a_remembered_pre_prepare_with_a_swapped_batch_is_still_rejected() {
+        let keys: Vec<Keypair> = (1..=4u8).map(|i| Keypair::from_seed([i; 32])).collect();
+        let owner = Keypair::from_seed([50; 32]);
+        let mut verifier = Verifier::new(&committee(&keys), 8);
+        let good = pre_prepare(&keys, vec![request(&owner, 0)]);
+        assert_eq!(verifier.verify_message(&good), Ok(()));
+        assert_eq!(verifier.verify_message(&good), Ok(()), "a resent copy is accepted from memory");
+        let mut swapped = good.clone();
+        if let Message::PrePrepare { batch, .. } = &mut swapped.message {
+            *batch = Arc::new(Batch { requests: vec![request(&owner, 1)] });
+        }
+        assert_eq!(verifier.verify_message(&swapped), Err(Rejection::BatchDigestMismatch(AgentId(0))));
     }
 
     #[test]

@@ -1,10 +1,9 @@
 //! Checkpoints (stable at a quorum, then the log below them is collected and
 //! the water marks move) and retransmission for replicas that stopped progressing.
 
-use super::{vote_digest, Output, Replica, StableCheckpoint};
+use super::{record_vote, vote_digest, Output, Replica, StableCheckpoint};
 use crate::crypto::Digest;
 use crate::ledger::Ledger;
-use crate::protocol::evidence::Evidence;
 use crate::protocol::message::{Message, SignedMessage};
 use crate::protocol::types::{AgentId, Micros, Seq};
 use std::sync::Arc;
@@ -41,18 +40,10 @@ impl Replica {
             self.retransmit.saw_beyond_window = true;
             return;
         }
-        let entry = self.checkpoints.entry(seq).or_default();
-        if let Some(existing) = entry.votes.get(&signed.sender) {
-            if vote_digest(existing) == Some(state_digest) {
-                self.stats.dropped_duplicate += 1;
-            } else {
-                let evidence = Evidence::Equivocation { first: existing.clone(), second: signed };
-                self.report(evidence, out);
-            }
-            return;
+        let recorded = record_vote(&mut self.checkpoints.entry(seq).or_default().votes, signed, state_digest);
+        if self.accept(recorded, out) {
+            self.try_stabilize(seq, out);
         }
-        entry.votes.insert(signed.sender, signed);
-        self.try_stabilize(seq, out);
     }
 
     /// A checkpoint becomes stable once this replica has executed up to it and

@@ -236,6 +236,21 @@ impl Replica {
         out.push(Output::Evidence(evidence));
     }
 
+    /// Counts a duplicate, reports a conflict; true when the vote is new.
+    fn accept(&mut self, recorded: Recorded, out: &mut Vec<Output>) -> bool {
+        match recorded {
+            Recorded::New => true,
+            Recorded::Duplicate => {
+                self.stats.dropped_duplicate += 1;
+                false
+            }
+            Recorded::Conflict(evidence) => {
+                self.report(evidence, out);
+                false
+            }
+        }
+    }
+
     pub fn id(&self) -> AgentId {
         self.me
     }
@@ -290,6 +305,30 @@ impl Replica {
 enum Vote {
     Prepare,
     Commit,
+}
+
+enum Recorded {
+    New,
+    Duplicate,
+    /// The sender already voted for another digest in this slot: equivocation.
+    Conflict(Evidence),
+}
+
+/// Records `signed` as its sender's vote for `digest`, keeping the first vote
+/// of each sender.
+fn record_vote(
+    votes: &mut BTreeMap<AgentId, Arc<SignedMessage>>,
+    signed: Arc<SignedMessage>,
+    digest: Digest,
+) -> Recorded {
+    match votes.get(&signed.sender) {
+        None => {
+            votes.insert(signed.sender, signed);
+            Recorded::New
+        }
+        Some(existing) if vote_digest(existing) == Some(digest) => Recorded::Duplicate,
+        Some(existing) => Recorded::Conflict(Evidence::Equivocation { first: existing.clone(), second: signed }),
+    }
 }
 
 /// The digest a prepare, commit or pre-prepare votes for.

@@ -1,6 +1,6 @@
 //! The normal case: requests, batching, PRE-PREPARE → PREPARE → COMMIT, execution.
 
-use super::{vote_digest, Executed, Output, Queued, Replica, Vote};
+use super::{record_vote, vote_digest, Executed, Output, Queued, Replica, Vote};
 use crate::crypto::Digest;
 use crate::ledger::{RejectReason, TxId, TxOutcome};
 use crate::protocol::evidence::Evidence;
@@ -155,17 +155,10 @@ impl Replica {
             Vote::Prepare => &mut slot.prepares,
             Vote::Commit => &mut slot.commits,
         };
-        if let Some(existing) = votes.get(&signed.sender) {
-            if vote_digest(existing) == Some(digest) {
-                self.stats.dropped_duplicate += 1;
-            } else {
-                let evidence = Evidence::Equivocation { first: existing.clone(), second: signed };
-                self.report(evidence, out);
-            }
-            return;
+        let recorded = record_vote(votes, signed, digest);
+        if self.accept(recorded, out) {
+            self.advance(seq, out);
         }
-        votes.insert(signed.sender, signed);
-        self.advance(seq, out);
     }
 
     /// Moves a slot on: prepared with the pre-prepare and quorum-1 matching

@@ -62,13 +62,15 @@ impl Fixture {
 }
 
 fn broadcasts(outputs: &[Output]) -> Vec<&Message> {
-    outputs
-        .iter()
-        .filter_map(|o| match o {
-            Output::Broadcast(signed) => Some(&signed.message),
-            _ => None,
-        })
-        .collect()
+    pick(outputs, |o| if let Output::Broadcast(signed) = o { Some(&signed.message) } else { None })
+}
+
+fn replies(outputs: &[Output]) -> Vec<&Reply> {
+    pick(outputs, |o| if let Output::Reply(reply) = o { Some(&**reply) } else { None })
+}
+
+fn pick<'a, T: ?Sized>(outputs: &'a [Output], select: impl Fn(&'a Output) -> Option<&'a T>) -> Vec<&'a T> {
+    outputs.iter().filter_map(select).collect()
 }
 
 #[test]
@@ -122,22 +124,10 @@ fn prepared_needs_pre_prepare_and_2f_matching_prepares_then_commits_with_2f_plus
     let out = backup.step(Micros(3), Input::Message(commit(0)));
     assert!(out.iter().all(|o| !matches!(o, Output::Executed(_))));
     let out = backup.step(Micros(4), Input::Message(commit(2)));
-    let executed: Vec<&Executed> = out
-        .iter()
-        .filter_map(|o| match o {
-            Output::Executed(e) => Some(e),
-            _ => None,
-        })
-        .collect();
+    let executed = pick(&out, |o| if let Output::Executed(e) = o { Some(e) } else { None });
     assert_eq!(executed.len(), 1);
     assert_eq!((executed[0].seq, executed[0].outcomes.as_slice()), (Seq(1), &[TxOutcome::Committed][..]));
-    let replies: Vec<&Reply> = out
-        .iter()
-        .filter_map(|o| match o {
-            Output::Reply(r) => Some(&**r),
-            _ => None,
-        })
-        .collect();
+    let replies = replies(&out);
     assert_eq!(replies.len(), 1);
     assert_eq!((replies[0].client, replies[0].outcomes.len()), (ClientId(7), 1));
     assert_eq!(backup.last_executed(), Seq(1));
@@ -162,13 +152,7 @@ fn two_pre_prepares_for_one_slot_are_equivocation_evidence() {
     let (second, _) = f.pre_prepare(1, vec![f.request(1)]);
     backup.step(Micros(0), Input::Message(first));
     let out = backup.step(Micros(1), Input::Message(second));
-    let evidence: Vec<&Evidence> = out
-        .iter()
-        .filter_map(|o| match o {
-            Output::Evidence(e) => Some(e),
-            _ => None,
-        })
-        .collect();
+    let evidence = pick(&out, |o| if let Output::Evidence(e) = o { Some(e) } else { None });
     assert_eq!(evidence.len(), 1);
     assert_eq!(evidence[0].accused(), AgentId(0));
     assert!(evidence[0].verify(&f.committee));
@@ -237,13 +221,7 @@ fn resent_request_of_an_executed_transfer_is_answered_from_memory_not_reordered(
     run_to_quiescence(&mut replicas, out.into_iter().map(|o| (0, o)).collect());
     let out = replicas[0].step(Micros(20), Input::Requests(vec![f.request(0)]));
     assert!(broadcasts(&out).is_empty(), "no second pre-prepare");
-    let answered: Vec<&Reply> = out
-        .iter()
-        .filter_map(|o| match o {
-            Output::Reply(r) => Some(&**r),
-            _ => None,
-        })
-        .collect();
+    let answered = replies(&out);
     assert_eq!(answered.len(), 1);
     assert_eq!(answered[0].outcomes, vec![(f.request(0).tx_id(), TxOutcome::Committed)]);
 }
