@@ -1,7 +1,10 @@
 pub mod actors;
+pub mod agents;
 pub mod cli;
 pub mod config;
 pub mod crypto;
+pub mod events;
+pub mod hooks;
 pub mod ledger;
 pub mod protocol;
 pub mod rng;

@@ -9,6 +9,19 @@
 //!
 //! Messages carry batches, never single transactions, and consensus messages
 //! travel as `Arc<SignedMessage>`: in one process nothing is copied.
+//!
+//! # Custom agents
+//!
+//! A user's actix actor joins a running swarm as a **non-voting observer**
+//! with [`Swarm::add_observer`]: it handles [`BatchExecuted`] (every batch
+//! every validator executes, with its outcomes; `agent` says which validator)
+//! and, optionally, [`crate::hooks::HookEvent`] for the lifecycle event kinds
+//! it names. It never signs, so it cannot sway consensus; what it sees is what
+//! the validators executed. Delivery is `try_send`: give the actor a mailbox
+//! large enough for n copies of each batch (`agents/observer.toml` says 1024)
+//! or it loses batches. `examples/custom_agent.rs` is an auditor built this way.
+//! Validators are started with [`Swarm::launch_with`]; their mailbox bound can
+//! come from `agents/validator.toml` ([`crate::agents`]).
 
 mod client;
 mod messages;
@@ -23,7 +36,7 @@ pub use messages::{
     Register, RegisterClient, Route, RoutingStats, Unregister, UnregisterClient, ValidatorStatus,
 };
 pub use supervisor::{AgentEntry, Supervisor};
-pub use swarm::{Swarm, SwarmError, SwarmSpec};
+pub use swarm::{LaunchOptions, Swarm, SwarmError, SwarmSpec, PRE_TASK_ACTOR_TIMEOUT};
 pub use validator::Validator;
 
 use crate::protocol::Micros;

@@ -14,6 +14,10 @@ use super::supervisor::Supervisor;
 use super::validator::Validator;
 use crate::config::SwarmConfig;
 use crate::crypto::Keypair;
+use crate::events::{timestamp_now, EventKinds, LifecycleEvent};
+use crate::hooks::{
+    launch_events, EventHub, GetHookStats, HookEvent, HookId, HookStats, Hooks, Publish, RunTaskHooks, Subscribe, Veto,
+};
 use crate::ledger::{Ledger, SignedTransfer};
 use crate::protocol::{
     AgentId, ClientCore, ClientId, Committee, CommitteeError, Epoch, Member, ProtocolParams, Replica,
@@ -37,6 +41,10 @@ pub enum SwarmError {
     SupervisorStopped,
     #[error("client {0} stopped before it completed its transfers")]
     ClientStopped(ClientId),
+    #[error(transparent)]
+    Vetoed(#[from] Veto),
+    #[error("the event hub has stopped")]
+    HubStopped,
 }
 
 /// Everything needed to start a swarm.
@@ -105,31 +113,68 @@ pub fn params_from_config(cfg: &SwarmConfig) -> ProtocolParams {
     }
 }
 
-/// A running swarm: the supervisor and the validators, each on its own thread.
+/// How to launch a swarm beyond its [`SwarmSpec`].
+pub struct LaunchOptions {
+    /// Shown in the `swarm-initialized` event.
+    pub name: String,
+    /// Hooks registered before anything starts, so they hear the launch itself.
+    pub hooks: Hooks,
+    /// Validators' mailbox bound (from `agents/validator.toml`); unset means
+    /// [`super::AGENT_MAILBOX`].
+    pub validator_mailbox: Option<usize>,
+}
+
+impl Default for LaunchOptions {
+    fn default() -> LaunchOptions {
+        LaunchOptions { name: "bft-swarm".into(), hooks: Hooks::default(), validator_mailbox: None }
+    }
+}
+
+/// How long a `pre-task` veto actor may think before its silence vetoes.
+pub const PRE_TASK_ACTOR_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A running swarm: the supervisor, the event hub and the validators, each on
+/// its own thread.
 pub struct Swarm {
     committee: Committee,
     supervisor: Addr<Supervisor>,
+    hub: Addr<EventHub>,
     validators: Vec<(AgentId, Addr<Validator>)>,
     arbiters: Vec<Arbiter>,
 }
 
 impl Swarm {
-    /// Starts the supervisor and one validator per member. Must be called
-    /// inside a running actix `System`.
+    /// Starts the supervisor and one validator per member, without hooks.
+    /// Must be called inside a running actix `System`.
     pub fn launch(spec: SwarmSpec) -> Swarm {
+        Swarm::launch_with(spec, LaunchOptions::default())
+    }
+
+    /// Starts the event hub with `options.hooks`, the supervisor and one
+    /// validator per member, and publishes `swarm-initialized` and one
+    /// `agent-spawned` per validator. Must be called inside a running actix `System`.
+    pub fn launch_with(spec: SwarmSpec, options: LaunchOptions) -> Swarm {
         let SwarmSpec { committee, validator_keys, params, genesis } = spec;
+        let LaunchOptions { name: swarm_name, hooks, validator_mailbox } = options;
+        // Its own thread: fanning events out to hooks never delays routing.
+        let hub_arbiter = Arbiter::new();
+        let hub = EventHub::start_in_arbiter(&hub_arbiter.handle(), move |_| EventHub::new(hooks));
+        // Before any validator exists, so hooks hear the launch before anything else.
+        hub.do_send(Publish(launch_events(&swarm_name, &committee)));
         let supervisor_arbiter = Arbiter::new();
         let supervisor = Supervisor::start_in_arbiter(&supervisor_arbiter.handle(), |_| Supervisor::new());
-        let mut arbiters = vec![supervisor_arbiter];
+        let mut arbiters = vec![hub_arbiter, supervisor_arbiter];
         let mut validators = Vec::new();
         for (member, keypair) in committee.members().iter().zip(validator_keys) {
             let arbiter = Arbiter::new();
             let (id, name) = (member.id, member.name.clone());
             let (committee, params, genesis) = (committee.clone(), params.clone(), genesis.clone());
             let route = supervisor.clone().recipient();
+            let events = hub.clone().recipient();
+            let mailbox = validator_mailbox.unwrap_or(super::AGENT_MAILBOX);
             let addr = Validator::start_in_arbiter(&arbiter.handle(), move |_| {
                 let replica = Replica::new(id, keypair, committee, params, genesis);
-                Validator::new(name, replica, route)
+                Validator::new(name, replica, route).with_events(events).with_mailbox(mailbox)
             });
             // Queued before any client exists, so every validator is known
             // before the first request is routed.
@@ -142,7 +187,7 @@ impl Swarm {
             validators.push((id, addr));
             arbiters.push(arbiter);
         }
-        Swarm { committee, supervisor, validators, arbiters }
+        Swarm { committee, supervisor, hub, validators, arbiters }
     }
 
     pub fn committee(&self) -> &Committee {
@@ -163,6 +208,68 @@ impl Swarm {
         for (_, validator) in &self.validators {
             validator.do_send(ObserveExecutions(observer.clone()));
         }
+    }
+
+    /// The event hub, to subscribe hooks after launch ([`crate::hooks`]).
+    pub fn hub(&self) -> &Addr<EventHub> {
+        &self.hub
+    }
+
+    /// Where agents outside this module publish lifecycle events.
+    pub fn events(&self) -> Recipient<Publish> {
+        self.hub.clone().recipient()
+    }
+
+    /// Joins a non-voting observer: it receives every batch every validator
+    /// executes (so each batch once per validator; `BatchExecuted::agent` says
+    /// whose) and, if `events` is given, the lifecycle events of those kinds.
+    pub async fn add_observer(
+        &self,
+        name: &str,
+        batches: Recipient<BatchExecuted>,
+        events: Option<(EventKinds, Recipient<HookEvent>)>,
+    ) -> Result<Option<HookId>, SwarmError> {
+        self.observe_executions(batches);
+        let Some((kinds, recipient)) = events else {
+            return Ok(None);
+        };
+        let subscribe = Subscribe { name: name.into(), kinds, recipient };
+        self.hub.send(subscribe).await.map(Some).map_err(|_| SwarmError::HubStopped)
+    }
+
+    /// Publishes `pre-task`, then asks every `pre-task` hook; a veto, a failing
+    /// command or a silent hook refuses the task.
+    pub async fn pre_task(&self, task: &str, description: &str, transfers: usize) -> Result<(), SwarmError> {
+        let event = LifecycleEvent::PreTask {
+            timestamp: timestamp_now(),
+            task: task.into(),
+            description: description.into(),
+            transfers,
+        };
+        let check = RunTaskHooks { event, actor_timeout: PRE_TASK_ACTOR_TIMEOUT };
+        self.hub.send(check).await.map_err(|_| SwarmError::HubStopped)??;
+        Ok(())
+    }
+
+    /// Publishes `post-task` for a finished client run and waits for its
+    /// command hooks (their failures are counted, not returned).
+    pub async fn post_task(&self, task: &str, run: &ClientRun) -> Result<(), SwarmError> {
+        let committed = run.completions.iter().filter(|c| c.outcome == crate::ledger::TxOutcome::Committed).count();
+        let event = LifecycleEvent::PostTask {
+            timestamp: timestamp_now(),
+            task: task.into(),
+            completed: run.completions.len(),
+            committed,
+            rejected: run.completions.len() - committed,
+            elapsed_ms: run.elapsed.as_millis().min(u64::MAX as u128) as u64,
+        };
+        let hooks = RunTaskHooks { event, actor_timeout: PRE_TASK_ACTOR_TIMEOUT };
+        self.hub.send(hooks).await.map_err(|_| SwarmError::HubStopped)??;
+        Ok(())
+    }
+
+    pub async fn hook_stats(&self) -> Result<HookStats, SwarmError> {
+        self.hub.send(GetHookStats).await.map_err(|_| SwarmError::HubStopped)
     }
 
     /// Submits `transfers` from one client on its own thread, `window` at a

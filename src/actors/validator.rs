@@ -2,13 +2,15 @@
 //!
 //! Everything that arrives is verified here, on the validator's own thread,
 //! before the replica sees it; a rejection is counted by reason and dropped.
-//! The outputs of one delivery go to the supervisor as one [`Route`].
+//! The outputs of one delivery go to the supervisor as one [`Route`], and the
+//! lifecycle events they imply to the event hub as one `Publish`.
 
 use super::messages::{
     BatchExecuted, Deliver, Destination, Envelope, GetStatus, ObserveExecutions, Origin, Route, ValidatorStatus,
 };
 use super::timer::DeadlineTimer;
 use super::{now, AGENT_MAILBOX};
+use crate::hooks::{EventEmitter, Publish};
 use crate::protocol::{Input, Output, Rejection, Replica, Verifier};
 use actix::{Actor, Context, Handler, MessageResult, Recipient};
 use std::collections::BTreeMap;
@@ -25,6 +27,9 @@ pub struct Validator {
     inbound_rejected: BTreeMap<String, u64>,
     /// Outputs the supervisor's full mailbox refused; peers recover them by retransmission.
     outbound_dropped: u64,
+    /// Lifecycle events for the event hub, if the swarm has one.
+    events: Option<EventEmitter>,
+    mailbox: usize,
 }
 
 impl Validator {
@@ -39,7 +44,21 @@ impl Validator {
             timer: DeadlineTimer::default(),
             inbound_rejected: BTreeMap::new(),
             outbound_dropped: 0,
+            events: None,
+            mailbox: AGENT_MAILBOX,
         }
+    }
+
+    /// Publishes this validator's lifecycle events to `hub`, one message per step.
+    pub fn with_events(mut self, hub: Recipient<Publish>) -> Validator {
+        self.events = Some(EventEmitter::new(hub));
+        self
+    }
+
+    /// Bounds the mailbox at `mailbox` actor messages instead of [`AGENT_MAILBOX`].
+    pub fn with_mailbox(mut self, mailbox: usize) -> Validator {
+        self.mailbox = mailbox.max(1);
+        self
     }
 
     pub fn replica(&self) -> &Replica {
@@ -77,6 +96,9 @@ impl Validator {
         let me = self.replica.id();
         let mut items = Vec::with_capacity(outputs.len());
         for output in outputs {
+            if let Some(events) = &mut self.events {
+                events.observe(me, &output);
+            }
             match output {
                 Output::Broadcast(message) => {
                     items.push((Destination::AllValidatorsExcept(me), Envelope::Consensus(message)))
@@ -84,7 +106,7 @@ impl Validator {
                 Output::SendTo(to, message) => items.push((Destination::Validator(to), Envelope::Consensus(message))),
                 Output::Reply(reply) => items.push((Destination::Client(reply.client), Envelope::Reply(reply))),
                 Output::Executed(executed) => self.notify_observers(executed),
-                // Counted in the replica's stats; nothing else to do yet.
+                // Counted in the replica's stats; hooks hear of it through the emitter.
                 Output::CheckpointStable { .. } => {}
                 Output::Evidence(evidence) => {
                     tracing::warn!(validator = %self.name, accused = ?evidence.accused(), "evidence of misbehaviour");
@@ -97,6 +119,9 @@ impl Validator {
             if self.route.try_send(route).is_err() {
                 self.outbound_dropped += count;
             }
+        }
+        if let Some(events) = &mut self.events {
+            events.flush();
         }
         self.timer.arm(ctx, now(), self.replica.next_deadline(), Validator::on_timer);
     }
@@ -167,7 +192,7 @@ impl Actor for Validator {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        ctx.set_mailbox_capacity(AGENT_MAILBOX);
+        ctx.set_mailbox_capacity(self.mailbox);
         self.timer.arm(ctx, now(), self.replica.next_deadline(), Validator::on_timer);
     }
 }

@@ -5,15 +5,17 @@
 
 use super::report::{RunFacts, RunReport};
 use super::CliError;
-use crate::actors::{ClientRun, Swarm, SwarmSpec, ValidatorStatus};
+use crate::actors::{ClientRun, LaunchOptions, Swarm, SwarmSpec, ValidatorStatus};
+use crate::agents::AgentDefinition;
 use crate::config::SwarmConfig;
+use crate::hooks::Hooks;
 use crate::ledger::{Ledger, SignedTransfer};
 use crate::protocol::ClientId;
 use crate::workload::{Workload, WorkloadSpec};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::future::Future;
 use std::io::{IsTerminal, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -123,15 +125,22 @@ pub(crate) fn drive(
     let stall_limit = Duration::from_secs(30)
         .max(Duration::from_millis(retry_ms.saturating_mul(10)))
         .max(Duration::from_millis(cfg.consensus.view_change_timeout_ms.saturating_mul(3)));
+    let hooks = Hooks::new().commands(&cfg.hooks).map_err(|error| CliError::Usage(error.to_string()))?;
+    let options = LaunchOptions { name: cfg.swarm.name.clone(), hooks, validator_mailbox: validator_mailbox()? };
     let system = actix::System::new();
     system.block_on(async move {
-        let swarm = Swarm::launch(spec);
+        let swarm = Swarm::launch_with(spec, options);
+        // A veto (or a failing pre-task command) ends the run before any transfer is sent.
+        swarm.pre_task("run", &format!("submit {total} transfers"), total).await?;
         let progress = Arc::new(AtomicU64::new(0));
         let display = show_progress.then(|| ProgressDisplay::start(progress.clone(), total));
         let client = swarm.run_client(ClientId(0), transfers, window, retry_ms, progress.clone());
         let run = until_stalled(client, &progress, total, stall_limit).await;
         if let Some(display) = display {
             display.finish();
+        }
+        if let Ok(Ok(run)) = &run {
+            swarm.post_task("run", run).await?;
         }
         let result = match run {
             Ok(Ok(run)) => Ok((run, swarm.settled_status(SETTLE_WAIT).await)),
@@ -151,6 +160,18 @@ pub(crate) fn drive(
         swarm.stop();
         result
     })
+}
+
+/// The validators' mailbox bound from `agents/validator.toml` when the working
+/// directory has agent definitions; without them, the runtime's default.
+fn validator_mailbox() -> Result<Option<usize>, CliError> {
+    let dir = Path::new("agents");
+    if !dir.is_dir() {
+        return Ok(None);
+    }
+    let usage = |error: crate::agents::AgentError| CliError::Usage(error.to_string());
+    let registry = AgentDefinition::load_dir(dir).map_err(usage)?;
+    Ok(registry.resolve("validator").map_err(usage)?.mailbox)
 }
 
 /// Awaits `run` unless no transfer completes for `limit`.

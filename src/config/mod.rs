@@ -37,6 +37,9 @@ pub struct SwarmConfig {
     pub client: ClientSection,
     pub workload: WorkloadSection,
     pub detection: DetectionSection,
+    /// Command hooks, `[[hooks]]` entries: a script run on each event of a kind.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hooks: Vec<HookEntry>,
 }
 
 /// Who: the committee (the tutorial's `swarm init` flags).
@@ -94,6 +97,21 @@ pub struct DetectionSection {
     pub malicious_detection: bool,
     pub detection_strategy: String,
     pub quarantine_duration_ms: u64,
+}
+
+/// One `[[hooks]]` entry: run `command` (a path, executed directly, not by a
+/// shell) with each `event` as JSON on stdin, killed after `timeout_ms`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HookEntry {
+    pub event: String,
+    pub command: String,
+    #[serde(default = "default_hook_timeout_ms")]
+    pub timeout_ms: u64,
+}
+
+fn default_hook_timeout_ms() -> u64 {
+    2000
 }
 
 pub use crate::protocol::quorum_size;
@@ -180,7 +198,7 @@ fn layered(file: Option<(&str, &str)>, env: &EnvOverrides) -> Result<SwarmConfig
         .build()
         .and_then(Config::try_deserialize)
         .map_err(|error| error::translate(error, origin, env))?;
-    config.validate()?;
+    config.validate_in(origin)?;
     Ok(config)
 }
 

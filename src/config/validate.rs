@@ -1,6 +1,7 @@
 //! The rules a loaded config must satisfy, each failure naming its field.
 
 use super::{ConfigError, SwarmConfig};
+use crate::events::EventKind;
 
 /// Upper bound on n: every validator talks to every other (O(n²) messages
 /// per batch) and names and keys are made for all n up front.
@@ -11,7 +12,13 @@ const DETECTION_STRATEGIES: [&str; 3] = ["signature-mismatch", "quorum-verificat
 impl SwarmConfig {
     /// Checks every rule; the first broken one is returned.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.validate_in("the config")
+    }
+
+    /// [`SwarmConfig::validate`], naming `origin` (the file) in hook errors.
+    pub(super) fn validate_in(&self, origin: &str) -> Result<(), ConfigError> {
         self.validate_swarm()?;
+        self.validate_hooks(origin)?;
         self.validate_consensus()?;
         let (c, w, d) = (&self.client, &self.workload, &self.detection);
         at_least("client.max_concurrent_requests", c.max_concurrent_requests as u64, 1)?;
@@ -125,6 +132,38 @@ impl SwarmConfig {
                     c.max_pending_requests, c.max_batch_size
                 ),
             );
+        }
+        Ok(())
+    }
+}
+
+impl SwarmConfig {
+    /// `[[hooks]]` entries are numbered, so their errors name `hooks[2].event`;
+    /// `Invalid` takes only static names, hence `Type`, which also names the file.
+    fn validate_hooks(&self, origin: &str) -> Result<(), ConfigError> {
+        let bad = |index: usize, key: &str, message: String| ConfigError::Type {
+            field: format!("hooks[{index}].{key}"),
+            origin: origin.to_string(),
+            message,
+        };
+        for (index, hook) in self.hooks.iter().enumerate() {
+            if let Err(error) = hook.event.parse::<EventKind>() {
+                return Err(bad(
+                    index,
+                    "event",
+                    format!("= {:?} is not a lifecycle event; use one of: {}", error.name, EventKind::names()),
+                ));
+            }
+            if hook.command.trim().is_empty() {
+                return Err(bad(
+                    index,
+                    "command",
+                    "is empty; give the path of an executable, e.g. \"hooks/audit-log.sh\"".into(),
+                ));
+            }
+            if hook.timeout_ms < 1 {
+                return Err(bad(index, "timeout_ms", "is 0; it must be at least 1".into()));
+            }
         }
         Ok(())
     }

@@ -1,0 +1,121 @@
+//! The examples' behaviour, asserted: each example is a thin `main` over
+//! functions that these tests call.
+
+#[allow(dead_code)]
+#[path = "../examples/custom_agent.rs"]
+mod custom_agent;
+
+#[allow(dead_code)]
+#[path = "../examples/custom_hook.rs"]
+mod custom_hook;
+
+use bftswarm::actors::BatchExecuted;
+use bftswarm::events::{EventKind, LifecycleEvent};
+use bftswarm::ledger::{Ledger, RejectReason, TxOutcome};
+use bftswarm::protocol::{AgentId, Batch, ClientId, Executed, Request, Seq, View};
+use bftswarm::workload::{Workload, WorkloadSpec};
+use custom_agent::{AuditReport, Auditor};
+use std::sync::{Arc, Mutex};
+
+#[actix::test]
+async fn custom_agent_auditor_re_executes_every_batch_and_matches_every_checkpoint() {
+    let (report, executed) = custom_agent::audited_run(600).await;
+    assert!(report.alarms.is_empty(), "{:?}", report.alarms);
+    assert!(executed >= 4, "{executed}");
+    assert_eq!(report.batches_applied, executed, "{report:?}");
+    // checkpoint_interval = 4: every fourth batch is a stable checkpoint.
+    assert!(report.checkpoints_matched >= report.batches_applied / 4 - 1, "{report:?}");
+}
+
+/// A genesis and one honest executed batch of three transfers at seq 1.
+fn honest_batch() -> (Ledger, Executed) {
+    let spec = WorkloadSpec {
+        seed: 1,
+        accounts: 4,
+        transactions: 3,
+        initial_balance: 1_000,
+        max_amount: 10,
+        overdraft_ratio: 0.0,
+    };
+    let workload = Workload::generate(&spec);
+    let genesis = Ledger::with_genesis(&workload.genesis).unwrap();
+    let requests: Vec<Request> = workload.transfers.into_iter().map(|tx| Request { client: ClientId(1), tx }).collect();
+    let mut ledger = genesis.clone();
+    let outcomes = requests.iter().map(|r| ledger.execute(&r.tx.transfer)).collect();
+    let batch = Arc::new(Batch { requests });
+    (genesis, Executed { seq: Seq(1), view: View(0), digest: batch.digest(), batch, outcomes })
+}
+
+fn audit(genesis: Ledger, batches: Vec<Executed>) -> AuditReport {
+    let report = Arc::new(Mutex::new(AuditReport::default()));
+    let mut auditor = Auditor::new(genesis, report.clone(), 16);
+    for executed in batches {
+        auditor.check_batch(0, executed);
+    }
+    let report = report.lock().unwrap().clone();
+    report
+}
+
+#[test]
+fn custom_agent_auditor_is_silent_on_an_honest_batch_and_alarms_on_tampered_ones() {
+    let (genesis, honest) = honest_batch();
+    assert!(honest.outcomes.iter().all(|o| *o == TxOutcome::Committed));
+    let report = audit(genesis.clone(), vec![honest.clone()]);
+    assert_eq!((report.batches_applied, report.alarms.len()), (1, 0), "{report:?}");
+
+    // A validator that reports an outcome the ledger does not produce.
+    let mut lying = honest.clone();
+    lying.outcomes[1] = TxOutcome::Rejected(RejectReason::ZeroAmount);
+    let report = audit(genesis.clone(), vec![lying]);
+    assert_eq!(report.alarms.len(), 1, "{report:?}");
+    assert!(report.alarms[0].contains("re-executes to Committed"), "{report:?}");
+
+    // A batch whose contents were changed after it was agreed on.
+    let mut tampered = honest.clone();
+    let mut batch = (*tampered.batch).clone();
+    batch.requests[0].tx.transfer.amount += 1;
+    tampered.batch = Arc::new(batch);
+    let report = audit(genesis.clone(), vec![tampered]);
+    assert_eq!(report.batches_applied, 0);
+    assert!(report.alarms[0].contains("does not match its digest"), "{report:?}");
+
+    // A second validator that executed a different outcome for the same seq.
+    let mut other = honest.clone();
+    other.outcomes[2] = TxOutcome::Rejected(RejectReason::SelfTransfer);
+    let report = audit(genesis, vec![honest, other]);
+    assert_eq!(report.alarms.len(), 1, "{report:?}");
+    assert!(report.alarms[0].contains("different batch or outcome at seq 1"), "{report:?}");
+}
+
+#[actix::test]
+async fn custom_hook_hears_the_launch_and_every_committed_batch() {
+    let record = custom_hook::watched_run(150).await;
+    let first = &record.events[0];
+    assert!(matches!(first, LifecycleEvent::SwarmInitialized { swarm, validators: 4, .. } if swarm == "watched-swarm"));
+    let spawned: Vec<AgentId> = record
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            LifecycleEvent::AgentSpawned { agent, .. } => Some(*agent),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(spawned, vec![AgentId(0), AgentId(1), AgentId(2), AgentId(3)]);
+    assert_eq!(custom_hook::committed_count(&record), 150);
+    assert!(record.events.iter().all(|e| custom_hook::ByzantineWatch::kinds().contains(e.kind())));
+    assert!(record.events.iter().any(|e| e.kind() == EventKind::TransactionCommitted));
+    assert!(record.to_replace.is_empty(), "an honest swarm has nobody to replace");
+}
+
+#[test]
+fn custom_agent_auditor_accepts_batches_from_every_validator() {
+    let (genesis, honest) = honest_batch();
+    let report = Arc::new(Mutex::new(AuditReport::default()));
+    let mut auditor = Auditor::new(genesis, report.clone(), 16);
+    for agent in 0..4 {
+        let executed = BatchExecuted { agent: AgentId(agent), executed: honest.clone() };
+        auditor.check_batch(executed.agent.0, executed.executed);
+    }
+    let report = report.lock().unwrap().clone();
+    assert_eq!((report.batches_applied, report.alarms.len()), (1, 0), "{report:?}");
+}
