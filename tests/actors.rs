@@ -53,3 +53,39 @@ async fn n4f1_swarm_commits_300_transfers_and_every_validator_holds_the_same_led
     assert!(routing.delivered > 0);
     swarm.stop();
 }
+
+/// The operator's forced view change on a running swarm: every validator moves
+/// to view 1 under a new primary, and transfers keep committing afterwards.
+#[actix::test]
+async fn n4f1_forced_view_change_installs_view_1_and_the_swarm_keeps_committing() {
+    let config = SwarmConfig::from_toml_str("[swarm]\nmax_agents = 4\n").unwrap();
+    let workload = Workload::generate(&WorkloadSpec {
+        seed: 12,
+        accounts: 50,
+        transactions: 400,
+        initial_balance: 1_000_000,
+        max_amount: 1_000,
+        overdraft_ratio: 0.0,
+    });
+    let genesis = Ledger::with_genesis(&workload.genesis).unwrap();
+    let swarm = Swarm::launch(SwarmSpec::from_config(&config, genesis, 12).unwrap());
+    let (before, after) = workload.transfers.split_at(200);
+    let progress = Arc::new(AtomicU64::new(0));
+    let first = swarm.run_client(ClientId(1), before.to_vec(), 50, 2_000, progress.clone()).await.unwrap();
+    assert_eq!(first.completions.len(), 200);
+
+    swarm.force_view_change();
+    let second = swarm.run_client(ClientId(2), after.to_vec(), 50, 2_000, progress).await.unwrap();
+    assert_eq!(second.completions.len(), 200);
+    assert!(second.completions.iter().all(|c| c.outcome == TxOutcome::Committed));
+
+    let statuses = swarm.settled_status(Duration::from_secs(5)).await;
+    for status in &statuses {
+        assert_eq!(status.view.0, 1, "{} is in view {}", status.name, status.view.0);
+        assert_eq!(status.ledger_digest, statuses[0].ledger_digest, "{}", status.name);
+        assert_eq!(status.stats.txs_committed, 400, "{}", status.name);
+    }
+    let primaries: Vec<&str> = statuses.iter().filter(|s| s.is_primary).map(|s| s.name.as_str()).collect();
+    assert_eq!(primaries, ["bft-agent-2"]);
+    swarm.stop();
+}

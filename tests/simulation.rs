@@ -54,11 +54,20 @@ fn n4_to_n7_lossy_network_keeps_safety_and_commits_everything_after_healing() {
 }
 
 #[test]
-fn equivocating_primary_never_splits_honest_replicas() {
+fn equivocating_primary_never_splits_honest_replicas_and_is_voted_out() {
     let reports = run_seeds(0..seed_count(1000) / 2, |seed| SimConfig::from_seed(seed, Scenario::EquivocatingPrimary));
     assert_all_pass(&reports);
     // The equivocation was seen and proven by honest replicas in most runs.
     assert!(reports.iter().filter(|r| r.evidence > 0).count() > reports.len() / 2);
+}
+
+#[test]
+fn silent_primary_is_replaced_by_a_view_change_and_every_transfer_commits() {
+    let reports = run_seeds(0..seed_count(1000) / 2, |seed| SimConfig::from_seed(seed, Scenario::SilentPrimary));
+    assert_all_pass(&reports);
+    // The crash did force view changes: most runs ended beyond view 0.
+    let changed = reports.iter().filter(|r| r.replicas.iter().any(|x| x.stats.views_installed > 0)).count();
+    assert!(changed > reports.len() / 2, "only {changed} of {} runs changed view", reports.len());
 }
 
 /// The harness can fail: a quorum of 2f instead of 2f+1 lets an equivocating
@@ -69,6 +78,7 @@ fn planted_bug_quorum_of_2f_is_caught_as_an_agreement_violation() {
         let mut config = SimConfig::from_seed(seed, Scenario::EquivocatingPrimary);
         let f = (config.validators - 1) / 3;
         config.planted_quorum = Some(2 * f);
+        config.time_limit_us = 3_000_000;
         config
     });
     let caught =
@@ -76,9 +86,27 @@ fn planted_bug_quorum_of_2f_is_caught_as_an_agreement_violation() {
     assert!(caught >= 20, "only {caught} of 40 seeds caught the planted quorum bug");
 }
 
+/// A NEW-VIEW that ignores prepared certificates lets a new primary that did
+/// not see a committed batch (the equivocating primary kept it from it) put
+/// another batch at that sequence number.
+#[test]
+fn planted_bug_new_view_without_prepared_certificates_is_caught() {
+    let reports = run_seeds(0..60, |seed| {
+        let mut config = SimConfig::from_seed(seed, Scenario::EquivocatingPrimary);
+        config.planted_new_view_bug = true;
+        // The bug shows within the first view changes; a broken run need not idle to the end.
+        config.time_limit_us = 3_000_000;
+        config
+    });
+    let caught = reports.iter().filter(|r| !r.passed()).count();
+    let agreement =
+        reports.iter().filter(|r| r.violations.iter().any(|v| matches!(v, Violation::Agreement { .. }))).count();
+    assert!(agreement >= 5, "caught {caught} of 60, only {agreement} as agreement violations");
+}
+
 #[test]
 fn same_seed_replays_the_same_run() {
-    for scenario in [Scenario::LossyNetwork, Scenario::EquivocatingPrimary] {
+    for scenario in [Scenario::LossyNetwork, Scenario::EquivocatingPrimary, Scenario::SilentPrimary] {
         let config = SimConfig::from_seed(17, scenario);
         let (a, b) = (sim::run(&config), sim::run(&config));
         assert_eq!((a.events, a.sim_time_us, a.completed), (b.events, b.sim_time_us, b.completed));

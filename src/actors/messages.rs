@@ -106,6 +106,11 @@ pub struct RoutingStats {
 #[rtype(result = "ValidatorStatus")]
 pub struct GetStatus;
 
+/// An operator's order to a validator: suspect the primary and move to the next view.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ForceViewChange;
+
 #[derive(Clone, Debug, Serialize)]
 pub struct ValidatorStatus {
     pub id: AgentId,

@@ -32,8 +32,9 @@ mod validator;
 
 pub use client::{Begin, Client, ClientRun};
 pub use messages::{
-    BatchExecuted, Deliver, DeliverReply, Destination, Envelope, GetRoutingStats, GetStatus, ObserveExecutions, Origin,
-    Register, RegisterClient, Route, RoutingStats, Unregister, UnregisterClient, ValidatorStatus,
+    BatchExecuted, Deliver, DeliverReply, Destination, Envelope, ForceViewChange, GetRoutingStats, GetStatus,
+    ObserveExecutions, Origin, Register, RegisterClient, Route, RoutingStats, Unregister, UnregisterClient,
+    ValidatorStatus,
 };
 pub use supervisor::{AgentEntry, Supervisor};
 pub use swarm::{LaunchOptions, Swarm, SwarmError, SwarmSpec, PRE_TASK_ACTOR_TIMEOUT};

@@ -7,8 +7,8 @@
 
 use super::client::{Begin, Client, ClientRun};
 use super::messages::{
-    BatchExecuted, GetRoutingStats, GetStatus, ObserveExecutions, Register, RegisterClient, RoutingStats,
-    UnregisterClient, ValidatorStatus,
+    BatchExecuted, ForceViewChange, GetRoutingStats, GetStatus, ObserveExecutions, Register, RegisterClient,
+    RoutingStats, UnregisterClient, ValidatorStatus,
 };
 use super::supervisor::Supervisor;
 use super::validator::Validator;
@@ -110,6 +110,7 @@ pub fn params_from_config(cfg: &SwarmConfig) -> ProtocolParams {
         retransmit_interval_us: consensus.retransmit_interval_ms.saturating_mul(1000),
         max_pending_requests: consensus.max_pending_requests,
         outcome_retention_checkpoints: 2,
+        view_change_timeout_us: consensus.view_change_timeout_ms.saturating_mul(1000),
     }
 }
 
@@ -298,6 +299,14 @@ impl Swarm {
         let run = result_rx.await.map_err(|_| SwarmError::ClientStopped(client));
         self.supervisor.do_send(UnregisterClient(client));
         run
+    }
+
+    /// The operator's `view-change --force`: every validator suspects the
+    /// primary at once and the swarm moves to the next view.
+    pub fn force_view_change(&self) {
+        for (_, validator) in &self.validators {
+            validator.do_send(ForceViewChange);
+        }
     }
 
     /// Every validator's status, in committee order; a stopped one is left out.

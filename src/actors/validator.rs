@@ -6,7 +6,8 @@
 //! lifecycle events they imply to the event hub as one `Publish`.
 
 use super::messages::{
-    BatchExecuted, Deliver, Destination, Envelope, GetStatus, ObserveExecutions, Origin, Route, ValidatorStatus,
+    BatchExecuted, Deliver, Destination, Envelope, ForceViewChange, GetStatus, ObserveExecutions, Origin, Route,
+    ValidatorStatus,
 };
 use super::timer::DeadlineTimer;
 use super::{now, AGENT_MAILBOX};
@@ -107,7 +108,7 @@ impl Validator {
                 Output::Reply(reply) => items.push((Destination::Client(reply.client), Envelope::Reply(reply))),
                 Output::Executed(executed) => self.notify_observers(executed),
                 // Counted in the replica's stats; hooks hear of it through the emitter.
-                Output::CheckpointStable { .. } => {}
+                Output::CheckpointStable { .. } | Output::ViewChangeStarted { .. } | Output::ViewChanged { .. } => {}
                 Output::Evidence(evidence) => {
                     tracing::warn!(validator = %self.name, accused = ?evidence.accused(), "evidence of misbehaviour");
                 }
@@ -205,6 +206,15 @@ impl Handler<Deliver> for Validator {
         for envelope in envelopes {
             self.receive(envelope, &mut outputs);
         }
+        self.carry_out(outputs, ctx);
+    }
+}
+
+impl Handler<ForceViewChange> for Validator {
+    type Result = ();
+
+    fn handle(&mut self, _: ForceViewChange, ctx: &mut Context<Self>) {
+        let outputs = self.replica.step(now(), Input::ForceViewChange);
         self.carry_out(outputs, ctx);
     }
 }

@@ -73,6 +73,15 @@ impl EventEmitter {
                 fault_type: "equivocation".into(),
                 evidence: describe(evidence),
             },
+            Output::ViewChangeStarted { from, to } => LifecycleEvent::ViewChangeStarted {
+                timestamp: self.timestamp(),
+                agent: me,
+                from_view: from.0,
+                to_view: to.0,
+            },
+            Output::ViewChanged { view, primary } => {
+                LifecycleEvent::ViewChanged { timestamp: self.timestamp(), agent: me, view: view.0, primary: *primary }
+            }
             Output::SendTo(..) | Output::Reply(_) => return,
         };
         self.pending.push(event);

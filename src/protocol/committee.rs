@@ -32,6 +32,9 @@ pub struct Committee {
     members: Vec<Member>,
     f: usize,
     quorum: usize,
+    /// Set only by the simulation's planted-bug tests.
+    #[serde(skip)]
+    plant_new_view_ignores_certificates: bool,
 }
 
 pub fn quorum_size(n: usize, f: usize) -> usize {
@@ -59,7 +62,7 @@ impl Committee {
                 }
             }
         }
-        Ok(Committee { epoch, members, f, quorum: quorum_size(n, f) })
+        Ok(Committee { epoch, members, f, quorum: quorum_size(n, f), plant_new_view_ignores_certificates: false })
     }
 
     /// Replaces the quorum with a wrong one. Exists only so the simulation can
@@ -68,6 +71,20 @@ impl Committee {
     pub fn with_planted_quorum(mut self, quorum: usize) -> Committee {
         self.quorum = quorum;
         self
+    }
+
+    /// Makes NEW-VIEW plans ignore prepared certificates (on the new primary and
+    /// in every verifier alike). Exists only so the simulation can prove that it
+    /// catches a view change that loses prepared batches; nothing else calls it.
+    #[doc(hidden)]
+    pub fn with_planted_new_view_bug(mut self) -> Committee {
+        self.plant_new_view_ignores_certificates = true;
+        self
+    }
+
+    #[doc(hidden)]
+    pub fn new_view_ignores_certificates(&self) -> bool {
+        self.plant_new_view_ignores_certificates
     }
 
     pub fn epoch(&self) -> Epoch {

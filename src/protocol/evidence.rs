@@ -49,7 +49,10 @@ fn slot_of(message: &Message) -> Option<(u8, u64, u64)> {
         Message::Prepare { view, seq, .. } => Some((2, view.0, seq.0)),
         Message::Commit { view, seq, .. } => Some((3, view.0, seq.0)),
         Message::Checkpoint { seq, .. } => Some((4, 0, seq.0)),
-        Message::Status { .. } | Message::StateSnapshot { .. } => None,
+        Message::Status { .. }
+        | Message::StateSnapshot { .. }
+        | Message::ViewChange { .. }
+        | Message::NewView { .. } => None,
     }
 }
 
@@ -59,6 +62,9 @@ fn digest_of(message: &Message) -> Option<crate::crypto::Digest> {
             Some(*digest)
         }
         Message::Checkpoint { state_digest, .. } => Some(*state_digest),
-        Message::Status { .. } | Message::StateSnapshot { .. } => None,
+        Message::Status { .. }
+        | Message::StateSnapshot { .. }
+        | Message::ViewChange { .. }
+        | Message::NewView { .. } => None,
     }
 }

@@ -60,6 +60,48 @@ pub enum Message {
     /// the quorum of signed CHECKPOINT messages that proves its digest. The
     /// receiver trusts the proof and the digest, never the sender.
     StateSnapshot { seq: Seq, state_digest: Digest, ledger: Arc<Ledger>, proof: Vec<Arc<SignedMessage>> },
+    /// The sender suspects the primary and moves to `new_view`, carrying its
+    /// stable checkpoint (with proof) and every certificate it prepared above it.
+    ViewChange {
+        new_view: View,
+        stable_seq: Seq,
+        stable_digest: Digest,
+        checkpoint_proof: Vec<Arc<SignedMessage>>,
+        prepared: Vec<PreparedCertificate>,
+    },
+    /// The new primary's proof that `view` starts: a quorum of VIEW-CHANGEs and
+    /// the pre-prepares computed from them, which every backup recomputes.
+    NewView { view: View, view_changes: Vec<Arc<SignedMessage>>, pre_prepares: Vec<Arc<SignedMessage>> },
+}
+
+/// A batch prepared in some view: its pre-prepare and quorum-1 matching
+/// prepares from distinct backups.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PreparedCertificate {
+    pub pre_prepare: Arc<SignedMessage>,
+    pub prepares: Vec<Arc<SignedMessage>>,
+}
+
+impl PreparedCertificate {
+    /// (view, seq, digest, batch) of the certified pre-prepare.
+    pub fn slot(&self) -> Option<(View, Seq, Digest, &Arc<Batch>)> {
+        match &self.pre_prepare.message {
+            Message::PrePrepare { view, seq, digest, batch } => Some((*view, *seq, *digest, batch)),
+            _ => None,
+        }
+    }
+}
+
+/// Binds a list of embedded signed messages into a signature: each is named
+/// by its sender and signature, which together identify its signed content.
+fn embedded_digest<'a>(messages: impl Iterator<Item = &'a Arc<SignedMessage>>) -> [u8; 32] {
+    let mut hasher = blake3::Hasher::new();
+    for message in messages {
+        hasher.update(&[message.message.kind() as u8]);
+        hasher.update(&message.sender.0.to_le_bytes());
+        hasher.update(&message.signature.0);
+    }
+    *hasher.finalize().as_bytes()
 }
 
 impl Message {
@@ -71,6 +113,8 @@ impl Message {
             Message::Checkpoint { .. } => MessageKind::Checkpoint,
             Message::Status { .. } => MessageKind::Status,
             Message::StateSnapshot { .. } => MessageKind::StateSnapshot,
+            Message::ViewChange { .. } => MessageKind::ViewChange,
+            Message::NewView { .. } => MessageKind::NewView,
         }
     }
 
@@ -88,6 +132,19 @@ impl Message {
             Message::Status { view, low_water, last_executed } => {
                 header.u64(view.0).u64(low_water.0).u64(last_executed.0)
             }
+            Message::ViewChange { new_view, stable_seq, stable_digest, checkpoint_proof, prepared } => {
+                let certificates = prepared.iter().flat_map(|c| std::iter::once(&c.pre_prepare).chain(&c.prepares));
+                header
+                    .u64(new_view.0)
+                    .u64(stable_seq.0)
+                    .bytes32(&stable_digest.0)
+                    .bytes32(&embedded_digest(checkpoint_proof.iter()))
+                    .bytes32(&embedded_digest(certificates))
+            }
+            Message::NewView { view, view_changes, pre_prepares } => header
+                .u64(view.0)
+                .bytes32(&embedded_digest(view_changes.iter()))
+                .bytes32(&embedded_digest(pre_prepares.iter())),
         }
         .finish()
     }
@@ -102,6 +159,8 @@ pub enum MessageKind {
     Checkpoint = 4,
     Status = 5,
     StateSnapshot = 6,
+    ViewChange = 7,
+    NewView = 8,
 }
 
 /// A consensus message with its sender's signature over type, epoch, sender,

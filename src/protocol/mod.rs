@@ -14,11 +14,12 @@ mod params;
 mod replica;
 mod types;
 pub mod verify;
+pub mod view_change;
 
 pub use client::{ClientCore, ClientInput, ClientOutput, ClientStats, Completion};
 pub use committee::{quorum_size, Committee, CommitteeError, Member};
 pub use evidence::Evidence;
-pub use message::{Batch, Message, MessageKind, Reply, Request, SignedMessage};
+pub use message::{Batch, Message, MessageKind, PreparedCertificate, Reply, Request, SignedMessage};
 pub use params::ProtocolParams;
 pub use replica::{Executed, Input, Output, Replica, ReplicaStats};
 pub use types::{AgentId, ClientId, Epoch, Micros, Seq, View};

@@ -20,6 +20,10 @@ pub struct ProtocolParams {
     pub max_pending_requests: usize,
     /// How many checkpoint intervals of executed outcomes are kept to answer retransmitted requests.
     pub outcome_retention_checkpoints: u64,
+    /// How long outstanding work may wait without progress (or a request
+    /// without being ordered) before the primary is suspected; doubles per
+    /// failed view change.
+    pub view_change_timeout_us: u64,
 }
 
 impl Default for ProtocolParams {
@@ -33,6 +37,7 @@ impl Default for ProtocolParams {
             retransmit_interval_us: 200_000,
             max_pending_requests: 200_000,
             outcome_retention_checkpoints: 2,
+            view_change_timeout_us: 5_000_000,
         }
     }
 }

@@ -55,6 +55,12 @@ impl Seq {
     }
 }
 
+impl View {
+    pub fn next(self) -> View {
+        View(self.0 + 1)
+    }
+}
+
 impl Micros {
     pub fn saturating_sub(self, earlier: Micros) -> u64 {
         self.0.saturating_sub(earlier.0)

@@ -7,8 +7,9 @@
 //! [`Rejection`] is counted and, where it proves something, becomes evidence.
 
 use super::committee::Committee;
-use super::message::{Message, Reply, Request, SignedMessage};
-use super::types::{AgentId, Epoch, Seq};
+use super::message::{Message, PreparedCertificate, Reply, Request, SignedMessage};
+use super::types::{AgentId, Epoch, Seq, View};
+use super::view_change::plan_new_view;
 use crate::crypto::Digest;
 use crate::crypto::{verify_batch, Signature};
 use crate::ledger::AccountId;
@@ -32,6 +33,10 @@ pub enum Rejection {
     InvalidClientSignature { sender: AgentId, index: usize },
     #[error("state snapshot from {0} is not proven by a quorum of checkpoint signatures over its digest")]
     UnprovenSnapshot(AgentId),
+    #[error("view-change from {0} carries an invalid checkpoint proof or prepared certificate")]
+    InvalidViewChange(AgentId),
+    #[error("new-view from {0} is not backed by a quorum of valid view-changes or does not match them")]
+    InvalidNewView(AgentId),
 }
 
 /// Caches decompressed keys (decompression costs a third of a verification)
@@ -40,6 +45,7 @@ pub enum Rejection {
 pub struct Verifier {
     epoch: Epoch,
     members: BTreeMap<AgentId, VerifyingKey>,
+    committee: Committee,
     quorum: usize,
     accounts: HashMap<AccountId, Option<VerifyingKey>>,
     max_batch_size: usize,
@@ -93,6 +99,7 @@ impl Verifier {
         Verifier {
             epoch: committee.epoch(),
             members,
+            committee: committee.clone(),
             quorum: committee.quorum(),
             accounts: HashMap::new(),
             max_batch_size,
@@ -101,9 +108,14 @@ impl Verifier {
     }
 
     pub fn verify_message(&mut self, signed: &SignedMessage) -> Result<(), Rejection> {
-        // A snapshot's signature covers its digest, not the ledger and proof it
-        // carries: it is always checked in full (snapshots are rare).
-        let cacheable = !matches!(signed.message, Message::StateSnapshot { .. });
+        // Only messages whose signature covers all they carry (a pre-prepare's
+        // batch is re-checked below) are taken from memory. A snapshot's ledger, or
+        // the batches inside a view change's certificates, are not signed by the
+        // sender: those messages are always checked in full (they are rare).
+        let cacheable = !matches!(
+            signed.message,
+            Message::StateSnapshot { .. } | Message::ViewChange { .. } | Message::NewView { .. }
+        );
         let key = message_key(signed);
         if cacheable && self.verified.contains(&key) {
             // The signature covers a pre-prepare's digest, not its batch: check the batch again.
@@ -141,12 +153,115 @@ impl Verifier {
                 return Err(Rejection::InvalidClientSignature { sender: signed.sender, index });
             }
         }
-        if let Message::StateSnapshot { seq, state_digest, ledger, proof } = &signed.message {
-            if !self.proves_checkpoint(*seq, *state_digest, proof) || ledger.state_digest() != *state_digest {
-                return Err(Rejection::UnprovenSnapshot(signed.sender));
+        match &signed.message {
+            Message::StateSnapshot { seq, state_digest, ledger, proof }
+                if !self.proves_checkpoint(*seq, *state_digest, proof) || ledger.state_digest() != *state_digest =>
+            {
+                Err(Rejection::UnprovenSnapshot(signed.sender))
+            }
+            Message::ViewChange { .. } if !self.valid_view_change_content(signed) => {
+                Err(Rejection::InvalidViewChange(signed.sender))
+            }
+            Message::NewView { view, view_changes, pre_prepares }
+                if !self.valid_new_view(signed.sender, *view, view_changes, pre_prepares) =>
+            {
+                Err(Rejection::InvalidNewView(signed.sender))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The checkpoint is proven (or is genesis) and every certificate is one
+    /// that a quorum really prepared, below the requested view and above the checkpoint.
+    fn valid_view_change_content(&self, signed: &SignedMessage) -> bool {
+        let Message::ViewChange { new_view, stable_seq, stable_digest, checkpoint_proof, prepared } = &signed.message
+        else {
+            return false;
+        };
+        let checkpoint_ok = if stable_seq.0 == 0 {
+            checkpoint_proof.is_empty()
+        } else {
+            self.proves_checkpoint(*stable_seq, *stable_digest, checkpoint_proof)
+        };
+        let mut seqs = BTreeSet::new();
+        checkpoint_ok
+            && prepared.iter().all(|certificate| {
+                certificate
+                    .slot()
+                    .is_some_and(|(view, seq, ..)| view < *new_view && seq > *stable_seq && seqs.insert(seq))
+                    && self.valid_certificate(certificate)
+            })
+    }
+
+    /// A pre-prepare by the view's primary, its batch matching its digest, and
+    /// quorum-1 matching prepares from distinct backups, all correctly signed.
+    fn valid_certificate(&self, certificate: &PreparedCertificate) -> bool {
+        let Some((view, seq, digest, batch)) = certificate.slot() else { return false };
+        let primary = self.committee.primary(view);
+        let pre_prepare = &certificate.pre_prepare;
+        if pre_prepare.sender != primary || !self.signed_by_member(pre_prepare) || batch.digest() != digest {
+            return false;
+        }
+        let mut backups = BTreeSet::new();
+        for prepare in &certificate.prepares {
+            let matches = matches!(prepare.message, Message::Prepare { view: v, seq: s, digest: d } if v == view && s == seq && d == digest);
+            if !matches
+                || prepare.sender == primary
+                || !backups.insert(prepare.sender)
+                || !self.signed_by_member(prepare)
+            {
+                return false;
             }
         }
-        Ok(())
+        backups.len() + 1 >= self.quorum
+    }
+
+    /// From the view's primary, with a quorum of valid VIEW-CHANGEs for that
+    /// view from distinct validators, and exactly the pre-prepares they imply.
+    fn valid_new_view(
+        &self,
+        sender: AgentId,
+        view: View,
+        view_changes: &[Arc<SignedMessage>],
+        pre_prepares: &[Arc<SignedMessage>],
+    ) -> bool {
+        if sender != self.committee.primary(view) {
+            return false;
+        }
+        let mut senders = BTreeSet::new();
+        for view_change in view_changes {
+            let for_this_view = matches!(view_change.message, Message::ViewChange { new_view, .. } if new_view == view);
+            if !for_this_view
+                || !senders.insert(view_change.sender)
+                || !self.signed_by_member(view_change)
+                || !self.valid_view_change_content(view_change)
+            {
+                return false;
+            }
+        }
+        if senders.len() < self.quorum {
+            return false;
+        }
+        let plan = plan_new_view(view_changes, &self.committee);
+        let mut proposed = BTreeMap::new();
+        for pre_prepare in pre_prepares {
+            let Message::PrePrepare { view: v, seq, digest, batch } = &pre_prepare.message else { return false };
+            if *v != view
+                || pre_prepare.sender != sender
+                || !self.signed_by_member(pre_prepare)
+                || batch.digest() != *digest
+                || proposed.insert(*seq, *digest).is_some()
+            {
+                return false;
+            }
+        }
+        proposed.len() == plan.slots.len()
+            && plan.slots.iter().all(|(seq, (digest, _))| proposed.get(seq) == Some(digest))
+    }
+
+    fn signed_by_member(&self, signed: &SignedMessage) -> bool {
+        signed.epoch == self.epoch
+            && self.members.get(&signed.sender).is_some_and(|key| signed.signature.verify(key, &signed.signing_bytes()))
     }
 
     /// A quorum of distinct members signed CHECKPOINT(seq, digest).
@@ -155,9 +270,7 @@ impl Verifier {
         for vote in proof {
             let matches =
                 matches!(vote.message, Message::Checkpoint { seq: s, state_digest: d } if s == seq && d == digest);
-            let valid = vote.epoch == self.epoch
-                && self.members.get(&vote.sender).is_some_and(|key| vote.signature.verify(key, &vote.signing_bytes()));
-            if !matches || !valid || !signers.insert(vote.sender) {
+            if !matches || !signers.insert(vote.sender) || !self.signed_by_member(vote) {
                 return false;
             }
         }
@@ -324,6 +437,57 @@ mod tests {
             *batch = Arc::new(Batch { requests: vec![request(&owner, 1)] });
         }
         assert_eq!(verifier.verify_message(&swapped), Err(Rejection::BatchDigestMismatch(AgentId(0))));
+    }
+
+    #[test]
+    fn a_new_view_that_drops_a_prepared_batch_or_lacks_a_quorum_is_rejected() {
+        use crate::protocol::PreparedCertificate;
+        let keys: Vec<Keypair> = (1..=4u8).map(|i| Keypair::from_seed([i; 32])).collect();
+        let committee = committee(&keys);
+        let owner = Keypair::from_seed([50; 32]);
+        let mut verifier = Verifier::new(&committee, 8);
+        let sign = |from: usize, message: Message| {
+            Arc::new(SignedMessage::sign(message, Epoch(0), AgentId(from as u32), &keys[from]))
+        };
+        let batch = Arc::new(Batch { requests: vec![request(&owner, 0)] });
+        let digest = batch.digest();
+        let pre_prepare = sign(0, Message::PrePrepare { view: View(0), seq: Seq(1), digest, batch: batch.clone() });
+        let prepare = |from| sign(from, Message::Prepare { view: View(0), seq: Seq(1), digest });
+        let certificate = PreparedCertificate { pre_prepare, prepares: vec![prepare(1), prepare(2)] };
+        let view_change = |from: usize, prepared: Vec<PreparedCertificate>| {
+            sign(
+                from,
+                Message::ViewChange {
+                    new_view: View(1),
+                    stable_seq: Seq(0),
+                    stable_digest: Digest::default(),
+                    checkpoint_proof: vec![],
+                    prepared,
+                },
+            )
+        };
+        let view_changes =
+            vec![view_change(1, vec![certificate.clone()]), view_change(2, vec![]), view_change(3, vec![])];
+        let reproposed = sign(1, Message::PrePrepare { view: View(1), seq: Seq(1), digest, batch: batch.clone() });
+        let good = sign(
+            1,
+            Message::NewView { view: View(1), view_changes: view_changes.clone(), pre_prepares: vec![reproposed] },
+        );
+        assert_eq!(verifier.verify_message(&good), Ok(()));
+
+        let null = Arc::new(Batch::default());
+        let dropped = sign(1, Message::PrePrepare { view: View(1), seq: Seq(1), digest: null.digest(), batch: null });
+        let dropping = sign(
+            1,
+            Message::NewView { view: View(1), view_changes: view_changes.clone(), pre_prepares: vec![dropped] },
+        );
+        assert_eq!(verifier.verify_message(&dropping), Err(Rejection::InvalidNewView(AgentId(1))));
+        let too_few =
+            sign(1, Message::NewView { view: View(1), view_changes: view_changes[..2].to_vec(), pre_prepares: vec![] });
+        assert_eq!(verifier.verify_message(&too_few), Err(Rejection::InvalidNewView(AgentId(1))));
+        let mut thin = certificate.clone();
+        thin.prepares.pop();
+        assert_eq!(verifier.verify_message(&view_change(2, vec![thin])), Err(Rejection::InvalidViewChange(AgentId(2))));
     }
 
     #[test]

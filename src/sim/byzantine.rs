@@ -7,6 +7,30 @@ use crate::protocol::{AgentId, Batch, Committee, Message, Output, SignedMessage}
 use crate::rng::SeededRng;
 use std::sync::Arc;
 
+/// What a Byzantine validator in the simulation does to its honest replica's outputs.
+pub enum Adversary {
+    Equivocate(Box<Equivocator>),
+    /// Sends nothing from `after_us` on: a crash, as its peers see it.
+    Silent {
+        after_us: u64,
+    },
+}
+
+impl Adversary {
+    pub fn rewrite(
+        &mut self,
+        now: crate::protocol::Micros,
+        outputs: Vec<Output>,
+        committee: &Committee,
+    ) -> Vec<Output> {
+        match self {
+            Adversary::Equivocate(equivocator) => equivocator.rewrite(outputs, committee),
+            Adversary::Silent { after_us } if now.0 >= *after_us => Vec::new(),
+            Adversary::Silent { .. } => outputs,
+        }
+    }
+}
+
 /// A primary that signs two batches for every sequence number, sends one to
 /// some backups and the other to the rest, and commits to each group's batch.
 pub struct Equivocator {

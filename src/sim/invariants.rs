@@ -25,6 +25,8 @@ pub enum Violation {
     WrongOutcome { tx: TxId, accepted: TxOutcome, honest: Option<TxOutcome> },
     /// The network healed, yet not every transfer completed in time.
     Liveness { completed: usize, expected: usize },
+    /// A replica went back to an earlier view.
+    ViewWentBack { replica: AgentId, from: u64, to: u64 },
 }
 
 pub struct Invariants {
@@ -34,6 +36,7 @@ pub struct Invariants {
     batches: BTreeMap<u64, (AgentId, Digest)>,
     checkpoints: BTreeMap<u64, (AgentId, Digest)>,
     last_executed: BTreeMap<AgentId, u64>,
+    views: BTreeMap<AgentId, u64>,
     committed: BTreeMap<AgentId, HashSet<TxId>>,
     first_outcome: HashMap<TxId, TxOutcome>,
     violations: Vec<Violation>,
@@ -48,6 +51,7 @@ impl Invariants {
             batches: BTreeMap::new(),
             checkpoints: BTreeMap::new(),
             last_executed: BTreeMap::new(),
+            views: BTreeMap::new(),
             committed: BTreeMap::new(),
             first_outcome: HashMap::new(),
             violations: Vec::new(),
@@ -61,6 +65,11 @@ impl Invariants {
     pub fn on_output(&mut self, replica: AgentId, output: &Output, state: &Replica) {
         if Some(replica) == self.byzantine {
             return;
+        }
+        let view = state.view().0;
+        let previous = self.views.insert(replica, view).unwrap_or(0);
+        if view < previous {
+            self.violations.push(Violation::ViewWentBack { replica, from: previous, to: view });
         }
         match output {
             Output::Executed(executed) => {

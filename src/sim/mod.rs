@@ -19,7 +19,7 @@ use crate::protocol::{
 };
 use crate::rng::SeededRng;
 use crate::workload::{Workload, WorkloadSpec};
-use byzantine::Equivocator;
+use byzantine::{Adversary, Equivocator};
 use invariants::Invariants;
 use network::{Network, NetworkFaults, Node, Payload};
 
@@ -30,8 +30,12 @@ pub enum Scenario {
     /// messages until it heals; every transfer must then commit.
     LossyNetwork,
     /// The primary signs different batches for different backups and votes
-    /// for both. Safety must hold; liveness needs a view change (not checked).
+    /// for both, in every view it leads. Safety must hold, and the view changes
+    /// that replace it must let every transfer commit.
     EquivocatingPrimary,
+    /// The primary crashes (sends nothing) at a random moment, on a lossy
+    /// network; a view change must replace it and every transfer commit.
+    SilentPrimary,
 }
 
 impl Scenario {
@@ -39,11 +43,14 @@ impl Scenario {
         match self {
             Scenario::LossyNetwork => "lossy-network",
             Scenario::EquivocatingPrimary => "equivocating-primary",
+            Scenario::SilentPrimary => "silent-primary",
         }
     }
 
     pub fn parse(name: &str) -> Option<Scenario> {
-        [Scenario::LossyNetwork, Scenario::EquivocatingPrimary].into_iter().find(|s| s.name() == name)
+        [Scenario::LossyNetwork, Scenario::EquivocatingPrimary, Scenario::SilentPrimary]
+            .into_iter()
+            .find(|s| s.name() == name)
     }
 }
 
@@ -62,6 +69,8 @@ pub struct SimConfig {
     pub time_limit_us: u64,
     /// A wrong quorum, to prove the invariants catch it (planted bug).
     pub planted_quorum: Option<usize>,
+    /// NEW-VIEW plans that ignore prepared certificates (planted bug).
+    pub planted_new_view_bug: bool,
 }
 
 impl SimConfig {
@@ -79,8 +88,9 @@ impl SimConfig {
             retransmit_interval_us: 20_000,
             max_pending_requests: 1_000,
             outcome_retention_checkpoints: 2,
+            view_change_timeout_us: rng.between(150_000, 400_000),
         };
-        let lossy = scenario == Scenario::LossyNetwork;
+        let lossy = scenario != Scenario::EquivocatingPrimary;
         let faults = NetworkFaults {
             drop_probability: if lossy { rng.below(25) as f64 / 100.0 } else { 0.0 },
             duplicate_probability: rng.below(10) as f64 / 100.0,
@@ -98,10 +108,9 @@ impl SimConfig {
             faults,
             client_window: rng.between(1, 16) as usize,
             client_retry_us: 60_000,
-            // Without view changes an equivocating primary stalls the run; safety is
-            // decided within the first seconds, so the run need not wait longer.
-            time_limit_us: if lossy { 20_000_000 } else { 600_000 },
+            time_limit_us: 30_000_000,
             planted_quorum: None,
+            planted_new_view_bug: false,
         }
     }
 }
@@ -151,7 +160,7 @@ impl SimReport {
 struct SimValidator {
     replica: Replica,
     verifier: Verifier,
-    adversary: Option<Equivocator>,
+    adversary: Option<Adversary>,
 }
 
 pub fn run(config: &SimConfig) -> SimReport {
@@ -178,10 +187,14 @@ pub fn run(config: &SimConfig) -> SimReport {
     if let Some(quorum) = config.planted_quorum {
         committee = committee.with_planted_quorum(quorum);
     }
+    if config.planted_new_view_bug {
+        committee = committee.with_planted_new_view_bug();
+    }
     let byzantine = match config.scenario {
         Scenario::LossyNetwork => None,
-        Scenario::EquivocatingPrimary => Some(committee.primary(crate::protocol::View(0))),
+        Scenario::EquivocatingPrimary | Scenario::SilentPrimary => Some(committee.primary(crate::protocol::View(0))),
     };
+    let silent_after_us = rng.between(0, 30_000);
     let mut validators: Vec<SimValidator> = keys
         .iter()
         .enumerate()
@@ -190,7 +203,10 @@ pub fn run(config: &SimConfig) -> SimReport {
             SimValidator {
                 replica: Replica::new(id, key.clone(), committee.clone(), config.params.clone(), genesis.clone()),
                 verifier: Verifier::new(&committee, config.params.max_batch_size),
-                adversary: (byzantine == Some(id)).then(|| Equivocator::new(id, key.clone(), rng.fork(i as u64))),
+                adversary: (byzantine == Some(id)).then(|| match config.scenario {
+                    Scenario::SilentPrimary => Adversary::Silent { after_us: silent_after_us },
+                    _ => Adversary::Equivocate(Box::new(Equivocator::new(id, key.clone(), rng.fork(i as u64)))),
+                }),
             }
         })
         .collect();
@@ -255,7 +271,7 @@ pub fn run(config: &SimConfig) -> SimReport {
                 let Some(input) = input else { continue };
                 let mut outputs = validator.replica.step(now, input);
                 if let Some(adversary) = &mut validator.adversary {
-                    outputs = adversary.rewrite(outputs, validator.replica.committee());
+                    outputs = adversary.rewrite(now, outputs, validator.replica.committee());
                 }
                 let me = AgentId(index as u32);
                 for output in outputs {
@@ -270,7 +286,11 @@ pub fn run(config: &SimConfig) -> SimReport {
                             network.send(now, Node::Validator(peer.0 as usize), Payload::Consensus(message))
                         }
                         Output::Reply(reply) => network.send(now, Node::Client, Payload::Reply(reply)),
-                        Output::Executed(_) | Output::CheckpointStable { .. } | Output::Evidence(_) => {}
+                        Output::Executed(_)
+                        | Output::CheckpointStable { .. }
+                        | Output::Evidence(_)
+                        | Output::ViewChangeStarted { .. }
+                        | Output::ViewChanged { .. } => {}
                     }
                 }
                 if let Some(deadline) = validator.replica.next_deadline() {
@@ -280,7 +300,7 @@ pub fn run(config: &SimConfig) -> SimReport {
         }
     }
     let mut violations = invariants.into_violations();
-    if config.scenario == Scenario::LossyNetwork && !client.is_done() {
+    if !client.is_done() {
         violations
             .push(Violation::Liveness { completed: client.stats().completed as usize, expected: config.transactions });
     }

@@ -5,7 +5,7 @@ use super::{record_vote, vote_digest, Output, Replica, StableCheckpoint};
 use crate::crypto::Digest;
 use crate::ledger::Ledger;
 use crate::protocol::message::{Message, SignedMessage};
-use crate::protocol::types::{AgentId, Micros, Seq};
+use crate::protocol::types::{AgentId, Micros, Seq, View};
 use std::sync::Arc;
 
 impl Replica {
@@ -80,6 +80,7 @@ impl Replica {
             // Executed here or (after a state transfer) elsewhere: no longer queued.
             for request in slot.batch.iter().flat_map(|batch| batch.requests.iter()) {
                 self.queued_ids.remove(&request.tx_id());
+                self.ordered_ids.remove(&request.tx_id());
             }
         }
         self.checkpoints = self.checkpoints.split_off(&above);
@@ -143,7 +144,8 @@ impl Replica {
         let progressed = mark != self.retransmit.progress_mark;
         self.retransmit.progress_mark = mark;
         let waiting = self.log.range(self.last_executed.next()..).next().is_some()
-            || !self.queue.is_empty()
+            || !self.queued_ids.is_empty()
+            || self.changing.is_some()
             || self.checkpoints.values().any(|entry| entry.own.is_some())
             || self.retransmit.saw_beyond_window;
         self.retransmit.saw_beyond_window = false;
@@ -167,6 +169,9 @@ impl Replica {
         self.stats.status_sent += 1;
         out.push(Output::Broadcast(signed));
         let me = self.me;
+        if self.changing.is_some() {
+            out.extend(self.view_changes.get(&me).map(|own| Output::Broadcast(own.clone())));
+        }
         if let Some(slot) = self.log.get(&self.last_executed.next()) {
             let own_pre_prepare = slot.pre_prepare.iter().filter(|signed| signed.sender == me);
             let own_votes = slot.prepares.get(&me).into_iter().chain(slot.commits.get(&me));
@@ -186,20 +191,20 @@ impl Replica {
         &mut self,
         now: Micros,
         peer: AgentId,
+        peer_view: View,
         peer_low_water: Seq,
         peer_last_executed: Seq,
         out: &mut Vec<Output>,
     ) {
-        if let Some(answered) = self.retransmit.answered_at.get(&peer) {
-            if now < answered.plus(self.params.retransmit_interval_us) {
-                self.stats.status_rate_limited += 1;
-                return;
-            }
+        if !self.answer_allowed(now, peer) {
+            return;
         }
-        self.retransmit.answered_at.insert(peer, now);
         self.stats.status_answered += 1;
         let me = self.me;
         let mut resend = Vec::new();
+        if peer_view < self.view {
+            resend.extend(self.last_new_view.iter().cloned());
+        }
         for slot in self.log.range(peer_last_executed.next()..).map(|(_, slot)| slot) {
             resend.extend(slot.pre_prepare.iter().cloned());
             resend.extend(slot.prepares.get(&me).cloned());

@@ -4,10 +4,11 @@ mod checkpoint;
 mod normal;
 #[cfg(test)]
 mod tests;
+mod view_change;
 
 use super::committee::Committee;
 use super::evidence::Evidence;
-use super::message::{Batch, Message, Reply, Request, SignedMessage};
+use super::message::{Batch, Message, PreparedCertificate, Reply, Request, SignedMessage};
 use super::params::ProtocolParams;
 use super::types::{AgentId, ClientId, Micros, Seq, View};
 use crate::crypto::{Digest, Keypair};
@@ -23,6 +24,8 @@ pub enum Input {
     Message(Arc<SignedMessage>),
     /// Time passed: fire whatever timers are due.
     Tick,
+    /// An operator suspects the primary: move to the next view now.
+    ForceViewChange,
 }
 
 /// What the caller must do after a step, in order.
@@ -39,6 +42,16 @@ pub enum Output {
         state_digest: Digest,
     },
     Evidence(Evidence),
+    /// This replica suspects the primary of `from` and asks for view `to`.
+    ViewChangeStarted {
+        from: View,
+        to: View,
+    },
+    /// A NEW-VIEW was installed: `view` runs with `primary`.
+    ViewChanged {
+        view: View,
+        primary: AgentId,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -54,7 +67,6 @@ pub struct Executed {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct ReplicaStats {
     pub requests_queued: u64,
-    pub requests_ignored_not_primary: u64,
     pub requests_dropped_queue_full: u64,
     pub requests_answered_again: u64,
     pub batches_proposed: u64,
@@ -75,6 +87,9 @@ pub struct ReplicaStats {
     pub checkpoint_disagreements: u64,
     pub snapshots_sent: u64,
     pub snapshots_installed: u64,
+    pub dropped_view_changing: u64,
+    pub view_changes_started: u64,
+    pub views_installed: u64,
 }
 
 /// One sequence number's pre-prepare and votes in the current view.
@@ -87,6 +102,23 @@ struct Slot {
     commits: BTreeMap<AgentId, Arc<SignedMessage>>,
     prepared: bool,
     committed: bool,
+    /// The highest-view prepared certificate of this slot; survives view changes.
+    certificate: Option<PreparedCertificate>,
+}
+
+impl Slot {
+    /// Forgets what belongs to the view being left; keeps the certificate.
+    fn reset_view(&mut self) {
+        let certificate = self.certificate.take();
+        *self = Slot { certificate, ..Slot::default() };
+    }
+}
+
+/// A view change in progress: waiting for the NEW-VIEW of `target` until `deadline`.
+#[derive(Clone, Copy, Debug)]
+struct Changing {
+    target: View,
+    deadline: Micros,
 }
 
 struct Queued {
@@ -135,13 +167,27 @@ pub struct Replica {
     last_executed: Seq,
     /// The primary's next sequence number to assign.
     next_seq: Seq,
+    /// Requests waiting to be proposed, oldest first. Every replica keeps them
+    /// (clients send to all), so a new primary can order them after a view change.
     queue: VecDeque<Queued>,
-    /// Requests queued or proposed but not executed, so a resent request is not ordered twice.
+    /// Ids of the requests in `queue` still to be proposed; entries of the queue
+    /// not in this set were ordered meanwhile and are skipped.
     queued_ids: HashSet<TxId>,
+    /// Ids of requests in an accepted pre-prepare, not yet executed.
+    ordered_ids: HashSet<TxId>,
     /// Recent outcomes, to answer a client that did not get f+1 replies.
     outcomes: HashMap<TxId, (ClientId, TxOutcome)>,
     outcomes_by_seq: VecDeque<(Seq, Vec<TxId>)>,
     retransmit: Retransmit,
+    changing: Option<Changing>,
+    /// Each validator's latest VIEW-CHANGE (own included).
+    view_changes: BTreeMap<AgentId, Arc<SignedMessage>>,
+    /// The NEW-VIEW that started the current view, for peers that missed it.
+    last_new_view: Option<Arc<SignedMessage>>,
+    /// Consecutive view changes that did not lead to progress; each doubles the timeout.
+    failed_views: u32,
+    /// Since when there has been work outstanding without execution progress.
+    stall_since: Option<Micros>,
     stats: ReplicaStats,
 }
 
@@ -170,21 +216,37 @@ impl Replica {
             next_seq: Seq(1),
             queue: VecDeque::new(),
             queued_ids: HashSet::new(),
+            ordered_ids: HashSet::new(),
             outcomes: HashMap::new(),
             outcomes_by_seq: VecDeque::new(),
             retransmit: Retransmit::default(),
+            changing: None,
+            view_changes: BTreeMap::new(),
+            last_new_view: None,
+            failed_views: 0,
+            stall_since: None,
             stats: ReplicaStats::default(),
         }
     }
 
     pub fn step(&mut self, now: Micros, input: Input) -> Vec<Output> {
         let mut out = Vec::new();
+        let executed_before = self.last_executed;
         match input {
             Input::Requests(requests) => self.on_requests(now, requests, &mut out),
             Input::Message(message) => self.on_message(now, message, &mut out),
             Input::Tick => {}
+            Input::ForceViewChange => {
+                let target = self.changing.map_or(self.view, |changing| changing.target).next();
+                self.start_view_change(target, now, &mut out);
+            }
         }
         self.propose_batches(now, &mut out);
+        if self.last_executed != executed_before {
+            self.stall_since = Some(now);
+            self.failed_views = 0;
+        }
+        self.check_view_timers(now, &mut out);
         self.check_progress(now, &mut out);
         out
     }
@@ -196,10 +258,7 @@ impl Replica {
             .front()
             .filter(|_| self.is_primary() && self.may_propose())
             .map(|front| front.arrived.plus(self.params.batch_delay_us));
-        match (batch_deadline, self.retransmit.next_check) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [batch_deadline, self.retransmit.next_check, self.view_deadline()].into_iter().flatten().min()
     }
 
     fn on_message(&mut self, now: Micros, signed: Arc<SignedMessage>, out: &mut Vec<Output>) {
@@ -217,12 +276,17 @@ impl Replica {
             }
             Message::Commit { view, seq, digest } => self.on_vote(Vote::Commit, signed.clone(), view, seq, digest, out),
             Message::Checkpoint { seq, state_digest } => self.on_checkpoint(signed.clone(), seq, state_digest, out),
-            Message::Status { last_executed, low_water, .. } => {
-                self.on_status(now, signed.sender, low_water, last_executed, out)
+            Message::Status { view, last_executed, low_water } => {
+                self.on_status(now, signed.sender, view, low_water, last_executed, out)
             }
             Message::StateSnapshot { seq, state_digest, ref ledger, ref proof } => {
                 let (ledger, proof) = (ledger.clone(), proof.clone());
                 self.on_state_snapshot(seq, state_digest, ledger, proof, out)
+            }
+            Message::ViewChange { new_view, .. } => self.on_view_change(signed.clone(), new_view, now, out),
+            Message::NewView { view, ref view_changes, ref pre_prepares } => {
+                let (view_changes, pre_prepares) = (view_changes.clone(), pre_prepares.clone());
+                self.on_new_view(signed.clone(), view, &view_changes, pre_prepares, now, out)
             }
         }
     }
@@ -292,7 +356,12 @@ impl Replica {
     }
 
     pub fn queued_requests(&self) -> usize {
-        self.queue.len()
+        self.queued_ids.len()
+    }
+
+    /// The view being changed to, while a view change is in progress.
+    pub fn changing_to(&self) -> Option<View> {
+        self.changing.map(|changing| changing.target)
     }
 
     /// Sequence numbers with log state (bounded by the log window).
@@ -338,6 +407,9 @@ fn vote_digest(signed: &SignedMessage) -> Option<Digest> {
             Some(digest)
         }
         Message::Checkpoint { state_digest, .. } => Some(state_digest),
-        Message::Status { .. } | Message::StateSnapshot { .. } => None,
+        Message::Status { .. }
+        | Message::StateSnapshot { .. }
+        | Message::ViewChange { .. }
+        | Message::NewView { .. } => None,
     }
 }

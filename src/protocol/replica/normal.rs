@@ -4,7 +4,7 @@ use super::{record_vote, vote_digest, Executed, Output, Queued, Replica, Vote};
 use crate::crypto::Digest;
 use crate::ledger::{RejectReason, TxId, TxOutcome};
 use crate::protocol::evidence::Evidence;
-use crate::protocol::message::{Batch, Message, Reply, Request, SignedMessage};
+use crate::protocol::message::{Batch, Message, PreparedCertificate, Reply, Request, SignedMessage};
 use crate::protocol::types::{AgentId, ClientId, Micros, Seq, View};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -20,9 +20,7 @@ impl Replica {
                 }
                 continue;
             }
-            if !self.is_primary() {
-                self.stats.requests_ignored_not_primary += 1;
-            } else if self.queued_ids.contains(&id) {
+            if self.queued_ids.contains(&id) || self.ordered_ids.contains(&id) {
                 self.stats.dropped_duplicate += 1;
             } else if self.queue.len() >= self.params.max_pending_requests {
                 self.stats.requests_dropped_queue_full += 1;
@@ -49,42 +47,61 @@ impl Replica {
     /// `batch_delay`, or at once when nothing is in flight (so a light load
     /// is not delayed and a heavy one fills batches while others commit).
     pub(super) fn propose_batches(&mut self, now: Micros, out: &mut Vec<Output>) {
-        if !self.is_primary() {
+        if !self.is_primary() || self.changing.is_some() {
             return;
         }
-        while let Some(front) = self.queue.front() {
+        loop {
+            self.prune_queue();
+            let Some(front) = self.queue.front() else { break };
             if !self.may_propose() {
                 break;
             }
             let idle = self.next_seq.0 == self.last_executed.0 + 1;
-            let full = self.queue.len() >= self.params.max_batch_size;
+            let full = self.queued_ids.len() >= self.params.max_batch_size;
             let waited = now.saturating_sub(front.arrived) >= self.params.batch_delay_us;
             if !(full || waited || idle) {
                 break;
             }
-            let take = self.queue.len().min(self.params.max_batch_size);
-            let requests = self.queue.drain(..take).map(|queued| queued.request).collect();
+            let mut requests = Vec::with_capacity(self.params.max_batch_size.min(self.queued_ids.len()));
+            while requests.len() < self.params.max_batch_size {
+                let Some(queued) = self.queue.pop_front() else { break };
+                if self.queued_ids.contains(&queued.request.tx_id()) {
+                    requests.push(queued.request);
+                }
+            }
             let batch = Arc::new(Batch { requests });
             let digest = batch.digest();
             let seq = self.next_seq;
             self.next_seq = seq.next();
             let pre_prepare = self.sign(Message::PrePrepare { view: self.view, seq, digest, batch: batch.clone() });
-            let slot = self.log.entry(seq).or_default();
-            slot.pre_prepare = Some(pre_prepare.clone());
-            slot.digest = Some(digest);
-            slot.batch = Some(batch);
             self.stats.batches_proposed += 1;
-            out.push(Output::Broadcast(pre_prepare));
-            self.advance(seq, out);
+            out.push(Output::Broadcast(pre_prepare.clone()));
+            self.accept_pre_prepare(pre_prepare, seq, digest, batch, out);
+        }
+    }
+
+    /// Drops requests at the front of the queue that were ordered meanwhile.
+    pub(super) fn prune_queue(&mut self) {
+        while let Some(front) = self.queue.front() {
+            if self.queued_ids.contains(&front.request.tx_id()) {
+                break;
+            }
+            self.queue.pop_front();
         }
     }
 
     /// Admits a message for (view, seq) only inside the current view and the water marks.
+    ///
+    /// Slots executed here but above the stable checkpoint are still admitted:
+    /// after a view change, peers that did not execute them need this replica's votes.
     fn admit(&mut self, view: View, seq: Seq) -> bool {
-        if view != self.view {
+        if self.changing.is_some() {
+            self.stats.dropped_view_changing += 1;
+            false
+        } else if view != self.view {
             self.stats.dropped_wrong_view += 1;
             false
-        } else if seq <= self.last_executed || seq <= self.stable.seq {
+        } else if seq <= self.stable.seq {
             self.stats.dropped_stale += 1;
             false
         } else if seq.0 > self.stable.seq.0 + self.params.log_window {
@@ -122,14 +139,38 @@ impl Replica {
             }
             return;
         }
+        self.accept_pre_prepare(signed, seq, digest, batch, out);
+    }
+
+    /// Takes a pre-prepare of the current view into its slot (from the primary,
+    /// from this replica as primary, or from a NEW-VIEW); a backup answers with
+    /// its PREPARE.
+    pub(super) fn accept_pre_prepare(
+        &mut self,
+        signed: Arc<SignedMessage>,
+        seq: Seq,
+        digest: Digest,
+        batch: Arc<Batch>,
+        out: &mut Vec<Output>,
+    ) {
+        if seq > self.last_executed {
+            for request in &batch.requests {
+                let id = request.tx_id();
+                self.queued_ids.remove(&id);
+                self.ordered_ids.insert(id);
+            }
+        }
+        let slot = self.log.entry(seq).or_default();
         slot.pre_prepare = Some(signed);
         slot.digest = Some(digest);
         slot.batch = Some(batch);
-        let prepare = self.sign(Message::Prepare { view, seq, digest });
-        if let Some(slot) = self.log.get_mut(&seq) {
-            slot.prepares.insert(self.me, prepare.clone());
+        if !self.is_primary() {
+            let prepare = self.sign(Message::Prepare { view: self.view, seq, digest });
+            if let Some(slot) = self.log.get_mut(&seq) {
+                slot.prepares.insert(self.me, prepare.clone());
+            }
+            out.push(Output::Broadcast(prepare));
         }
-        out.push(Output::Broadcast(prepare));
         self.advance(seq, out);
     }
 
@@ -172,15 +213,23 @@ impl Replica {
         };
         let Some(digest) = slot.digest else { return };
         if !slot.prepared {
-            let prepares = count_matching(&slot.prepares, digest, Some(primary));
-            if prepares + 1 < quorum {
+            let prepares: Vec<Arc<SignedMessage>> = slot
+                .prepares
+                .iter()
+                .filter(|(sender, vote)| **sender != primary && vote_digest(vote) == Some(digest))
+                .map(|(_, vote)| vote.clone())
+                .take(quorum.saturating_sub(1))
+                .collect();
+            if prepares.len() + 1 < quorum {
                 return;
             }
+            let Some(pre_prepare) = slot.pre_prepare.clone() else { return };
             let commit = self.sign(Message::Commit { view, seq, digest });
             let Some(slot) = self.log.get_mut(&seq) else {
                 return;
             };
             slot.prepared = true;
+            slot.certificate = Some(PreparedCertificate { pre_prepare, prepares });
             slot.commits.insert(self.me, commit.clone());
             out.push(Output::Broadcast(commit));
         }
@@ -226,6 +275,7 @@ impl Replica {
                 TxOutcome::Rejected(_) => self.stats.txs_rejected += 1,
             }
             self.queued_ids.remove(&id);
+            self.ordered_ids.remove(&id);
             // A transfer ordered a second time fails its nonce check; its client
             // is told what the first execution did, not the replay's rejection.
             let answer = match (outcome, self.outcomes.get(&id)) {

@@ -35,6 +35,7 @@ fn params() -> ProtocolParams {
         retransmit_interval_us: 10_000,
         max_pending_requests: 10,
         outcome_retention_checkpoints: 1,
+        view_change_timeout_us: 50_000,
     }
 }
 
@@ -224,4 +225,126 @@ fn resent_request_of_an_executed_transfer_is_answered_from_memory_not_reordered(
     let answered = replies(&out);
     assert_eq!(answered.len(), 1);
     assert_eq!(answered[0].outcomes, vec![(f.request(0).tx_id(), TxOutcome::Committed)]);
+}
+
+/// Delivers outputs in the order they were produced (FIFO links) until nothing
+/// is left, at `now`, never to or from `silent`.
+fn exchange(replicas: &mut [Replica], pending: Vec<(u32, Output)>, now: Micros, silent: u32) -> Vec<(u32, Output)> {
+    let mut pending: std::collections::VecDeque<(u32, Output)> = pending.into();
+    let mut seen = Vec::new();
+    while let Some((from, output)) = pending.pop_front() {
+        let targets: Vec<(u32, Arc<SignedMessage>)> = match &output {
+            Output::Broadcast(m) => (0..4).filter(|&i| i != from && i != silent).map(|i| (i, m.clone())).collect(),
+            Output::SendTo(to, m) if to.0 != silent => vec![(to.0, m.clone())],
+            _ => Vec::new(),
+        };
+        seen.push((from, output));
+        for (to, message) in targets {
+            let out = replicas[to as usize].step(now, Input::Message(message));
+            pending.extend(out.into_iter().map(|o| (to, o)));
+        }
+    }
+    seen
+}
+
+/// Replicas 1..3 prepare and commit seq 1 from primary 0, which then goes silent.
+fn prepared_at_backups(f: &Fixture) -> (Vec<Replica>, Digest) {
+    let mut replicas: Vec<Replica> = (0..4).map(|i| f.replica(i)).collect();
+    let (pre_prepare, digest) = f.pre_prepare(1, vec![f.request(0)]);
+    let mut pending = Vec::new();
+    for backup in 1..4u32 {
+        let out = replicas[backup as usize].step(Micros(0), Input::Requests(vec![f.request(1)]));
+        pending.extend(out.into_iter().map(|o| (backup, o)));
+        let out = replicas[backup as usize].step(Micros(0), Input::Message(pre_prepare.clone()));
+        pending.extend(out.into_iter().map(|o| (backup, o)));
+    }
+    exchange(&mut replicas, pending, Micros(1), 0);
+    (replicas, digest)
+}
+
+#[test]
+fn backup_suspects_a_stalled_primary_and_sends_view_change_with_its_prepared_certificate() {
+    let f = fixture();
+    let (mut replicas, digest) = prepared_at_backups(&f);
+    assert_eq!(replicas[1].last_executed(), Seq(1));
+    // Request 1 is queued but the primary never orders it: after the timeout the backup moves on.
+    let out = replicas[1].step(Micros(49_999), Input::Tick);
+    assert!(broadcasts(&out).iter().all(|m| !matches!(m, Message::ViewChange { .. })));
+    let out = replicas[1].step(Micros(50_001), Input::Tick);
+    assert!(out.iter().any(|o| matches!(o, Output::ViewChangeStarted { from: View(0), to: View(1) })));
+    let view_change = broadcasts(&out).into_iter().find(|m| matches!(m, Message::ViewChange { .. })).cloned();
+    let Some(Message::ViewChange { new_view, stable_seq, prepared, .. }) = view_change else {
+        panic!("no view change in {out:?}")
+    };
+    assert_eq!((new_view, stable_seq), (View(1), Seq(0)));
+    assert_eq!(prepared.len(), 1);
+    assert_eq!(prepared[0].slot().map(|(v, s, d, _)| (v, s, d)), Some((View(0), Seq(1), digest)));
+    assert_eq!(prepared[0].prepares.len(), 2, "quorum - 1 prepares from backups");
+    assert_eq!(replicas[1].changing_to(), Some(View(1)));
+}
+
+#[test]
+fn new_primary_with_a_quorum_of_view_changes_keeps_the_prepared_batch_at_its_sequence_number() {
+    let f = fixture();
+    let (mut replicas, digest) = prepared_at_backups(&f);
+    let mut pending = Vec::new();
+    for backup in 1..4u32 {
+        let out = replicas[backup as usize].step(Micros(60_000), Input::Tick);
+        pending.extend(out.into_iter().map(|o| (backup, o)));
+    }
+    let seen = exchange(&mut replicas, pending, Micros(60_001), 0);
+    let new_view = seen
+        .iter()
+        .find_map(|(from, o)| match o {
+            Output::Broadcast(m) if matches!(m.message, Message::NewView { .. }) => Some((*from, m.clone())),
+            _ => None,
+        })
+        .expect("the primary of view 1 sends NEW-VIEW");
+    assert_eq!(new_view.0, 1, "view 1's primary is validator 1");
+    let Message::NewView { view, ref pre_prepares, ref view_changes } = new_view.1.message else { unreachable!() };
+    assert_eq!(view, View(1));
+    assert!(view_changes.len() >= 3);
+    let slots: Vec<(Seq, Digest)> = pre_prepares
+        .iter()
+        .filter_map(|m| match m.message {
+            Message::PrePrepare { seq, digest, .. } => Some((seq, digest)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(slots, vec![(Seq(1), digest)]);
+    for replica in &replicas[1..] {
+        assert_eq!((replica.view(), replica.changing_to(), replica.primary()), (View(1), None, AgentId(1)));
+    }
+    // The new primary then orders the request the old one ignored, and everyone executes it.
+    let out = replicas[1].step(Micros(60_002), Input::Tick);
+    exchange(&mut replicas, out.into_iter().map(|o| (1, o)).collect(), Micros(60_003), 0);
+    let expected = replicas[1].ledger().state_digest();
+    for replica in &replicas[1..] {
+        assert_eq!(
+            (replica.last_executed(), replica.ledger().state_digest()),
+            (Seq(2), expected),
+            "{:?}",
+            replica.id()
+        );
+    }
+}
+
+#[test]
+fn f_plus_one_view_changes_for_a_higher_view_make_a_replica_join() {
+    let f = fixture();
+    let (mut replicas, _) = prepared_at_backups(&f);
+    let mut view_changes = Vec::new();
+    for backup in [1u32, 2] {
+        let out = replicas[backup as usize].step(Micros(60_000), Input::Tick);
+        view_changes.extend(out.into_iter().filter_map(|o| match o {
+            Output::Broadcast(m) if matches!(m.message, Message::ViewChange { .. }) => Some(m),
+            _ => None,
+        }));
+    }
+    assert_eq!(view_changes.len(), 2);
+    // Replica 3 has not timed out itself; one view change is not enough, f+1 = 2 are.
+    let out = replicas[3].step(Micros(10), Input::Message(view_changes[0].clone()));
+    assert!(!out.iter().any(|o| matches!(o, Output::ViewChangeStarted { .. })));
+    let out = replicas[3].step(Micros(11), Input::Message(view_changes[1].clone()));
+    assert!(out.iter().any(|o| matches!(o, Output::ViewChangeStarted { from: View(0), to: View(1) })));
 }

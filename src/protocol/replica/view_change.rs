@@ -1,0 +1,227 @@
+//! View change (Castro & Liskov §4.4): suspecting the primary, VIEW-CHANGE,
+//! NEW-VIEW, and entering the new view with every batch that may have
+//! committed kept at its sequence number.
+
+use super::{Changing, Output, Queued, Replica};
+use crate::protocol::message::{Message, SignedMessage};
+use crate::protocol::types::{Micros, View};
+use crate::protocol::view_change::{plan_new_view, NewViewPlan};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// Timeouts double per failed view change, up to 2^6 times the configured one.
+const MAX_TIMEOUT_DOUBLINGS: u32 = 6;
+
+impl Replica {
+    fn view_change_timeout(&self) -> u64 {
+        self.params.view_change_timeout_us << self.failed_views.min(MAX_TIMEOUT_DOUBLINGS)
+    }
+
+    /// When the primary is suspected if nothing changes: the view change in
+    /// progress times out; or work has been outstanding without any execution
+    /// (a silent or equivocating primary); or the oldest queued request was
+    /// not ordered (a slow or censoring primary, which may well order others).
+    pub(super) fn view_deadline(&self) -> Option<Micros> {
+        if let Some(changing) = self.changing {
+            return Some(changing.deadline);
+        }
+        let timeout = self.view_change_timeout();
+        let stalled = self.stall_since.map(|since| since.plus(timeout));
+        let censored = self.queue.front().map(|oldest| oldest.arrived.plus(timeout));
+        stalled.into_iter().chain(censored).min()
+    }
+
+    pub(super) fn check_view_timers(&mut self, now: Micros, out: &mut Vec<Output>) {
+        self.prune_queue();
+        let outstanding = !self.queued_ids.is_empty() || !self.ordered_ids.is_empty();
+        if !outstanding {
+            self.stall_since = None;
+        } else if self.stall_since.is_none() {
+            self.stall_since = Some(now);
+        }
+        let Some(deadline) = self.view_deadline() else { return };
+        if now < deadline {
+            return;
+        }
+        let target = match self.changing {
+            Some(changing) => {
+                self.failed_views += 1;
+                changing.target.next()
+            }
+            None => self.view.next(),
+        };
+        self.start_view_change(target, now, out);
+    }
+
+    /// Stops accepting messages of the current view and asks for `target`,
+    /// with the stable checkpoint's proof and every prepared certificate above it.
+    pub(super) fn start_view_change(&mut self, target: View, now: Micros, out: &mut Vec<Output>) {
+        if target <= self.view || self.changing.is_some_and(|changing| target <= changing.target) {
+            return;
+        }
+        self.changing = Some(Changing { target, deadline: now.plus(self.view_change_timeout()) });
+        let prepared =
+            self.log.range(self.stable.seq.next()..).filter_map(|(_, slot)| slot.certificate.clone()).collect();
+        let view_change = self.sign(Message::ViewChange {
+            new_view: target,
+            stable_seq: self.stable.seq,
+            stable_digest: self.stable.state_digest,
+            checkpoint_proof: self.stable.proof.clone(),
+            prepared,
+        });
+        self.view_changes.insert(self.me, view_change.clone());
+        self.stats.view_changes_started += 1;
+        out.push(Output::ViewChangeStarted { from: self.view, to: target });
+        out.push(Output::Broadcast(view_change));
+        self.try_new_view(target, now, out);
+    }
+
+    pub(super) fn on_view_change(
+        &mut self,
+        signed: Arc<SignedMessage>,
+        new_view: View,
+        now: Micros,
+        out: &mut Vec<Output>,
+    ) {
+        let sender = signed.sender;
+        if new_view <= self.view {
+            // A peer still asking for a view that already started missed its NEW-VIEW.
+            self.stats.dropped_stale += 1;
+            if new_view == self.view && self.changing.is_none() && self.answer_allowed(now, sender) {
+                out.extend(self.last_new_view.iter().map(|nv| Output::SendTo(sender, nv.clone())));
+            }
+            return;
+        }
+        if self.view_changes.get(&sender).and_then(|known| view_change_target(known)).is_some_and(|v| v >= new_view) {
+            self.stats.dropped_duplicate += 1;
+            return;
+        }
+        self.view_changes.insert(sender, signed);
+        // f+1 replicas asking for higher views include an honest one: join the
+        // highest view that f+1 of them ask for at least.
+        let current = self.changing.map_or(self.view, |changing| changing.target);
+        let mut higher: Vec<View> = self
+            .view_changes
+            .iter()
+            .filter(|(id, _)| **id != self.me)
+            .filter_map(|(_, vc)| view_change_target(vc))
+            .filter(|view| *view > current)
+            .collect();
+        let f = self.committee.f();
+        if higher.len() > f {
+            higher.sort_unstable_by(|a, b| b.cmp(a));
+            self.start_view_change(higher[f], now, out);
+        }
+        self.try_new_view(new_view, now, out);
+    }
+
+    /// The new primary starts the view once a quorum asked for it.
+    fn try_new_view(&mut self, target: View, now: Micros, out: &mut Vec<Output>) {
+        if self.committee.primary(target) != self.me || self.changing.map(|c| c.target) != Some(target) {
+            return;
+        }
+        let view_changes: Vec<Arc<SignedMessage>> =
+            self.view_changes.values().filter(|vc| view_change_target(vc) == Some(target)).cloned().collect();
+        if view_changes.len() < self.committee.quorum() {
+            return;
+        }
+        let plan = plan_new_view(&view_changes, &self.committee);
+        let pre_prepares: Vec<Arc<SignedMessage>> = plan
+            .slots
+            .iter()
+            .map(|(seq, (digest, batch))| {
+                self.sign(Message::PrePrepare { view: target, seq: *seq, digest: *digest, batch: batch.clone() })
+            })
+            .collect();
+        let new_view = self.sign(Message::NewView { view: target, view_changes, pre_prepares: pre_prepares.clone() });
+        out.push(Output::Broadcast(new_view.clone()));
+        self.last_new_view = Some(new_view);
+        self.enter_view(target, &plan, pre_prepares, now, out);
+    }
+
+    /// A NEW-VIEW whose plan the verifier recomputed and found equal.
+    pub(super) fn on_new_view(
+        &mut self,
+        signed: Arc<SignedMessage>,
+        view: View,
+        view_changes: &[Arc<SignedMessage>],
+        pre_prepares: Vec<Arc<SignedMessage>>,
+        now: Micros,
+        out: &mut Vec<Output>,
+    ) {
+        if view < self.view || (view == self.view && self.changing.is_none()) {
+            self.stats.dropped_stale += 1;
+            return;
+        }
+        let plan = plan_new_view(view_changes, &self.committee);
+        self.last_new_view = Some(signed);
+        self.enter_view(view, &plan, pre_prepares, now, out);
+    }
+
+    fn enter_view(
+        &mut self,
+        view: View,
+        plan: &NewViewPlan,
+        pre_prepares: Vec<Arc<SignedMessage>>,
+        now: Micros,
+        out: &mut Vec<Output>,
+    ) {
+        // Batches the new view does not carry go back to the queue, so the new primary orders their requests.
+        let kept: BTreeMap<_, _> = plan.slots.iter().map(|(seq, (digest, _))| (*seq, *digest)).collect();
+        let mut requeue = Vec::new();
+        for (seq, slot) in self.log.range(self.last_executed.next()..) {
+            if let (Some(batch), Some(digest)) = (&slot.batch, slot.digest) {
+                if kept.get(seq) != Some(&digest) {
+                    requeue.extend(batch.requests.iter().cloned());
+                }
+            }
+        }
+        self.view = view;
+        self.changing = None;
+        for slot in self.log.values_mut() {
+            slot.reset_view();
+        }
+        self.view_changes.retain(|_, vc| view_change_target(vc).is_some_and(|v| v > view));
+        for request in requeue.into_iter().rev() {
+            let id = request.tx_id();
+            if self.ordered_ids.remove(&id) && !self.outcomes.contains_key(&id) && self.queued_ids.insert(id) {
+                self.queue.push_front(Queued { request, arrived: now });
+            }
+        }
+        // Request timers restart with the new primary.
+        for queued in &mut self.queue {
+            queued.arrived = now;
+        }
+        for signed in pre_prepares {
+            if let Message::PrePrepare { seq, digest, ref batch, .. } = signed.message {
+                if seq > self.stable.seq {
+                    let batch = batch.clone();
+                    self.accept_pre_prepare(signed.clone(), seq, digest, batch, out);
+                }
+            }
+        }
+        self.next_seq = plan.max_seq.max(self.last_executed).max(self.stable.seq).next();
+        self.stall_since = Some(now);
+        self.stats.views_installed += 1;
+        out.push(Output::ViewChanged { view, primary: self.primary() });
+    }
+
+    /// At most one answer per peer per retransmit interval.
+    pub(super) fn answer_allowed(&mut self, now: Micros, peer: crate::protocol::AgentId) -> bool {
+        if let Some(answered) = self.retransmit.answered_at.get(&peer) {
+            if now < answered.plus(self.params.retransmit_interval_us) {
+                self.stats.status_rate_limited += 1;
+                return false;
+            }
+        }
+        self.retransmit.answered_at.insert(peer, now);
+        true
+    }
+}
+
+fn view_change_target(signed: &SignedMessage) -> Option<View> {
+    match signed.message {
+        Message::ViewChange { new_view, .. } => Some(new_view),
+        _ => None,
+    }
+}
