@@ -70,6 +70,12 @@ fn silent_primary_is_replaced_by_a_view_change_and_every_transfer_commits() {
     assert!(changed > reports.len() / 2, "only {changed} of {} runs changed view", reports.len());
 }
 
+#[test]
+fn partitioned_minority_or_majority_recovers_after_healing_and_every_transfer_commits() {
+    let reports = run_seeds(0..seed_count(1000) / 2, |seed| SimConfig::from_seed(seed, Scenario::Partition));
+    assert_all_pass(&reports);
+}
+
 /// The harness can fail: a quorum of 2f instead of 2f+1 lets an equivocating
 /// primary make two honest groups commit different batches.
 #[test]
@@ -106,7 +112,9 @@ fn planted_bug_new_view_without_prepared_certificates_is_caught() {
 
 #[test]
 fn same_seed_replays_the_same_run() {
-    for scenario in [Scenario::LossyNetwork, Scenario::EquivocatingPrimary, Scenario::SilentPrimary] {
+    for scenario in
+        [Scenario::LossyNetwork, Scenario::EquivocatingPrimary, Scenario::SilentPrimary, Scenario::Partition]
+    {
         let config = SimConfig::from_seed(17, scenario);
         let (a, b) = (sim::run(&config), sim::run(&config));
         assert_eq!((a.events, a.sim_time_us, a.completed), (b.events, b.sim_time_us, b.completed));

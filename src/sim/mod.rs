@@ -36,6 +36,9 @@ pub enum Scenario {
     /// The primary crashes (sends nothing) at a random moment, on a lossy
     /// network; a view change must replace it and every transfer commit.
     SilentPrimary,
+    /// The validators split into two sides that cannot reach each other (the
+    /// primary on either side), then the partition heals; every transfer commits.
+    Partition,
 }
 
 impl Scenario {
@@ -44,11 +47,12 @@ impl Scenario {
             Scenario::LossyNetwork => "lossy-network",
             Scenario::EquivocatingPrimary => "equivocating-primary",
             Scenario::SilentPrimary => "silent-primary",
+            Scenario::Partition => "partition",
         }
     }
 
     pub fn parse(name: &str) -> Option<Scenario> {
-        [Scenario::LossyNetwork, Scenario::EquivocatingPrimary, Scenario::SilentPrimary]
+        [Scenario::LossyNetwork, Scenario::EquivocatingPrimary, Scenario::SilentPrimary, Scenario::Partition]
             .into_iter()
             .find(|s| s.name() == name)
     }
@@ -97,6 +101,11 @@ impl SimConfig {
             min_delay_us: 50,
             max_delay_us: rng.between(200, 5_000),
             faulty_until_us: rng.between(0, 400_000),
+            partition: (scenario == Scenario::Partition).then(|| {
+                let from_us = rng.between(0, 50_000);
+                let side_of = (0..validators).map(|_| rng.chance(0.5)).collect();
+                network::Partition { from_us, until_us: from_us + rng.between(100_000, 1_500_000), side_of }
+            }),
         };
         SimConfig {
             seed,
@@ -191,7 +200,7 @@ pub fn run(config: &SimConfig) -> SimReport {
         committee = committee.with_planted_new_view_bug();
     }
     let byzantine = match config.scenario {
-        Scenario::LossyNetwork => None,
+        Scenario::LossyNetwork | Scenario::Partition => None,
         Scenario::EquivocatingPrimary | Scenario::SilentPrimary => Some(committee.primary(crate::protocol::View(0))),
     };
     let silent_after_us = rng.between(0, 30_000);
@@ -242,7 +251,12 @@ pub fn run(config: &SimConfig) -> SimReport {
                     match output {
                         ClientOutput::Broadcast(requests) => {
                             for i in 0..config.validators {
-                                network.send(now, Node::Validator(i), Payload::Requests(requests.clone()));
+                                network.send(
+                                    now,
+                                    Node::Client,
+                                    Node::Validator(i),
+                                    Payload::Requests(requests.clone()),
+                                );
                             }
                         }
                         ClientOutput::Completed(completion) => invariants.on_completion(&completion),
@@ -279,13 +293,23 @@ pub fn run(config: &SimConfig) -> SimReport {
                     match output {
                         Output::Broadcast(message) => {
                             for peer in (0..config.validators).filter(|&peer| peer != index) {
-                                network.send(now, Node::Validator(peer), Payload::Consensus(message.clone()));
+                                network.send(
+                                    now,
+                                    Node::Validator(index),
+                                    Node::Validator(peer),
+                                    Payload::Consensus(message.clone()),
+                                );
                             }
                         }
-                        Output::SendTo(peer, message) => {
-                            network.send(now, Node::Validator(peer.0 as usize), Payload::Consensus(message))
+                        Output::SendTo(peer, message) => network.send(
+                            now,
+                            Node::Validator(index),
+                            Node::Validator(peer.0 as usize),
+                            Payload::Consensus(message),
+                        ),
+                        Output::Reply(reply) => {
+                            network.send(now, Node::Validator(index), Node::Client, Payload::Reply(reply))
                         }
-                        Output::Reply(reply) => network.send(now, Node::Client, Payload::Reply(reply)),
                         Output::Executed(_)
                         | Output::CheckpointStable { .. }
                         | Output::Evidence(_)

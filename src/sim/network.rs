@@ -14,6 +14,16 @@ pub struct NetworkFaults {
     pub max_delay_us: u64,
     /// Drops and duplicates happen only before this time; delays always.
     pub faulty_until_us: u64,
+    /// Between these times validators on different sides cannot reach each other.
+    pub partition: Option<Partition>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Partition {
+    pub from_us: u64,
+    pub until_us: u64,
+    /// The side of each validator; the client reaches both sides.
+    pub side_of: Vec<bool>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -67,7 +77,10 @@ impl Network {
         self.now
     }
 
-    pub fn send(&mut self, now: Micros, to: Node, payload: Payload) {
+    pub fn send(&mut self, now: Micros, from: Node, to: Node, payload: Payload) {
+        if self.separated(now, from, to) {
+            return;
+        }
         let faulty = now.0 < self.faults.faulty_until_us;
         if faulty && self.rng.chance(self.faults.drop_probability) {
             return;
@@ -76,6 +89,15 @@ impl Network {
             self.push_delayed(now, to, payload.clone());
         }
         self.push_delayed(now, to, payload);
+    }
+
+    fn separated(&self, now: Micros, from: Node, to: Node) -> bool {
+        let Some(partition) = &self.faults.partition else { return false };
+        let active = (partition.from_us..partition.until_us).contains(&now.0);
+        match (from, to) {
+            (Node::Validator(a), Node::Validator(b)) => active && partition.side_of[a] != partition.side_of[b],
+            _ => false,
+        }
     }
 
     fn push_delayed(&mut self, now: Micros, to: Node, payload: Payload) {
