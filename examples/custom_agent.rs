@@ -37,7 +37,7 @@ pub struct AuditReport {
 pub struct Auditor {
     ledger: Ledger,
     next_seq: u64,
-    /// Per applied sequence number: the batch digest and the outcomes, to
+    /// Per applied sequence number: the batch digest and the executions, to
     /// compare every other validator's copy of the batch with.
     applied: BTreeMap<u64, Executed>,
     /// Batches that arrived ahead of the next one (from a faster validator).
@@ -72,7 +72,7 @@ impl Auditor {
             return self.alarm(format!("agent {agent}: the batch at seq {seq} does not match its digest"));
         }
         match self.applied.get(&seq) {
-            Some(mine) if mine.digest != executed.digest || mine.outcomes != executed.outcomes => {
+            Some(mine) if mine.digest != executed.digest || mine.executions != executed.executions => {
                 self.alarm(format!("agent {agent} executed a different batch or outcome at seq {seq}"))
             }
             Some(_) => {}
@@ -90,13 +90,13 @@ impl Auditor {
             let seq = executed.seq.0;
             for (index, request) in executed.batch.requests.iter().enumerate() {
                 let outcome = match request.tx.verify() {
-                    true => self.ledger.execute(&request.tx.transfer),
+                    true => self.ledger.apply(&request.tx.transfer),
                     false => {
                         self.alarm(format!("seq {seq}: transfer {} has an invalid signature", request.tx_id()));
                         continue;
                     }
                 };
-                if executed.outcomes.get(index) != Some(&outcome) {
+                if executed.executions.get(index) != Some(&outcome) {
                     self.alarm(format!("seq {seq}: transfer {} re-executes to {outcome:?}", request.tx_id()));
                 }
             }

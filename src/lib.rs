@@ -56,6 +56,7 @@ pub mod cli;
 pub mod config;
 pub mod crypto;
 pub mod events;
+pub mod faults;
 pub mod hooks;
 pub mod ledger;
 pub mod protocol;

@@ -11,7 +11,7 @@ mod custom_hook;
 
 use bftswarm::actors::BatchExecuted;
 use bftswarm::events::{EventKind, LifecycleEvent};
-use bftswarm::ledger::{Ledger, RejectReason, TxOutcome};
+use bftswarm::ledger::{Execution, Ledger, RejectReason, TxOutcome};
 use bftswarm::protocol::{AgentId, Batch, ClientId, Executed, Request, Seq, View};
 use bftswarm::workload::{Workload, WorkloadSpec};
 use custom_agent::{AuditReport, Auditor};
@@ -41,9 +41,9 @@ fn honest_batch() -> (Ledger, Executed) {
     let genesis = Ledger::with_genesis(&workload.genesis).unwrap();
     let requests: Vec<Request> = workload.transfers.into_iter().map(|tx| Request { client: ClientId(1), tx }).collect();
     let mut ledger = genesis.clone();
-    let outcomes = requests.iter().map(|r| ledger.execute(&r.tx.transfer)).collect();
+    let executions = requests.iter().map(|r| ledger.apply(&r.tx.transfer)).collect();
     let batch = Arc::new(Batch { requests });
-    (genesis, Executed { seq: Seq(1), view: View(0), digest: batch.digest(), batch, outcomes })
+    (genesis, Executed { seq: Seq(1), view: View(0), digest: batch.digest(), batch, executions })
 }
 
 fn audit(genesis: Ledger, batches: Vec<Executed>) -> AuditReport {
@@ -59,16 +59,16 @@ fn audit(genesis: Ledger, batches: Vec<Executed>) -> AuditReport {
 #[test]
 fn custom_agent_auditor_is_silent_on_an_honest_batch_and_alarms_on_tampered_ones() {
     let (genesis, honest) = honest_batch();
-    assert!(honest.outcomes.iter().all(|o| *o == TxOutcome::Committed));
+    assert!(honest.executions.iter().all(|e| *e == Execution::Applied(TxOutcome::Committed)));
     let report = audit(genesis.clone(), vec![honest.clone()]);
     assert_eq!((report.batches_applied, report.alarms.len()), (1, 0), "{report:?}");
 
     // A validator that reports an outcome the ledger does not produce.
     let mut lying = honest.clone();
-    lying.outcomes[1] = TxOutcome::Rejected(RejectReason::ZeroAmount);
+    lying.executions[1] = Execution::Applied(TxOutcome::Rejected(RejectReason::ZeroAmount));
     let report = audit(genesis.clone(), vec![lying]);
     assert_eq!(report.alarms.len(), 1, "{report:?}");
-    assert!(report.alarms[0].contains("re-executes to Committed"), "{report:?}");
+    assert!(report.alarms[0].contains("re-executes to Applied(Committed)"), "{report:?}");
 
     // A batch whose contents were changed after it was agreed on.
     let mut tampered = honest.clone();
@@ -81,7 +81,7 @@ fn custom_agent_auditor_is_silent_on_an_honest_batch_and_alarms_on_tampered_ones
 
     // A second validator that executed a different outcome for the same seq.
     let mut other = honest.clone();
-    other.outcomes[2] = TxOutcome::Rejected(RejectReason::SelfTransfer);
+    other.executions[2] = Execution::Applied(TxOutcome::Rejected(RejectReason::SelfTransfer));
     let report = audit(genesis, vec![honest, other]);
     assert_eq!(report.alarms.len(), 1, "{report:?}");
     assert!(report.alarms[0].contains("different batch or outcome at seq 1"), "{report:?}");

@@ -76,6 +76,12 @@ fn partitioned_minority_or_majority_recovers_after_healing_and_every_transfer_co
     assert_all_pass(&reports);
 }
 
+#[test]
+fn f_validators_with_random_faults_never_break_safety_and_every_transfer_commits() {
+    let reports = run_seeds(0..seed_count(1000) / 2, |seed| SimConfig::from_seed(seed, Scenario::MixedFaults));
+    assert_all_pass(&reports);
+}
+
 /// The harness can fail: a quorum of 2f instead of 2f+1 lets an equivocating
 /// primary make two honest groups commit different batches.
 #[test]
@@ -112,9 +118,13 @@ fn planted_bug_new_view_without_prepared_certificates_is_caught() {
 
 #[test]
 fn same_seed_replays_the_same_run() {
-    for scenario in
-        [Scenario::LossyNetwork, Scenario::EquivocatingPrimary, Scenario::SilentPrimary, Scenario::Partition]
-    {
+    for scenario in [
+        Scenario::LossyNetwork,
+        Scenario::EquivocatingPrimary,
+        Scenario::SilentPrimary,
+        Scenario::Partition,
+        Scenario::MixedFaults,
+    ] {
         let config = SimConfig::from_seed(17, scenario);
         let (a, b) = (sim::run(&config), sim::run(&config));
         assert_eq!((a.events, a.sim_time_us, a.completed), (b.events, b.sim_time_us, b.completed));

@@ -4,7 +4,7 @@
 
 use super::Publish;
 use crate::events::{timestamp_now, LifecycleEvent, Rejected};
-use crate::ledger::TxOutcome;
+use crate::ledger::{Execution, TxOutcome};
 use crate::protocol::{AgentId, Committee, Evidence, Executed, Message, Output, Seq, View};
 use actix::Recipient;
 
@@ -91,11 +91,15 @@ impl EventEmitter {
     fn executed(&mut self, me: AgentId, executed: &Executed) {
         let mut tx_ids = Vec::new();
         let mut rejections = Vec::new();
-        for (request, outcome) in executed.batch.requests.iter().zip(&executed.outcomes) {
+        for (request, execution) in executed.batch.requests.iter().zip(&executed.executions) {
             let tx_id = request.tx_id().to_string();
-            match outcome {
-                TxOutcome::Committed => tx_ids.push(tx_id),
-                TxOutcome::Rejected(reason) => rejections.push(Rejected { tx_id, reason: reason.name().into() }),
+            // A replay changed nothing: it was announced when it first executed.
+            match execution {
+                Execution::Applied(TxOutcome::Committed) => tx_ids.push(tx_id),
+                Execution::Applied(TxOutcome::Rejected(reason)) => {
+                    rejections.push(Rejected { tx_id, reason: reason.name().into() })
+                }
+                Execution::Replayed(_) => {}
             }
         }
         let (view, seq) = (executed.view.0, executed.seq.0);
@@ -197,8 +201,11 @@ mod tests {
         let pre_prepare =
             Message::PrePrepare { view: View(0), seq: Seq(1), digest: batch.digest(), batch: batch.clone() };
         let proposal = Output::Broadcast(Arc::new(SignedMessage::sign(pre_prepare, Epoch(0), me, &keypair)));
-        let outcomes = vec![TxOutcome::Committed, TxOutcome::Rejected(RejectReason::ZeroAmount)];
-        let executed = Executed { seq: Seq(1), view: View(0), digest: batch.digest(), batch, outcomes };
+        let executions = vec![
+            Execution::Applied(TxOutcome::Committed),
+            Execution::Applied(TxOutcome::Rejected(RejectReason::ZeroAmount)),
+        ];
+        let executed = Executed { seq: Seq(1), view: View(0), digest: batch.digest(), batch, executions };
 
         emitter.observe(me, &proposal);
         emitter.observe(me, &Output::Executed(executed));

@@ -18,6 +18,21 @@ pub struct Account {
     pub balance: u64,
     /// The nonce the account's next transfer must carry.
     pub next_nonce: u64,
+    /// The transfer that consumed the last nonce and what it did: executed
+    /// again (ordered twice, or replayed), it is answered with the same outcome
+    /// and changes nothing. Part of the state, so a replica that caught up by
+    /// snapshot answers like one that executed it (PBFT keeps the last reply per
+    /// client for the same reason).
+    pub last: Option<LastTransfer>,
+}
+
+/// An account's last nonce-consuming transfer: which one exactly, and its outcome.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LastTransfer {
+    pub id: TxId,
+    /// blake3 of its signed bytes: a different transfer reusing the id is not a replay.
+    pub digest: Digest,
+    pub outcome: TxOutcome,
 }
 
 /// Why a transfer was not applied. Recorded, replied to the client, counted.
@@ -54,6 +69,24 @@ pub enum TxOutcome {
     Rejected(RejectReason),
 }
 
+/// What executing a transfer did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Execution {
+    /// Executed now, with this outcome.
+    Applied(TxOutcome),
+    /// The account's last transfer again: nothing changed; this was its outcome.
+    Replayed(TxOutcome),
+}
+
+impl Execution {
+    /// What the client is told.
+    pub fn outcome(self) -> TxOutcome {
+        match self {
+            Execution::Applied(outcome) | Execution::Replayed(outcome) => outcome,
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum GenesisError {
     #[error("genesis lists account {0} twice")]
@@ -76,32 +109,43 @@ impl Ledger {
                 return Err(GenesisError::DuplicateAccount(account.to_string()));
             }
             ledger.total_supply = ledger.total_supply.checked_add(*balance).ok_or(GenesisError::SupplyOverflow)?;
-            ledger.accounts.insert(*account, Account { balance: *balance, next_nonce: 0 });
+            ledger.accounts.insert(*account, Account { balance: *balance, next_nonce: 0, last: None });
         }
         Ok(ledger)
+    }
+
+    /// Executes a transfer whose signature the caller has verified and says
+    /// what the client is told.
+    pub fn execute(&mut self, transfer: &Transfer) -> TxOutcome {
+        self.apply(transfer).outcome()
     }
 
     /// Applies a transfer whose signature the caller has verified.
     ///
     /// A transfer with the right nonce consumes it even when it is rejected for
     /// funds, so a client learns the outcome once and its next nonce is known.
-    pub fn execute(&mut self, transfer: &Transfer) -> TxOutcome {
+    pub fn apply(&mut self, transfer: &Transfer) -> Execution {
         let sender = self.accounts.get(&transfer.from).copied().unwrap_or_default();
+        let digest = Digest::of(&transfer.signing_bytes());
+        if let Some(last) = sender.last {
+            if last.digest == digest && transfer.nonce + 1 == sender.next_nonce {
+                return Execution::Replayed(last.outcome);
+            }
+        }
         if transfer.nonce != sender.next_nonce {
-            return TxOutcome::Rejected(RejectReason::WrongNonce {
-                expected: sender.next_nonce,
-                received: transfer.nonce,
-            });
+            let (expected, received) = (sender.next_nonce, transfer.nonce);
+            return Execution::Applied(TxOutcome::Rejected(RejectReason::WrongNonce { expected, received }));
         }
         let outcome = self.check_funds(transfer, sender.balance);
         let sender_entry = self.accounts.entry(transfer.from).or_default();
         sender_entry.next_nonce += 1;
+        sender_entry.last = Some(LastTransfer { id: transfer.id, digest, outcome });
         if outcome == TxOutcome::Committed {
             sender_entry.balance -= transfer.amount;
             // Cannot overflow: the total supply fits in u64 and is conserved.
             self.accounts.entry(transfer.to).or_default().balance += transfer.amount;
         }
-        outcome
+        Execution::Applied(outcome)
     }
 
     fn check_funds(&self, transfer: &Transfer, balance: u64) -> TxOutcome {
@@ -138,16 +182,38 @@ impl Ledger {
     /// many times faster than many small updates.
     pub fn state_digest(&self) -> Digest {
         const DOMAIN: &[u8] = b"bftswarm/ledger/v1";
-        let mut bytes = Vec::with_capacity(DOMAIN.len() + 8 + self.accounts.len() * 48);
+        let mut bytes = Vec::with_capacity(DOMAIN.len() + 8 + self.accounts.len() * 122);
         bytes.extend_from_slice(DOMAIN);
         bytes.extend_from_slice(&self.total_supply.to_le_bytes());
         for (id, account) in &self.accounts {
             bytes.extend_from_slice(&id.0 .0);
             bytes.extend_from_slice(&account.balance.to_le_bytes());
             bytes.extend_from_slice(&account.next_nonce.to_le_bytes());
+            encode_last(&account.last, &mut bytes);
         }
         Digest::of(&bytes)
     }
+}
+
+/// Fixed-width encoding of an account's last transfer for the state digest.
+fn encode_last(last: &Option<LastTransfer>, bytes: &mut Vec<u8>) {
+    let Some(LastTransfer { id, digest, outcome }) = last else {
+        bytes.push(0);
+        return;
+    };
+    bytes.push(1);
+    bytes.extend_from_slice(&id.0);
+    bytes.extend_from_slice(&digest.0);
+    let (tag, a, b) = match outcome {
+        TxOutcome::Committed => (0u8, 0, 0),
+        TxOutcome::Rejected(RejectReason::WrongNonce { expected, received }) => (1, *expected, *received),
+        TxOutcome::Rejected(RejectReason::InsufficientFunds { balance, amount }) => (2, *balance, *amount),
+        TxOutcome::Rejected(RejectReason::ZeroAmount) => (3, 0, 0),
+        TxOutcome::Rejected(RejectReason::SelfTransfer) => (4, 0, 0),
+    };
+    bytes.push(tag);
+    bytes.extend_from_slice(&a.to_le_bytes());
+    bytes.extend_from_slice(&b.to_le_bytes());
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@ fn transfers_move_funds_and_conserve_supply() {
     let (_, bob) = account(2);
     let mut ledger = Ledger::with_genesis(&[(alice, 100), (bob, 5)]).unwrap();
     assert_eq!(ledger.execute(&transfer(alice, bob, 40, 0)), TxOutcome::Committed);
-    assert_eq!(ledger.account(&alice), Account { balance: 60, next_nonce: 1 });
+    assert_eq!((ledger.account(&alice).balance, ledger.account(&alice).next_nonce), (60, 1));
     assert_eq!(ledger.account(&bob).balance, 45);
     assert_eq!(ledger.balance_sum(), ledger.total_supply() as u128);
 }
@@ -52,6 +52,27 @@ fn double_spend_with_one_nonce_commits_once() {
         TxOutcome::Rejected(RejectReason::WrongNonce { expected: 1, received: 0 })
     );
     assert_eq!(ledger.account(&carol).balance, 0);
+}
+
+#[test]
+fn the_last_transfer_executed_again_is_answered_with_its_outcome_and_changes_nothing() {
+    let (_, alice) = account(1);
+    let (_, bob) = account(2);
+    let mut ledger = Ledger::with_genesis(&[(alice, 100)]).unwrap();
+    let first = transfer(alice, bob, 30, 0);
+    assert_eq!(ledger.apply(&first), Execution::Applied(TxOutcome::Committed));
+    let after_first = ledger.clone();
+    assert_eq!(ledger.apply(&first), Execution::Replayed(TxOutcome::Committed));
+    assert_eq!(ledger, after_first);
+    // An older transfer, or another one reusing the nonce, is a wrong nonce.
+    let conflicting = Transfer { id: TxId([42; 16]), ..transfer(alice, bob, 30, 0) };
+    assert!(matches!(
+        ledger.apply(&conflicting),
+        Execution::Applied(TxOutcome::Rejected(RejectReason::WrongNonce { .. }))
+    ));
+    // A replica that got this state by snapshot answers the same way.
+    let mut from_snapshot = after_first.clone();
+    assert_eq!(from_snapshot.apply(&first), Execution::Replayed(TxOutcome::Committed));
 }
 
 #[test]

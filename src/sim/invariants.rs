@@ -2,7 +2,7 @@
 //! on every result the client accepts.
 
 use crate::crypto::Digest;
-use crate::ledger::{Ledger, TxId, TxOutcome};
+use crate::ledger::{Execution, Ledger, TxId, TxOutcome};
 use crate::protocol::{AgentId, Completion, Output, Replica};
 use crate::workload::Workload;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -30,7 +30,7 @@ pub enum Violation {
 }
 
 pub struct Invariants {
-    byzantine: Option<AgentId>,
+    byzantine: std::collections::BTreeSet<AgentId>,
     genuine: HashSet<Digest>,
     total_supply: u64,
     batches: BTreeMap<u64, (AgentId, Digest)>,
@@ -43,7 +43,7 @@ pub struct Invariants {
 }
 
 impl Invariants {
-    pub fn new(workload: &Workload, genesis: &Ledger, byzantine: Option<AgentId>) -> Invariants {
+    pub fn new(workload: &Workload, genesis: &Ledger, byzantine: std::collections::BTreeSet<AgentId>) -> Invariants {
         Invariants {
             byzantine,
             genuine: workload.transfers.iter().map(|t| t.digest()).collect(),
@@ -63,7 +63,7 @@ impl Invariants {
     }
 
     pub fn on_output(&mut self, replica: AgentId, output: &Output, state: &Replica) {
-        if Some(replica) == self.byzantine {
+        if self.byzantine.contains(&replica) {
             return;
         }
         let view = state.view().0;
@@ -84,10 +84,10 @@ impl Invariants {
                     self.violations.push(Violation::Agreement { seq, first, second });
                 }
                 let committed = self.committed.entry(replica).or_default();
-                for (request, outcome) in executed.batch.requests.iter().zip(&executed.outcomes) {
+                for (request, execution) in executed.batch.requests.iter().zip(&executed.executions) {
                     let tx = request.tx_id();
-                    self.first_outcome.entry(tx).or_insert(*outcome);
-                    if *outcome != TxOutcome::Committed {
+                    self.first_outcome.entry(tx).or_insert(execution.outcome());
+                    if *execution != Execution::Applied(TxOutcome::Committed) {
                         continue;
                     }
                     if !self.genuine.contains(&request.tx.digest()) {

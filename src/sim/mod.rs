@@ -5,13 +5,13 @@
 //! One seed is one reproducible run: a failing seed prints the command that
 //! replays it.
 
-mod byzantine;
 mod invariants;
 mod network;
 
 pub use invariants::Violation;
 
 use crate::crypto::Keypair;
+use crate::faults::{Adversary, FaultSpec, FaultType};
 use crate::ledger::Ledger;
 use crate::protocol::{
     AgentId, ClientCore, ClientId, ClientInput, ClientOutput, Committee, Epoch, Input, Member, Micros, Output,
@@ -19,9 +19,9 @@ use crate::protocol::{
 };
 use crate::rng::SeededRng;
 use crate::workload::{Workload, WorkloadSpec};
-use byzantine::{Adversary, Equivocator};
 use invariants::Invariants;
 use network::{Network, NetworkFaults, Node, Payload};
+use std::collections::BTreeMap;
 
 /// What goes wrong in a run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -39,6 +39,9 @@ pub enum Scenario {
     /// The validators split into two sides that cannot reach each other (the
     /// primary on either side), then the partition heals; every transfer commits.
     Partition,
+    /// f validators, chosen at random, each with a random fault of
+    /// [`crate::faults`] and probability; safety holds and every transfer commits.
+    MixedFaults,
 }
 
 impl Scenario {
@@ -48,13 +51,20 @@ impl Scenario {
             Scenario::EquivocatingPrimary => "equivocating-primary",
             Scenario::SilentPrimary => "silent-primary",
             Scenario::Partition => "partition",
+            Scenario::MixedFaults => "mixed-faults",
         }
     }
 
     pub fn parse(name: &str) -> Option<Scenario> {
-        [Scenario::LossyNetwork, Scenario::EquivocatingPrimary, Scenario::SilentPrimary, Scenario::Partition]
-            .into_iter()
-            .find(|s| s.name() == name)
+        [
+            Scenario::LossyNetwork,
+            Scenario::EquivocatingPrimary,
+            Scenario::SilentPrimary,
+            Scenario::Partition,
+            Scenario::MixedFaults,
+        ]
+        .into_iter()
+        .find(|s| s.name() == name)
     }
 }
 
@@ -165,6 +175,28 @@ impl SimReport {
     }
 }
 
+/// Which validators are faulty in this run, and how.
+fn assign_faults(config: &SimConfig, committee: &Committee, rng: &mut SeededRng) -> BTreeMap<AgentId, FaultSpec> {
+    let primary = committee.primary(crate::protocol::View(0));
+    let spec = |fault_type, probability, after_us| FaultSpec { fault_type, probability, after_us };
+    match config.scenario {
+        Scenario::LossyNetwork | Scenario::Partition => BTreeMap::new(),
+        Scenario::EquivocatingPrimary => BTreeMap::from([(primary, spec(FaultType::Equivocation, 1.0, 0))]),
+        Scenario::SilentPrimary => BTreeMap::from([(primary, spec(FaultType::Silent, 1.0, rng.between(0, 30_000)))]),
+        Scenario::MixedFaults => {
+            let mut ids: Vec<AgentId> = committee.members().iter().map(|m| m.id).collect();
+            let mut chosen = BTreeMap::new();
+            while chosen.len() < committee.f() {
+                let id = ids.remove(rng.below(ids.len() as u64) as usize);
+                let fault_type = FaultType::ALL[rng.below(FaultType::ALL.len() as u64) as usize];
+                let probability = rng.between(30, 100) as f64 / 100.0;
+                chosen.insert(id, spec(fault_type, probability, rng.between(0, 50_000)));
+            }
+            chosen
+        }
+    }
+}
+
 /// A validator in the simulation: an honest replica, or one whose outputs an adversary rewrites.
 struct SimValidator {
     replica: Replica,
@@ -199,11 +231,7 @@ pub fn run(config: &SimConfig) -> SimReport {
     if config.planted_new_view_bug {
         committee = committee.with_planted_new_view_bug();
     }
-    let byzantine = match config.scenario {
-        Scenario::LossyNetwork | Scenario::Partition => None,
-        Scenario::EquivocatingPrimary | Scenario::SilentPrimary => Some(committee.primary(crate::protocol::View(0))),
-    };
-    let silent_after_us = rng.between(0, 30_000);
+    let faults = assign_faults(config, &committee, &mut rng);
     let mut validators: Vec<SimValidator> = keys
         .iter()
         .enumerate()
@@ -212,10 +240,7 @@ pub fn run(config: &SimConfig) -> SimReport {
             SimValidator {
                 replica: Replica::new(id, key.clone(), committee.clone(), config.params.clone(), genesis.clone()),
                 verifier: Verifier::new(&committee, config.params.max_batch_size),
-                adversary: (byzantine == Some(id)).then(|| match config.scenario {
-                    Scenario::SilentPrimary => Adversary::Silent { after_us: silent_after_us },
-                    _ => Adversary::Equivocate(Box::new(Equivocator::new(id, key.clone(), rng.fork(i as u64)))),
-                }),
+                adversary: faults.get(&id).map(|spec| Adversary::new(id, key.clone(), *spec, rng.next_u64())),
             }
         })
         .collect();
@@ -227,7 +252,7 @@ pub fn run(config: &SimConfig) -> SimReport {
         config.client_window,
         config.client_retry_us,
     );
-    let mut invariants = Invariants::new(&workload, &genesis, byzantine);
+    let mut invariants = Invariants::new(&workload, &genesis, faults.keys().copied().collect());
     let mut network = Network::new(config.faults.clone(), rng.fork(0xAE7), config.validators);
 
     network.schedule_tick(Node::Client, Micros(0));
@@ -275,7 +300,11 @@ pub fn run(config: &SimConfig) -> SimReport {
                     Payload::Tick => Some(Input::Tick),
                     Payload::Requests(requests) => {
                         let (valid, _invalid) = validator.verifier.verify_requests(requests);
-                        Some(Input::Requests(valid))
+                        let admitted = match &mut validator.adversary {
+                            Some(adversary) => adversary.filter_requests(now, valid),
+                            None => valid,
+                        };
+                        Some(Input::Requests(admitted))
                     }
                     Payload::Consensus(message) => {
                         validator.verifier.verify_message(&message).ok().map(|()| Input::Message(message))

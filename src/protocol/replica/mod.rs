@@ -12,7 +12,7 @@ use super::message::{Batch, Message, PreparedCertificate, Reply, Request, Signed
 use super::params::ProtocolParams;
 use super::types::{AgentId, ClientId, Micros, Seq, View};
 use crate::crypto::{Digest, Keypair};
-use crate::ledger::{Ledger, TxId, TxOutcome};
+use crate::ledger::{Execution, Ledger, TxId, TxOutcome};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -60,7 +60,8 @@ pub struct Executed {
     pub view: View,
     pub digest: Digest,
     pub batch: Arc<Batch>,
-    pub outcomes: Vec<TxOutcome>,
+    /// One per request of the batch, in order.
+    pub executions: Vec<Execution>,
 }
 
 /// Counters of everything the replica did or refused. Nothing is dropped silently.
@@ -73,6 +74,8 @@ pub struct ReplicaStats {
     pub batches_executed: u64,
     pub txs_committed: u64,
     pub txs_rejected: u64,
+    /// Transfers ordered again after they executed: answered with their first outcome, nothing changed.
+    pub txs_replayed: u64,
     pub checkpoints_stable: u64,
     pub dropped_duplicate: u64,
     pub dropped_stale: u64,

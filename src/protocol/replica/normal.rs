@@ -2,7 +2,7 @@
 
 use super::{record_vote, vote_digest, Executed, Output, Queued, Replica, Vote};
 use crate::crypto::Digest;
-use crate::ledger::{RejectReason, TxId, TxOutcome};
+use crate::ledger::{Execution, TxId, TxOutcome};
 use crate::protocol::evidence::Evidence;
 use crate::protocol::message::{Batch, Message, PreparedCertificate, Reply, Request, SignedMessage};
 use crate::protocol::types::{AgentId, ClientId, Micros, Seq, View};
@@ -252,12 +252,12 @@ impl Replica {
             let (Some(batch), Some(digest), true) = (slot.batch.clone(), slot.digest, slot.committed) else {
                 return;
             };
-            let outcomes: Vec<TxOutcome> =
-                batch.requests.iter().map(|request| self.ledger.execute(&request.tx.transfer)).collect();
+            let executions: Vec<Execution> =
+                batch.requests.iter().map(|request| self.ledger.apply(&request.tx.transfer)).collect();
             self.last_executed = seq;
-            self.record_outcomes(seq, &batch, &outcomes, out);
+            self.record_outcomes(seq, &batch, &executions, out);
             self.stats.batches_executed += 1;
-            out.push(Output::Executed(Executed { seq, view: self.view, digest, batch, outcomes }));
+            out.push(Output::Executed(Executed { seq, view: self.view, digest, batch, executions }));
             if seq.0 % self.params.checkpoint_interval == 0 {
                 self.take_checkpoint(seq, out);
             }
@@ -265,32 +265,22 @@ impl Replica {
     }
 
     /// Remembers outcomes for resent requests and signs one reply per client.
-    fn record_outcomes(&mut self, seq: Seq, batch: &Batch, outcomes: &[TxOutcome], out: &mut Vec<Output>) {
+    fn record_outcomes(&mut self, seq: Seq, batch: &Batch, executions: &[Execution], out: &mut Vec<Output>) {
         let mut per_client: BTreeMap<ClientId, Vec<(TxId, TxOutcome)>> = BTreeMap::new();
         let mut ids = Vec::with_capacity(batch.requests.len());
-        for (request, outcome) in batch.requests.iter().zip(outcomes) {
+        for (request, execution) in batch.requests.iter().zip(executions) {
             let id = request.tx_id();
-            match outcome {
-                TxOutcome::Committed => self.stats.txs_committed += 1,
-                TxOutcome::Rejected(_) => self.stats.txs_rejected += 1,
+            match execution {
+                Execution::Applied(TxOutcome::Committed) => self.stats.txs_committed += 1,
+                Execution::Applied(TxOutcome::Rejected(_)) => self.stats.txs_rejected += 1,
+                Execution::Replayed(_) => self.stats.txs_replayed += 1,
             }
             self.queued_ids.remove(&id);
             self.ordered_ids.remove(&id);
-            // A transfer ordered a second time fails its nonce check; its client
-            // is told what the first execution did, not the replay's rejection.
-            let answer = match (outcome, self.outcomes.get(&id)) {
-                (TxOutcome::Rejected(RejectReason::WrongNonce { .. }), Some(&(client, first)))
-                    if client == request.client =>
-                {
-                    first
-                }
-                _ => {
-                    self.outcomes.insert(id, (request.client, *outcome));
-                    *outcome
-                }
-            };
+            let outcome = execution.outcome();
+            self.outcomes.insert(id, (request.client, outcome));
             ids.push(id);
-            per_client.entry(request.client).or_default().push((id, answer));
+            per_client.entry(request.client).or_default().push((id, outcome));
         }
         self.outcomes_by_seq.push_back((seq, ids));
         for (client, outcomes) in per_client {

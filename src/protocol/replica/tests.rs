@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::crypto::Keypair;
-use crate::ledger::{AccountId, Transfer};
+use crate::ledger::{AccountId, Execution, Transfer};
 use crate::protocol::{Epoch, Member};
 
 struct Fixture {
@@ -127,7 +127,10 @@ fn prepared_needs_pre_prepare_and_2f_matching_prepares_then_commits_with_2f_plus
     let out = backup.step(Micros(4), Input::Message(commit(2)));
     let executed = pick(&out, |o| if let Output::Executed(e) = o { Some(e) } else { None });
     assert_eq!(executed.len(), 1);
-    assert_eq!((executed[0].seq, executed[0].outcomes.as_slice()), (Seq(1), &[TxOutcome::Committed][..]));
+    assert_eq!(
+        (executed[0].seq, executed[0].executions.as_slice()),
+        (Seq(1), &[Execution::Applied(TxOutcome::Committed)][..])
+    );
     let replies = replies(&out);
     assert_eq!(replies.len(), 1);
     assert_eq!((replies[0].client, replies[0].outcomes.len()), (ClientId(7), 1));

@@ -1,0 +1,192 @@
+//! Byzantine behaviour injected into one validator (DESIGN §6). A fault changes
+//! only what that agent sends and which client requests it lets its replica
+//! see — as a real attacker could. It signs only with the agent's own key and
+//! never touches another agent's keys or state.
+//!
+//! Pure, like the protocol: the actix validator and the simulation run the same
+//! [`Adversary`] around an honest [`crate::protocol::Replica`].
+
+use crate::crypto::Keypair;
+use crate::protocol::{AgentId, Batch, Committee, Message, Micros, Output, Request, SignedMessage};
+use crate::rng::SeededRng;
+use serde::{Deserialize, Serialize};
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FaultType {
+    /// Sends messages whose signature is corrupted, each with probability p.
+    SignatureCorruption,
+    /// As primary, signs two batches for each sequence number and sends one to
+    /// some backups, the other to the rest, committing to both (with probability p).
+    Equivocation,
+    /// As primary, drops client requests (each with probability p) so they are never ordered.
+    Censorship,
+    /// Sends nothing (each message dropped with probability p; 1.0 is a crash).
+    Silent,
+    /// Re-sends old signed messages (one with probability p per step).
+    Replay,
+}
+
+impl FaultType {
+    pub const ALL: [FaultType; 5] = [
+        FaultType::SignatureCorruption,
+        FaultType::Equivocation,
+        FaultType::Censorship,
+        FaultType::Silent,
+        FaultType::Replay,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            FaultType::SignatureCorruption => "signature-corruption",
+            FaultType::Equivocation => "equivocation",
+            FaultType::Censorship => "censorship",
+            FaultType::Silent => "silent",
+            FaultType::Replay => "replay",
+        }
+    }
+}
+
+impl std::str::FromStr for FaultType {
+    type Err = String;
+
+    fn from_str(name: &str) -> Result<FaultType, String> {
+        FaultType::ALL.into_iter().find(|t| t.name() == name).ok_or_else(|| {
+            let known: Vec<&str> = FaultType::ALL.iter().map(|t| t.name()).collect();
+            format!("unknown fault type `{name}`; use one of: {}", known.join(", "))
+        })
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FaultSpec {
+    pub fault_type: FaultType,
+    /// 0.0..=1.0
+    pub probability: f64,
+    /// The fault starts this long after the agent started (time as the protocol sees it).
+    pub after_us: u64,
+}
+
+/// How many of its own sent messages a replaying agent remembers.
+const REPLAY_MEMORY: usize = 256;
+
+pub struct Adversary {
+    me: AgentId,
+    keypair: Keypair,
+    spec: FaultSpec,
+    rng: SeededRng,
+    sent: VecDeque<Arc<SignedMessage>>,
+}
+
+impl Adversary {
+    pub fn new(me: AgentId, keypair: Keypair, spec: FaultSpec, seed: u64) -> Adversary {
+        Adversary { me, keypair, spec, rng: SeededRng::new(seed), sent: VecDeque::new() }
+    }
+
+    pub fn spec(&self) -> FaultSpec {
+        self.spec
+    }
+
+    fn active(&self, now: Micros) -> bool {
+        now.0 >= self.spec.after_us
+    }
+
+    /// Censorship acts on what the replica sees: dropped requests are never proposed.
+    pub fn filter_requests(&mut self, now: Micros, requests: Vec<Request>) -> Vec<Request> {
+        if self.spec.fault_type != FaultType::Censorship || !self.active(now) {
+            return requests;
+        }
+        let p = self.spec.probability;
+        requests.into_iter().filter(|_| !self.rng.chance(p)).collect()
+    }
+
+    /// Rewrites what the honest replica would send.
+    pub fn rewrite(&mut self, now: Micros, outputs: Vec<Output>, committee: &Committee) -> Vec<Output> {
+        if !self.active(now) {
+            return outputs;
+        }
+        let p = self.spec.probability;
+        let mut rewritten = Vec::with_capacity(outputs.len());
+        for output in outputs {
+            match (self.spec.fault_type, output) {
+                (FaultType::Silent, output) => {
+                    if !self.rng.chance(p) {
+                        rewritten.push(output);
+                    }
+                }
+                (FaultType::SignatureCorruption, Output::Broadcast(signed)) => {
+                    rewritten.push(Output::Broadcast(self.maybe_corrupt(signed)))
+                }
+                (FaultType::SignatureCorruption, Output::SendTo(to, signed)) => {
+                    rewritten.push(Output::SendTo(to, self.maybe_corrupt(signed)))
+                }
+                (FaultType::Equivocation, Output::Broadcast(signed))
+                    if matches!(signed.message, Message::PrePrepare { .. }) && self.rng.chance(p) =>
+                {
+                    self.equivocate(&signed, committee, &mut rewritten)
+                }
+                (FaultType::Replay, output) => {
+                    if let Output::Broadcast(signed) | Output::SendTo(_, signed) = &output {
+                        self.remember(signed.clone());
+                    }
+                    rewritten.push(output);
+                }
+                (_, output) => rewritten.push(output),
+            }
+        }
+        if self.spec.fault_type == FaultType::Replay && !self.sent.is_empty() && self.rng.chance(p) {
+            let old = self.rng.below(self.sent.len() as u64) as usize;
+            rewritten.extend(self.sent.get(old).map(|signed| Output::Broadcast(signed.clone())));
+        }
+        rewritten
+    }
+
+    fn maybe_corrupt(&mut self, signed: Arc<SignedMessage>) -> Arc<SignedMessage> {
+        if !self.rng.chance(self.spec.probability) {
+            return signed;
+        }
+        let mut corrupted = (*signed).clone();
+        let byte = self.rng.below(64) as usize;
+        corrupted.signature.0[byte] ^= 0x5A;
+        Arc::new(corrupted)
+    }
+
+    fn remember(&mut self, signed: Arc<SignedMessage>) {
+        self.sent.push_back(signed);
+        if self.sent.len() > REPLAY_MEMORY {
+            self.sent.pop_front();
+        }
+    }
+
+    /// Signs a second batch (the first without its last request) for the same
+    /// slot, sends each to one group of backups, and commits to each group's.
+    fn equivocate(&mut self, original: &Arc<SignedMessage>, committee: &Committee, out: &mut Vec<Output>) {
+        let Message::PrePrepare { view, seq, digest, batch } = &original.message else { return };
+        let mut peers: Vec<AgentId> = committee.members().iter().map(|m| m.id).filter(|id| *id != self.me).collect();
+        if peers.len() < 2 {
+            out.push(Output::Broadcast(original.clone()));
+            return;
+        }
+        let mut other_requests = batch.requests.clone();
+        other_requests.pop();
+        let other_batch = Arc::new(Batch { requests: other_requests });
+        let other_digest = other_batch.digest();
+        let rotation = self.rng.below(peers.len() as u64) as usize;
+        peers.rotate_left(rotation);
+        let first_group = self.rng.between(1, peers.len() as u64 - 1) as usize;
+        let epoch = committee.epoch();
+        let sign = |message| Arc::new(SignedMessage::sign(message, epoch, self.me, &self.keypair));
+        let other = sign(Message::PrePrepare { view: *view, seq: *seq, digest: other_digest, batch: other_batch });
+        for (i, peer) in peers.into_iter().enumerate() {
+            let (pre_prepare, digest) =
+                if i < first_group { (original.clone(), *digest) } else { (other.clone(), other_digest) };
+            out.push(Output::SendTo(peer, pre_prepare));
+            out.push(Output::SendTo(peer, sign(Message::Commit { view: *view, seq: *seq, digest })));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

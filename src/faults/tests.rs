@@ -1,0 +1,110 @@
+use super::*;
+use crate::crypto::Digest;
+use crate::protocol::{Epoch, Member, Seq, View};
+
+fn setup() -> (Vec<Keypair>, Committee) {
+    let keys: Vec<Keypair> = (1..=4u8).map(|i| Keypair::from_seed([i; 32])).collect();
+    let members = keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| Member { id: AgentId(i as u32), name: format!("a{i}"), public_key: k.public_key() })
+        .collect();
+    (keys.clone(), Committee::new(Epoch(0), members, None).unwrap())
+}
+
+fn adversary(keys: &[Keypair], fault_type: FaultType, probability: f64, after_us: u64) -> Adversary {
+    Adversary::new(AgentId(0), keys[0].clone(), FaultSpec { fault_type, probability, after_us }, 9)
+}
+
+fn prepare(keys: &[Keypair]) -> Output {
+    let message = Message::Prepare { view: View(0), seq: Seq(1), digest: Digest([1; 32]) };
+    Output::Broadcast(Arc::new(SignedMessage::sign(message, Epoch(0), AgentId(0), &keys[0])))
+}
+
+#[test]
+fn silent_sends_nothing_once_it_started_and_everything_before() {
+    let (keys, committee) = setup();
+    let mut silent = adversary(&keys, FaultType::Silent, 1.0, 100);
+    assert_eq!(silent.rewrite(Micros(99), vec![prepare(&keys)], &committee).len(), 1);
+    assert!(silent.rewrite(Micros(100), vec![prepare(&keys), prepare(&keys)], &committee).is_empty());
+}
+
+#[test]
+fn corrupted_signatures_no_longer_verify() {
+    let (keys, committee) = setup();
+    let mut corrupting = adversary(&keys, FaultType::SignatureCorruption, 1.0, 0);
+    let out = corrupting.rewrite(Micros(0), vec![prepare(&keys)], &committee);
+    let Output::Broadcast(signed) = &out[0] else { panic!("{out:?}") };
+    let key = keys[0].public_key().verifying_key().unwrap();
+    assert!(!signed.signature.verify(&key, &signed.signing_bytes()));
+}
+
+#[test]
+fn equivocating_primary_sends_two_batches_to_two_groups() {
+    let (keys, committee) = setup();
+    let owner = Keypair::from_seed([50; 32]);
+    let from = crate::ledger::AccountId(owner.public_key());
+    let requests: Vec<Request> = (0..2u64)
+        .map(|nonce| {
+            let transfer = crate::ledger::Transfer {
+                id: crate::ledger::TxId([nonce as u8; 16]),
+                from,
+                to: from,
+                amount: 1,
+                nonce,
+                memo: None,
+            };
+            Request { client: crate::protocol::ClientId(0), tx: transfer.sign(&owner) }
+        })
+        .collect();
+    let batch = Arc::new(Batch { requests });
+    let digest = batch.digest();
+    let message = Message::PrePrepare { view: View(0), seq: Seq(1), digest, batch };
+    let pre_prepare = Output::Broadcast(Arc::new(SignedMessage::sign(message, Epoch(0), AgentId(0), &keys[0])));
+    let mut equivocating = adversary(&keys, FaultType::Equivocation, 1.0, 0);
+    let out = equivocating.rewrite(Micros(0), vec![pre_prepare], &committee);
+    let mut digests_per_peer = std::collections::BTreeMap::new();
+    for output in &out {
+        if let Output::SendTo(peer, signed) = output {
+            if let Message::PrePrepare { digest, .. } = signed.message {
+                digests_per_peer.insert(*peer, digest);
+            }
+        }
+    }
+    assert_eq!(digests_per_peer.len(), 3, "every backup gets one pre-prepare");
+    let distinct: std::collections::BTreeSet<_> = digests_per_peer.values().collect();
+    assert_eq!(distinct.len(), 2, "two different batches for one slot");
+}
+
+#[test]
+fn censorship_drops_requests_before_the_replica_sees_them_and_other_faults_do_not() {
+    let (keys, _) = setup();
+    let owner = Keypair::from_seed([50; 32]);
+    let from = crate::ledger::AccountId(owner.public_key());
+    let transfer =
+        crate::ledger::Transfer { id: crate::ledger::TxId([1; 16]), from, to: from, amount: 1, nonce: 0, memo: None };
+    let request = Request { client: crate::protocol::ClientId(0), tx: transfer.sign(&owner) };
+    let mut censoring = adversary(&keys, FaultType::Censorship, 1.0, 0);
+    assert!(censoring.filter_requests(Micros(0), vec![request.clone()]).is_empty());
+    let mut silent = adversary(&keys, FaultType::Silent, 1.0, 0);
+    assert_eq!(silent.filter_requests(Micros(0), vec![request]).len(), 1);
+}
+
+#[test]
+fn replay_re_sends_an_old_message_besides_the_new_ones() {
+    let (keys, committee) = setup();
+    let mut replaying = adversary(&keys, FaultType::Replay, 1.0, 0);
+    let first = replaying.rewrite(Micros(0), vec![prepare(&keys)], &committee);
+    assert_eq!(first.len(), 2, "the message and a replay of it");
+    let second = replaying.rewrite(Micros(1), vec![], &committee);
+    assert_eq!(second.len(), 1, "an old message re-sent with nothing new to send");
+}
+
+#[test]
+fn fault_names_parse_and_unknown_ones_are_a_clear_error() {
+    for fault in FaultType::ALL {
+        assert_eq!(fault.name().parse::<FaultType>(), Ok(fault));
+    }
+    let error = "double-speak".parse::<FaultType>().unwrap_err();
+    assert!(error.contains("double-speak") && error.contains("signature-corruption"), "{error}");
+}
