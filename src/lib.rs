@@ -62,4 +62,5 @@ pub mod ledger;
 pub mod protocol;
 pub mod rng;
 pub mod sim;
+pub mod store;
 pub mod workload;
