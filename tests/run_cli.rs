@@ -80,3 +80,27 @@ fn bench_refuses_a_committee_that_cannot_tolerate_a_fault() {
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("at least 4"));
 }
+
+/// Issue 3's scenario: the primary goes silent mid-run; a view change replaces
+/// it and every transfer commits with integrity intact.
+#[test]
+fn silent_primary_scenario_is_voted_out_and_every_transfer_commits() {
+    // 3,000 transfers outlast the crash at 50 ms, even in a debug build.
+    let report = run_json(&["--config", "config/silent-primary.toml"]);
+    assert_eq!(report["transactions_committed"], 3000);
+    assert_eq!(report["system_integrity"], "intact");
+    assert!(report["view"].as_u64().unwrap() >= 1, "{report}");
+    assert_ne!(report["primary"], "bft-agent-1");
+    assert_eq!(report["agents"][0]["injected_fault"], "silent (p = 1.00)");
+}
+
+/// The tutorial's step 10: a primary that censors every request is voted out.
+#[test]
+fn censoring_primary_scenario_is_voted_out_and_every_transfer_commits() {
+    let report = run_json(&["--config", "config/censoring-primary.toml", "--count", "500"]);
+    assert_eq!(report["transactions_committed"], 500);
+    assert_eq!(report["system_integrity"], "intact");
+    assert!(report["view"].as_u64().unwrap() >= 1, "{report}");
+    assert_ne!(report["primary"], "bft-agent-1");
+    assert_eq!(report["agents"][0]["injected_fault"], "censorship (p = 1.00)");
+}

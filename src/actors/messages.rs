@@ -106,6 +106,11 @@ pub struct RoutingStats {
 #[rtype(result = "ValidatorStatus")]
 pub struct GetStatus;
 
+/// Makes a validator Byzantine in the given way (fault injection, DESIGN §6).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct InjectFault(pub crate::faults::FaultSpec);
+
 /// An operator's order to a validator: suspect the primary and move to the next view.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -130,6 +135,8 @@ pub struct ValidatorStatus {
     pub inbound_rejected: BTreeMap<String, u64>,
     /// Outputs dropped because the supervisor's mailbox was full.
     pub outbound_dropped: u64,
+    /// The fault injected into this validator, e.g. "silent (p = 1.00)".
+    pub injected_fault: Option<String>,
 }
 
 /// Subscribes an observer to the batches a validator executes.

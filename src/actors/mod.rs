@@ -33,8 +33,8 @@ mod validator;
 pub use client::{Begin, Client, ClientRun};
 pub use messages::{
     BatchExecuted, Deliver, DeliverReply, Destination, Envelope, ForceViewChange, GetRoutingStats, GetStatus,
-    ObserveExecutions, Origin, Register, RegisterClient, Route, RoutingStats, Unregister, UnregisterClient,
-    ValidatorStatus,
+    InjectFault, ObserveExecutions, Origin, Register, RegisterClient, Route, RoutingStats, Unregister,
+    UnregisterClient, ValidatorStatus,
 };
 pub use supervisor::{AgentEntry, Supervisor};
 pub use swarm::{LaunchOptions, Swarm, SwarmError, SwarmSpec, PRE_TASK_ACTOR_TIMEOUT};

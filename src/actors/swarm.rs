@@ -7,14 +7,15 @@
 
 use super::client::{Begin, Client, ClientRun};
 use super::messages::{
-    BatchExecuted, ForceViewChange, GetRoutingStats, GetStatus, ObserveExecutions, Register, RegisterClient,
-    RoutingStats, UnregisterClient, ValidatorStatus,
+    BatchExecuted, ForceViewChange, GetRoutingStats, GetStatus, InjectFault, ObserveExecutions, Register,
+    RegisterClient, RoutingStats, UnregisterClient, ValidatorStatus,
 };
 use super::supervisor::Supervisor;
 use super::validator::Validator;
 use crate::config::SwarmConfig;
 use crate::crypto::Keypair;
 use crate::events::{timestamp_now, EventKinds, LifecycleEvent};
+use crate::faults::{FaultSpec, FaultType};
 use crate::hooks::{
     launch_events, EventHub, GetHookStats, HookEvent, HookId, HookStats, Hooks, Publish, RunTaskHooks, Subscribe, Veto,
 };
@@ -45,6 +46,8 @@ pub enum SwarmError {
     Vetoed(#[from] Veto),
     #[error("the event hub has stopped")]
     HubStopped,
+    #[error("no validator {0} in this swarm; `bftswarm agent list` shows the agents")]
+    UnknownAgent(AgentId),
 }
 
 /// Everything needed to start a swarm.
@@ -174,8 +177,8 @@ impl Swarm {
             let events = hub.clone().recipient();
             let mailbox = validator_mailbox.unwrap_or(super::AGENT_MAILBOX);
             let addr = Validator::start_in_arbiter(&arbiter.handle(), move |_| {
-                let replica = Replica::new(id, keypair, committee, params, genesis);
-                Validator::new(name, replica, route).with_events(events).with_mailbox(mailbox)
+                let replica = Replica::new(id, keypair.clone(), committee, params, genesis);
+                Validator::new(name, replica, route).with_events(events).with_mailbox(mailbox).with_keypair(keypair)
             });
             // Queued before any client exists, so every validator is known
             // before the first request is routed.
@@ -299,6 +302,21 @@ impl Swarm {
         let run = result_rx.await.map_err(|_| SwarmError::ClientStopped(client));
         self.supervisor.do_send(UnregisterClient(client));
         run
+    }
+
+    /// Makes validator `agent` Byzantine (`inject-fault`): from `after` on it
+    /// behaves as `fault_type` with `probability`. Only what it sends changes.
+    pub fn inject_fault(
+        &self,
+        agent: AgentId,
+        fault_type: FaultType,
+        probability: f64,
+        after: Duration,
+    ) -> Result<(), SwarmError> {
+        let validator = self.validator(agent).ok_or(SwarmError::UnknownAgent(agent))?;
+        let after_us = super::now().0.saturating_add(after.as_micros().min(u64::MAX as u128) as u64);
+        validator.do_send(InjectFault(FaultSpec { fault_type, probability: probability.clamp(0.0, 1.0), after_us }));
+        Ok(())
     }
 
     /// The operator's `view-change --force`: every validator suspects the

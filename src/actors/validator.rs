@@ -6,11 +6,13 @@
 //! lifecycle events they imply to the event hub as one `Publish`.
 
 use super::messages::{
-    BatchExecuted, Deliver, Destination, Envelope, ForceViewChange, GetStatus, ObserveExecutions, Origin, Route,
-    ValidatorStatus,
+    BatchExecuted, Deliver, Destination, Envelope, ForceViewChange, GetStatus, InjectFault, ObserveExecutions, Origin,
+    Route, ValidatorStatus,
 };
 use super::timer::DeadlineTimer;
 use super::{now, AGENT_MAILBOX};
+use crate::crypto::Keypair;
+use crate::faults::Adversary;
 use crate::hooks::{EventEmitter, Publish};
 use crate::protocol::{Input, Output, Rejection, Replica, Verifier};
 use actix::{Actor, Context, Handler, MessageResult, Recipient};
@@ -31,6 +33,10 @@ pub struct Validator {
     /// Lifecycle events for the event hub, if the swarm has one.
     events: Option<EventEmitter>,
     mailbox: usize,
+    /// The agent's own key, for a fault that signs what an attacker would.
+    keypair: Option<Keypair>,
+    /// Injected Byzantine behaviour: rewrites what this validator sends.
+    adversary: Option<Adversary>,
 }
 
 impl Validator {
@@ -47,7 +53,15 @@ impl Validator {
             outbound_dropped: 0,
             events: None,
             mailbox: AGENT_MAILBOX,
+            keypair: None,
+            adversary: None,
         }
+    }
+
+    /// The validator's own signing key, which an injected fault may sign with.
+    pub fn with_keypair(mut self, keypair: Keypair) -> Validator {
+        self.keypair = Some(keypair);
+        self
     }
 
     /// Publishes this validator's lifecycle events to `hub`, one message per step.
@@ -79,6 +93,10 @@ impl Validator {
                 if !invalid.is_empty() {
                     self.count_rejected("invalid-client-signature".into(), invalid.len() as u64);
                 }
+                let valid = match &mut self.adversary {
+                    Some(adversary) => adversary.filter_requests(now(), valid),
+                    None => valid,
+                };
                 if !valid.is_empty() {
                     outputs.extend(self.replica.step(now(), Input::Requests(valid)));
                 }
@@ -95,6 +113,10 @@ impl Validator {
     /// executed, then re-arms the timer for the replica's next deadline.
     fn carry_out(&mut self, outputs: Vec<Output>, ctx: &mut Context<Self>) {
         let me = self.replica.id();
+        let outputs = match &mut self.adversary {
+            Some(adversary) => adversary.rewrite(now(), outputs, self.replica.committee()),
+            None => outputs,
+        };
         let mut items = Vec::with_capacity(outputs.len());
         for output in outputs {
             if let Some(events) = &mut self.events {
@@ -164,6 +186,10 @@ impl Validator {
             stats: replica.stats().clone(),
             inbound_rejected: self.inbound_rejected.clone(),
             outbound_dropped: self.outbound_dropped,
+            injected_fault: self.adversary.as_ref().map(|adversary| {
+                let spec = adversary.spec();
+                format!("{} (p = {:.2})", spec.fault_type.name(), spec.probability)
+            }),
         }
     }
 
@@ -207,6 +233,19 @@ impl Handler<Deliver> for Validator {
             self.receive(envelope, &mut outputs);
         }
         self.carry_out(outputs, ctx);
+    }
+}
+
+impl Handler<InjectFault> for Validator {
+    type Result = ();
+
+    fn handle(&mut self, InjectFault(spec): InjectFault, _: &mut Context<Self>) {
+        let Some(keypair) = self.keypair.clone() else {
+            tracing::warn!(agent = %self.name, "cannot inject a fault: the validator has no keypair of its own");
+            return;
+        };
+        let seed = u64::from(self.replica.id().0) ^ now().0;
+        self.adversary = Some(Adversary::new(self.replica.id(), keypair, spec, seed));
     }
 }
 

@@ -66,6 +66,9 @@ pub struct AgentRow {
     pub txs_committed: u64,
     pub txs_rejected: u64,
     pub inbound_rejected: u64,
+    /// The fault injected into this agent, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub injected_fault: Option<String>,
 }
 
 impl RunReport {
@@ -244,6 +247,7 @@ fn agent_row(status: &ValidatorStatus, healthy: bool) -> AgentRow {
         txs_committed: status.stats.txs_committed,
         txs_rejected: status.stats.txs_rejected,
         inbound_rejected: status.inbound_rejected.values().sum(),
+        injected_fault: status.injected_fault.clone(),
     }
 }
 

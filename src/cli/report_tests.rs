@@ -52,6 +52,7 @@ fn status(id: u32, seq: u64, digest: u8) -> ValidatorStatus {
         stats: ReplicaStats::default(),
         inbound_rejected: BTreeMap::new(),
         outbound_dropped: 0,
+        injected_fault: None,
     }
 }
 

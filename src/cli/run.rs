@@ -8,8 +8,10 @@ use super::CliError;
 use crate::actors::{ClientRun, LaunchOptions, Swarm, SwarmSpec, ValidatorStatus};
 use crate::agents::AgentDefinition;
 use crate::config::SwarmConfig;
+use crate::faults::FaultType;
 use crate::hooks::Hooks;
 use crate::ledger::{Ledger, SignedTransfer};
+use crate::protocol::AgentId;
 use crate::protocol::ClientId;
 use crate::workload::{Workload, WorkloadSpec};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -127,9 +129,13 @@ pub(crate) fn drive(
         .max(Duration::from_millis(cfg.consensus.view_change_timeout_ms.saturating_mul(3)));
     let hooks = Hooks::new().commands(&cfg.hooks).map_err(|error| CliError::Usage(error.to_string()))?;
     let options = LaunchOptions { name: cfg.swarm.name.clone(), hooks, validator_mailbox: validator_mailbox()? };
+    let faults = configured_faults(cfg)?;
     let system = actix::System::new();
     system.block_on(async move {
         let swarm = Swarm::launch_with(spec, options);
+        for (agent, fault_type, probability, after) in faults {
+            swarm.inject_fault(agent, fault_type, probability, after)?;
+        }
         // A veto (or a failing pre-task command) ends the run before any transfer is sent.
         swarm.pre_task("run", &format!("submit {total} transfers"), total).await?;
         let progress = Arc::new(AtomicU64::new(0));
@@ -172,6 +178,20 @@ fn validator_mailbox() -> Result<Option<usize>, CliError> {
     let usage = |error: crate::agents::AgentError| CliError::Usage(error.to_string());
     let registry = AgentDefinition::load_dir(dir).map_err(usage)?;
     Ok(registry.resolve("validator").map_err(usage)?.mailbox)
+}
+
+/// The config's `[[faults]]`, resolved to agents (validated by the config already).
+fn configured_faults(cfg: &SwarmConfig) -> Result<Vec<(AgentId, FaultType, f64, Duration)>, CliError> {
+    let names = cfg.agent_names();
+    cfg.faults
+        .iter()
+        .map(|fault| {
+            let index = names.iter().position(|name| *name == fault.agent);
+            let agent = index.ok_or_else(|| CliError::Usage(format!("no agent {} in this swarm", fault.agent)))?;
+            let fault_type = fault.fault_type.parse::<FaultType>().map_err(CliError::Usage)?;
+            Ok((AgentId(agent as u32), fault_type, fault.probability, Duration::from_millis(fault.after_ms)))
+        })
+        .collect()
 }
 
 /// Awaits `run` unless no transfer completes for `limit`.

@@ -40,6 +40,9 @@ pub struct SwarmConfig {
     /// Command hooks, `[[hooks]]` entries: a script run on each event of a kind.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hooks: Vec<HookEntry>,
+    /// Injected Byzantine behaviour, `[[faults]]` entries (the tutorial's `inject-fault`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub faults: Vec<FaultEntry>,
 }
 
 /// Who: the committee (the tutorial's `swarm init` flags).
@@ -112,6 +115,23 @@ pub struct HookEntry {
 
 fn default_hook_timeout_ms() -> u64 {
     2000
+}
+
+/// One `[[faults]]` entry: validator `agent` behaves as `fault_type` with
+/// `probability`, starting `after_ms` after the swarm starts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaultEntry {
+    pub agent: String,
+    pub fault_type: String,
+    #[serde(default = "default_fault_probability")]
+    pub probability: f64,
+    #[serde(default)]
+    pub after_ms: u64,
+}
+
+fn default_fault_probability() -> f64 {
+    1.0
 }
 
 pub use crate::protocol::quorum_size;

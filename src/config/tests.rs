@@ -35,7 +35,19 @@ fn every_shipped_config_file_loads_and_validates() {
     }
     loaded.sort_by(|a, b| a.0.cmp(&b.0));
     let names: Vec<&str> = loaded.iter().map(|(n, _)| n.as_str()).collect();
-    assert_eq!(names, ["byzantine-7", "default", "scale-10", "scale-13", "scale-31", "scale-4"]);
+    assert_eq!(
+        names,
+        [
+            "byzantine-7",
+            "censoring-primary",
+            "default",
+            "scale-10",
+            "scale-13",
+            "scale-31",
+            "scale-4",
+            "silent-primary"
+        ]
+    );
     for (name, config) in &loaded {
         if let Some(n) = name.strip_prefix("scale-") {
             assert_eq!(config.validators(), n.parse::<usize>().unwrap(), "{name}");
@@ -105,6 +117,10 @@ fn each_broken_rule_names_its_field() {
         ("[swarm]\nconsensus = \"raft\"", "swarm.consensus", "\"byzantine\""),
         ("[swarm]\nagent_name_prefix = \"a/b\"", "swarm.agent_name_prefix", "letters"),
         ("[consensus]\nmax_batch_size = 0", "consensus.max_batch_size", "is 0; it must be between 1 and 65536"),
+        ("[[faults]]\nagent = \"bft-agent-9\"\nfault_type = \"silent\"", "faults[0].agent", "not an agent"),
+        ("[[faults]]\nagent = \"bft-agent-1\"\nfault_type = \"gossip\"", "faults[0].fault_type", "signature-corruption"),
+        ("[[faults]]\nagent = \"bft-agent-1\"\nfault_type = \"silent\"\nprobability = 2.0", "faults[0].probability", "between 0.0 and 1.0"),
+        ("[[faults]]\nagent = \"bft-agent-1\"\nfault_type = \"silent\"\n[[faults]]\nagent = \"bft-agent-2\"\nfault_type = \"replay\"", "faults", "at most f = 1"),
         ("[consensus]\ncheckpoint_interval = 0", "consensus.checkpoint_interval", "at least 1"),
         ("[consensus]\nlog_window = 50", "consensus.log_window", "checkpoint_interval = 100"),
         ("[consensus]\nsignature_algorithm = \"rsa\"", "consensus.signature_algorithm", "\"ed25519\""),

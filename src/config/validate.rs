@@ -19,6 +19,7 @@ impl SwarmConfig {
     pub(super) fn validate_in(&self, origin: &str) -> Result<(), ConfigError> {
         self.validate_swarm()?;
         self.validate_hooks(origin)?;
+        self.validate_faults(origin)?;
         self.validate_consensus()?;
         let (c, w, d) = (&self.client, &self.workload, &self.detection);
         at_least("client.max_concurrent_requests", c.max_concurrent_requests as u64, 1)?;
@@ -164,6 +165,47 @@ impl SwarmConfig {
             if hook.timeout_ms < 1 {
                 return Err(bad(index, "timeout_ms", "is 0; it must be at least 1".into()));
             }
+        }
+        Ok(())
+    }
+}
+
+impl SwarmConfig {
+    /// `[[faults]]`: a known agent and fault type, a probability, and no more
+    /// faulty agents than the committee tolerates (beyond f, nothing is promised).
+    fn validate_faults(&self, origin: &str) -> Result<(), ConfigError> {
+        let bad = |index: usize, key: &str, message: String| ConfigError::Type {
+            field: format!("faults[{index}].{key}"),
+            origin: origin.to_string(),
+            message,
+        };
+        let names = self.agent_names();
+        let mut faulty = std::collections::BTreeSet::new();
+        for (index, fault) in self.faults.iter().enumerate() {
+            if !names.contains(&fault.agent) {
+                let message = format!(
+                    "= {:?} is not an agent of this swarm; agents are {}1..{}",
+                    fault.agent,
+                    self.swarm.agent_name_prefix,
+                    names.len()
+                );
+                return Err(bad(index, "agent", message));
+            }
+            if let Err(message) = fault.fault_type.parse::<crate::faults::FaultType>() {
+                return Err(bad(index, "fault_type", message));
+            }
+            if !(0.0..=1.0).contains(&fault.probability) {
+                return Err(bad(index, "probability", format!("= {} must be between 0.0 and 1.0", fault.probability)));
+            }
+            faulty.insert(fault.agent.as_str());
+        }
+        if faulty.len() > self.max_failures() {
+            let message = format!(
+                "names {} faulty agents but the swarm tolerates at most f = {}; inject fewer or raise max_agents",
+                faulty.len(),
+                self.max_failures()
+            );
+            return Err(ConfigError::Type { field: "faults".into(), origin: origin.to_string(), message });
         }
         Ok(())
     }

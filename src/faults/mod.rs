@@ -23,7 +23,8 @@ pub enum FaultType {
     Equivocation,
     /// As primary, drops client requests (each with probability p) so they are never ordered.
     Censorship,
-    /// Sends nothing (each message dropped with probability p; 1.0 is a crash).
+    /// Sends nothing (each message and reply dropped with probability p; 1.0
+    /// looks like a crash to its peers, though it keeps executing locally).
     Silent,
     /// Re-sends old signed messages (one with probability p per step).
     Replay,
@@ -111,7 +112,7 @@ impl Adversary {
         let mut rewritten = Vec::with_capacity(outputs.len());
         for output in outputs {
             match (self.spec.fault_type, output) {
-                (FaultType::Silent, output) => {
+                (FaultType::Silent, output @ (Output::Broadcast(_) | Output::SendTo(..) | Output::Reply(_))) => {
                     if !self.rng.chance(p) {
                         rewritten.push(output);
                     }

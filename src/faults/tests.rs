@@ -27,6 +27,9 @@ fn silent_sends_nothing_once_it_started_and_everything_before() {
     let mut silent = adversary(&keys, FaultType::Silent, 1.0, 100);
     assert_eq!(silent.rewrite(Micros(99), vec![prepare(&keys)], &committee).len(), 1);
     assert!(silent.rewrite(Micros(100), vec![prepare(&keys), prepare(&keys)], &committee).is_empty());
+    // What it does locally is not sending: its own observers still hear of it.
+    let local = Output::CheckpointStable { seq: Seq(2), state_digest: Digest([3; 32]) };
+    assert_eq!(silent.rewrite(Micros(101), vec![local], &committee).len(), 1);
 }
 
 #[test]
