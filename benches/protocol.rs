@@ -7,8 +7,7 @@
 use bftswarm::crypto::{verify_batch, Keypair, Signature, SigningBytes};
 use bftswarm::ledger::{Ledger, SignedTransfer};
 use bftswarm::protocol::{
-    AgentId, Batch, ClientId, Committee, Epoch, Input, Member, Micros, Output, ProtocolParams, Replica, Request,
-    Verifier,
+    AgentId, Batch, ClientId, Committee, Epoch, Input, Micros, Output, ProtocolParams, Replica, Request, Verifier,
 };
 use bftswarm::workload::{Workload, WorkloadSpec};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
@@ -78,12 +77,8 @@ struct Swarm {
 
 fn swarm(n: usize, genesis: &Ledger) -> Swarm {
     let keys: Vec<Keypair> = (0..n).map(|i| Keypair::from_seed([i as u8 + 1; 32])).collect();
-    let members = keys
-        .iter()
-        .enumerate()
-        .map(|(i, k)| Member { id: AgentId(i as u32), name: format!("a{i}"), public_key: k.public_key() })
-        .collect();
-    let committee = Committee::new(Epoch(0), members, None).unwrap();
+    let public_keys: Vec<_> = keys.iter().map(Keypair::public_key).collect();
+    let committee = Committee::numbered(Epoch(0), &public_keys, "a", None).unwrap();
     let params = ProtocolParams {
         max_batch_size: BATCH,
         log_window: 1 << 40,

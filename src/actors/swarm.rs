@@ -20,9 +20,7 @@ use crate::hooks::{
     launch_events, EventHub, GetHookStats, HookEvent, HookId, HookStats, Hooks, Publish, RunTaskHooks, Subscribe, Veto,
 };
 use crate::ledger::{Ledger, SignedTransfer};
-use crate::protocol::{
-    AgentId, ClientCore, ClientId, Committee, CommitteeError, Epoch, Member, ProtocolParams, Replica,
-};
+use crate::protocol::{AgentId, ClientCore, ClientId, Committee, CommitteeError, Epoch, ProtocolParams, Replica};
 use crate::rng::SeededRng;
 use actix::{Actor, Addr, Arbiter, Recipient};
 use std::sync::atomic::AtomicU64;
@@ -88,15 +86,10 @@ impl SwarmSpec {
     /// `key_seed`, so the same seed gives the same swarm.
     pub fn from_config(cfg: &SwarmConfig, genesis: Ledger, key_seed: u64) -> Result<SwarmSpec, SwarmError> {
         let mut rng = SeededRng::new(key_seed).fork(VALIDATOR_KEYS_LABEL);
-        let names = cfg.agent_names();
-        let keys: Vec<Keypair> = names.iter().map(|_| Keypair::from_seed(rng.bytes())).collect();
-        let members = names
-            .into_iter()
-            .zip(&keys)
-            .enumerate()
-            .map(|(i, (name, key))| Member { id: AgentId(i as u32), name, public_key: key.public_key() })
-            .collect();
-        let committee = Committee::new(Epoch(0), members, Some(cfg.max_failures()))?;
+        let keys: Vec<Keypair> = (0..cfg.validators()).map(|_| Keypair::from_seed(rng.bytes())).collect();
+        let public_keys: Vec<_> = keys.iter().map(Keypair::public_key).collect();
+        let prefix = &cfg.swarm.agent_name_prefix;
+        let committee = Committee::numbered(Epoch(0), &public_keys, prefix, Some(cfg.max_failures()))?;
         SwarmSpec::new(committee, keys, params_from_config(cfg), genesis)
     }
 }

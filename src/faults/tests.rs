@@ -1,15 +1,11 @@
 use super::*;
 use crate::crypto::Digest;
-use crate::protocol::{Epoch, Member, Seq, View};
+use crate::protocol::{Epoch, Seq, View};
 
 fn setup() -> (Vec<Keypair>, Committee) {
     let keys: Vec<Keypair> = (1..=4u8).map(|i| Keypair::from_seed([i; 32])).collect();
-    let members = keys
-        .iter()
-        .enumerate()
-        .map(|(i, k)| Member { id: AgentId(i as u32), name: format!("a{i}"), public_key: k.public_key() })
-        .collect();
-    (keys.clone(), Committee::new(Epoch(0), members, None).unwrap())
+    let public_keys: Vec<_> = keys.iter().map(Keypair::public_key).collect();
+    (keys.clone(), Committee::numbered(Epoch(0), &public_keys, "a", None).unwrap())
 }
 
 fn adversary(keys: &[Keypair], fault_type: FaultType, probability: f64, after_us: u64) -> Adversary {

@@ -65,6 +65,21 @@ impl Committee {
         Ok(Committee { epoch, members, f, quorum: quorum_size(n, f), plant_new_view_ignores_certificates: false })
     }
 
+    /// Validators `AgentId(0..n)` named `{name_prefix}1..{name_prefix}n`, one per key.
+    pub fn numbered(
+        epoch: Epoch,
+        keys: &[PublicKey],
+        name_prefix: &str,
+        f: Option<usize>,
+    ) -> Result<Committee, CommitteeError> {
+        let members = keys
+            .iter()
+            .enumerate()
+            .map(|(i, key)| Member { id: AgentId(i as u32), name: format!("{name_prefix}{}", i + 1), public_key: *key })
+            .collect();
+        Committee::new(epoch, members, f)
+    }
+
     /// Replaces the quorum with a wrong one. Exists only so the simulation can
     /// prove that it catches a broken quorum; nothing else calls it.
     #[doc(hidden)]

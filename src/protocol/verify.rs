@@ -344,15 +344,11 @@ mod tests {
     use super::*;
     use crate::crypto::Keypair;
     use crate::ledger::{Ledger, Transfer, TxId};
-    use crate::protocol::{Batch, ClientId, Member, View};
+    use crate::protocol::{Batch, ClientId, View};
 
     fn committee(keys: &[Keypair]) -> Committee {
-        let members = keys
-            .iter()
-            .enumerate()
-            .map(|(i, k)| Member { id: AgentId(i as u32), name: format!("a{i}"), public_key: k.public_key() })
-            .collect();
-        Committee::new(Epoch(0), members, None).unwrap()
+        let public_keys: Vec<_> = keys.iter().map(Keypair::public_key).collect();
+        Committee::numbered(Epoch(0), &public_keys, "a", None).unwrap()
     }
 
     fn request(owner: &Keypair, nonce: u64) -> Request {

@@ -14,8 +14,8 @@ use crate::crypto::Keypair;
 use crate::faults::{Adversary, FaultSpec, FaultType};
 use crate::ledger::Ledger;
 use crate::protocol::{
-    AgentId, ClientCore, ClientId, ClientInput, ClientOutput, Committee, Epoch, Input, Member, Micros, Output,
-    ProtocolParams, Replica, Verifier,
+    AgentId, ClientCore, ClientId, ClientInput, ClientOutput, Committee, Epoch, Input, Micros, Output, ProtocolParams,
+    Replica, Verifier,
 };
 use crate::rng::SeededRng;
 use crate::workload::{Workload, WorkloadSpec};
@@ -216,12 +216,8 @@ pub fn run(config: &SimConfig) -> SimReport {
     });
     let genesis = Ledger::with_genesis(&workload.genesis).unwrap_or_default();
     let keys: Vec<Keypair> = (0..config.validators).map(|_| Keypair::from_seed(rng.bytes())).collect();
-    let members = keys
-        .iter()
-        .enumerate()
-        .map(|(i, k)| Member { id: AgentId(i as u32), name: format!("sim-{i}"), public_key: k.public_key() })
-        .collect();
-    let mut committee = match Committee::new(Epoch(0), members, None) {
+    let public_keys: Vec<_> = keys.iter().map(Keypair::public_key).collect();
+    let mut committee = match Committee::numbered(Epoch(0), &public_keys, "sim-", None) {
         Ok(committee) => committee,
         Err(error) => panic!("simulation config builds an invalid committee: {error}"),
     };

@@ -3,7 +3,7 @@
 use super::*;
 use crate::crypto::Keypair;
 use crate::ledger::{AccountId, Execution, Transfer};
-use crate::protocol::{Epoch, Member};
+use crate::protocol::Epoch;
 
 struct Fixture {
     keys: Vec<Keypair>,
@@ -14,12 +14,8 @@ struct Fixture {
 
 fn fixture() -> Fixture {
     let keys: Vec<Keypair> = (0..4u8).map(|i| Keypair::from_seed([i + 1; 32])).collect();
-    let members = keys
-        .iter()
-        .enumerate()
-        .map(|(i, k)| Member { id: AgentId(i as u32), name: format!("a{i}"), public_key: k.public_key() })
-        .collect();
-    let committee = Committee::new(Epoch(0), members, None).unwrap();
+    let public_keys: Vec<_> = keys.iter().map(Keypair::public_key).collect();
+    let committee = Committee::numbered(Epoch(0), &public_keys, "a", None).unwrap();
     let account = Keypair::from_seed([99; 32]);
     let genesis = Ledger::with_genesis(&[(AccountId(account.public_key()), 1_000)]).unwrap();
     Fixture { keys, committee, account, genesis }
