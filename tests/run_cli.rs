@@ -25,6 +25,7 @@ fn byzantine_7_preset_commits_or_rejects_all_1000_transfers_with_integrity_intac
     assert_eq!(report["false_positive_rate"], 0.0);
     assert_eq!(report["primary"], "bft-agent-1");
     assert_eq!(report["agents"].as_array().unwrap().len(), 7);
+    assert_eq!(report["view_changes"], serde_json::json!([]));
 }
 
 #[test]
@@ -92,6 +93,14 @@ fn silent_primary_scenario_is_voted_out_and_every_transfer_commits() {
     assert!(report["view"].as_u64().unwrap() >= 1, "{report}");
     assert_ne!(report["primary"], "bft-agent-1");
     assert_eq!(report["agents"][0]["injected_fault"], "silent (p = 1.00)");
+    let change = &report["view_changes"][0];
+    assert_eq!((change["event"].as_str(), change["view_number"].as_u64()), (Some("view-change"), Some(1)));
+    assert_eq!(
+        (change["old_primary"].as_str(), change["new_primary"].as_str()),
+        (Some("bft-agent-1"), Some("bft-agent-2"))
+    );
+    assert_eq!(change["quorum_met"], true);
+    assert!(change["triggered_by"].as_array().unwrap().len() >= 3, "{change}");
 }
 
 /// The tutorial's step 10: a primary that censors every request is voted out.
@@ -103,4 +112,6 @@ fn censoring_primary_scenario_is_voted_out_and_every_transfer_commits() {
     assert!(report["view"].as_u64().unwrap() >= 1, "{report}");
     assert_ne!(report["primary"], "bft-agent-1");
     assert_eq!(report["agents"][0]["injected_fault"], "censorship (p = 1.00)");
+    assert_eq!(report["view_changes"][0]["new_primary"], "bft-agent-2");
+    assert_eq!(report["view_changes"][0]["quorum_met"], true);
 }

@@ -137,6 +137,21 @@ pub struct ValidatorStatus {
     pub outbound_dropped: u64,
     /// The fault injected into this validator, e.g. "silent (p = 1.00)".
     pub injected_fault: Option<String>,
+    /// The views this validator installed after the first, oldest first (the last 64).
+    pub view_history: Vec<ViewRecord>,
+}
+
+/// One view change as a validator saw it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ViewRecord {
+    pub view: View,
+    pub old_primary: AgentId,
+    pub new_primary: AgentId,
+    /// From this validator suspecting the primary to installing the NEW-VIEW
+    /// (0 when it joined at the NEW-VIEW without having suspected).
+    pub duration_ms: f64,
+    pub triggered_by: Vec<AgentId>,
+    pub transactions_recovered: usize,
 }
 
 /// Subscribes an observer to the batches a validator executes.

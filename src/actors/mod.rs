@@ -34,7 +34,7 @@ pub use client::{Begin, Client, ClientRun};
 pub use messages::{
     BatchExecuted, Deliver, DeliverReply, Destination, Envelope, ForceViewChange, GetRoutingStats, GetStatus,
     InjectFault, ObserveExecutions, Origin, Register, RegisterClient, Route, RoutingStats, Unregister,
-    UnregisterClient, ValidatorStatus,
+    UnregisterClient, ValidatorStatus, ViewRecord,
 };
 pub use supervisor::{AgentEntry, Supervisor};
 pub use swarm::{LaunchOptions, Swarm, SwarmError, SwarmSpec, PRE_TASK_ACTOR_TIMEOUT};

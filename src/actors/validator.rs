@@ -7,17 +7,20 @@
 
 use super::messages::{
     BatchExecuted, Deliver, Destination, Envelope, ForceViewChange, GetStatus, InjectFault, ObserveExecutions, Origin,
-    Route, ValidatorStatus,
+    Route, ValidatorStatus, ViewRecord,
 };
 use super::timer::DeadlineTimer;
 use super::{now, AGENT_MAILBOX};
 use crate::crypto::Keypair;
 use crate::faults::Adversary;
 use crate::hooks::{EventEmitter, Publish};
-use crate::protocol::{Input, Output, Rejection, Replica, Verifier};
+use crate::protocol::{AgentId, Input, Micros, Output, Rejection, Replica, Verifier, View};
 use actix::{Actor, Context, Handler, MessageResult, Recipient};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
+
+/// How many view changes a validator remembers for its status.
+const VIEW_HISTORY: usize = 64;
 
 pub struct Validator {
     name: String,
@@ -37,6 +40,9 @@ pub struct Validator {
     keypair: Option<Keypair>,
     /// Injected Byzantine behaviour: rewrites what this validator sends.
     adversary: Option<Adversary>,
+    /// When this validator started suspecting the primary, and of which view.
+    suspecting_since: Option<(View, Micros)>,
+    view_history: VecDeque<ViewRecord>,
 }
 
 impl Validator {
@@ -55,6 +61,8 @@ impl Validator {
             mailbox: AGENT_MAILBOX,
             keypair: None,
             adversary: None,
+            suspecting_since: None,
+            view_history: VecDeque::new(),
         }
     }
 
@@ -130,7 +138,13 @@ impl Validator {
                 Output::Reply(reply) => items.push((Destination::Client(reply.client), Envelope::Reply(reply))),
                 Output::Executed(executed) => self.notify_observers(executed),
                 // Counted in the replica's stats; hooks hear of it through the emitter.
-                Output::CheckpointStable { .. } | Output::ViewChangeStarted { .. } | Output::ViewChanged { .. } => {}
+                Output::ViewChangeStarted { from, .. } => {
+                    self.suspecting_since.get_or_insert((from, now()));
+                }
+                Output::ViewChanged { view, primary, triggered_by, recovered } => {
+                    self.record_view(view, primary, triggered_by, recovered)
+                }
+                Output::CheckpointStable { .. } => {}
                 Output::Evidence(evidence) => {
                     tracing::warn!(validator = %self.name, accused = ?evidence.accused(), "evidence of misbehaviour");
                 }
@@ -186,10 +200,30 @@ impl Validator {
             stats: replica.stats().clone(),
             inbound_rejected: self.inbound_rejected.clone(),
             outbound_dropped: self.outbound_dropped,
+            view_history: self.view_history.iter().cloned().collect(),
             injected_fault: self.adversary.as_ref().map(|adversary| {
                 let spec = adversary.spec();
                 format!("{} (p = {:.2})", spec.fault_type.name(), spec.probability)
             }),
+        }
+    }
+
+    fn record_view(&mut self, view: View, new_primary: AgentId, triggered_by: Vec<AgentId>, recovered: usize) {
+        let committee = self.replica.committee();
+        let (old_view, duration_ms) = match self.suspecting_since.take() {
+            Some((from, since)) => (from, now().saturating_sub(since) as f64 / 1000.0),
+            None => (View(view.0.saturating_sub(1)), 0.0),
+        };
+        self.view_history.push_back(ViewRecord {
+            view,
+            old_primary: committee.primary(old_view),
+            new_primary,
+            duration_ms,
+            triggered_by,
+            transactions_recovered: recovered,
+        });
+        if self.view_history.len() > VIEW_HISTORY {
+            self.view_history.pop_front();
         }
     }
 

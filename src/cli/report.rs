@@ -5,6 +5,7 @@
 use crate::actors::{ClientRun, ValidatorStatus};
 use crate::crypto::Digest;
 use crate::ledger::TxOutcome;
+use crate::protocol::AgentId;
 use crate::protocol::ClientStats;
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Table};
 use serde::Serialize;
@@ -49,6 +50,8 @@ pub struct RunReport {
     pub elapsed_ms: f64,
     pub view: u64,
     pub primary: String,
+    /// The view changes of the run, in the tutorial's `view-change` event shape.
+    pub view_changes: Vec<ViewChangeEvent>,
     pub agents: Vec<AgentRow>,
     pub client: ClientStats,
 }
@@ -69,6 +72,41 @@ pub struct AgentRow {
     /// The fault injected into this agent, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub injected_fault: Option<String>,
+}
+
+/// The tutorial's view-change event (its step 10).
+#[derive(Debug, Clone, Serialize)]
+pub struct ViewChangeEvent {
+    pub event: &'static str,
+    pub old_primary: String,
+    pub new_primary: String,
+    pub view_number: u64,
+    /// From the validator suspecting the primary to it installing the NEW-VIEW.
+    pub view_change_duration_ms: f64,
+    pub triggered_by: Vec<String>,
+    pub quorum_met: bool,
+    pub transactions_recovered: usize,
+}
+
+/// The view history of the honest validator that saw the most view changes.
+fn view_changes(statuses: &[ValidatorStatus], quorum: usize) -> Vec<ViewChangeEvent> {
+    let name = |id: AgentId| statuses.iter().find(|s| s.id == id).map_or_else(|| id.to_string(), |s| s.name.clone());
+    let witness = statuses.iter().filter(|s| s.injected_fault.is_none()).max_by_key(|s| s.view_history.len());
+    let Some(witness) = witness else { return Vec::new() };
+    witness
+        .view_history
+        .iter()
+        .map(|record| ViewChangeEvent {
+            event: "view-change",
+            old_primary: name(record.old_primary),
+            new_primary: name(record.new_primary),
+            view_number: record.view.0,
+            view_change_duration_ms: (record.duration_ms * 10.0).round() / 10.0,
+            triggered_by: record.triggered_by.iter().map(|id| name(*id)).collect(),
+            quorum_met: record.triggered_by.len() >= quorum,
+            transactions_recovered: record.transactions_recovered,
+        })
+        .collect()
 }
 
 impl RunReport {
@@ -122,6 +160,7 @@ impl RunReport {
             elapsed_ms: (run.elapsed.as_secs_f64() * 1e4).round() / 10.0,
             view,
             primary,
+            view_changes: view_changes(statuses, facts.quorum),
             agents,
             client: run.stats.clone(),
         }
@@ -163,7 +202,20 @@ impl RunReport {
              committed {committed}, rejected {rejected}{reasons}, expected overdrafts {overdrafts}\n\
              throughput {tps:.0} tx/s over {elapsed:.0} ms; commit latency p50 {p50:.1} ms, p99 {p99:.1} ms, max {max:.1} ms\n\
              view {view}, primary {primary}\n\
+             {view_changes}\
              system integrity: {integrity}\n",
+            view_changes = self
+                .view_changes
+                .iter()
+                .map(|vc| format!(
+                    "view change to {}: {} -> {} in {:.1} ms, triggered by {}\n",
+                    vc.view_number,
+                    vc.old_primary,
+                    vc.new_primary,
+                    vc.view_change_duration_ms,
+                    vc.triggered_by.join(", ")
+                ))
+                .collect::<String>(),
             swarm = self.swarm,
             status = self.status,
             healthy = self.healthy_agents,

@@ -53,6 +53,7 @@ fn status(id: u32, seq: u64, digest: u8) -> ValidatorStatus {
         inbound_rejected: BTreeMap::new(),
         outbound_dropped: 0,
         injected_fault: None,
+        view_history: Vec::new(),
     }
 }
 

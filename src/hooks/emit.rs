@@ -79,7 +79,7 @@ impl EventEmitter {
                 from_view: from.0,
                 to_view: to.0,
             },
-            Output::ViewChanged { view, primary } => {
+            Output::ViewChanged { view, primary, .. } => {
                 LifecycleEvent::ViewChanged { timestamp: self.timestamp(), agent: me, view: view.0, primary: *primary }
             }
             Output::SendTo(..) | Output::Reply(_) => return,

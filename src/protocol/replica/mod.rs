@@ -47,10 +47,14 @@ pub enum Output {
         from: View,
         to: View,
     },
-    /// A NEW-VIEW was installed: `view` runs with `primary`.
+    /// A NEW-VIEW was installed: `view` runs with `primary`, after the
+    /// VIEW-CHANGEs of `triggered_by`; `recovered` transfers in prepared
+    /// batches kept their sequence numbers.
     ViewChanged {
         view: View,
         primary: AgentId,
+        triggered_by: Vec<AgentId>,
+        recovered: usize,
     },
 }
 

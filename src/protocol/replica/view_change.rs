@@ -4,7 +4,7 @@
 
 use super::{Changing, Output, Queued, Replica};
 use crate::protocol::message::{Message, SignedMessage};
-use crate::protocol::types::{Micros, View};
+use crate::protocol::types::{AgentId, Micros, View};
 use crate::protocol::view_change::{plan_new_view, NewViewPlan};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -133,10 +133,11 @@ impl Replica {
                 self.sign(Message::PrePrepare { view: target, seq: *seq, digest: *digest, batch: batch.clone() })
             })
             .collect();
+        let triggered_by = view_changes.iter().map(|vc| vc.sender).collect();
         let new_view = self.sign(Message::NewView { view: target, view_changes, pre_prepares: pre_prepares.clone() });
         out.push(Output::Broadcast(new_view.clone()));
         self.last_new_view = Some(new_view);
-        self.enter_view(target, &plan, pre_prepares, now, out);
+        self.enter_view(target, &plan, pre_prepares, triggered_by, now, out);
     }
 
     /// A NEW-VIEW whose plan the verifier recomputed and found equal.
@@ -155,7 +156,8 @@ impl Replica {
         }
         let plan = plan_new_view(view_changes, &self.committee);
         self.last_new_view = Some(signed);
-        self.enter_view(view, &plan, pre_prepares, now, out);
+        let triggered_by = view_changes.iter().map(|vc| vc.sender).collect();
+        self.enter_view(view, &plan, pre_prepares, triggered_by, now, out);
     }
 
     fn enter_view(
@@ -163,6 +165,7 @@ impl Replica {
         view: View,
         plan: &NewViewPlan,
         pre_prepares: Vec<Arc<SignedMessage>>,
+        triggered_by: Vec<AgentId>,
         now: Micros,
         out: &mut Vec<Output>,
     ) {
@@ -203,11 +206,12 @@ impl Replica {
         self.next_seq = plan.max_seq.max(self.last_executed).max(self.stable.seq).next();
         self.stall_since = Some(now);
         self.stats.views_installed += 1;
-        out.push(Output::ViewChanged { view, primary: self.primary() });
+        let recovered = plan.slots.values().map(|(_, batch)| batch.requests.len()).sum();
+        out.push(Output::ViewChanged { view, primary: self.primary(), triggered_by, recovered });
     }
 
     /// At most one answer per peer per retransmit interval.
-    pub(super) fn answer_allowed(&mut self, now: Micros, peer: crate::protocol::AgentId) -> bool {
+    pub(super) fn answer_allowed(&mut self, now: Micros, peer: AgentId) -> bool {
         if let Some(answered) = self.retransmit.answered_at.get(&peer) {
             if now < answered.plus(self.params.retransmit_interval_us) {
                 self.stats.status_rate_limited += 1;
