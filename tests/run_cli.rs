@@ -115,3 +115,27 @@ fn censoring_primary_scenario_is_voted_out_and_every_transfer_commits() {
     assert_eq!(report["view_changes"][0]["new_primary"], "bft-agent-2");
     assert_eq!(report["view_changes"][0]["quorum_met"], true);
 }
+
+#[test]
+fn bench_with_hook_actors_delivers_committed_batches_to_them() {
+    let output = cargo_bin_cmd!("bftswarm")
+        .args([
+            "bench",
+            "--json",
+            "--validators",
+            "4",
+            "--windows",
+            "16",
+            "--transactions",
+            "200",
+            "--hook-actors",
+            "3",
+        ])
+        .output()
+        .expect("the binary runs");
+    assert!(output.status.success(), "stderr: {}", String::from_utf8_lossy(&output.stderr));
+    let report: Value = serde_json::from_slice(&output.stdout).expect("stdout is one JSON object");
+    let row = &report["rows"][0];
+    assert_eq!((row["hook_actors"].as_u64(), row["system_integrity"].as_str()), (Some(3), Some("intact")));
+    assert!(row["hook_events_received"].as_u64().unwrap() >= 3, "{row}");
+}

@@ -7,16 +7,21 @@
 //! per second: the report gives each throughput as a fraction of that bound.
 
 use super::report::{RunFacts, RunReport};
-use super::run::{drive, workload_spec};
+use super::run::{drive_with, workload_spec};
 use super::CliError;
 use crate::actors::SwarmSpec;
 use crate::config::SwarmConfig;
 use crate::crypto::{verify_batch, Keypair, Signature, SigningBytes};
+use crate::events::{EventKind, EventKinds};
+use crate::hooks::{HookEvent, Hooks};
 use crate::ledger::Ledger;
 use crate::workload::Workload;
+use actix::{Actor, Context, Handler};
 use clap::Args;
 use ed25519_dalek::VerifyingKey;
 use serde::Serialize;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 #[derive(Debug, Args)]
@@ -35,6 +40,10 @@ pub struct BenchArgs {
     /// Base config; the bench overrides committee size, window and workload.
     #[arg(long)]
     pub config: Option<std::path::PathBuf>,
+    /// Hook actors subscribed to `transaction-committed` during each run, to
+    /// measure what hooks cost (compare with a run without).
+    #[arg(long, default_value_t = 0)]
+    pub hook_actors: usize,
     #[arg(long)]
     pub json: bool,
 }
@@ -54,6 +63,9 @@ pub struct BenchRow {
     pub signature_bound_tx_per_s: f64,
     pub fraction_of_bound: f64,
     pub system_integrity: String,
+    pub hook_actors: usize,
+    /// Events the hook actors received in all (each validator reports each batch).
+    pub hook_events_received: u64,
     pub tutorial_tx_per_s: Option<f64>,
     pub tutorial_latency_ms: Option<f64>,
 }
@@ -143,8 +155,19 @@ fn measure(args: &BenchArgs, n: usize, window: usize, cores: usize, batch_us: f6
         expected_overdrafts: 0,
         only_overdrafts_invalid: true,
     };
+    let received = Arc::new(AtomicU64::new(0));
+    let counter = received.clone();
+    let hook_actors = args.hook_actors;
+    let add_hooks = move |mut hooks: Hooks| {
+        let kinds: EventKinds = [EventKind::TransactionCommitted].into_iter().collect();
+        for i in 0..hook_actors {
+            let actor = CountingHook(counter.clone()).start();
+            hooks = hooks.subscribe(&format!("bench-hook-{i}"), kinds, actor.recipient());
+        }
+        hooks
+    };
     let cpu_before = process_cpu_time();
-    let (run, statuses) = drive(spec, workload.transfers, &cfg, false)?;
+    let (run, statuses) = drive_with(spec, workload.transfers, &cfg, false, add_hooks)?;
     let cpu = process_cpu_time().saturating_sub(cpu_before);
     let report = RunReport::build(&run, &statuses, &facts);
     let committed = report.transactions_committed.max(1) as f64;
@@ -163,9 +186,31 @@ fn measure(args: &BenchArgs, n: usize, window: usize, cores: usize, batch_us: f6
         signature_bound_tx_per_s: bound,
         fraction_of_bound: report.throughput_tx_per_s / bound,
         system_integrity: report.system_integrity,
+        hook_actors: args.hook_actors,
+        hook_events_received: received.load(Ordering::Relaxed),
         tutorial_tx_per_s,
         tutorial_latency_ms,
     })
+}
+
+/// A hook actor that only counts what it hears, with a mailbox deep enough for
+/// every validator's events of a busy run.
+struct CountingHook(Arc<AtomicU64>);
+
+impl Actor for CountingHook {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(65_536);
+    }
+}
+
+impl Handler<HookEvent> for CountingHook {
+    type Result = ();
+
+    fn handle(&mut self, _: HookEvent, _: &mut Context<Self>) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 /// Single and batched (256) verification on one thread, about half a second each.

@@ -120,6 +120,18 @@ pub(crate) fn drive(
     cfg: &SwarmConfig,
     show_progress: bool,
 ) -> Result<(ClientRun, Vec<ValidatorStatus>), CliError> {
+    drive_with(spec, transfers, cfg, show_progress, |hooks| hooks)
+}
+
+/// [`drive`], with hook actors added by `add_hooks` (called inside the actix
+/// System, so it may start actors).
+pub(crate) fn drive_with(
+    spec: SwarmSpec,
+    transfers: Vec<SignedTransfer>,
+    cfg: &SwarmConfig,
+    show_progress: bool,
+    add_hooks: impl FnOnce(Hooks) -> Hooks,
+) -> Result<(ClientRun, Vec<ValidatorStatus>), CliError> {
     let total = transfers.len();
     let window = cfg.client.max_concurrent_requests;
     let retry_ms = cfg.client.request_retry_ms;
@@ -128,10 +140,11 @@ pub(crate) fn drive(
         .max(Duration::from_millis(retry_ms.saturating_mul(10)))
         .max(Duration::from_millis(cfg.consensus.view_change_timeout_ms.saturating_mul(3)));
     let hooks = Hooks::new().commands(&cfg.hooks).map_err(|error| CliError::Usage(error.to_string()))?;
-    let options = LaunchOptions { name: cfg.swarm.name.clone(), hooks, validator_mailbox: validator_mailbox()? };
+    let (name, validator_mailbox) = (cfg.swarm.name.clone(), validator_mailbox()?);
     let faults = configured_faults(cfg)?;
     let system = actix::System::new();
     system.block_on(async move {
+        let options = LaunchOptions { name, hooks: add_hooks(hooks), validator_mailbox };
         let swarm = Swarm::launch_with(spec, options);
         for (agent, fault_type, probability, after) in faults {
             swarm.inject_fault(agent, fault_type, probability, after)?;
