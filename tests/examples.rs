@@ -119,3 +119,22 @@ fn custom_agent_auditor_accepts_batches_from_every_validator() {
     let report = report.lock().unwrap().clone();
     assert_eq!((report.batches_applied, report.alarms.len()), (1, 0), "{report:?}");
 }
+
+/// `cargo test` builds the examples next to the test binaries: run `embed` as a user would.
+#[test]
+fn embed_example_runs_a_swarm_from_a_config_file_and_all_validators_agree() {
+    let test_binary = std::env::current_exe().expect("the test knows its own path");
+    let Some(profile_dir) = test_binary.parent().and_then(|deps| deps.parent()) else {
+        panic!("unexpected test binary location {}", test_binary.display())
+    };
+    let example = profile_dir.join("examples").join(format!("embed{}", std::env::consts::EXE_SUFFIX));
+    let output = std::process::Command::new(&example)
+        .args(["config/default.toml", "200"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", example.display()));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "stdout: {stdout}\nstderr: {}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.contains("200 of 200 transfers committed"), "{stdout}");
+    assert!(stdout.contains("all 4 validators hold the same ledger"), "{stdout}");
+}
