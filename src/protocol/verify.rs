@@ -280,10 +280,11 @@ impl Verifier {
     /// Splits client requests into those with valid signatures and the rest,
     /// and remembers the valid ones for the pre-prepare that will carry them.
     pub fn verify_requests(&mut self, requests: Vec<Request>) -> (Vec<Request>, Vec<Request>) {
-        let (valid, invalid) = match self.first_invalid_request(&requests) {
-            None => (requests, Vec::new()),
-            Some(_) => requests.into_iter().partition(|request| self.verify_one(request)),
-        };
+        if self.first_invalid_request(&requests).is_none() {
+            return (requests, Vec::new());
+        }
+        let (valid, invalid): (Vec<Request>, Vec<Request>) =
+            requests.into_iter().partition(|request| self.verify_one(request));
         for request in &valid {
             self.verified.insert(request.tx.digest());
         }
@@ -295,15 +296,18 @@ impl Verifier {
             && self.members.get(&reply.replica).is_some_and(|key| reply.signature.verify(key, &reply.signing_bytes()))
     }
 
-    /// Batch-verifies the requests not verified before; only when the batch
-    /// fails are signatures checked one by one.
+    /// Batch-verifies the requests not verified before and remembers them when
+    /// all are valid; only when the batch fails are signatures checked one by one.
     fn first_invalid_request(&mut self, requests: &[Request]) -> Option<usize> {
         let mut unverified = Vec::with_capacity(requests.len());
+        let mut digests = Vec::with_capacity(requests.len());
         let mut keys = Vec::with_capacity(requests.len());
         for (index, request) in requests.iter().enumerate() {
-            if self.verified.contains(&request.tx.digest()) {
+            let digest = request.tx.digest();
+            if self.verified.contains(&digest) {
                 continue;
             }
+            digests.push(digest);
             match self.account_key(&request.tx.transfer.from) {
                 Some(key) => keys.push(key),
                 None => return Some(index),
@@ -314,6 +318,9 @@ impl Verifier {
         let message_refs: Vec<&[u8]> = messages.iter().map(Vec::as_slice).collect();
         let signatures: Vec<Signature> = unverified.iter().map(|&i| requests[i].tx.signature).collect();
         if verify_batch(&message_refs, &signatures, &keys) {
+            for digest in digests {
+                self.verified.insert(digest);
+            }
             return None;
         }
         (0..unverified.len()).find(|&j| !signatures[j].verify(&keys[j], &messages[j])).map(|j| unverified[j])
