@@ -49,8 +49,7 @@ fn crypto(c: &mut Criterion) {
 fn ledger_and_digest(c: &mut Criterion) {
     let load = workload(BATCH);
     let genesis = Ledger::with_genesis(&load.genesis).unwrap();
-    let batch =
-        Batch { requests: load.transfers.iter().map(|tx| Request { client: ClientId(0), tx: tx.clone() }).collect() };
+    let batch = Batch::of(load.transfers.iter().map(|tx| Request { client: ClientId(0), tx: tx.clone() }).collect());
     let mut group = c.benchmark_group("core");
     group.throughput(Throughput::Elements(BATCH as u64));
     group.bench_function("batch_digest_256", |b| b.iter(|| black_box(&batch).digest()));

@@ -145,7 +145,7 @@ impl Handler<HookEvent> for Auditor {
     type Result = ();
 
     fn handle(&mut self, HookEvent(event): HookEvent, _: &mut Context<Self>) {
-        let LifecycleEvent::CheckpointStable { seq, state_digest, .. } = &*event else {
+        let LifecycleEvent::CheckpointStable { seq, ledger_digest: state_digest, .. } = &*event else {
             return;
         };
         if *seq <= self.last_checkpoint {

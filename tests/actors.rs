@@ -89,3 +89,57 @@ async fn n4f1_forced_view_change_installs_view_1_and_the_swarm_keeps_committing(
     assert_eq!(primaries, ["bft-agent-2"]);
     swarm.stop();
 }
+
+/// Membership epochs on a running swarm under load: one validator added, then
+/// one removed (the primary of view 0). Both changes go through the log, the
+/// new validator catches up by state transfer, every transfer commits once,
+/// and the removed validator is no longer routed to.
+#[actix::test]
+async fn a_validator_is_added_then_another_removed_mid_run_and_every_transfer_commits() {
+    let config =
+        SwarmConfig::from_toml_str("[swarm]\nmax_agents = 4\n[consensus]\ncheckpoint_interval = 10\n").unwrap();
+    let workload = Workload::generate(&WorkloadSpec {
+        seed: 13,
+        accounts: 60,
+        transactions: 3_000,
+        initial_balance: 1_000_000,
+        max_amount: 1_000,
+        overdraft_ratio: 0.0,
+    });
+    let genesis = Ledger::with_genesis(&workload.genesis).unwrap();
+    let swarm = Swarm::launch(SwarmSpec::from_config(&config, genesis, 13).unwrap());
+    let progress = Arc::new(AtomicU64::new(0));
+    let client = swarm.run_client(ClientId(1), workload.transfers, 20, 500, progress.clone());
+    let operator = async {
+        while progress.load(Ordering::Relaxed) < 300 {
+            actix_rt::time::sleep(Duration::from_millis(5)).await;
+        }
+        let added = swarm.change_membership(1, &[], Duration::from_secs(20)).await.expect("the addition takes effect");
+        let removed = swarm
+            .change_membership(0, &[bftswarm::protocol::AgentId(0)], Duration::from_secs(20))
+            .await
+            .expect("the removal takes effect");
+        (added, removed)
+    };
+    // Both on this task: the operator changes the membership while the client runs.
+    let (run, (added, removed)) = tokio::join!(client, operator);
+    let run = run.expect("the client completes");
+    assert_eq!(run.completions.len(), 3_000);
+    assert!(run.completions.iter().all(|c| c.outcome == TxOutcome::Committed));
+    assert_eq!((added.epoch, added.validators, added.added.len()), (1, 5, 1));
+    assert_eq!((removed.epoch, removed.validators, removed.quorum), (2, 4, 3));
+    assert_eq!(removed.removed, ["bft-agent-1"]);
+
+    let statuses = swarm.settled_status(Duration::from_secs(10)).await;
+    assert_eq!(statuses.len(), 4, "the removed validator is gone from the swarm");
+    assert!(statuses.iter().all(|s| s.id != bftswarm::protocol::AgentId(0)));
+    let newcomer = statuses.iter().find(|s| s.name == "bft-agent-5").expect("the added validator runs");
+    assert!(newcomer.stats.snapshots_installed > 0, "it caught up by state transfer");
+    for status in &statuses {
+        assert_eq!(status.epoch, bftswarm::protocol::Epoch(2), "{}", status.name);
+        assert_eq!(status.ledger_digest, newcomer.ledger_digest, "{}", status.name);
+        assert_eq!(status.last_executed, newcomer.last_executed, "{}", status.name);
+        assert_eq!(status.balance_sum, status.total_supply as u128);
+    }
+    swarm.stop();
+}

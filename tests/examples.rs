@@ -42,7 +42,7 @@ fn honest_batch() -> (Ledger, Executed) {
     let requests: Vec<Request> = workload.transfers.into_iter().map(|tx| Request { client: ClientId(1), tx }).collect();
     let mut ledger = genesis.clone();
     let executions = requests.iter().map(|r| ledger.apply(&r.tx.transfer)).collect();
-    let batch = Arc::new(Batch { requests });
+    let batch = Arc::new(Batch::of(requests));
     (genesis, Executed { seq: Seq(1), view: View(0), digest: batch.digest(), batch, executions })
 }
 

@@ -82,6 +82,32 @@ fn f_validators_with_random_faults_never_break_safety_and_every_transfer_commits
     assert_all_pass(&reports);
 }
 
+#[test]
+fn validators_added_then_removed_under_load_take_effect_and_every_transfer_commits() {
+    let reports = run_seeds(0..seed_count(1000) / 2, |seed| SimConfig::from_seed(seed, Scenario::Reconfiguration));
+    assert_all_pass(&reports);
+    // Both changes took effect (else ReconfigurationIncomplete) and the added validators caught up by state transfer.
+    assert!(reports.iter().all(|r| r.epoch == 2));
+    let transferred = reports.iter().filter(|r| r.replicas.iter().any(|x| x.stats.snapshots_installed > 0)).count();
+    assert!(transferred > reports.len() / 2, "only {transferred} of {} runs used state transfer", reports.len());
+}
+
+#[test]
+fn a_validator_ten_checkpoints_behind_catches_up_by_state_transfer() {
+    let reports = run_seeds(0..seed_count(1000) / 2, |seed| SimConfig::from_seed(seed, Scenario::LaggingValidator));
+    assert_all_pass(&reports);
+    let transferred = reports.iter().filter(|r| r.replicas.iter().any(|x| x.stats.snapshots_installed > 0)).count();
+    assert!(transferred > reports.len() / 2, "only {transferred} of {} runs used state transfer", reports.len());
+}
+
+#[test]
+fn a_slow_primary_is_replaced_and_every_transfer_commits() {
+    let reports = run_seeds(0..seed_count(1000) / 2, |seed| SimConfig::from_seed(seed, Scenario::SlowPrimary));
+    assert_all_pass(&reports);
+    let changed = reports.iter().filter(|r| r.replicas.iter().any(|x| x.stats.views_installed > 0)).count();
+    assert!(changed > reports.len() / 2, "only {changed} of {} runs replaced the slow primary", reports.len());
+}
+
 /// The harness can fail: a quorum of 2f instead of 2f+1 lets an equivocating
 /// primary make two honest groups commit different batches.
 #[test]
@@ -118,13 +144,7 @@ fn planted_bug_new_view_without_prepared_certificates_is_caught() {
 
 #[test]
 fn same_seed_replays_the_same_run() {
-    for scenario in [
-        Scenario::LossyNetwork,
-        Scenario::EquivocatingPrimary,
-        Scenario::SilentPrimary,
-        Scenario::Partition,
-        Scenario::MixedFaults,
-    ] {
+    for scenario in Scenario::ALL {
         let config = SimConfig::from_seed(17, scenario);
         let (a, b) = (sim::run(&config), sim::run(&config));
         assert_eq!((a.events, a.sim_time_us, a.completed), (b.events, b.sim_time_us, b.completed));

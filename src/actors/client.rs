@@ -2,7 +2,7 @@
 //! transfers, and the I/O around it. It reports progress through a shared
 //! counter and its result through a oneshot channel, then stops.
 
-use super::messages::{DeliverReply, Destination, Envelope, Origin, Route};
+use super::messages::{DeliverReply, Destination, Envelope, LearnCommittee, Origin, Route};
 use super::timer::DeadlineTimer;
 use super::{now, AGENT_MAILBOX};
 use crate::protocol::{ClientCore, ClientId, ClientInput, ClientOutput, ClientStats, Completion};
@@ -150,5 +150,13 @@ impl Handler<DeliverReply> for Client {
             return;
         }
         self.step(replies.into_iter().map(ClientInput::Reply), ctx);
+    }
+}
+
+impl Handler<LearnCommittee> for Client {
+    type Result = ();
+
+    fn handle(&mut self, LearnCommittee(committee): LearnCommittee, _: &mut Context<Self>) {
+        self.core.learn_committee(&committee);
     }
 }

@@ -5,7 +5,10 @@
 //! wake another thread, is paid per batch and never per transaction.
 
 use crate::crypto::{Digest, PublicKey};
-use crate::protocol::{AgentId, ClientId, Executed, ReplicaStats, Reply, Request, Seq, SignedMessage, View};
+use crate::protocol::{
+    AgentId, ClientId, Committee, Epoch, Executed, ReplicaStats, Reply, Request, Seq, SignedMembershipChange,
+    SignedMessage, View,
+};
 use actix::{Message, Recipient};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -20,6 +23,8 @@ pub enum Envelope {
     Requests(Arc<Vec<Request>>),
     /// A validator's signed answer to a client; the client verifies it.
     Reply(Arc<Reply>),
+    /// A membership change signed by the operator; the validator verifies it.
+    Membership(Arc<SignedMembershipChange>),
 }
 
 /// Where the supervisor should deliver an envelope.
@@ -38,6 +43,8 @@ pub enum Destination {
 pub enum Origin {
     Validator(AgentId),
     Client(ClientId),
+    /// The swarm's operator (membership changes).
+    Operator,
 }
 
 /// Everything one step of one agent wants sent, in order.
@@ -52,6 +59,11 @@ pub struct Route {
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Deliver(pub Vec<Envelope>);
+
+/// A client accepts replies signed by this committee from now on.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct LearnCommittee(pub Committee);
 
 /// What the supervisor delivers to a client: its replies from one [`Route`].
 #[derive(Message)]
@@ -123,6 +135,10 @@ pub struct ValidatorStatus {
     pub public_key: PublicKey,
     pub is_primary: bool,
     pub view: View,
+    /// The membership epoch this validator runs in.
+    pub epoch: Epoch,
+    /// False once a membership change removed it.
+    pub member: bool,
     pub last_executed: Seq,
     pub stable_checkpoint: Seq,
     pub stable_digest: Digest,

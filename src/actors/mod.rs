@@ -24,6 +24,7 @@
 //! come from `agents/validator.toml` ([`crate::agents`]).
 
 mod client;
+mod membership;
 mod messages;
 mod supervisor;
 mod swarm;
@@ -31,9 +32,10 @@ mod timer;
 mod validator;
 
 pub use client::{Begin, Client, ClientRun};
+pub use membership::MembershipChanged;
 pub use messages::{
     BatchExecuted, Deliver, DeliverReply, Destination, Envelope, ForceViewChange, GetRoutingStats, GetStatus,
-    InjectFault, ObserveExecutions, Origin, Register, RegisterClient, Route, RoutingStats, Unregister,
+    InjectFault, LearnCommittee, ObserveExecutions, Origin, Register, RegisterClient, Route, RoutingStats, Unregister,
     UnregisterClient, ValidatorStatus, ViewRecord,
 };
 pub use supervisor::{AgentEntry, Supervisor};

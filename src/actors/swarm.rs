@@ -20,9 +20,13 @@ use crate::hooks::{
     launch_events, EventHub, GetHookStats, HookEvent, HookId, HookStats, Hooks, Publish, RunTaskHooks, Subscribe, Veto,
 };
 use crate::ledger::{Ledger, SignedTransfer};
-use crate::protocol::{AgentId, ClientCore, ClientId, Committee, CommitteeError, Epoch, ProtocolParams, Replica};
+use crate::protocol::{
+    AgentId, ClientCore, ClientId, Committee, CommitteeError, Epoch, Member, ProtocolParams, Replica,
+};
 use crate::rng::SeededRng;
 use actix::{Actor, Addr, Arbiter, Recipient};
+use std::cell::RefCell;
+use std::collections::BTreeMap;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -46,6 +50,10 @@ pub enum SwarmError {
     HubStopped,
     #[error("no validator {0} in this swarm; `bftswarm agent list` shows the agents")]
     UnknownAgent(AgentId),
+    #[error("membership change refused: {0}")]
+    Membership(#[from] crate::protocol::MembershipError),
+    #[error("the membership change to epoch {epoch} did not take effect within {waited:?}")]
+    MembershipTimeout { epoch: Epoch, waited: Duration },
 }
 
 /// Everything needed to start a swarm.
@@ -56,6 +64,8 @@ pub struct SwarmSpec {
     pub validator_keys: Vec<Keypair>,
     pub params: ProtocolParams,
     pub genesis: Ledger,
+    /// Signs membership changes; without it the membership is fixed.
+    pub operator: Option<Keypair>,
 }
 
 /// Mixed into the key seed so that validator keys never equal workload account
@@ -79,7 +89,14 @@ impl SwarmSpec {
                 return Err(SwarmError::KeyMismatch { index, id: member.id });
             }
         }
-        Ok(SwarmSpec { committee, validator_keys, params, genesis })
+        Ok(SwarmSpec { committee, validator_keys, params, genesis, operator: None })
+    }
+
+    /// Lets `operator` add and remove validators ([`Swarm::change_membership`]).
+    pub fn with_operator(mut self, operator: Keypair) -> SwarmSpec {
+        self.committee = self.committee.with_operator(operator.public_key());
+        self.operator = Some(operator);
+        self
     }
 
     /// Validators `AgentId(0..n)` named by the config, with keys derived from
@@ -90,7 +107,8 @@ impl SwarmSpec {
         let public_keys: Vec<_> = keys.iter().map(Keypair::public_key).collect();
         let prefix = &cfg.swarm.agent_name_prefix;
         let committee = Committee::numbered(Epoch(0), &public_keys, prefix, Some(cfg.max_failures()))?;
-        SwarmSpec::new(committee, keys, params_from_config(cfg), genesis)
+        let operator = Keypair::from_seed(rng.bytes());
+        Ok(SwarmSpec::new(committee, keys, params_from_config(cfg), genesis)?.with_operator(operator))
     }
 }
 
@@ -132,12 +150,32 @@ pub const PRE_TASK_ACTOR_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// A running swarm: the supervisor, the event hub and the validators, each on
 /// its own thread.
+///
+/// Its methods take `&self`: a membership change may run while a client does
+/// (both are futures on the caller's thread), so what changes with the
+/// membership sits in cells that are never borrowed across an `.await`.
 pub struct Swarm {
-    committee: Committee,
-    supervisor: Addr<Supervisor>,
-    hub: Addr<EventHub>,
-    validators: Vec<(AgentId, Addr<Validator>)>,
+    pub(super) committee: RefCell<Committee>,
+    /// Every committee since launch, oldest first: a joining validator learns them.
+    pub(super) committees: RefCell<Vec<Committee>>,
+    pub(super) params: ProtocolParams,
+    pub(super) genesis: Ledger,
+    pub(super) operator: Option<Keypair>,
+    pub(super) validator_mailbox: usize,
+    pub(super) supervisor: Addr<Supervisor>,
+    pub(super) hub: Addr<EventHub>,
+    pub(super) validators: RefCell<Vec<ValidatorHandle>>,
+    /// Clients running now, told of each new committee.
+    pub(super) clients: RefCell<BTreeMap<ClientId, Addr<Client>>>,
+    /// The hub's and the supervisor's threads.
     arbiters: Vec<Arbiter>,
+}
+
+/// A validator actor and the thread it runs on.
+pub(super) struct ValidatorHandle {
+    pub(super) id: AgentId,
+    pub(super) addr: Addr<Validator>,
+    pub(super) arbiter: Arbiter,
 }
 
 impl Swarm {
@@ -151,7 +189,7 @@ impl Swarm {
     /// validator per member, and publishes `swarm-initialized` and one
     /// `agent-spawned` per validator. Must be called inside a running actix `System`.
     pub fn launch_with(spec: SwarmSpec, options: LaunchOptions) -> Swarm {
-        let SwarmSpec { committee, validator_keys, params, genesis } = spec;
+        let SwarmSpec { committee, validator_keys, params, genesis, operator } = spec;
         let LaunchOptions { name: swarm_name, hooks, validator_mailbox } = options;
         // Its own thread: fanning events out to hooks never delays routing.
         let hub_arbiter = Arbiter::new();
@@ -160,35 +198,65 @@ impl Swarm {
         hub.do_send(Publish(launch_events(&swarm_name, &committee)));
         let supervisor_arbiter = Arbiter::new();
         let supervisor = Supervisor::start_in_arbiter(&supervisor_arbiter.handle(), |_| Supervisor::new());
-        let mut arbiters = vec![hub_arbiter, supervisor_arbiter];
-        let mut validators = Vec::new();
+        let swarm = Swarm {
+            committee: RefCell::new(committee.clone()),
+            committees: RefCell::new(vec![committee.clone()]),
+            params,
+            genesis,
+            operator,
+            validator_mailbox: validator_mailbox.unwrap_or(super::AGENT_MAILBOX),
+            supervisor,
+            hub,
+            validators: RefCell::new(Vec::new()),
+            clients: RefCell::new(BTreeMap::new()),
+            arbiters: vec![hub_arbiter, supervisor_arbiter],
+        };
         for (member, keypair) in committee.members().iter().zip(validator_keys) {
-            let arbiter = Arbiter::new();
-            let (id, name) = (member.id, member.name.clone());
-            let (committee, params, genesis) = (committee.clone(), params.clone(), genesis.clone());
-            let route = supervisor.clone().recipient();
-            let events = hub.clone().recipient();
-            let mailbox = validator_mailbox.unwrap_or(super::AGENT_MAILBOX);
-            let addr = Validator::start_in_arbiter(&arbiter.handle(), move |_| {
-                let replica = Replica::new(id, keypair.clone(), committee, params, genesis);
-                Validator::new(name, replica, route).with_events(events).with_mailbox(mailbox).with_keypair(keypair)
-            });
-            // Queued before any client exists, so every validator is known
-            // before the first request is routed.
-            supervisor.do_send(Register {
-                id,
-                name: member.name.clone(),
-                public_key: member.public_key,
-                recipient: addr.clone().recipient(),
-            });
-            validators.push((id, addr));
-            arbiters.push(arbiter);
+            let replica = Replica::new(
+                member.id,
+                keypair.clone(),
+                committee.clone(),
+                swarm.params.clone(),
+                swarm.genesis.clone(),
+            );
+            swarm.spawn_validator(member, keypair, replica);
         }
-        Swarm { committee, supervisor, hub, validators, arbiters }
+        swarm
     }
 
-    pub fn committee(&self) -> &Committee {
-        &self.committee
+    /// Starts one validator on its own thread and registers it with the
+    /// supervisor (queued before anything routed later, so it is known by then).
+    pub(super) fn spawn_validator(&self, member: &Member, keypair: Keypair, replica: Replica) {
+        let arbiter = Arbiter::new();
+        let name = member.name.clone();
+        let route = self.supervisor.clone().recipient();
+        let events = self.hub.clone().recipient();
+        let mailbox = self.validator_mailbox;
+        let known = self.committees.borrow().clone();
+        let addr = Validator::start_in_arbiter(&arbiter.handle(), move |_| {
+            Validator::new(name, replica, route)
+                .with_events(events)
+                .with_mailbox(mailbox)
+                .with_keypair(keypair)
+                .with_known_committees(&known)
+        });
+        self.supervisor.do_send(Register {
+            id: member.id,
+            name: member.name.clone(),
+            public_key: member.public_key,
+            recipient: addr.clone().recipient(),
+        });
+        self.validators.borrow_mut().push(ValidatorHandle { id: member.id, addr, arbiter });
+    }
+
+    /// The validators' addresses, in the order they joined.
+    fn validator_addrs(&self) -> Vec<Addr<Validator>> {
+        self.validators.borrow().iter().map(|handle| handle.addr.clone()).collect()
+    }
+
+    /// The committee of the current membership epoch.
+    pub fn committee(&self) -> Committee {
+        self.committee.borrow().clone()
     }
 
     /// The hub, for agents that join the swarm from outside this module.
@@ -196,13 +264,13 @@ impl Swarm {
         &self.supervisor
     }
 
-    pub fn validator(&self, id: AgentId) -> Option<&Addr<Validator>> {
-        self.validators.iter().find(|(member, _)| *member == id).map(|(_, addr)| addr)
+    pub fn validator(&self, id: AgentId) -> Option<Addr<Validator>> {
+        self.validators.borrow().iter().find(|handle| handle.id == id).map(|handle| handle.addr.clone())
     }
 
     /// Subscribes `observer` to every batch every validator executes.
     pub fn observe_executions(&self, observer: Recipient<BatchExecuted>) {
-        for (_, validator) in &self.validators {
+        for validator in self.validator_addrs() {
             validator.do_send(ObserveExecutions(observer.clone()));
         }
     }
@@ -282,17 +350,20 @@ impl Swarm {
     ) -> Result<ClientRun, SwarmError> {
         let arbiter = StopOnDrop(Arbiter::new());
         let (result_tx, result_rx) = oneshot::channel();
-        let committee = self.committee.clone();
+        let committees = self.committees.borrow().clone();
         let route = self.supervisor.clone().recipient();
         let retry_us = retry_ms.saturating_mul(1000);
         let addr = Client::start_in_arbiter(&arbiter.0.handle(), move |_| {
-            let core = ClientCore::new(client, committee, transfers, window, retry_us);
+            let mut core = ClientCore::new(client, committees[0].clone(), transfers, window, retry_us);
+            committees.iter().for_each(|committee| core.learn_committee(committee));
             Client::new(client, core, route, progress, result_tx)
         });
+        self.clients.borrow_mut().insert(client, addr.clone());
         let register = RegisterClient { id: client, recipient: addr.clone().recipient() };
         self.supervisor.send(register).await.map_err(|_| SwarmError::SupervisorStopped)?;
         addr.do_send(Begin);
         let run = result_rx.await.map_err(|_| SwarmError::ClientStopped(client));
+        self.clients.borrow_mut().remove(&client);
         self.supervisor.do_send(UnregisterClient(client));
         run
     }
@@ -315,15 +386,16 @@ impl Swarm {
     /// The operator's `view-change --force`: every validator suspects the
     /// primary at once and the swarm moves to the next view.
     pub fn force_view_change(&self) {
-        for (_, validator) in &self.validators {
+        for validator in self.validator_addrs() {
             validator.do_send(ForceViewChange);
         }
     }
 
-    /// Every validator's status, in committee order; a stopped one is left out.
+    /// Every validator's status, in the order they joined; a stopped one is left out.
     pub async fn status(&self) -> Vec<ValidatorStatus> {
-        let mut statuses = Vec::with_capacity(self.validators.len());
-        for (_, validator) in &self.validators {
+        let validators = self.validator_addrs();
+        let mut statuses = Vec::with_capacity(validators.len());
+        for validator in validators {
             if let Ok(status) = validator.send(GetStatus).await {
                 statuses.push(status);
             }
@@ -338,8 +410,9 @@ impl Swarm {
         let start = Instant::now();
         loop {
             let statuses = self.status().await;
-            let first = statuses.first().map(|s| s.last_executed);
-            let settled = statuses.iter().all(|s| Some(s.last_executed) == first);
+            let members = || statuses.iter().filter(|s| s.member);
+            let first = members().next().map(|s| s.last_executed);
+            let settled = members().all(|s| Some(s.last_executed) == first);
             if settled || start.elapsed() >= max_wait {
                 return statuses;
             }
@@ -359,6 +432,9 @@ impl Swarm {
 
 impl Drop for Swarm {
     fn drop(&mut self) {
+        for handle in self.validators.borrow().iter() {
+            handle.arbiter.stop();
+        }
         for arbiter in &self.arbiters {
             arbiter.stop();
         }

@@ -66,6 +66,13 @@ impl Validator {
         }
     }
 
+    /// Verifies messages of these committees too: a validator that joins in a
+    /// later epoch must check the earlier epochs' checkpoint proofs.
+    pub fn with_known_committees(mut self, committees: &[crate::protocol::Committee]) -> Validator {
+        committees.iter().for_each(|committee| self.verifier.learn(committee));
+        self
+    }
+
     /// The validator's own signing key, which an injected fault may sign with.
     pub fn with_keypair(mut self, keypair: Keypair) -> Validator {
         self.keypair = Some(keypair);
@@ -109,6 +116,13 @@ impl Validator {
                     outputs.extend(self.replica.step(now(), Input::Requests(valid)));
                 }
             }
+            Envelope::Membership(change) => {
+                if self.verifier.verify_membership(&change) {
+                    outputs.extend(self.replica.step(now(), Input::Membership(change)));
+                } else {
+                    self.count_rejected("unsigned-membership-change".into(), 1);
+                }
+            }
             Envelope::Reply(_) => self.count_rejected("reply-sent-to-validator".into(), 1),
         }
     }
@@ -145,6 +159,14 @@ impl Validator {
                     self.record_view(view, primary, triggered_by, recovered)
                 }
                 Output::CheckpointStable { .. } => {}
+                Output::EpochScheduled { committee, .. } => self.verifier.learn(&committee),
+                Output::EpochChanged { committee, member } => {
+                    self.verifier.learn(&committee);
+                    tracing::info!(validator = %self.name, epoch = %committee.epoch(), member, "membership epoch changed");
+                }
+                Output::MembershipRefused { seq, reason } => {
+                    tracing::warn!(validator = %self.name, %seq, %reason, "membership change refused");
+                }
                 Output::Evidence(evidence) => {
                     tracing::warn!(validator = %self.name, accused = ?evidence.accused(), "evidence of misbehaviour");
                 }
@@ -191,6 +213,8 @@ impl Validator {
             public_key: self.verifier_key(),
             is_primary: replica.is_primary(),
             view: replica.view(),
+            epoch: replica.committee().epoch(),
+            member: !replica.is_retired(),
             last_executed: replica.last_executed(),
             stable_checkpoint: stable.seq,
             stable_digest: stable.state_digest,

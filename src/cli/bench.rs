@@ -44,6 +44,10 @@ pub struct BenchArgs {
     /// measure what hooks cost (compare with a run without).
     #[arg(long, default_value_t = 0)]
     pub hook_actors: usize,
+    /// Instead of the table: how fast a validator this many sequence numbers
+    /// behind catches up (it joins an n = 4 swarm that committed them).
+    #[arg(long, value_name = "SEQS")]
+    pub catch_up: Option<u64>,
     #[arg(long)]
     pub json: bool,
 }
@@ -90,6 +94,25 @@ fn tutorial(n: usize) -> (Option<f64>, Option<f64>) {
 }
 
 pub fn execute(args: &BenchArgs) -> Result<(), CliError> {
+    if let Some(seqs) = args.catch_up {
+        let report = super::catch_up::measure(seqs, args.config.as_deref())?;
+        eprintln!(
+            "a validator {} seqs ({} transfers, {} accounts) behind caught up in {:.1} ms: {:.0} tx/s of replayed state \
+             ({} snapshot(s), {} batches replayed, ledgers match: {})",
+            report.seqs_behind,
+            report.transfers_behind,
+            report.accounts,
+            report.catch_up_ms,
+            report.replayed_tx_per_s,
+            report.snapshots_installed,
+            report.batches_replayed,
+            report.ledgers_match
+        );
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+        }
+        return Ok(());
+    }
     if args.validators.iter().any(|&n| n < 4) || args.windows.contains(&0) || args.transactions == 0 {
         return Err(CliError::Usage(
             "bench needs --validators of at least 4, windows of at least 1 and at least 1 transaction".into(),
@@ -167,7 +190,7 @@ fn measure(args: &BenchArgs, n: usize, window: usize, cores: usize, batch_us: f6
         hooks
     };
     let cpu_before = process_cpu_time();
-    let (run, statuses) = drive_with(spec, workload.transfers, &cfg, false, add_hooks)?;
+    let (run, statuses, _) = drive_with(spec, workload.transfers, &cfg, false, add_hooks)?;
     let cpu = process_cpu_time().saturating_sub(cpu_before);
     let report = RunReport::build(&run, &statuses, &facts);
     let committed = report.transactions_committed.max(1) as f64;

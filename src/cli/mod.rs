@@ -3,6 +3,7 @@
 //! one line on stderr and an exit code.
 
 pub mod bench;
+mod catch_up;
 pub mod report;
 pub mod run;
 

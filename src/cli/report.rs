@@ -2,7 +2,7 @@
 //! client saw and what the validators say, so its integrity rules are tested
 //! without starting a swarm. Printed as JSON (`--json`) or as a table.
 
-use crate::actors::{ClientRun, ValidatorStatus};
+use crate::actors::{ClientRun, MembershipChanged, ValidatorStatus};
 use crate::crypto::Digest;
 use crate::ledger::TxOutcome;
 use crate::protocol::AgentId;
@@ -52,6 +52,8 @@ pub struct RunReport {
     pub primary: String,
     /// The view changes of the run, in the tutorial's `view-change` event shape.
     pub view_changes: Vec<ViewChangeEvent>,
+    /// The membership changes of the run (`[[membership]]`), in order.
+    pub membership_changes: Vec<MembershipChanged>,
     pub agents: Vec<AgentRow>,
     pub client: ClientStats,
 }
@@ -161,6 +163,7 @@ impl RunReport {
             view,
             primary,
             view_changes: view_changes(statuses, facts.quorum),
+            membership_changes: Vec::new(),
             agents,
             client: run.stats.clone(),
         }
@@ -203,7 +206,22 @@ impl RunReport {
              throughput {tps:.0} tx/s over {elapsed:.0} ms; commit latency p50 {p50:.1} ms, p99 {p99:.1} ms, max {max:.1} ms\n\
              view {view}, primary {primary}\n\
              {view_changes}\
+             {membership}\
              system integrity: {integrity}\n",
+            membership = self
+                .membership_changes
+                .iter()
+                .map(|change| format!(
+                    "epoch {}: added [{}], removed [{}]; now {} validators, f = {}, quorum {} ({:.1} ms)\n",
+                    change.epoch,
+                    change.added.join(", "),
+                    change.removed.join(", "),
+                    change.validators,
+                    change.max_failures,
+                    change.quorum,
+                    change.elapsed_ms
+                ))
+                .collect::<String>(),
             view_changes = self
                 .view_changes
                 .iter()

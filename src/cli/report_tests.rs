@@ -43,6 +43,8 @@ fn status(id: u32, seq: u64, digest: u8) -> ValidatorStatus {
         public_key: PublicKey([id as u8; 32]),
         is_primary: id == 0,
         view: View(0),
+        epoch: crate::protocol::Epoch(0),
+        member: true,
         last_executed: Seq(seq),
         stable_checkpoint: Seq(0),
         stable_digest: Digest([0; 32]),

@@ -5,7 +5,7 @@
 
 use super::report::{RunFacts, RunReport};
 use super::CliError;
-use crate::actors::{ClientRun, LaunchOptions, Swarm, SwarmSpec, ValidatorStatus};
+use crate::actors::{ClientRun, LaunchOptions, MembershipChanged, Swarm, SwarmSpec, ValidatorStatus};
 use crate::agents::AgentDefinition;
 use crate::config::SwarmConfig;
 use crate::faults::FaultType;
@@ -67,8 +67,16 @@ pub fn execute(args: &RunArgs) -> Result<(), CliError> {
         only_overdrafts_invalid: every_honest_transfer_is_funded(&cfg),
     };
     let show_progress = !args.json && std::io::stdout().is_terminal();
-    let (run, statuses) = drive(spec, workload.transfers, &cfg, show_progress)?;
-    let report = RunReport::build(&run, &statuses, &facts);
+    let (run, statuses, membership_changes) = drive(spec, workload.transfers, &cfg, show_progress)?;
+    // After membership changes, the committee that ran last is the one to judge.
+    let facts = match membership_changes.last() {
+        Some(last) => {
+            RunFacts { validators: last.validators, max_failures: last.max_failures, quorum: last.quorum, ..facts }
+        }
+        None => facts,
+    };
+    let mut report = RunReport::build(&run, &statuses, &facts);
+    report.membership_changes = membership_changes;
     match print(&report, args.json) {
         // A reader that stopped early (`| head`) is not a failure of the run.
         Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => {}
@@ -119,7 +127,7 @@ pub(crate) fn drive(
     transfers: Vec<SignedTransfer>,
     cfg: &SwarmConfig,
     show_progress: bool,
-) -> Result<(ClientRun, Vec<ValidatorStatus>), CliError> {
+) -> Result<DriveResult, CliError> {
     drive_with(spec, transfers, cfg, show_progress, |hooks| hooks)
 }
 
@@ -131,7 +139,7 @@ pub(crate) fn drive_with(
     cfg: &SwarmConfig,
     show_progress: bool,
     add_hooks: impl FnOnce(Hooks) -> Hooks,
-) -> Result<(ClientRun, Vec<ValidatorStatus>), CliError> {
+) -> Result<DriveResult, CliError> {
     let total = transfers.len();
     let window = cfg.client.max_concurrent_requests;
     let retry_ms = cfg.client.request_retry_ms;
@@ -142,6 +150,7 @@ pub(crate) fn drive_with(
     let hooks = Hooks::new().commands(&cfg.hooks).map_err(|error| CliError::Usage(error.to_string()))?;
     let (name, validator_mailbox) = (cfg.swarm.name.clone(), validator_mailbox()?);
     let faults = configured_faults(cfg)?;
+    let membership = configured_membership(cfg);
     let system = actix::System::new();
     system.block_on(async move {
         let options = LaunchOptions { name, hooks: add_hooks(hooks), validator_mailbox };
@@ -154,7 +163,10 @@ pub(crate) fn drive_with(
         let progress = Arc::new(AtomicU64::new(0));
         let display = show_progress.then(|| ProgressDisplay::start(progress.clone(), total));
         let client = swarm.run_client(ClientId(0), transfers, window, retry_ms, progress.clone());
-        let run = until_stalled(client, &progress, total, stall_limit).await;
+        let operator = change_membership(&swarm, &membership, &progress);
+        // Both on this thread: the operator changes the membership while the client runs.
+        let (run, membership_changes) = tokio::join!(until_stalled(client, &progress, total, stall_limit), operator);
+        let membership_changes = membership_changes?;
         if let Some(display) = display {
             display.finish();
         }
@@ -162,7 +174,7 @@ pub(crate) fn drive_with(
             swarm.post_task("run", run).await?;
         }
         let result = match run {
-            Ok(Ok(run)) => Ok((run, swarm.settled_status(SETTLE_WAIT).await)),
+            Ok(Ok(run)) => Ok((run, swarm.settled_status(SETTLE_WAIT).await, membership_changes)),
             Ok(Err(error)) => Err(error.into()),
             Err(mut stalled) => {
                 if let CliError::Stalled { executed, .. } = &mut stalled {
@@ -179,6 +191,49 @@ pub(crate) fn drive_with(
         swarm.stop();
         result
     })
+}
+
+/// What the client saw, the validators' settled statuses, and the membership changes made.
+pub(crate) type DriveResult = (ClientRun, Vec<ValidatorStatus>, Vec<MembershipChanged>);
+
+/// How long one membership change may take to take effect.
+const MEMBERSHIP_WAIT: Duration = Duration::from_secs(30);
+
+/// One `[[membership]]` entry, resolved: after how many transfers, how many to add, whom to remove.
+struct PlannedChange {
+    after_transfers: usize,
+    add: usize,
+    remove: Vec<String>,
+}
+
+fn configured_membership(cfg: &SwarmConfig) -> Vec<PlannedChange> {
+    let entries = cfg.membership.iter();
+    entries
+        .map(|e| PlannedChange { after_transfers: e.after_transfers, add: e.add, remove: e.remove.clone() })
+        .collect()
+}
+
+/// Makes the planned changes in order, each once the client completed enough transfers.
+async fn change_membership(
+    swarm: &Swarm,
+    plan: &[PlannedChange],
+    progress: &AtomicU64,
+) -> Result<Vec<MembershipChanged>, CliError> {
+    let mut done = Vec::with_capacity(plan.len());
+    for change in plan {
+        while (progress.load(Ordering::Relaxed) as usize) < change.after_transfers {
+            actix_rt::time::sleep(Duration::from_millis(2)).await;
+        }
+        let committee = swarm.committee();
+        let mut remove = Vec::with_capacity(change.remove.len());
+        for name in &change.remove {
+            let member = committee.members().iter().find(|m| &m.name == name);
+            let member = member.ok_or_else(|| CliError::Usage(format!("no validator {name} to remove")))?;
+            remove.push(member.id);
+        }
+        done.push(swarm.change_membership(change.add, &remove, MEMBERSHIP_WAIT).await?);
+    }
+    Ok(done)
 }
 
 /// The validators' mailbox bound from `agents/validator.toml` when the working

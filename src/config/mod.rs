@@ -43,6 +43,9 @@ pub struct SwarmConfig {
     /// Injected Byzantine behaviour, `[[faults]]` entries (the tutorial's `inject-fault`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub faults: Vec<FaultEntry>,
+    /// Membership changes made during the run, `[[membership]]` entries, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub membership: Vec<MembershipEntry>,
 }
 
 /// Who: the committee (the tutorial's `swarm init` flags).
@@ -128,6 +131,20 @@ pub struct FaultEntry {
     pub probability: f64,
     #[serde(default)]
     pub after_ms: u64,
+}
+
+/// One `[[membership]]` entry: once `after_transfers` transfers completed,
+/// the operator adds `add` validators (fresh keys) and removes the named ones,
+/// through consensus (the tutorial's `update-quorum`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MembershipEntry {
+    #[serde(default)]
+    pub after_transfers: usize,
+    #[serde(default)]
+    pub add: usize,
+    #[serde(default)]
+    pub remove: Vec<String>,
 }
 
 fn default_fault_probability() -> f64 {

@@ -20,6 +20,7 @@ impl SwarmConfig {
         self.validate_swarm()?;
         self.validate_hooks(origin)?;
         self.validate_faults(origin)?;
+        self.validate_membership(origin)?;
         self.validate_consensus()?;
         let (c, w, d) = (&self.client, &self.workload, &self.detection);
         at_least("client.max_concurrent_requests", c.max_concurrent_requests as u64, 1)?;
@@ -206,6 +207,43 @@ impl SwarmConfig {
                 self.max_failures()
             );
             return Err(ConfigError::Type { field: "faults".into(), origin: origin.to_string(), message });
+        }
+        Ok(())
+    }
+}
+
+impl SwarmConfig {
+    /// `[[membership]]`: each change adds or removes someone, removes only
+    /// agents present at that point, and never leaves fewer than four validators
+    /// (a committee must tolerate a fault).
+    fn validate_membership(&self, origin: &str) -> Result<(), ConfigError> {
+        let bad = |index: usize, key: &str, message: String| ConfigError::Type {
+            field: format!("membership[{index}].{key}"),
+            origin: origin.to_string(),
+            message,
+        };
+        let mut present = self.agent_names();
+        let mut next_number = present.len() + 1;
+        for (index, entry) in self.membership.iter().enumerate() {
+            if entry.add == 0 && entry.remove.is_empty() {
+                return Err(bad(index, "add", "and remove are both empty: the change would do nothing".into()));
+            }
+            for name in &entry.remove {
+                let Some(position) = present.iter().position(|agent| agent == name) else {
+                    let message = format!("names {name:?}, which is not a validator at that point of the run");
+                    return Err(bad(index, "remove", message));
+                };
+                present.remove(position);
+            }
+            for _ in 0..entry.add {
+                present.push(format!("{}{next_number}", self.swarm.agent_name_prefix));
+                next_number += 1;
+            }
+            if present.len() < 4 || present.len() > MAX_VALIDATORS {
+                let message =
+                    format!("would leave {} validators; a swarm needs between 4 and {MAX_VALIDATORS}", present.len());
+                return Err(bad(index, "remove", message));
+            }
         }
         Ok(())
     }

@@ -86,7 +86,10 @@ pub enum LifecycleEvent {
         timestamp: String,
         agent: AgentId,
         seq: u64,
+        /// What the checkpoint signs: the ledger and the membership together.
         state_digest: String,
+        /// The ledger's own digest, for auditors that re-execute the batches.
+        ledger_digest: String,
     },
     /// `reporter` holds self-verifying evidence that `accused` misbehaved.
     MaliciousDetected {

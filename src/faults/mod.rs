@@ -172,7 +172,7 @@ impl Adversary {
         }
         let mut other_requests = batch.requests.clone();
         other_requests.pop();
-        let other_batch = Arc::new(Batch { requests: other_requests });
+        let other_batch = Arc::new(Batch::of(other_requests));
         let other_digest = other_batch.digest();
         let rotation = self.rng.below(peers.len() as u64) as usize;
         peers.rotate_left(rotation);

@@ -24,7 +24,7 @@ fn silent_sends_nothing_once_it_started_and_everything_before() {
     assert_eq!(silent.rewrite(Micros(99), vec![prepare(&keys)], &committee).len(), 1);
     assert!(silent.rewrite(Micros(100), vec![prepare(&keys), prepare(&keys)], &committee).is_empty());
     // What it does locally is not sending: its own observers still hear of it.
-    let local = Output::CheckpointStable { seq: Seq(2), state_digest: Digest([3; 32]) };
+    let local = Output::CheckpointStable { seq: Seq(2), state_digest: Digest([3; 32]), ledger_digest: Digest([4; 32]) };
     assert_eq!(silent.rewrite(Micros(101), vec![local], &committee).len(), 1);
 }
 
@@ -56,7 +56,7 @@ fn equivocating_primary_sends_two_batches_to_two_groups() {
             Request { client: crate::protocol::ClientId(0), tx: transfer.sign(&owner) }
         })
         .collect();
-    let batch = Arc::new(Batch { requests });
+    let batch = Arc::new(Batch::of(requests));
     let digest = batch.digest();
     let message = Message::PrePrepare { view: View(0), seq: Seq(1), digest, batch };
     let pre_prepare = Output::Broadcast(Arc::new(SignedMessage::sign(message, Epoch(0), AgentId(0), &keys[0])));

@@ -60,11 +60,12 @@ impl EventEmitter {
                 _ => return,
             },
             Output::Executed(executed) => return self.executed(me, executed),
-            Output::CheckpointStable { seq, state_digest } => LifecycleEvent::CheckpointStable {
+            Output::CheckpointStable { seq, state_digest, ledger_digest } => LifecycleEvent::CheckpointStable {
                 timestamp: self.timestamp(),
                 agent: me,
                 seq: seq.0,
                 state_digest: state_digest.to_string(),
+                ledger_digest: ledger_digest.to_string(),
             },
             Output::Evidence(evidence) => LifecycleEvent::MaliciousDetected {
                 timestamp: self.timestamp(),
@@ -82,7 +83,12 @@ impl EventEmitter {
             Output::ViewChanged { view, primary, .. } => {
                 LifecycleEvent::ViewChanged { timestamp: self.timestamp(), agent: me, view: view.0, primary: *primary }
             }
-            Output::SendTo(..) | Output::Reply(_) => return,
+            // Membership changes are announced once per swarm, by the supervisor.
+            Output::SendTo(..)
+            | Output::Reply(_)
+            | Output::EpochScheduled { .. }
+            | Output::MembershipRefused { .. }
+            | Output::EpochChanged { .. } => return,
         };
         self.pending.push(event);
     }
@@ -189,7 +195,7 @@ mod tests {
             overdraft_ratio: 0.0,
         };
         let requests = Workload::generate(&spec).transfers.into_iter().map(|tx| Request { client: ClientId(1), tx });
-        Arc::new(Batch { requests: requests.collect() })
+        Arc::new(Batch::of(requests.collect()))
     }
 
     #[actix::test]

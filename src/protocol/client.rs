@@ -95,6 +95,14 @@ impl ClientCore {
         out
     }
 
+    /// Accepts replies signed by `committee` from now on (after a membership change).
+    pub fn learn_committee(&mut self, committee: &Committee) {
+        self.verifier.learn(committee);
+        if committee.epoch() > self.committee.epoch() {
+            self.committee = committee.clone();
+        }
+    }
+
     pub fn is_done(&self) -> bool {
         self.waiting.is_empty() && self.in_flight.is_empty()
     }
@@ -121,7 +129,8 @@ impl ClientCore {
             self.stats.replies_bad_signature += 1;
             return;
         }
-        let needed = self.committee.reply_quorum();
+        // f+1 of the epoch that signed the reply: a batch executes in one epoch at every replica.
+        let needed = self.verifier.committee(reply.epoch).map_or(usize::MAX, Committee::reply_quorum);
         for (tx_id, outcome) in &reply.outcomes {
             let Some(entry) = self.in_flight.get_mut(tx_id) else {
                 self.stats.replies_after_completion += 1;

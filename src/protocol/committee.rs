@@ -11,7 +11,7 @@ pub struct Member {
     pub public_key: PublicKey,
 }
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
 pub enum CommitteeError {
     #[error("a committee of {n} validators cannot tolerate {f} Byzantine ones: it needs n >= 3f+1 = {}", 3 * f + 1)]
     TooSmall { n: usize, f: usize },
@@ -32,6 +32,9 @@ pub struct Committee {
     members: Vec<Member>,
     f: usize,
     quorum: usize,
+    /// Who may sign membership changes; none means the membership is fixed.
+    #[serde(default)]
+    operator: Option<PublicKey>,
     /// Set only by the simulation's planted-bug tests.
     #[serde(skip)]
     plant_new_view_ignores_certificates: bool,
@@ -62,7 +65,14 @@ impl Committee {
                 }
             }
         }
-        Ok(Committee { epoch, members, f, quorum: quorum_size(n, f), plant_new_view_ignores_certificates: false })
+        Ok(Committee {
+            epoch,
+            members,
+            f,
+            quorum: quorum_size(n, f),
+            operator: None,
+            plant_new_view_ignores_certificates: false,
+        })
     }
 
     /// Validators `AgentId(0..n)` named `{name_prefix}1..{name_prefix}n`, one per key.
@@ -78,6 +88,23 @@ impl Committee {
             .map(|(i, key)| Member { id: AgentId(i as u32), name: format!("{name_prefix}{}", i + 1), public_key: *key })
             .collect();
         Committee::new(epoch, members, f)
+    }
+
+    /// Lets the holder of `operator`'s secret key sign membership changes.
+    pub fn with_operator(mut self, operator: PublicKey) -> Committee {
+        self.operator = Some(operator);
+        self
+    }
+
+    /// The operator key and the planted-bug settings carry over to the next epoch.
+    pub(crate) fn inheriting(mut self, previous: &Committee) -> Committee {
+        self.operator = previous.operator;
+        self.plant_new_view_ignores_certificates = previous.plant_new_view_ignores_certificates;
+        self
+    }
+
+    pub fn operator(&self) -> Option<PublicKey> {
+        self.operator
     }
 
     /// Replaces the quorum with a wrong one. Exists only so the simulation can

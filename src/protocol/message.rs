@@ -1,6 +1,7 @@
 //! What travels between agents: client requests, batches, the signed consensus
 //! messages of Castro & Liskov's PBFT, and signed replies to clients.
 
+use super::membership::{MembershipState, SignedMembershipChange};
 use super::types::{AgentId, ClientId, Epoch, Seq, View};
 use crate::crypto::{Digest, Keypair, Signature, SigningBytes};
 use crate::ledger::{Ledger, SignedTransfer, TxId, TxOutcome};
@@ -24,10 +25,18 @@ impl Request {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Batch {
     pub requests: Vec<Request>,
+    /// A membership change the primary orders with these requests.
+    #[serde(default)]
+    pub membership: Option<Arc<SignedMembershipChange>>,
 }
 
 impl Batch {
-    /// blake3 over every request's client, signed bytes and signature, in order.
+    pub fn of(requests: Vec<Request>) -> Batch {
+        Batch { requests, membership: None }
+    }
+
+    /// blake3 over every request's client, signed bytes and signature, in
+    /// order, then the membership change if there is one.
     pub fn digest(&self) -> Digest {
         let mut hasher = blake3::Hasher::new();
         hasher.update(b"bftswarm/batch/v1");
@@ -38,6 +47,10 @@ impl Batch {
             hasher.update(&(signed.len() as u64).to_le_bytes());
             hasher.update(&signed);
             hasher.update(&request.tx.signature.0);
+        }
+        if let Some(change) = &self.membership {
+            hasher.update(b"membership");
+            hasher.update(&change.digest().0);
         }
         Digest(*hasher.finalize().as_bytes())
     }
@@ -59,7 +72,14 @@ pub enum Message {
     /// The ledger at a stable checkpoint, for a peer that fell behind it, with
     /// the quorum of signed CHECKPOINT messages that proves its digest. The
     /// receiver trusts the proof and the digest, never the sender.
-    StateSnapshot { seq: Seq, state_digest: Digest, ledger: Arc<Ledger>, proof: Vec<Arc<SignedMessage>> },
+    /// The membership changes travel with the ledger: a replica that missed one learns it here.
+    StateSnapshot {
+        seq: Seq,
+        state_digest: Digest,
+        ledger: Arc<Ledger>,
+        membership: Arc<MembershipState>,
+        proof: Vec<Arc<SignedMessage>>,
+    },
     /// The sender suspects the primary and moves to `new_view`, carrying its
     /// stable checkpoint (with proof) and every certificate it prepared above it.
     ViewChange {

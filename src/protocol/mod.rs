@@ -9,6 +9,7 @@
 pub mod client;
 mod committee;
 mod evidence;
+pub mod membership;
 mod message;
 mod params;
 mod replica;
@@ -19,6 +20,7 @@ pub mod view_change;
 pub use client::{ClientCore, ClientInput, ClientOutput, ClientStats, Completion};
 pub use committee::{quorum_size, Committee, CommitteeError, Member};
 pub use evidence::Evidence;
+pub use membership::{MembershipChange, MembershipError, MembershipState, SignedMembershipChange};
 pub use message::{Batch, Message, MessageKind, PreparedCertificate, Reply, Request, SignedMessage};
 pub use params::ProtocolParams;
 pub use replica::{Executed, Input, Output, Replica, ReplicaStats};

@@ -7,6 +7,7 @@
 //! [`Rejection`] is counted and, where it proves something, becomes evidence.
 
 use super::committee::Committee;
+use super::membership::{checkpoint_digest, SignedMembershipChange};
 use super::message::{Message, PreparedCertificate, Reply, Request, SignedMessage};
 use super::types::{AgentId, Epoch, Seq, View};
 use super::view_change::plan_new_view;
@@ -37,20 +38,36 @@ pub enum Rejection {
     InvalidViewChange(AgentId),
     #[error("new-view from {0} is not backed by a quorum of valid view-changes or does not match them")]
     InvalidNewView(AgentId),
+    #[error("pre-prepare from {0} carries a membership change the operator did not sign")]
+    UnsignedMembershipChange(AgentId),
 }
 
 /// Caches decompressed keys (decompression costs a third of a verification)
 /// and remembers what it verified: a client request seen before its
 /// pre-prepare, or a message retransmitted, costs a hash instead of signatures.
 pub struct Verifier {
-    epoch: Epoch,
-    members: BTreeMap<AgentId, VerifyingKey>,
-    committee: Committee,
-    quorum: usize,
+    /// The committee of every epoch this verifier knows, with decompressed keys.
+    epochs: BTreeMap<Epoch, EpochKeys>,
     accounts: HashMap<AccountId, Option<VerifyingKey>>,
     max_batch_size: usize,
     verified: RecentDigests,
 }
+
+#[derive(Clone)]
+struct EpochKeys {
+    committee: Committee,
+    keys: BTreeMap<AgentId, VerifyingKey>,
+}
+
+impl EpochKeys {
+    fn new(committee: &Committee) -> EpochKeys {
+        let keys =
+            committee.members().iter().filter_map(|m| m.public_key.verifying_key().map(|key| (m.id, key))).collect();
+        EpochKeys { committee: committee.clone(), keys }
+    }
+}
+
+type Epochs = BTreeMap<Epoch, EpochKeys>;
 
 /// Bound of the account key cache; it is cleared when full (keys are cheap to redo).
 const ACCOUNT_CACHE_LIMIT: usize = 1 << 20;
@@ -94,17 +111,34 @@ fn message_key(signed: &SignedMessage) -> Digest {
 
 impl Verifier {
     pub fn new(committee: &Committee, max_batch_size: usize) -> Verifier {
-        let members =
-            committee.members().iter().filter_map(|m| m.public_key.verifying_key().map(|key| (m.id, key))).collect();
         Verifier {
-            epoch: committee.epoch(),
-            members,
-            committee: committee.clone(),
-            quorum: committee.quorum(),
+            epochs: BTreeMap::from([(committee.epoch(), EpochKeys::new(committee))]),
             accounts: HashMap::new(),
             max_batch_size,
             verified: RecentDigests { seen: HashSet::new(), order: VecDeque::new() },
         }
+    }
+
+    /// Knows `committee` from now on: messages of its epoch verify against it.
+    /// The replica reports each committee it moves to; a joining validator is
+    /// given the history.
+    pub fn learn(&mut self, committee: &Committee) {
+        self.epochs.entry(committee.epoch()).or_insert_with(|| EpochKeys::new(committee));
+    }
+
+    /// The committee of `epoch`, if known.
+    pub fn committee(&self, epoch: Epoch) -> Option<&Committee> {
+        self.epochs.get(&epoch).map(|known| &known.committee)
+    }
+
+    /// The newest committee this verifier knows.
+    pub fn latest_committee(&self) -> Option<&Committee> {
+        self.epochs.values().next_back().map(|known| &known.committee)
+    }
+
+    /// A membership change signed by the operator of the newest known committee.
+    pub fn verify_membership(&self, change: &SignedMembershipChange) -> bool {
+        self.latest_committee().and_then(Committee::operator).is_some_and(|operator| change.verify(&operator))
     }
 
     pub fn verify_message(&mut self, signed: &SignedMessage) -> Result<(), Rejection> {
@@ -134,13 +168,24 @@ impl Verifier {
     }
 
     fn verify_uncached(&mut self, signed: &SignedMessage) -> Result<(), Rejection> {
-        if signed.epoch != self.epoch {
-            return Err(Rejection::WrongEpoch { expected: self.epoch, received: signed.epoch });
+        if let Message::StateSnapshot { seq, state_digest, ledger, membership, proof } = &signed.message {
+            // The snapshot may come from an epoch this verifier has not seen:
+            // its membership history, signed by the operator, says who signs there.
+            let mut epochs = self.epochs.clone();
+            if let Some(genesis) = epochs.values().next().map(|known| known.committee.clone()) {
+                for committee in membership.committees(&genesis).unwrap_or_default() {
+                    epochs.entry(committee.epoch()).or_insert_with(|| EpochKeys::new(&committee));
+                }
+            }
+            check_signature(&epochs, signed)?;
+            let digest = checkpoint_digest(ledger.state_digest(), membership);
+            if digest != *state_digest || !proves_checkpoint(&epochs, *seq, *state_digest, proof) {
+                return Err(Rejection::UnprovenSnapshot(signed.sender));
+            }
+            self.epochs = epochs;
+            return Ok(());
         }
-        let key = self.members.get(&signed.sender).ok_or(Rejection::UnknownSender(signed.sender))?;
-        if !signed.signature.verify(key, &signed.signing_bytes()) {
-            return Err(Rejection::BadSignature(signed.sender));
-        }
+        check_signature(&self.epochs, signed)?;
         if let Message::PrePrepare { digest, batch, .. } = &signed.message {
             if batch.requests.len() > self.max_batch_size {
                 let (size, max) = (batch.requests.len(), self.max_batch_size);
@@ -152,129 +197,24 @@ impl Verifier {
             if let Some(index) = self.first_invalid_request(&batch.requests) {
                 return Err(Rejection::InvalidClientSignature { sender: signed.sender, index });
             }
+            let operator = self.committee(signed.epoch).and_then(Committee::operator);
+            if let Some(change) = &batch.membership {
+                if !operator.is_some_and(|operator| change.verify(&operator)) {
+                    return Err(Rejection::UnsignedMembershipChange(signed.sender));
+                }
+            }
         }
         match &signed.message {
-            Message::StateSnapshot { seq, state_digest, ledger, proof }
-                if !self.proves_checkpoint(*seq, *state_digest, proof) || ledger.state_digest() != *state_digest =>
-            {
-                Err(Rejection::UnprovenSnapshot(signed.sender))
-            }
-            Message::ViewChange { .. } if !self.valid_view_change_content(signed) => {
+            Message::ViewChange { .. } if !valid_view_change_content(&self.epochs, signed) => {
                 Err(Rejection::InvalidViewChange(signed.sender))
             }
             Message::NewView { view, view_changes, pre_prepares }
-                if !self.valid_new_view(signed.sender, *view, view_changes, pre_prepares) =>
+                if !valid_new_view(&self.epochs, signed, *view, view_changes, pre_prepares) =>
             {
                 Err(Rejection::InvalidNewView(signed.sender))
             }
             _ => Ok(()),
         }
-    }
-
-    /// The checkpoint is proven (or is genesis) and every certificate is one
-    /// that a quorum really prepared, below the requested view and above the checkpoint.
-    fn valid_view_change_content(&self, signed: &SignedMessage) -> bool {
-        let Message::ViewChange { new_view, stable_seq, stable_digest, checkpoint_proof, prepared } = &signed.message
-        else {
-            return false;
-        };
-        let checkpoint_ok = if stable_seq.0 == 0 {
-            checkpoint_proof.is_empty()
-        } else {
-            self.proves_checkpoint(*stable_seq, *stable_digest, checkpoint_proof)
-        };
-        let mut seqs = BTreeSet::new();
-        checkpoint_ok
-            && prepared.iter().all(|certificate| {
-                certificate
-                    .slot()
-                    .is_some_and(|(view, seq, ..)| view < *new_view && seq > *stable_seq && seqs.insert(seq))
-                    && self.valid_certificate(certificate)
-            })
-    }
-
-    /// A pre-prepare by the view's primary, its batch matching its digest, and
-    /// quorum-1 matching prepares from distinct backups, all correctly signed.
-    fn valid_certificate(&self, certificate: &PreparedCertificate) -> bool {
-        let Some((view, seq, digest, batch)) = certificate.slot() else { return false };
-        let primary = self.committee.primary(view);
-        let pre_prepare = &certificate.pre_prepare;
-        if pre_prepare.sender != primary || !self.signed_by_member(pre_prepare) || batch.digest() != digest {
-            return false;
-        }
-        let mut backups = BTreeSet::new();
-        for prepare in &certificate.prepares {
-            let matches = matches!(prepare.message, Message::Prepare { view: v, seq: s, digest: d } if v == view && s == seq && d == digest);
-            if !matches
-                || prepare.sender == primary
-                || !backups.insert(prepare.sender)
-                || !self.signed_by_member(prepare)
-            {
-                return false;
-            }
-        }
-        backups.len() + 1 >= self.quorum
-    }
-
-    /// From the view's primary, with a quorum of valid VIEW-CHANGEs for that
-    /// view from distinct validators, and exactly the pre-prepares they imply.
-    fn valid_new_view(
-        &self,
-        sender: AgentId,
-        view: View,
-        view_changes: &[Arc<SignedMessage>],
-        pre_prepares: &[Arc<SignedMessage>],
-    ) -> bool {
-        if sender != self.committee.primary(view) {
-            return false;
-        }
-        let mut senders = BTreeSet::new();
-        for view_change in view_changes {
-            let for_this_view = matches!(view_change.message, Message::ViewChange { new_view, .. } if new_view == view);
-            if !for_this_view
-                || !senders.insert(view_change.sender)
-                || !self.signed_by_member(view_change)
-                || !self.valid_view_change_content(view_change)
-            {
-                return false;
-            }
-        }
-        if senders.len() < self.quorum {
-            return false;
-        }
-        let plan = plan_new_view(view_changes, &self.committee);
-        let mut proposed = BTreeMap::new();
-        for pre_prepare in pre_prepares {
-            let Message::PrePrepare { view: v, seq, digest, batch } = &pre_prepare.message else { return false };
-            if *v != view
-                || pre_prepare.sender != sender
-                || !self.signed_by_member(pre_prepare)
-                || batch.digest() != *digest
-                || proposed.insert(*seq, *digest).is_some()
-            {
-                return false;
-            }
-        }
-        proposed.len() == plan.slots.len()
-            && plan.slots.iter().all(|(seq, (digest, _))| proposed.get(seq) == Some(digest))
-    }
-
-    fn signed_by_member(&self, signed: &SignedMessage) -> bool {
-        signed.epoch == self.epoch
-            && self.members.get(&signed.sender).is_some_and(|key| signed.signature.verify(key, &signed.signing_bytes()))
-    }
-
-    /// A quorum of distinct members signed CHECKPOINT(seq, digest).
-    fn proves_checkpoint(&self, seq: Seq, digest: Digest, proof: &[Arc<SignedMessage>]) -> bool {
-        let mut signers = BTreeSet::new();
-        for vote in proof {
-            let matches =
-                matches!(vote.message, Message::Checkpoint { seq: s, state_digest: d } if s == seq && d == digest);
-            if !matches || !signers.insert(vote.sender) || !self.signed_by_member(vote) {
-                return false;
-            }
-        }
-        signers.len() >= self.quorum
     }
 
     /// Splits client requests into those with valid signatures and the rest,
@@ -292,8 +232,10 @@ impl Verifier {
     }
 
     pub fn verify_reply(&self, reply: &Reply) -> bool {
-        reply.epoch == self.epoch
-            && self.members.get(&reply.replica).is_some_and(|key| reply.signature.verify(key, &reply.signing_bytes()))
+        self.epochs
+            .get(&reply.epoch)
+            .and_then(|known| known.keys.get(&reply.replica))
+            .is_some_and(|key| reply.signature.verify(key, &reply.signing_bytes()))
     }
 
     /// Batch-verifies the requests not verified before and remembers them when
@@ -346,6 +288,136 @@ impl Verifier {
     }
 }
 
+/// The sender is a member of the message's epoch and signed it.
+fn check_signature(epochs: &Epochs, signed: &SignedMessage) -> Result<(), Rejection> {
+    let Some(known) = epochs.get(&signed.epoch) else {
+        let expected = epochs.keys().next_back().copied().unwrap_or_default();
+        return Err(Rejection::WrongEpoch { expected, received: signed.epoch });
+    };
+    let key = known.keys.get(&signed.sender).ok_or(Rejection::UnknownSender(signed.sender))?;
+    if !signed.signature.verify(key, &signed.signing_bytes()) {
+        return Err(Rejection::BadSignature(signed.sender));
+    }
+    Ok(())
+}
+
+fn signed_by_member(epochs: &Epochs, signed: &SignedMessage) -> bool {
+    check_signature(epochs, signed).is_ok()
+}
+
+/// A quorum of distinct members of one epoch signed CHECKPOINT(seq, digest)
+/// in that epoch. (The checkpoint where the membership changes is proven by
+/// the old committee.)
+fn proves_checkpoint(epochs: &Epochs, seq: Seq, digest: Digest, proof: &[Arc<SignedMessage>]) -> bool {
+    let Some(epoch) = proof.first().map(|vote| vote.epoch) else { return false };
+    let Some(known) = epochs.get(&epoch) else { return false };
+    let mut signers = BTreeSet::new();
+    for vote in proof {
+        let matches =
+            matches!(vote.message, Message::Checkpoint { seq: s, state_digest: d } if s == seq && d == digest);
+        if !matches || vote.epoch != epoch || !signers.insert(vote.sender) || !signed_by_member(epochs, vote) {
+            return false;
+        }
+    }
+    signers.len() >= known.committee.quorum()
+}
+
+/// The checkpoint is proven (or is genesis) and every certificate is one that
+/// a quorum of the view change's epoch really prepared, below the requested
+/// view and above the checkpoint.
+fn valid_view_change_content(epochs: &Epochs, signed: &SignedMessage) -> bool {
+    let Message::ViewChange { new_view, stable_seq, stable_digest, checkpoint_proof, prepared } = &signed.message
+    else {
+        return false;
+    };
+    let Some(known) = epochs.get(&signed.epoch) else { return false };
+    let checkpoint_ok = if stable_seq.0 == 0 {
+        checkpoint_proof.is_empty()
+    } else {
+        proves_checkpoint(epochs, *stable_seq, *stable_digest, checkpoint_proof)
+    };
+    let mut seqs = BTreeSet::new();
+    checkpoint_ok
+        && prepared.iter().all(|certificate| {
+            certificate.slot().is_some_and(|(view, seq, ..)| view < *new_view && seq > *stable_seq && seqs.insert(seq))
+                && valid_certificate(epochs, known, signed.epoch, certificate)
+        })
+}
+
+/// A pre-prepare by the view's primary, its batch matching its digest, and
+/// quorum-1 matching prepares from distinct backups, all signed in `epoch`.
+fn valid_certificate(epochs: &Epochs, known: &EpochKeys, epoch: Epoch, certificate: &PreparedCertificate) -> bool {
+    let Some((view, seq, digest, batch)) = certificate.slot() else { return false };
+    let primary = known.committee.primary(view);
+    let pre_prepare = &certificate.pre_prepare;
+    if pre_prepare.sender != primary
+        || pre_prepare.epoch != epoch
+        || !signed_by_member(epochs, pre_prepare)
+        || batch.digest() != digest
+    {
+        return false;
+    }
+    let mut backups = BTreeSet::new();
+    for prepare in &certificate.prepares {
+        let matches = matches!(prepare.message, Message::Prepare { view: v, seq: s, digest: d } if v == view && s == seq && d == digest);
+        if !matches
+            || prepare.epoch != epoch
+            || prepare.sender == primary
+            || !backups.insert(prepare.sender)
+            || !signed_by_member(epochs, prepare)
+        {
+            return false;
+        }
+    }
+    backups.len() + 1 >= known.committee.quorum()
+}
+
+/// From the view's primary, with a quorum of valid VIEW-CHANGEs for that view
+/// from distinct validators of the same epoch, and exactly the pre-prepares they imply.
+fn valid_new_view(
+    epochs: &Epochs,
+    signed: &SignedMessage,
+    view: View,
+    view_changes: &[Arc<SignedMessage>],
+    pre_prepares: &[Arc<SignedMessage>],
+) -> bool {
+    let (sender, epoch) = (signed.sender, signed.epoch);
+    let Some(known) = epochs.get(&epoch) else { return false };
+    if sender != known.committee.primary(view) {
+        return false;
+    }
+    let mut senders = BTreeSet::new();
+    for view_change in view_changes {
+        let for_this_view = matches!(view_change.message, Message::ViewChange { new_view, .. } if new_view == view);
+        if !for_this_view
+            || view_change.epoch != epoch
+            || !senders.insert(view_change.sender)
+            || !signed_by_member(epochs, view_change)
+            || !valid_view_change_content(epochs, view_change)
+        {
+            return false;
+        }
+    }
+    if senders.len() < known.committee.quorum() {
+        return false;
+    }
+    let plan = plan_new_view(view_changes, &known.committee);
+    let mut proposed = BTreeMap::new();
+    for pre_prepare in pre_prepares {
+        let Message::PrePrepare { view: v, seq, digest, batch } = &pre_prepare.message else { return false };
+        if *v != view
+            || pre_prepare.sender != sender
+            || pre_prepare.epoch != epoch
+            || !signed_by_member(epochs, pre_prepare)
+            || batch.digest() != *digest
+            || proposed.insert(*seq, *digest).is_some()
+        {
+            return false;
+        }
+    }
+    proposed.len() == plan.slots.len() && plan.slots.iter().all(|(seq, (digest, _))| proposed.get(seq) == Some(digest))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -365,7 +437,7 @@ mod tests {
     }
 
     fn pre_prepare(keys: &[Keypair], requests: Vec<Request>) -> SignedMessage {
-        let batch = Arc::new(Batch { requests });
+        let batch = Arc::new(Batch::of(requests));
         let digest = batch.digest();
         SignedMessage::sign(
             Message::PrePrepare { view: View(0), seq: Seq(1), digest, batch },
@@ -391,7 +463,7 @@ mod tests {
         unknown.sender = AgentId(9);
         let mut swapped_batch = good.clone();
         if let Message::PrePrepare { batch, .. } = &mut swapped_batch.message {
-            *batch = Arc::new(Batch { requests: vec![request(&owner, 5)] });
+            *batch = Arc::new(Batch::of(vec![request(&owner, 5)]));
         }
         let mut forged = request(&owner, 2);
         forged.tx.transfer.amount = 1_000;
@@ -437,7 +509,7 @@ mod tests {
         assert_eq!(verifier.verify_message(&good), Ok(()), "a resent copy is accepted from memory");
         let mut swapped = good.clone();
         if let Message::PrePrepare { batch, .. } = &mut swapped.message {
-            *batch = Arc::new(Batch { requests: vec![request(&owner, 1)] });
+            *batch = Arc::new(Batch::of(vec![request(&owner, 1)]));
         }
         assert_eq!(verifier.verify_message(&swapped), Err(Rejection::BatchDigestMismatch(AgentId(0))));
     }
@@ -452,7 +524,7 @@ mod tests {
         let sign = |from: usize, message: Message| {
             Arc::new(SignedMessage::sign(message, Epoch(0), AgentId(from as u32), &keys[from]))
         };
-        let batch = Arc::new(Batch { requests: vec![request(&owner, 0)] });
+        let batch = Arc::new(Batch::of(vec![request(&owner, 0)]));
         let digest = batch.digest();
         let pre_prepare = sign(0, Message::PrePrepare { view: View(0), seq: Seq(1), digest, batch: batch.clone() });
         let prepare = |from| sign(from, Message::Prepare { view: View(0), seq: Seq(1), digest });
@@ -510,7 +582,8 @@ mod tests {
         let keys: Vec<Keypair> = (1..=4u8).map(|i| Keypair::from_seed([i; 32])).collect();
         let mut verifier = Verifier::new(&committee(&keys), 8);
         let ledger = Arc::new(Ledger::with_genesis(&[(AccountId(keys[0].public_key()), 5)]).unwrap());
-        let digest = ledger.state_digest();
+        let membership = Arc::new(crate::protocol::MembershipState::default());
+        let digest = checkpoint_digest(ledger.state_digest(), &membership);
         let vote = |i: usize, d: Digest| {
             Arc::new(SignedMessage::sign(
                 Message::Checkpoint { seq: Seq(10), state_digest: d },
@@ -520,7 +593,8 @@ mod tests {
             ))
         };
         let snapshot = |proof: Vec<Arc<SignedMessage>>, ledger: Arc<Ledger>| {
-            let message = Message::StateSnapshot { seq: Seq(10), state_digest: digest, ledger, proof };
+            let membership = membership.clone();
+            let message = Message::StateSnapshot { seq: Seq(10), state_digest: digest, ledger, membership, proof };
             SignedMessage::sign(message, Epoch(0), AgentId(3), &keys[3])
         };
         let quorum = vec![vote(0, digest), vote(1, digest), vote(2, digest)];

@@ -27,6 +27,16 @@ pub enum Violation {
     Liveness { completed: usize, expected: usize },
     /// A replica went back to an earlier view.
     ViewWentBack { replica: AgentId, from: u64, to: u64 },
+    /// A replica's stable checkpoint moved backwards.
+    CheckpointWentBack { replica: AgentId, from: u64, to: u64 },
+    /// Two honest replicas moved to different committees for one epoch.
+    CommitteeMismatch { epoch: u64, first: AgentId, second: AgentId },
+    /// A committee that cannot tolerate a fault or has no working quorum.
+    CommitteeBelowQuorum { epoch: u64, n: usize, f: usize },
+    /// The operator's membership changes did not all take effect.
+    ReconfigurationIncomplete { reached: u64, planned: usize },
+    /// A validator left behind never caught up after it could hear again.
+    NeverCaughtUp { replica: AgentId, executed: u64, highest: u64 },
 }
 
 pub struct Invariants {
@@ -37,6 +47,8 @@ pub struct Invariants {
     checkpoints: BTreeMap<u64, (AgentId, Digest)>,
     last_executed: BTreeMap<AgentId, u64>,
     views: BTreeMap<AgentId, u64>,
+    stable: BTreeMap<AgentId, u64>,
+    committees: BTreeMap<u64, (AgentId, crate::protocol::Committee)>,
     committed: BTreeMap<AgentId, HashSet<TxId>>,
     first_outcome: HashMap<TxId, TxOutcome>,
     violations: Vec<Violation>,
@@ -52,6 +64,8 @@ impl Invariants {
             checkpoints: BTreeMap::new(),
             last_executed: BTreeMap::new(),
             views: BTreeMap::new(),
+            stable: BTreeMap::new(),
+            committees: BTreeMap::new(),
             committed: BTreeMap::new(),
             first_outcome: HashMap::new(),
             violations: Vec::new(),
@@ -103,14 +117,30 @@ impl Invariants {
                     self.violations.push(Violation::SupplyChanged { replica, expected, actual });
                 }
             }
-            Output::CheckpointStable { seq, state_digest } => {
+            Output::CheckpointStable { seq, state_digest, .. } => {
                 // A state transfer moves a replica past batches it never executed.
                 let last = self.last_executed.entry(replica).or_insert(0);
                 *last = (*last).max(seq.0);
+                let previous = self.stable.insert(replica, seq.0).unwrap_or(0);
+                if seq.0 < previous {
+                    self.violations.push(Violation::CheckpointWentBack { replica, from: previous, to: seq.0 });
+                }
                 let first = *self.checkpoints.entry(seq.0).or_insert((replica, *state_digest));
                 if first.1 != *state_digest {
                     let second = (replica, *state_digest);
                     self.violations.push(Violation::CheckpointMismatch { seq: seq.0, first, second });
+                }
+            }
+            Output::EpochChanged { committee, .. } => {
+                let epoch = committee.epoch().0;
+                let (n, f) = (committee.n(), committee.f());
+                if f == 0 || n < 3 * f + 1 || committee.quorum() > n - f {
+                    self.violations.push(Violation::CommitteeBelowQuorum { epoch, n, f });
+                }
+                let (first, known) = self.committees.entry(epoch).or_insert((replica, committee.clone()));
+                if known != committee {
+                    let first = *first;
+                    self.violations.push(Violation::CommitteeMismatch { epoch, first, second: replica });
                 }
             }
             _ => {}

@@ -7,6 +7,7 @@
 
 mod invariants;
 mod network;
+mod operator;
 
 pub use invariants::Violation;
 
@@ -14,13 +15,14 @@ use crate::crypto::Keypair;
 use crate::faults::{Adversary, FaultSpec, FaultType};
 use crate::ledger::Ledger;
 use crate::protocol::{
-    AgentId, ClientCore, ClientId, ClientInput, ClientOutput, Committee, Epoch, Input, Micros, Output, ProtocolParams,
-    Replica, Verifier,
+    AgentId, ClientCore, ClientId, ClientInput, ClientOutput, Committee, Epoch, Input, Member, Micros, Output,
+    ProtocolParams, Replica, Verifier,
 };
 use crate::rng::SeededRng;
 use crate::workload::{Workload, WorkloadSpec};
 use invariants::Invariants;
 use network::{Network, NetworkFaults, Node, Payload};
+use operator::{Operator, PlannedChange};
 use std::collections::BTreeMap;
 
 /// What goes wrong in a run.
@@ -42,6 +44,17 @@ pub enum Scenario {
     /// f validators, chosen at random, each with a random fault of
     /// [`crate::faults`] and probability; safety holds and every transfer commits.
     MixedFaults,
+    /// Under load on a lossy network, the operator adds one to three
+    /// validators, then removes one or two (perhaps the primary). Both epochs
+    /// take effect, the new validators catch up by state transfer, and every
+    /// transfer commits.
+    Reconfiguration,
+    /// One validator hears nothing until the others are ten checkpoints
+    /// ahead; then it must catch up (state transfer) while load goes on.
+    LaggingValidator,
+    /// Everything the primary sends arrives late (but arrives): a slow
+    /// primary must be replaced, not only a silent one.
+    SlowPrimary,
 }
 
 impl Scenario {
@@ -52,19 +65,25 @@ impl Scenario {
             Scenario::SilentPrimary => "silent-primary",
             Scenario::Partition => "partition",
             Scenario::MixedFaults => "mixed-faults",
+            Scenario::Reconfiguration => "reconfiguration",
+            Scenario::LaggingValidator => "lagging-validator",
+            Scenario::SlowPrimary => "slow-primary",
         }
     }
 
+    pub const ALL: [Scenario; 8] = [
+        Scenario::LossyNetwork,
+        Scenario::EquivocatingPrimary,
+        Scenario::SilentPrimary,
+        Scenario::Partition,
+        Scenario::MixedFaults,
+        Scenario::Reconfiguration,
+        Scenario::LaggingValidator,
+        Scenario::SlowPrimary,
+    ];
+
     pub fn parse(name: &str) -> Option<Scenario> {
-        [
-            Scenario::LossyNetwork,
-            Scenario::EquivocatingPrimary,
-            Scenario::SilentPrimary,
-            Scenario::Partition,
-            Scenario::MixedFaults,
-        ]
-        .into_iter()
-        .find(|s| s.name() == name)
+        Scenario::ALL.into_iter().find(|s| s.name() == name)
     }
 }
 
@@ -85,6 +104,8 @@ pub struct SimConfig {
     pub planted_quorum: Option<usize>,
     /// NEW-VIEW plans that ignore prepared certificates (planted bug).
     pub planted_new_view_bug: bool,
+    /// Membership changes the operator makes during the run.
+    pub reconfiguration: Option<ReconfigurationPlan>,
 }
 
 impl SimConfig {
@@ -92,11 +113,13 @@ impl SimConfig {
     pub fn from_seed(seed: u64, scenario: Scenario) -> SimConfig {
         let mut rng = SeededRng::new(seed ^ 0x0005_EED0_FB75);
         let validators = [4, 4, 5, 7][rng.below(4) as usize];
-        let checkpoint_interval = rng.between(2, 6);
+        let lagging = scenario == Scenario::LaggingValidator;
+        let checkpoint_interval = if lagging { 2 } else { rng.between(2, 6) };
+        let max_batch_size = rng.between(1, 8) as usize;
         let params = ProtocolParams {
             checkpoint_interval,
             log_window: checkpoint_interval * rng.between(2, 3),
-            max_batch_size: rng.between(1, 8) as usize,
+            max_batch_size: if lagging { max_batch_size.min(2) } else { max_batch_size },
             batch_delay_us: rng.between(0, 2_000),
             max_in_flight_batches: rng.between(1, 4),
             retransmit_interval_us: 20_000,
@@ -116,12 +139,23 @@ impl SimConfig {
                 let side_of = (0..validators).map(|_| rng.chance(0.5)).collect();
                 network::Partition { from_us, until_us: from_us + rng.between(100_000, 1_500_000), side_of }
             }),
+            isolated: lagging.then(|| rng.below(validators as u64) as usize),
+            // The primary's messages all arrive, but later than the view-change
+            // timeout: it orders requests, too slowly to keep its post.
+            slow: (scenario == Scenario::SlowPrimary)
+                .then(|| (0, params.view_change_timeout_us * rng.between(120, 200) / 100)),
         };
+        let transactions = if lagging { rng.between(60, 90) } else { rng.between(10, 40) } as usize;
+        let reconfiguration = (scenario == Scenario::Reconfiguration).then(|| ReconfigurationPlan {
+            add: rng.between(1, 3) as usize,
+            remove: rng.between(1, 2) as usize,
+            start_us: rng.between(0, 100_000),
+        });
         SimConfig {
             seed,
             scenario,
             validators,
-            transactions: rng.between(10, 40) as usize,
+            transactions,
             accounts: rng.between(3, 12) as usize,
             params,
             faults,
@@ -130,8 +164,17 @@ impl SimConfig {
             time_limit_us: 30_000_000,
             planted_quorum: None,
             planted_new_view_bug: false,
+            reconfiguration,
         }
     }
+}
+
+/// The operator's two changes in [`Scenario::Reconfiguration`].
+#[derive(Clone, Copy, Debug)]
+pub struct ReconfigurationPlan {
+    pub add: usize,
+    pub remove: usize,
+    pub start_us: u64,
 }
 
 #[derive(Clone, Debug)]
@@ -146,6 +189,8 @@ pub struct SimReport {
     pub sim_time_us: u64,
     pub evidence: usize,
     pub highest_executed: u64,
+    /// The newest membership epoch honest validators moved to.
+    pub epoch: u64,
     /// Each validator at the end: where it stands, for reading a failing seed.
     pub replicas: Vec<ReplicaSummary>,
 }
@@ -153,6 +198,9 @@ pub struct SimReport {
 #[derive(Clone, Debug)]
 pub struct ReplicaSummary {
     pub id: AgentId,
+    pub view: u64,
+    pub changing_to: Option<u64>,
+    pub epoch: u64,
     pub last_executed: u64,
     pub stable_checkpoint: u64,
     pub queued_requests: usize,
@@ -180,7 +228,11 @@ fn assign_faults(config: &SimConfig, committee: &Committee, rng: &mut SeededRng)
     let primary = committee.primary(crate::protocol::View(0));
     let spec = |fault_type, probability, after_us| FaultSpec { fault_type, probability, after_us };
     match config.scenario {
-        Scenario::LossyNetwork | Scenario::Partition => BTreeMap::new(),
+        Scenario::LossyNetwork
+        | Scenario::Partition
+        | Scenario::Reconfiguration
+        | Scenario::LaggingValidator
+        | Scenario::SlowPrimary => BTreeMap::new(),
         Scenario::EquivocatingPrimary => BTreeMap::from([(primary, spec(FaultType::Equivocation, 1.0, 0))]),
         Scenario::SilentPrimary => BTreeMap::from([(primary, spec(FaultType::Silent, 1.0, rng.between(0, 30_000)))]),
         Scenario::MixedFaults => {
@@ -217,8 +269,9 @@ pub fn run(config: &SimConfig) -> SimReport {
     let genesis = Ledger::with_genesis(&workload.genesis).unwrap_or_default();
     let keys: Vec<Keypair> = (0..config.validators).map(|_| Keypair::from_seed(rng.bytes())).collect();
     let public_keys: Vec<_> = keys.iter().map(Keypair::public_key).collect();
+    let operator_key = Keypair::from_seed(rng.bytes());
     let mut committee = match Committee::numbered(Epoch(0), &public_keys, "sim-", None) {
-        Ok(committee) => committee,
+        Ok(committee) => committee.with_operator(operator_key.public_key()),
         Err(error) => panic!("simulation config builds an invalid committee: {error}"),
     };
     if let Some(quorum) = config.planted_quorum {
@@ -240,6 +293,24 @@ pub fn run(config: &SimConfig) -> SimReport {
             }
         })
         .collect();
+    let mut operator = config.reconfiguration.map(|plan| {
+        let mut added = config.validators as u32;
+        let mut add_members = |count: usize, rng: &mut SeededRng| {
+            (0..count)
+                .map(|_| {
+                    let key = Keypair::from_seed(rng.bytes());
+                    let id = AgentId(added);
+                    added += 1;
+                    (Member { id, name: format!("sim-{}", id.0 + 1), public_key: key.public_key() }, key)
+                })
+                .collect()
+        };
+        let changes = vec![
+            PlannedChange { add: add_members(plan.add, &mut rng), remove: 0 },
+            PlannedChange { add: Vec::new(), remove: plan.remove },
+        ];
+        Operator::new(operator_key.clone(), changes, plan.start_us, 50_000, rng.fork(7))
+    });
     let client_id = ClientId(0);
     let mut client = ClientCore::new(
         client_id,
@@ -249,20 +320,40 @@ pub fn run(config: &SimConfig) -> SimReport {
         config.client_retry_us,
     );
     let mut invariants = Invariants::new(&workload, &genesis, faults.keys().copied().collect());
-    let mut network = Network::new(config.faults.clone(), rng.fork(0xAE7), config.validators);
+    let mut network = Network::new(config.faults.clone(), rng.fork(0xAE7));
+    // The newest committee honest validators moved to, and every committee so far.
+    let mut committees: BTreeMap<Epoch, Committee> = BTreeMap::from([(committee.epoch(), committee.clone())]);
 
     network.schedule_tick(Node::Client, Micros(0));
+    if operator.is_some() {
+        network.schedule_tick(Node::Operator, Micros(0));
+    }
     for i in 0..config.validators {
         network.schedule_tick(Node::Validator(i), Micros(0));
     }
     let mut events = 0u64;
     let mut done_at: Option<Micros> = None;
     while let Some((now, node, payload)) = network.next_event() {
-        if now.0 > config.time_limit_us || done_at.is_some_and(|t| now.0 > t.0 + 200_000) {
+        let reconfigured = operator
+            .as_ref()
+            .is_none_or(|operator| operator.finished(committees.keys().next_back().copied().unwrap_or_default()));
+        if now.0 > config.time_limit_us || (reconfigured && done_at.is_some_and(|t| now.0 > t.0 + 200_000)) {
             break;
         }
         events += 1;
         match node {
+            Node::Operator => {
+                let Some(operator) = operator.as_mut() else { continue };
+                let newest = committees.values().next_back().cloned().unwrap_or_else(|| committee.clone());
+                if let Some(change) = operator.tick(now.0, &newest) {
+                    for i in 0..validators.len() {
+                        network.send(now, Node::Operator, Node::Validator(i), Payload::Membership(change.clone()));
+                    }
+                }
+                if !operator.finished(newest.epoch()) {
+                    network.schedule_tick(Node::Operator, now.plus(operator.resend_interval_us()));
+                }
+            }
             Node::Client => {
                 let input = match payload {
                     Payload::Reply(reply) => ClientInput::Reply(reply),
@@ -271,7 +362,7 @@ pub fn run(config: &SimConfig) -> SimReport {
                 for output in client.step(now, input) {
                     match output {
                         ClientOutput::Broadcast(requests) => {
-                            for i in 0..config.validators {
+                            for i in 0..validators.len() {
                                 network.send(
                                     now,
                                     Node::Client,
@@ -291,7 +382,7 @@ pub fn run(config: &SimConfig) -> SimReport {
                 }
             }
             Node::Validator(index) => {
-                let validator = &mut validators[index];
+                let Some(validator) = validators.get_mut(index) else { continue };
                 let input = match payload {
                     Payload::Tick => Some(Input::Tick),
                     Payload::Requests(requests) => {
@@ -305,6 +396,9 @@ pub fn run(config: &SimConfig) -> SimReport {
                     Payload::Consensus(message) => {
                         validator.verifier.verify_message(&message).ok().map(|()| Input::Message(message))
                     }
+                    Payload::Membership(change) => {
+                        validator.verifier.verify_membership(&change).then_some(Input::Membership(change))
+                    }
                     Payload::Reply(_) => None,
                 };
                 let Some(input) = input else { continue };
@@ -313,17 +407,20 @@ pub fn run(config: &SimConfig) -> SimReport {
                     outputs = adversary.rewrite(now, outputs, validator.replica.committee());
                 }
                 let me = AgentId(index as u32);
+                let mut joined = Vec::new();
                 for output in outputs {
                     invariants.on_output(me, &output, &validator.replica);
                     match output {
                         Output::Broadcast(message) => {
-                            for peer in (0..config.validators).filter(|&peer| peer != index) {
-                                network.send(
-                                    now,
-                                    Node::Validator(index),
-                                    Node::Validator(peer),
-                                    Payload::Consensus(message.clone()),
-                                );
+                            for peer in 0..validators_len(&committees, config.validators) {
+                                if peer != index {
+                                    network.send(
+                                        now,
+                                        Node::Validator(index),
+                                        Node::Validator(peer),
+                                        Payload::Consensus(message.clone()),
+                                    );
+                                }
                             }
                         }
                         Output::SendTo(peer, message) => network.send(
@@ -335,20 +432,81 @@ pub fn run(config: &SimConfig) -> SimReport {
                         Output::Reply(reply) => {
                             network.send(now, Node::Validator(index), Node::Client, Payload::Reply(reply))
                         }
+                        Output::EpochScheduled { committee: next, .. }
+                        | Output::EpochChanged { committee: next, .. } => {
+                            validator.verifier.learn(&next);
+                            if !faults.contains_key(&me) && !committees.contains_key(&next.epoch()) {
+                                client.learn_committee(&next);
+                                joined.extend(next.members().iter().map(|m| m.id));
+                                committees.insert(next.epoch(), next);
+                            }
+                        }
                         Output::Executed(_)
                         | Output::CheckpointStable { .. }
                         | Output::Evidence(_)
                         | Output::ViewChangeStarted { .. }
-                        | Output::ViewChanged { .. } => {}
+                        | Output::ViewChanged { .. }
+                        | Output::MembershipRefused { .. } => {}
                     }
                 }
                 if let Some(deadline) = validator.replica.next_deadline() {
                     network.schedule_tick(Node::Validator(index), deadline);
                 }
+                // Validators added by a change start (empty) as soon as it is scheduled; they catch up by state transfer.
+                for id in joined {
+                    let index = id.0 as usize;
+                    if index < validators.len() {
+                        continue;
+                    }
+                    let Some(key) = operator.as_ref().and_then(|o| o.key_of(id)) else { continue };
+                    let Some(joined_committee) = committees.values().find(|c| c.contains(id)).cloned() else {
+                        continue;
+                    };
+                    let mut verifier = Verifier::new(&committee, config.params.max_batch_size);
+                    committees.values().for_each(|known| verifier.learn(known));
+                    let replica = Replica::joining(
+                        id,
+                        key,
+                        committee.clone(),
+                        joined_committee,
+                        config.params.clone(),
+                        genesis.clone(),
+                    );
+                    validators.push(SimValidator { replica, verifier, adversary: None });
+                    network.schedule_tick(Node::Validator(index), now);
+                }
+                if let Some(lagging) = config.faults.isolated {
+                    let interval = config.params.checkpoint_interval;
+                    let ahead = validators
+                        .iter()
+                        .enumerate()
+                        .filter(|(i, _)| *i != lagging)
+                        .map(|(_, v)| v.replica.stable_checkpoint().seq.0)
+                        .min()
+                        .unwrap_or(0);
+                    if ahead >= 10 * interval || client.is_done() {
+                        network.end_isolation();
+                    }
+                }
             }
         }
     }
     let mut violations = invariants.into_violations();
+    if let Some(operator) = &operator {
+        let reached = committees.keys().next_back().copied().unwrap_or_default();
+        if !operator.finished(reached) {
+            violations.push(Violation::ReconfigurationIncomplete { reached: reached.0, planned: operator.planned() });
+        }
+    }
+    // A validator that was isolated, or added, ends within a checkpoint interval of the others.
+    let highest = validators.iter().map(|v| v.replica.last_executed().0).max().unwrap_or(0);
+    for (index, validator) in validators.iter().enumerate() {
+        let watched = config.faults.isolated == Some(index) || index >= config.validators;
+        let executed = validator.replica.last_executed().0;
+        if watched && !validator.replica.is_retired() && executed + config.params.checkpoint_interval < highest {
+            violations.push(Violation::NeverCaughtUp { replica: AgentId(index as u32), executed, highest });
+        }
+    }
     if !client.is_done() {
         violations
             .push(Violation::Liveness { completed: client.stats().completed as usize, expected: config.transactions });
@@ -364,10 +522,14 @@ pub fn run(config: &SimConfig) -> SimReport {
         sim_time_us: network.now().0,
         evidence: validators.iter().map(|v| v.replica.stats().evidence_found as usize).sum(),
         highest_executed: validators.iter().map(|v| v.replica.last_executed().0).max().unwrap_or(0),
+        epoch: committees.keys().next_back().map_or(0, |epoch| epoch.0),
         replicas: validators
             .iter()
             .map(|v| ReplicaSummary {
                 id: v.replica.id(),
+                view: v.replica.view().0,
+                changing_to: v.replica.changing_to().map(|view| view.0),
+                epoch: v.replica.committee().epoch().0,
                 last_executed: v.replica.last_executed().0,
                 stable_checkpoint: v.replica.stable_checkpoint().seq.0,
                 queued_requests: v.replica.queued_requests(),
@@ -376,4 +538,9 @@ pub fn run(config: &SimConfig) -> SimReport {
             })
             .collect(),
     }
+}
+
+/// How many validator nodes exist so far: the first committee's, plus those added since.
+fn validators_len(committees: &BTreeMap<Epoch, Committee>, initial: usize) -> usize {
+    committees.values().flat_map(|c| c.members().iter().map(|m| m.id.0 as usize + 1)).max().unwrap_or(0).max(initial)
 }

@@ -1,7 +1,7 @@
 //! The simulated network: one ordered queue of timed events, with seeded
 //! drops, duplicates and delays (and so reordering) until it heals.
 
-use crate::protocol::{Micros, Reply, Request, SignedMessage};
+use crate::protocol::{Micros, Reply, Request, SignedMembershipChange, SignedMessage};
 use crate::rng::SeededRng;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -16,6 +16,10 @@ pub struct NetworkFaults {
     pub faulty_until_us: u64,
     /// Between these times validators on different sides cannot reach each other.
     pub partition: Option<Partition>,
+    /// A validator that neither sends nor receives until the run ends its isolation.
+    pub isolated: Option<usize>,
+    /// A validator whose every message takes this many more microseconds.
+    pub slow: Option<(usize, u64)>,
 }
 
 #[derive(Clone, Debug)]
@@ -30,6 +34,8 @@ pub struct Partition {
 pub enum Node {
     Validator(usize),
     Client,
+    /// Whoever holds the operator key: proposes membership changes.
+    Operator,
 }
 
 pub enum Payload {
@@ -37,6 +43,7 @@ pub enum Payload {
     Requests(Vec<Request>),
     Consensus(Arc<SignedMessage>),
     Reply(Arc<Reply>),
+    Membership(Arc<SignedMembershipChange>),
 }
 
 impl Clone for Payload {
@@ -46,6 +53,7 @@ impl Clone for Payload {
             Payload::Requests(requests) => Payload::Requests(requests.clone()),
             Payload::Consensus(message) => Payload::Consensus(message.clone()),
             Payload::Reply(reply) => Payload::Reply(reply.clone()),
+            Payload::Membership(change) => Payload::Membership(change.clone()),
         }
     }
 }
@@ -57,30 +65,39 @@ pub struct Network {
     queue: BTreeMap<(u64, u64), (Node, Payload)>,
     inserted: u64,
     now: Micros,
-    /// The earliest tick still queued per node (validators, then the client).
-    pending_tick: Vec<Option<u64>>,
+    /// The earliest tick still queued per node.
+    pending_tick: BTreeMap<TickSlot, u64>,
 }
 
+/// A node's key for its pending tick: validators by index, then the others.
+type TickSlot = (u8, usize);
+
 impl Network {
-    pub fn new(faults: NetworkFaults, rng: SeededRng, validators: usize) -> Network {
-        Network {
-            faults,
-            rng,
-            queue: BTreeMap::new(),
-            inserted: 0,
-            now: Micros(0),
-            pending_tick: vec![None; validators + 1],
-        }
+    pub fn new(faults: NetworkFaults, rng: SeededRng) -> Network {
+        Network { faults, rng, queue: BTreeMap::new(), inserted: 0, now: Micros(0), pending_tick: BTreeMap::new() }
     }
 
     pub fn now(&self) -> Micros {
         self.now
     }
 
+    /// The isolated validator hears and is heard again.
+    pub fn end_isolation(&mut self) {
+        self.faults.isolated = None;
+    }
+
     pub fn send(&mut self, now: Micros, from: Node, to: Node, payload: Payload) {
         if self.separated(now, from, to) {
             return;
         }
+        let isolated = |node: Node| matches!(node, Node::Validator(index) if Some(index) == self.faults.isolated);
+        if (isolated(from) || isolated(to)) && from != to {
+            return;
+        }
+        let now = match (self.faults.slow, from) {
+            (Some((slow, extra)), Node::Validator(index)) if index == slow => now.plus(extra),
+            _ => now,
+        };
         let faulty = now.0 < self.faults.faulty_until_us;
         if faulty && self.rng.chance(self.faults.drop_probability) {
             return;
@@ -95,7 +112,11 @@ impl Network {
         let Some(partition) = &self.faults.partition else { return false };
         let active = (partition.from_us..partition.until_us).contains(&now.0);
         match (from, to) {
-            (Node::Validator(a), Node::Validator(b)) => active && partition.side_of[a] != partition.side_of[b],
+            (Node::Validator(a), Node::Validator(b)) => {
+                // Validators that joined later stand on the first side.
+                let side = |index: usize| partition.side_of.get(index).copied().unwrap_or(false);
+                active && side(a) != side(b)
+            }
             _ => false,
         }
     }
@@ -108,11 +129,11 @@ impl Network {
     /// Schedules a tick, never in the past, and not when an earlier one is queued.
     pub fn schedule_tick(&mut self, node: Node, at: Micros) {
         let at = at.0.max(self.now.0 + 1);
-        let slot = self.tick_slot(node);
-        if self.pending_tick[slot].is_some_and(|queued| queued <= at) {
+        let slot = tick_slot(node);
+        if self.pending_tick.get(&slot).is_some_and(|queued| *queued <= at) {
             return;
         }
-        self.pending_tick[slot] = Some(at);
+        self.pending_tick.insert(slot, at);
         self.push(at, node, Payload::Tick);
     }
 
@@ -120,9 +141,9 @@ impl Network {
         let ((time, _), (node, payload)) = self.queue.pop_first()?;
         self.now = Micros(time);
         if matches!(payload, Payload::Tick) {
-            let slot = self.tick_slot(node);
-            if self.pending_tick[slot] == Some(time) {
-                self.pending_tick[slot] = None;
+            let slot = tick_slot(node);
+            if self.pending_tick.get(&slot) == Some(&time) {
+                self.pending_tick.remove(&slot);
             }
         }
         Some((self.now, node, payload))
@@ -132,11 +153,12 @@ impl Network {
         self.inserted += 1;
         self.queue.insert((time, self.inserted), (to, payload));
     }
+}
 
-    fn tick_slot(&self, node: Node) -> usize {
-        match node {
-            Node::Validator(index) => index,
-            Node::Client => self.pending_tick.len() - 1,
-        }
+fn tick_slot(node: Node) -> TickSlot {
+    match node {
+        Node::Validator(index) => (0, index),
+        Node::Client => (1, 0),
+        Node::Operator => (2, 0),
     }
 }

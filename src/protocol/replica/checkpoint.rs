@@ -1,17 +1,20 @@
 //! Checkpoints (stable at a quorum, then the log below them is collected and
 //! the water marks move) and retransmission for replicas that stopped progressing.
 
-use super::{record_vote, vote_digest, Output, Replica, StableCheckpoint};
+use super::{record_vote, vote_digest, Output, Replica, StableCheckpoint, StateAt};
 use crate::crypto::Digest;
-use crate::ledger::Ledger;
+use crate::protocol::membership::checkpoint_digest;
 use crate::protocol::message::{Message, SignedMessage};
 use crate::protocol::types::{AgentId, Micros, Seq, View};
 use std::sync::Arc;
 
 impl Replica {
     pub(super) fn take_checkpoint(&mut self, seq: Seq, out: &mut Vec<Output>) {
-        let state_digest = self.ledger.state_digest();
-        self.snapshots.insert(seq, Arc::new(self.ledger.clone()));
+        let ledger_digest = self.ledger.state_digest();
+        let state_digest = checkpoint_digest(ledger_digest, &self.membership);
+        let ledger = Arc::new(self.ledger.clone());
+        let state = StateAt { ledger, ledger_digest, membership: Arc::new(self.membership.clone()) };
+        self.snapshots.insert(seq, state);
         let signed = self.sign(Message::Checkpoint { seq, state_digest });
         let entry = self.checkpoints.entry(seq).or_default();
         entry.own = Some(state_digest);
@@ -64,8 +67,8 @@ impl Replica {
             }
             return;
         }
-        if let Some(ledger) = self.snapshots.remove(&seq) {
-            self.stable_ledger = ledger;
+        if let Some(state) = self.snapshots.remove(&seq) {
+            self.stable_state = state;
         }
         self.make_stable(StableCheckpoint { seq, state_digest: own, proof }, out);
     }
@@ -87,17 +90,23 @@ impl Replica {
         self.snapshots = self.snapshots.split_off(&above);
         self.forget_old_outcomes(seq);
         self.stats.checkpoints_stable += 1;
-        out.push(Output::CheckpointStable { seq, state_digest });
+        let ledger_digest = self.stable_state.ledger_digest;
+        out.push(Output::CheckpointStable { seq, state_digest, ledger_digest });
+        self.switch_epoch_if_due(seq, out);
     }
 
     /// Installs a verified snapshot of a stable checkpoint this replica has not
     /// reached. The caller's verifier checked the quorum proof and that the
     /// ledger hashes to the proven digest.
+    ///
+    /// The membership history comes with the state: a replica that missed a
+    /// change moves to the epoch the state is in (the verifier checked each
+    /// change against the operator's key).
     pub(super) fn on_state_snapshot(
         &mut self,
         seq: Seq,
         state_digest: Digest,
-        ledger: Arc<Ledger>,
+        state: StateAt,
         proof: Vec<Arc<SignedMessage>>,
         out: &mut Vec<Output>,
     ) {
@@ -105,12 +114,25 @@ impl Replica {
             self.stats.dropped_stale += 1;
             return;
         }
-        self.ledger = (*ledger).clone();
-        self.stable_ledger = ledger;
+        let Ok(committees) = state.membership.committees(&self.genesis_committee) else {
+            self.stats.dropped_malformed += 1;
+            return;
+        };
+        let Some(current) = committees.get(state.membership.applied.len()).cloned() else {
+            self.stats.dropped_malformed += 1;
+            return;
+        };
+        self.ledger = (*state.ledger).clone();
+        self.membership = (*state.membership).clone();
+        self.stable_state = state;
         self.last_executed = seq;
         self.next_seq = self.next_seq.max(seq.next());
         self.stats.snapshots_installed += 1;
+        if current.epoch() != self.committee.epoch() {
+            self.enter_epoch(current, out);
+        }
         self.make_stable(StableCheckpoint { seq, state_digest, proof }, out);
+        self.replay_next_epoch_messages(out);
         self.execute_ready(out);
     }
 
@@ -147,7 +169,8 @@ impl Replica {
             || !self.queued_ids.is_empty()
             || self.changing.is_some()
             || self.checkpoints.values().any(|entry| entry.own.is_some())
-            || self.retransmit.saw_beyond_window;
+            || self.retransmit.saw_beyond_window
+            || self.lacks_membership_history();
         self.retransmit.saw_beyond_window = false;
         // Back off while stuck so a stalled swarm does not flood itself; reset on progress.
         self.retransmit.idle_checks = if progressed || !waiting { 0 } else { self.retransmit.idle_checks + 1 };
@@ -222,7 +245,8 @@ impl Replica {
             resend.push(self.sign(Message::StateSnapshot {
                 seq: self.stable.seq,
                 state_digest: self.stable.state_digest,
-                ledger: self.stable_ledger.clone(),
+                ledger: self.stable_state.ledger.clone(),
+                membership: self.stable_state.membership.clone(),
                 proof: self.stable.proof.clone(),
             }));
         }

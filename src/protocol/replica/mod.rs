@@ -1,6 +1,7 @@
 //! The replica's state and its single entry point, [`Replica::step`].
 
 mod checkpoint;
+mod epoch;
 mod normal;
 #[cfg(test)]
 mod tests;
@@ -8,6 +9,7 @@ mod view_change;
 
 use super::committee::Committee;
 use super::evidence::Evidence;
+use super::membership::{checkpoint_digest, MembershipState, SignedMembershipChange};
 use super::message::{Batch, Message, PreparedCertificate, Reply, Request, SignedMessage};
 use super::params::ProtocolParams;
 use super::types::{AgentId, ClientId, Micros, Seq, View};
@@ -26,6 +28,9 @@ pub enum Input {
     Tick,
     /// An operator suspects the primary: move to the next view now.
     ForceViewChange,
+    /// A membership change whose operator signature the caller has verified:
+    /// the primary orders it, every replica holds it in case the primary does not.
+    Membership(Arc<SignedMembershipChange>),
 }
 
 /// What the caller must do after a step, in order.
@@ -36,10 +41,12 @@ pub enum Output {
     Reply(Arc<Reply>),
     /// A batch was executed on the ledger.
     Executed(Executed),
-    /// 2f+1 replicas signed the same state digest at `seq`; the log below it is gone.
+    /// 2f+1 replicas signed the same state digest at `seq`; the log below it is
+    /// gone. `state_digest` covers the ledger (`ledger_digest`) and the membership.
     CheckpointStable {
         seq: Seq,
         state_digest: Digest,
+        ledger_digest: Digest,
     },
     Evidence(Evidence),
     /// This replica suspects the primary of `from` and asks for view `to`.
@@ -55,6 +62,25 @@ pub enum Output {
         primary: AgentId,
         triggered_by: Vec<AgentId>,
         recovered: usize,
+    },
+    /// A membership change executed at `executed_at`; the swarm moves to
+    /// `committee` when the checkpoint at `at` is stable. The caller's
+    /// verifier should know `committee` from now on.
+    EpochScheduled {
+        executed_at: Seq,
+        at: Seq,
+        committee: Committee,
+    },
+    /// An ordered membership change that could not apply (it is a no-op everywhere).
+    MembershipRefused {
+        seq: Seq,
+        reason: String,
+    },
+    /// This replica now runs in `committee`'s epoch; when it is no longer a
+    /// member it stops taking part.
+    EpochChanged {
+        committee: Committee,
+        member: bool,
     },
 }
 
@@ -97,6 +123,9 @@ pub struct ReplicaStats {
     pub dropped_view_changing: u64,
     pub view_changes_started: u64,
     pub views_installed: u64,
+    pub dropped_wrong_epoch: u64,
+    pub membership_changes_applied: u64,
+    pub membership_changes_refused: u64,
 }
 
 /// One sequence number's pre-prepare and votes in the current view.
@@ -139,6 +168,14 @@ struct CheckpointVotes {
     votes: BTreeMap<AgentId, Arc<SignedMessage>>,
 }
 
+/// The replicated state at a checkpoint: what a peer that fell behind is sent.
+#[derive(Clone, Debug)]
+struct StateAt {
+    ledger: Arc<Ledger>,
+    ledger_digest: Digest,
+    membership: Arc<MembershipState>,
+}
+
 /// The last stable checkpoint and the 2f+1 signed messages that prove it.
 #[derive(Clone, Debug)]
 pub struct StableCheckpoint {
@@ -161,16 +198,29 @@ pub struct Replica {
     me: AgentId,
     keypair: Keypair,
     committee: Committee,
+    /// The committee of the first epoch: the root from which the membership
+    /// history in a snapshot is checked.
+    genesis_committee: Committee,
     params: ProtocolParams,
     view: View,
     ledger: Ledger,
+    membership: MembershipState,
+    /// A change from the operator not yet ordered, and whether a pre-prepare carries it.
+    pending_change: Option<Arc<SignedMembershipChange>>,
+    pending_change_ordered: bool,
+    /// Messages of the next epoch that arrived before the switch (bounded).
+    next_epoch_messages: Vec<Arc<SignedMessage>>,
+    /// Removed from the committee: takes no further part.
+    retired: bool,
+    /// The time of the step in progress (time only enters as the step's input).
+    now: Micros,
     log: BTreeMap<Seq, Slot>,
     checkpoints: BTreeMap<Seq, CheckpointVotes>,
     stable: StableCheckpoint,
-    /// The ledger at the stable checkpoint, sent to peers that fell behind it.
-    stable_ledger: Arc<Ledger>,
-    /// Own ledgers at checkpoints not yet stable.
-    snapshots: BTreeMap<Seq, Arc<Ledger>>,
+    /// The state at the stable checkpoint, sent to peers that fell behind it.
+    stable_state: StateAt,
+    /// Own states at checkpoints not yet stable.
+    snapshots: BTreeMap<Seq, StateAt>,
     last_executed: Seq,
     /// The primary's next sequence number to assign.
     next_seq: Seq,
@@ -191,7 +241,7 @@ pub struct Replica {
     view_changes: BTreeMap<AgentId, Arc<SignedMessage>>,
     /// The NEW-VIEW that started the current view, for peers that missed it.
     last_new_view: Option<Arc<SignedMessage>>,
-    /// Consecutive view changes that did not lead to progress; each doubles the timeout.
+    /// Views installed since execution last progressed; each doubles the stall timeout.
     failed_views: u32,
     /// Since when there has been work outstanding without execution progress.
     stall_since: Option<Micros>,
@@ -206,18 +256,27 @@ impl Replica {
         params: ProtocolParams,
         genesis: Ledger,
     ) -> Replica {
-        let genesis_digest = genesis.state_digest();
+        let membership = MembershipState::default();
+        let ledger_digest = genesis.state_digest();
+        let genesis_digest = checkpoint_digest(ledger_digest, &membership);
         Replica {
             me,
             keypair,
+            genesis_committee: committee.clone(),
             committee,
             params,
             view: View(0),
             ledger: genesis.clone(),
+            membership: membership.clone(),
+            pending_change: None,
+            pending_change_ordered: false,
+            next_epoch_messages: Vec::new(),
+            retired: false,
+            now: Micros(0),
             log: BTreeMap::new(),
             checkpoints: BTreeMap::new(),
             stable: StableCheckpoint { seq: Seq(0), state_digest: genesis_digest, proof: Vec::new() },
-            stable_ledger: Arc::new(genesis),
+            stable_state: StateAt { ledger: Arc::new(genesis), ledger_digest, membership: Arc::new(membership) },
             snapshots: BTreeMap::new(),
             last_executed: Seq(0),
             next_seq: Seq(1),
@@ -236,8 +295,27 @@ impl Replica {
         }
     }
 
+    /// A validator that joins in a later epoch: `committee` is the epoch it
+    /// joins, `genesis_committee` the first one. It catches up by state transfer.
+    pub fn joining(
+        me: AgentId,
+        keypair: Keypair,
+        genesis_committee: Committee,
+        committee: Committee,
+        params: ProtocolParams,
+        genesis: Ledger,
+    ) -> Replica {
+        let mut replica = Replica::new(me, keypair, committee, params, genesis);
+        replica.genesis_committee = genesis_committee;
+        replica
+    }
+
     pub fn step(&mut self, now: Micros, input: Input) -> Vec<Output> {
         let mut out = Vec::new();
+        self.now = now;
+        if self.retired {
+            return out;
+        }
         let executed_before = self.last_executed;
         match input {
             Input::Requests(requests) => self.on_requests(now, requests, &mut out),
@@ -247,6 +325,7 @@ impl Replica {
                 let target = self.changing.map_or(self.view, |changing| changing.target).next();
                 self.start_view_change(target, now, &mut out);
             }
+            Input::Membership(change) => self.on_membership_change(change, &mut out),
         }
         self.propose_batches(now, &mut out);
         if self.last_executed != executed_before {
@@ -260,6 +339,9 @@ impl Replica {
 
     /// When the caller should tick next if nothing arrives before.
     pub fn next_deadline(&self) -> Option<Micros> {
+        if self.retired {
+            return None;
+        }
         let batch_deadline = self
             .queue
             .front()
@@ -271,6 +353,9 @@ impl Replica {
     fn on_message(&mut self, now: Micros, signed: Arc<SignedMessage>, out: &mut Vec<Output>) {
         if signed.sender == self.me {
             self.stats.dropped_duplicate += 1;
+            return;
+        }
+        if signed.epoch != self.committee.epoch() && !self.admit_other_epoch(&signed) {
             return;
         }
         match signed.message {
@@ -286,9 +371,10 @@ impl Replica {
             Message::Status { view, last_executed, low_water } => {
                 self.on_status(now, signed.sender, view, low_water, last_executed, out)
             }
-            Message::StateSnapshot { seq, state_digest, ref ledger, ref proof } => {
-                let (ledger, proof) = (ledger.clone(), proof.clone());
-                self.on_state_snapshot(seq, state_digest, ledger, proof, out)
+            Message::StateSnapshot { seq, state_digest, ref ledger, ref membership, ref proof } => {
+                let ledger_digest = ledger.state_digest();
+                let state = StateAt { ledger: ledger.clone(), ledger_digest, membership: membership.clone() };
+                self.on_state_snapshot(seq, state_digest, state, proof.clone(), out)
             }
             Message::ViewChange { new_view, .. } => self.on_view_change(signed.clone(), new_view, now, out),
             Message::NewView { view, ref view_changes, ref pre_prepares } => {
@@ -360,6 +446,15 @@ impl Replica {
 
     pub fn stats(&self) -> &ReplicaStats {
         &self.stats
+    }
+
+    pub fn membership(&self) -> &MembershipState {
+        &self.membership
+    }
+
+    /// Removed from the committee by a membership change.
+    pub fn is_retired(&self) -> bool {
+        self.retired
     }
 
     pub fn queued_requests(&self) -> usize {

@@ -40,7 +40,9 @@ impl Replica {
     /// Whether the primary may assign another sequence number now.
     pub(super) fn may_propose(&self) -> bool {
         let in_flight = self.next_seq.0.saturating_sub(self.last_executed.0 + 1);
-        in_flight < self.params.max_in_flight_batches && self.next_seq.0 <= self.stable.seq.0 + self.params.log_window
+        in_flight < self.params.max_in_flight_batches
+            && self.next_seq.0 <= self.stable.seq.0 + self.params.log_window
+            && !self.beyond_epoch_boundary(self.next_seq)
     }
 
     /// Cuts batches: when one is full, when its oldest request has waited
@@ -52,14 +54,20 @@ impl Replica {
         }
         loop {
             self.prune_queue();
-            let Some(front) = self.queue.front() else { break };
+            let membership = self.change_to_propose();
+            // A scheduled change takes effect at a checkpoint: reach it even without load.
+            let to_boundary = self.membership.scheduled.is_some();
+            let urgent = membership.is_some() || to_boundary;
+            let Some(oldest) = self.queue.front().map(|front| front.arrived).or(urgent.then_some(now)) else {
+                break;
+            };
             if !self.may_propose() {
                 break;
             }
             let idle = self.next_seq.0 == self.last_executed.0 + 1;
             let full = self.queued_ids.len() >= self.params.max_batch_size;
-            let waited = now.saturating_sub(front.arrived) >= self.params.batch_delay_us;
-            if !(full || waited || idle) {
+            let waited = now.saturating_sub(oldest) >= self.params.batch_delay_us;
+            if !(full || waited || idle || urgent) {
                 break;
             }
             let mut requests = Vec::with_capacity(self.params.max_batch_size.min(self.queued_ids.len()));
@@ -69,7 +77,7 @@ impl Replica {
                     requests.push(queued.request);
                 }
             }
-            let batch = Arc::new(Batch { requests });
+            let batch = Arc::new(Batch { requests, membership });
             let digest = batch.digest();
             let seq = self.next_seq;
             self.next_seq = seq.next();
@@ -94,8 +102,14 @@ impl Replica {
     ///
     /// Slots executed here but above the stable checkpoint are still admitted:
     /// after a view change, peers that did not execute them need this replica's votes.
+    ///
+    /// While a view change is in progress, messages of the current view are
+    /// still taken in, passively: the replica sends no vote after its
+    /// VIEW-CHANGE, but a batch the others commit it may execute (a quorum of
+    /// commits survives any view change), so a replica that fell behind is
+    /// not stuck behind its own suspicion.
     fn admit(&mut self, view: View, seq: Seq) -> bool {
-        if self.changing.is_some() {
+        if self.changing.is_some() && view != self.view {
             self.stats.dropped_view_changing += 1;
             false
         } else if view != self.view {
@@ -160,11 +174,12 @@ impl Replica {
                 self.ordered_ids.insert(id);
             }
         }
+        self.note_ordered_change(&batch);
         let slot = self.log.entry(seq).or_default();
         slot.pre_prepare = Some(signed);
         slot.digest = Some(digest);
         slot.batch = Some(batch);
-        if !self.is_primary() {
+        if !self.is_primary() && self.changing.is_none() {
             let prepare = self.sign(Message::Prepare { view: self.view, seq, digest });
             if let Some(slot) = self.log.get_mut(&seq) {
                 slot.prepares.insert(self.me, prepare.clone());
@@ -212,7 +227,7 @@ impl Replica {
             return;
         };
         let Some(digest) = slot.digest else { return };
-        if !slot.prepared {
+        if !slot.prepared && self.changing.is_none() {
             let prepares: Vec<Arc<SignedMessage>> = slot
                 .prepares
                 .iter()
@@ -238,6 +253,9 @@ impl Replica {
         };
         if !slot.committed && count_matching(&slot.commits, digest, None) >= quorum {
             slot.committed = true;
+            // A quorum committed in this view: the primary is making progress,
+            // even if this replica cannot execute yet.
+            self.stall_since = Some(self.now);
             self.execute_ready(out);
         }
     }
@@ -246,6 +264,9 @@ impl Replica {
     pub(super) fn execute_ready(&mut self, out: &mut Vec<Output>) {
         loop {
             let seq = self.last_executed.next();
+            if self.beyond_epoch_boundary(seq) {
+                return;
+            }
             let Some(slot) = self.log.get(&seq) else {
                 return;
             };
@@ -256,6 +277,9 @@ impl Replica {
                 batch.requests.iter().map(|request| self.ledger.apply(&request.tx.transfer)).collect();
             self.last_executed = seq;
             self.record_outcomes(seq, &batch, &executions, out);
+            if let Some(change) = &batch.membership {
+                self.execute_membership(seq, change, out);
+            }
             self.stats.batches_executed += 1;
             out.push(Output::Executed(Executed { seq, view: self.view, digest, batch, executions }));
             if seq.0 % self.params.checkpoint_interval == 0 {

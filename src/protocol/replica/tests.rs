@@ -52,7 +52,7 @@ impl Fixture {
     }
 
     fn pre_prepare(&self, seq: u64, requests: Vec<Request>) -> (Arc<SignedMessage>, Digest) {
-        let batch = Arc::new(Batch { requests });
+        let batch = Arc::new(Batch::of(requests));
         let digest = batch.digest();
         (self.signed(0, Message::PrePrepare { view: View(0), seq: Seq(seq), digest, batch }), digest)
     }
@@ -97,7 +97,7 @@ fn backup_accepts_pre_prepare_and_broadcasts_prepare() {
 fn pre_prepare_from_a_backup_is_dropped_and_counted() {
     let f = fixture();
     let mut backup = f.replica(1);
-    let batch = Arc::new(Batch { requests: vec![f.request(0)] });
+    let batch = Arc::new(Batch::of(vec![f.request(0)]));
     let digest = batch.digest();
     let forged = f.signed(2, Message::PrePrepare { view: View(0), seq: Seq(1), digest, batch });
     assert!(backup.step(Micros(0), Input::Message(forged)).is_empty());

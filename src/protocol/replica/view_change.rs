@@ -13,8 +13,19 @@ use std::sync::Arc;
 const MAX_TIMEOUT_DOUBLINGS: u32 = 6;
 
 impl Replica {
+    /// How long outstanding work may wait: doubles for each view installed
+    /// since execution last progressed.
     fn view_change_timeout(&self) -> u64 {
         self.params.view_change_timeout_us << self.failed_views.min(MAX_TIMEOUT_DOUBLINGS)
+    }
+
+    /// How long to wait for the NEW-VIEW of `target`: doubles with each view
+    /// skipped past the current one. It depends only on the views, never on
+    /// local history, so replicas that fell out of step wait longer the
+    /// further ahead they are, and the others catch up with them.
+    fn new_view_timeout(&self, target: View) -> u64 {
+        let skipped = target.0.saturating_sub(self.view.0 + 1).min(u64::from(MAX_TIMEOUT_DOUBLINGS));
+        self.params.view_change_timeout_us << skipped
     }
 
     /// When the primary is suspected if nothing changes: the view change in
@@ -43,13 +54,7 @@ impl Replica {
         if now < deadline {
             return;
         }
-        let target = match self.changing {
-            Some(changing) => {
-                self.failed_views += 1;
-                changing.target.next()
-            }
-            None => self.view.next(),
-        };
+        let target = self.changing.map_or(self.view, |changing| changing.target).next();
         self.start_view_change(target, now, out);
     }
 
@@ -59,7 +64,7 @@ impl Replica {
         if target <= self.view || self.changing.is_some_and(|changing| target <= changing.target) {
             return;
         }
-        self.changing = Some(Changing { target, deadline: now.plus(self.view_change_timeout()) });
+        self.changing = Some(Changing { target, deadline: now.plus(self.new_view_timeout(target)) });
         let prepared =
             self.log.range(self.stable.seq.next()..).filter_map(|(_, slot)| slot.certificate.clone()).collect();
         let view_change = self.sign(Message::ViewChange {
@@ -181,6 +186,8 @@ impl Replica {
         }
         self.view = view;
         self.changing = None;
+        // Reset in `step` if the new view executes anything.
+        self.failed_views += 1;
         for slot in self.log.values_mut() {
             slot.reset_view();
         }
@@ -203,6 +210,7 @@ impl Replica {
                 }
             }
         }
+        self.refresh_change_ordered();
         self.next_seq = plan.max_seq.max(self.last_executed).max(self.stable.seq).next();
         self.stall_since = Some(now);
         self.stats.views_installed += 1;

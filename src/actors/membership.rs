@@ -1,0 +1,177 @@
+//! Membership changes of a running swarm, the operator's side: sign the
+//! change, start the validators it adds (empty: they catch up by state
+//! transfer), hand the change to every validator, and once f+1 of the old
+//! committee report the new epoch, apply it to routing — stop and unregister
+//! the removed validators, tell clients and hooks.
+
+use super::messages::{Destination, Envelope, LearnCommittee, Origin, Route, Unregister};
+use super::swarm::{Swarm, SwarmError};
+use crate::crypto::Keypair;
+use crate::events::{timestamp_now, LifecycleEvent};
+use crate::hooks::Publish;
+use crate::protocol::{AgentId, Committee, Member, MembershipChange, MembershipError, Replica, SignedMembershipChange};
+use serde::Serialize;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How often the change is handed to the validators again while it has not taken effect.
+const RESEND_EVERY: Duration = Duration::from_millis(500);
+
+/// A membership change that took effect.
+#[derive(Clone, Debug, Serialize)]
+pub struct MembershipChanged {
+    pub epoch: u64,
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+    pub validators: usize,
+    pub max_failures: usize,
+    pub quorum: usize,
+    /// From signing the change to f+1 validators running in the new epoch.
+    pub elapsed_ms: f64,
+}
+
+impl Swarm {
+    /// Adds `add` validators with fresh keys and removes `remove`, through
+    /// consensus: the change is ordered in the log and takes effect at the
+    /// next checkpoint boundary. Waits at most `max_wait` for it.
+    pub async fn change_membership(
+        &self,
+        add: usize,
+        remove: &[AgentId],
+        max_wait: Duration,
+    ) -> Result<MembershipChanged, SwarmError> {
+        let started = Instant::now();
+        let operator = self.operator.clone().ok_or(MembershipError::NoOperator)?;
+        let current = self.committee();
+        let added: Vec<(Member, Keypair)> = new_members(&self.committees.borrow(), add);
+        let change = MembershipChange {
+            from_epoch: current.epoch(),
+            add: added.iter().map(|(member, _)| member.clone()).collect(),
+            remove: remove.to_vec(),
+            f: None,
+        };
+        let next = change.apply(&current)?;
+        let signed = Arc::new(SignedMembershipChange::sign(change, &operator));
+        self.committees.borrow_mut().push(next.clone());
+        for (member, keypair) in &added {
+            let genesis_committee = self.committees.borrow()[0].clone();
+            let replica = Replica::joining(
+                member.id,
+                keypair.clone(),
+                genesis_committee,
+                next.clone(),
+                self.params.clone(),
+                self.genesis.clone(),
+            );
+            self.spawn_validator(member, keypair.clone(), replica);
+        }
+        for client in self.clients.borrow().values() {
+            client.do_send(LearnCommittee(next.clone()));
+        }
+        self.hub.do_send(Publish(added.iter().map(|(member, _)| spawned_event(member)).collect()));
+        self.await_epoch(&signed, &current, &next, started, max_wait).await?;
+        self.apply_to_routing(&current, &next);
+        let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+        let name = |id: &AgentId| current.member(*id).map_or_else(|| id.to_string(), |m| m.name.clone());
+        Ok(MembershipChanged {
+            epoch: next.epoch().0,
+            added: added.iter().map(|(member, _)| member.name.clone()).collect(),
+            removed: remove.iter().map(name).collect(),
+            validators: next.n(),
+            max_failures: next.f(),
+            quorum: next.quorum(),
+            elapsed_ms,
+        })
+    }
+
+    /// Hands the change to every validator until f+1 of the old committee run in the new epoch.
+    async fn await_epoch(
+        &self,
+        signed: &Arc<SignedMembershipChange>,
+        current: &Committee,
+        next: &Committee,
+        started: Instant,
+        max_wait: Duration,
+    ) -> Result<(), SwarmError> {
+        let mut last_sent: Option<Instant> = None;
+        loop {
+            if last_sent.is_none_or(|sent| sent.elapsed() >= RESEND_EVERY) {
+                let items = vec![(Destination::AllValidators, Envelope::Membership(signed.clone()))];
+                self.supervisor.do_send(Route { from: Origin::Operator, items });
+                last_sent = Some(Instant::now());
+            }
+            let moved = self
+                .status()
+                .await
+                .iter()
+                .filter(|status| current.contains(status.id) && status.epoch >= next.epoch())
+                .count();
+            if moved > current.f() {
+                return Ok(());
+            }
+            if started.elapsed() >= max_wait {
+                return Err(SwarmError::MembershipTimeout { epoch: next.epoch(), waited: max_wait });
+            }
+            actix_rt::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// The supervisor stops routing to removed validators; their threads end.
+    fn apply_to_routing(&self, current: &Committee, next: &Committee) {
+        let removed: Vec<AgentId> = current.members().iter().map(|m| m.id).filter(|id| !next.contains(*id)).collect();
+        self.validators.borrow_mut().retain(|handle| {
+            let keep = !removed.contains(&handle.id);
+            if !keep {
+                self.supervisor.do_send(Unregister(handle.id));
+                handle.arbiter.stop();
+            }
+            keep
+        });
+        *self.committee.borrow_mut() = next.clone();
+        let timestamp = timestamp_now();
+        let reason = format!("removed by the membership change to epoch {}", next.epoch());
+        let mut events: Vec<LifecycleEvent> = removed
+            .iter()
+            .map(|agent| LifecycleEvent::AgentRemoved {
+                timestamp: timestamp.clone(),
+                agent: *agent,
+                reason: reason.clone(),
+            })
+            .collect();
+        events.push(LifecycleEvent::QuorumUpdated {
+            timestamp,
+            epoch: next.epoch().0,
+            validators: next.n(),
+            quorum: next.quorum(),
+        });
+        self.hub.do_send(Publish(events));
+    }
+}
+
+/// `count` members with fresh keys, numbered after the highest id any epoch
+/// used (an id is never reused) and named like the others (`bft-agent-8`, …).
+fn new_members(history: &[Committee], count: usize) -> Vec<(Member, Keypair)> {
+    let members = || history.iter().flat_map(|committee| committee.members());
+    let next_id = members().map(|m| m.id.0 + 1).max().unwrap_or(0);
+    let prefix = members()
+        .next()
+        .map(|m| m.name.trim_end_matches(|c: char| c.is_ascii_digit()).to_string())
+        .unwrap_or_else(|| "validator-".into());
+    (0..count as u32)
+        .map(|i| {
+            let keypair = Keypair::generate();
+            let id = AgentId(next_id + i);
+            (Member { id, name: format!("{prefix}{}", id.0 + 1), public_key: keypair.public_key() }, keypair)
+        })
+        .collect()
+}
+
+fn spawned_event(member: &Member) -> LifecycleEvent {
+    LifecycleEvent::AgentSpawned {
+        timestamp: timestamp_now(),
+        agent: member.id,
+        name: member.name.clone(),
+        role: "validator".into(),
+        public_key: member.public_key.to_string(),
+    }
+}
