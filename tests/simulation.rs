@@ -139,7 +139,13 @@ fn planted_bug_new_view_without_prepared_certificates_is_caught() {
     let caught = reports.iter().filter(|r| !r.passed()).count();
     let agreement =
         reports.iter().filter(|r| r.violations.iter().any(|v| matches!(v, Violation::Agreement { .. }))).count();
+    let replaced = reports
+        .iter()
+        .filter(|r| r.violations.iter().any(|v| matches!(v, Violation::CommittedBatchReplaced { .. })))
+        .count();
     assert!(agreement >= 5, "caught {caught} of 60, only {agreement} as agreement violations");
+    // The view-change safety invariant sees it first: an honest vote for another batch where one had executed.
+    assert!(replaced >= agreement, "{replaced} runs caught a replaced batch, {agreement} a split");
 }
 
 #[test]

@@ -3,7 +3,7 @@
 
 use crate::crypto::Digest;
 use crate::ledger::{Execution, Ledger, TxId, TxOutcome};
-use crate::protocol::{AgentId, Completion, Output, Replica};
+use crate::protocol::{AgentId, Completion, Message, Output, Replica};
 use crate::workload::Workload;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -27,6 +27,10 @@ pub enum Violation {
     Liveness { completed: usize, expected: usize },
     /// A replica went back to an earlier view.
     ViewWentBack { replica: AgentId, from: u64, to: u64 },
+    /// An honest replica voted, in a later view, for another batch at a
+    /// sequence number whose batch already executed: a view change lost a
+    /// committed batch.
+    CommittedBatchReplaced { replica: AgentId, seq: u64, view: u64, executed: Digest, voted: Digest },
     /// A replica's stable checkpoint moved backwards.
     CheckpointWentBack { replica: AgentId, from: u64, to: u64 },
     /// Two honest replicas moved to different committees for one epoch.
@@ -48,6 +52,8 @@ pub struct Invariants {
     last_executed: BTreeMap<AgentId, u64>,
     views: BTreeMap<AgentId, u64>,
     stable: BTreeMap<AgentId, u64>,
+    /// (epoch, seq) -> the batch honest replicas executed there, and the view it committed in.
+    executed: HashMap<(u64, u64), (Digest, u64)>,
     committees: BTreeMap<u64, (AgentId, crate::protocol::Committee)>,
     committed: BTreeMap<AgentId, HashSet<TxId>>,
     first_outcome: HashMap<TxId, TxOutcome>,
@@ -65,6 +71,7 @@ impl Invariants {
             last_executed: BTreeMap::new(),
             views: BTreeMap::new(),
             stable: BTreeMap::new(),
+            executed: HashMap::new(),
             committees: BTreeMap::new(),
             committed: BTreeMap::new(),
             first_outcome: HashMap::new(),
@@ -86,8 +93,25 @@ impl Invariants {
             self.violations.push(Violation::ViewWentBack { replica, from: previous, to: view });
         }
         match output {
+            Output::Broadcast(signed) => {
+                if let Message::Prepare { view, seq, digest } | Message::Commit { view, seq, digest } = signed.message {
+                    // In the view it committed in, an equivocating primary may still
+                    // get an honest vote for its other batch; in a later view, never.
+                    let executed = self.executed.get(&(signed.epoch.0, seq.0)).copied();
+                    let replaced = executed.filter(|(executed, in_view)| *executed != digest && view.0 > *in_view);
+                    if let Some((executed, _)) = replaced {
+                        let (seq, view) = (seq.0, view.0);
+                        let violation =
+                            Violation::CommittedBatchReplaced { replica, seq, view, executed, voted: digest };
+                        self.violations.push(violation);
+                    }
+                }
+            }
             Output::Executed(executed) => {
                 let seq = executed.seq.0;
+                let key = (state.committee().epoch().0, seq);
+                let in_view = self.executed.get(&key).map_or(executed.view.0, |(_, view)| (*view).min(executed.view.0));
+                self.executed.insert(key, (executed.digest, in_view));
                 let previous = self.last_executed.insert(replica, seq).unwrap_or(0);
                 if seq != previous + 1 {
                     self.violations.push(Violation::OutOfOrder { replica, expected: previous + 1, executed: seq });
