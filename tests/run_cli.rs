@@ -103,6 +103,26 @@ fn silent_primary_scenario_is_voted_out_and_every_transfer_commits() {
     assert!(change["triggered_by"].as_array().unwrap().len() >= 3, "{change}");
 }
 
+/// Issue 3's membership scenario: a validator added and the first primary
+/// removed mid-run, through consensus; every transfer commits, the new
+/// validator holds the same ledger as the others, integrity stays intact.
+#[test]
+fn membership_scenario_adds_then_removes_a_validator_and_every_transfer_commits() {
+    let report = run_json(&["--config", "config/membership.toml"]);
+    assert_eq!(report["transactions_committed"], 3000);
+    assert_eq!(report["system_integrity"], "intact", "{report}");
+    let changes = report["membership_changes"].as_array().unwrap();
+    assert_eq!(changes.len(), 2, "{report}");
+    assert_eq!((changes[0]["epoch"].as_u64(), changes[0]["validators"].as_u64()), (Some(1), Some(5)));
+    assert_eq!(changes[0]["added"][0], "bft-agent-5");
+    assert_eq!((changes[1]["epoch"].as_u64(), changes[1]["quorum"].as_u64()), (Some(2), Some(3)));
+    assert_eq!(changes[1]["removed"][0], "bft-agent-1");
+    let agents: Vec<&str> = report["agents"].as_array().unwrap().iter().map(|a| a["name"].as_str().unwrap()).collect();
+    assert_eq!(agents, ["bft-agent-2", "bft-agent-3", "bft-agent-4", "bft-agent-5"]);
+    assert_eq!(report["healthy_agents"], 4);
+    assert_eq!(report["quorum_threshold"], 3);
+}
+
 /// The tutorial's step 10: a primary that censors every request is voted out.
 #[test]
 fn censoring_primary_scenario_is_voted_out_and_every_transfer_commits() {
