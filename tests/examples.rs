@@ -9,6 +9,10 @@ mod custom_agent;
 #[path = "../examples/custom_hook.rs"]
 mod custom_hook;
 
+#[allow(dead_code)]
+#[path = "../examples/custom_validator.rs"]
+mod custom_validator;
+
 use bftswarm::actors::BatchExecuted;
 use bftswarm::events::{EventKind, LifecycleEvent};
 use bftswarm::ledger::{Execution, Ledger, RejectReason, TxOutcome};
@@ -25,6 +29,23 @@ async fn custom_agent_auditor_re_executes_every_batch_and_matches_every_checkpoi
     assert_eq!(report.batches_applied, executed, "{report:?}");
     // checkpoint_interval = 4: every fourth batch is a stable checkpoint.
     assert!(report.checkpoints_matched >= report.batches_applied / 4 - 1, "{report:?}");
+}
+
+/// A user's actor holds a seat in the committee: it votes, executes the same
+/// ledger as the built-in validators, and does its own thing (flags large transfers).
+#[actix::test]
+async fn custom_validator_takes_part_in_consensus_and_flags_every_large_transfer() {
+    let (report, digests, committed) = custom_validator::run_with_compliance(400, 900).await;
+    assert_eq!(committed.len(), 400);
+    assert_eq!(digests.len(), 3, "the three built-in validators");
+    assert!(digests.iter().all(|digest| *digest == report.ledger_digest), "{digests:?} vs {report:?}");
+    let mut expected: Vec<u64> = committed.into_iter().filter(|amount| *amount > 900).collect();
+    let mut flagged = report.flagged.clone();
+    expected.sort_unstable();
+    flagged.sort_unstable();
+    assert!(!expected.is_empty());
+    assert_eq!(flagged, expected);
+    assert_eq!(report.rejected_inbound, 0);
 }
 
 /// A genesis and one honest executed batch of three transfers at seq 1.

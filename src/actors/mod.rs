@@ -22,6 +22,15 @@
 //! or it loses batches. `examples/custom_agent.rs` is an auditor built this way.
 //! Validators are started with [`Swarm::launch_with`]; their mailbox bound can
 //! come from `agents/validator.toml` ([`crate::agents`]).
+//!
+//! A user's actor can also hold a **seat in the committee** with its own
+//! behaviour: name its member in [`LaunchOptions::external_validators`], and
+//! the actor joins through the same API the built-in [`Validator`] uses —
+//! [`Register`] with [`Swarm::supervisor`], verify each [`Deliver`]ed envelope
+//! with a [`crate::protocol::Verifier`], step a [`crate::protocol::Replica`],
+//! and send its outputs as a [`Route`]. It signs with its own key only and its
+//! messages are verified by every peer like anyone's.
+//! `examples/custom_validator.rs` is a compliance officer built this way.
 
 mod client;
 mod membership;

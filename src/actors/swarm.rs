@@ -26,7 +26,7 @@ use crate::protocol::{
 use crate::rng::SeededRng;
 use actix::{Actor, Addr, Arbiter, Recipient};
 use std::cell::RefCell;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -137,11 +137,21 @@ pub struct LaunchOptions {
     /// Validators' mailbox bound (from `agents/validator.toml`); unset means
     /// [`super::AGENT_MAILBOX`].
     pub validator_mailbox: Option<usize>,
+    /// Members whose validator the caller runs itself — custom validator
+    /// actors (`examples/custom_validator.rs`). They join like the built-in
+    /// ones: `Register` with [`Swarm::supervisor`], `Route` what they send,
+    /// handle `Deliver`.
+    pub external_validators: BTreeSet<AgentId>,
 }
 
 impl Default for LaunchOptions {
     fn default() -> LaunchOptions {
-        LaunchOptions { name: "bft-swarm".into(), hooks: Hooks::default(), validator_mailbox: None }
+        LaunchOptions {
+            name: "bft-swarm".into(),
+            hooks: Hooks::default(),
+            validator_mailbox: None,
+            external_validators: BTreeSet::new(),
+        }
     }
 }
 
@@ -190,7 +200,7 @@ impl Swarm {
     /// `agent-spawned` per validator. Must be called inside a running actix `System`.
     pub fn launch_with(spec: SwarmSpec, options: LaunchOptions) -> Swarm {
         let SwarmSpec { committee, validator_keys, params, genesis, operator } = spec;
-        let LaunchOptions { name: swarm_name, hooks, validator_mailbox } = options;
+        let LaunchOptions { name: swarm_name, hooks, validator_mailbox, external_validators } = options;
         // Its own thread: fanning events out to hooks never delays routing.
         let hub_arbiter = Arbiter::new();
         let hub = EventHub::start_in_arbiter(&hub_arbiter.handle(), move |_| EventHub::new(hooks));
@@ -212,6 +222,9 @@ impl Swarm {
             arbiters: vec![hub_arbiter, supervisor_arbiter],
         };
         for (member, keypair) in committee.members().iter().zip(validator_keys) {
+            if external_validators.contains(&member.id) {
+                continue;
+            }
             let replica = Replica::new(
                 member.id,
                 keypair.clone(),

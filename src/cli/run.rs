@@ -153,7 +153,7 @@ pub(crate) fn drive_with(
     let membership = configured_membership(cfg);
     let system = actix::System::new();
     system.block_on(async move {
-        let options = LaunchOptions { name, hooks: add_hooks(hooks), validator_mailbox };
+        let options = LaunchOptions { name, hooks: add_hooks(hooks), validator_mailbox, ..LaunchOptions::default() };
         let swarm = Swarm::launch_with(spec, options);
         for (agent, fault_type, probability, after) in faults {
             swarm.inject_fault(agent, fault_type, probability, after)?;
