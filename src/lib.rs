@@ -55,6 +55,7 @@ pub mod agents;
 pub mod cli;
 pub mod config;
 pub mod crypto;
+pub mod detect;
 pub mod events;
 pub mod faults;
 pub mod hooks;

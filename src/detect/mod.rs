@@ -1,0 +1,258 @@
+//! Detection (DESIGN §7) as pure rules: reports go in, convictions come out.
+//!
+//! - **Self-verifying evidence** ([`Proof`]) convicts on its own once it
+//!   verifies against the committee; anyone can re-check it.
+//! - **Accusations** (a bad signature or a flood seen on an authenticated
+//!   channel) convict only when f+1 distinct members accuse the same agent, so
+//!   at least one accuser is honest. An accusation from a convicted agent no
+//!   longer counts, and one agent counts once however many instances of it
+//!   (twins sharing a key) report.
+//! - **Censorship** cannot be proven: a primary voted out while requests
+//!   waited earns a strike when f+1 members report it for that view; repeated
+//!   strikes in distinct views convict.
+//!
+//! No actix, clock or randomness: the detector actor and the simulation run
+//! the same [`Detector`], so the simulation can check that no honest agent is
+//! ever convicted.
+
+mod proof;
+#[cfg(test)]
+mod tests;
+
+pub use proof::{Proof, ProvenFault};
+
+use crate::protocol::{AgentId, Committee, Micros, View};
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AccusationReason {
+    BadSignature,
+    Flood,
+}
+
+#[derive(Clone, Debug)]
+pub enum Report {
+    Proof {
+        reporter: AgentId,
+        proof: Proof,
+    },
+    Accusation {
+        accuser: AgentId,
+        accused: AgentId,
+        reason: AccusationReason,
+    },
+    /// `reporter` voted `primary` out of `view` because requests waited unordered.
+    CensorshipStrike {
+        reporter: AgentId,
+        primary: AgentId,
+        view: View,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DetectionMethod {
+    SelfVerifyingEvidence,
+    FPlusOneAccusations,
+    RepeatedCensorship,
+}
+
+/// A conviction, in the shape of the tutorial's detection-log record.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Conviction {
+    pub detected_agent: AgentId,
+    pub fault_type: String,
+    pub detection_method: DetectionMethod,
+    pub evidence: serde_json::Value,
+    /// Distinct members whose reports led to the conviction.
+    pub votes_against: usize,
+    pub at: Micros,
+}
+
+#[derive(Clone, Debug)]
+pub struct DetectionRules {
+    /// Censorship strikes (in distinct views) that convict.
+    pub strikes_to_convict: usize,
+    /// Planted bug for the simulation: convict on this many accusations instead of f+1.
+    #[doc(hidden)]
+    pub planted_accusation_threshold: Option<usize>,
+    /// Planted bug for the simulation: count accusation reports, not distinct accusers.
+    #[doc(hidden)]
+    pub planted_count_every_report: bool,
+}
+
+impl Default for DetectionRules {
+    fn default() -> DetectionRules {
+        DetectionRules { strikes_to_convict: 3, planted_accusation_threshold: None, planted_count_every_report: false }
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct DetectorStats {
+    pub proofs_rejected: u64,
+    pub reports_from_non_members: u64,
+    pub reports_from_convicted: u64,
+    pub reports_about_convicted: u64,
+}
+
+pub struct Detector {
+    committee: Committee,
+    rules: DetectionRules,
+    convicted: BTreeMap<AgentId, Conviction>,
+    /// Accused -> the members accusing it (and, for the planted bug, every report).
+    accusers: BTreeMap<AgentId, BTreeSet<AgentId>>,
+    accusation_reports: BTreeMap<AgentId, usize>,
+    /// Primary -> view -> members that reported a censorship strike there.
+    strikes: BTreeMap<AgentId, BTreeMap<View, BTreeSet<AgentId>>>,
+    stats: DetectorStats,
+}
+
+impl Detector {
+    pub fn new(committee: Committee, rules: DetectionRules) -> Detector {
+        Detector {
+            committee,
+            rules,
+            convicted: BTreeMap::new(),
+            accusers: BTreeMap::new(),
+            accusation_reports: BTreeMap::new(),
+            strikes: BTreeMap::new(),
+            stats: DetectorStats::default(),
+        }
+    }
+
+    /// A new membership epoch: proofs and reports are judged against it from
+    /// now on; convictions stay.
+    pub fn update_committee(&mut self, committee: Committee) {
+        self.committee = committee;
+    }
+
+    pub fn is_convicted(&self, agent: AgentId) -> bool {
+        self.convicted.contains_key(&agent)
+    }
+
+    pub fn convictions(&self) -> impl Iterator<Item = &Conviction> {
+        self.convicted.values()
+    }
+
+    pub fn stats(&self) -> &DetectorStats {
+        &self.stats
+    }
+
+    /// Takes one report; returns the conviction it completes, if any.
+    pub fn report(&mut self, now: Micros, report: Report) -> Option<Conviction> {
+        let reporter = match &report {
+            Report::Proof { reporter, .. } => *reporter,
+            Report::Accusation { accuser, .. } => *accuser,
+            Report::CensorshipStrike { reporter, .. } => *reporter,
+        };
+        if !self.committee.contains(reporter) {
+            self.stats.reports_from_non_members += 1;
+            return None;
+        }
+        if self.is_convicted(reporter) {
+            self.stats.reports_from_convicted += 1;
+            return None;
+        }
+        let conviction = match report {
+            Report::Proof { proof, .. } => self.on_proof(now, proof),
+            Report::Accusation { accuser, accused, reason } => self.on_accusation(now, accuser, accused, reason),
+            Report::CensorshipStrike { reporter, primary, view } => self.on_strike(now, reporter, primary, view),
+        }?;
+        self.convict(conviction.clone());
+        Some(conviction)
+    }
+
+    fn on_proof(&mut self, now: Micros, proof: Proof) -> Option<Conviction> {
+        let accused = proof.accused(&self.committee);
+        let Some(accused) = accused.filter(|_| proof.verify(&self.committee)) else {
+            self.stats.proofs_rejected += 1;
+            return None;
+        };
+        if self.is_convicted(accused) {
+            self.stats.reports_about_convicted += 1;
+            return None;
+        }
+        Some(Conviction {
+            detected_agent: accused,
+            fault_type: proof.fault().name().into(),
+            detection_method: DetectionMethod::SelfVerifyingEvidence,
+            evidence: proof.describe(),
+            votes_against: 1,
+            at: now,
+        })
+    }
+
+    fn on_accusation(
+        &mut self,
+        now: Micros,
+        accuser: AgentId,
+        accused: AgentId,
+        reason: AccusationReason,
+    ) -> Option<Conviction> {
+        if !self.committee.contains(accused) || accuser == accused {
+            self.stats.reports_from_non_members += 1;
+            return None;
+        }
+        if self.is_convicted(accused) {
+            self.stats.reports_about_convicted += 1;
+            return None;
+        }
+        let accusers = self.accusers.entry(accused).or_default();
+        accusers.insert(accuser);
+        let reports = self.accusation_reports.entry(accused).or_default();
+        *reports += 1;
+        let votes = if self.rules.planted_count_every_report { *reports } else { accusers.len() };
+        let needed = self.rules.planted_accusation_threshold.unwrap_or(self.committee.f() + 1);
+        (votes >= needed).then(|| Conviction {
+            detected_agent: accused,
+            fault_type: match reason {
+                AccusationReason::BadSignature => "signature-corruption".into(),
+                AccusationReason::Flood => "flood".into(),
+            },
+            detection_method: DetectionMethod::FPlusOneAccusations,
+            evidence: serde_json::json!({
+                "reason": reason,
+                "accusers": accusers.iter().map(|id| id.0).collect::<Vec<_>>(),
+            }),
+            votes_against: votes,
+            at: now,
+        })
+    }
+
+    fn on_strike(&mut self, now: Micros, reporter: AgentId, primary: AgentId, view: View) -> Option<Conviction> {
+        if !self.committee.contains(primary) || self.is_convicted(primary) {
+            self.stats.reports_about_convicted += 1;
+            return None;
+        }
+        let views = self.strikes.entry(primary).or_default();
+        views.entry(view).or_default().insert(reporter);
+        let needed = self.committee.f() + 1;
+        let confirmed: Vec<View> =
+            views.iter().filter(|(_, reporters)| reporters.len() >= needed).map(|(view, _)| *view).collect();
+        (confirmed.len() >= self.rules.strikes_to_convict).then(|| Conviction {
+            detected_agent: primary,
+            fault_type: "censorship".into(),
+            detection_method: DetectionMethod::RepeatedCensorship,
+            evidence: serde_json::json!({ "views_voted_out": confirmed.iter().map(|v| v.0).collect::<Vec<_>>() }),
+            votes_against: needed,
+            at: now,
+        })
+    }
+
+    /// Records the conviction; the convicted agent's own accusations and
+    /// strikes stop counting against anyone.
+    fn convict(&mut self, conviction: Conviction) {
+        let agent = conviction.detected_agent;
+        self.convicted.insert(agent, conviction);
+        for accusers in self.accusers.values_mut() {
+            accusers.remove(&agent);
+        }
+        for views in self.strikes.values_mut() {
+            for reporters in views.values_mut() {
+                reporters.remove(&agent);
+            }
+        }
+    }
+}
