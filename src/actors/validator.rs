@@ -182,7 +182,9 @@ impl Validator {
         if let Some(events) = &mut self.events {
             events.flush();
         }
-        self.timer.arm(ctx, now(), self.replica.next_deadline(), Validator::on_timer);
+        let held = self.adversary.as_ref().and_then(Adversary::next_deadline);
+        let deadline = self.replica.next_deadline().into_iter().chain(held).min();
+        self.timer.arm(ctx, now(), deadline, Validator::on_timer);
     }
 
     fn notify_observers(&mut self, executed: crate::protocol::Executed) {

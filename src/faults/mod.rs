@@ -28,15 +28,22 @@ pub enum FaultType {
     Silent,
     /// Re-sends old signed messages (one with probability p per step).
     Replay,
+    /// As primary, alters a client's transfer in its pre-prepare (so the
+    /// client's signature no longer verifies) and signs that, with probability p.
+    InvalidProposal,
+    /// Holds each message (with probability p) for [`DELAY_US`] before sending it.
+    Delay,
 }
 
 impl FaultType {
-    pub const ALL: [FaultType; 5] = [
+    pub const ALL: [FaultType; 7] = [
         FaultType::SignatureCorruption,
         FaultType::Equivocation,
         FaultType::Censorship,
         FaultType::Silent,
         FaultType::Replay,
+        FaultType::InvalidProposal,
+        FaultType::Delay,
     ];
 
     pub fn name(self) -> &'static str {
@@ -46,6 +53,8 @@ impl FaultType {
             FaultType::Censorship => "censorship",
             FaultType::Silent => "silent",
             FaultType::Replay => "replay",
+            FaultType::InvalidProposal => "invalid-proposal",
+            FaultType::Delay => "delay",
         }
     }
 }
@@ -73,21 +82,32 @@ pub struct FaultSpec {
 /// How many of its own sent messages a replaying agent remembers.
 const REPLAY_MEMORY: usize = 256;
 
+/// How long a delaying agent holds a message: at least this long, and until
+/// its next step (the caller steps it at [`Adversary::next_deadline`]).
+pub const DELAY_US: u64 = 100_000;
+
 pub struct Adversary {
     me: AgentId,
     keypair: Keypair,
     spec: FaultSpec,
     rng: SeededRng,
     sent: VecDeque<Arc<SignedMessage>>,
+    /// Messages a delaying agent holds, with the time each may leave.
+    held: VecDeque<(Micros, Output)>,
 }
 
 impl Adversary {
     pub fn new(me: AgentId, keypair: Keypair, spec: FaultSpec, seed: u64) -> Adversary {
-        Adversary { me, keypair, spec, rng: SeededRng::new(seed), sent: VecDeque::new() }
+        Adversary { me, keypair, spec, rng: SeededRng::new(seed), sent: VecDeque::new(), held: VecDeque::new() }
     }
 
     pub fn spec(&self) -> FaultSpec {
         self.spec
+    }
+
+    /// When held messages are due, for the caller's timer.
+    pub fn next_deadline(&self) -> Option<Micros> {
+        self.held.front().map(|(due, _)| *due)
     }
 
     fn active(&self, now: Micros) -> bool {
@@ -110,6 +130,9 @@ impl Adversary {
         }
         let p = self.spec.probability;
         let mut rewritten = Vec::with_capacity(outputs.len());
+        while self.held.front().is_some_and(|(due, _)| *due <= now) {
+            rewritten.extend(self.held.pop_front().map(|(_, output)| output));
+        }
         for output in outputs {
             match (self.spec.fault_type, output) {
                 (FaultType::Silent, output @ (Output::Broadcast(_) | Output::SendTo(..) | Output::Reply(_))) => {
@@ -127,6 +150,17 @@ impl Adversary {
                     if matches!(signed.message, Message::PrePrepare { .. }) && self.rng.chance(p) =>
                 {
                     self.equivocate(&signed, committee, &mut rewritten)
+                }
+                (FaultType::InvalidProposal, Output::Broadcast(signed))
+                    if matches!(&signed.message, Message::PrePrepare { batch, .. } if !batch.requests.is_empty())
+                        && self.rng.chance(p) =>
+                {
+                    rewritten.push(Output::Broadcast(self.forge_proposal(&signed, committee)))
+                }
+                (FaultType::Delay, output @ (Output::Broadcast(_) | Output::SendTo(..) | Output::Reply(_)))
+                    if self.rng.chance(p) =>
+                {
+                    self.held.push_back((now.plus(DELAY_US), output))
                 }
                 (FaultType::Replay, output) => {
                     if let Output::Broadcast(signed) | Output::SendTo(_, signed) = &output {
@@ -152,6 +186,19 @@ impl Adversary {
         let byte = self.rng.below(64) as usize;
         corrupted.signature.0[byte] ^= 0x5A;
         Arc::new(corrupted)
+    }
+
+    /// The same pre-prepare with its first transfer's amount raised by one:
+    /// the client's signature no longer covers it, the primary's does.
+    fn forge_proposal(&self, original: &Arc<SignedMessage>, committee: &Committee) -> Arc<SignedMessage> {
+        let Message::PrePrepare { view, seq, batch, .. } = &original.message else { return original.clone() };
+        let mut forged = (**batch).clone();
+        if let Some(first) = forged.requests.first_mut() {
+            first.tx.transfer.amount = first.tx.transfer.amount.wrapping_add(1);
+        }
+        let forged = Arc::new(forged);
+        let message = Message::PrePrepare { view: *view, seq: *seq, digest: forged.digest(), batch: forged };
+        Arc::new(SignedMessage::sign(message, committee.epoch(), self.me, &self.keypair))
     }
 
     fn remember(&mut self, signed: Arc<SignedMessage>) {

@@ -107,3 +107,44 @@ fn fault_names_parse_and_unknown_ones_are_a_clear_error() {
     let error = "double-speak".parse::<FaultType>().unwrap_err();
     assert!(error.contains("double-speak") && error.contains("signature-corruption"), "{error}");
 }
+
+fn pre_prepare_of_one_transfer(keys: &[Keypair]) -> Output {
+    let owner = Keypair::from_seed([50; 32]);
+    let from = crate::ledger::AccountId(owner.public_key());
+    let transfer =
+        crate::ledger::Transfer { id: crate::ledger::TxId([1; 16]), from, to: from, amount: 5, nonce: 0, memo: None };
+    let batch = Arc::new(Batch::of(vec![Request { client: crate::protocol::ClientId(0), tx: transfer.sign(&owner) }]));
+    let message = Message::PrePrepare { view: View(0), seq: Seq(1), digest: batch.digest(), batch };
+    Output::Broadcast(Arc::new(SignedMessage::sign(message, Epoch(0), AgentId(0), &keys[0])))
+}
+
+#[test]
+fn an_invalid_proposal_is_signed_by_the_primary_but_carries_a_forged_transfer() {
+    let (keys, committee) = setup();
+    let mut forging = adversary(&keys, FaultType::InvalidProposal, 1.0, 0);
+    let out = forging.rewrite(Micros(0), vec![pre_prepare_of_one_transfer(&keys)], &committee);
+    let Output::Broadcast(signed) = &out[0] else { panic!("{out:?}") };
+    let Message::PrePrepare { digest, batch, .. } = &signed.message else { panic!("{signed:?}") };
+    let key = keys[0].public_key().verifying_key().unwrap();
+    assert!(signed.signature.verify(&key, &signed.signing_bytes()), "the primary really signed it");
+    assert_eq!(batch.digest(), *digest);
+    assert!(!batch.requests[0].tx.verify(), "the client never signed what it carries");
+    let mut verifier = crate::protocol::Verifier::new(&committee, 8);
+    let rejection = crate::protocol::Rejection::InvalidClientSignature { sender: AgentId(0), index: 0 };
+    assert_eq!(verifier.verify_message(signed), Err(rejection));
+    let proof = crate::detect::Proof::InvalidProposal { pre_prepare: signed.clone(), index: 0 };
+    assert!(proof.verify(&committee), "the backup that rejects it holds a proof against the primary");
+}
+
+#[test]
+fn delay_holds_messages_until_due_and_releases_them_in_order() {
+    let (keys, committee) = setup();
+    let mut delaying = adversary(&keys, FaultType::Delay, 1.0, 0);
+    assert!(delaying.rewrite(Micros(0), vec![prepare(&keys)], &committee).is_empty());
+    assert!(delaying.rewrite(Micros(10), vec![prepare(&keys)], &committee).is_empty());
+    assert_eq!(delaying.next_deadline(), Some(Micros(DELAY_US)));
+    assert!(delaying.rewrite(Micros(DELAY_US - 1), vec![], &committee).is_empty());
+    assert_eq!(delaying.rewrite(Micros(DELAY_US), vec![], &committee).len(), 1);
+    assert_eq!(delaying.rewrite(Micros(DELAY_US + 10), vec![], &committee).len(), 1);
+    assert_eq!(delaying.next_deadline(), None);
+}

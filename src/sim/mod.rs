@@ -449,7 +449,8 @@ pub fn run(config: &SimConfig) -> SimReport {
                         | Output::MembershipRefused { .. } => {}
                     }
                 }
-                if let Some(deadline) = validator.replica.next_deadline() {
+                let held = validator.adversary.as_ref().and_then(Adversary::next_deadline);
+                if let Some(deadline) = validator.replica.next_deadline().into_iter().chain(held).min() {
                     network.schedule_tick(Node::Validator(index), deadline);
                 }
                 // Validators added by a change start (empty) as soon as it is scheduled; they catch up by state transfer.
