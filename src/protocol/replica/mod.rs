@@ -2,6 +2,7 @@
 
 mod checkpoint;
 mod normal;
+mod restore;
 #[cfg(test)]
 mod tests;
 mod view_change;

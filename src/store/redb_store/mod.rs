@@ -66,7 +66,14 @@ impl RedbStore {
     /// Opens (or creates) `<home>/swarm.redb`, creating `home` if needed.
     pub fn open(home: &Path, options: RedbOptions) -> Result<Self, StoreError> {
         std::fs::create_dir_all(home).map_err(|source| StoreError::Home { path: home.to_owned(), source })?;
-        let path = home.join(DATABASE_FILE);
+        RedbStore::open_file(&home.join(DATABASE_FILE), options)
+    }
+
+    /// Opens (or creates) the database file `path`, whose directory must exist:
+    /// a validator's own write-ahead log lives in a file of its own, so that
+    /// validators commit (and wait for the disk) in parallel.
+    pub fn open_file(path: &Path, options: RedbOptions) -> Result<Self, StoreError> {
+        let path = path.to_owned();
         // The v3 file format is the one redb 3 reads, so upgrading redb later
         // needs no migration of existing homes.
         let db =
