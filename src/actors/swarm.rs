@@ -8,10 +8,10 @@
 use super::client::{Begin, Client, ClientRun};
 use super::messages::{
     BatchExecuted, ForceViewChange, GetRoutingStats, GetStatus, InjectFault, ObserveExecutions, Register,
-    RegisterClient, RoutingStats, UnregisterClient, ValidatorStatus,
+    RegisterClient, Restart, RoutingStats, UnregisterClient, ValidatorStatus,
 };
 use super::supervisor::Supervisor;
-use super::validator::Validator;
+use super::validator::{RecoveredValidator, Validator};
 use crate::config::SwarmConfig;
 use crate::crypto::Keypair;
 use crate::events::{timestamp_now, EventKinds, LifecycleEvent};
@@ -20,9 +20,12 @@ use crate::hooks::{
     launch_events, EventHub, GetHookStats, HookEvent, HookId, HookStats, Hooks, Publish, RunTaskHooks, Subscribe, Veto,
 };
 use crate::ledger::{Ledger, SignedTransfer};
-use crate::protocol::{AgentId, ClientCore, ClientId, Committee, CommitteeError, Epoch, ProtocolParams, Replica};
+use crate::protocol::{
+    AgentId, ClientCore, ClientId, Committee, CommitteeError, Epoch, Member, ProtocolParams, Replica,
+};
 use crate::rng::SeededRng;
-use actix::{Actor, Addr, Arbiter, Recipient};
+use crate::wal::{ReplicaSpec, WalError, WalOptions};
+use actix::{Actor, Addr, Arbiter, Recipient, Supervisor as ActorSupervisor};
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -46,6 +49,8 @@ pub enum SwarmError {
     HubStopped,
     #[error("no validator {0} in this swarm; `bftswarm agent list` shows the agents")]
     UnknownAgent(AgentId),
+    #[error(transparent)]
+    Wal(#[from] WalError),
 }
 
 /// Everything needed to start a swarm.
@@ -119,11 +124,15 @@ pub struct LaunchOptions {
     /// Validators' mailbox bound (from `agents/validator.toml`); unset means
     /// [`super::AGENT_MAILBOX`].
     pub validator_mailbox: Option<usize>,
+    /// Where validators keep their write-ahead logs ([`WalOptions::under_home`]);
+    /// unset keeps everything in memory. With logs, a swarm launched again
+    /// from the same home recovers what it committed.
+    pub wal: Option<WalOptions>,
 }
 
 impl Default for LaunchOptions {
     fn default() -> LaunchOptions {
-        LaunchOptions { name: "bft-swarm".into(), hooks: Hooks::default(), validator_mailbox: None }
+        LaunchOptions { name: "bft-swarm".into(), hooks: Hooks::default(), validator_mailbox: None, wal: None }
     }
 }
 
@@ -144,15 +153,50 @@ impl Swarm {
     /// Starts the supervisor and one validator per member, without hooks.
     /// Must be called inside a running actix `System`.
     pub fn launch(spec: SwarmSpec) -> Swarm {
-        Swarm::launch_with(spec, LaunchOptions::default())
+        let SwarmSpec { committee, validator_keys, params, genesis } = spec;
+        let validators = committee
+            .members()
+            .iter()
+            .zip(validator_keys)
+            .map(|(member, keypair)| {
+                let (committee, params, genesis) = (committee.clone(), params.clone(), genesis.clone());
+                let replica = Replica::new(member.id, keypair.clone(), committee, params, genesis);
+                (member.clone(), ValidatorSeed::InMemory(Box::new((replica, keypair))))
+            })
+            .collect();
+        Swarm::start(committee, validators, LaunchOptions::default())
     }
 
     /// Starts the event hub with `options.hooks`, the supervisor and one
     /// validator per member, and publishes `swarm-initialized` and one
     /// `agent-spawned` per validator. Must be called inside a running actix `System`.
-    pub fn launch_with(spec: SwarmSpec, options: LaunchOptions) -> Swarm {
+    ///
+    /// With `options.wal`, every validator first rebuilds its replica from its
+    /// write-ahead log; a damaged log is moved aside and that validator
+    /// catches up from its peers. Fails only when a log cannot be opened at
+    /// all (another process holds it, or its directory is unusable).
+    pub fn launch_with(spec: SwarmSpec, options: LaunchOptions) -> Result<Swarm, SwarmError> {
         let SwarmSpec { committee, validator_keys, params, genesis } = spec;
-        let LaunchOptions { name: swarm_name, hooks, validator_mailbox } = options;
+        let mut validators = Vec::with_capacity(validator_keys.len());
+        for (member, keypair) in committee.members().iter().zip(validator_keys) {
+            let (committee, params, genesis) = (committee.clone(), params.clone(), genesis.clone());
+            let seed = match &options.wal {
+                Some(wal) => {
+                    let spec = ReplicaSpec { name: member.name.clone(), keypair, committee, params, genesis };
+                    ValidatorSeed::Durable(Box::new(RecoveredValidator::open(spec, wal.clone())?))
+                }
+                None => {
+                    let replica = Replica::new(member.id, keypair.clone(), committee, params, genesis);
+                    ValidatorSeed::InMemory(Box::new((replica, keypair)))
+                }
+            };
+            validators.push((member.clone(), seed));
+        }
+        Ok(Swarm::start(committee, validators, options))
+    }
+
+    fn start(committee: Committee, seeds: Vec<(Member, ValidatorSeed)>, options: LaunchOptions) -> Swarm {
+        let LaunchOptions { name: swarm_name, hooks, validator_mailbox, wal: _ } = options;
         // Its own thread: fanning events out to hooks never delays routing.
         let hub_arbiter = Arbiter::new();
         let hub = EventHub::start_in_arbiter(&hub_arbiter.handle(), move |_| EventHub::new(hooks));
@@ -162,16 +206,14 @@ impl Swarm {
         let supervisor = Supervisor::start_in_arbiter(&supervisor_arbiter.handle(), |_| Supervisor::new());
         let mut arbiters = vec![hub_arbiter, supervisor_arbiter];
         let mut validators = Vec::new();
-        for (member, keypair) in committee.members().iter().zip(validator_keys) {
+        for (member, seed) in seeds {
             let arbiter = Arbiter::new();
             let (id, name) = (member.id, member.name.clone());
-            let (committee, params, genesis) = (committee.clone(), params.clone(), genesis.clone());
             let route = supervisor.clone().recipient();
             let events = hub.clone().recipient();
             let mailbox = validator_mailbox.unwrap_or(super::AGENT_MAILBOX);
-            let addr = Validator::start_in_arbiter(&arbiter.handle(), move |_| {
-                let replica = Replica::new(id, keypair.clone(), committee, params, genesis);
-                Validator::new(name, replica, route).with_events(events).with_mailbox(mailbox).with_keypair(keypair)
+            let addr = ActorSupervisor::start_in_arbiter(&arbiter.handle(), move |_| {
+                seed.grow(name, route).with_events(events).with_mailbox(mailbox)
             });
             // Queued before any client exists, so every validator is known
             // before the first request is routed.
@@ -312,6 +354,14 @@ impl Swarm {
         Ok(())
     }
 
+    /// Stops validator `agent` as a crash would; it starts again at once and
+    /// rebuilds its replica from its write-ahead log (with no log, it keeps
+    /// its memory), then catches up with its peers.
+    pub fn restart(&self, agent: AgentId) -> Result<(), SwarmError> {
+        self.validator(agent).ok_or(SwarmError::UnknownAgent(agent))?.do_send(Restart);
+        Ok(())
+    }
+
     /// The operator's `view-change --force`: every validator suspects the
     /// primary at once and the swarm moves to the next view.
     pub fn force_view_change(&self) {
@@ -372,5 +422,23 @@ struct StopOnDrop(Arbiter);
 impl Drop for StopOnDrop {
     fn drop(&mut self) {
         self.0.stop();
+    }
+}
+
+/// A validator before its actor starts: a new replica, or one rebuilt from its log.
+enum ValidatorSeed {
+    InMemory(Box<(Replica, Keypair)>),
+    Durable(Box<RecoveredValidator>),
+}
+
+impl ValidatorSeed {
+    fn grow(self, name: String, route: Recipient<super::messages::Route>) -> Validator {
+        match self {
+            ValidatorSeed::InMemory(seed) => {
+                let (replica, keypair) = *seed;
+                Validator::new(name, replica, route).with_keypair(keypair)
+            }
+            ValidatorSeed::Durable(recovered) => Validator::recovered(*recovered, route),
+        }
     }
 }

@@ -4,10 +4,16 @@
 //! before the replica sees it; a rejection is counted by reason and dropped.
 //! The outputs of one delivery go to the supervisor as one [`Route`], and the
 //! lifecycle events they imply to the event hub as one `Publish`.
+//!
+//! A durable validator ([`Validator::recover`]) first makes what those outputs
+//! depend on durable in its write-ahead log ([`crate::wal`]), one group commit
+//! per delivery, and only then sends them. It runs under an actix
+//! `Supervisor`: stopped ([`Restart`], or a failed write), it is started again
+//! from its log, exactly as after a crash of the process.
 
 use super::messages::{
     BatchExecuted, Deliver, Destination, Envelope, ForceViewChange, GetStatus, InjectFault, ObserveExecutions, Origin,
-    Route, ValidatorStatus, ViewRecord,
+    Restart, Route, ValidatorStatus, ViewRecord,
 };
 use super::timer::DeadlineTimer;
 use super::{now, AGENT_MAILBOX};
@@ -15,7 +21,8 @@ use crate::crypto::Keypair;
 use crate::faults::Adversary;
 use crate::hooks::{EventEmitter, Publish};
 use crate::protocol::{AgentId, Input, Micros, Output, Rejection, Replica, Verifier, View};
-use actix::{Actor, Context, Handler, MessageResult, Recipient};
+use crate::wal::{Journal, Recovery, ReplicaSpec, WalError, WalOptions};
+use actix::{Actor, ActorContext, Context, Handler, MessageResult, Recipient, Supervised};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
@@ -43,6 +50,40 @@ pub struct Validator {
     /// When this validator started suspecting the primary, and of which view.
     suspecting_since: Option<(View, Micros)>,
     view_history: VecDeque<ViewRecord>,
+    /// The write-ahead log, for a durable validator.
+    durable: Option<Durable>,
+}
+
+/// A replica rebuilt from its write-ahead log, with the open log: what
+/// [`Validator::recovered`] starts from. Opened on the caller's thread so
+/// that a log that cannot be opened is an error of the launch.
+pub struct RecoveredValidator {
+    spec: ReplicaSpec,
+    options: WalOptions,
+    replica: Replica,
+    journal: Journal,
+    recovery: Recovery,
+}
+
+impl RecoveredValidator {
+    pub fn open(spec: ReplicaSpec, options: WalOptions) -> Result<RecoveredValidator, WalError> {
+        let (replica, journal, recovery) = crate::wal::recover(&options, &spec, now())?;
+        log_recovery(&spec.name, &recovery);
+        Ok(RecoveredValidator { spec, options, replica, journal, recovery })
+    }
+
+    pub fn recovery(&self) -> &Recovery {
+        &self.recovery
+    }
+}
+
+/// What a durable validator needs to rebuild itself from its log.
+struct Durable {
+    options: WalOptions,
+    spec: ReplicaSpec,
+    /// None after a failed reopen: the validator then sends nothing (as if crashed).
+    journal: Option<Journal>,
+    recovery: Recovery,
 }
 
 impl Validator {
@@ -63,7 +104,44 @@ impl Validator {
             adversary: None,
             suspecting_since: None,
             view_history: VecDeque::new(),
+            durable: None,
         }
+    }
+
+    /// A durable validator, from a replica rebuilt from its write-ahead log;
+    /// it persists every step from now on.
+    pub fn recovered(recovered: RecoveredValidator, route: Recipient<Route>) -> Validator {
+        let RecoveredValidator { spec, options, replica, journal, recovery } = recovered;
+        let keypair = spec.keypair.clone();
+        let mut validator = Validator::new(spec.name.clone(), replica, route).with_keypair(keypair);
+        validator.durable = Some(Durable { options, spec, journal: Some(journal), recovery });
+        validator
+    }
+
+    /// How this validator came back from its log, if it keeps one.
+    pub fn recovery(&self) -> Option<&Recovery> {
+        self.durable.as_ref().map(|durable| &durable.recovery)
+    }
+
+    /// Drops everything in memory and rebuilds the replica from the log.
+    fn rebuild_from_wal(&mut self) {
+        let Some(durable) = &mut self.durable else { return };
+        // Closes the file first: redb locks it for one open database.
+        durable.journal = None;
+        match crate::wal::recover(&durable.options, &durable.spec, now()) {
+            Ok((replica, journal, recovery)) => {
+                log_recovery(&durable.spec.name, &recovery);
+                self.verifier = Verifier::new(replica.committee(), replica.params().max_batch_size);
+                self.replica = replica;
+                durable.journal = Some(journal);
+                durable.recovery = recovery;
+            }
+            Err(error) => {
+                tracing::error!(validator = %durable.spec.name, %error, "cannot reopen the write-ahead log; the validator stays silent");
+            }
+        }
+        self.timer = DeadlineTimer::default();
+        self.suspecting_since = None;
     }
 
     /// The validator's own signing key, which an injected fault may sign with.
@@ -121,6 +199,20 @@ impl Validator {
     /// executed, then re-arms the timer for the replica's next deadline.
     fn carry_out(&mut self, outputs: Vec<Output>, ctx: &mut Context<Self>) {
         let me = self.replica.id();
+        if let Some(durable) = &mut self.durable {
+            let persisted = match &mut durable.journal {
+                Some(journal) => journal.persist(&outputs, &self.replica).map_err(Some),
+                None => Err(None),
+            };
+            if let Err(error) = persisted {
+                if let Some(error) = error {
+                    // Nothing of this step may leave: restart from what the log holds.
+                    tracing::error!(validator = %self.name, %error, "write-ahead log write failed; restarting from the log");
+                    ctx.stop();
+                }
+                return;
+            }
+        }
         let outputs = match &mut self.adversary {
             Some(adversary) => adversary.rewrite(now(), outputs, self.replica.committee()),
             None => outputs,
@@ -201,6 +293,7 @@ impl Validator {
             inbound_rejected: self.inbound_rejected.clone(),
             outbound_dropped: self.outbound_dropped,
             view_history: self.view_history.iter().cloned().collect(),
+            recovery: self.recovery().cloned(),
             injected_fault: self.adversary.as_ref().map(|adversary| {
                 let spec = adversary.spec();
                 format!("{} (p = {:.2})", spec.fault_type.name(), spec.probability)
@@ -255,6 +348,30 @@ impl Actor for Validator {
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(self.mailbox);
         self.timer.arm(ctx, now(), self.replica.next_deadline(), Validator::on_timer);
+    }
+}
+
+impl Supervised for Validator {
+    fn restarting(&mut self, _: &mut Context<Self>) {
+        self.rebuild_from_wal();
+    }
+}
+
+impl Handler<Restart> for Validator {
+    type Result = ();
+
+    fn handle(&mut self, _: Restart, ctx: &mut Context<Self>) {
+        ctx.stop();
+    }
+}
+
+fn log_recovery(name: &str, recovery: &Recovery) {
+    match recovery {
+        Recovery::Fresh => tracing::debug!(validator = %name, "new write-ahead log"),
+        Recovery::Wal { records, view, stable_checkpoint, last_executed } => tracing::info!(
+            validator = %name, records, %view, %stable_checkpoint, %last_executed, "rebuilt from the write-ahead log"
+        ),
+        Recovery::Discarded { error, .. } => tracing::warn!(validator = %name, %error, "started from genesis"),
     }
 }
 

@@ -167,7 +167,7 @@ fn measure(args: &BenchArgs, n: usize, window: usize, cores: usize, batch_us: f6
         hooks
     };
     let cpu_before = process_cpu_time();
-    let (run, statuses) = drive_with(spec, workload.transfers, &cfg, false, add_hooks)?;
+    let (run, statuses) = drive_with(spec, workload.transfers, &cfg, None, false, add_hooks)?;
     let cpu = process_cpu_time().saturating_sub(cpu_before);
     let report = RunReport::build(&run, &statuses, &facts);
     let committed = report.transactions_committed.max(1) as f64;
