@@ -136,6 +136,9 @@ impl Default for LaunchOptions {
     }
 }
 
+/// Index in `Swarm::arbiters` of the first validator's thread (after the hub's and the supervisor's).
+const FIRST_VALIDATOR_THREAD: usize = 2;
+
 /// How long a `pre-task` veto actor may think before its silence vetoes.
 pub const PRE_TASK_ACTOR_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -401,9 +404,19 @@ impl Swarm {
         self.supervisor.send(GetRoutingStats).await.map_err(|_| SwarmError::SupervisorStopped)
     }
 
-    /// Stops every validator and the supervisor (their arbiters' threads end).
-    pub fn stop(self) {
-        drop(self);
+    /// Stops every validator and the supervisor, and waits until every
+    /// validator's thread has ended: their logs are closed when this returns,
+    /// so a swarm may be launched again from the same home.
+    pub fn stop(mut self) {
+        for arbiter in &self.arbiters {
+            arbiter.stop();
+        }
+        // The hub and the supervisor hold no log; a slow command hook may keep the hub's thread a while.
+        for arbiter in self.arbiters.drain(FIRST_VALIDATOR_THREAD..) {
+            if arbiter.join().is_err() {
+                tracing::warn!("a validator thread panicked while stopping");
+            }
+        }
     }
 }
 
