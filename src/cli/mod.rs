@@ -3,6 +3,7 @@
 //! one line on stderr and an exit code.
 
 pub mod bench;
+pub mod probe;
 pub mod report;
 pub mod run;
 
@@ -26,6 +27,10 @@ pub enum Command {
     /// Measure throughput, latency and CPU per transfer for several committee
     /// sizes, beside the cost of Ed25519 verification and the tutorial's figures.
     Bench(bench::BenchArgs),
+    /// The crash test's child process: a durable swarm from --home that
+    /// prints every acknowledged transfer (see tests/crash.rs).
+    #[command(hide = true)]
+    DurabilityProbe(probe::ProbeArgs),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -68,6 +73,7 @@ pub fn main() -> ExitCode {
     let result = match &cli.command {
         Command::Run(args) => run::execute(args),
         Command::Bench(args) => bench::execute(args),
+        Command::DurabilityProbe(args) => probe::execute(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
