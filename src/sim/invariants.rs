@@ -27,6 +27,8 @@ pub enum Violation {
     Liveness { completed: usize, expected: usize },
     /// A replica went back to an earlier view.
     ViewWentBack { replica: AgentId, from: u64, to: u64 },
+    /// An honest replica signed two different messages of one kind for one slot.
+    Equivocation { replica: AgentId, kind: crate::protocol::MessageKind, view: u64, seq: u64 },
 }
 
 pub struct Invariants {

@@ -7,6 +7,7 @@
 
 mod invariants;
 mod network;
+mod restart;
 
 pub use invariants::Violation;
 
@@ -15,7 +16,7 @@ use crate::faults::{Adversary, FaultSpec, FaultType};
 use crate::ledger::Ledger;
 use crate::protocol::{
     AgentId, ClientCore, ClientId, ClientInput, ClientOutput, Committee, Epoch, Input, Micros, Output, ProtocolParams,
-    Replica, Verifier,
+    RecoveredState, Replica, Verifier,
 };
 use crate::rng::SeededRng;
 use crate::workload::{Workload, WorkloadSpec};
@@ -42,6 +43,10 @@ pub enum Scenario {
     /// f validators, chosen at random, each with a random fault of
     /// [`crate::faults`] and probability; safety holds and every transfer commits.
     MixedFaults,
+    /// Honest validators on a lossy network; now and then one crashes and
+    /// restarts from what its write-ahead log holds. None ever signs two
+    /// different messages for one slot, and every transfer commits.
+    CrashRestart,
 }
 
 impl Scenario {
@@ -52,6 +57,7 @@ impl Scenario {
             Scenario::SilentPrimary => "silent-primary",
             Scenario::Partition => "partition",
             Scenario::MixedFaults => "mixed-faults",
+            Scenario::CrashRestart => "crash-restart",
         }
     }
 
@@ -62,6 +68,7 @@ impl Scenario {
             Scenario::SilentPrimary,
             Scenario::Partition,
             Scenario::MixedFaults,
+            Scenario::CrashRestart,
         ]
         .into_iter()
         .find(|s| s.name() == name)
@@ -180,7 +187,7 @@ fn assign_faults(config: &SimConfig, committee: &Committee, rng: &mut SeededRng)
     let primary = committee.primary(crate::protocol::View(0));
     let spec = |fault_type, probability, after_us| FaultSpec { fault_type, probability, after_us };
     match config.scenario {
-        Scenario::LossyNetwork | Scenario::Partition => BTreeMap::new(),
+        Scenario::LossyNetwork | Scenario::Partition | Scenario::CrashRestart => BTreeMap::new(),
         Scenario::EquivocatingPrimary => BTreeMap::from([(primary, spec(FaultType::Equivocation, 1.0, 0))]),
         Scenario::SilentPrimary => BTreeMap::from([(primary, spec(FaultType::Silent, 1.0, rng.between(0, 30_000)))]),
         Scenario::MixedFaults => {
@@ -202,6 +209,8 @@ struct SimValidator {
     replica: Replica,
     verifier: Verifier,
     adversary: Option<Adversary>,
+    /// What its write-ahead log holds, for a validator that may crash and restart.
+    persisted: Option<RecoveredState>,
 }
 
 pub fn run(config: &SimConfig) -> SimReport {
@@ -237,6 +246,7 @@ pub fn run(config: &SimConfig) -> SimReport {
                 replica: Replica::new(id, key.clone(), committee.clone(), config.params.clone(), genesis.clone()),
                 verifier: Verifier::new(&committee, config.params.max_batch_size),
                 adversary: faults.get(&id).map(|spec| Adversary::new(id, key.clone(), *spec, rng.next_u64())),
+                persisted: (config.scenario == Scenario::CrashRestart).then(RecoveredState::default),
             }
         })
         .collect();
@@ -255,6 +265,12 @@ pub fn run(config: &SimConfig) -> SimReport {
     for i in 0..config.validators {
         network.schedule_tick(Node::Validator(i), Micros(0));
     }
+    let mut crashes = match config.scenario {
+        Scenario::CrashRestart => restart::crash_schedule(&mut rng.fork(0xC4A5), config.validators, 6, 600_000),
+        _ => Vec::new(),
+    };
+    let mut signed_slots = restart::SignedSlots::default();
+    let mut equivocations = Vec::new();
     let mut events = 0u64;
     let mut done_at: Option<Micros> = None;
     while let Some((now, node, payload)) = network.next_event() {
@@ -262,6 +278,15 @@ pub fn run(config: &SimConfig) -> SimReport {
             break;
         }
         events += 1;
+        while let Some(&(_, victim)) = crashes.first().filter(|(at, _)| *at <= now) {
+            crashes.remove(0);
+            let Some(state) = validators[victim].persisted.clone() else { continue };
+            let (id, key) = (AgentId(victim as u32), keys[victim].clone());
+            let params = config.params.clone();
+            validators[victim].replica =
+                Replica::restore(id, key, committee.clone(), params, genesis.clone(), state, now);
+            network.schedule_tick(Node::Validator(victim), now);
+        }
         match node {
             Node::Client => {
                 let input = match payload {
@@ -309,12 +334,18 @@ pub fn run(config: &SimConfig) -> SimReport {
                 };
                 let Some(input) = input else { continue };
                 let mut outputs = validator.replica.step(now, input);
+                if let Some(persisted) = &mut validator.persisted {
+                    crate::wal::fold_step(persisted, &outputs, &validator.replica);
+                }
                 if let Some(adversary) = &mut validator.adversary {
                     outputs = adversary.rewrite(now, outputs, validator.replica.committee());
                 }
                 let me = AgentId(index as u32);
                 for output in outputs {
                     invariants.on_output(me, &output, &validator.replica);
+                    if !faults.contains_key(&me) {
+                        equivocations.extend(signed_slots.check(me, &output));
+                    }
                     match output {
                         Output::Broadcast(message) => {
                             for peer in (0..config.validators).filter(|&peer| peer != index) {
@@ -349,6 +380,7 @@ pub fn run(config: &SimConfig) -> SimReport {
         }
     }
     let mut violations = invariants.into_violations();
+    violations.extend(equivocations);
     if !client.is_done() {
         violations
             .push(Violation::Liveness { completed: client.stats().completed as usize, expected: config.transactions });

@@ -14,7 +14,7 @@ mod record;
 #[cfg(test)]
 mod tests;
 
-pub use record::{FoldError, Identity, Recorder, WalRecord};
+pub use record::{fold_step, FoldError, Identity, Recorder, WalRecord};
 
 use crate::crypto::Keypair;
 use crate::ledger::Ledger;
@@ -232,13 +232,8 @@ impl Journal {
     /// group commit; at a stable checkpoint, one snapshot replaces the log.
     /// Call before any of `outputs` leaves the validator.
     pub fn persist(&mut self, outputs: &[Output], replica: &Replica) -> Result<(), WalError> {
-        let mut recorder = Recorder::new(&mut self.mirror, replica);
-        for output in outputs {
-            recorder.observe(output);
-        }
-        let (records, stable) = recorder.finish();
+        let (records, stable) = fold_step(&mut self.mirror, outputs, replica);
         if stable {
-            self.mirror.make_stable(record::stable_checkpoint(replica));
             let snapshot = WalRecord::Snapshot { identity: self.identity, state: self.mirror.clone() };
             let at = self.store.append(&self.log, &[snapshot.encode()])?;
             self.store.truncate_before(&self.log, at)?;

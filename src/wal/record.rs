@@ -176,8 +176,24 @@ impl<'a> Recorder<'a> {
     }
 }
 
+/// Folds one step into `mirror` and returns its records, and whether a
+/// checkpoint became stable (`mirror` is then cut at it, and a log writes one
+/// snapshot of `mirror` instead of the records). What a log holds after a
+/// step is exactly `mirror`; the simulation keeps only the mirror.
+pub fn fold_step(mirror: &mut RecoveredState, outputs: &[Output], replica: &Replica) -> (Vec<WalRecord>, bool) {
+    let mut recorder = Recorder::new(mirror, replica);
+    for output in outputs {
+        recorder.observe(output);
+    }
+    let (records, stable) = recorder.finish();
+    if stable {
+        mirror.make_stable(stable_checkpoint(replica));
+    }
+    (records, stable)
+}
+
 /// The stable checkpoint the replica holds now, as the log keeps it.
-pub fn stable_checkpoint(replica: &Replica) -> RecoveredCheckpoint {
+fn stable_checkpoint(replica: &Replica) -> RecoveredCheckpoint {
     let stable = replica.stable_checkpoint();
     RecoveredCheckpoint {
         seq: stable.seq,
