@@ -22,7 +22,7 @@ use crate::faults::Adversary;
 use crate::hooks::{EventEmitter, Publish};
 use crate::protocol::{AgentId, Input, Micros, Output, Rejection, Replica, Verifier, View};
 use crate::wal::{Journal, Recovery, ReplicaSpec, WalError, WalOptions};
-use actix::{Actor, ActorContext, Context, Handler, MessageResult, Recipient, Supervised};
+use actix::{Actor, ActorContext, AsyncContext, Context, Handler, MessageResult, Recipient, Supervised};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
@@ -52,7 +52,16 @@ pub struct Validator {
     view_history: VecDeque<ViewRecord>,
     /// The write-ahead log, for a durable validator.
     durable: Option<Durable>,
+    /// A durable validator's outputs recorded in its log but not yet committed.
+    unsent: Vec<Output>,
+    flush_scheduled: bool,
 }
+
+/// A durable validator's own reminder, handled once its mailbox is drained:
+/// commit the log, then send what the drained deliveries produced.
+#[derive(actix::Message)]
+#[rtype(result = "()")]
+struct FlushLog;
 
 /// A replica rebuilt from its write-ahead log, with the open log: what
 /// [`Validator::recovered`] starts from. Opened on the caller's thread so
@@ -105,6 +114,8 @@ impl Validator {
             suspecting_since: None,
             view_history: VecDeque::new(),
             durable: None,
+            unsent: Vec::new(),
+            flush_scheduled: false,
         }
     }
 
@@ -142,6 +153,9 @@ impl Validator {
         }
         self.timer = DeadlineTimer::default();
         self.suspecting_since = None;
+        // What was not committed is lost, as in a crash.
+        self.unsent.clear();
+        self.flush_scheduled = false;
     }
 
     /// The validator's own signing key, which an injected fault may sign with.
@@ -195,24 +209,46 @@ impl Validator {
         *self.inbound_rejected.entry(reason).or_default() += count;
     }
 
-    /// Sends what must be sent as one route, tells observers what was
-    /// executed, then re-arms the timer for the replica's next deadline.
+    /// A durable validator records the step in its log and holds the outputs
+    /// until the log is committed, once per mailbox drain (group commit);
+    /// otherwise they are sent at once.
     fn carry_out(&mut self, outputs: Vec<Output>, ctx: &mut Context<Self>) {
-        let me = self.replica.id();
+        let Some(durable) = &mut self.durable else {
+            return self.send(outputs, ctx);
+        };
+        if let Some(journal) = &mut durable.journal {
+            journal.record(&outputs, &self.replica);
+        }
+        self.unsent.extend(outputs);
+        if !self.flush_scheduled {
+            self.flush_scheduled = true;
+            // Handled after every message already in the mailbox.
+            ctx.notify(FlushLog);
+        }
+    }
+
+    fn flush(&mut self, ctx: &mut Context<Self>) {
+        self.flush_scheduled = false;
+        let outputs = std::mem::take(&mut self.unsent);
         if let Some(durable) = &mut self.durable {
-            let persisted = match &mut durable.journal {
-                Some(journal) => journal.persist(&outputs, &self.replica).map_err(Some),
-                None => Err(None),
-            };
-            if let Err(error) = persisted {
-                if let Some(error) = error {
-                    // Nothing of this step may leave: restart from what the log holds.
+            match durable.journal.as_mut().map(Journal::commit) {
+                Some(Ok(())) => {}
+                Some(Err(error)) => {
+                    // Nothing of these steps may leave: restart from what the log holds.
                     tracing::error!(validator = %self.name, %error, "write-ahead log write failed; restarting from the log");
-                    ctx.stop();
+                    return ctx.stop();
                 }
-                return;
+                // The log could not be reopened: send nothing, as a crashed validator.
+                None => return,
             }
         }
+        self.send(outputs, ctx);
+    }
+
+    /// Sends what must be sent as one route, tells observers what was
+    /// executed, then re-arms the timer for the replica's next deadline.
+    fn send(&mut self, outputs: Vec<Output>, ctx: &mut Context<Self>) {
+        let me = self.replica.id();
         let outputs = match &mut self.adversary {
             Some(adversary) => adversary.rewrite(now(), outputs, self.replica.committee()),
             None => outputs,
@@ -354,6 +390,14 @@ impl Actor for Validator {
 impl Supervised for Validator {
     fn restarting(&mut self, _: &mut Context<Self>) {
         self.rebuild_from_wal();
+    }
+}
+
+impl Handler<FlushLog> for Validator {
+    type Result = ();
+
+    fn handle(&mut self, _: FlushLog, ctx: &mut Context<Self>) {
+        self.flush(ctx);
     }
 }
 

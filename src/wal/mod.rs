@@ -102,6 +102,10 @@ pub struct Journal {
     log: String,
     identity: Identity,
     mirror: RecoveredState,
+    /// Encoded records of the steps since the last commit.
+    pending: Vec<Vec<u8>>,
+    /// A checkpoint became stable since the last commit: write a snapshot instead.
+    snapshot_due: bool,
 }
 
 impl std::fmt::Debug for Journal {
@@ -169,7 +173,8 @@ fn open_and_read(path: &Path, options: RedbOptions, log: &str, identity: Identit
     if records == 0 {
         store.append(log, &[WalRecord::Identity(identity).encode()])?;
     }
-    Ok((Journal { store, log: log.to_owned(), identity, mirror }, records))
+    let journal = Journal { store, log: log.to_owned(), identity, mirror, pending: Vec::new(), snapshot_due: false };
+    Ok((journal, records))
 }
 
 /// Folds every record of `log`; with `expected`, refuses a log of another identity.
@@ -229,17 +234,32 @@ fn move_aside(path: &Path) -> Result<PathBuf, WalError> {
 
 impl Journal {
     /// Makes durable what the outputs of one replica step depend on, as one
-    /// group commit; at a stable checkpoint, one snapshot replaces the log.
-    /// Call before any of `outputs` leaves the validator.
+    /// group commit. Call before any of `outputs` leaves the validator.
     pub fn persist(&mut self, outputs: &[Output], replica: &Replica) -> Result<(), WalError> {
+        self.record(outputs, replica);
+        self.commit()
+    }
+
+    /// Takes in what one step did, right after the step (the replica is read
+    /// as the step left it); nothing is durable before [`Journal::commit`].
+    pub fn record(&mut self, outputs: &[Output], replica: &Replica) {
         let (records, stable) = fold_step(&mut self.mirror, outputs, replica);
-        if stable {
+        self.snapshot_due |= stable;
+        if !self.snapshot_due {
+            self.pending.extend(records.iter().map(WalRecord::encode));
+        }
+    }
+
+    /// Writes everything recorded since the last commit as one group commit;
+    /// after a stable checkpoint, one snapshot that replaces the whole log.
+    pub fn commit(&mut self) -> Result<(), WalError> {
+        let records = std::mem::take(&mut self.pending);
+        if std::mem::take(&mut self.snapshot_due) {
             let snapshot = WalRecord::Snapshot { identity: self.identity, state: self.mirror.clone() };
             let at = self.store.append(&self.log, &[snapshot.encode()])?;
             self.store.truncate_before(&self.log, at)?;
         } else if !records.is_empty() {
-            let encoded: Vec<Vec<u8>> = records.iter().map(WalRecord::encode).collect();
-            self.store.append(&self.log, &encoded)?;
+            self.store.append(&self.log, &records)?;
         }
         Ok(())
     }
