@@ -415,7 +415,8 @@ fn log_recovery(name: &str, recovery: &Recovery) {
         Recovery::Wal { records, view, stable_checkpoint, last_executed } => tracing::info!(
             validator = %name, records, %view, %stable_checkpoint, %last_executed, "rebuilt from the write-ahead log"
         ),
-        Recovery::Discarded { error, .. } => tracing::warn!(validator = %name, %error, "started from genesis"),
+        // The error itself was logged where the log was found damaged.
+        Recovery::Discarded { .. } => tracing::info!(validator = %name, "started from genesis"),
     }
 }
 

@@ -70,7 +70,7 @@ pub enum WalError {
     Store(#[from] StoreError),
     #[error("WAL record {index} of {log} is damaged: {reason}")]
     Damaged { log: String, index: u64, reason: FoldError },
-    #[error("WAL of {log} belongs to {found}, not to this validator and genesis")]
+    #[error("WAL of {log} was written {found}, not by this validator's key for this genesis (another swarm used this home?)")]
     Foreign { log: String, found: String },
     #[error("WAL of {log} does not start with its identity")]
     NoIdentity { log: String },
@@ -199,7 +199,10 @@ fn fold_log(
             };
             if let Some(found) = found {
                 if expected.is_some_and(|expected| expected != found) {
-                    return Err(WalError::Foreign { log: log.to_owned(), found: format!("{:?}", found.agent) });
+                    let key = found.public_key.to_string();
+                    let genesis = found.genesis.to_string();
+                    let found = format!("by key {}… for genesis {}…", &key[..10], &genesis[..8]);
+                    return Err(WalError::Foreign { log: log.to_owned(), found });
                 }
                 identity = Some(found);
             } else if identity.is_none() {
