@@ -169,13 +169,12 @@ impl RecoveredState {
     }
 
     /// `view` started (with `new_view`, none for the first view): the view
-    /// change that led here is over, and the NEW-VIEW's pre-prepares are the
-    /// slots' pre-prepares of the new view.
+    /// change is over — even one that asked for a higher view, as the replica
+    /// itself leaves it — and the NEW-VIEW's pre-prepares are the slots'
+    /// pre-prepares of the new view.
     pub fn enter_view(&mut self, view: View, new_view: Option<Arc<SignedMessage>>) {
         self.view = self.view.max(view);
-        if self.view_change.as_deref().is_some_and(|vc| view_change_target(vc) <= Some(self.view)) {
-            self.view_change = None;
-        }
+        self.view_change = None;
         if let Some(Message::NewView { pre_prepares, .. }) = new_view.as_deref().map(|nv| &nv.message) {
             for pre_prepare in pre_prepares {
                 self.accept_pre_prepare(pre_prepare.clone());
@@ -237,12 +236,5 @@ impl RecoveredState {
             }
         }
         ledger
-    }
-}
-
-fn view_change_target(signed: &SignedMessage) -> Option<View> {
-    match signed.message {
-        Message::ViewChange { new_view, .. } => Some(new_view),
-        _ => None,
     }
 }

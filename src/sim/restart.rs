@@ -7,7 +7,11 @@
 //!
 //! No honest replica may ever sign two different messages for one slot:
 //! [`SignedSlots`] remembers every signature honest replicas send, per
-//! (signer, kind, view, sequence), crash or no crash.
+//! (signer, kind, view, sequence), crash or no crash. VIEW-CHANGE is left
+//! out: a replica that asked for view v+2 and then entered v+1 leaves its
+//! view change, and may later ask for v+2 again with newer certificates — the
+//! protocol's own behaviour, harmless (peers keep one VIEW-CHANGE per sender
+//! and target, and each carries its own proofs), found by this check.
 
 use super::invariants::Violation;
 use crate::protocol::{AgentId, Message, MessageKind, Micros, Output, SignedMessage};
@@ -47,9 +51,8 @@ fn slot(signed: &SignedMessage) -> Option<(MessageKind, u64, u64)> {
         Message::PrePrepare { view, seq, .. } | Message::Prepare { view, seq, .. } => (view.0, seq.0),
         Message::Commit { view, seq, .. } => (view.0, seq.0),
         Message::Checkpoint { seq, .. } => (0, seq.0),
-        Message::ViewChange { new_view, .. } => (new_view.0, 0),
         Message::NewView { view, .. } => (view.0, 0),
-        Message::Status { .. } | Message::StateSnapshot { .. } => return None,
+        Message::ViewChange { .. } | Message::Status { .. } | Message::StateSnapshot { .. } => return None,
     };
     Some((signed.message.kind(), view, seq))
 }
