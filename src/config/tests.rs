@@ -212,7 +212,7 @@ fn bad_environment_values_name_the_variable() {
         ("BFTSWARM_CONSENSUS__CHECKPOINT_INTERVAL", "abc", "consensus.checkpoint_interval"),
         ("BFTSWARM_CONSENSUS__CHECKPOINT_INTERVAL", "-5", "expected a non-negative integer"),
         ("BFTSWARM_WORKLOAD__OVERDRAFT_RATIO", "lots", "workload.overdraft_ratio"),
-        ("BFTSWARM_DETECTION__MALICIOUS_DETECTION", "maybe", "a boolean"),
+        ("BFTSWARM_DETECTION__MALICIOUS_DETECTION", "maybe", "expected true or false"),
         ("BFTSWARM_CONSENSUS__CHEKPOINT_INTERVAL", "5", "unknown field `chekpoint_interval`"),
         ("BFTSWARM_NOPE__X", "5", "unknown section [nope]"),
         ("BFTSWARM_CONSENSUS_CHECKPOINT_INTERVAL", "5", "lacks the `__`"),
