@@ -114,7 +114,7 @@ pub async fn watched_run(count: usize) -> WatchRecord {
     let watch = ByzantineWatch::new(record.clone()).start();
     let hooks = Hooks::new().subscribe("byzantine-watch", ByzantineWatch::kinds(), watch.recipient());
     let options = LaunchOptions { name: "watched-swarm".into(), hooks, ..LaunchOptions::default() };
-    let swarm = Swarm::launch_with(spec, options);
+    let swarm = Swarm::launch_with(spec, options).expect("an in-memory swarm launches");
     let progress = Arc::new(AtomicU64::new(0));
     swarm.run_client(ClientId(1), workload.transfers, 50, 2_000, progress).await.unwrap();
     swarm.settled_status(Duration::from_secs(5)).await;

@@ -126,7 +126,7 @@ pub async fn run_with_compliance(count: usize, limit: u64) -> (ComplianceReport,
     let keypair = spec.validator_keys[3].clone();
     let (committee, params) = (spec.committee.clone(), spec.params.clone());
     let options = LaunchOptions { external_validators: BTreeSet::from([me]), ..LaunchOptions::default() };
-    let swarm = Swarm::launch_with(spec, options);
+    let swarm = Swarm::launch_with(spec, options).expect("an in-memory swarm always launches");
 
     let report = Arc::new(Mutex::new(ComplianceReport::default()));
     let officer = ComplianceValidator {

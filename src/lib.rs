@@ -64,4 +64,5 @@ pub mod protocol;
 pub mod rng;
 pub mod sim;
 pub mod store;
+pub mod wal;
 pub mod workload;

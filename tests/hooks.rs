@@ -124,7 +124,7 @@ async fn n4f1_hook_actor_receives_exactly_the_kinds_it_subscribed_to() {
     let events = Arc::new(Mutex::new(Vec::new()));
     let kinds: EventKinds = [EventKind::SwarmInitialized, EventKind::TransactionCommitted].into_iter().collect();
     let hooks = Hooks::new().subscribe("recorder", kinds, Recorder(events.clone()).start().recipient());
-    let swarm = Swarm::launch_with(spec, LaunchOptions { hooks, ..LaunchOptions::default() });
+    let swarm = Swarm::launch_with(spec, LaunchOptions { hooks, ..LaunchOptions::default() }).unwrap();
     run_all(&swarm, transfers).await;
     wait_for(&events, |events| committed_by_agent_0(events) == 200).await;
 
@@ -150,7 +150,7 @@ async fn n4f1_hanging_command_hook_and_panicking_hook_actor_leave_consensus_comm
         .subscribe("panicker", EventKinds::all(), panicker.recipient())
         .commands(&[entry("transaction-committed", &hanging, 200)])
         .unwrap();
-    let swarm = Swarm::launch_with(spec, LaunchOptions { hooks, ..LaunchOptions::default() });
+    let swarm = Swarm::launch_with(spec, LaunchOptions { hooks, ..LaunchOptions::default() }).unwrap();
     let start = Instant::now();
     run_all(&swarm, transfers).await;
     assert!(start.elapsed() < Duration::from_secs(10), "consensus waited on a hook: {:?}", start.elapsed());
@@ -174,7 +174,7 @@ async fn failing_pre_task_command_vetoes_the_task_and_a_passing_one_allows_it() 
     let (spec, _) = swarm_spec(10);
     let failing = script(&dir, "deny.sh", "cat > /dev/null; exit 4");
     let hooks = Hooks::new().commands(&[entry("pre-task", &failing, 2_000)]).unwrap();
-    let swarm = Swarm::launch_with(spec.clone(), LaunchOptions { hooks, ..LaunchOptions::default() });
+    let swarm = Swarm::launch_with(spec.clone(), LaunchOptions { hooks, ..LaunchOptions::default() }).unwrap();
     let error = swarm.pre_task("run", "submit 10 transfers", 10).await.unwrap_err();
     assert!(matches!(&error, SwarmError::Vetoed(veto) if veto.hook.ends_with("deny.sh")), "{error}");
     assert!(error.to_string().contains("vetoed the task: exited with exit status: 4"), "{error}");
@@ -182,7 +182,7 @@ async fn failing_pre_task_command_vetoes_the_task_and_a_passing_one_allows_it() 
 
     let passing = script(&dir, "allow.sh", "cat > /dev/null");
     let hooks = Hooks::new().commands(&[entry("pre-task", &passing, 2_000)]).unwrap();
-    let swarm = Swarm::launch_with(spec, LaunchOptions { hooks, ..LaunchOptions::default() });
+    let swarm = Swarm::launch_with(spec, LaunchOptions { hooks, ..LaunchOptions::default() }).unwrap();
     swarm.pre_task("run", "submit 10 transfers", 10).await.unwrap();
     swarm.stop();
 }
@@ -191,7 +191,7 @@ async fn failing_pre_task_command_vetoes_the_task_and_a_passing_one_allows_it() 
 async fn pre_task_hook_actor_vetoes_with_its_reason() {
     let (spec, _) = swarm_spec(10);
     let hooks = Hooks::new().pre_task("refuser", Refuser.start().recipient());
-    let swarm = Swarm::launch_with(spec, LaunchOptions { hooks, ..LaunchOptions::default() });
+    let swarm = Swarm::launch_with(spec, LaunchOptions { hooks, ..LaunchOptions::default() }).unwrap();
     let error = swarm.pre_task("run", "anything", 1).await.unwrap_err();
     assert_eq!(error.to_string(), "pre-task hook refuser vetoed the task: maintenance window");
     swarm.stop();

@@ -76,6 +76,24 @@ fn bench_reports_every_size_and_window_with_integrity_and_the_signature_bound() 
 }
 
 #[test]
+fn bench_durable_runs_with_write_ahead_logs_under_the_home() {
+    let home = tempfile::tempdir().unwrap();
+    let output = cargo_bin_cmd!("bftswarm")
+        .args(["bench", "--json", "--durable", "--validators", "4", "--windows", "16", "--transactions", "200"])
+        .arg("--home")
+        .arg(home.path())
+        .output()
+        .expect("the binary runs");
+    assert!(output.status.success(), "stderr: {}", String::from_utf8_lossy(&output.stderr));
+    let report: Value = serde_json::from_slice(&output.stdout).expect("stdout is one JSON object");
+    let row = &report["rows"][0];
+    assert_eq!((row["storage"].as_str(), row["system_integrity"].as_str()), (Some("wal+fsync"), Some("intact")));
+    let logs = home.path().join("bench/n4-w16/wal");
+    let files = std::fs::read_dir(&logs).unwrap().count();
+    assert_eq!(files, 4, "one log per validator in {logs:?}");
+}
+
+#[test]
 fn bench_refuses_a_committee_that_cannot_tolerate_a_fault() {
     let output = cargo_bin_cmd!("bftswarm").args(["bench", "--validators", "3"]).output().expect("the binary runs");
     assert_eq!(output.status.code(), Some(2));

@@ -171,3 +171,9 @@ fn replay_one_seed() {
     println!("{config:#?}\n{report:#?}");
     assert!(report.passed(), "{:?}", report.violations);
 }
+
+#[test]
+fn crash_restart_from_the_persisted_state_never_equivocates_and_every_transfer_commits() {
+    let reports = run_seeds(0..seed_count(1000) / 2, |seed| SimConfig::from_seed(seed, Scenario::CrashRestart));
+    assert_all_pass(&reports);
+}

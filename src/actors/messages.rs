@@ -123,6 +123,12 @@ pub struct GetStatus;
 #[rtype(result = "()")]
 pub struct InjectFault(pub crate::faults::FaultSpec);
 
+/// Stops a validator's actor as a crash would; its supervisor starts it again,
+/// and a durable validator rebuilds its replica from its write-ahead log.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Restart;
+
 /// An operator's order to a validator: suspect the primary and move to the next view.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -155,6 +161,8 @@ pub struct ValidatorStatus {
     pub injected_fault: Option<String>,
     /// The views this validator installed after the first, oldest first (the last 64).
     pub view_history: Vec<ViewRecord>,
+    /// How the validator came back from its write-ahead log; none without one.
+    pub recovery: Option<crate::wal::Recovery>,
 }
 
 /// One view change as a validator saw it.

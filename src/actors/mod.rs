@@ -44,12 +44,12 @@ pub use client::{Begin, Client, ClientRun};
 pub use membership::MembershipChanged;
 pub use messages::{
     BatchExecuted, Deliver, DeliverReply, Destination, Envelope, ForceViewChange, GetRoutingStats, GetStatus,
-    InjectFault, LearnCommittee, ObserveExecutions, Origin, Register, RegisterClient, Route, RoutingStats, Unregister,
-    UnregisterClient, ValidatorStatus, ViewRecord,
+    InjectFault, LearnCommittee, ObserveExecutions, Origin, Register, RegisterClient, Restart, Route, RoutingStats,
+    Unregister, UnregisterClient, ValidatorStatus, ViewRecord,
 };
 pub use supervisor::{AgentEntry, Supervisor};
 pub use swarm::{LaunchOptions, Swarm, SwarmError, SwarmSpec, PRE_TASK_ACTOR_TIMEOUT};
-pub use validator::Validator;
+pub use validator::{RecoveredValidator, Validator};
 
 use crate::protocol::Micros;
 use std::sync::OnceLock;

@@ -8,10 +8,10 @@
 use super::client::{Begin, Client, ClientRun};
 use super::messages::{
     BatchExecuted, ForceViewChange, GetRoutingStats, GetStatus, InjectFault, ObserveExecutions, Register,
-    RegisterClient, RoutingStats, UnregisterClient, ValidatorStatus,
+    RegisterClient, Restart, RoutingStats, UnregisterClient, ValidatorStatus,
 };
 use super::supervisor::Supervisor;
-use super::validator::Validator;
+use super::validator::{RecoveredValidator, Validator};
 use crate::config::SwarmConfig;
 use crate::crypto::Keypair;
 use crate::events::{timestamp_now, EventKinds, LifecycleEvent};
@@ -24,7 +24,8 @@ use crate::protocol::{
     AgentId, ClientCore, ClientId, Committee, CommitteeError, Epoch, Member, ProtocolParams, Replica,
 };
 use crate::rng::SeededRng;
-use actix::{Actor, Addr, Arbiter, Recipient};
+use crate::wal::{ReplicaSpec, WalError, WalOptions};
+use actix::{Actor, Addr, Arbiter, Recipient, Supervisor as ActorSupervisor};
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::AtomicU64;
@@ -54,6 +55,8 @@ pub enum SwarmError {
     Membership(#[from] crate::protocol::MembershipError),
     #[error("the membership change to epoch {epoch} did not take effect within {waited:?}")]
     MembershipTimeout { epoch: Epoch, waited: Duration },
+    #[error(transparent)]
+    Wal(#[from] WalError),
 }
 
 /// Everything needed to start a swarm.
@@ -142,6 +145,10 @@ pub struct LaunchOptions {
     /// ones: `Register` with [`Swarm::supervisor`], `Route` what they send,
     /// handle `Deliver`.
     pub external_validators: BTreeSet<AgentId>,
+    /// Where validators keep their write-ahead logs ([`WalOptions::under_home`]);
+    /// unset keeps everything in memory. With logs, a swarm launched again
+    /// from the same home recovers what it committed.
+    pub wal: Option<WalOptions>,
 }
 
 impl Default for LaunchOptions {
@@ -151,6 +158,7 @@ impl Default for LaunchOptions {
             hooks: Hooks::default(),
             validator_mailbox: None,
             external_validators: BTreeSet::new(),
+            wal: None,
         }
     }
 }
@@ -192,15 +200,55 @@ impl Swarm {
     /// Starts the supervisor and one validator per member, without hooks.
     /// Must be called inside a running actix `System`.
     pub fn launch(spec: SwarmSpec) -> Swarm {
-        Swarm::launch_with(spec, LaunchOptions::default())
+        let SwarmSpec { committee, validator_keys, params, genesis, operator } = spec;
+        let seeds = committee
+            .members()
+            .iter()
+            .zip(validator_keys)
+            .map(|(member, keypair)| {
+                let (committee, params, genesis) = (committee.clone(), params.clone(), genesis.clone());
+                let replica = Replica::new(member.id, keypair.clone(), committee, params, genesis);
+                (member.clone(), ValidatorSeed::InMemory(Box::new((replica, keypair))))
+            })
+            .collect();
+        let spec = SwarmSpec { committee, validator_keys: Vec::new(), params, genesis, operator };
+        Swarm::start(spec, seeds, LaunchOptions::default())
     }
 
     /// Starts the event hub with `options.hooks`, the supervisor and one
     /// validator per member, and publishes `swarm-initialized` and one
     /// `agent-spawned` per validator. Must be called inside a running actix `System`.
-    pub fn launch_with(spec: SwarmSpec, options: LaunchOptions) -> Swarm {
+    ///
+    /// With `options.wal`, every validator first rebuilds its replica from its
+    /// write-ahead log; a damaged log is moved aside and that validator
+    /// catches up from its peers. Fails only when a log cannot be opened at
+    /// all (another process holds it, or its directory is unusable).
+    pub fn launch_with(spec: SwarmSpec, options: LaunchOptions) -> Result<Swarm, SwarmError> {
         let SwarmSpec { committee, validator_keys, params, genesis, operator } = spec;
-        let LaunchOptions { name: swarm_name, hooks, validator_mailbox, external_validators } = options;
+        let mut seeds = Vec::with_capacity(validator_keys.len());
+        for (member, keypair) in committee.members().iter().zip(validator_keys) {
+            if options.external_validators.contains(&member.id) {
+                continue;
+            }
+            let (committee, params, genesis) = (committee.clone(), params.clone(), genesis.clone());
+            let seed = match &options.wal {
+                Some(wal) => {
+                    let spec = ReplicaSpec { name: member.name.clone(), keypair, committee, params, genesis };
+                    ValidatorSeed::Durable(Box::new(RecoveredValidator::open(spec, wal.clone())?))
+                }
+                None => {
+                    let replica = Replica::new(member.id, keypair.clone(), committee, params, genesis);
+                    ValidatorSeed::InMemory(Box::new((replica, keypair)))
+                }
+            };
+            seeds.push((member.clone(), seed));
+        }
+        Ok(Swarm::start(SwarmSpec { committee, validator_keys: Vec::new(), params, genesis, operator }, seeds, options))
+    }
+
+    fn start(spec: SwarmSpec, seeds: Vec<(Member, ValidatorSeed)>, options: LaunchOptions) -> Swarm {
+        let SwarmSpec { committee, params, genesis, operator, .. } = spec;
+        let LaunchOptions { name: swarm_name, hooks, validator_mailbox, .. } = options;
         // Its own thread: fanning events out to hooks never delays routing.
         let hub_arbiter = Arbiter::new();
         let hub = EventHub::start_in_arbiter(&hub_arbiter.handle(), move |_| EventHub::new(hooks));
@@ -221,37 +269,29 @@ impl Swarm {
             clients: RefCell::new(BTreeMap::new()),
             arbiters: vec![hub_arbiter, supervisor_arbiter],
         };
-        for (member, keypair) in committee.members().iter().zip(validator_keys) {
-            if external_validators.contains(&member.id) {
-                continue;
-            }
-            let replica = Replica::new(
-                member.id,
-                keypair.clone(),
-                committee.clone(),
-                swarm.params.clone(),
-                swarm.genesis.clone(),
-            );
-            swarm.spawn_validator(member, keypair, replica);
+        for (member, seed) in seeds {
+            swarm.spawn_seed(&member, seed);
         }
         swarm
     }
 
-    /// Starts one validator on its own thread and registers it with the
-    /// supervisor (queued before anything routed later, so it is known by then).
+    /// Starts a validator that joins later (a membership change), in memory.
     pub(super) fn spawn_validator(&self, member: &Member, keypair: Keypair, replica: Replica) {
+        self.spawn_seed(member, ValidatorSeed::InMemory(Box::new((replica, keypair))));
+    }
+
+    /// Starts one validator on its own thread, under an actix supervisor that
+    /// restarts it from its log, and registers it with the hub (queued before
+    /// anything routed later, so it is known by then).
+    fn spawn_seed(&self, member: &Member, seed: ValidatorSeed) {
         let arbiter = Arbiter::new();
         let name = member.name.clone();
         let route = self.supervisor.clone().recipient();
         let events = self.hub.clone().recipient();
         let mailbox = self.validator_mailbox;
         let known = self.committees.borrow().clone();
-        let addr = Validator::start_in_arbiter(&arbiter.handle(), move |_| {
-            Validator::new(name, replica, route)
-                .with_events(events)
-                .with_mailbox(mailbox)
-                .with_keypair(keypair)
-                .with_known_committees(&known)
+        let addr = ActorSupervisor::start_in_arbiter(&arbiter.handle(), move |_| {
+            seed.grow(name, route).with_events(events).with_mailbox(mailbox).with_known_committees(&known)
         });
         self.supervisor.do_send(Register {
             id: member.id,
@@ -396,6 +436,14 @@ impl Swarm {
         Ok(())
     }
 
+    /// Stops validator `agent` as a crash would; it starts again at once and
+    /// rebuilds its replica from its write-ahead log (with no log, it keeps
+    /// its memory), then catches up with its peers.
+    pub fn restart(&self, agent: AgentId) -> Result<(), SwarmError> {
+        self.validator(agent).ok_or(SwarmError::UnknownAgent(agent))?.do_send(Restart);
+        Ok(())
+    }
+
     /// The operator's `view-change --force`: every validator suspects the
     /// primary at once and the swarm moves to the next view.
     pub fn force_view_change(&self) {
@@ -437,9 +485,23 @@ impl Swarm {
         self.supervisor.send(GetRoutingStats).await.map_err(|_| SwarmError::SupervisorStopped)
     }
 
-    /// Stops every validator and the supervisor (their arbiters' threads end).
+    /// Stops every validator and the supervisor, and waits until every
+    /// validator's thread has ended: their logs are closed when this returns,
+    /// so a swarm may be launched again from the same home.
     pub fn stop(self) {
-        drop(self);
+        for arbiter in &self.arbiters {
+            arbiter.stop();
+        }
+        // The hub and the supervisor hold no log; a slow command hook may keep the hub's thread a while.
+        let validators: Vec<ValidatorHandle> = self.validators.borrow_mut().drain(..).collect();
+        for handle in &validators {
+            handle.arbiter.stop();
+        }
+        for handle in validators {
+            if handle.arbiter.join().is_err() {
+                tracing::warn!("a validator thread panicked while stopping");
+            }
+        }
     }
 }
 
@@ -461,5 +523,23 @@ struct StopOnDrop(Arbiter);
 impl Drop for StopOnDrop {
     fn drop(&mut self) {
         self.0.stop();
+    }
+}
+
+/// A validator before its actor starts: a new replica, or one rebuilt from its log.
+enum ValidatorSeed {
+    InMemory(Box<(Replica, Keypair)>),
+    Durable(Box<RecoveredValidator>),
+}
+
+impl ValidatorSeed {
+    fn grow(self, name: String, route: Recipient<super::messages::Route>) -> Validator {
+        match self {
+            ValidatorSeed::InMemory(seed) => {
+                let (replica, keypair) = *seed;
+                Validator::new(name, replica, route).with_keypair(keypair)
+            }
+            ValidatorSeed::Durable(recovered) => Validator::recovered(*recovered, route),
+        }
     }
 }

@@ -4,10 +4,16 @@
 //! before the replica sees it; a rejection is counted by reason and dropped.
 //! The outputs of one delivery go to the supervisor as one [`Route`], and the
 //! lifecycle events they imply to the event hub as one `Publish`.
+//!
+//! A durable validator ([`Validator::recover`]) first makes what those outputs
+//! depend on durable in its write-ahead log ([`crate::wal`]), one group commit
+//! per delivery, and only then sends them. It runs under an actix
+//! `Supervisor`: stopped ([`Restart`], or a failed write), it is started again
+//! from its log, exactly as after a crash of the process.
 
 use super::messages::{
     BatchExecuted, Deliver, Destination, Envelope, ForceViewChange, GetStatus, InjectFault, ObserveExecutions, Origin,
-    Route, ValidatorStatus, ViewRecord,
+    Restart, Route, ValidatorStatus, ViewRecord,
 };
 use super::timer::DeadlineTimer;
 use super::{now, AGENT_MAILBOX};
@@ -15,7 +21,8 @@ use crate::crypto::Keypair;
 use crate::faults::Adversary;
 use crate::hooks::{EventEmitter, Publish};
 use crate::protocol::{AgentId, Input, Micros, Output, Rejection, Replica, Verifier, View};
-use actix::{Actor, Context, Handler, MessageResult, Recipient};
+use crate::wal::{Journal, Recovery, ReplicaSpec, WalError, WalOptions};
+use actix::{Actor, ActorContext, AsyncContext, Context, Handler, MessageResult, Recipient, Supervised};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
@@ -43,11 +50,57 @@ pub struct Validator {
     /// When this validator started suspecting the primary, and of which view.
     suspecting_since: Option<(View, Micros)>,
     view_history: VecDeque<ViewRecord>,
+    /// The write-ahead log, for a durable validator.
+    durable: Option<Durable>,
+    /// A durable validator's outputs recorded in its log but not yet committed.
+    unsent: Vec<Output>,
+    flush_scheduled: bool,
+    /// Committees of earlier epochs this validator was started with; kept for a rebuild.
+    known_committees: Vec<crate::protocol::Committee>,
+}
+
+/// A durable validator's own reminder, handled once its mailbox is drained:
+/// commit the log, then send what the drained deliveries produced.
+#[derive(actix::Message)]
+#[rtype(result = "()")]
+struct FlushLog;
+
+/// A replica rebuilt from its write-ahead log, with the open log: what
+/// [`Validator::recovered`] starts from. Opened on the caller's thread so
+/// that a log that cannot be opened is an error of the launch.
+pub struct RecoveredValidator {
+    spec: ReplicaSpec,
+    options: WalOptions,
+    replica: Replica,
+    journal: Journal,
+    recovery: Recovery,
+}
+
+impl RecoveredValidator {
+    pub fn open(spec: ReplicaSpec, options: WalOptions) -> Result<RecoveredValidator, WalError> {
+        let (replica, journal, recovery) = crate::wal::recover(&options, &spec, now())?;
+        log_recovery(&spec.name, &recovery);
+        Ok(RecoveredValidator { spec, options, replica, journal, recovery })
+    }
+
+    pub fn recovery(&self) -> &Recovery {
+        &self.recovery
+    }
+}
+
+/// What a durable validator needs to rebuild itself from its log.
+struct Durable {
+    options: WalOptions,
+    spec: ReplicaSpec,
+    /// None after a failed reopen: the validator then sends nothing (as if crashed).
+    journal: Option<Journal>,
+    recovery: Recovery,
 }
 
 impl Validator {
     pub fn new(name: String, replica: Replica, route: Recipient<Route>) -> Validator {
-        let verifier = Verifier::new(replica.committee(), replica.params().max_batch_size);
+        let mut verifier = Verifier::new(replica.committee(), replica.params().max_batch_size);
+        replica.known_committees().iter().for_each(|committee| verifier.learn(committee));
         Validator {
             name,
             replica,
@@ -63,6 +116,10 @@ impl Validator {
             adversary: None,
             suspecting_since: None,
             view_history: VecDeque::new(),
+            durable: None,
+            unsent: Vec::new(),
+            flush_scheduled: false,
+            known_committees: Vec::new(),
         }
     }
 
@@ -70,7 +127,49 @@ impl Validator {
     /// later epoch must check the earlier epochs' checkpoint proofs.
     pub fn with_known_committees(mut self, committees: &[crate::protocol::Committee]) -> Validator {
         committees.iter().for_each(|committee| self.verifier.learn(committee));
+        self.known_committees = committees.to_vec();
         self
+    }
+
+    /// A durable validator, from a replica rebuilt from its write-ahead log;
+    /// it persists every step from now on.
+    pub fn recovered(recovered: RecoveredValidator, route: Recipient<Route>) -> Validator {
+        let RecoveredValidator { spec, options, replica, journal, recovery } = recovered;
+        let keypair = spec.keypair.clone();
+        let mut validator = Validator::new(spec.name.clone(), replica, route).with_keypair(keypair);
+        validator.durable = Some(Durable { options, spec, journal: Some(journal), recovery });
+        validator
+    }
+
+    /// How this validator came back from its log, if it keeps one.
+    pub fn recovery(&self) -> Option<&Recovery> {
+        self.durable.as_ref().map(|durable| &durable.recovery)
+    }
+
+    /// Drops everything in memory and rebuilds the replica from the log.
+    fn rebuild_from_wal(&mut self) {
+        let Some(durable) = &mut self.durable else { return };
+        // Closes the file first: redb locks it for one open database.
+        durable.journal = None;
+        match crate::wal::recover(&durable.options, &durable.spec, now()) {
+            Ok((replica, journal, recovery)) => {
+                log_recovery(&durable.spec.name, &recovery);
+                self.verifier = Verifier::new(replica.committee(), replica.params().max_batch_size);
+                self.known_committees.iter().for_each(|committee| self.verifier.learn(committee));
+                replica.known_committees().iter().for_each(|committee| self.verifier.learn(committee));
+                self.replica = replica;
+                durable.journal = Some(journal);
+                durable.recovery = recovery;
+            }
+            Err(error) => {
+                tracing::error!(validator = %durable.spec.name, %error, "cannot reopen the write-ahead log; the validator stays silent");
+            }
+        }
+        self.timer = DeadlineTimer::default();
+        self.suspecting_since = None;
+        // What was not committed is lost, as in a crash.
+        self.unsent.clear();
+        self.flush_scheduled = false;
     }
 
     /// The validator's own signing key, which an injected fault may sign with.
@@ -131,9 +230,45 @@ impl Validator {
         *self.inbound_rejected.entry(reason).or_default() += count;
     }
 
+    /// A durable validator records the step in its log and holds the outputs
+    /// until the log is committed, once per mailbox drain (group commit);
+    /// otherwise they are sent at once.
+    fn carry_out(&mut self, outputs: Vec<Output>, ctx: &mut Context<Self>) {
+        let Some(durable) = &mut self.durable else {
+            return self.send(outputs, ctx);
+        };
+        if let Some(journal) = &mut durable.journal {
+            journal.record(&outputs, &self.replica);
+        }
+        self.unsent.extend(outputs);
+        if !self.flush_scheduled {
+            self.flush_scheduled = true;
+            // Handled after every message already in the mailbox.
+            ctx.notify(FlushLog);
+        }
+    }
+
+    fn flush(&mut self, ctx: &mut Context<Self>) {
+        self.flush_scheduled = false;
+        let outputs = std::mem::take(&mut self.unsent);
+        if let Some(durable) = &mut self.durable {
+            match durable.journal.as_mut().map(Journal::commit) {
+                Some(Ok(())) => {}
+                Some(Err(error)) => {
+                    // Nothing of these steps may leave: restart from what the log holds.
+                    tracing::error!(validator = %self.name, %error, "write-ahead log write failed; restarting from the log");
+                    return ctx.stop();
+                }
+                // The log could not be reopened: send nothing, as a crashed validator.
+                None => return,
+            }
+        }
+        self.send(outputs, ctx);
+    }
+
     /// Sends what must be sent as one route, tells observers what was
     /// executed, then re-arms the timer for the replica's next deadline.
-    fn carry_out(&mut self, outputs: Vec<Output>, ctx: &mut Context<Self>) {
+    fn send(&mut self, outputs: Vec<Output>, ctx: &mut Context<Self>) {
         let me = self.replica.id();
         let outputs = match &mut self.adversary {
             Some(adversary) => adversary.rewrite(now(), outputs, self.replica.committee()),
@@ -227,6 +362,7 @@ impl Validator {
             inbound_rejected: self.inbound_rejected.clone(),
             outbound_dropped: self.outbound_dropped,
             view_history: self.view_history.iter().cloned().collect(),
+            recovery: self.recovery().cloned(),
             injected_fault: self.adversary.as_ref().map(|adversary| {
                 let spec = adversary.spec();
                 format!("{} (p = {:.2})", spec.fault_type.name(), spec.probability)
@@ -281,6 +417,39 @@ impl Actor for Validator {
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(self.mailbox);
         self.timer.arm(ctx, now(), self.replica.next_deadline(), Validator::on_timer);
+    }
+}
+
+impl Supervised for Validator {
+    fn restarting(&mut self, _: &mut Context<Self>) {
+        self.rebuild_from_wal();
+    }
+}
+
+impl Handler<FlushLog> for Validator {
+    type Result = ();
+
+    fn handle(&mut self, _: FlushLog, ctx: &mut Context<Self>) {
+        self.flush(ctx);
+    }
+}
+
+impl Handler<Restart> for Validator {
+    type Result = ();
+
+    fn handle(&mut self, _: Restart, ctx: &mut Context<Self>) {
+        ctx.stop();
+    }
+}
+
+fn log_recovery(name: &str, recovery: &Recovery) {
+    match recovery {
+        Recovery::Fresh => tracing::debug!(validator = %name, "new write-ahead log"),
+        Recovery::Wal { records, view, stable_checkpoint, last_executed } => tracing::info!(
+            validator = %name, records, %view, %stable_checkpoint, %last_executed, "rebuilt from the write-ahead log"
+        ),
+        // The error itself was logged where the log was found damaged.
+        Recovery::Discarded { .. } => tracing::info!(validator = %name, "started from genesis"),
     }
 }
 

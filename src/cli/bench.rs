@@ -15,6 +15,7 @@ use crate::crypto::{verify_batch, Keypair, Signature, SigningBytes};
 use crate::events::{EventKind, EventKinds};
 use crate::hooks::{HookEvent, Hooks};
 use crate::ledger::Ledger;
+use crate::wal::WalOptions;
 use crate::workload::Workload;
 use actix::{Actor, Context, Handler};
 use clap::Args;
@@ -48,6 +49,13 @@ pub struct BenchArgs {
     /// behind catches up (it joins an n = 4 swarm that committed them).
     #[arg(long, value_name = "SEQS")]
     pub catch_up: Option<u64>,
+    /// Validators keep write-ahead logs (in <home>/bench, removed before each
+    /// run); fsync as `storage.fsync` says (on unless BFTSWARM_STORAGE__FSYNC=false).
+    #[arg(long)]
+    pub durable: bool,
+    /// The swarm's home, for --durable.
+    #[arg(long, env = "BFTSWARM_HOME", default_value = ".bftswarm", value_name = "DIR")]
+    pub home: std::path::PathBuf,
     #[arg(long)]
     pub json: bool,
 }
@@ -70,6 +78,8 @@ pub struct BenchRow {
     pub hook_actors: usize,
     /// Events the hook actors received in all (each validator reports each batch).
     pub hook_events_received: u64,
+    /// "memory", "wal+fsync" or "wal" (write-ahead logs without fsync).
+    pub storage: String,
     pub tutorial_tx_per_s: Option<f64>,
     pub tutorial_latency_ms: Option<f64>,
 }
@@ -128,9 +138,10 @@ pub fn execute(args: &BenchArgs) -> Result<(), CliError> {
         for &window in &args.windows {
             let row = measure(args, n, window, cores, batch_us)?;
             eprintln!(
-                "n = {:>2}, window {:>5}: {:>8.0} tx/s, p50 {:>6.1} ms, p99 {:>6.1} ms, {:>5.0} µs CPU/tx, {:.0}% of bound, {}",
+                "n = {:>2}, window {:>5}, {}: {:>8.0} tx/s, p50 {:>6.1} ms, p99 {:>6.1} ms, {:>5.0} µs CPU/tx, {:.0}% of bound, {}",
                 n,
                 window,
+                row.storage,
                 row.throughput_tx_per_s,
                 row.latency_ms_p50,
                 row.latency_ms_p99,
@@ -189,8 +200,23 @@ fn measure(args: &BenchArgs, n: usize, window: usize, cores: usize, batch_us: f6
         }
         hooks
     };
+    let wal = if args.durable {
+        let home = args.home.join("bench").join(format!("n{n}-w{window}"));
+        match std::fs::remove_dir_all(&home) {
+            Err(error) if error.kind() != std::io::ErrorKind::NotFound => return Err(error.into()),
+            _ => {}
+        }
+        Some(WalOptions::under_home(&home, cfg.storage.fsync))
+    } else {
+        None
+    };
+    let storage = match &wal {
+        None => "memory",
+        Some(wal) if wal.fsync => "wal+fsync",
+        Some(_) => "wal",
+    };
     let cpu_before = process_cpu_time();
-    let (run, statuses, _) = drive_with(spec, workload.transfers, &cfg, false, add_hooks)?;
+    let (run, statuses, _) = drive_with(spec, workload.transfers, &cfg, wal, false, add_hooks)?;
     let cpu = process_cpu_time().saturating_sub(cpu_before);
     let report = RunReport::build(&run, &statuses, &facts);
     let committed = report.transactions_committed.max(1) as f64;
@@ -211,6 +237,7 @@ fn measure(args: &BenchArgs, n: usize, window: usize, cores: usize, batch_us: f6
         system_integrity: report.system_integrity,
         hook_actors: args.hook_actors,
         hook_events_received: received.load(Ordering::Relaxed),
+        storage: storage.into(),
         tutorial_tx_per_s,
         tutorial_latency_ms,
     })
@@ -283,6 +310,7 @@ fn table(report: &BenchReport) -> String {
         "f",
         "quorum",
         "window",
+        "storage",
         "tx/s",
         "p50 ms",
         "p99 ms",
@@ -299,6 +327,7 @@ fn table(report: &BenchReport) -> String {
             row.max_failures.to_string(),
             row.quorum.to_string(),
             row.window.to_string(),
+            row.storage.clone(),
             format!("{:.0}", row.throughput_tx_per_s),
             format!("{:.1}", row.latency_ms_p50),
             format!("{:.1}", row.latency_ms_p99),

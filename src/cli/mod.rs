@@ -4,6 +4,7 @@
 
 pub mod bench;
 mod catch_up;
+pub mod probe;
 pub mod report;
 pub mod run;
 
@@ -27,6 +28,10 @@ pub enum Command {
     /// Measure throughput, latency and CPU per transfer for several committee
     /// sizes, beside the cost of Ed25519 verification and the tutorial's figures.
     Bench(bench::BenchArgs),
+    /// The crash test's child process: a durable swarm from --home that
+    /// prints every acknowledged transfer (see tests/crash.rs).
+    #[command(hide = true)]
+    DurabilityProbe(probe::ProbeArgs),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +74,7 @@ pub fn main() -> ExitCode {
     let result = match &cli.command {
         Command::Run(args) => run::execute(args),
         Command::Bench(args) => bench::execute(args),
+        Command::DurabilityProbe(args) => probe::execute(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

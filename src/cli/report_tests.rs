@@ -56,6 +56,7 @@ fn status(id: u32, seq: u64, digest: u8) -> ValidatorStatus {
         outbound_dropped: 0,
         injected_fault: None,
         view_history: Vec::new(),
+        recovery: None,
     }
 }
 

@@ -13,6 +13,7 @@ use crate::hooks::Hooks;
 use crate::ledger::{Ledger, SignedTransfer};
 use crate::protocol::AgentId;
 use crate::protocol::ClientId;
+use crate::wal::WalOptions;
 use crate::workload::{Workload, WorkloadSpec};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::future::Future;
@@ -37,6 +38,10 @@ pub struct RunArgs {
     /// Print one JSON object instead of tables.
     #[arg(long)]
     pub json: bool,
+    /// The swarm's home: with `storage.wal = true`, validators keep their
+    /// write-ahead logs in <home>/wal and a run from the same home recovers.
+    #[arg(long, env = "BFTSWARM_HOME", default_value = ".bftswarm", value_name = "DIR")]
+    pub home: PathBuf,
 }
 
 /// How long validators may take to catch up with the f+1 that answered the client.
@@ -67,7 +72,8 @@ pub fn execute(args: &RunArgs) -> Result<(), CliError> {
         only_overdrafts_invalid: every_honest_transfer_is_funded(&cfg),
     };
     let show_progress = !args.json && std::io::stdout().is_terminal();
-    let (run, statuses, membership_changes) = drive(spec, workload.transfers, &cfg, show_progress)?;
+    let wal = wal_options(&cfg, &args.home);
+    let (run, statuses, membership_changes) = drive(spec, workload.transfers, &cfg, wal, show_progress)?;
     // After membership changes, the committee that ran last is the one to judge.
     let facts = match membership_changes.last() {
         Some(last) => {
@@ -99,6 +105,11 @@ fn print(report: &RunReport, json: bool) -> std::io::Result<()> {
     stdout.flush()
 }
 
+/// The validators' logs under `home`, when the config asks for them.
+pub(crate) fn wal_options(cfg: &SwarmConfig, home: &Path) -> Option<WalOptions> {
+    cfg.storage.wal.then(|| WalOptions::under_home(home, cfg.storage.fsync))
+}
+
 pub(crate) fn workload_spec(cfg: &SwarmConfig) -> WorkloadSpec {
     let workload = &cfg.workload;
     WorkloadSpec {
@@ -126,9 +137,10 @@ pub(crate) fn drive(
     spec: SwarmSpec,
     transfers: Vec<SignedTransfer>,
     cfg: &SwarmConfig,
+    wal: Option<WalOptions>,
     show_progress: bool,
 ) -> Result<DriveResult, CliError> {
-    drive_with(spec, transfers, cfg, show_progress, |hooks| hooks)
+    drive_with(spec, transfers, cfg, wal, show_progress, |hooks| hooks)
 }
 
 /// [`drive`], with hook actors added by `add_hooks` (called inside the actix
@@ -137,6 +149,7 @@ pub(crate) fn drive_with(
     spec: SwarmSpec,
     transfers: Vec<SignedTransfer>,
     cfg: &SwarmConfig,
+    wal: Option<WalOptions>,
     show_progress: bool,
     add_hooks: impl FnOnce(Hooks) -> Hooks,
 ) -> Result<DriveResult, CliError> {
@@ -153,8 +166,9 @@ pub(crate) fn drive_with(
     let membership = configured_membership(cfg);
     let system = actix::System::new();
     system.block_on(async move {
-        let options = LaunchOptions { name, hooks: add_hooks(hooks), validator_mailbox, ..LaunchOptions::default() };
-        let swarm = Swarm::launch_with(spec, options);
+        let options =
+            LaunchOptions { name, hooks: add_hooks(hooks), validator_mailbox, wal, ..LaunchOptions::default() };
+        let swarm = Swarm::launch_with(spec, options)?;
         for (agent, fault_type, probability, after) in faults {
             swarm.inject_fault(agent, fault_type, probability, after)?;
         }

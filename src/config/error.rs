@@ -115,6 +115,7 @@ fn plain(expected: &str) -> &str {
     match expected {
         "an integer" | "an unsigned 64 bit or less integer" => "a non-negative integer",
         "a floating point" => "a number",
+        "a boolean" => "true or false",
         other => other,
     }
 }

@@ -26,7 +26,7 @@ pub use validate::MAX_VALIDATORS;
 
 const DEFAULT_TOML: &str = include_str!("../../config/default.toml");
 const ENV_PREFIX: &str = "BFTSWARM_";
-const SECTIONS: [&str; 5] = ["swarm", "consensus", "client", "workload", "detection"];
+const SECTIONS: [&str; 6] = ["swarm", "consensus", "client", "workload", "detection", "storage"];
 
 /// The whole swarm config, as loaded from defaults, file and environment.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -37,6 +37,7 @@ pub struct SwarmConfig {
     pub client: ClientSection,
     pub workload: WorkloadSection,
     pub detection: DetectionSection,
+    pub storage: StorageSection,
     /// Command hooks, `[[hooks]]` entries: a script run on each event of a kind.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hooks: Vec<HookEntry>,
@@ -103,6 +104,17 @@ pub struct DetectionSection {
     pub malicious_detection: bool,
     pub detection_strategy: String,
     pub quarantine_duration_ms: u64,
+}
+
+/// Durability: the validators' write-ahead logs under the swarm's home.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageSection {
+    /// Keep a write-ahead log per validator, so a swarm started again from
+    /// the same home recovers what it committed.
+    pub wal: bool,
+    /// Wait for the disk on every group commit of a log.
+    pub fsync: bool,
 }
 
 /// One `[[hooks]]` entry: run `command` (a path, executed directly, not by a

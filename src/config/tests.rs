@@ -142,6 +142,7 @@ fn each_broken_rule_names_its_field() {
         ("[workload]\nmax_amount = 2000000", "workload.max_amount", "between 1 and 1000000"),
         ("[workload]\noverdraft_ratio = 1.5", "workload.overdraft_ratio", "between 0.0 and 1.0"),
         ("[detection]\ndetection_strategy = \"vibes\"", "detection.detection_strategy", "quorum-verification"),
+        ("[storage]\nfsync = \"sometimes\"", "storage.fsync", "true or false"),
         ("[consensus]\nchekpoint_interval = 5", "unknown field `chekpoint_interval` in [consensus]", "did you mean `checkpoint_interval`?"),
         ("[consensus]\nmax_batch_size = \"lots\"", "consensus.max_batch_size", "expected a non-negative integer"),
         ("[consensu]\nlog_window = 5", "unknown section [consensu]", "did you mean `consensus`?"),
@@ -190,6 +191,7 @@ fn environment_overrides_the_file() {
         ("BFTSWARM_CONSENSUS__CHECKPOINT_INTERVAL", "50"),
         ("BFTSWARM_CONSENSUS__VERIFICATION_THRESHOLD", "0.8"),
         ("BFTSWARM_DETECTION__MALICIOUS_DETECTION", "false"),
+        ("BFTSWARM_STORAGE__WAL", "true"),
         // A string field keeps its text exactly, even when it looks like a number.
         ("BFTSWARM_SWARM__NAME", "007"),
         // Not config overrides: other settings, empty values, other programs.
@@ -202,6 +204,7 @@ fn environment_overrides_the_file() {
     assert_eq!(config.log_window(), 100);
     assert_eq!(config.consensus.verification_threshold, Some(0.8));
     assert!(!config.detection.malicious_detection);
+    assert!(config.storage.wal && config.storage.fsync);
     assert_eq!(config.swarm.name, "007");
     assert_eq!(config.workload.seed, 42);
     assert_eq!(config.validators(), 7, "the file's value survives");
@@ -214,7 +217,7 @@ fn bad_environment_values_name_the_variable() {
         ("BFTSWARM_CONSENSUS__CHECKPOINT_INTERVAL", "abc", "consensus.checkpoint_interval"),
         ("BFTSWARM_CONSENSUS__CHECKPOINT_INTERVAL", "-5", "expected a non-negative integer"),
         ("BFTSWARM_WORKLOAD__OVERDRAFT_RATIO", "lots", "workload.overdraft_ratio"),
-        ("BFTSWARM_DETECTION__MALICIOUS_DETECTION", "maybe", "a boolean"),
+        ("BFTSWARM_DETECTION__MALICIOUS_DETECTION", "maybe", "expected true or false"),
         ("BFTSWARM_CONSENSUS__CHEKPOINT_INTERVAL", "5", "unknown field `chekpoint_interval`"),
         ("BFTSWARM_NOPE__X", "5", "unknown section [nope]"),
         ("BFTSWARM_CONSENSUS_CHECKPOINT_INTERVAL", "5", "lacks the `__`"),

@@ -46,7 +46,7 @@
 //! let kinds: EventKinds = [EventKind::TransactionCommitted].into_iter().collect();
 //! Hooks::new().subscribe("print-commits", kinds, PrintCommits.start().recipient())
 //! # }
-//! // … then `Swarm::launch_with(spec, LaunchOptions { hooks, ..Default::default() })`.
+//! // … then `Swarm::launch_with(spec, LaunchOptions { hooks, ..Default::default() })?`.
 //! ```
 
 mod command;

@@ -145,10 +145,10 @@ impl MembershipState {
     /// Every committee from `genesis` through the applied changes (and the
     /// scheduled one), each change checked against the operator's key.
     pub fn committees(&self, genesis: &Committee) -> Result<Vec<Committee>, MembershipError> {
-        let operator = genesis.operator().ok_or(MembershipError::NoOperator)?;
         let mut committees = vec![genesis.clone()];
         let changes = self.applied.iter().chain(self.scheduled.iter().map(|(_, change)| change));
         for change in changes {
+            let operator = genesis.operator().ok_or(MembershipError::NoOperator)?;
             if !change.verify(&operator) {
                 return Err(MembershipError::BadSignature);
             }

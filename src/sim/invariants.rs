@@ -41,6 +41,8 @@ pub enum Violation {
     ReconfigurationIncomplete { reached: u64, planned: usize },
     /// A validator left behind never caught up after it could hear again.
     NeverCaughtUp { replica: AgentId, executed: u64, highest: u64 },
+    /// An honest replica signed two different messages of one kind for one slot.
+    Equivocation { replica: AgentId, kind: crate::protocol::MessageKind, view: u64, seq: u64 },
 }
 
 pub struct Invariants {

@@ -8,6 +8,7 @@
 mod invariants;
 mod network;
 mod operator;
+mod restart;
 
 pub use invariants::Violation;
 
@@ -16,7 +17,7 @@ use crate::faults::{Adversary, FaultSpec, FaultType};
 use crate::ledger::Ledger;
 use crate::protocol::{
     AgentId, ClientCore, ClientId, ClientInput, ClientOutput, Committee, Epoch, Input, Member, Micros, Output,
-    ProtocolParams, Replica, Verifier,
+    ProtocolParams, RecoveredState, Replica, Verifier,
 };
 use crate::rng::SeededRng;
 use crate::workload::{Workload, WorkloadSpec};
@@ -55,6 +56,10 @@ pub enum Scenario {
     /// Everything the primary sends arrives late (but arrives): a slow
     /// primary must be replaced, not only a silent one.
     SlowPrimary,
+    /// Honest validators on a lossy network; now and then one crashes and
+    /// restarts from what its write-ahead log holds. None ever signs two
+    /// different messages for one slot, and every transfer commits.
+    CrashRestart,
 }
 
 impl Scenario {
@@ -68,10 +73,11 @@ impl Scenario {
             Scenario::Reconfiguration => "reconfiguration",
             Scenario::LaggingValidator => "lagging-validator",
             Scenario::SlowPrimary => "slow-primary",
+            Scenario::CrashRestart => "crash-restart",
         }
     }
 
-    pub const ALL: [Scenario; 8] = [
+    pub const ALL: [Scenario; 9] = [
         Scenario::LossyNetwork,
         Scenario::EquivocatingPrimary,
         Scenario::SilentPrimary,
@@ -80,6 +86,7 @@ impl Scenario {
         Scenario::Reconfiguration,
         Scenario::LaggingValidator,
         Scenario::SlowPrimary,
+        Scenario::CrashRestart,
     ];
 
     pub fn parse(name: &str) -> Option<Scenario> {
@@ -232,7 +239,8 @@ fn assign_faults(config: &SimConfig, committee: &Committee, rng: &mut SeededRng)
         | Scenario::Partition
         | Scenario::Reconfiguration
         | Scenario::LaggingValidator
-        | Scenario::SlowPrimary => BTreeMap::new(),
+        | Scenario::SlowPrimary
+        | Scenario::CrashRestart => BTreeMap::new(),
         Scenario::EquivocatingPrimary => BTreeMap::from([(primary, spec(FaultType::Equivocation, 1.0, 0))]),
         Scenario::SilentPrimary => BTreeMap::from([(primary, spec(FaultType::Silent, 1.0, rng.between(0, 30_000)))]),
         Scenario::MixedFaults => {
@@ -254,6 +262,8 @@ struct SimValidator {
     replica: Replica,
     verifier: Verifier,
     adversary: Option<Adversary>,
+    /// What its write-ahead log holds, for a validator that may crash and restart.
+    persisted: Option<RecoveredState>,
 }
 
 pub fn run(config: &SimConfig) -> SimReport {
@@ -290,6 +300,7 @@ pub fn run(config: &SimConfig) -> SimReport {
                 replica: Replica::new(id, key.clone(), committee.clone(), config.params.clone(), genesis.clone()),
                 verifier: Verifier::new(&committee, config.params.max_batch_size),
                 adversary: faults.get(&id).map(|spec| Adversary::new(id, key.clone(), *spec, rng.next_u64())),
+                persisted: (config.scenario == Scenario::CrashRestart).then(RecoveredState::default),
             }
         })
         .collect();
@@ -331,6 +342,12 @@ pub fn run(config: &SimConfig) -> SimReport {
     for i in 0..config.validators {
         network.schedule_tick(Node::Validator(i), Micros(0));
     }
+    let mut crashes = match config.scenario {
+        Scenario::CrashRestart => restart::crash_schedule(&mut rng.fork(0xC4A5), config.validators, 6, 600_000),
+        _ => Vec::new(),
+    };
+    let mut signed_slots = restart::SignedSlots::default();
+    let mut equivocations = Vec::new();
     let mut events = 0u64;
     let mut done_at: Option<Micros> = None;
     while let Some((now, node, payload)) = network.next_event() {
@@ -341,6 +358,15 @@ pub fn run(config: &SimConfig) -> SimReport {
             break;
         }
         events += 1;
+        while let Some(&(_, victim)) = crashes.first().filter(|(at, _)| *at <= now) {
+            crashes.remove(0);
+            let Some(state) = validators[victim].persisted.clone() else { continue };
+            let (id, key) = (AgentId(victim as u32), keys[victim].clone());
+            let params = config.params.clone();
+            validators[victim].replica =
+                Replica::restore(id, key, committee.clone(), params, genesis.clone(), state, now);
+            network.schedule_tick(Node::Validator(victim), now);
+        }
         match node {
             Node::Operator => {
                 let Some(operator) = operator.as_mut() else { continue };
@@ -403,6 +429,9 @@ pub fn run(config: &SimConfig) -> SimReport {
                 };
                 let Some(input) = input else { continue };
                 let mut outputs = validator.replica.step(now, input);
+                if let Some(persisted) = &mut validator.persisted {
+                    crate::wal::fold_step(persisted, &outputs, &validator.replica);
+                }
                 if let Some(adversary) = &mut validator.adversary {
                     outputs = adversary.rewrite(now, outputs, validator.replica.committee());
                 }
@@ -410,6 +439,9 @@ pub fn run(config: &SimConfig) -> SimReport {
                 let mut joined = Vec::new();
                 for output in outputs {
                     invariants.on_output(me, &output, &validator.replica);
+                    if !faults.contains_key(&me) {
+                        equivocations.extend(signed_slots.check(me, &output));
+                    }
                     match output {
                         Output::Broadcast(message) => {
                             for peer in 0..validators_len(&committees, config.validators) {
@@ -473,7 +505,7 @@ pub fn run(config: &SimConfig) -> SimReport {
                         config.params.clone(),
                         genesis.clone(),
                     );
-                    validators.push(SimValidator { replica, verifier, adversary: None });
+                    validators.push(SimValidator { replica, verifier, adversary: None, persisted: None });
                     network.schedule_tick(Node::Validator(index), now);
                 }
                 if let Some(lagging) = config.faults.isolated {
@@ -508,6 +540,7 @@ pub fn run(config: &SimConfig) -> SimReport {
             violations.push(Violation::NeverCaughtUp { replica: AgentId(index as u32), executed, highest });
         }
     }
+    violations.extend(equivocations);
     if !client.is_done() {
         violations
             .push(Violation::Liveness { completed: client.stats().completed as usize, expected: config.transactions });

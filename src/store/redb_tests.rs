@@ -158,3 +158,24 @@ fn shared_storage_serves_the_wal_and_the_memory_store_from_one_file() {
     assert_eq!(shared.read_from("v0", LogIndex(1), 1).unwrap().len(), 1);
     assert!(shared.get("coordination/byzantine/view-changes", SystemTime::now()).unwrap().is_some());
 }
+
+#[test]
+fn recovery_file_cut_short_is_an_error_naming_it_not_a_panic() {
+    let home = tempfile::tempdir().unwrap();
+    let mut store = open(home.path());
+    let records: Vec<Vec<u8>> = (0..2_000).map(payload).collect();
+    store.append("v0", &records).unwrap();
+    drop(store);
+    let path = home.path().join(DATABASE_FILE);
+    let bytes = std::fs::read(&path).unwrap();
+    for keep in [bytes.len() / 2, 100, 0] {
+        std::fs::write(&path, &bytes[..keep]).unwrap();
+        let outcome = RedbStore::open(home.path(), RedbOptions::default())
+            .and_then(|store| store.read_from("v0", LogIndex(1), 10_000).map(|records| records.len()));
+        match outcome {
+            Err(error) => assert!(error.to_string().contains("swarm.redb"), "{error}"),
+            // An empty file is a new database: nothing is invented.
+            Ok(found) => assert_eq!((keep, found), (0, 0), "a file cut to {keep} bytes read back {found} records"),
+        }
+    }
+}

@@ -171,6 +171,31 @@ impl Replica {
         self.genesis_committee.epoch().0 + applied < self.committee.epoch().0
     }
 
+    /// Every committee from the first epoch to the current one (and the
+    /// scheduled next one): what a verifier guarding this replica must know.
+    pub fn known_committees(&self) -> Vec<Committee> {
+        let mut committees = self.membership.committees(&self.genesis_committee).unwrap_or_default();
+        if committees.is_empty() {
+            committees.push(self.genesis_committee.clone());
+        }
+        if committees.iter().all(|known| known.epoch() != self.committee.epoch()) {
+            committees.push(self.committee.clone());
+        }
+        committees
+    }
+
+    /// Takes `membership` (a checkpoint's, checked by whoever produced it) as
+    /// this replica's and runs in the epoch it leads to.
+    pub(super) fn adopt_membership(&mut self, membership: &crate::protocol::MembershipState) {
+        let Ok(committees) = membership.committees(&self.genesis_committee) else { return };
+        let Some(current) = committees.get(membership.applied.len()).cloned() else { return };
+        self.membership = membership.clone();
+        if current.epoch() != self.committee.epoch() {
+            self.retired = !current.contains(self.me);
+            self.committee = current;
+        }
+    }
+
     /// Whether a message of another epoch is taken: a snapshot (it carries its
     /// own membership history), a STATUS from a peer left in an older epoch
     /// (it needs this replica's help). Messages of the next epoch are held

@@ -3,6 +3,7 @@
 mod checkpoint;
 mod epoch;
 mod normal;
+mod restore;
 #[cfg(test)]
 mod tests;
 mod view_change;

@@ -66,16 +66,32 @@ impl RedbStore {
     /// Opens (or creates) `<home>/swarm.redb`, creating `home` if needed.
     pub fn open(home: &Path, options: RedbOptions) -> Result<Self, StoreError> {
         std::fs::create_dir_all(home).map_err(|source| StoreError::Home { path: home.to_owned(), source })?;
-        let path = home.join(DATABASE_FILE);
+        RedbStore::open_file(&home.join(DATABASE_FILE), options)
+    }
+
+    /// Opens (or creates) the database file `path`, whose directory must exist:
+    /// a validator's own write-ahead log lives in a file of its own, so that
+    /// validators commit (and wait for the disk) in parallel.
+    pub fn open_file(path: &Path, options: RedbOptions) -> Result<Self, StoreError> {
+        let path = path.to_owned();
         // The v3 file format is the one redb 3 reads, so upgrading redb later
         // needs no migration of existing homes.
-        let db =
-            Builder::new().set_cache_size(options.cache_bytes).create_with_file_format_v3(true).create(&path).map_err(
-                |e| match e {
-                    DatabaseError::DatabaseAlreadyOpen => StoreError::Locked { path: path.clone() },
-                    other => StoreError::Database { path: path.clone(), detail: other.to_string() },
-                },
-            )?;
+        let builder =
+            || Builder::new().set_cache_size(options.cache_bytes).create_with_file_format_v3(true).create(&path);
+        // redb 2.6 asserts (panics) on some damaged files, e.g. one cut short:
+        // a damaged file must be an error naming it, never a crash.
+        let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(builder)).map_err(|panic| {
+            let reason =
+                panic.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| panic.downcast_ref::<String>().cloned());
+            StoreError::Database {
+                path: path.clone(),
+                detail: format!("the file is damaged ({})", reason.unwrap_or_else(|| "redb refused it".into())),
+            }
+        })?;
+        let db = opened.map_err(|e| match e {
+            DatabaseError::DatabaseAlreadyOpen => StoreError::Locked { path: path.clone() },
+            other => StoreError::Database { path: path.clone(), detail: other.to_string() },
+        })?;
         let mut store = RedbStore { db, path, fsync: options.fsync, unsynced_commits: 0 };
         // Create the fixed tables once so that readers never meet a missing one.
         let txn = store.begin_write()?;

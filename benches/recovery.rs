@@ -1,0 +1,125 @@
+//! How long a validator takes to come back from its write-ahead log after
+//! 1,000,000 committed transfers with a checkpoint every 100 sequence numbers:
+//! open the log, fold its records, restore the replica (the checkpoint's
+//! ledger and every batch executed above it, executed again).
+//!
+//! The log is made by a committee of four pure replicas (messages delivered
+//! in process, as in the simulation) whose backup `v2` persists every step;
+//! it stops 99 batches past a checkpoint, the most a log ever holds above one.
+//! Transfers carry no valid signature: replicas trust their caller's
+//! verification, and recovery never verifies its own log.
+//!
+//! `cargo bench --bench recovery`
+
+use bftswarm::crypto::{Keypair, Signature};
+use bftswarm::ledger::{AccountId, Ledger, SignedTransfer, Transfer, TxId};
+use bftswarm::protocol::{
+    AgentId, ClientId, Committee, Epoch, Input, Micros, Output, ProtocolParams, Replica, Request,
+};
+use bftswarm::wal::{recover, Journal, Recovery, ReplicaSpec, WalOptions};
+use criterion::{criterion_group, criterion_main, Criterion};
+use std::collections::VecDeque;
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+const TRANSFERS: usize = 1_000_000;
+const BATCH: usize = 1_000;
+const ACCOUNTS: usize = 10_000;
+const CHECKPOINT_INTERVAL: u64 = 100;
+/// The replica whose log is measured (a backup: it logs prepares and commits too).
+const LOGGED: usize = 1;
+
+fn accounts() -> Vec<AccountId> {
+    (0..ACCOUNTS)
+        .map(|i| AccountId(Keypair::from_seed(*blake3::hash(&i.to_le_bytes()).as_bytes()).public_key()))
+        .collect()
+}
+
+fn transfer(accounts: &[AccountId], i: usize) -> SignedTransfer {
+    let from = i % ACCOUNTS;
+    let transfer = Transfer {
+        id: TxId((i as u128).to_le_bytes()),
+        from: accounts[from],
+        to: accounts[(from + 1 + i / ACCOUNTS) % ACCOUNTS],
+        amount: 1,
+        nonce: (i / ACCOUNTS) as u64,
+        memo: None,
+    };
+    SignedTransfer { transfer, signature: Signature([0; 64]) }
+}
+
+/// Runs the committee over `TRANSFERS` (plus enough to stop 99 batches past a
+/// checkpoint) and returns the logged replica's spec and the log's options.
+fn build_log(dir: &std::path::Path) -> (ReplicaSpec, WalOptions, u64) {
+    let accounts = accounts();
+    let genesis = Ledger::with_genesis(&accounts.iter().map(|a| (*a, 1_000_000)).collect::<Vec<_>>()).unwrap();
+    let keys: Vec<Keypair> = (0..4).map(|i| Keypair::from_seed([i as u8 + 1; 32])).collect();
+    let public: Vec<_> = keys.iter().map(Keypair::public_key).collect();
+    let committee = Committee::numbered(Epoch(0), &public, "v", None).unwrap();
+    let params = ProtocolParams {
+        checkpoint_interval: CHECKPOINT_INTERVAL,
+        log_window: 2 * CHECKPOINT_INTERVAL,
+        max_batch_size: BATCH,
+        ..ProtocolParams::default()
+    };
+    let mut replicas: Vec<Replica> = (0..4)
+        .map(|i| Replica::new(AgentId(i as u32), keys[i].clone(), committee.clone(), params.clone(), genesis.clone()))
+        .collect();
+    let spec = ReplicaSpec { name: "v2".into(), keypair: keys[LOGGED].clone(), committee, params, genesis };
+    let options = WalOptions::under_home(dir, false);
+    let (_, mut journal, _): (Replica, Journal, Recovery) = recover(&options, &spec, Micros(0)).unwrap();
+    let batches = (TRANSFERS / BATCH) as u64;
+    let batches = batches + (CHECKPOINT_INTERVAL - 1) - batches % CHECKPOINT_INTERVAL;
+    for b in 0..batches as usize {
+        let requests: Vec<Request> =
+            (b * BATCH..(b + 1) * BATCH).map(|i| Request { client: ClientId(0), tx: transfer(&accounts, i) }).collect();
+        let mut pending: VecDeque<(usize, Output)> = VecDeque::new();
+        for (i, replica) in replicas.iter_mut().enumerate() {
+            let outputs = replica.step(Micros(b as u64), Input::Requests(requests.clone()));
+            if i == LOGGED {
+                journal.persist(&outputs, replica).unwrap();
+            }
+            pending.extend(outputs.into_iter().map(|o| (i, o)));
+        }
+        while let Some((from, output)) = pending.pop_front() {
+            let Output::Broadcast(message) = output else { continue };
+            for (to, replica) in replicas.iter_mut().enumerate().filter(|(to, _)| *to != from) {
+                let outputs = replica.step(Micros(b as u64), Input::Message(message.clone()));
+                if to == LOGGED {
+                    journal.persist(&outputs, replica).unwrap();
+                }
+                pending.extend(outputs.into_iter().map(|o| (to, o)));
+            }
+        }
+    }
+    assert_eq!(replicas[LOGGED].last_executed().0, batches, "every batch committed");
+    (spec, options, batches)
+}
+
+fn recovery(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let started = Instant::now();
+    let (spec, options, batches) = build_log(dir.path());
+    let size = std::fs::metadata(options.path_of("v2")).map_or(0, |m| m.len());
+    eprintln!(
+        "log of {} transfers in {batches} batches ({:.1} MB) built in {:.1} s",
+        batches as usize * BATCH,
+        size as f64 / 1e6,
+        started.elapsed().as_secs_f64()
+    );
+    let mut group = c.benchmark_group("recovery");
+    group.sample_size(10);
+    group.measurement_time(Duration::from_secs(10));
+    group.bench_function("validator_1m_transfers_checkpoint_100", |b| {
+        b.iter(|| {
+            let (replica, journal, recovery) = recover(&options, &spec, Micros(0)).unwrap();
+            assert!(matches!(recovery, Recovery::Wal { .. }));
+            assert_eq!(replica.last_executed().0, batches);
+            black_box((replica, journal))
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, recovery);
+criterion_main!(benches);

@@ -1,0 +1,60 @@
+//! Crashes and restarts in the simulation, and the invariant they threaten.
+//!
+//! A durable validator keeps what its write-ahead log would hold after each
+//! step ([`crate::wal::fold_step`], the same fold the log uses; only the disk
+//! is left out). A crash throws its replica away and restores one from that
+//! state, as a restarted process does from its log.
+//!
+//! No honest replica may ever sign two different messages for one slot:
+//! [`SignedSlots`] remembers every signature honest replicas send, per
+//! (signer, kind, view, sequence), crash or no crash. VIEW-CHANGE is left
+//! out: a replica that asked for view v+2 and then entered v+1 leaves its
+//! view change, and may later ask for v+2 again with newer certificates — the
+//! protocol's own behaviour, harmless (peers keep one VIEW-CHANGE per sender
+//! and target, and each carries its own proofs), found by this check.
+
+use super::invariants::Violation;
+use crate::protocol::{AgentId, Message, MessageKind, Micros, Output, SignedMessage};
+use crate::rng::SeededRng;
+use std::collections::BTreeMap;
+
+/// When which validator crashes: at most `count` crashes in the first `within_us`.
+pub fn crash_schedule(rng: &mut SeededRng, validators: usize, count: u64, within_us: u64) -> Vec<(Micros, usize)> {
+    let mut crashes: Vec<(Micros, usize)> = (0..rng.between(1, count))
+        .map(|_| (Micros(rng.between(1_000, within_us)), rng.below(validators as u64) as usize))
+        .collect();
+    crashes.sort();
+    crashes
+}
+
+#[derive(Default)]
+pub struct SignedSlots {
+    /// (signer, epoch, kind, view, seq): the signature binds the epoch, so a
+    /// slot of a new membership epoch is another slot.
+    signatures: BTreeMap<(AgentId, u64, MessageKind, u64, u64), [u8; 64]>,
+}
+
+impl SignedSlots {
+    /// Records what `me` (honest) sends; a second, different signature for
+    /// the same slot is a violation.
+    pub fn check(&mut self, me: AgentId, output: &Output) -> Option<Violation> {
+        let (Output::Broadcast(signed) | Output::SendTo(_, signed)) = output else { return None };
+        let (kind, view, seq) = slot(signed)?;
+        if signed.sender != me {
+            return None;
+        }
+        let known = self.signatures.entry((me, signed.epoch.0, kind, view, seq)).or_insert(signed.signature.0);
+        (*known != signed.signature.0).then_some(Violation::Equivocation { replica: me, kind, view, seq })
+    }
+}
+
+fn slot(signed: &SignedMessage) -> Option<(MessageKind, u64, u64)> {
+    let (view, seq) = match signed.message {
+        Message::PrePrepare { view, seq, .. } | Message::Prepare { view, seq, .. } => (view.0, seq.0),
+        Message::Commit { view, seq, .. } => (view.0, seq.0),
+        Message::Checkpoint { seq, .. } => (0, seq.0),
+        Message::NewView { view, .. } => (view.0, 0),
+        Message::ViewChange { .. } | Message::Status { .. } | Message::StateSnapshot { .. } => return None,
+    };
+    Some((signed.message.kind(), view, seq))
+}

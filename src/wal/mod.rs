@@ -1,0 +1,274 @@
+//! Each validator's write-ahead log: what it must remember across a crash,
+//! written before anything that depends on it leaves the validator.
+//!
+//! One redb file per validator (`<home>/wal/<validator>.redb`), so validators
+//! wait for the disk in parallel. Each step of the replica appends its records
+//! as one group commit ([`Journal::persist`]); at each stable checkpoint one
+//! snapshot record replaces everything before it. On start, [`recover`] folds
+//! the log back into a [`RecoveredState`] and restores the replica from it. A
+//! log that fails its checksums, cannot be decoded, or belongs to another
+//! validator is moved aside with a one-line error: the validator then starts
+//! from genesis and catches up from its peers rather than from bad data.
+
+mod record;
+#[cfg(test)]
+mod tests;
+
+pub use record::{fold_step, FoldError, Identity, Recorder, WalRecord};
+
+use crate::crypto::Keypair;
+use crate::ledger::Ledger;
+use crate::protocol::{Committee, Micros, Output, ProtocolParams, RecoveredState, Replica, Seq, View};
+use crate::store::{LogIndex, RedbOptions, RedbStore, Storage, StoreError};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+
+/// Records read per call while recovering.
+const READ_CHUNK: usize = 1024;
+
+/// Where the logs live and how hard they are pushed to disk.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WalOptions {
+    /// The directory of the logs: `<home>/wal`.
+    pub dir: PathBuf,
+    /// Wait for the disk on every group commit. Off, a machine crash may lose
+    /// the last commits; a process crash loses nothing.
+    pub fsync: bool,
+}
+
+impl WalOptions {
+    /// The logs of the swarm whose home is `home`.
+    pub fn under_home(home: &Path, fsync: bool) -> WalOptions {
+        WalOptions { dir: home.join("wal"), fsync }
+    }
+
+    pub fn path_of(&self, validator: &str) -> PathBuf {
+        self.dir.join(format!("{validator}.redb"))
+    }
+}
+
+/// What a replica is made of besides its log.
+#[derive(Clone)]
+pub struct ReplicaSpec {
+    pub name: String,
+    pub keypair: Keypair,
+    pub committee: Committee,
+    pub params: ProtocolParams,
+    pub genesis: Ledger,
+}
+
+impl ReplicaSpec {
+    fn identity(&self) -> Option<Identity> {
+        let member = self.committee.members().iter().find(|m| m.public_key == self.keypair.public_key())?;
+        Some(Identity { agent: member.id, public_key: member.public_key, genesis: self.genesis.state_digest() })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WalError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("WAL record {index} of {log} is damaged: {reason}")]
+    Damaged { log: String, index: u64, reason: FoldError },
+    #[error("WAL of {log} was written {found}, not by this validator's key for this genesis (another swarm used this home?)")]
+    Foreign { log: String, found: String },
+    #[error("WAL of {log} does not start with its identity")]
+    NoIdentity { log: String },
+    #[error("validator {0} is not a member of its committee")]
+    NotAMember(String),
+    #[error("cannot move the damaged WAL {} aside: {source}", path.display())]
+    MoveAside {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// How a validator came back.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "from", rename_all = "kebab-case")]
+pub enum Recovery {
+    /// No log yet: a new validator.
+    Fresh,
+    /// Rebuilt from its log.
+    Wal { records: u64, view: View, stable_checkpoint: Seq, last_executed: Seq },
+    /// The log was unusable: moved to `moved_to`, started from genesis, catching up from peers.
+    Discarded { error: String, moved_to: PathBuf },
+}
+
+/// A validator's open log and the state it holds.
+pub struct Journal {
+    store: RedbStore,
+    log: String,
+    identity: Identity,
+    mirror: RecoveredState,
+    /// Encoded records of the steps since the last commit.
+    pending: Vec<Vec<u8>>,
+    /// A checkpoint became stable since the last commit: write a snapshot instead.
+    snapshot_due: bool,
+}
+
+impl std::fmt::Debug for Journal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Journal").field("log", &self.log).finish_non_exhaustive()
+    }
+}
+
+/// Opens the log of `spec.name` under `options.dir` and rebuilds the replica
+/// from it. A damaged log is moved aside (logged, and reported in the
+/// [`Recovery`]); only errors that leave no way to keep a log are returned:
+/// the file is locked by another process, or the directory is unusable.
+pub fn recover(
+    options: &WalOptions,
+    spec: &ReplicaSpec,
+    now: Micros,
+) -> Result<(Replica, Journal, Recovery), WalError> {
+    let identity = spec.identity().ok_or_else(|| WalError::NotAMember(spec.name.clone()))?;
+    std::fs::create_dir_all(&options.dir).map_err(|source| StoreError::Home { path: options.dir.clone(), source })?;
+    let path = options.path_of(&spec.name);
+    let redb = RedbOptions { fsync: options.fsync, ..RedbOptions::default() };
+    let (journal, recovery) = match open_and_read(&path, redb, &spec.name, identity) {
+        Ok((journal, records)) => {
+            let recovery = if records == 0 {
+                Recovery::Fresh
+            } else {
+                let state = &journal.mirror;
+                Recovery::Wal {
+                    records,
+                    view: state.view,
+                    stable_checkpoint: state.stable_seq(),
+                    last_executed: state.last_executed(),
+                }
+            };
+            (journal, recovery)
+        }
+        Err(WalError::Store(StoreError::Locked { path })) => return Err(StoreError::Locked { path }.into()),
+        Err(error) => {
+            let moved_to = move_aside(&path)?;
+            tracing::error!(
+                "{error}; moved it to {} and starting {} from genesis: it catches up from its peers",
+                moved_to.display(),
+                spec.name
+            );
+            let (journal, _) = open_and_read(&path, redb, &spec.name, identity)?;
+            (journal, Recovery::Discarded { error: error.to_string(), moved_to })
+        }
+    };
+    let (id, keypair, committee, params) =
+        (identity.agent, spec.keypair.clone(), spec.committee.clone(), spec.params.clone());
+    let replica = Replica::restore(id, keypair, committee, params, spec.genesis.clone(), journal.mirror.clone(), now);
+    Ok((replica, journal, recovery))
+}
+
+/// Reads a whole log back: its state and how many records it held.
+pub fn read_state(path: &Path, log: &str) -> Result<(Identity, RecoveredState), WalError> {
+    let store = RedbStore::open_file(path, RedbOptions::default())?;
+    let (identity, state, _) = fold_log(&store, log, None)?;
+    identity.map(|identity| (identity, state)).ok_or_else(|| WalError::NoIdentity { log: log.to_owned() })
+}
+
+fn open_and_read(path: &Path, options: RedbOptions, log: &str, identity: Identity) -> Result<(Journal, u64), WalError> {
+    let mut store = RedbStore::open_file(path, options)?;
+    let (_, mirror, records) = fold_log(&store, log, Some(identity))?;
+    if records == 0 {
+        store.append(log, &[WalRecord::Identity(identity).encode()])?;
+    }
+    let journal = Journal { store, log: log.to_owned(), identity, mirror, pending: Vec::new(), snapshot_due: false };
+    Ok((journal, records))
+}
+
+/// Folds every record of `log`; with `expected`, refuses a log of another identity.
+fn fold_log(
+    store: &RedbStore,
+    log: &str,
+    expected: Option<Identity>,
+) -> Result<(Option<Identity>, RecoveredState, u64), WalError> {
+    let mut state = RecoveredState::default();
+    let mut identity = None;
+    let mut count = 0u64;
+    let mut from = LogIndex(0);
+    loop {
+        let chunk = store.read_from(log, from, READ_CHUNK)?;
+        let done = chunk.len() < READ_CHUNK;
+        for (index, bytes) in chunk {
+            let damaged = |reason| WalError::Damaged { log: log.to_owned(), index: index.0, reason };
+            let record = WalRecord::decode(&bytes).map_err(damaged)?;
+            let found = match &record {
+                WalRecord::Identity(found) | WalRecord::Snapshot { identity: found, .. } => Some(*found),
+                _ => None,
+            };
+            if let Some(found) = found {
+                if expected.is_some_and(|expected| expected != found) {
+                    let key = found.public_key.to_string();
+                    let genesis = found.genesis.to_string();
+                    let found = format!("by key {}… for genesis {}…", &key[..10], &genesis[..8]);
+                    return Err(WalError::Foreign { log: log.to_owned(), found });
+                }
+                identity = Some(found);
+            } else if identity.is_none() {
+                return Err(WalError::NoIdentity { log: log.to_owned() });
+            }
+            record.fold_into(&mut state).map_err(damaged)?;
+            count += 1;
+            from = LogIndex(index.0 + 1);
+        }
+        if done {
+            return Ok((identity, state, count));
+        }
+    }
+}
+
+/// Renames a damaged log to `<file>.damaged-<n>`, keeping earlier ones.
+fn move_aside(path: &Path) -> Result<PathBuf, WalError> {
+    let mut n = 1u32;
+    loop {
+        let mut name = path.as_os_str().to_owned();
+        name.push(format!(".damaged-{n}"));
+        let target = PathBuf::from(name);
+        if !target.exists() {
+            return match std::fs::rename(path, &target) {
+                Ok(()) => Ok(target),
+                Err(source) => Err(WalError::MoveAside { path: path.to_owned(), source }),
+            };
+        }
+        n += 1;
+    }
+}
+
+impl Journal {
+    /// Makes durable what the outputs of one replica step depend on, as one
+    /// group commit. Call before any of `outputs` leaves the validator.
+    pub fn persist(&mut self, outputs: &[Output], replica: &Replica) -> Result<(), WalError> {
+        self.record(outputs, replica);
+        self.commit()
+    }
+
+    /// Takes in what one step did, right after the step (the replica is read
+    /// as the step left it); nothing is durable before [`Journal::commit`].
+    pub fn record(&mut self, outputs: &[Output], replica: &Replica) {
+        let (records, stable) = fold_step(&mut self.mirror, outputs, replica);
+        self.snapshot_due |= stable;
+        if !self.snapshot_due {
+            self.pending.extend(records.iter().map(WalRecord::encode));
+        }
+    }
+
+    /// Writes everything recorded since the last commit as one group commit;
+    /// after a stable checkpoint, one snapshot that replaces the whole log.
+    pub fn commit(&mut self) -> Result<(), WalError> {
+        let records = std::mem::take(&mut self.pending);
+        if std::mem::take(&mut self.snapshot_due) {
+            let snapshot = WalRecord::Snapshot { identity: self.identity, state: self.mirror.clone() };
+            let at = self.store.append(&self.log, &[snapshot.encode()])?;
+            self.store.truncate_before(&self.log, at)?;
+        } else if !records.is_empty() {
+            self.store.append(&self.log, &records)?;
+        }
+        Ok(())
+    }
+
+    /// The state the log holds now.
+    pub fn state(&self) -> &RecoveredState {
+        &self.mirror
+    }
+}

@@ -1,0 +1,329 @@
+//! Recovery of replicas from their logs, on a committee of four pure replicas
+//! whose messages are delivered synchronously and whose every step is
+//! persisted, as the validator actor does.
+
+use super::*;
+use crate::crypto::Keypair;
+use crate::ledger::{Ledger, SignedTransfer};
+use crate::protocol::{AgentId, Batch, ClientId, Epoch, Evidence, Input, Message, Request, SignedMessage};
+use crate::workload::{Workload, WorkloadSpec};
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+const N: usize = 4;
+const BATCH: usize = 8;
+
+struct Cluster {
+    _home: tempfile::TempDir,
+    options: WalOptions,
+    specs: Vec<ReplicaSpec>,
+    replicas: Vec<Replica>,
+    journals: Vec<Option<Journal>>,
+    /// Outputs not yet delivered: (from, message, to-or-everyone).
+    in_flight: VecDeque<(usize, Arc<SignedMessage>, Option<AgentId>)>,
+    evidence: Vec<(usize, Evidence)>,
+    /// Replicas whose outgoing messages are lost.
+    muted: Vec<bool>,
+    now: u64,
+}
+
+fn params() -> ProtocolParams {
+    ProtocolParams {
+        checkpoint_interval: 4,
+        log_window: 8,
+        max_batch_size: BATCH,
+        max_in_flight_batches: 4,
+        ..ProtocolParams::default()
+    }
+}
+
+fn workload(transactions: usize) -> Workload {
+    Workload::generate(&WorkloadSpec {
+        seed: 5,
+        accounts: 16,
+        transactions,
+        initial_balance: 1_000_000,
+        max_amount: 100,
+        overdraft_ratio: 0.0,
+    })
+}
+
+impl Cluster {
+    fn new(genesis: &Ledger) -> Cluster {
+        let home = tempfile::tempdir().unwrap();
+        let options = WalOptions::under_home(home.path(), false);
+        let keys: Vec<Keypair> = (0..N).map(|i| Keypair::from_seed([i as u8 + 7; 32])).collect();
+        let public: Vec<_> = keys.iter().map(Keypair::public_key).collect();
+        let committee = Committee::numbered(Epoch(0), &public, "v", None).unwrap();
+        let specs: Vec<ReplicaSpec> = keys
+            .iter()
+            .enumerate()
+            .map(|(i, keypair)| ReplicaSpec {
+                name: format!("v{}", i + 1),
+                keypair: keypair.clone(),
+                committee: committee.clone(),
+                params: params(),
+                genesis: genesis.clone(),
+            })
+            .collect();
+        let mut cluster = Cluster {
+            _home: home,
+            options,
+            specs,
+            replicas: Vec::new(),
+            journals: Vec::new(),
+            in_flight: VecDeque::new(),
+            evidence: Vec::new(),
+            muted: vec![false; N],
+            now: 1,
+        };
+        for i in 0..N {
+            let (replica, journal, recovery) = recover(&cluster.options, &cluster.specs[i], Micros(0)).unwrap();
+            assert_eq!(recovery, Recovery::Fresh);
+            cluster.replicas.push(replica);
+            cluster.journals.push(Some(journal));
+        }
+        cluster
+    }
+
+    fn step(&mut self, i: usize, input: Input) -> Vec<Output> {
+        self.now += 10;
+        let outputs = self.replicas[i].step(Micros(self.now), input);
+        let journal = self.journals[i].as_mut().expect("replica is running");
+        journal.persist(&outputs, &self.replicas[i]).unwrap();
+        for output in &outputs {
+            match output {
+                Output::Broadcast(m) if !self.muted[i] => self.in_flight.push_back((i, m.clone(), None)),
+                Output::SendTo(to, m) if !self.muted[i] => self.in_flight.push_back((i, m.clone(), Some(*to))),
+                Output::Evidence(e) => self.evidence.push((i, e.clone())),
+                _ => {}
+            }
+        }
+        outputs
+    }
+
+    fn deliver_all(&mut self) {
+        while let Some((from, message, to)) = self.in_flight.pop_front() {
+            for i in (0..N).filter(|&i| i != from && to.is_none_or(|to| to.0 as usize == i)) {
+                if self.journals[i].is_some() {
+                    self.step(i, Input::Message(message.clone()));
+                }
+            }
+        }
+    }
+
+    fn submit(&mut self, transfers: &[SignedTransfer]) {
+        let requests: Vec<Request> =
+            transfers.iter().map(|tx| Request { client: ClientId(0), tx: tx.clone() }).collect();
+        for i in 0..N {
+            if self.journals[i].is_some() {
+                self.step(i, Input::Requests(requests.clone()));
+            }
+        }
+        self.deliver_all();
+    }
+
+    /// Closes replica `i`'s log and rebuilds it from the file, as after a crash.
+    fn crash_and_recover(&mut self, i: usize) -> Recovery {
+        self.journals[i] = None;
+        let (replica, journal, recovery) = recover(&self.options, &self.specs[i], Micros(self.now)).unwrap();
+        self.replicas[i] = replica;
+        self.journals[i] = Some(journal);
+        recovery
+    }
+}
+
+fn digest_of(replica: &Replica) -> crate::crypto::Digest {
+    replica.ledger().state_digest()
+}
+
+#[test]
+fn every_replica_rebuilt_from_its_log_holds_the_ledger_view_and_checkpoint_it_had() {
+    let load = workload(BATCH * 14);
+    let genesis = Ledger::with_genesis(&load.genesis).unwrap();
+    let mut cluster = Cluster::new(&genesis);
+    for chunk in load.transfers.chunks(BATCH) {
+        cluster.submit(chunk);
+    }
+    let before: Vec<_> = cluster
+        .replicas
+        .iter()
+        .map(|r| (digest_of(r), r.last_executed(), r.view(), r.stable_checkpoint().seq, r.stats().txs_committed))
+        .collect();
+    assert!(before[0].1 .0 >= 10, "the run executed {:?}", before[0].1);
+    assert!(before[0].3 .0 >= 8, "checkpoints became stable: {:?}", before[0].3);
+    for (i, before) in before.iter().enumerate() {
+        let recovery = cluster.crash_and_recover(i);
+        let Recovery::Wal { last_executed, stable_checkpoint, .. } = recovery else {
+            panic!("replica {i} did not recover from its log: {recovery:?}");
+        };
+        let replica = &cluster.replicas[i];
+        assert_eq!((last_executed, stable_checkpoint), (before.1, before.3), "replica {i}");
+        assert_eq!(digest_of(replica), before.0, "replica {i}");
+        assert_eq!(replica.last_executed(), before.1, "replica {i}");
+        assert_eq!(replica.view(), before.2, "replica {i}");
+        assert_eq!(replica.stable_checkpoint().seq, before.3, "replica {i}");
+    }
+    // The log was cut at the stable checkpoint: a snapshot and what followed it.
+    let journal = cluster.journals[0].as_ref().unwrap();
+    let records = journal.store.read_from(&journal.log, LogIndex(0), 1000).unwrap();
+    assert!(records.len() < 40, "{} records left after truncation", records.len());
+    assert!(matches!(WalRecord::decode(&records[0].1), Ok(WalRecord::Snapshot { .. })));
+
+    // The rebuilt committee goes on committing from where it was.
+    let more = workload(BATCH * 16);
+    for chunk in more.transfers[BATCH * 14..].chunks(BATCH) {
+        cluster.submit(chunk);
+    }
+    let first = (digest_of(&cluster.replicas[0]), cluster.replicas[0].last_executed());
+    assert!(first.1 > before[0].1, "nothing executed after the restart");
+    assert!(cluster.replicas.iter().all(|r| (digest_of(r), r.last_executed()) == first));
+    assert!(cluster.evidence.is_empty(), "{:?}", cluster.evidence);
+}
+
+#[test]
+fn a_restarted_primary_never_assigns_a_sequence_number_it_already_assigned() {
+    let load = workload(BATCH * 3);
+    let genesis = Ledger::with_genesis(&load.genesis).unwrap();
+    let mut cluster = Cluster::new(&genesis);
+    cluster.submit(&load.transfers[..BATCH]);
+    // The primary proposes a batch nobody receives, then crashes.
+    cluster.muted[0] = true;
+    let requests: Vec<Request> =
+        load.transfers[BATCH..BATCH * 2].iter().map(|tx| Request { client: ClientId(0), tx: tx.clone() }).collect();
+    let lost = cluster.step(0, Input::Requests(requests));
+    let lost_seq = lost
+        .iter()
+        .find_map(|o| match o {
+            Output::Broadcast(m) => match m.message {
+                Message::PrePrepare { seq, .. } => Some(seq),
+                _ => None,
+            },
+            _ => None,
+        })
+        .expect("the primary proposed");
+    cluster.in_flight.clear();
+    cluster.muted[0] = false;
+    cluster.crash_and_recover(0);
+
+    let requests: Vec<Request> =
+        load.transfers[BATCH * 2..].iter().map(|tx| Request { client: ClientId(0), tx: tx.clone() }).collect();
+    let outputs = cluster.step(0, Input::Requests(requests));
+    let proposed: Vec<_> = outputs
+        .iter()
+        .filter_map(|o| match o {
+            Output::Broadcast(m) => match m.message {
+                Message::PrePrepare { seq, .. } => Some(seq),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect();
+    assert!(!proposed.is_empty(), "the restarted primary proposes");
+    assert!(proposed.iter().all(|seq| *seq > lost_seq), "{proposed:?} reuses {lost_seq:?}");
+}
+
+#[test]
+fn a_restarted_backup_reports_a_conflicting_pre_prepare_instead_of_preparing_it() {
+    let load = workload(BATCH * 2);
+    let genesis = Ledger::with_genesis(&load.genesis).unwrap();
+    let mut cluster = Cluster::new(&genesis);
+    // Backup 1 receives the pre-prepare and prepares it; nothing else arrives.
+    let requests: Vec<Request> =
+        load.transfers[..BATCH].iter().map(|tx| Request { client: ClientId(0), tx: tx.clone() }).collect();
+    let outputs = cluster.step(0, Input::Requests(requests));
+    let pre_prepare = outputs
+        .iter()
+        .find_map(|o| match o {
+            Output::Broadcast(m) if matches!(m.message, Message::PrePrepare { .. }) => Some(m.clone()),
+            _ => None,
+        })
+        .unwrap();
+    cluster.in_flight.clear();
+    cluster.step(1, Input::Message(pre_prepare.clone()));
+    cluster.in_flight.clear();
+    cluster.crash_and_recover(1);
+
+    // An equivocating primary now sends another batch for the same slot.
+    let Message::PrePrepare { view, seq, .. } = pre_prepare.message else { unreachable!() };
+    let other = Arc::new(Batch::of(
+        load.transfers[BATCH..].iter().map(|tx| Request { client: ClientId(0), tx: tx.clone() }).collect(),
+    ));
+    let message = Message::PrePrepare { view, seq, digest: other.digest(), batch: other };
+    let conflicting = Arc::new(SignedMessage::sign(message, Epoch(0), AgentId(0), &cluster.specs[0].keypair));
+    let outputs = cluster.step(1, Input::Message(conflicting));
+    let prepares = outputs
+        .iter()
+        .filter(|o| matches!(o, Output::Broadcast(m) if matches!(m.message, Message::Prepare { .. })))
+        .count();
+    assert_eq!(prepares, 0, "the restarted backup prepared a second batch for {seq:?}");
+    assert!(cluster.evidence.iter().any(|(at, e)| *at == 1 && matches!(e, Evidence::Equivocation { .. })));
+}
+
+#[test]
+fn a_damaged_log_is_moved_aside_and_the_replica_starts_from_genesis_then_catches_up() {
+    let load = workload(BATCH * 12);
+    let genesis = Ledger::with_genesis(&load.genesis).unwrap();
+    let mut cluster = Cluster::new(&genesis);
+    for chunk in load.transfers[..BATCH * 10].chunks(BATCH) {
+        cluster.submit(chunk);
+    }
+    let journal = cluster.journals[2].as_mut().unwrap();
+    let last = journal.store.append(&journal.log, &[]).unwrap();
+    let mut raw = journal.store.raw_record(&journal.log, last.0).unwrap();
+    let end = raw.len() - 1;
+    raw[end] ^= 0xff;
+    journal.store.write_raw_record(&journal.log, last.0, &raw).unwrap();
+
+    let recovery = cluster.crash_and_recover(2);
+    let Recovery::Discarded { error, moved_to } = recovery else { panic!("expected a discarded log: {recovery:?}") };
+    assert!(error.contains("checksum mismatch") && error.contains("v3"), "{error}");
+    assert!(moved_to.exists(), "{moved_to:?}");
+    assert_eq!(cluster.replicas[2].last_executed(), crate::protocol::Seq(0));
+
+    // The others go on; the restarted replica catches up by state transfer.
+    for chunk in load.transfers[BATCH * 10..].chunks(BATCH) {
+        cluster.submit(chunk);
+    }
+    for _ in 0..3 {
+        cluster.now += 1_000_000;
+        for i in 0..N {
+            cluster.step(i, Input::Tick);
+        }
+        cluster.deliver_all();
+    }
+    let expected = digest_of(&cluster.replicas[0]);
+    assert_eq!(digest_of(&cluster.replicas[2]), expected);
+    // A second restart recovers from the new log, not from genesis.
+    assert!(matches!(cluster.crash_and_recover(2), Recovery::Wal { .. }));
+    assert_eq!(digest_of(&cluster.replicas[2]), expected);
+}
+
+#[test]
+fn a_log_of_another_genesis_is_not_replayed() {
+    let load = workload(BATCH);
+    let genesis = Ledger::with_genesis(&load.genesis).unwrap();
+    let mut cluster = Cluster::new(&genesis);
+    cluster.submit(&load.transfers);
+    cluster.journals[1] = None;
+    let mut other = cluster.specs[1].clone();
+    other.genesis = Ledger::with_genesis(&load.genesis[1..]).unwrap();
+    let (replica, _, recovery) = recover(&cluster.options, &other, Micros(0)).unwrap();
+    let Recovery::Discarded { error, .. } = recovery else { panic!("replayed another's log: {recovery:?}") };
+    let genesis = genesis.state_digest().to_string();
+    assert!(error.contains(&format!("for genesis {}…, not by this validator's key", &genesis[..8])), "{error}");
+    assert_eq!(replica.last_executed(), crate::protocol::Seq(0));
+}
+
+#[test]
+fn every_record_survives_encoding_and_garbage_is_an_error_not_a_panic() {
+    let record = WalRecord::Executed {
+        seq: crate::protocol::Seq(3),
+        digest: crate::crypto::Digest([1; 32]),
+        batch: Some(Arc::new(Batch::default())),
+    };
+    assert_eq!(WalRecord::decode(&record.encode()), Ok(record));
+    for garbage in [&[][..], &[1][..], &[2, 0, 0][..], &[1, 250, 250, 250, 250, 250, 1][..]] {
+        assert!(WalRecord::decode(garbage).is_err(), "{garbage:?}");
+    }
+}
