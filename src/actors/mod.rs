@@ -24,6 +24,7 @@
 //! come from `agents/validator.toml` ([`crate::agents`]).
 
 mod client;
+mod durable;
 mod messages;
 mod supervisor;
 mod swarm;
@@ -31,6 +32,7 @@ mod timer;
 mod validator;
 
 pub use client::{Begin, Client, ClientRun};
+pub use durable::RecoveredValidator;
 pub use messages::{
     BatchExecuted, Deliver, DeliverReply, Destination, Envelope, ForceViewChange, GetRoutingStats, GetStatus,
     InjectFault, ObserveExecutions, Origin, Register, RegisterClient, Restart, Route, RoutingStats, Unregister,
@@ -38,7 +40,7 @@ pub use messages::{
 };
 pub use supervisor::{AgentEntry, Supervisor};
 pub use swarm::{LaunchOptions, Swarm, SwarmError, SwarmSpec, PRE_TASK_ACTOR_TIMEOUT};
-pub use validator::{RecoveredValidator, Validator};
+pub use validator::Validator;
 
 use crate::protocol::Micros;
 use std::sync::OnceLock;

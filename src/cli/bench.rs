@@ -45,7 +45,7 @@ pub struct BenchArgs {
     /// measure what hooks cost (compare with a run without).
     #[arg(long, default_value_t = 0)]
     pub hook_actors: usize,
-    /// Validators keep write-ahead logs (in <home>/bench, removed before each
+    /// Validators keep write-ahead logs (in DIR/bench of --home, removed before each
     /// run); fsync as `storage.fsync` says (on unless BFTSWARM_STORAGE__FSYNC=false).
     #[arg(long)]
     pub durable: bool,
