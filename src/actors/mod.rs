@@ -33,6 +33,7 @@
 //! `examples/custom_validator.rs` is a compliance officer built this way.
 
 mod client;
+mod durable;
 mod membership;
 mod messages;
 mod supervisor;
@@ -41,6 +42,7 @@ mod timer;
 mod validator;
 
 pub use client::{Begin, Client, ClientRun};
+pub use durable::RecoveredValidator;
 pub use membership::MembershipChanged;
 pub use messages::{
     BatchExecuted, Deliver, DeliverReply, Destination, Envelope, ForceViewChange, GetRoutingStats, GetStatus,
@@ -49,7 +51,7 @@ pub use messages::{
 };
 pub use supervisor::{AgentEntry, Supervisor};
 pub use swarm::{LaunchOptions, Swarm, SwarmError, SwarmSpec, PRE_TASK_ACTOR_TIMEOUT};
-pub use validator::{RecoveredValidator, Validator};
+pub use validator::Validator;
 
 use crate::protocol::Micros;
 use std::sync::OnceLock;

@@ -6,12 +6,13 @@
 //! and the caller's thread only waits.
 
 use super::client::{Begin, Client, ClientRun};
+use super::durable::RecoveredValidator;
 use super::messages::{
     BatchExecuted, ForceViewChange, GetRoutingStats, GetStatus, InjectFault, ObserveExecutions, Register,
     RegisterClient, Restart, RoutingStats, UnregisterClient, ValidatorStatus,
 };
 use super::supervisor::Supervisor;
-use super::validator::{RecoveredValidator, Validator};
+use super::validator::Validator;
 use crate::config::SwarmConfig;
 use crate::crypto::Keypair;
 use crate::events::{timestamp_now, EventKinds, LifecycleEvent};

@@ -5,12 +5,13 @@
 //! The outputs of one delivery go to the supervisor as one [`Route`], and the
 //! lifecycle events they imply to the event hub as one `Publish`.
 //!
-//! A durable validator ([`Validator::recover`]) first makes what those outputs
-//! depend on durable in its write-ahead log ([`crate::wal`]), one group commit
-//! per delivery, and only then sends them. It runs under an actix
+//! A durable validator ([`Validator::recovered`]) first makes what those
+//! outputs depend on durable in its write-ahead log ([`crate::wal`]), one
+//! group commit per mailbox drain, and only then sends them. It runs under an actix
 //! `Supervisor`: stopped ([`Restart`], or a failed write), it is started again
 //! from its log, exactly as after a crash of the process.
 
+use super::durable::{DurableLog, FlushLog, RecoveredValidator};
 use super::messages::{
     BatchExecuted, Deliver, Destination, Envelope, ForceViewChange, GetStatus, InjectFault, ObserveExecutions, Origin,
     Restart, Route, ValidatorStatus, ViewRecord,
@@ -21,7 +22,7 @@ use crate::crypto::Keypair;
 use crate::faults::Adversary;
 use crate::hooks::{EventEmitter, Publish};
 use crate::protocol::{AgentId, Input, Micros, Output, Rejection, Replica, Verifier, View};
-use crate::wal::{Journal, Recovery, ReplicaSpec, WalError, WalOptions};
+use crate::wal::Recovery;
 use actix::{Actor, ActorContext, AsyncContext, Context, Handler, MessageResult, Recipient, Supervised};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
@@ -51,50 +52,9 @@ pub struct Validator {
     suspecting_since: Option<(View, Micros)>,
     view_history: VecDeque<ViewRecord>,
     /// The write-ahead log, for a durable validator.
-    durable: Option<Durable>,
-    /// A durable validator's outputs recorded in its log but not yet committed.
-    unsent: Vec<Output>,
-    flush_scheduled: bool,
+    durable: Option<DurableLog>,
     /// Committees of earlier epochs this validator was started with; kept for a rebuild.
     known_committees: Vec<crate::protocol::Committee>,
-}
-
-/// A durable validator's own reminder, handled once its mailbox is drained:
-/// commit the log, then send what the drained deliveries produced.
-#[derive(actix::Message)]
-#[rtype(result = "()")]
-struct FlushLog;
-
-/// A replica rebuilt from its write-ahead log, with the open log: what
-/// [`Validator::recovered`] starts from. Opened on the caller's thread so
-/// that a log that cannot be opened is an error of the launch.
-pub struct RecoveredValidator {
-    spec: ReplicaSpec,
-    options: WalOptions,
-    replica: Replica,
-    journal: Journal,
-    recovery: Recovery,
-}
-
-impl RecoveredValidator {
-    pub fn open(spec: ReplicaSpec, options: WalOptions) -> Result<RecoveredValidator, WalError> {
-        let (replica, journal, recovery) = crate::wal::recover(&options, &spec, now())?;
-        log_recovery(&spec.name, &recovery);
-        Ok(RecoveredValidator { spec, options, replica, journal, recovery })
-    }
-
-    pub fn recovery(&self) -> &Recovery {
-        &self.recovery
-    }
-}
-
-/// What a durable validator needs to rebuild itself from its log.
-struct Durable {
-    options: WalOptions,
-    spec: ReplicaSpec,
-    /// None after a failed reopen: the validator then sends nothing (as if crashed).
-    journal: Option<Journal>,
-    recovery: Recovery,
 }
 
 impl Validator {
@@ -117,8 +77,6 @@ impl Validator {
             suspecting_since: None,
             view_history: VecDeque::new(),
             durable: None,
-            unsent: Vec::new(),
-            flush_scheduled: false,
             known_committees: Vec::new(),
         }
     }
@@ -134,42 +92,28 @@ impl Validator {
     /// A durable validator, from a replica rebuilt from its write-ahead log;
     /// it persists every step from now on.
     pub fn recovered(recovered: RecoveredValidator, route: Recipient<Route>) -> Validator {
-        let RecoveredValidator { spec, options, replica, journal, recovery } = recovered;
-        let keypair = spec.keypair.clone();
-        let mut validator = Validator::new(spec.name.clone(), replica, route).with_keypair(keypair);
-        validator.durable = Some(Durable { options, spec, journal: Some(journal), recovery });
+        let RecoveredValidator { spec, replica, log } = recovered;
+        let mut validator = Validator::new(spec.name, replica, route).with_keypair(spec.keypair);
+        validator.durable = Some(log);
         validator
     }
 
     /// How this validator came back from its log, if it keeps one.
     pub fn recovery(&self) -> Option<&Recovery> {
-        self.durable.as_ref().map(|durable| &durable.recovery)
+        self.durable.as_ref().map(DurableLog::recovery)
     }
 
     /// Drops everything in memory and rebuilds the replica from the log.
     fn rebuild_from_wal(&mut self) {
         let Some(durable) = &mut self.durable else { return };
-        // Closes the file first: redb locks it for one open database.
-        durable.journal = None;
-        match crate::wal::recover(&durable.options, &durable.spec, now()) {
-            Ok((replica, journal, recovery)) => {
-                log_recovery(&durable.spec.name, &recovery);
-                self.verifier = Verifier::new(replica.committee(), replica.params().max_batch_size);
-                self.known_committees.iter().for_each(|committee| self.verifier.learn(committee));
-                replica.known_committees().iter().for_each(|committee| self.verifier.learn(committee));
-                self.replica = replica;
-                durable.journal = Some(journal);
-                durable.recovery = recovery;
-            }
-            Err(error) => {
-                tracing::error!(validator = %durable.spec.name, %error, "cannot reopen the write-ahead log; the validator stays silent");
-            }
+        if let Some(replica) = durable.reopen() {
+            self.verifier = Verifier::new(replica.committee(), replica.params().max_batch_size);
+            self.known_committees.iter().for_each(|committee| self.verifier.learn(committee));
+            replica.known_committees().iter().for_each(|committee| self.verifier.learn(committee));
+            self.replica = replica;
         }
         self.timer = DeadlineTimer::default();
         self.suspecting_since = None;
-        // What was not committed is lost, as in a crash.
-        self.unsent.clear();
-        self.flush_scheduled = false;
     }
 
     /// The validator's own signing key, which an injected fault may sign with.
@@ -237,33 +181,24 @@ impl Validator {
         let Some(durable) = &mut self.durable else {
             return self.send(outputs, ctx);
         };
-        if let Some(journal) = &mut durable.journal {
-            journal.record(&outputs, &self.replica);
-        }
-        self.unsent.extend(outputs);
-        if !self.flush_scheduled {
-            self.flush_scheduled = true;
+        if durable.record(outputs, &self.replica) {
             // Handled after every message already in the mailbox.
             ctx.notify(FlushLog);
         }
     }
 
     fn flush(&mut self, ctx: &mut Context<Self>) {
-        self.flush_scheduled = false;
-        let outputs = std::mem::take(&mut self.unsent);
-        if let Some(durable) = &mut self.durable {
-            match durable.journal.as_mut().map(Journal::commit) {
-                Some(Ok(())) => {}
-                Some(Err(error)) => {
-                    // Nothing of these steps may leave: restart from what the log holds.
-                    tracing::error!(validator = %self.name, %error, "write-ahead log write failed; restarting from the log");
-                    return ctx.stop();
-                }
-                // The log could not be reopened: send nothing, as a crashed validator.
-                None => return,
+        let Some(durable) = &mut self.durable else { return };
+        match durable.commit() {
+            Ok(Some(outputs)) => self.send(outputs, ctx),
+            // The log could not be reopened: send nothing, as a crashed validator.
+            Ok(None) => {}
+            Err(error) => {
+                // Nothing of these steps may leave: restart from what the log holds.
+                tracing::error!(validator = %self.name, %error, "write-ahead log write failed; restarting from the log");
+                ctx.stop();
             }
         }
-        self.send(outputs, ctx);
     }
 
     /// Sends what must be sent as one route, tells observers what was
@@ -439,17 +374,6 @@ impl Handler<Restart> for Validator {
 
     fn handle(&mut self, _: Restart, ctx: &mut Context<Self>) {
         ctx.stop();
-    }
-}
-
-fn log_recovery(name: &str, recovery: &Recovery) {
-    match recovery {
-        Recovery::Fresh => tracing::debug!(validator = %name, "new write-ahead log"),
-        Recovery::Wal { records, view, stable_checkpoint, last_executed } => tracing::info!(
-            validator = %name, records, %view, %stable_checkpoint, %last_executed, "rebuilt from the write-ahead log"
-        ),
-        // The error itself was logged where the log was found damaged.
-        Recovery::Discarded { .. } => tracing::info!(validator = %name, "started from genesis"),
     }
 }
 

@@ -49,7 +49,7 @@ pub struct BenchArgs {
     /// behind catches up (it joins an n = 4 swarm that committed them).
     #[arg(long, value_name = "SEQS")]
     pub catch_up: Option<u64>,
-    /// Validators keep write-ahead logs (in <home>/bench, removed before each
+    /// Validators keep write-ahead logs (in DIR/bench of --home, removed before each
     /// run); fsync as `storage.fsync` says (on unless BFTSWARM_STORAGE__FSYNC=false).
     #[arg(long)]
     pub durable: bool,

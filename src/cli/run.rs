@@ -39,7 +39,7 @@ pub struct RunArgs {
     #[arg(long)]
     pub json: bool,
     /// The swarm's home: with `storage.wal = true`, validators keep their
-    /// write-ahead logs in <home>/wal and a run from the same home recovers.
+    /// write-ahead logs in DIR/wal and a run from the same home recovers.
     #[arg(long, env = "BFTSWARM_HOME", default_value = ".bftswarm", value_name = "DIR")]
     pub home: PathBuf,
 }
