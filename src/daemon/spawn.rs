@@ -1,0 +1,177 @@
+//! `agent spawn` and `agent list`: registering validators (with the operator's
+//! key file or a fresh key kept in the home) and showing every agent with its
+//! status and role. All or nothing: a spawn of several agents that fails on
+//! one registers none.
+
+use super::home::{write_json, write_private};
+use super::registry::{check_name, RegisteredAgent};
+use super::state::{Daemon, DaemonError, SwarmState};
+use crate::actors::ValidatorStatus;
+use crate::crypto::Keypair;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// Most agents one `agent spawn --count N` registers.
+pub const MAX_SPAWN_COUNT: usize = 64;
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct SpawnRequest {
+    pub agent_type: String,
+    pub name: Option<String>,
+    pub capabilities: Option<Vec<String>>,
+    /// An absolute path to a PKCS#8 PEM private key, read by the daemon.
+    pub keypair: Option<PathBuf>,
+    pub count: Option<usize>,
+}
+
+/// One row of `agent list` (the tutorial's table: id, type, status, public key, role).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AgentRow {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub agent_type: String,
+    /// pending (the committee is not complete), active, faulty (a fault was
+    /// injected), unresponsive, or standby (registered beyond the committee).
+    pub status: String,
+    pub public_key: String,
+    /// primary, replica, or spare for a validator on standby.
+    pub role: String,
+    pub capabilities: Vec<String>,
+}
+
+impl Daemon {
+    pub async fn spawn(&self, request: SpawnRequest) -> Result<Vec<AgentRow>, DaemonError> {
+        let mut state = self.state.lock().await;
+        let planned = plan(&state, &request, &self.home.keys_dir())?;
+        let names: Vec<String> = planned.iter().map(|(agent, _)| agent.name.clone()).collect();
+        for (agent, pem) in &planned {
+            write_private(&agent.key_file, pem.as_bytes(), true)?;
+        }
+        let mut registry = state.registry.clone();
+        registry.agents.extend(planned.into_iter().map(|(agent, _)| agent));
+        write_json(&self.home.agents(), &registry)?;
+        state.registry = registry;
+        super::launch::launch_if_ready(&mut state, &self.memory)?;
+        let rows = rows(&state, &[]);
+        Ok(rows.into_iter().filter(|row| names.contains(&row.id)).collect())
+    }
+
+    pub async fn list_agents(&self) -> Vec<AgentRow> {
+        let swarm = self.state.lock().await.running.as_ref().map(|r| r.swarm.clone());
+        let statuses = match swarm {
+            Some(swarm) => super::state::statuses(swarm).await,
+            None => Vec::new(),
+        };
+        let state = self.state.lock().await;
+        rows(&state, &statuses)
+    }
+}
+
+/// Checks the whole request and prepares every agent (with its key's PEM)
+/// before anything is written.
+fn plan(
+    state: &SwarmState,
+    request: &SpawnRequest,
+    keys_dir: &Path,
+) -> Result<Vec<(RegisteredAgent, String)>, DaemonError> {
+    let bad = DaemonError::BadRequest;
+    let types = super::agent_types().map_err(|e| bad(e.to_string()))?;
+    let definition = types.resolve(&request.agent_type).map_err(|e| bad(e.to_string()))?;
+    if !definition.voting {
+        return Err(DaemonError::NotBuilt(format!(
+            "spawning `{}` agents from the CLI is not built yet: only voting types (validator) join through the daemon; a custom observer joins through the Rust API (Swarm::add_observer, examples/custom_agent.rs)",
+            definition.agent_type
+        )));
+    }
+    let capabilities = match &request.capabilities {
+        Some(asked) => {
+            if let Some(unknown) = asked.iter().find(|c| !definition.capabilities.contains(c)) {
+                return Err(bad(format!(
+                    "`{unknown}` is not a capability of {} agents; they have: {}",
+                    definition.agent_type,
+                    definition.capabilities.join(", ")
+                )));
+            }
+            asked.clone()
+        }
+        None => definition.capabilities.clone(),
+    };
+    let count = request.count.unwrap_or(1);
+    if !(1..=MAX_SPAWN_COUNT).contains(&count) {
+        return Err(bad(format!("--count {count} is out of range; spawn 1 to {MAX_SPAWN_COUNT} agents at a time")));
+    }
+    if count > 1 && (request.name.is_some() || request.keypair.is_some()) {
+        return Err(bad("--count spawns agents with generated names and keys; leave out --name and --keypair".into()));
+    }
+    let prefix = definition.name_prefix.clone().unwrap_or_else(|| state.config.swarm.agent_name_prefix.clone());
+    let mut registry = state.registry.clone();
+    let mut planned = Vec::new();
+    for _ in 0..count {
+        let name = request.name.clone().unwrap_or_else(|| registry.next_free_name(&prefix));
+        check_name(&name).map_err(bad)?;
+        if registry.get(&name).is_some() {
+            return Err(DaemonError::Conflict(format!("an agent named {name} is already registered")));
+        }
+        let keypair = match &request.keypair {
+            Some(path) => Keypair::read_pem_file(path).map_err(|e| bad(e.to_string()))?,
+            None => Keypair::generate(),
+        };
+        let public_key = keypair.public_key().to_string();
+        if let Some(owner) = registry.by_public_key(&public_key) {
+            return Err(DaemonError::Conflict(format!(
+                "this key already belongs to {}; generate one per agent with `bftswarm byzantine generate-keypair`",
+                owner.name
+            )));
+        }
+        if let Some(distributed) = state.pubkeys.get(&name).filter(|key| **key != public_key) {
+            return Err(DaemonError::Conflict(format!(
+                "the key of {name} does not match the public key distributed for it ({distributed}); pass the key file that `distribute-pubkeys` read"
+            )));
+        }
+        let pem = keypair.to_pkcs8_pem().map_err(|e| DaemonError::Internal(e.to_string()))?;
+        let member = !state.is_active() && registry.members().len() < state.config.validators();
+        let key_file = keys_dir.join(format!("{name}.pem"));
+        let agent = RegisteredAgent {
+            name,
+            agent_type: definition.agent_type.clone(),
+            capabilities: capabilities.clone(),
+            public_key,
+            key_file,
+            member,
+        };
+        registry.agents.push(agent.clone());
+        planned.push((agent, pem));
+    }
+    Ok(planned)
+}
+
+/// Every registered agent, members in committee order first.
+fn rows(state: &SwarmState, statuses: &[ValidatorStatus]) -> Vec<AgentRow> {
+    let members = state.registry.members();
+    let standby = state.registry.agents.iter().filter(|agent| !agent.member);
+    let row = |agent: &RegisteredAgent, status: &str, role: &str| AgentRow {
+        id: agent.name.clone(),
+        agent_type: agent.agent_type.clone(),
+        status: status.into(),
+        public_key: agent.public_key.clone(),
+        role: role.into(),
+        capabilities: agent.capabilities.clone(),
+    };
+    let mut rows: Vec<AgentRow> = members
+        .iter()
+        .enumerate()
+        .map(|(index, agent)| {
+            if !state.is_active() {
+                return row(agent, "pending", if index == 0 { "primary" } else { "replica" });
+            }
+            match statuses.iter().find(|s| s.name == agent.name) {
+                Some(s) if s.injected_fault.is_some() => row(agent, "faulty", super::health::role(s)),
+                Some(s) => row(agent, "active", super::health::role(s)),
+                None if statuses.is_empty() => row(agent, "active", if index == 0 { "primary" } else { "replica" }),
+                None => row(agent, "unresponsive", "replica"),
+            }
+        })
+        .collect();
+    rows.extend(standby.map(|agent| row(agent, "standby", "spare")));
+    rows
+}
