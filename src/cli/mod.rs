@@ -2,13 +2,27 @@
 //! commands (one variant of [`Command`] each), and the mapping of errors to
 //! one line on stderr and an exit code.
 
+pub mod agent;
 pub mod bench;
+pub mod byzantine;
+pub mod connect;
+pub mod keys;
+pub mod memory;
+pub mod network;
+pub mod output;
 pub mod report;
 pub mod run;
+pub mod swarm;
+pub mod task;
+mod watch;
 
 use crate::actors::SwarmError;
+use crate::api::client::ClientError;
 use crate::config::ConfigError;
-use clap::{Parser, Subcommand};
+use crate::daemon::home::HomeError;
+use crate::daemon::process::ProcessError;
+use crate::daemon::DaemonError;
+use clap::{CommandFactory, Parser, Subcommand};
 use std::process::ExitCode;
 
 #[derive(Debug, Parser)]
@@ -26,6 +40,32 @@ pub enum Command {
     /// Measure throughput, latency and CPU per transfer for several committee
     /// sizes, beside the cost of Ed25519 verification and the tutorial's figures.
     Bench(bench::BenchArgs),
+    /// The swarm daemon: init, status, stop, start.
+    Swarm(swarm::SwarmArgs),
+    /// Byzantine fault tolerance: parameters, keys, faults, health, view changes.
+    Byzantine(byzantine::ByzantineArgs),
+    /// Spawn and list agents.
+    Agent(agent::AgentArgs),
+    /// Submit transfers through the swarm.
+    Task(task::TaskArgs),
+    /// The swarm's persistent memory store.
+    Memory(memory::MemoryArgs),
+    /// Latency to the agents.
+    Network(network::NetworkArgs),
+    /// Print a shell completion script.
+    #[command(
+        after_help = "Examples:\n  bftswarm completions bash > /etc/bash_completion.d/bftswarm\n  bftswarm completions zsh > ~/.zfunc/_bftswarm"
+    )]
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Run the daemon in the foreground (what `swarm init` and `swarm start` start).
+    #[command(hide = true)]
+    Daemon {
+        #[arg(long, value_name = "DIR")]
+        home: std::path::PathBuf,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -49,13 +89,40 @@ pub enum CliError {
     Integrity(String),
     #[error("cannot write the report: {0}")]
     Output(#[from] std::io::Error),
+    #[error(transparent)]
+    Api(#[from] ClientError),
+    #[error(transparent)]
+    Home(#[from] HomeError),
+    #[error(transparent)]
+    Process(#[from] ProcessError),
+    #[error("{0}")]
+    NotRunning(String),
+    /// A part of the runtime the command needs is not built yet.
+    #[error("{0}")]
+    NotBuilt(String),
+    #[error("{0}")]
+    TaskFailed(String),
+    #[error("{0}")]
+    Daemon(String),
+}
+
+impl From<DaemonError> for CliError {
+    fn from(error: DaemonError) -> CliError {
+        match error {
+            DaemonError::NotBuilt(message) => CliError::NotBuilt(message),
+            DaemonError::BadRequest(message) | DaemonError::NotFound(message) => CliError::Usage(message),
+            other => CliError::Daemon(other.to_string()),
+        }
+    }
 }
 
 impl CliError {
     /// 2 for a mistake the user can fix in what they passed, 1 for a run that failed.
     pub fn exit_code(&self) -> u8 {
         match self {
-            CliError::Config(_) | CliError::Usage(_) => 2,
+            CliError::Config(_) | CliError::Usage(_) | CliError::Home(HomeError::Exists { .. }) => 2,
+            CliError::Process(ProcessError::AlreadyRunning { .. }) => 2,
+            CliError::Api(error) => error.exit_code(),
             _ => 1,
         }
     }
@@ -68,6 +135,17 @@ pub fn main() -> ExitCode {
     let result = match &cli.command {
         Command::Run(args) => run::execute(args),
         Command::Bench(args) => bench::execute(args),
+        Command::Swarm(args) => swarm::execute(args),
+        Command::Byzantine(args) => byzantine::execute(args),
+        Command::Agent(args) => agent::execute(args),
+        Command::Task(args) => task::execute(args),
+        Command::Memory(args) => memory::execute(args),
+        Command::Network(args) => network::execute(args),
+        Command::Completions { shell } => {
+            clap_complete::generate(*shell, &mut Cli::command(), "bftswarm", &mut std::io::stdout());
+            Ok(())
+        }
+        Command::Daemon { home } => crate::daemon::run(home).map_err(CliError::Daemon),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
