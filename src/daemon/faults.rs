@@ -90,7 +90,8 @@ impl Daemon {
             let moved = statuses.iter().filter(|s| s.view.0 > before).count();
             if moved >= quorum {
                 let events = view_changes(&statuses, quorum);
-                if let Some(event) = events.into_iter().rev().find(|e| e.view_number > before) {
+                // The first view after `before` is the one this order produced.
+                if let Some(event) = events.into_iter().find(|e| e.view_number > before) {
                     return Ok(event);
                 }
             }
