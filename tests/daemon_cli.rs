@@ -79,6 +79,16 @@ impl Drop for TestSwarm {
     }
 }
 
+/// Sends raw bytes to the control API and returns the whole answer.
+fn raw_request(addr: &str, request: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).expect("the daemon listens");
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    answer
+}
+
 fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
@@ -248,6 +258,15 @@ fn n4f1_bad_inputs_are_one_line_errors_that_change_nothing() {
     let wrong_token = ["memory", "store", "--key", "a/b", "--value", "1", "--token", "not-the-token"];
     let refused = swarm.fails(&wrong_token, 2);
     assert!(refused.contains("bearer token is wrong"), "{refused}");
+    // Without a token the API itself refuses, and the daemon keeps running.
+    let addr = std::fs::read_to_string(swarm.home.join("daemon.addr")).unwrap();
+    let answer = raw_request(
+        addr.trim(),
+        "POST /v1/swarm/stop HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
+    );
+    assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+    assert!(answer.contains("no bearer token was sent"), "{answer}");
+    assert_eq!(swarm.json(&["swarm", "status"])["status"], "active");
     let restart_only = swarm.fails(&["byzantine", "config", "--view-change-timeout", "3000"], 2);
     assert!(restart_only.contains("cannot change while the swarm is active"), "{restart_only}");
     let sync = swarm.fails(&["byzantine", "sync-clocks", "--ntp-server", "pool.ntp.org"], 2);

@@ -26,7 +26,12 @@ use clap::{CommandFactory, Parser, Subcommand};
 use std::process::ExitCode;
 
 #[derive(Debug, Parser)]
-#[command(name = "bftswarm", version, about = "An actor swarm whose validators agree under Byzantine faults (PBFT)")]
+#[command(
+    name = "bftswarm",
+    version,
+    about = "An actor swarm whose validators agree under Byzantine faults (PBFT)",
+    after_help = "Examples:\n  bftswarm run --config config/byzantine-7.toml          # a whole scenario in the foreground\n  bftswarm swarm init --topology star --consensus byzantine --max-agents 7 --max-failures 2\n  bftswarm agent spawn --count 7 --type validator        # the swarm becomes active\n  bftswarm task orchestrate --task payments --count 1000 --consensus byzantine\n  bftswarm byzantine consensus-health\n  bftswarm swarm stop"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
