@@ -302,6 +302,25 @@ fn n4f1_bad_inputs_are_one_line_errors_that_change_nothing() {
     assert_eq!(names(&agents, "id"), names(&spawned["spawned"], "id"));
     let task = swarm.json(&["task", "orchestrate", "--task", "after restart", "--count", "200"]);
     assert_eq!(task["committed"], 200, "{task}");
+
+    // `status --watch` streams until it is stopped; its first line is the status now.
+    let mut watch = swarm.command();
+    watch.args(["byzantine", "status", "--watch", "--interval-ms", "100"]).stdout(Stdio::piped());
+    let mut watch = watch.spawn().unwrap();
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(watch.stdout.take().unwrap()), &mut first).unwrap();
+    assert_eq!(watch.try_wait().unwrap(), None, "--watch keeps running");
+    watch.kill().unwrap();
+    watch.wait().unwrap();
+    let status: Value = serde_json::from_str(&first).unwrap();
+    assert_eq!((status["status"].as_str(), status["transactions_committed"].as_u64()), (Some("healthy"), Some(200)));
+
+    // A validator spawned once the committee is complete waits on standby.
+    let standby = swarm.json(&["agent", "spawn", "--type", "validator", "--json"]);
+    assert_eq!(names(&standby["spawned"], "id"), ["bft-agent-5"]);
+    let spare = swarm.json(&["agent", "list", "--filter", "standby", "--json"]);
+    assert_eq!((names(&spare, "id"), names(&spare, "role")), (vec!["bft-agent-5".into()], vec!["spare".into()]));
+    assert_eq!(swarm.json(&["byzantine", "consensus-health"])["total_agents"], 4);
     swarm.json(&["swarm", "stop"]);
 }
 
