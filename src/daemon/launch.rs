@@ -2,6 +2,7 @@
 //! members' keys, the config's protocol parameters, the genesis that funds the
 //! task accounts, command hooks from the config, and the view-change recorder.
 
+use super::home::Home;
 use super::state::{DaemonError, Running, SwarmState};
 use super::view_log::ViewChangeRecorder;
 use crate::actors::{params_from_config, LaunchOptions, Swarm, SwarmSpec};
@@ -14,7 +15,11 @@ use actix::{Actor, Arbiter};
 use std::sync::{Arc, Mutex};
 
 /// Launches the swarm if it is not running and `max_agents` members are registered.
-pub(super) fn launch_if_ready(state: &mut SwarmState, memory: &Arc<Mutex<MemoryStore>>) -> Result<(), DaemonError> {
+pub(super) fn launch_if_ready(
+    state: &mut SwarmState,
+    home: &Home,
+    memory: &Arc<Mutex<MemoryStore>>,
+) -> Result<(), DaemonError> {
     if state.running.is_some() || state.registry.members().len() < state.config.validators() {
         return Ok(());
     }
@@ -23,7 +28,8 @@ pub(super) fn launch_if_ready(state: &mut SwarmState, memory: &Arc<Mutex<MemoryS
     let mut members = Vec::new();
     let mut keys = Vec::new();
     for (index, agent) in state.registry.members().into_iter().enumerate() {
-        let keypair = Keypair::read_pem_file(&agent.key_file).map_err(|e| internal(e.to_string()))?;
+        let keypair =
+            Keypair::read_pem_file(&home.root().join(&agent.key_file)).map_err(|e| internal(e.to_string()))?;
         let id = AgentId(index as u32);
         members.push(Member { id, name: agent.name.clone(), public_key: keypair.public_key() });
         keys.push(keypair);

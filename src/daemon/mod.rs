@@ -19,6 +19,7 @@ pub mod tasks;
 pub mod view_log;
 
 mod agent_types;
+mod config_change;
 mod faults;
 mod launch;
 mod ops;
@@ -27,8 +28,9 @@ mod state;
 mod task_run;
 
 pub use agent_types::agent_types;
+pub use config_change::{ConfigChange, ConfigChanged};
 pub use faults::{check_probability, parse_fault_type, FaultInjected, FaultRequest};
-pub use ops::{ByzantineStatus, ConfigChange, ConfigChanged, LatencyRow, SwarmInfo, DETECTION_LOG_KEY};
+pub use ops::{ByzantineStatus, LatencyRow, SwarmInfo, DETECTION_LOG_KEY};
 pub use spawn::{AgentRow, SpawnRequest};
 pub use state::{Daemon, DaemonError, SwarmMeta};
 

@@ -1,12 +1,11 @@
-//! The daemon's queries and small commands: swarm info, `byzantine config`,
-//! health, status, public keys, memory, the detection log and `network latency`.
+//! The daemon's queries and small commands: swarm info, health, status,
+//! public keys, memory, the detection log and `network latency`.
 
 use super::health::{self, CommitteeFacts, ConsensusHealth, Health};
-use super::home::{write_atomically, write_json};
+use super::home::write_json;
 use super::state::{statuses, Daemon, DaemonError, SwarmState};
 use crate::actors::{GetStatus, ValidatorStatus};
 use crate::cli::report::{view_changes, ViewChangeEvent};
-use crate::config::SwarmConfig;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -31,26 +30,6 @@ pub struct SwarmInfo {
     pub home: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub launched_at: Option<String>,
-}
-
-/// The flags of `byzantine config`; unset ones are left as they are.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-pub struct ConfigChange {
-    pub signature_algorithm: Option<String>,
-    pub verification_threshold: Option<f64>,
-    pub view_change_timeout: Option<u64>,
-    pub checkpoint_interval: Option<usize>,
-    pub max_concurrent_requests: Option<usize>,
-    pub malicious_detection: Option<bool>,
-    pub detection_strategy: Option<String>,
-    pub quarantine_duration: Option<u64>,
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct ConfigChanged {
-    /// The config keys whose value changed.
-    pub changed: Vec<String>,
-    pub config: SwarmConfig,
 }
 
 /// `network latency`: one round trip from the daemon to each validator's mailbox.
@@ -94,25 +73,6 @@ impl Daemon {
             home: self.home.root().display().to_string(),
             launched_at: state.running.as_ref().map(|r| r.launched_at.clone()),
         }
-    }
-
-    pub async fn config(&self) -> SwarmConfig {
-        self.state.lock().await.config.clone()
-    }
-
-    /// Applies `change` to the config file and the daemon, all or nothing.
-    pub async fn change_config(&self, change: ConfigChange) -> Result<ConfigChanged, DaemonError> {
-        let mut state = self.state.lock().await;
-        let old = state.config.clone();
-        let new = changed_config(&old, &change)?;
-        let changed = changed_keys(&old, &new);
-        if state.is_active() {
-            refuse_restart_only(&old, &new)?;
-        }
-        let text = toml::to_string(&new).map_err(|e| DaemonError::Internal(e.to_string()))?;
-        write_atomically(&self.home.config(), text.as_bytes())?;
-        state.config = new.clone();
-        Ok(ConfigChanged { changed, config: new })
     }
 
     pub async fn health(&self) -> Result<Health, DaemonError> {
@@ -224,73 +184,4 @@ pub(super) fn committee_facts(state: &SwarmState) -> CommitteeFacts {
         max_failures: state.config.max_failures(),
         quorum: state.config.quorum(),
     }
-}
-
-fn changed_config(old: &SwarmConfig, change: &ConfigChange) -> Result<SwarmConfig, DaemonError> {
-    let mut new = old.clone();
-    let (c, d) = (&mut new.consensus, &mut new.detection);
-    if let Some(value) = &change.signature_algorithm {
-        c.signature_algorithm = value.clone();
-    }
-    if let Some(value) = change.verification_threshold {
-        c.verification_threshold = Some(value);
-    }
-    if let Some(value) = change.view_change_timeout {
-        c.view_change_timeout_ms = value;
-    }
-    if let Some(value) = change.checkpoint_interval {
-        c.checkpoint_interval = value;
-    }
-    if let Some(value) = change.max_concurrent_requests {
-        new.client.max_concurrent_requests = value;
-    }
-    if let Some(value) = change.malicious_detection {
-        d.malicious_detection = value;
-    }
-    if let Some(value) = &change.detection_strategy {
-        d.detection_strategy = value.clone();
-    }
-    if let Some(value) = change.quarantine_duration {
-        d.quarantine_duration_ms = value;
-    }
-    new.validate().map_err(|e| DaemonError::BadRequest(e.to_string()))?;
-    Ok(new)
-}
-
-fn changed_keys(old: &SwarmConfig, new: &SwarmConfig) -> Vec<String> {
-    let flatten = |cfg: &SwarmConfig| -> BTreeMap<String, Value> {
-        let mut out = BTreeMap::new();
-        if let Ok(Value::Object(sections)) = serde_json::to_value(cfg) {
-            for (section, keys) in sections {
-                if let Value::Object(keys) = keys {
-                    out.extend(keys.into_iter().map(|(key, value)| (format!("{section}.{key}"), value)));
-                }
-            }
-        }
-        out
-    };
-    let (before, after) = (flatten(old), flatten(new));
-    after.iter().filter(|(key, value)| before.get(*key) != Some(value)).map(|(key, _)| key.clone()).collect()
-}
-
-/// Parameters the running validators were built with: changing them needs a restart.
-fn refuse_restart_only(old: &SwarmConfig, new: &SwarmConfig) -> Result<(), DaemonError> {
-    let (a, b) = (&old.consensus, &new.consensus);
-    let mut needs_restart = Vec::new();
-    if a.view_change_timeout_ms != b.view_change_timeout_ms {
-        needs_restart.push("--view-change-timeout");
-    }
-    if a.checkpoint_interval != b.checkpoint_interval {
-        needs_restart.push("--checkpoint-interval");
-    }
-    if a.verification_threshold != b.verification_threshold {
-        needs_restart.push("--verification-threshold");
-    }
-    if needs_restart.is_empty() {
-        return Ok(());
-    }
-    Err(DaemonError::Conflict(format!(
-        "{} cannot change while the swarm is active (its validators run with the current value); nothing was changed: set it before the committee forms, or edit config.toml in the swarm's home and run `bftswarm swarm stop && bftswarm swarm start`",
-        needs_restart.join(", ")
-    )))
 }

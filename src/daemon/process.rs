@@ -165,3 +165,24 @@ fn last_line(path: &Path) -> Option<String> {
     let text = std::fs::read_to_string(path).ok()?;
     text.lines().rev().find(|line| !line.trim().is_empty()).map(|line| line.trim().to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_daemon_per_home_and_a_released_lock_frees_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = Home::at(dir.path());
+        assert_eq!(running_pid(&home), None, "no pid file: nothing runs");
+        let lock = PidLock::acquire(&home).unwrap();
+        assert_eq!(running_pid(&home), Some(std::process::id()));
+        match PidLock::acquire(&home) {
+            Err(ProcessError::AlreadyRunning { pid, .. }) => assert_eq!(pid, std::process::id()),
+            other => panic!("a second daemon was allowed: {other:?}"),
+        }
+        drop(lock);
+        assert_eq!(running_pid(&home), None, "a stale pid file does not count");
+        PidLock::acquire(&home).unwrap();
+    }
+}

@@ -22,7 +22,7 @@ pub struct RegisteredAgent {
     pub capabilities: Vec<String>,
     /// `0x` and 64 hex digits.
     pub public_key: String,
-    /// The private key's PEM file inside the home's `keys/`.
+    /// The private key's PEM file, relative to the home (`keys/<name>.pem`).
     pub key_file: PathBuf,
     /// A member of the committee (true) or a validator on standby.
     pub member: bool,

@@ -9,7 +9,7 @@ use super::state::{Daemon, DaemonError, SwarmState};
 use crate::actors::ValidatorStatus;
 use crate::crypto::Keypair;
 use serde::{Deserialize, Serialize};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// Most agents one `agent spawn --count N` registers.
 pub const MAX_SPAWN_COUNT: usize = 64;
@@ -42,16 +42,16 @@ pub struct AgentRow {
 impl Daemon {
     pub async fn spawn(&self, request: SpawnRequest) -> Result<Vec<AgentRow>, DaemonError> {
         let mut state = self.state.lock().await;
-        let planned = plan(&state, &request, &self.home.keys_dir())?;
+        let planned = plan(&state, &request)?;
         let names: Vec<String> = planned.iter().map(|(agent, _)| agent.name.clone()).collect();
         for (agent, pem) in &planned {
-            write_private(&agent.key_file, pem.as_bytes(), true)?;
+            write_private(&self.home.root().join(&agent.key_file), pem.as_bytes(), true)?;
         }
         let mut registry = state.registry.clone();
         registry.agents.extend(planned.into_iter().map(|(agent, _)| agent));
         write_json(&self.home.agents(), &registry)?;
         state.registry = registry;
-        super::launch::launch_if_ready(&mut state, &self.memory)?;
+        super::launch::launch_if_ready(&mut state, &self.home, &self.memory)?;
         let rows = rows(&state, &[]);
         Ok(rows.into_iter().filter(|row| names.contains(&row.id)).collect())
     }
@@ -69,11 +69,7 @@ impl Daemon {
 
 /// Checks the whole request and prepares every agent (with its key's PEM)
 /// before anything is written.
-fn plan(
-    state: &SwarmState,
-    request: &SpawnRequest,
-    keys_dir: &Path,
-) -> Result<Vec<(RegisteredAgent, String)>, DaemonError> {
+fn plan(state: &SwarmState, request: &SpawnRequest) -> Result<Vec<(RegisteredAgent, String)>, DaemonError> {
     let bad = DaemonError::BadRequest;
     let types = super::agent_types().map_err(|e| bad(e.to_string()))?;
     let definition = types.resolve(&request.agent_type).map_err(|e| bad(e.to_string()))?;
@@ -130,7 +126,8 @@ fn plan(
         }
         let pem = keypair.to_pkcs8_pem().map_err(|e| DaemonError::Internal(e.to_string()))?;
         let member = !state.is_active() && registry.members().len() < state.config.validators();
-        let key_file = keys_dir.join(format!("{name}.pem"));
+        // Relative to the home, so a home that moves keeps its keys.
+        let key_file = PathBuf::from("keys").join(format!("{name}.pem"));
         let agent = RegisteredAgent {
             name,
             agent_type: definition.agent_type.clone(),

@@ -129,7 +129,7 @@ impl Daemon {
     /// (`swarm start` of a swarm that was active).
     pub async fn launch_if_ready(&self) -> Result<(), DaemonError> {
         let mut state = self.state.lock().await;
-        super::launch::launch_if_ready(&mut state, &self.memory)
+        super::launch::launch_if_ready(&mut state, &self.home, &self.memory)
     }
 }
 
