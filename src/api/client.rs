@@ -24,7 +24,7 @@ pub enum ClientError {
         "no swarm daemon answers at {addr} ({source}); start one with `bftswarm swarm init` or `bftswarm swarm start`"
     )]
     Unreachable { addr: SocketAddr, source: std::io::Error },
-    #[error("the daemon at {addr} did not answer in time ({source})")]
+    #[error("the connection to the daemon at {addr} failed ({source}); the daemon may have stopped")]
     Io { addr: SocketAddr, source: std::io::Error },
     #[error("the daemon at {addr} sent a malformed answer: {reason}")]
     Malformed { addr: SocketAddr, reason: String },
@@ -107,9 +107,13 @@ impl ApiClient {
         message.extend_from_slice(body);
         stream.write_all(&message).map_err(io)?;
         let mut reader = BufReader::new(stream.take(MAX_RESPONSE_BYTES));
-        let (status, length, chunked) = read_head(&mut reader).map_err(|reason| self.malformed(reason))?;
+        let failed = |error| match error {
+            ReadError::Io(source) => ClientError::Io { addr, source },
+            ReadError::Malformed(reason) => ClientError::Malformed { addr, reason },
+        };
+        let (status, length, chunked) = read_head(&mut reader).map_err(failed)?;
         let body = if chunked {
-            read_chunked(&mut reader).map_err(|reason| self.malformed(reason))?
+            read_chunked(&mut reader).map_err(failed)?
         } else {
             let mut body = Vec::new();
             match length {
@@ -123,14 +127,27 @@ impl ApiClient {
     }
 }
 
+/// Why an answer could not be read.
+#[derive(Debug)]
+enum ReadError {
+    Io(std::io::Error),
+    Malformed(String),
+}
+
+impl From<String> for ReadError {
+    fn from(reason: String) -> ReadError {
+        ReadError::Malformed(reason)
+    }
+}
+
 /// The status line and headers: status, Content-Length, chunked or not.
-fn read_head(reader: &mut impl BufRead) -> Result<(u16, Option<u64>, bool), String> {
+fn read_head(reader: &mut impl BufRead) -> Result<(u16, Option<u64>, bool), ReadError> {
     let status_line = read_line(reader)?;
     let mut parts = status_line.split_whitespace();
     let version = parts.next().unwrap_or_default();
     let status = parts.next().and_then(|code| code.parse::<u16>().ok());
     let Some(status) = status.filter(|_| version.starts_with("HTTP/1.")) else {
-        return Err(format!("bad status line {status_line:?}"));
+        return Err(format!("bad status line {status_line:?}").into());
     };
     let (mut length, mut chunked) = (None, false);
     for _ in 0..100 {
@@ -146,19 +163,19 @@ fn read_head(reader: &mut impl BufRead) -> Result<(u16, Option<u64>, bool), Stri
             chunked = value.eq_ignore_ascii_case("chunked");
         }
     }
-    Err("more than 100 header lines".into())
+    Err(ReadError::Malformed("more than 100 header lines".into()))
 }
 
-fn read_line(reader: &mut impl BufRead) -> Result<String, String> {
+fn read_line(reader: &mut impl BufRead) -> Result<String, ReadError> {
     let mut line = Vec::new();
-    reader.by_ref().take(8192).read_until(b'\n', &mut line).map_err(|e| e.to_string())?;
+    reader.by_ref().take(8192).read_until(b'\n', &mut line).map_err(ReadError::Io)?;
     if !line.ends_with(b"\n") {
-        return Err("the connection closed in the middle of a line".into());
+        return Err(ReadError::Malformed("the connection closed in the middle of a line".into()));
     }
     Ok(String::from_utf8_lossy(&line).trim_end().to_string())
 }
 
-fn read_chunked(reader: &mut impl BufRead) -> Result<Vec<u8>, String> {
+fn read_chunked(reader: &mut impl BufRead) -> Result<Vec<u8>, ReadError> {
     let mut body = Vec::new();
     loop {
         let line = read_line(reader)?;
@@ -168,11 +185,11 @@ fn read_chunked(reader: &mut impl BufRead) -> Result<Vec<u8>, String> {
             return Ok(body);
         }
         if body.len() as u64 + size > MAX_RESPONSE_BYTES {
-            return Err("the answer is too large".into());
+            return Err(ReadError::Malformed("the answer is too large".into()));
         }
         let start = body.len();
         body.resize(start + size as usize, 0);
-        reader.read_exact(&mut body[start..]).map_err(|e| e.to_string())?;
+        reader.read_exact(&mut body[start..]).map_err(ReadError::Io)?;
         read_line(reader)?;
     }
 }

@@ -88,8 +88,15 @@ pub fn execute(args: &TaskArgs) -> Result<(), CliError> {
     let started: TaskView = client.post("/v1/tasks", &request)?;
     let bar = progress_bar(count, task.output.json);
     let path = format!("/v1/tasks/{}", started.task_id);
+    let mut completed = 0;
     let finished = loop {
-        let view: TaskView = client.get(&path)?;
+        let view: TaskView = client.get(&path).map_err(|error| {
+            CliError::TaskFailed(format!(
+                "lost the daemon while task {} ran ({completed} of {count} transfers completed): {error}",
+                started.task_id
+            ))
+        })?;
+        completed = view.completed;
         if let Some(bar) = &bar {
             bar.set_position(view.completed);
         }
