@@ -61,17 +61,22 @@ pub enum ByzantineCommand {
         output: OutputArgs,
     },
     /// Watch the malicious-agent detector (not built yet: issue 4).
+    #[command(after_help = "Examples:\n  bftswarm byzantine detect-malicious --watch")]
     DetectMalicious {
         #[arg(long)]
         watch: bool,
     },
     /// The detection log, newest last (JSON, the tutorial's shape).
+    #[command(after_help = "Examples:\n  bftswarm byzantine detection-log --tail 20")]
     DetectionLog {
         /// Only the last N records.
         #[arg(long, value_name = "N")]
         tail: Option<usize>,
     },
     /// The tutorial's consensus-health object.
+    #[command(
+        after_help = "Examples:\n  bftswarm byzantine consensus-health\n  bftswarm byzantine consensus-health --json | jq .system_integrity"
+    )]
     ConsensusHealth {
         #[command(flatten)]
         output: OutputArgs,
@@ -83,6 +88,9 @@ pub enum ByzantineCommand {
         output: OutputArgs,
     },
     /// Change the committee's membership (not built yet: issue 3).
+    #[command(
+        after_help = "Examples:\n  bftswarm byzantine update-quorum --remove bft-agent-5,bft-agent-6 --add bft-agent-8,bft-agent-9"
+    )]
     UpdateQuorum {
         /// Agents to remove, comma-separated.
         #[arg(long, value_delimiter = ',', value_name = "A,B")]
@@ -101,6 +109,7 @@ pub enum ByzantineCommand {
         output: OutputArgs,
     },
     /// Quarantine an agent (not built yet: issue 4).
+    #[command(after_help = "Examples:\n  bftswarm byzantine quarantine --agent bft-agent-5 --duration 3600000")]
     Quarantine {
         #[arg(long, value_name = "NAME")]
         agent: String,
@@ -109,6 +118,9 @@ pub enum ByzantineCommand {
         duration: u64,
     },
     /// The tutorial's clock synchronisation: not applicable (no wall clock in consensus).
+    #[command(
+        after_help = "Examples:\n  bftswarm byzantine sync-clocks --ntp-server pool.ntp.org   # explains why it does not apply"
+    )]
     SyncClocks {
         #[arg(long, value_name = "HOST")]
         ntp_server: Option<String>,

@@ -168,3 +168,34 @@ fn init_tracing() {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Cli;
+    use clap::{CommandFactory, Parser};
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn the_tutorials_commands_parse_with_its_flags() {
+        for line in [
+            "swarm init --topology star --consensus byzantine --max-agents 7 --max-failures 2",
+            "byzantine config --malicious-detection true --detection-strategy signature-mismatch --quarantine-duration 3600000",
+            "byzantine update-quorum --remove bft-agent-5,bft-agent-6 --add bft-agent-8,bft-agent-9",
+            "byzantine quarantine --agent bft-agent-5 --duration 3600000",
+            "byzantine sync-clocks --ntp-server pool.ntp.org",
+            "byzantine config --signature-tolerance 5000",
+            "byzantine config --fast-view-change true",
+            "agent spawn --count 2 --type validator",
+            "network latency --all-agents",
+        ] {
+            let args = std::iter::once("bftswarm").chain(line.split(' '));
+            if let Err(error) = Cli::try_parse_from(args) {
+                panic!("`{line}` does not parse: {error}");
+            }
+        }
+    }
+}

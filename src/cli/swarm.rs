@@ -41,11 +41,13 @@ pub enum SwarmCommand {
         output: OutputArgs,
     },
     /// Stop the daemon cleanly (the home stays; `swarm start` brings it back).
+    #[command(after_help = "Examples:\n  bftswarm swarm stop\n  bftswarm swarm stop --home /srv/swarm-a")]
     Stop {
         #[command(flatten)]
         output: OutputArgs,
     },
     /// Start the daemon again from its home.
+    #[command(after_help = "Examples:\n  bftswarm swarm start\n  BFTSWARM_HOME=/srv/swarm-a bftswarm swarm start")]
     Start {
         #[command(flatten)]
         output: OutputArgs,
