@@ -244,6 +244,10 @@ fn n4f1_bad_inputs_are_one_line_errors_that_change_nothing() {
     let (swarm, _) = TestSwarm::init(&["--max-agents", "4"]);
     let spawned = swarm.json(&["agent", "spawn", "--count", "4", "--type", "validator", "--json"]);
     assert_eq!(spawned["swarm_status"], "active", "{spawned}");
+    let verbose = swarm.json(&["swarm", "status", "--verbose"]);
+    assert_eq!(verbose["agents"].as_array().map(Vec::len), Some(4), "{verbose}");
+    assert_eq!(verbose["config"]["swarm"]["max_agents"], 4);
+    assert!(verbose["addr"].as_str().unwrap().starts_with("127.0.0.1:"), "{verbose}");
     let inject = ["byzantine", "inject-fault", "--fault-type", "silent", "--agent"];
 
     let unknown = swarm.fails(&[&inject[..], &["bft-agent-9"]].concat(), 2);
