@@ -299,13 +299,27 @@ fn n4f1_bad_inputs_are_one_line_errors_that_change_nothing() {
     let live = swarm.json(&["byzantine", "config", "--max-concurrent-requests", "64"]);
     assert_eq!(live["changed"], serde_json::json!(["client.max_concurrent_requests"]));
 
+    // An observer joins without a key and without a vote.
+    let keyed = swarm.fails(&["agent", "spawn", "--type", "observer", "--keypair", "keys/none.pem"], 2);
+    assert!(keyed.contains("keys/none.pem"), "the key file is checked first: {keyed}");
+    let observer = swarm.json(&["agent", "spawn", "--type", "observer", "--json"]);
+    let row = &observer["spawned"][0];
+    assert_eq!(
+        (row["id"].as_str(), row["status"].as_str(), row["role"].as_str()),
+        (Some("observer-1"), Some("active"), Some("observer"))
+    );
+    assert_eq!(swarm.json(&["byzantine", "consensus-health"])["total_agents"], 4);
+
     // Stop, then start from the home: the same committee comes back and works.
     swarm.json(&["swarm", "stop"]);
     assert_eq!(swarm.json(&["swarm", "start"])["status"], "active");
     let agents = swarm.json(&["agent", "list", "--json"]);
-    assert_eq!(names(&agents, "id"), names(&spawned["spawned"], "id"));
+    assert_eq!(names(&agents, "id")[..4], names(&spawned["spawned"], "id"));
     let task = swarm.json(&["task", "orchestrate", "--task", "after restart", "--count", "200"]);
     assert_eq!(task["committed"], 200, "{task}");
+    let observer = swarm.json(&["agent", "list", "--filter", "active", "--json"])[4].clone();
+    assert_eq!(observer["id"], "observer-1", "the observer came back with the swarm");
+    assert!(observer["batches_seen"].as_u64().unwrap() >= 4, "it saw each validator execute: {observer}");
 
     // `status --watch` streams until it is stopped; its first line is the status now.
     let mut watch = swarm.command();

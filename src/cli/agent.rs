@@ -109,7 +109,10 @@ pub fn execute(args: &AgentArgs) -> Result<(), CliError> {
             }
             let mut rows = table(&["Agent ID", "Type", "Status", "Public Key", "Role"]);
             for agent in shown {
-                let short_key = format!("{}...", agent.public_key.chars().take(10).collect::<String>());
+                let short_key = match agent.public_key.len() > 10 {
+                    true => format!("{}...", agent.public_key.chars().take(10).collect::<String>()),
+                    false => agent.public_key.clone(),
+                };
                 rows.add_row([
                     agent.id.clone(),
                     agent.agent_type.clone(),

@@ -41,10 +41,10 @@ pub(super) fn launch_if_ready(
     let spec =
         SwarmSpec::new(committee, keys, params_from_config(config), genesis).map_err(|e| internal(e.to_string()))?;
     let launched_at = timestamp_now();
-    let recorder_arbiter = Arbiter::new();
+    let agents_arbiter = Arbiter::new();
     let recorder = {
         let (names, launched_at, memory) = (names.clone(), launched_at.clone(), memory.clone());
-        ViewChangeRecorder::start_in_arbiter(&recorder_arbiter.handle(), move |_| {
+        ViewChangeRecorder::start_in_arbiter(&agents_arbiter.handle(), move |_| {
             ViewChangeRecorder::new(names, launched_at, memory)
         })
     };
@@ -60,6 +60,8 @@ pub(super) fn launch_if_ready(
     let swarm = Arc::new(Swarm::launch_with(spec, options));
     tracing::info!(validators = names.len(), "swarm launched");
     state.faults.clear();
-    state.running = Some(Running { swarm, workload, names, launched_at, recorder_arbiter });
+    let mut running = Running { swarm, workload, names, launched_at, agents_arbiter, observers: Vec::new() };
+    super::observer::start_observers(&mut running, state.registry.agents.iter());
+    state.running = Some(running);
     Ok(())
 }

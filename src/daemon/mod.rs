@@ -22,6 +22,7 @@ mod agent_types;
 mod config_change;
 mod faults;
 mod launch;
+mod observer;
 mod ops;
 mod spawn;
 mod state;

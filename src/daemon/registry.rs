@@ -26,6 +26,9 @@ pub struct RegisteredAgent {
     pub key_file: PathBuf,
     /// A member of the committee (true) or a validator on standby.
     pub member: bool,
+    /// A non-voting observer (no key, never a member).
+    #[serde(default)]
+    pub observer: bool,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -112,6 +115,7 @@ mod tests {
             public_key: format!("0x{name}"),
             key_file: PathBuf::from(format!("keys/{name}.pem")),
             member,
+            observer: false,
         }
     }
 

@@ -1,9 +1,10 @@
 //! `agent spawn` and `agent list`: registering validators (with the operator's
-//! key file or a fresh key kept in the home) and showing every agent with its
-//! status and role. All or nothing: a spawn of several agents that fails on
+//! key file or a fresh key kept in the home) and observers, and showing every
+//! agent with its status and role. All or nothing: a spawn of several agents that fails on
 //! one registers none.
 
 use super::home::{write_json, write_private};
+use super::observer::BatchesSeen;
 use super::registry::{check_name, RegisteredAgent};
 use super::state::{Daemon, DaemonError, SwarmState};
 use crate::actors::ValidatorStatus;
@@ -34,9 +35,12 @@ pub struct AgentRow {
     /// injected), unresponsive, or standby (registered beyond the committee).
     pub status: String,
     pub public_key: String,
-    /// primary, replica, or spare for a validator on standby.
+    /// primary, replica, spare for a validator on standby, or observer.
     pub role: String,
     pub capabilities: Vec<String>,
+    /// Executed batches an observer has seen (one per validator per batch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batches_seen: Option<u64>,
 }
 
 impl Daemon {
@@ -45,39 +49,53 @@ impl Daemon {
         let planned = plan(&state, &request)?;
         let names: Vec<String> = planned.iter().map(|(agent, _)| agent.name.clone()).collect();
         for (agent, pem) in &planned {
-            write_private(&self.home.root().join(&agent.key_file), pem.as_bytes(), true)?;
+            if let Some(pem) = pem {
+                write_private(&self.home.root().join(&agent.key_file), pem.as_bytes(), true)?;
+            }
         }
         let mut registry = state.registry.clone();
         registry.agents.extend(planned.into_iter().map(|(agent, _)| agent));
         write_json(&self.home.agents(), &registry)?;
         state.registry = registry;
         super::launch::launch_if_ready(&mut state, &self.home, &self.memory)?;
-        let rows = rows(&state, &[]);
+        let SwarmState { running, registry, .. } = &mut *state;
+        if let Some(running) = running {
+            super::observer::start_observers(running, registry.agents.iter());
+        }
+        let rows = rows(&state, &[], &[]);
         Ok(rows.into_iter().filter(|row| names.contains(&row.id)).collect())
     }
 
     pub async fn list_agents(&self) -> Vec<AgentRow> {
-        let swarm = self.state.lock().await.running.as_ref().map(|r| r.swarm.clone());
+        let (swarm, observers) = {
+            let state = self.state.lock().await;
+            let running = state.running.as_ref();
+            (running.map(|r| r.swarm.clone()), running.map(|r| r.observers.clone()).unwrap_or_default())
+        };
         let statuses = match swarm {
             Some(swarm) => super::state::statuses(swarm).await,
             None => Vec::new(),
         };
+        let mut seen = Vec::new();
+        for (name, observer) in observers {
+            if let Ok(batches) = observer.send(BatchesSeen).await {
+                seen.push((name, batches));
+            }
+        }
         let state = self.state.lock().await;
-        rows(&state, &statuses)
+        rows(&state, &statuses, &seen)
     }
 }
 
 /// Checks the whole request and prepares every agent (with its key's PEM)
 /// before anything is written.
-fn plan(state: &SwarmState, request: &SpawnRequest) -> Result<Vec<(RegisteredAgent, String)>, DaemonError> {
+/// Observers have no key (`None`).
+fn plan(state: &SwarmState, request: &SpawnRequest) -> Result<Vec<(RegisteredAgent, Option<String>)>, DaemonError> {
     let bad = DaemonError::BadRequest;
     let types = super::agent_types().map_err(|e| bad(e.to_string()))?;
     let definition = types.resolve(&request.agent_type).map_err(|e| bad(e.to_string()))?;
-    if !definition.voting {
-        return Err(DaemonError::NotBuilt(format!(
-            "spawning `{}` agents from the CLI is not built yet: only voting types (validator) join through the daemon; a custom observer joins through the Rust API (Swarm::add_observer, examples/custom_agent.rs)",
-            definition.agent_type
-        )));
+    if !definition.voting && request.keypair.is_some() {
+        return Err(bad(format!("{} agents never sign; leave out --keypair", definition.agent_type)));
     }
     let capabilities = match &request.capabilities {
         Some(asked) => {
@@ -108,6 +126,20 @@ fn plan(state: &SwarmState, request: &SpawnRequest) -> Result<Vec<(RegisteredAge
         if registry.get(&name).is_some() {
             return Err(DaemonError::Conflict(format!("an agent named {name} is already registered")));
         }
+        if !definition.voting {
+            let agent = RegisteredAgent {
+                name,
+                agent_type: definition.agent_type.clone(),
+                capabilities: capabilities.clone(),
+                public_key: "-".into(),
+                key_file: PathBuf::new(),
+                member: false,
+                observer: true,
+            };
+            registry.agents.push(agent.clone());
+            planned.push((agent, None));
+            continue;
+        }
         let keypair = match &request.keypair {
             Some(path) => Keypair::read_pem_file(path).map_err(|e| bad(e.to_string()))?,
             None => Keypair::generate(),
@@ -135,17 +167,20 @@ fn plan(state: &SwarmState, request: &SpawnRequest) -> Result<Vec<(RegisteredAge
             public_key,
             key_file,
             member,
+            observer: false,
         };
         registry.agents.push(agent.clone());
-        planned.push((agent, pem));
+        planned.push((agent, Some(pem)));
     }
     Ok(planned)
 }
 
-/// Every registered agent, members in committee order first.
-fn rows(state: &SwarmState, statuses: &[ValidatorStatus]) -> Vec<AgentRow> {
+/// Every registered agent: members in committee order, then validators on
+/// standby, then observers (with the batches each has seen, from `seen`).
+fn rows(state: &SwarmState, statuses: &[ValidatorStatus], seen: &[(String, u64)]) -> Vec<AgentRow> {
     let members = state.registry.members();
-    let standby = state.registry.agents.iter().filter(|agent| !agent.member);
+    let standby = state.registry.agents.iter().filter(|agent| !agent.member && !agent.observer);
+    let observers = state.registry.agents.iter().filter(|agent| agent.observer);
     let row = |agent: &RegisteredAgent, status: &str, role: &str| AgentRow {
         id: agent.name.clone(),
         agent_type: agent.agent_type.clone(),
@@ -153,6 +188,7 @@ fn rows(state: &SwarmState, statuses: &[ValidatorStatus]) -> Vec<AgentRow> {
         public_key: agent.public_key.clone(),
         role: role.into(),
         capabilities: agent.capabilities.clone(),
+        batches_seen: seen.iter().find(|(name, _)| *name == agent.name).map(|(_, batches)| *batches),
     };
     let mut rows: Vec<AgentRow> = members
         .iter()
@@ -170,5 +206,7 @@ fn rows(state: &SwarmState, statuses: &[ValidatorStatus]) -> Vec<AgentRow> {
         })
         .collect();
     rows.extend(standby.map(|agent| row(agent, "standby", "spare")));
+    let observer_status = if state.is_active() { "active" } else { "pending" };
+    rows.extend(observers.map(|agent| row(agent, observer_status, "observer")));
     rows
 }

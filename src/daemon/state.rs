@@ -54,13 +54,15 @@ pub(super) struct Running {
     /// Committee member names, in committee order (index = AgentId).
     pub names: Vec<String>,
     pub launched_at: String,
-    /// Holds the view-change recorder; stopped with the swarm.
-    pub recorder_arbiter: Arbiter,
+    /// Holds the view-change recorder and the observers; stopped with the swarm.
+    pub agents_arbiter: Arbiter,
+    /// Running observer agents, by name.
+    pub observers: Vec<(String, super::observer::ObserverAddr)>,
 }
 
 impl Drop for Running {
     fn drop(&mut self) {
-        self.recorder_arbiter.stop();
+        self.agents_arbiter.stop();
     }
 }
 
