@@ -210,3 +210,64 @@ fn rows(state: &SwarmState, statuses: &[ValidatorStatus], seen: &[(String, u64)]
     rows.extend(observers.map(|agent| row(agent, observer_status, "observer")));
     rows
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::SwarmConfig;
+    use crate::daemon::state::SwarmMeta;
+    use std::collections::BTreeMap;
+
+    fn n4() -> SwarmState {
+        SwarmState {
+            config: SwarmConfig::from_toml_str("[swarm]\nmax_agents = 4\n").unwrap(),
+            meta: SwarmMeta { swarm_id: "swarm-bft-test".into(), created_at: "t0".into() },
+            registry: Default::default(),
+            pubkeys: BTreeMap::new(),
+            running: None,
+            faults: BTreeMap::new(),
+            next_task_id: 1,
+        }
+    }
+
+    fn validators(count: usize) -> SpawnRequest {
+        SpawnRequest { agent_type: "validator".into(), count: Some(count), ..SpawnRequest::default() }
+    }
+
+    #[test]
+    fn the_first_max_agents_validators_form_the_committee_and_the_rest_wait() {
+        let planned = plan(&n4(), &validators(5)).unwrap();
+        let members: Vec<(&str, bool)> = planned.iter().map(|(a, _)| (a.name.as_str(), a.member)).collect();
+        assert_eq!(
+            members,
+            [
+                ("bft-agent-1", true),
+                ("bft-agent-2", true),
+                ("bft-agent-3", true),
+                ("bft-agent-4", true),
+                ("bft-agent-5", false)
+            ]
+        );
+        assert!(planned.iter().all(|(agent, pem)| pem.is_some() && agent.key_file.starts_with("keys")));
+    }
+
+    #[test]
+    fn spawn_mistakes_are_refused_before_anything_is_planned() {
+        let mut state = n4();
+        let bad_capability = SpawnRequest { capabilities: Some(vec!["flying".into()]), ..validators(1) };
+        assert!(matches!(plan(&state, &bad_capability), Err(DaemonError::BadRequest(m)) if m.contains("flying")));
+        assert!(matches!(plan(&state, &validators(0)), Err(DaemonError::BadRequest(_))));
+        assert!(matches!(plan(&state, &validators(MAX_SPAWN_COUNT + 1)), Err(DaemonError::BadRequest(_))));
+        let observer_key =
+            SpawnRequest { agent_type: "observer".into(), keypair: Some("k.pem".into()), ..SpawnRequest::default() };
+        assert!(matches!(plan(&state, &observer_key), Err(DaemonError::BadRequest(m)) if m.contains("never sign")));
+
+        state.pubkeys.insert("bft-agent-1".into(), "0xdistributed".into());
+        let named = SpawnRequest { name: Some("bft-agent-1".into()), ..validators(1) };
+        assert!(matches!(plan(&state, &named), Err(DaemonError::Conflict(m)) if m.contains("distributed")));
+        state.pubkeys.clear();
+        let (first, _) = plan(&state, &named).unwrap().remove(0);
+        state.registry.agents.push(first);
+        assert!(matches!(plan(&state, &named), Err(DaemonError::Conflict(m)) if m.contains("already registered")));
+    }
+}
