@@ -52,9 +52,11 @@
 
 pub mod actors;
 pub mod agents;
+pub mod api;
 pub mod cli;
 pub mod config;
 pub mod crypto;
+pub mod daemon;
 pub mod detect;
 pub mod events;
 pub mod faults;

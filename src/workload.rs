@@ -55,7 +55,7 @@ impl Workload {
     }
 }
 
-fn sign_in_parallel(accounts: &[Keypair], unsigned: Vec<(usize, Transfer)>) -> Vec<SignedTransfer> {
+pub(crate) fn sign_in_parallel(accounts: &[Keypair], unsigned: Vec<(usize, Transfer)>) -> Vec<SignedTransfer> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
     let chunk = unsigned.len().div_ceil(threads).max(1);
     std::thread::scope(|scope| {

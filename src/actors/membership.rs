@@ -5,7 +5,7 @@
 //! the removed validators, tell clients and hooks.
 
 use super::messages::{Destination, Envelope, LearnCommittee, Origin, Route, Unregister};
-use super::swarm::{Swarm, SwarmError};
+use super::swarm::{lock, Swarm, SwarmError};
 use crate::crypto::Keypair;
 use crate::events::{timestamp_now, LifecycleEvent};
 use crate::hooks::Publish;
@@ -43,7 +43,7 @@ impl Swarm {
         let started = Instant::now();
         let operator = self.operator.clone().ok_or(MembershipError::NoOperator)?;
         let current = self.committee();
-        let added: Vec<(Member, Keypair)> = new_members(&self.committees.borrow(), add);
+        let added: Vec<(Member, Keypair)> = new_members(&lock(&self.committees), add);
         let change = MembershipChange {
             from_epoch: current.epoch(),
             add: added.iter().map(|(member, _)| member.clone()).collect(),
@@ -52,9 +52,9 @@ impl Swarm {
         };
         let next = change.apply(&current)?;
         let signed = Arc::new(SignedMembershipChange::sign(change, &operator));
-        self.committees.borrow_mut().push(next.clone());
+        lock(&self.committees).push(next.clone());
         for (member, keypair) in &added {
-            let genesis_committee = self.committees.borrow()[0].clone();
+            let genesis_committee = lock(&self.committees)[0].clone();
             let replica = Replica::joining(
                 member.id,
                 keypair.clone(),
@@ -65,7 +65,7 @@ impl Swarm {
             );
             self.spawn_validator(member, keypair.clone(), replica);
         }
-        for client in self.clients.borrow().values() {
+        for client in lock(&self.clients).values() {
             client.do_send(LearnCommittee(next.clone()));
         }
         self.hub.do_send(Publish(added.iter().map(|(member, _)| spawned_event(member)).collect()));
@@ -119,7 +119,7 @@ impl Swarm {
     /// The supervisor stops routing to removed validators; their threads end.
     fn apply_to_routing(&self, current: &Committee, next: &Committee) {
         let removed: Vec<AgentId> = current.members().iter().map(|m| m.id).filter(|id| !next.contains(*id)).collect();
-        self.validators.borrow_mut().retain(|handle| {
+        lock(&self.validators).retain(|handle| {
             let keep = !removed.contains(&handle.id);
             if !keep {
                 self.supervisor.do_send(Unregister(handle.id));
@@ -127,7 +127,7 @@ impl Swarm {
             }
             keep
         });
-        *self.committee.borrow_mut() = next.clone();
+        *lock(&self.committee) = next.clone();
         let timestamp = timestamp_now();
         let reason = format!("removed by the membership change to epoch {}", next.epoch());
         let mut events: Vec<LifecycleEvent> = removed

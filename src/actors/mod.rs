@@ -50,7 +50,7 @@ pub use messages::{
     Unregister, UnregisterClient, ValidatorStatus, ViewRecord,
 };
 pub use supervisor::{AgentEntry, Supervisor};
-pub use swarm::{LaunchOptions, Swarm, SwarmError, SwarmSpec, PRE_TASK_ACTOR_TIMEOUT};
+pub use swarm::{params_from_config, LaunchOptions, Swarm, SwarmError, SwarmSpec, PRE_TASK_ACTOR_TIMEOUT};
 pub use validator::Validator;
 
 use crate::protocol::Micros;

@@ -27,10 +27,9 @@ use crate::protocol::{
 use crate::rng::SeededRng;
 use crate::wal::{ReplicaSpec, WalError, WalOptions};
 use actix::{Actor, Addr, Arbiter, Recipient, Supervisor as ActorSupervisor};
-use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::AtomicU64;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
@@ -171,21 +170,21 @@ pub const PRE_TASK_ACTOR_TIMEOUT: Duration = Duration::from_secs(2);
 /// its own thread.
 ///
 /// Its methods take `&self`: a membership change may run while a client does
-/// (both are futures on the caller's thread), so what changes with the
-/// membership sits in cells that are never borrowed across an `.await`.
+/// (futures on the caller's thread, or the daemon's API threads), so what
+/// changes with the membership sits behind locks never held across an `.await`.
 pub struct Swarm {
-    pub(super) committee: RefCell<Committee>,
+    pub(super) committee: Mutex<Committee>,
     /// Every committee since launch, oldest first: a joining validator learns them.
-    pub(super) committees: RefCell<Vec<Committee>>,
+    pub(super) committees: Mutex<Vec<Committee>>,
     pub(super) params: ProtocolParams,
     pub(super) genesis: Ledger,
     pub(super) operator: Option<Keypair>,
     pub(super) validator_mailbox: usize,
     pub(super) supervisor: Addr<Supervisor>,
     pub(super) hub: Addr<EventHub>,
-    pub(super) validators: RefCell<Vec<ValidatorHandle>>,
+    pub(super) validators: Mutex<Vec<ValidatorHandle>>,
     /// Clients running now, told of each new committee.
-    pub(super) clients: RefCell<BTreeMap<ClientId, Addr<Client>>>,
+    pub(super) clients: Mutex<BTreeMap<ClientId, Addr<Client>>>,
     /// The hub's and the supervisor's threads.
     arbiters: Vec<Arbiter>,
 }
@@ -258,16 +257,16 @@ impl Swarm {
         let supervisor_arbiter = Arbiter::new();
         let supervisor = Supervisor::start_in_arbiter(&supervisor_arbiter.handle(), |_| Supervisor::new());
         let swarm = Swarm {
-            committee: RefCell::new(committee.clone()),
-            committees: RefCell::new(vec![committee.clone()]),
+            committee: Mutex::new(committee.clone()),
+            committees: Mutex::new(vec![committee.clone()]),
             params,
             genesis,
             operator,
             validator_mailbox: validator_mailbox.unwrap_or(super::AGENT_MAILBOX),
             supervisor,
             hub,
-            validators: RefCell::new(Vec::new()),
-            clients: RefCell::new(BTreeMap::new()),
+            validators: Mutex::new(Vec::new()),
+            clients: Mutex::new(BTreeMap::new()),
             arbiters: vec![hub_arbiter, supervisor_arbiter],
         };
         for (member, seed) in seeds {
@@ -290,7 +289,7 @@ impl Swarm {
         let route = self.supervisor.clone().recipient();
         let events = self.hub.clone().recipient();
         let mailbox = self.validator_mailbox;
-        let known = self.committees.borrow().clone();
+        let known = lock(&self.committees).clone();
         let addr = ActorSupervisor::start_in_arbiter(&arbiter.handle(), move |_| {
             seed.grow(name, route).with_events(events).with_mailbox(mailbox).with_known_committees(&known)
         });
@@ -300,17 +299,17 @@ impl Swarm {
             public_key: member.public_key,
             recipient: addr.clone().recipient(),
         });
-        self.validators.borrow_mut().push(ValidatorHandle { id: member.id, addr, arbiter });
+        lock(&self.validators).push(ValidatorHandle { id: member.id, addr, arbiter });
     }
 
     /// The validators' addresses, in the order they joined.
     fn validator_addrs(&self) -> Vec<Addr<Validator>> {
-        self.validators.borrow().iter().map(|handle| handle.addr.clone()).collect()
+        lock(&self.validators).iter().map(|handle| handle.addr.clone()).collect()
     }
 
     /// The committee of the current membership epoch.
     pub fn committee(&self) -> Committee {
-        self.committee.borrow().clone()
+        lock(&self.committee).clone()
     }
 
     /// The hub, for agents that join the swarm from outside this module.
@@ -319,7 +318,7 @@ impl Swarm {
     }
 
     pub fn validator(&self, id: AgentId) -> Option<Addr<Validator>> {
-        self.validators.borrow().iter().find(|handle| handle.id == id).map(|handle| handle.addr.clone())
+        lock(&self.validators).iter().find(|handle| handle.id == id).map(|handle| handle.addr.clone())
     }
 
     /// Subscribes `observer` to every batch every validator executes.
@@ -404,7 +403,7 @@ impl Swarm {
     ) -> Result<ClientRun, SwarmError> {
         let arbiter = StopOnDrop(Arbiter::new());
         let (result_tx, result_rx) = oneshot::channel();
-        let committees = self.committees.borrow().clone();
+        let committees = lock(&self.committees).clone();
         let route = self.supervisor.clone().recipient();
         let retry_us = retry_ms.saturating_mul(1000);
         let addr = Client::start_in_arbiter(&arbiter.0.handle(), move |_| {
@@ -412,12 +411,12 @@ impl Swarm {
             committees.iter().for_each(|committee| core.learn_committee(committee));
             Client::new(client, core, route, progress, result_tx)
         });
-        self.clients.borrow_mut().insert(client, addr.clone());
+        lock(&self.clients).insert(client, addr.clone());
         let register = RegisterClient { id: client, recipient: addr.clone().recipient() };
         self.supervisor.send(register).await.map_err(|_| SwarmError::SupervisorStopped)?;
         addr.do_send(Begin);
         let run = result_rx.await.map_err(|_| SwarmError::ClientStopped(client));
-        self.clients.borrow_mut().remove(&client);
+        lock(&self.clients).remove(&client);
         self.supervisor.do_send(UnregisterClient(client));
         run
     }
@@ -494,7 +493,7 @@ impl Swarm {
             arbiter.stop();
         }
         // The hub and the supervisor hold no log; a slow command hook may keep the hub's thread a while.
-        let validators: Vec<ValidatorHandle> = self.validators.borrow_mut().drain(..).collect();
+        let validators: Vec<ValidatorHandle> = lock(&self.validators).drain(..).collect();
         for handle in &validators {
             handle.arbiter.stop();
         }
@@ -508,13 +507,19 @@ impl Swarm {
 
 impl Drop for Swarm {
     fn drop(&mut self) {
-        for handle in self.validators.borrow().iter() {
+        for handle in lock(&self.validators).iter() {
             handle.arbiter.stop();
         }
         for arbiter in &self.arbiters {
             arbiter.stop();
         }
     }
+}
+
+/// The cell's value; a panic elsewhere while it was held does not make the
+/// swarm's bookkeeping unusable.
+pub(super) fn lock<T>(cell: &Mutex<T>) -> MutexGuard<'_, T> {
+    cell.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Stops a client's thread however `run_client` ends, even when its caller

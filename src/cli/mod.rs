@@ -2,19 +2,38 @@
 //! commands (one variant of [`Command`] each), and the mapping of errors to
 //! one line on stderr and an exit code.
 
+pub mod agent;
 pub mod bench;
+pub mod byzantine;
 mod catch_up;
+pub mod connect;
+pub mod keys;
+pub mod memory;
+pub mod network;
+pub mod output;
 pub mod probe;
 pub mod report;
 pub mod run;
+pub mod swarm;
+pub mod task;
+mod watch;
 
 use crate::actors::SwarmError;
+use crate::api::client::ClientError;
 use crate::config::ConfigError;
-use clap::{Parser, Subcommand};
+use crate::daemon::home::HomeError;
+use crate::daemon::process::ProcessError;
+use crate::daemon::DaemonError;
+use clap::{CommandFactory, Parser, Subcommand};
 use std::process::ExitCode;
 
 #[derive(Debug, Parser)]
-#[command(name = "bftswarm", version, about = "An actor swarm whose validators agree under Byzantine faults (PBFT)")]
+#[command(
+    name = "bftswarm",
+    version,
+    about = "An actor swarm whose validators agree under Byzantine faults (PBFT)",
+    after_help = "Examples:\n  bftswarm run --config config/byzantine-7.toml          # a whole scenario in the foreground\n  bftswarm swarm init --topology star --consensus byzantine --max-agents 7 --max-failures 2\n  bftswarm agent spawn --count 7 --type validator        # the swarm becomes active\n  bftswarm task orchestrate --task payments --count 1000 --consensus byzantine\n  bftswarm byzantine consensus-health\n  bftswarm swarm stop"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -32,6 +51,32 @@ pub enum Command {
     /// prints every acknowledged transfer (see tests/crash.rs).
     #[command(hide = true)]
     DurabilityProbe(probe::ProbeArgs),
+    /// The swarm daemon: init, status, stop, start.
+    Swarm(swarm::SwarmArgs),
+    /// Byzantine fault tolerance: parameters, keys, faults, health, view changes.
+    Byzantine(byzantine::ByzantineArgs),
+    /// Spawn and list agents.
+    Agent(agent::AgentArgs),
+    /// Submit transfers through the swarm.
+    Task(task::TaskArgs),
+    /// The swarm's persistent memory store.
+    Memory(memory::MemoryArgs),
+    /// Latency to the agents.
+    Network(network::NetworkArgs),
+    /// Print a shell completion script.
+    #[command(
+        after_help = "Examples:\n  bftswarm completions bash > /etc/bash_completion.d/bftswarm\n  bftswarm completions zsh > ~/.zfunc/_bftswarm"
+    )]
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Run the daemon in the foreground (what `swarm init` and `swarm start` start).
+    #[command(hide = true)]
+    Daemon {
+        #[arg(long, value_name = "DIR")]
+        home: std::path::PathBuf,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -55,13 +100,40 @@ pub enum CliError {
     Integrity(String),
     #[error("cannot write the report: {0}")]
     Output(#[from] std::io::Error),
+    #[error(transparent)]
+    Api(#[from] ClientError),
+    #[error(transparent)]
+    Home(#[from] HomeError),
+    #[error(transparent)]
+    Process(#[from] ProcessError),
+    #[error("{0}")]
+    NotRunning(String),
+    /// A part of the runtime the command needs is not built yet.
+    #[error("{0}")]
+    NotBuilt(String),
+    #[error("{0}")]
+    TaskFailed(String),
+    #[error("{0}")]
+    Daemon(String),
+}
+
+impl From<DaemonError> for CliError {
+    fn from(error: DaemonError) -> CliError {
+        match error {
+            DaemonError::NotBuilt(message) => CliError::NotBuilt(message),
+            DaemonError::BadRequest(message) | DaemonError::NotFound(message) => CliError::Usage(message),
+            other => CliError::Daemon(other.to_string()),
+        }
+    }
 }
 
 impl CliError {
     /// 2 for a mistake the user can fix in what they passed, 1 for a run that failed.
     pub fn exit_code(&self) -> u8 {
         match self {
-            CliError::Config(_) | CliError::Usage(_) => 2,
+            CliError::Config(_) | CliError::Usage(_) | CliError::Home(HomeError::Exists { .. }) => 2,
+            CliError::Process(ProcessError::AlreadyRunning { .. }) => 2,
+            CliError::Api(error) => error.exit_code(),
             _ => 1,
         }
     }
@@ -75,6 +147,17 @@ pub fn main() -> ExitCode {
         Command::Run(args) => run::execute(args),
         Command::Bench(args) => bench::execute(args),
         Command::DurabilityProbe(args) => probe::execute(args),
+        Command::Swarm(args) => swarm::execute(args),
+        Command::Byzantine(args) => byzantine::execute(args),
+        Command::Agent(args) => agent::execute(args),
+        Command::Task(args) => task::execute(args),
+        Command::Memory(args) => memory::execute(args),
+        Command::Network(args) => network::execute(args),
+        Command::Completions { shell } => {
+            clap_complete::generate(*shell, &mut Cli::command(), "bftswarm", &mut std::io::stdout());
+            Ok(())
+        }
+        Command::Daemon { home } => crate::daemon::run(home).map_err(CliError::Daemon),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -91,4 +174,35 @@ fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Cli;
+    use clap::{CommandFactory, Parser};
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn the_tutorials_commands_parse_with_its_flags() {
+        for line in [
+            "swarm init --topology star --consensus byzantine --max-agents 7 --max-failures 2",
+            "byzantine config --malicious-detection true --detection-strategy signature-mismatch --quarantine-duration 3600000",
+            "byzantine update-quorum --remove bft-agent-5,bft-agent-6 --add bft-agent-8,bft-agent-9",
+            "byzantine quarantine --agent bft-agent-5 --duration 3600000",
+            "byzantine sync-clocks --ntp-server pool.ntp.org",
+            "byzantine config --signature-tolerance 5000",
+            "byzantine config --fast-view-change true",
+            "agent spawn --count 2 --type validator",
+            "network latency --all-agents",
+        ] {
+            let args = std::iter::once("bftswarm").chain(line.split(' '));
+            if let Err(error) = Cli::try_parse_from(args) {
+                panic!("`{line}` does not parse: {error}");
+            }
+        }
+    }
 }

@@ -91,7 +91,7 @@ pub struct ViewChangeEvent {
 }
 
 /// The view history of the honest validator that saw the most view changes.
-fn view_changes(statuses: &[ValidatorStatus], quorum: usize) -> Vec<ViewChangeEvent> {
+pub(crate) fn view_changes(statuses: &[ValidatorStatus], quorum: usize) -> Vec<ViewChangeEvent> {
     let name = |id: AgentId| statuses.iter().find(|s| s.id == id).map_or_else(|| id.to_string(), |s| s.name.clone());
     let witness = statuses.iter().filter(|s| s.injected_fault.is_none()).max_by_key(|s| s.view_history.len());
     let Some(witness) = witness else { return Vec::new() };

@@ -1,0 +1,183 @@
+//! The `/v1/` routes: each one checks the token where it must, calls one
+//! [`Daemon`] method, and answers JSON.
+
+use crate::daemon::tasks::TaskRequest;
+use crate::daemon::{ConfigChange, Daemon, DaemonError, SpawnRequest};
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+type Result<T = HttpResponse> = std::result::Result<T, DaemonError>;
+type State = web::Data<Daemon>;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::scope("/v1")
+            .route("/health", web::get().to(alive))
+            .route("/swarm", web::get().to(swarm_info))
+            .route("/swarm/stop", web::post().to(stop))
+            .route("/config", web::get().to(config))
+            .route("/config", web::post().to(change_config))
+            .route("/agents", web::get().to(list_agents))
+            .route("/agents", web::post().to(spawn))
+            .route("/pubkeys", web::post().to(distribute_pubkeys))
+            .route("/tasks", web::post().to(start_task))
+            .route("/tasks/{id}", web::get().to(task))
+            .route("/byzantine/status", web::get().to(byzantine_status))
+            .route("/byzantine/consensus-health", web::get().to(consensus_health))
+            .route("/byzantine/health", web::get().to(health))
+            .route("/byzantine/detection-log", web::get().to(detection_log))
+            .route("/byzantine/faults", web::post().to(inject_fault))
+            .route("/byzantine/view-change", web::post().to(view_change))
+            .route("/network/latency", web::get().to(latency))
+            .route("/memory", web::get().to(memory_retrieve))
+            .route("/memory", web::post().to(memory_store)),
+    );
+}
+
+/// Refuses a request whose `Authorization` is not `Bearer <the home's token>`.
+fn authorize(request: &HttpRequest, daemon: &Daemon) -> Result<()> {
+    let given = request.headers().get("authorization").and_then(|value| value.to_str().ok());
+    let token = given.and_then(|value| value.strip_prefix("Bearer ")).unwrap_or("");
+    if constant_time_eq(token.as_bytes(), daemon.token.as_bytes()) {
+        return Ok(());
+    }
+    let why = if given.is_none() { "no bearer token was sent" } else { "the bearer token is wrong" };
+    Err(DaemonError::Unauthorized(format!("{why}; the token is in the swarm home's `token` file")))
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |diff, (x, y)| diff | (x ^ y)) == 0
+}
+
+fn ok(value: impl serde::Serialize) -> Result {
+    Ok(HttpResponse::Ok().json(value))
+}
+
+async fn alive(daemon: State) -> Result {
+    ok(json!({ "status": "ok", "pid": daemon.pid }))
+}
+
+async fn swarm_info(daemon: State) -> Result {
+    ok(daemon.info().await)
+}
+
+async fn stop(request: HttpRequest, daemon: State) -> Result {
+    authorize(&request, &daemon)?;
+    let info = daemon.info().await;
+    if let Some(handle) = daemon.stop_handle.get().cloned() {
+        // After this response is written: stop accepting, finish what runs.
+        actix_web::rt::spawn(async move {
+            actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+            handle.stop(true).await;
+        });
+    }
+    ok(json!({ "swarm_id": info.swarm_id, "status": "stopping", "pid": info.pid }))
+}
+
+async fn config(daemon: State) -> Result {
+    ok(daemon.config().await)
+}
+
+async fn change_config(request: HttpRequest, daemon: State, change: web::Json<ConfigChange>) -> Result {
+    authorize(&request, &daemon)?;
+    ok(daemon.change_config(change.into_inner()).await?)
+}
+
+async fn list_agents(daemon: State) -> Result {
+    ok(daemon.list_agents().await)
+}
+
+async fn spawn(request: HttpRequest, daemon: State, spawn: web::Json<SpawnRequest>) -> Result {
+    authorize(&request, &daemon)?;
+    let spawned = daemon.spawn(spawn.into_inner()).await?;
+    let info = daemon.info().await;
+    ok(json!({ "spawned": spawned, "swarm_status": info.status, "registered_validators": info.registered_validators }))
+}
+
+#[derive(Deserialize)]
+struct Pubkeys {
+    keys: BTreeMap<String, String>,
+}
+
+async fn distribute_pubkeys(request: HttpRequest, daemon: State, body: web::Json<Pubkeys>) -> Result {
+    authorize(&request, &daemon)?;
+    let distributed = body.keys.len();
+    let known = daemon.distribute_pubkeys(body.into_inner().keys).await?;
+    ok(json!({ "distributed": distributed, "known_public_keys": known }))
+}
+
+async fn start_task(request: HttpRequest, daemon: State, task: web::Json<TaskRequest>) -> Result {
+    authorize(&request, &daemon)?;
+    ok(daemon.into_inner().start_task(task.into_inner()).await?)
+}
+
+async fn task(daemon: State, id: web::Path<u64>) -> Result {
+    ok(daemon.task(id.into_inner())?)
+}
+
+async fn byzantine_status(daemon: State) -> Result {
+    ok(daemon.byzantine_status().await?)
+}
+
+async fn consensus_health(daemon: State) -> Result {
+    ok(daemon.consensus_health().await?)
+}
+
+async fn health(daemon: State) -> Result {
+    ok(daemon.health().await?)
+}
+
+#[derive(Deserialize)]
+struct Tail {
+    tail: Option<usize>,
+}
+
+async fn detection_log(daemon: State, query: web::Query<Tail>) -> Result {
+    ok(daemon.detection_log(query.tail.unwrap_or(usize::MAX))?)
+}
+
+async fn inject_fault(request: HttpRequest, daemon: State, fault: web::Json<crate::daemon::FaultRequest>) -> Result {
+    authorize(&request, &daemon)?;
+    ok(daemon.inject_fault(fault.into_inner()).await?)
+}
+
+async fn view_change(request: HttpRequest, daemon: State) -> Result {
+    authorize(&request, &daemon)?;
+    ok(daemon.force_view_change().await?)
+}
+
+#[derive(Deserialize)]
+struct Samples {
+    samples: Option<usize>,
+}
+
+async fn latency(daemon: State, query: web::Query<Samples>) -> Result {
+    ok(daemon.latency(query.samples.unwrap_or(5).clamp(1, 1000)).await?)
+}
+
+#[derive(Deserialize)]
+struct MemoryQuery {
+    key: String,
+}
+
+async fn memory_retrieve(request: HttpRequest, daemon: State, query: web::Query<MemoryQuery>) -> Result {
+    authorize(&request, &daemon)?;
+    let value = daemon.memory_retrieve(&query.key)?;
+    ok(json!({ "key": query.key, "value": value }))
+}
+
+#[derive(Deserialize)]
+struct MemoryPut {
+    key: String,
+    value: Value,
+    ttl_ms: Option<u64>,
+}
+
+async fn memory_store(request: HttpRequest, daemon: State, put: web::Json<MemoryPut>) -> Result {
+    authorize(&request, &daemon)?;
+    daemon.memory_store(&put.key, &put.value, put.ttl_ms.map(Duration::from_millis))?;
+    ok(json!({ "key": put.key, "stored": true }))
+}

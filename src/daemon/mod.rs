@@ -1,0 +1,54 @@
+//! The swarm daemon: a long-running process that owns one swarm's home, its
+//! registered agents, the running PBFT swarm once enough validators joined,
+//! the memory store and the tasks; the control API ([`crate::api`]) is its
+//! only door.
+//!
+//! Life of a swarm: `swarm init` writes the home and starts the daemon
+//! (status `initializing`); `agent spawn` registers validators; when
+//! `max_agents` of them are registered the daemon launches the swarm (status
+//! `active`); `swarm stop` ends the daemon; `swarm start` brings it back from
+//! the home, and the swarm launches at once because its committee is known.
+//! The ledger restarts from genesis on `swarm start` until the validators'
+//! WAL is wired (issue 5).
+
+pub mod health;
+pub mod home;
+pub mod process;
+pub mod registry;
+pub mod tasks;
+pub mod view_log;
+
+mod agent_types;
+mod config_change;
+mod faults;
+mod launch;
+mod observer;
+mod ops;
+mod spawn;
+mod state;
+mod task_run;
+
+pub use agent_types::agent_types;
+pub use config_change::{ConfigChange, ConfigChanged};
+pub use faults::{check_probability, parse_fault_type, FaultInjected, FaultRequest};
+pub use ops::{ByzantineStatus, LatencyRow, SwarmInfo, DETECTION_LOG_KEY};
+pub use spawn::{AgentRow, SpawnRequest};
+pub use state::{Daemon, DaemonError, SwarmMeta};
+
+use home::Home;
+use process::PidLock;
+
+/// The daemon's main: takes the pid lock, loads the home, serves the control
+/// API until `swarm stop` or a signal, then cleans up.
+pub fn run(home_dir: &std::path::Path) -> Result<(), String> {
+    let home = Home::at(home_dir);
+    if !home.is_initialized() {
+        return Err(format!("{} is not a swarm home; create one with `bftswarm swarm init`", home.root().display()));
+    }
+    let _lock = PidLock::acquire(&home).map_err(|e| e.to_string())?;
+    let daemon = Daemon::load(home.clone()).map_err(|e| e.to_string())?;
+    let result = actix_web::rt::System::new().block_on(crate::api::serve(daemon));
+    let _ = std::fs::remove_file(home.addr());
+    let _ = std::fs::remove_file(home.pid());
+    result.map_err(|e| format!("the control API failed: {e}"))
+}

@@ -1,0 +1,367 @@
+//! The swarm daemon and the tutorial's command line, end to end: the binary,
+//! a temporary home per test, a real daemon in the background (killed by a
+//! guard if a test fails before `swarm stop`).
+
+use assert_cmd::cargo::cargo_bin_cmd;
+use serde_json::Value;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+/// A working directory with a swarm home; its daemon dies with it.
+struct TestSwarm {
+    dir: tempfile::TempDir,
+    home: PathBuf,
+}
+
+impl TestSwarm {
+    fn new() -> TestSwarm {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let home = dir.path().join(".bftswarm");
+        TestSwarm { dir, home }
+    }
+
+    /// `swarm init` with `args`; returns its JSON.
+    fn init(args: &[&str]) -> (TestSwarm, Value) {
+        let swarm = TestSwarm::new();
+        let info = swarm.json(&[&["swarm", "init"], args].concat());
+        (swarm, info)
+    }
+
+    fn command(&self) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_bftswarm"));
+        command
+            .current_dir(self.dir.path())
+            .env("BFTSWARM_HOME", &self.home)
+            .env("NO_COLOR", "1")
+            .env_remove("BFTSWARM_ADDR")
+            .env_remove("BFTSWARM_TOKEN");
+        command
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.command().args(args).output().expect("the binary runs")
+    }
+
+    /// Runs a command that must succeed and print JSON (stdout is a pipe, so JSON is the default).
+    fn json(&self, args: &[&str]) -> Value {
+        let output = self.run(args);
+        assert!(output.status.success(), "{args:?}: exit {:?}, stderr: {}", output.status, stderr(&output));
+        serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+            panic!("{args:?}: stdout is not JSON ({e}): {}", String::from_utf8_lossy(&output.stdout))
+        })
+    }
+
+    /// Runs a command that must fail with `code` and one line on stderr; returns that line.
+    fn fails(&self, args: &[&str], code: i32) -> String {
+        let output = self.run(args);
+        let line = stderr(&output);
+        assert_eq!(output.status.code(), Some(code), "{args:?}: stderr: {line}");
+        assert_eq!(line.trim_end().lines().count(), 1, "{args:?}: not one line: {line}");
+        assert!(line.starts_with("error: "), "{line}");
+        line
+    }
+
+    fn path(&self, relative: &str) -> PathBuf {
+        self.dir.path().join(relative)
+    }
+}
+
+impl Drop for TestSwarm {
+    fn drop(&mut self) {
+        let Ok(pid) = std::fs::read_to_string(self.home.join("daemon.pid")) else { return };
+        if let Ok(pid) = pid.trim().parse::<i32>() {
+            // SAFETY: signals a process this test started; a stopped daemon removed its pid file.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+            }
+        }
+    }
+}
+
+/// Sends raw bytes to the control API and returns the whole answer.
+fn raw_request(addr: &str, request: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).expect("the daemon listens");
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    answer
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn mode(path: &Path) -> u32 {
+    std::fs::metadata(path).expect("the file exists").permissions().mode() & 0o777
+}
+
+fn names(list: &Value, field: &str) -> Vec<String> {
+    list.as_array().expect("a list").iter().map(|a| a[field].as_str().unwrap_or_default().to_string()).collect()
+}
+
+const CAPABILITIES: &str = "transaction-validation,signature-verification,consensus";
+
+#[test]
+fn tutorial_n7f2_from_swarm_init_to_view_change_and_stop() {
+    let tutorial_init = ["--topology", "star", "--consensus", "byzantine", "--max-agents", "7", "--max-failures", "2"];
+    let (swarm, info) = TestSwarm::init(&tutorial_init);
+    assert!(info["swarm_id"].as_str().unwrap().starts_with("swarm-bft-"), "{info}");
+    let fields = ["swarm_id", "topology", "consensus", "status", "max_failures", "required_agents", "quorum_size"];
+    let first: Vec<&String> = info.as_object().unwrap().keys().take(fields.len()).collect();
+    assert_eq!(first, fields, "the tutorial's fields first, in its order");
+    assert_eq!((info["topology"].as_str(), info["consensus"].as_str()), (Some("star"), Some("byzantine")));
+    assert_eq!((info["status"].as_str(), info["max_failures"].as_u64()), (Some("initializing"), Some(2)));
+    assert_eq!((info["required_agents"].as_u64(), info["quorum_size"].as_u64()), (Some(7), Some(5)));
+    assert!(info["created_at"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(mode(&swarm.home.join("token")), 0o600);
+    let twice = swarm.fails(&[&["swarm", "init"], &tutorial_init[..]].concat(), 2);
+    assert!(twice.contains("already running"), "{twice}");
+
+    // Step 2: both `byzantine config` calls, before the committee forms.
+    let config = ["byzantine", "config", "--signature-algorithm", "ed25519", "--verification-threshold", "0.71"];
+    let changed =
+        swarm.json(&[&config[..], &["--view-change-timeout", "5000", "--checkpoint-interval", "100"]].concat());
+    assert_eq!(changed["changed"], serde_json::json!(["consensus.verification_threshold"]));
+    let detection = ["--malicious-detection", "true", "--detection-strategy", "signature-mismatch"];
+    swarm.json(&[&["byzantine", "config"], &detection[..], &["--quarantine-duration", "3600000"]].concat());
+
+    // Step 3: keys, 0600, refused overwrite, readable by OpenSSL, distributed.
+    let mut public_keys = Vec::new();
+    for i in 1..=7 {
+        let (name, file) = (format!("bft-agent-{i}"), format!("keys/bft-agent-{i}-key.pem"));
+        let output = swarm.run(&["byzantine", "generate-keypair", "--agent-name", &name, "--output", &file]);
+        assert!(output.status.success(), "{}", stderr(&output));
+        let line = String::from_utf8_lossy(&output.stdout).into_owned();
+        let public = line.split("Public=").nth(1).and_then(|rest| rest.split_whitespace().next()).unwrap();
+        assert!(public.starts_with("0x") && public.len() == 66, "{line}");
+        public_keys.push(public.to_string());
+        assert_eq!(mode(&swarm.path(&file)), 0o600);
+    }
+    let before = std::fs::read(swarm.path("keys/bft-agent-1-key.pem")).unwrap();
+    let again = swarm.fails(&["byzantine", "generate-keypair", "--agent-name", "bft-agent-1"], 2);
+    assert!(again.contains("already exists") && again.contains("--force"), "{again}");
+    assert_eq!(std::fs::read(swarm.path("keys/bft-agent-1-key.pem")).unwrap(), before);
+    if let Ok(openssl) =
+        Command::new("openssl").args(["pkey", "-noout", "-in"]).arg(swarm.path("keys/bft-agent-1-key.pem")).output()
+    {
+        assert!(openssl.status.success(), "openssl pkey cannot read the key: {}", stderr(&openssl));
+    }
+    swarm.json(&["byzantine", "distribute-pubkeys", "--key-directory", "keys/", "--all-agents", "--json"]);
+
+    // Step 4: seven concurrent spawns, as the tutorial does with `&` and `wait`.
+    let spawns: Vec<_> = (1..=7)
+        .map(|i| {
+            let (name, key) = (format!("bft-agent-{i}"), format!("keys/bft-agent-{i}-key.pem"));
+            let args = ["agent", "spawn", "--type", "validator", "--name", &name, "--capabilities", CAPABILITIES];
+            let mut command = swarm.command();
+            command.args(args).args(["--keypair", &key]).stdout(Stdio::piped()).stderr(Stdio::piped());
+            command.spawn().expect("spawn runs")
+        })
+        .collect();
+    for spawn in spawns {
+        let output = spawn.wait_with_output().unwrap();
+        assert!(output.status.success(), "{}", stderr(&output));
+    }
+    assert_eq!(swarm.json(&["swarm", "status"])["status"], "active");
+    let agents = swarm.json(&["agent", "list", "--filter", "active", "--json"]);
+    assert_eq!(names(&agents, "id"), (1..=7).map(|i| format!("bft-agent-{i}")).collect::<Vec<_>>());
+    assert_eq!(names(&agents, "public_key"), public_keys);
+    assert_eq!(names(&agents, "role"), ["primary", "replica", "replica", "replica", "replica", "replica", "replica"]);
+
+    // Step 5: 1,000 transfers through the daemon.
+    let orchestrate = ["task", "orchestrate", "--task", "Process financial transactions", "--strategy", "sequential"];
+    let more = ["--max-agents", "7", "--priority", "critical", "--count", "1000", "--consensus", "byzantine"];
+    let task = swarm.json(&[&orchestrate[..], &more[..]].concat());
+    assert_eq!((task["state"].as_str(), task["completed"].as_u64()), (Some("done"), Some(1000)), "{task}");
+    assert_eq!(task["committed"].as_u64().unwrap() + task["rejected"].as_u64().unwrap(), 1000);
+
+    // Step 6: two Byzantine agents (double-spend is not built: the one-line error says so).
+    let fault = |agent: &str, fault_type: &str, p: &str| {
+        ["byzantine", "inject-fault", "--agent", agent, "--fault-type", fault_type, "--probability", p]
+            .map(String::from)
+    };
+    let injected = swarm.json(&fault("bft-agent-5", "signature-corruption", "0.5").each_ref().map(String::as_str));
+    assert_eq!(injected["faulty_agents"], serde_json::json!(["bft-agent-5"]));
+    let not_built = swarm.fails(&fault("bft-agent-6", "double-spend", "0.3").each_ref().map(String::as_str), 1);
+    assert!(not_built.contains("double-spend is not built yet") && not_built.contains("issue 4"), "{not_built}");
+    swarm.json(&fault("bft-agent-6", "equivocation", "0.3").each_ref().map(String::as_str));
+    let third = swarm.fails(&fault("bft-agent-1", "censorship", "1.0").each_ref().map(String::as_str), 2);
+    assert!(third.contains("tolerates f = 2"), "{third}");
+    assert_eq!(swarm.json(&["byzantine", "detection-log", "--tail", "20"]), serde_json::json!([]));
+
+    // Step 8: the quorum holds with 5 of 7.
+    let health = swarm.json(&["byzantine", "consensus-health"]);
+    assert_eq!((health["status"].as_str(), health["total_agents"].as_u64()), (Some("healthy"), Some(7)), "{health}");
+    assert_eq!((health["healthy_agents"].as_u64(), health["quorum_met"].as_bool()), (Some(5), Some(true)));
+    assert_eq!((health["quorum_threshold"].as_u64(), health["malicious_detected"].as_u64()), (Some(5), Some(0)));
+    assert_eq!(health["transactions_committed"].as_u64(), task["committed"].as_u64());
+    assert_eq!(
+        (health["false_positive_rate"].as_f64(), health["system_integrity"].as_str()),
+        (Some(0.0), Some("intact"))
+    );
+    assert_eq!(swarm.json(&["byzantine", "health", "--json"])["healthy_agents"], 5);
+
+    // Step 10: replace the primary; the daemon records the view history in memory.
+    // Under load a view may time out and the swarm move on once more: the
+    // forced change is the first new view, and the history must agree with it.
+    let event = swarm.json(&["byzantine", "view-change", "--force"]);
+    assert_eq!(event["event"], "view-change", "{event}");
+    assert!(event["view_number"].as_u64().unwrap() >= 1, "{event}");
+    assert_eq!(event["old_primary"], "bft-agent-1", "{event}");
+    assert_ne!(event["new_primary"], "bft-agent-1", "{event}");
+    assert_eq!(event["quorum_met"], true);
+    let views = swarm.json(&["memory", "retrieve", "--key", "coordination/byzantine/view-changes"]);
+    let primaries = names(&views, "primary");
+    assert_eq!(
+        (primaries[0].as_str(), Some(&primaries[1])),
+        ("bft-agent-1", event["new_primary"].as_str().map(String::from).as_ref()),
+        "{views}"
+    );
+    assert_eq!(views[1]["view"], event["view_number"], "{views}");
+    assert!(views[0]["end"].is_string() && views.as_array().unwrap().last().unwrap()["end"].is_null(), "{views}");
+
+    // Memory integration, and network latency.
+    let detections = r#"[{"agent":"bft-agent-5","fault":"signature-corruption","quarantine_duration":3600000}]"#;
+    let key = "coordination/byzantine/malicious-detections";
+    swarm.json(&["memory", "store", "--key", key, "--value", detections]);
+    let stored = swarm.json(&["memory", "retrieve", "--key", key]);
+    assert_eq!(stored, serde_json::from_str::<Value>(detections).unwrap());
+    let latency = swarm.json(&["network", "latency", "--all-agents", "--json"]);
+    assert_eq!(latency.as_array().unwrap().len(), 7);
+    assert!(latency.as_array().unwrap().iter().all(|row| row["samples"] == 5), "{latency}");
+
+    let stopped = swarm.json(&["swarm", "stop"]);
+    assert_eq!(stopped["status"], "stopped");
+    assert!(!swarm.home.join("daemon.pid").exists());
+    let gone = swarm.fails(&["byzantine", "consensus-health"], 1);
+    assert!(gone.contains("no swarm daemon is running") && gone.contains("swarm start"), "{gone}");
+}
+
+#[test]
+fn n4f1_bad_inputs_are_one_line_errors_that_change_nothing() {
+    let (swarm, _) = TestSwarm::init(&["--max-agents", "4"]);
+    let spawned = swarm.json(&["agent", "spawn", "--count", "4", "--type", "validator", "--json"]);
+    assert_eq!(spawned["swarm_status"], "active", "{spawned}");
+    let verbose = swarm.json(&["swarm", "status", "--verbose"]);
+    assert_eq!(verbose["agents"].as_array().map(Vec::len), Some(4), "{verbose}");
+    assert_eq!(verbose["config"]["swarm"]["max_agents"], 4);
+    assert!(verbose["addr"].as_str().unwrap().starts_with("127.0.0.1:"), "{verbose}");
+    let inject = ["byzantine", "inject-fault", "--fault-type", "silent", "--agent"];
+
+    let unknown = swarm.fails(&[&inject[..], &["bft-agent-9"]].concat(), 2);
+    assert!(unknown.contains("no agent bft-agent-9"), "{unknown}");
+    let probability = swarm.fails(&[&inject[..], &["bft-agent-2", "--probability", "1.5"]].concat(), 2);
+    assert!(probability.contains("not a probability"), "{probability}");
+    let missing_key = ["agent", "spawn", "--type", "validator", "--name", "bft-agent-5", "--keypair", "keys/none.pem"];
+    let missing = swarm.fails(&missing_key, 2);
+    assert!(missing.contains("keys/none.pem"), "{missing}");
+    let unknown_type = swarm.fails(&["agent", "spawn", "--type", "oracle"], 2);
+    assert!(unknown_type.contains("known types: observer, validator"), "{unknown_type}");
+    let wrong_token = ["memory", "store", "--key", "a/b", "--value", "1", "--token", "not-the-token"];
+    let refused = swarm.fails(&wrong_token, 2);
+    assert!(refused.contains("bearer token is wrong"), "{refused}");
+    // Without a token the API itself refuses, and the daemon keeps running.
+    let addr = std::fs::read_to_string(swarm.home.join("daemon.addr")).unwrap();
+    let answer = raw_request(
+        addr.trim(),
+        "POST /v1/swarm/stop HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
+    );
+    assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+    assert!(answer.contains("no bearer token was sent"), "{answer}");
+    assert_eq!(swarm.json(&["swarm", "status"])["status"], "active");
+    let restart_only = swarm.fails(&["byzantine", "config", "--view-change-timeout", "3000"], 2);
+    assert!(restart_only.contains("cannot change while the swarm is active"), "{restart_only}");
+    let sync = swarm.fails(&["byzantine", "sync-clocks", "--ntp-server", "pool.ntp.org"], 2);
+    assert!(sync.contains("nothing to synchronise"), "{sync}");
+    let fast = swarm.fails(&["byzantine", "config", "--fast-view-change", "true"], 2);
+    assert!(fast.contains("--fast-view-change does not apply"), "{fast}");
+    let quorum = swarm.fails(&["byzantine", "update-quorum", "--remove", "bft-agent-1", "--add", "bft-agent-5"], 1);
+    assert!(quorum.contains("issue 3"), "{quorum}");
+    let quarantine = swarm.fails(&["byzantine", "quarantine", "--agent", "bft-agent-1", "--duration", "3600000"], 1);
+    assert!(quarantine.contains("issue 4"), "{quarantine}");
+    let detect = swarm.fails(&["byzantine", "detect-malicious", "--watch"], 1);
+    assert!(detect.contains("issue 4"), "{detect}");
+
+    // Nothing changed: no fault, no fifth agent, no stored value, the old timeout.
+    let health = swarm.json(&["byzantine", "health", "--json"]);
+    assert_eq!(
+        (health["healthy_agents"].as_u64(), health["faulty_agents"].as_array().map(Vec::len)),
+        (Some(4), Some(0))
+    );
+    assert_eq!(swarm.json(&["agent", "list", "--json"]).as_array().unwrap().len(), 4);
+    let absent = swarm.fails(&["memory", "retrieve", "--key", "a/b"], 2);
+    assert!(absent.contains("nothing is stored under a/b"), "{absent}");
+    let config = swarm.json(&["byzantine", "config", "--json"]);
+    assert_eq!(config["config"]["consensus"]["view_change_timeout_ms"], 5000);
+    // A client-side parameter is live.
+    let live = swarm.json(&["byzantine", "config", "--max-concurrent-requests", "64"]);
+    assert_eq!(live["changed"], serde_json::json!(["client.max_concurrent_requests"]));
+
+    // An observer joins without a key and without a vote.
+    let keyed = swarm.fails(&["agent", "spawn", "--type", "observer", "--keypair", "keys/none.pem"], 2);
+    assert!(keyed.contains("keys/none.pem"), "the key file is checked first: {keyed}");
+    let observer = swarm.json(&["agent", "spawn", "--type", "observer", "--json"]);
+    let row = &observer["spawned"][0];
+    assert_eq!(
+        (row["id"].as_str(), row["status"].as_str(), row["role"].as_str()),
+        (Some("observer-1"), Some("active"), Some("observer"))
+    );
+    assert_eq!(swarm.json(&["byzantine", "consensus-health"])["total_agents"], 4);
+
+    // Stop, then start from the home: the same committee comes back and works.
+    swarm.json(&["swarm", "stop"]);
+    assert_eq!(swarm.json(&["swarm", "start"])["status"], "active");
+    let agents = swarm.json(&["agent", "list", "--json"]);
+    assert_eq!(names(&agents, "id")[..4], names(&spawned["spawned"], "id"));
+    let task = swarm.json(&["task", "orchestrate", "--task", "after restart", "--count", "200"]);
+    assert_eq!(task["committed"], 200, "{task}");
+    let observer = swarm.json(&["agent", "list", "--filter", "active", "--json"])[4].clone();
+    assert_eq!(observer["id"], "observer-1", "the observer came back with the swarm");
+    assert!(observer["batches_seen"].as_u64().unwrap() >= 4, "it saw each validator execute: {observer}");
+
+    // `status --watch` streams until it is stopped; its first line is the status now.
+    let mut watch = swarm.command();
+    watch.args(["byzantine", "status", "--watch", "--interval-ms", "100"]).stdout(Stdio::piped());
+    let mut watch = watch.spawn().unwrap();
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(watch.stdout.take().unwrap()), &mut first).unwrap();
+    assert_eq!(watch.try_wait().unwrap(), None, "--watch keeps running");
+    watch.kill().unwrap();
+    watch.wait().unwrap();
+    let status: Value = serde_json::from_str(&first).unwrap();
+    assert_eq!((status["status"].as_str(), status["transactions_committed"].as_u64()), (Some("healthy"), Some(200)));
+
+    // A validator spawned once the committee is complete waits on standby.
+    let standby = swarm.json(&["agent", "spawn", "--type", "validator", "--json"]);
+    assert_eq!(names(&standby["spawned"], "id"), ["bft-agent-5"]);
+    let spare = swarm.json(&["agent", "list", "--filter", "standby", "--json"]);
+    assert_eq!((names(&spare, "id"), names(&spare, "role")), (vec!["bft-agent-5".into()], vec!["spare".into()]));
+    assert_eq!(swarm.json(&["byzantine", "consensus-health"])["total_agents"], 4);
+    swarm.json(&["swarm", "stop"]);
+}
+
+#[test]
+fn without_a_daemon_every_command_says_how_to_start_one() {
+    let swarm = TestSwarm::new();
+    for args in [&["byzantine", "consensus-health"][..], &["swarm", "status"], &["agent", "list"]] {
+        let line = swarm.fails(args, 1);
+        assert!(line.contains("no swarm daemon is running") && line.contains("swarm init"), "{line}");
+    }
+    let start = swarm.fails(&["swarm", "start"], 2);
+    assert!(start.contains("no swarm home"), "{start}");
+    let bad_init = swarm.fails(&["swarm", "init", "--max-agents", "6", "--max-failures", "2"], 2);
+    assert!(bad_init.contains("3f+1"), "{bad_init}");
+    assert!(!swarm.home.join("config.toml").exists(), "a refused init leaves no home behind");
+}
+
+#[test]
+fn completions_cover_the_tutorial_groups() {
+    let output = cargo_bin_cmd!("bftswarm").args(["completions", "bash"]).output().unwrap();
+    assert!(output.status.success());
+    let script = String::from_utf8_lossy(&output.stdout);
+    for word in ["byzantine", "inject-fault", "consensus-health", "orchestrate", "distribute-pubkeys"] {
+        assert!(script.contains(word), "{word} missing from the completion script");
+    }
+}
