@@ -277,8 +277,8 @@ fn n4f1_bad_inputs_are_one_line_errors_that_change_nothing() {
     assert!(sync.contains("nothing to synchronise"), "{sync}");
     let fast = swarm.fails(&["byzantine", "config", "--fast-view-change", "true"], 2);
     assert!(fast.contains("--fast-view-change does not apply"), "{fast}");
-    let quorum = swarm.fails(&["byzantine", "update-quorum", "--remove", "bft-agent-1", "--add", "bft-agent-5"], 1);
-    assert!(quorum.contains("issue 3"), "{quorum}");
+    let quorum = swarm.fails(&["byzantine", "update-quorum", "--remove", "bft-agent-1", "--add", "bft-agent-5"], 2);
+    assert!(quorum.contains("no agent bft-agent-5"), "{quorum}");
     let quarantine = swarm.fails(&["byzantine", "quarantine", "--agent", "bft-agent-1", "--duration", "3600000"], 1);
     assert!(quarantine.contains("issue 4"), "{quarantine}");
     let detect = swarm.fails(&["byzantine", "detect-malicious", "--watch"], 1);
@@ -339,6 +339,26 @@ fn n4f1_bad_inputs_are_one_line_errors_that_change_nothing() {
     let spare = swarm.json(&["agent", "list", "--filter", "standby", "--json"]);
     assert_eq!((names(&spare, "id"), names(&spare, "role")), (vec!["bft-agent-5".into()], vec!["spare".into()]));
     assert_eq!(swarm.json(&["byzantine", "consensus-health"])["total_agents"], 4);
+
+    // update-quorum: the standby validator joins and bft-agent-1 leaves, through consensus.
+    let unknown = swarm.fails(&["byzantine", "update-quorum", "--add", "bft-agent-9"], 2);
+    assert!(unknown.contains("bft-agent-9"), "{unknown}");
+    let member = swarm.fails(&["byzantine", "update-quorum", "--add", "bft-agent-2"], 2);
+    assert!(member.contains("standby"), "{member}");
+    let changed = swarm.json(&["byzantine", "update-quorum", "--remove", "bft-agent-1", "--add", "bft-agent-5"]);
+    assert_eq!((changed["epoch"].as_u64(), changed["validators"].as_u64()), (Some(1), Some(4)), "{changed}");
+    assert_eq!(
+        (changed["added"][0].as_str(), changed["removed"][0].as_str()),
+        (Some("bft-agent-5"), Some("bft-agent-1"))
+    );
+    let task = swarm.json(&["task", "orchestrate", "--task", "after update-quorum", "--count", "100"]);
+    assert_eq!(task["committed"], 100, "the new committee commits: {task}");
+    let health = swarm.json(&["byzantine", "consensus-health"]);
+    assert_eq!(
+        (health["total_agents"].as_u64(), health["system_integrity"].as_str()),
+        (Some(4), Some("intact")),
+        "{health}"
+    );
     swarm.json(&["swarm", "stop"]);
 }
 

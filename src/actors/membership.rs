@@ -40,10 +40,37 @@ impl Swarm {
         remove: &[AgentId],
         max_wait: Duration,
     ) -> Result<MembershipChanged, SwarmError> {
+        let prefix = name_prefix(&lock(&self.committees));
+        let next_id = next_free_id(&lock(&self.committees));
+        let fresh = (0..add as u32).map(|i| (format!("{prefix}{}", next_id + i + 1), Keypair::generate())).collect();
+        self.change_membership_with(fresh, remove, max_wait).await
+    }
+
+    /// [`Swarm::change_membership`] with the added validators' names and keys
+    /// given (agents that were registered on standby).
+    pub async fn change_membership_with(
+        &self,
+        add: Vec<(String, Keypair)>,
+        remove: &[AgentId],
+        max_wait: Duration,
+    ) -> Result<MembershipChanged, SwarmError> {
         let started = Instant::now();
         let operator = self.operator.clone().ok_or(MembershipError::NoOperator)?;
         let current = self.committee();
-        let added: Vec<(Member, Keypair)> = new_members(&lock(&self.committees), add);
+        let history = lock(&self.committees).clone();
+        let retired = |key: &crate::crypto::PublicKey| {
+            !current.members().iter().any(|m| m.public_key == *key)
+                && history.iter().flat_map(|c| c.members()).any(|m| m.public_key == *key)
+        };
+        if let Some((name, _)) = add.iter().find(|(_, keypair)| retired(&keypair.public_key())) {
+            return Err(MembershipError::RetiredKey(format!("{name}'s key")).into());
+        }
+        let next_id = next_free_id(&history);
+        let added: Vec<(Member, Keypair)> = add
+            .into_iter()
+            .zip(next_id..)
+            .map(|((name, keypair), id)| (Member { id: AgentId(id), name, public_key: keypair.public_key() }, keypair))
+            .collect();
         let change = MembershipChange {
             from_epoch: current.epoch(),
             add: added.iter().map(|(member, _)| member.clone()).collect(),
@@ -148,22 +175,15 @@ impl Swarm {
     }
 }
 
-/// `count` members with fresh keys, numbered after the highest id any epoch
-/// used (an id is never reused) and named like the others (`bft-agent-8`, …).
-fn new_members(history: &[Committee], count: usize) -> Vec<(Member, Keypair)> {
-    let members = || history.iter().flat_map(|committee| committee.members());
-    let next_id = members().map(|m| m.id.0 + 1).max().unwrap_or(0);
-    let prefix = members()
-        .next()
-        .map(|m| m.name.trim_end_matches(|c: char| c.is_ascii_digit()).to_string())
-        .unwrap_or_else(|| "validator-".into());
-    (0..count as u32)
-        .map(|i| {
-            let keypair = Keypair::generate();
-            let id = AgentId(next_id + i);
-            (Member { id, name: format!("{prefix}{}", id.0 + 1), public_key: keypair.public_key() }, keypair)
-        })
-        .collect()
+/// The id after the highest any epoch used: an id is never reused.
+fn next_free_id(history: &[Committee]) -> u32 {
+    history.iter().flat_map(|committee| committee.members()).map(|m| m.id.0 + 1).max().unwrap_or(0)
+}
+
+/// How the members are named, without their number (`bft-agent-`).
+fn name_prefix(history: &[Committee]) -> String {
+    let first = history.iter().flat_map(|committee| committee.members()).next();
+    first.map_or_else(|| "validator-".into(), |m| m.name.trim_end_matches(|c: char| c.is_ascii_digit()).to_string())
 }
 
 fn spawned_event(member: &Member) -> LifecycleEvent {

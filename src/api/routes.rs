@@ -31,6 +31,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/byzantine/detection-log", web::get().to(detection_log))
             .route("/byzantine/faults", web::post().to(inject_fault))
             .route("/byzantine/view-change", web::post().to(view_change))
+            .route("/byzantine/update-quorum", web::post().to(update_quorum))
             .route("/network/latency", web::get().to(latency))
             .route("/memory", web::get().to(memory_retrieve))
             .route("/memory", web::post().to(memory_store)),
@@ -142,6 +143,11 @@ async fn detection_log(daemon: State, query: web::Query<Tail>) -> Result {
 async fn inject_fault(request: HttpRequest, daemon: State, fault: web::Json<crate::daemon::FaultRequest>) -> Result {
     authorize(&request, &daemon)?;
     ok(daemon.inject_fault(fault.into_inner()).await?)
+}
+
+async fn update_quorum(request: HttpRequest, daemon: State, change: web::Json<crate::daemon::QuorumRequest>) -> Result {
+    authorize(&request, &daemon)?;
+    ok(daemon.update_quorum(change.into_inner()).await?)
 }
 
 async fn view_change(request: HttpRequest, daemon: State) -> Result {

@@ -197,9 +197,10 @@ pub fn execute(args: &ByzantineArgs) -> Result<(), CliError> {
             if remove.is_empty() && add.is_empty() {
                 return Err(CliError::Usage("say which agents to --remove and/or --add".into()));
             }
-            Err(CliError::NotBuilt(
-                "byzantine update-quorum: membership changes are not built yet (issue 3); the committee is unchanged".into(),
-            ))
+            // Ordered through consensus, effective at the next checkpoint: give it time.
+            let client = connection.client()?.with_timeout(Duration::from_secs(90));
+            let changed: Value = client.post("/v1/byzantine/update-quorum", &json!({ "remove": remove, "add": add }))?;
+            Ok(print_json(&changed)?)
         }
         ByzantineCommand::ViewChange { force, output } => {
             if !force {

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use std::time::{Duration, Instant};
 
 /// The tutorial's fault types that the runtime does not inject yet.
-const NOT_BUILT_FAULTS: [&str; 3] = ["double-spend", "invalid-proposal", "delay"];
+const NOT_BUILT_FAULTS: [&str; 1] = ["double-spend"];
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct FaultRequest {

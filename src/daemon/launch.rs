@@ -40,6 +40,8 @@ pub(super) fn launch_if_ready(
     let (workload, genesis) = super::tasks::TaskWorkload::new(config).map_err(internal)?;
     let spec =
         SwarmSpec::new(committee, keys, params_from_config(config), genesis).map_err(|e| internal(e.to_string()))?;
+    // The daemon is the operator: it signs the membership changes of `update-quorum`.
+    let spec = spec.with_operator(crate::crypto::Keypair::generate());
     let launched_at = timestamp_now();
     let agents_arbiter = Arbiter::new();
     let recorder = {

@@ -24,6 +24,7 @@ mod faults;
 mod launch;
 mod observer;
 mod ops;
+mod quorum;
 mod spawn;
 mod state;
 mod task_run;
@@ -32,6 +33,7 @@ pub use agent_types::agent_types;
 pub use config_change::{ConfigChange, ConfigChanged};
 pub use faults::{check_probability, parse_fault_type, FaultInjected, FaultRequest};
 pub use ops::{ByzantineStatus, LatencyRow, SwarmInfo, DETECTION_LOG_KEY};
+pub use quorum::QuorumRequest;
 pub use spawn::{AgentRow, SpawnRequest};
 pub use state::{Daemon, DaemonError, SwarmMeta};
 

@@ -179,9 +179,20 @@ impl Daemon {
 }
 
 pub(super) fn committee_facts(state: &SwarmState) -> CommitteeFacts {
-    CommitteeFacts {
-        members: state.running.as_ref().map(|r| r.names.clone()).unwrap_or_default(),
-        max_failures: state.config.max_failures(),
-        quorum: state.config.quorum(),
+    // The committee of the current membership epoch (update-quorum changes it).
+    match &state.running {
+        Some(running) => {
+            let committee = running.swarm.committee();
+            CommitteeFacts {
+                members: committee.members().iter().map(|m| m.name.clone()).collect(),
+                max_failures: committee.f(),
+                quorum: committee.quorum(),
+            }
+        }
+        None => CommitteeFacts {
+            members: Vec::new(),
+            max_failures: state.config.max_failures(),
+            quorum: state.config.quorum(),
+        },
     }
 }
