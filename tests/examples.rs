@@ -128,6 +128,29 @@ async fn custom_hook_hears_the_launch_and_every_committed_batch() {
     assert!(record.to_replace.is_empty(), "an honest swarm has nobody to replace");
 }
 
+/// The tutorial's onMaliciousDetected: an equivocating primary is caught by
+/// honest validators, the hook persists the detection and requests a
+/// replacement, and the swarm swaps the accused for a fresh validator through
+/// consensus while every transfer commits.
+#[actix::test]
+async fn custom_hook_persists_a_detection_and_the_accused_is_replaced() {
+    let run = custom_hook::replacement_run(600).await;
+    assert_eq!(run.committed, 600);
+    assert_eq!(run.record.to_replace, vec![AgentId(0)], "only the equivocating primary is accused");
+    let persisted = run.persisted.as_array().expect("detections persisted as a JSON list");
+    assert!(!persisted.is_empty());
+    assert!(persisted.iter().all(|d| d["detected_agent"] == 0 && d["fault_type"] == "equivocation"), "{persisted:?}");
+    assert_eq!(run.replacements.len(), 1);
+    let change = &run.replacements[0];
+    assert_eq!((change.epoch, change.validators), (1, 7));
+    assert_eq!(change.removed, ["bft-agent-1"]);
+    assert!(
+        !run.members.contains(&"bft-agent-1".to_string()) && run.members.contains(&change.added[0]),
+        "{:?}",
+        run.members
+    );
+}
+
 #[test]
 fn custom_agent_auditor_accepts_batches_from_every_validator() {
     let (genesis, honest) = honest_batch();
