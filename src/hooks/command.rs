@@ -154,8 +154,7 @@ impl CommandHook {
 
 /// Starts `command`, feeds it `json` and a newline, and waits at most `timeout`.
 fn run_once(command: &Path, json: &str, timeout: Duration) -> RunOutcome {
-    let spawned = Command::new(command).stdin(Stdio::piped()).stdout(stderr_as_stdio()).process_group(0).spawn();
-    let mut child = match spawned {
+    let mut child = match spawn_hook(command) {
         Ok(child) => child,
         Err(error) => return RunOutcome::NotStarted(error.to_string()),
     };
@@ -180,6 +179,24 @@ fn run_once(command: &Path, json: &str, timeout: Duration) -> RunOutcome {
             }
             Ok(None) => std::thread::sleep(POLL.min(deadline.saturating_duration_since(Instant::now()))),
             Err(error) => return RunOutcome::Failed(format!("cannot be waited on: {error}")),
+        }
+    }
+}
+
+/// Starts the hook in its own process group. A script written just before
+/// may be "busy" (ETXTBSY) for a moment: a process forked elsewhere in this
+/// program still holds the writer's descriptor until it execs. Retried briefly.
+fn spawn_hook(command: &Path) -> std::io::Result<std::process::Child> {
+    const TEXT_FILE_BUSY: i32 = 26;
+    let mut attempts = 0;
+    loop {
+        let spawned = Command::new(command).stdin(Stdio::piped()).stdout(stderr_as_stdio()).process_group(0).spawn();
+        match spawned {
+            Err(error) if error.raw_os_error() == Some(TEXT_FILE_BUSY) && attempts < 20 => {
+                attempts += 1;
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            result => return result,
         }
     }
 }
