@@ -187,12 +187,11 @@ fn run_once(command: &Path, json: &str, timeout: Duration) -> RunOutcome {
 /// may be "busy" (ETXTBSY) for a moment: a process forked elsewhere in this
 /// program still holds the writer's descriptor until it execs. Retried briefly.
 fn spawn_hook(command: &Path) -> std::io::Result<std::process::Child> {
-    const TEXT_FILE_BUSY: i32 = 26;
     let mut attempts = 0;
     loop {
         let spawned = Command::new(command).stdin(Stdio::piped()).stdout(stderr_as_stdio()).process_group(0).spawn();
         match spawned {
-            Err(error) if error.raw_os_error() == Some(TEXT_FILE_BUSY) && attempts < 20 => {
+            Err(error) if error.raw_os_error() == Some(libc::ETXTBSY) && attempts < 20 => {
                 attempts += 1;
                 std::thread::sleep(Duration::from_millis(5));
             }
