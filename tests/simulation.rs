@@ -57,8 +57,12 @@ fn n4_to_n7_lossy_network_keeps_safety_and_commits_everything_after_healing() {
 fn equivocating_primary_never_splits_honest_replicas_and_is_voted_out() {
     let reports = run_seeds(0..seed_count(1000) / 2, |seed| SimConfig::from_seed(seed, Scenario::EquivocatingPrimary));
     assert_all_pass(&reports);
-    // The equivocation was seen and proven by honest replicas in most runs.
+    // The equivocation was seen and proven by honest replicas in most runs,
+    // and the detector convicted the primary on that evidence (and nobody else:
+    // a false conviction fails the run).
     assert!(reports.iter().filter(|r| r.evidence > 0).count() > reports.len() / 2);
+    let convicted = reports.iter().filter(|r| r.convicted == [bftswarm::protocol::AgentId(0)]).count();
+    assert!(convicted > reports.len() / 2, "only {convicted} of {} runs convicted the primary", reports.len());
 }
 
 #[test]
@@ -80,6 +84,10 @@ fn partitioned_minority_or_majority_recovers_after_healing_and_every_transfer_co
 fn f_validators_with_random_faults_never_break_safety_and_every_transfer_commits() {
     let reports = run_seeds(0..seed_count(1000) / 2, |seed| SimConfig::from_seed(seed, Scenario::MixedFaults));
     assert_all_pass(&reports);
+    // Faults that leave proof (equivocation, invalid proposals) or f+1 accusations
+    // (corrupted signatures) are convicted; no honest agent ever is (that fails the run).
+    let convicting = reports.iter().filter(|r| !r.convicted.is_empty()).count();
+    assert!(convicting > reports.len() / 10, "only {convicting} of {} runs convicted anyone", reports.len());
 }
 
 #[test]

@@ -31,6 +31,8 @@ pub enum Violation {
     /// sequence number whose batch already executed: a view change lost a
     /// committed batch.
     CommittedBatchReplaced { replica: AgentId, seq: u64, view: u64, executed: Digest, voted: Digest },
+    /// The detector convicted an agent that is not Byzantine in this run.
+    FalseConviction { agent: AgentId, fault_type: String },
     /// A replica's stable checkpoint moved backwards.
     CheckpointWentBack { replica: AgentId, from: u64, to: u64 },
     /// Two honest replicas moved to different committees for one epoch.

@@ -5,6 +5,7 @@
 //! One seed is one reproducible run: a failing seed prints the command that
 //! replays it.
 
+mod detection;
 mod invariants;
 mod network;
 mod operator;
@@ -21,6 +22,7 @@ use crate::protocol::{
 };
 use crate::rng::SeededRng;
 use crate::workload::{Workload, WorkloadSpec};
+use detection::SimDetection;
 use invariants::Invariants;
 use network::{Network, NetworkFaults, Node, Payload};
 use operator::{Operator, PlannedChange};
@@ -196,6 +198,8 @@ pub struct SimReport {
     pub sim_time_us: u64,
     pub evidence: usize,
     pub highest_executed: u64,
+    /// Agents the detector convicted, in order.
+    pub convicted: Vec<AgentId>,
     /// The newest membership epoch honest validators moved to.
     pub epoch: u64,
     /// Each validator at the end: where it stands, for reading a failing seed.
@@ -331,6 +335,7 @@ pub fn run(config: &SimConfig) -> SimReport {
         config.client_retry_us,
     );
     let mut invariants = Invariants::new(&workload, &genesis, faults.keys().copied().collect());
+    let mut detection = SimDetection::new(committee.clone(), faults.keys().copied().collect());
     let mut network = Network::new(config.faults.clone(), rng.fork(0xAE7));
     // The newest committee honest validators moved to, and every committee so far.
     let mut committees: BTreeMap<Epoch, Committee> = BTreeMap::from([(committee.epoch(), committee.clone())]);
@@ -419,9 +424,13 @@ pub fn run(config: &SimConfig) -> SimReport {
                         };
                         Some(Input::Requests(admitted))
                     }
-                    Payload::Consensus(message) => {
-                        validator.verifier.verify_message(&message).ok().map(|()| Input::Message(message))
-                    }
+                    Payload::Consensus(channel, message) => match validator.verifier.verify_message(&message) {
+                        Ok(()) => Some(Input::Message(message)),
+                        Err(rejection) => {
+                            detection.on_rejection(now, AgentId(index as u32), channel, &message, &rejection);
+                            None
+                        }
+                    },
                     Payload::Membership(change) => {
                         validator.verifier.verify_membership(&change).then_some(Input::Membership(change))
                     }
@@ -450,7 +459,7 @@ pub fn run(config: &SimConfig) -> SimReport {
                                         now,
                                         Node::Validator(index),
                                         Node::Validator(peer),
-                                        Payload::Consensus(message.clone()),
+                                        Payload::Consensus(me, message.clone()),
                                     );
                                 }
                             }
@@ -459,7 +468,7 @@ pub fn run(config: &SimConfig) -> SimReport {
                             now,
                             Node::Validator(index),
                             Node::Validator(peer.0 as usize),
-                            Payload::Consensus(message),
+                            Payload::Consensus(me, message),
                         ),
                         Output::Reply(reply) => {
                             network.send(now, Node::Validator(index), Node::Client, Payload::Reply(reply))
@@ -470,12 +479,13 @@ pub fn run(config: &SimConfig) -> SimReport {
                             if !faults.contains_key(&me) && !committees.contains_key(&next.epoch()) {
                                 client.learn_committee(&next);
                                 joined.extend(next.members().iter().map(|m| m.id));
+                                detection.on_committee(&next);
                                 committees.insert(next.epoch(), next);
                             }
                         }
+                        Output::Evidence(evidence) => detection.on_evidence(now, me, &evidence),
                         Output::Executed(_)
                         | Output::CheckpointStable { .. }
-                        | Output::Evidence(_)
                         | Output::ViewChangeStarted { .. }
                         | Output::ViewChanged { .. }
                         | Output::MembershipRefused { .. } => {}
@@ -524,7 +534,9 @@ pub fn run(config: &SimConfig) -> SimReport {
             }
         }
     }
+    let convicted = detection.convicted.clone();
     let mut violations = invariants.into_violations();
+    violations.extend(detection.into_violations());
     if let Some(operator) = &operator {
         let reached = committees.keys().next_back().copied().unwrap_or_default();
         if !operator.finished(reached) {
@@ -556,6 +568,7 @@ pub fn run(config: &SimConfig) -> SimReport {
         sim_time_us: network.now().0,
         evidence: validators.iter().map(|v| v.replica.stats().evidence_found as usize).sum(),
         highest_executed: validators.iter().map(|v| v.replica.last_executed().0).max().unwrap_or(0),
+        convicted,
         epoch: committees.keys().next_back().map_or(0, |epoch| epoch.0),
         replicas: validators
             .iter()

@@ -1,7 +1,7 @@
 //! The simulated network: one ordered queue of timed events, with seeded
 //! drops, duplicates and delays (and so reordering) until it heals.
 
-use crate::protocol::{Micros, Reply, Request, SignedMembershipChange, SignedMessage};
+use crate::protocol::{AgentId, Micros, Reply, Request, SignedMembershipChange, SignedMessage};
 use crate::rng::SeededRng;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -41,7 +41,9 @@ pub enum Node {
 pub enum Payload {
     Tick,
     Requests(Vec<Request>),
-    Consensus(Arc<SignedMessage>),
+    /// A signed message and the validator that handed it over (its
+    /// authenticated channel: not always the signer, who may be relayed).
+    Consensus(AgentId, Arc<SignedMessage>),
     Reply(Arc<Reply>),
     Membership(Arc<SignedMembershipChange>),
 }
@@ -51,7 +53,7 @@ impl Clone for Payload {
         match self {
             Payload::Tick => Payload::Tick,
             Payload::Requests(requests) => Payload::Requests(requests.clone()),
-            Payload::Consensus(message) => Payload::Consensus(message.clone()),
+            Payload::Consensus(from, message) => Payload::Consensus(*from, message.clone()),
             Payload::Reply(reply) => Payload::Reply(reply.clone()),
             Payload::Membership(change) => Payload::Membership(change.clone()),
         }
