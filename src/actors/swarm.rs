@@ -206,9 +206,7 @@ impl Swarm {
             .iter()
             .zip(validator_keys)
             .map(|(member, keypair)| {
-                let (committee, params, genesis) = (committee.clone(), params.clone(), genesis.clone());
-                let replica = Replica::new(member.id, keypair.clone(), committee, params, genesis);
-                (member.clone(), ValidatorSeed::InMemory(Box::new((replica, keypair))))
+                (member.clone(), ValidatorSeed::in_memory(member, keypair, &committee, &params, &genesis))
             })
             .collect();
         let spec = SwarmSpec { committee, validator_keys: Vec::new(), params, genesis, operator };
@@ -230,16 +228,13 @@ impl Swarm {
             if options.external_validators.contains(&member.id) {
                 continue;
             }
-            let (committee, params, genesis) = (committee.clone(), params.clone(), genesis.clone());
             let seed = match &options.wal {
                 Some(wal) => {
+                    let (committee, params, genesis) = (committee.clone(), params.clone(), genesis.clone());
                     let spec = ReplicaSpec { name: member.name.clone(), keypair, committee, params, genesis };
                     ValidatorSeed::Durable(Box::new(RecoveredValidator::open(spec, wal.clone())?))
                 }
-                None => {
-                    let replica = Replica::new(member.id, keypair.clone(), committee, params, genesis);
-                    ValidatorSeed::InMemory(Box::new((replica, keypair)))
-                }
+                None => ValidatorSeed::in_memory(member, keypair, &committee, &params, &genesis),
             };
             seeds.push((member.clone(), seed));
         }
@@ -539,6 +534,18 @@ enum ValidatorSeed {
 }
 
 impl ValidatorSeed {
+    /// A new replica of `member`, kept in memory only.
+    fn in_memory(
+        member: &Member,
+        keypair: Keypair,
+        committee: &Committee,
+        params: &ProtocolParams,
+        genesis: &Ledger,
+    ) -> ValidatorSeed {
+        let replica = Replica::new(member.id, keypair.clone(), committee.clone(), params.clone(), genesis.clone());
+        ValidatorSeed::InMemory(Box::new((replica, keypair)))
+    }
+
     fn grow(self, name: String, route: Recipient<super::messages::Route>) -> Validator {
         match self {
             ValidatorSeed::InMemory(seed) => {

@@ -51,7 +51,6 @@ struct InFlight {
 
 pub struct ClientCore {
     id: ClientId,
-    committee: Committee,
     verifier: Verifier,
     waiting: VecDeque<SignedTransfer>,
     window: usize,
@@ -73,7 +72,6 @@ impl ClientCore {
         let verifier = Verifier::new(&committee, 0);
         ClientCore {
             id,
-            committee,
             verifier,
             waiting: transfers.into(),
             window: window.max(1),
@@ -98,9 +96,6 @@ impl ClientCore {
     /// Accepts replies signed by `committee` from now on (after a membership change).
     pub fn learn_committee(&mut self, committee: &Committee) {
         self.verifier.learn(committee);
-        if committee.epoch() > self.committee.epoch() {
-            self.committee = committee.clone();
-        }
     }
 
     pub fn is_done(&self) -> bool {

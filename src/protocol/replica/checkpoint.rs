@@ -3,7 +3,8 @@
 
 use super::{record_vote, vote_digest, Output, Replica, StableCheckpoint, StateAt};
 use crate::crypto::Digest;
-use crate::protocol::membership::checkpoint_digest;
+use crate::ledger::Ledger;
+use crate::protocol::membership::{checkpoint_digest, MembershipState};
 use crate::protocol::message::{Message, SignedMessage};
 use crate::protocol::types::{AgentId, Micros, Seq, View};
 use std::sync::Arc;
@@ -106,22 +107,22 @@ impl Replica {
         &mut self,
         seq: Seq,
         state_digest: Digest,
-        state: StateAt,
+        ledger: Arc<Ledger>,
+        membership: Arc<MembershipState>,
         proof: Vec<Arc<SignedMessage>>,
         out: &mut Vec<Output>,
     ) {
+        // Every peer answers a STATUS with a snapshot: most arrive stale, and
+        // cost nothing more than this check.
         if seq <= self.last_executed {
             self.stats.dropped_stale += 1;
             return;
         }
-        let Ok(committees) = state.membership.committees(&self.genesis_committee) else {
+        let Some(current) = self.committee_after(&membership) else {
             self.stats.dropped_malformed += 1;
             return;
         };
-        let Some(current) = committees.get(state.membership.applied.len()).cloned() else {
-            self.stats.dropped_malformed += 1;
-            return;
-        };
+        let state = StateAt { ledger_digest: ledger.state_digest(), ledger, membership };
         self.ledger = (*state.ledger).clone();
         self.membership = (*state.membership).clone();
         self.stable_state = state;

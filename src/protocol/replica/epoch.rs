@@ -184,11 +184,17 @@ impl Replica {
         committees
     }
 
+    /// The committee `membership`'s applied changes lead to from the first
+    /// epoch (the scheduled one not yet); none for a history that does not check.
+    pub(super) fn committee_after(&self, membership: &crate::protocol::MembershipState) -> Option<Committee> {
+        let committees = membership.committees(&self.genesis_committee).ok()?;
+        committees.get(membership.applied.len()).cloned()
+    }
+
     /// Takes `membership` (a checkpoint's, checked by whoever produced it) as
     /// this replica's and runs in the epoch it leads to.
     pub(super) fn adopt_membership(&mut self, membership: &crate::protocol::MembershipState) {
-        let Ok(committees) = membership.committees(&self.genesis_committee) else { return };
-        let Some(current) = committees.get(membership.applied.len()).cloned() else { return };
+        let Some(current) = self.committee_after(membership) else { return };
         self.membership = membership.clone();
         if current.epoch() != self.committee.epoch() {
             self.retired = !current.contains(self.me);

@@ -373,9 +373,8 @@ impl Replica {
                 self.on_status(now, signed.sender, view, low_water, last_executed, out)
             }
             Message::StateSnapshot { seq, state_digest, ref ledger, ref membership, ref proof } => {
-                let ledger_digest = ledger.state_digest();
-                let state = StateAt { ledger: ledger.clone(), ledger_digest, membership: membership.clone() };
-                self.on_state_snapshot(seq, state_digest, state, proof.clone(), out)
+                let (ledger, membership, proof) = (ledger.clone(), membership.clone(), proof.clone());
+                self.on_state_snapshot(seq, state_digest, ledger, membership, proof, out)
             }
             Message::ViewChange { new_view, .. } => self.on_view_change(signed.clone(), new_view, now, out),
             Message::NewView { view, ref view_changes, ref pre_prepares } => {
