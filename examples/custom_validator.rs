@@ -85,7 +85,7 @@ impl Actor for ComplianceValidator {
 impl Handler<Deliver> for ComplianceValidator {
     type Result = ();
 
-    fn handle(&mut self, Deliver(envelopes): Deliver, _: &mut Context<Self>) {
+    fn handle(&mut self, Deliver { envelopes, .. }: Deliver, _: &mut Context<Self>) {
         for envelope in envelopes {
             match envelope {
                 Envelope::Consensus(message) => match self.verifier.verify_message(&message) {

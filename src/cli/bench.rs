@@ -9,11 +9,11 @@
 use super::report::{RunFacts, RunReport};
 use super::run::{drive_with, workload_spec};
 use super::CliError;
-use crate::actors::SwarmSpec;
+use crate::actors::{LaunchOptions, SwarmSpec};
 use crate::config::SwarmConfig;
 use crate::crypto::{verify_batch, Keypair, Signature, SigningBytes};
 use crate::events::{EventKind, EventKinds};
-use crate::hooks::{HookEvent, Hooks};
+use crate::hooks::HookEvent;
 use crate::ledger::Ledger;
 use crate::wal::WalOptions;
 use crate::workload::Workload;
@@ -192,13 +192,14 @@ fn measure(args: &BenchArgs, n: usize, window: usize, cores: usize, batch_us: f6
     let received = Arc::new(AtomicU64::new(0));
     let counter = received.clone();
     let hook_actors = args.hook_actors;
-    let add_hooks = move |mut hooks: Hooks| {
+    let add_hooks = move |options: &mut LaunchOptions| {
         let kinds: EventKinds = [EventKind::TransactionCommitted].into_iter().collect();
+        let mut hooks = std::mem::take(&mut options.hooks);
         for i in 0..hook_actors {
             let actor = CountingHook(counter.clone()).start();
             hooks = hooks.subscribe(&format!("bench-hook-{i}"), kinds, actor.recipient());
         }
-        hooks
+        options.hooks = hooks;
     };
     let wal = if args.durable {
         let home = args.home.join("bench").join(format!("n{n}-w{window}"));
@@ -216,7 +217,7 @@ fn measure(args: &BenchArgs, n: usize, window: usize, cores: usize, batch_us: f6
         Some(_) => "wal",
     };
     let cpu_before = process_cpu_time();
-    let (run, statuses, _) = drive_with(spec, workload.transfers, &cfg, wal, false, add_hooks)?;
+    let (run, statuses, ..) = drive_with(spec, workload.transfers, &cfg, wal, false, add_hooks)?;
     let cpu = process_cpu_time().saturating_sub(cpu_before);
     let report = RunReport::build(&run, &statuses, &facts);
     let committed = report.transactions_committed.max(1) as f64;

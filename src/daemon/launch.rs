@@ -38,6 +38,8 @@ pub(super) fn launch_if_ready(
     let committee = Committee::new(Epoch(0), members, Some(config.max_failures()))
         .map_err(|e| internal(format!("cannot form the committee: {e}")))?;
     let (workload, genesis) = super::tasks::TaskWorkload::new(config).map_err(internal)?;
+    let genesis = crate::actors::with_validator_accounts(genesis, &keys, config.workload.validator_balance)
+        .map_err(|e| internal(e.to_string()))?;
     let spec =
         SwarmSpec::new(committee, keys, params_from_config(config), genesis).map_err(|e| internal(e.to_string()))?;
     // The daemon is the operator: it signs the membership changes of `update-quorum`.
