@@ -102,12 +102,12 @@ pub struct Replaced {
 pub struct QuarantineManager {
     policy: QuarantinePolicy,
     swarm: Weak<SwarmHandle>,
-    spawner: Option<Recipient<Replace>>,
+    spawner: Recipient<Replace>,
     records: Vec<(DetectionRecord, SystemTime, Instant)>,
 }
 
 impl QuarantineManager {
-    pub fn new(policy: QuarantinePolicy, swarm: Weak<SwarmHandle>, spawner: Option<Recipient<Replace>>) -> Self {
+    pub fn new(policy: QuarantinePolicy, swarm: Weak<SwarmHandle>, spawner: Recipient<Replace>) -> Self {
         QuarantineManager { policy, swarm, spawner, records: Vec::new() }
     }
 
@@ -144,13 +144,18 @@ impl Actor for QuarantineManager {
     type Context = Context<Self>;
 }
 
-impl Handler<Convicted> for QuarantineManager {
-    type Result = ();
-
-    fn handle(&mut self, Convicted { conviction, latency, at }: Convicted, _: &mut Context<Self>) {
+impl QuarantineManager {
+    /// Records the conviction and, when `enforce`, quarantines and replaces the agent.
+    fn quarantine(
+        &mut self,
+        conviction: Conviction,
+        latency: Duration,
+        at: Instant,
+        duration: Duration,
+        enforce: bool,
+    ) {
         let agent = conviction.detected_agent;
-        let expires = SystemTime::now() + self.policy.duration;
-        let enforce = self.policy.enforce;
+        let expires = SystemTime::now() + duration;
         let record = DetectionRecord {
             timestamp: timestamp_now(),
             detected_agent: self.name_of(agent),
@@ -177,13 +182,45 @@ impl Handler<Convicted> for QuarantineManager {
                 timestamp: timestamp_now(),
                 agent,
                 reason: format!("{} ({})", conviction.fault_type, conviction.detection_method.name()),
-                quarantine_ms: self.policy.duration.as_millis().min(u64::MAX as u128) as u64,
+                quarantine_ms: duration.as_millis().min(u64::MAX as u128) as u64,
             };
             swarm.hub.do_send(Publish(vec![event]));
         }
-        if let Some(spawner) = &self.spawner {
-            spawner.do_send(Replace(agent));
-        }
+        self.spawner.do_send(Replace(agent));
+    }
+}
+
+impl Handler<Convicted> for QuarantineManager {
+    type Result = ();
+
+    fn handle(&mut self, Convicted { conviction, latency, at }: Convicted, _: &mut Context<Self>) {
+        let (duration, enforce) = (self.policy.duration, self.policy.enforce);
+        self.quarantine(conviction, latency, at, duration, enforce);
+    }
+}
+
+/// The operator's `byzantine quarantine`: quarantine and replace `agent` for
+/// `duration`, whatever the detector concluded.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct OperatorQuarantine {
+    pub agent: AgentId,
+    pub duration: Duration,
+}
+
+impl Handler<OperatorQuarantine> for QuarantineManager {
+    type Result = ();
+
+    fn handle(&mut self, OperatorQuarantine { agent, duration }: OperatorQuarantine, _: &mut Context<Self>) {
+        let conviction = Conviction {
+            detected_agent: agent,
+            fault_type: "operator-quarantine".into(),
+            detection_method: crate::detect::DetectionMethod::OperatorDecision,
+            evidence: serde_json::json!({ "requested_by": "operator" }),
+            votes_against: 0,
+            at: super::now(),
+        };
+        self.quarantine(conviction, Duration::ZERO, Instant::now(), duration, true);
     }
 }
 

@@ -12,7 +12,9 @@ use super::messages::{
     BatchExecuted, ForceViewChange, GetRoutingStats, GetStatus, InjectFault, ObserveExecutions, Register,
     RegisterClient, Restart, RoutingStats, UnregisterClient, ValidatorStatus,
 };
-use super::quarantine::{DetectionRecord, GetDetectionLog, QuarantineManager, QuarantinePolicy, ReplacementSpawner};
+use super::quarantine::{
+    DetectionRecord, GetDetectionLog, OperatorQuarantine, QuarantineManager, QuarantinePolicy, ReplacementSpawner,
+};
 use super::supervisor::Supervisor;
 use super::validator::Validator;
 use crate::config::SwarmConfig;
@@ -295,7 +297,7 @@ impl Swarm {
             let spawner =
                 ReplacementSpawner::start_in_arbiter(&detection, move |_| ReplacementSpawner::new(weak, max_wait));
             let weak = swarm.clone();
-            let replace = quarantine.enforce.then(|| spawner.clone().recipient());
+            let replace = spawner.clone().recipient();
             let manager = QuarantineManager::start_in_arbiter(&detection, move |_| {
                 QuarantineManager::new(quarantine, weak, replace)
             });
@@ -562,6 +564,16 @@ impl SwarmHandle {
     /// The detection log: every conviction, its quarantine and replacement.
     pub async fn detection_log(&self) -> Result<Vec<DetectionRecord>, SwarmError> {
         self.quarantine.send(GetDetectionLog).await.map_err(|_| SwarmError::DetectorStopped)
+    }
+
+    /// The operator's `byzantine quarantine`: stops routing what `agent` sends
+    /// and replaces it through consensus, as a conviction would.
+    pub fn quarantine(&self, agent: AgentId, duration: Duration) -> Result<(), SwarmError> {
+        if !self.committee().contains(agent) {
+            return Err(SwarmError::UnknownAgent(agent));
+        }
+        self.quarantine.do_send(OperatorQuarantine { agent, duration });
+        Ok(())
     }
 
     /// The detector's convictions and what it refused to count.

@@ -59,6 +59,8 @@ pub enum DetectionMethod {
     SelfVerifyingEvidence,
     FPlusOneAccusations,
     RepeatedCensorship,
+    /// The operator quarantined the agent (`byzantine quarantine`); no proof.
+    OperatorDecision,
 }
 
 impl DetectionMethod {
@@ -67,6 +69,7 @@ impl DetectionMethod {
             DetectionMethod::SelfVerifyingEvidence => "self-verifying-evidence",
             DetectionMethod::FPlusOneAccusations => "f-plus-one-accusations",
             DetectionMethod::RepeatedCensorship => "repeated-censorship",
+            DetectionMethod::OperatorDecision => "operator-decision",
         }
     }
 }
