@@ -209,6 +209,9 @@ fn tutorial_n7f2_from_swarm_init_to_view_change_and_stop() {
     assert_eq!(detected, expected.iter().map(|(a, f)| (a.to_string(), f.to_string())).collect(), "{log}");
     assert!(log.as_array().unwrap().iter().all(|r| r["action"] == "quarantined"), "{log}");
 
+    let watched = swarm.run(&["byzantine", "detect-malicious"]);
+    assert_eq!(String::from_utf8_lossy(&watched.stdout).lines().count(), 2, "{}", stderr(&watched));
+
     // Step 8: consensus stays healthy; the replacements bring n back to 7.
     let health = swarm.json(&["byzantine", "consensus-health"]);
     assert_eq!((health["status"].as_str(), health["total_agents"].as_u64()), (Some("healthy"), Some(7)), "{health}");
@@ -248,6 +251,21 @@ fn tutorial_n7f2_from_swarm_init_to_view_change_and_stop() {
     let latency = swarm.json(&["network", "latency", "--all-agents", "--json"]);
     assert_eq!(latency.as_array().unwrap().len(), 7);
     assert!(latency.as_array().unwrap().iter().all(|row| row["samples"] == 5), "{latency}");
+
+    // The operator quarantines an agent without proof: recorded as such, and replaced too.
+    let quarantined = swarm.json(&["byzantine", "quarantine", "--agent", "bft-agent-7", "--duration", "60000"]);
+    assert_eq!(quarantined["agent"], "bft-agent-7", "{quarantined}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let log = swarm.json(&["byzantine", "detection-log", "--tail", "1"]);
+        let last = &log[0];
+        if last["detected_agent"] == "bft-agent-7" && last["replaced_by"].is_string() {
+            assert_eq!(last["detection_method"], "operator-decision", "{log}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "bft-agent-7 not replaced in 60 s: {log}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
 
     let stopped = swarm.json(&["swarm", "stop"]);
     assert_eq!(stopped["status"], "stopped");
