@@ -10,17 +10,22 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-#[actix::test]
-async fn n4f1_swarm_commits_300_transfers_and_every_validator_holds_the_same_ledger() {
-    let config = SwarmConfig::from_toml_str("[swarm]\nmax_agents = 4\n").unwrap();
-    let workload = Workload::generate(&WorkloadSpec {
-        seed: 11,
+/// `count` funded transfers among 50 accounts, drawn from `seed`.
+fn transfers(seed: u64, count: usize) -> Workload {
+    Workload::generate(&WorkloadSpec {
+        seed,
         accounts: 50,
-        transactions: 300,
+        transactions: count,
         initial_balance: 1_000_000,
         max_amount: 1_000,
         overdraft_ratio: 0.0,
-    });
+    })
+}
+
+#[actix::test]
+async fn n4f1_swarm_commits_300_transfers_and_every_validator_holds_the_same_ledger() {
+    let config = SwarmConfig::from_toml_str("[swarm]\nmax_agents = 4\n").unwrap();
+    let workload = transfers(11, 300);
     let genesis = Ledger::with_genesis(&workload.genesis).unwrap();
     let spec = SwarmSpec::from_config(&config, genesis, 11).unwrap();
     let swarm = Swarm::launch(spec);
@@ -59,14 +64,7 @@ async fn n4f1_swarm_commits_300_transfers_and_every_validator_holds_the_same_led
 #[actix::test]
 async fn n4f1_forced_view_change_installs_view_1_and_the_swarm_keeps_committing() {
     let config = SwarmConfig::from_toml_str("[swarm]\nmax_agents = 4\n").unwrap();
-    let workload = Workload::generate(&WorkloadSpec {
-        seed: 12,
-        accounts: 50,
-        transactions: 400,
-        initial_balance: 1_000_000,
-        max_amount: 1_000,
-        overdraft_ratio: 0.0,
-    });
+    let workload = transfers(12, 400);
     let genesis = Ledger::with_genesis(&workload.genesis).unwrap();
     let swarm = Swarm::launch(SwarmSpec::from_config(&config, genesis, 12).unwrap());
     let (before, after) = workload.transfers.split_at(200);
@@ -172,14 +170,7 @@ async fn a_convicted_validator_is_quarantined_announced_to_hooks_and_replaced() 
 
     let config =
         SwarmConfig::from_toml_str("[swarm]\nmax_agents = 4\n[consensus]\ncheckpoint_interval = 10\n").unwrap();
-    let workload = Workload::generate(&WorkloadSpec {
-        seed: 5,
-        accounts: 50,
-        transactions: 400,
-        initial_balance: 1_000_000,
-        max_amount: 1_000,
-        overdraft_ratio: 0.0,
-    });
+    let workload = transfers(5, 400);
     let genesis = Ledger::with_genesis(&workload.genesis).unwrap();
     let spec = SwarmSpec::from_config(&config, genesis, 5).unwrap();
     let events = Arc::new(std::sync::Mutex::new(Vec::new()));

@@ -4,11 +4,11 @@
 //! and handed to the [`super::QuarantineManager`].
 
 use super::quarantine::Convicted;
-use crate::detect::{Conviction, DetectionRules, Detector, DetectorStats, Report};
+use crate::detect::{DetectionRules, Detector, Report};
 use crate::events::{timestamp_now, LifecycleEvent};
 use crate::hooks::Publish;
 use crate::protocol::Committee;
-use actix::{Actor, Context, Handler, Message, MessageResult, Recipient};
+use actix::{Actor, Context, Handler, Message, Recipient};
 use std::time::Instant;
 
 /// Reports of one validator's step, stamped when they were made.
@@ -23,17 +23,6 @@ pub struct Misbehaviour {
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct DetectorCommittee(pub Committee);
-
-/// Every conviction so far, and what the detector refused to count.
-#[derive(Message)]
-#[rtype(result = "DetectorSummary")]
-pub struct GetDetections;
-
-#[derive(Clone, Debug, Default)]
-pub struct DetectorSummary {
-    pub convictions: Vec<Conviction>,
-    pub stats: DetectorStats,
-}
 
 pub struct DetectorActor {
     detector: Detector,
@@ -85,16 +74,5 @@ impl Handler<DetectorCommittee> for DetectorActor {
 
     fn handle(&mut self, DetectorCommittee(committee): DetectorCommittee, _: &mut Context<Self>) {
         self.detector.update_committee(committee);
-    }
-}
-
-impl Handler<GetDetections> for DetectorActor {
-    type Result = MessageResult<GetDetections>;
-
-    fn handle(&mut self, _: GetDetections, _: &mut Context<Self>) -> Self::Result {
-        MessageResult(DetectorSummary {
-            convictions: self.detector.convictions().cloned().collect(),
-            stats: self.detector.stats().clone(),
-        })
     }
 }

@@ -44,7 +44,7 @@ mod timer;
 mod validator;
 
 pub use client::{Begin, Client, ClientRun};
-pub use detector::{DetectorActor, DetectorSummary, Misbehaviour};
+pub use detector::{DetectorActor, Misbehaviour};
 pub use durable::RecoveredValidator;
 pub use membership::MembershipChanged;
 pub use messages::{

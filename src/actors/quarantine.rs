@@ -261,12 +261,11 @@ pub struct ReplacementSpawner {
     max_wait: Duration,
     waiting: Vec<AgentId>,
     busy: bool,
-    report_to: Option<Recipient<Replaced>>,
 }
 
 impl ReplacementSpawner {
     pub fn new(swarm: Weak<SwarmHandle>, max_wait: Duration) -> ReplacementSpawner {
-        ReplacementSpawner { swarm, max_wait, waiting: Vec::new(), busy: false, report_to: None }
+        ReplacementSpawner { swarm, max_wait, waiting: Vec::new(), busy: false }
     }
 
     /// Starts the next change: every convicted validator still in the committee, out; as many fresh ones, in.
@@ -296,8 +295,8 @@ impl ReplacementSpawner {
                     Replaced { removed, added: Vec::new(), error: Some(error.to_string()) }
                 }
             };
-            if let Some(manager) = &spawner.report_to {
-                manager.do_send(replaced);
+            if let Some(swarm) = spawner.swarm.upgrade() {
+                swarm.quarantine.do_send(replaced);
             }
             spawner.next_change(ctx);
         }));
@@ -306,19 +305,6 @@ impl ReplacementSpawner {
 
 impl Actor for ReplacementSpawner {
     type Context = Context<Self>;
-}
-
-/// Where the spawner reports each change it made.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct ReportTo(pub Recipient<Replaced>);
-
-impl Handler<ReportTo> for ReplacementSpawner {
-    type Result = ();
-
-    fn handle(&mut self, ReportTo(manager): ReportTo, _: &mut Context<Self>) {
-        self.report_to = Some(manager);
-    }
 }
 
 impl Handler<Replace> for ReplacementSpawner {

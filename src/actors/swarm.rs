@@ -6,7 +6,7 @@
 //! and the caller's thread only waits.
 
 use super::client::{Begin, Client, ClientRun};
-use super::detector::{DetectorActor, DetectorSummary, GetDetections};
+use super::detector::DetectorActor;
 use super::durable::RecoveredValidator;
 use super::messages::{
     BatchExecuted, ForceViewChange, GetRoutingStats, GetStatus, InjectFault, ObserveExecutions, Register,
@@ -301,7 +301,6 @@ impl Swarm {
             let manager = QuarantineManager::start_in_arbiter(&detection, move |_| {
                 QuarantineManager::new(quarantine, weak, replace)
             });
-            spawner.do_send(super::quarantine::ReportTo(manager.clone().recipient()));
             let convicted = manager.clone().recipient();
             let first = committee.clone();
             let detector =
@@ -574,11 +573,6 @@ impl SwarmHandle {
         }
         self.quarantine.do_send(OperatorQuarantine { agent, duration });
         Ok(())
-    }
-
-    /// The detector's convictions and what it refused to count.
-    pub async fn detections(&self) -> Result<DetectorSummary, SwarmError> {
-        self.detector.send(GetDetections).await.map_err(|_| SwarmError::DetectorStopped)
     }
 
     pub async fn routing_stats(&self) -> Result<RoutingStats, SwarmError> {

@@ -185,13 +185,11 @@ impl RunReport {
     /// Adds the detection log; a conviction of an agent not in `byzantine`
     /// is a false positive and violates the swarm's integrity.
     pub fn add_detections(&mut self, detections: Vec<DetectionRecord>, byzantine: &[String]) {
-        let wrongly: Vec<&str> = detections
-            .iter()
-            .map(|record| record.detected_agent.as_str())
-            .filter(|agent| !byzantine.iter().any(|name| name == agent))
-            .collect();
-        let honest = (self.total_agents + detections.len()).saturating_sub(byzantine.len()).max(1);
-        self.false_positive_rate = wrongly.len() as f64 / honest as f64;
+        let convicted = detections.iter().map(|record| record.detected_agent.as_str());
+        let is_byzantine = |agent: &str| byzantine.iter().any(|name| name == agent);
+        let honest = self.total_agents.saturating_sub(byzantine.len());
+        let (wrongly, rate) = false_positives(convicted, is_byzantine, honest);
+        self.false_positive_rate = rate;
         if !wrongly.is_empty() && self.integrity_intact() {
             self.system_integrity = format!("violated: honest agents convicted: {}", wrongly.join(", "));
             self.status = "degraded";
@@ -290,6 +288,18 @@ impl RunReport {
             integrity = self.system_integrity,
         )
     }
+}
+
+/// The convicted agents that were not Byzantine, and their share of the
+/// `honest_agents`: the false-positive rate.
+pub(crate) fn false_positives<'a>(
+    convicted: impl IntoIterator<Item = &'a str>,
+    is_byzantine: impl Fn(&str) -> bool,
+    honest_agents: usize,
+) -> (Vec<&'a str>, f64) {
+    let wrongly: Vec<&str> = convicted.into_iter().filter(|agent| !is_byzantine(agent)).collect();
+    let rate = wrongly.len() as f64 / honest_agents.max(1) as f64;
+    (wrongly, rate)
 }
 
 /// One detection, as a line of the text report.

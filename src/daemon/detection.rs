@@ -6,6 +6,7 @@
 use super::state::DaemonError;
 use super::Daemon;
 use crate::actors::DETECTIONS_KEY;
+use crate::cli::report::false_positives;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -67,8 +68,9 @@ impl Daemon {
             .filter(|record| record["detection_method"] != "operator-decision")
             .filter_map(|record| record["detected_agent"].as_str())
             .collect();
-        let wrongly = convicted.iter().filter(|agent| !faults.contains_key(**agent)).count();
-        let honest = total_agents.saturating_sub(faults.len()).max(1);
-        (convicted.len(), wrongly as f64 / honest as f64)
+        let count = convicted.len();
+        let honest = total_agents.saturating_sub(faults.len());
+        let (_, rate) = false_positives(convicted, |agent| faults.contains_key(agent), honest);
+        (count, rate)
     }
 }

@@ -154,8 +154,11 @@ impl Adversary {
         let due = self.spec.fault_type == FaultType::DoubleSpend
             && self.active(now)
             && self.spent_nonce.is_none_or(|spent| next_nonce > spent);
+        if !due {
+            return Vec::new();
+        }
         let mut peers: Vec<&Member> = committee.members().iter().filter(|m| m.id != self.me).collect();
-        if !due || peers.len() < 2 || !self.rng.chance(self.spec.probability) {
+        if peers.len() < 2 || !self.rng.chance(self.spec.probability) {
             return Vec::new();
         }
         self.spent_nonce = Some(next_nonce);
