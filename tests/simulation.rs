@@ -116,6 +116,19 @@ fn a_slow_primary_is_replaced_and_every_transfer_commits() {
     assert!(changed > reports.len() / 2, "only {changed} of {} runs replaced the slow primary", reports.len());
 }
 
+#[test]
+fn f_byzantine_agents_twins_and_false_accusers_never_convict_the_honest_and_every_transfer_commits() {
+    let reports = run_seeds(0..seed_count(1000), |seed| SimConfig::from_seed(seed, Scenario::ByzantineAgents));
+    assert_all_pass(&reports);
+    let runs = reports.len();
+    // Twins did equivocate where an honest replica could compare, and every
+    // such equivocation convicted (else EquivocationNotConvicted fails the run).
+    let delivered = reports.iter().filter(|r| r.delivered_equivocations > 0).count();
+    assert!(delivered > runs / 10, "only {delivered} of {runs} runs delivered an equivocation");
+    let convicting = reports.iter().filter(|r| !r.convicted.is_empty()).count();
+    assert!(convicting > runs / 4, "only {convicting} of {runs} runs convicted anyone");
+}
+
 /// The harness can fail: a quorum of 2f instead of 2f+1 lets an equivocating
 /// primary make two honest groups commit different batches.
 #[test]

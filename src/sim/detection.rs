@@ -13,13 +13,15 @@ pub struct SimDetection {
     detector: Detector,
     byzantine: BTreeSet<AgentId>,
     pub convicted: Vec<AgentId>,
+    pub convicted_set: BTreeSet<AgentId>,
     violations: Vec<Violation>,
 }
 
 impl SimDetection {
-    pub fn new(committee: Committee, byzantine: BTreeSet<AgentId>) -> SimDetection {
-        let detector = Detector::new(committee, DetectionRules::default());
-        SimDetection { detector, byzantine, convicted: Vec::new(), violations: Vec::new() }
+    pub fn new(committee: Committee, byzantine: BTreeSet<AgentId>, rules: DetectionRules) -> SimDetection {
+        let detector = Detector::new(committee, rules);
+        let (convicted, convicted_set) = (Vec::new(), BTreeSet::new());
+        SimDetection { detector, byzantine, convicted, convicted_set, violations: Vec::new() }
     }
 
     /// A new membership epoch: reports are judged against it from now on.
@@ -48,13 +50,15 @@ impl SimDetection {
         }
     }
 
-    fn report(&mut self, now: Micros, report: Report) {
+    /// A report as it reaches the detector: a validator's own, or a lie.
+    pub fn report(&mut self, now: Micros, report: Report) {
         let Some(conviction) = self.detector.report(now, report) else { return };
         let agent = conviction.detected_agent;
         if !self.byzantine.contains(&agent) {
             self.violations.push(Violation::FalseConviction { agent, fault_type: conviction.fault_type });
         }
         self.convicted.push(agent);
+        self.convicted_set.insert(agent);
     }
 
     pub fn into_violations(self) -> Vec<Violation> {
