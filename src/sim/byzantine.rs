@@ -9,11 +9,13 @@
 //! - A **false accuser** is a lying validator: it tells the detector it saw a
 //!   bad signature or a flood from an honest agent. The coalition accuses one
 //!   victim together, the strongest lie f agents can tell; each instance of a
-//!   twin accuser reports on its own.
+//!   twin accuser reports on its own. It also reports a censorship strike
+//!   against the primary of every view it leaves, requests waiting or not, so
+//!   one honest strike report in a view is enough to confirm a strike there.
 
 use crate::detect::{AccusationReason, Report};
 use crate::faults::{FaultSpec, FaultType};
-use crate::protocol::{AgentId, Micros};
+use crate::protocol::{AgentId, Committee, Micros, Output};
 use crate::rng::SeededRng;
 
 /// One Byzantine agent; its faults and roles combine.
@@ -114,6 +116,12 @@ impl FalseAccuser {
         self.told = true;
         let FalseAccusation { victim, reason, .. } = self.accusation;
         Some(Report::Accusation { accuser: me, accused: victim, reason })
+    }
+
+    /// The strike it reports, whatever happened, when its replica leaves a view.
+    pub fn strike(&self, me: AgentId, output: &Output, committee: &Committee) -> Option<Report> {
+        let Output::ViewChangeStarted { from, requests_waited: false, .. } = output else { return None };
+        Some(Report::CensorshipStrike { reporter: me, primary: committee.primary(*from), view: *from })
     }
 
     /// When the caller should step the accuser, if it has not lied yet.

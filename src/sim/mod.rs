@@ -243,6 +243,8 @@ pub struct SimReport {
     pub evidence: usize,
     /// Conflicting signed messages of one agent for one slot that reached an honest replica's log.
     pub delivered_equivocations: usize,
+    /// The most views in which f+1 validators reported one honest primary for censorship.
+    pub honest_primary_strikes: usize,
     pub highest_executed: u64,
     /// Agents the detector convicted, in order.
     pub convicted: Vec<AgentId>,
@@ -552,6 +554,13 @@ pub fn run(config: &SimConfig) -> SimReport {
                         for output in outputs {
                             invariants.on_output(me, &output, &validator.replica);
                             detection.on_output(now, me, &output, validator.replica.committee());
+                            let lie = validator
+                                .accuser
+                                .as_ref()
+                                .and_then(|a| a.strike(me, &output, validator.replica.committee()));
+                            if let Some(lie) = lie {
+                                detection.report(now, lie);
+                            }
                             if !faults.contains_key(&me) {
                                 equivocations.extend(signed_slots.check(me, &output));
                             }
@@ -656,6 +665,7 @@ pub fn run(config: &SimConfig) -> SimReport {
     }
     let convicted = detection.convicted.clone();
     let delivered_equivocations = delivered.delivered;
+    let honest_primary_strikes = detection.most_strikes_against_honest();
     let mut violations = invariants.into_violations();
     violations.extend(delivered.into_violations(&detection.convicted_set));
     violations.extend(detection.into_violations());
@@ -690,6 +700,7 @@ pub fn run(config: &SimConfig) -> SimReport {
         sim_time_us: network.now().0,
         evidence: validators.iter().map(|v| v.replica.stats().evidence_found as usize).sum(),
         delivered_equivocations,
+        honest_primary_strikes,
         highest_executed: validators.iter().map(|v| v.replica.last_executed().0).max().unwrap_or(0),
         convicted,
         epoch: committees.keys().next_back().map_or(0, |epoch| epoch.0),
