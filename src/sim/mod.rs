@@ -513,8 +513,10 @@ pub fn run(config: &SimConfig) -> SimReport {
                             Payload::Tick => Some(Input::Tick),
                             Payload::Requests(requests) => {
                                 let (mut admitted, _invalid) = validator.verifier.verify_requests(requests);
-                                let account = AccountId(keys[index].public_key());
-                                let nonce = validator.replica.ledger().account(&account).next_nonce;
+                                // Only first members are faulty; those added later hold no account.
+                                let account = keys.get(index).map(|key| AccountId(key.public_key()));
+                                let ledger = validator.replica.ledger();
+                                let nonce = account.map_or(0, |account| ledger.account(&account).next_nonce);
                                 for adversary in &mut validator.adversaries {
                                     let committee = validator.replica.committee();
                                     for (peer, spend) in adversary.double_spend(now, nonce, 1, committee) {
