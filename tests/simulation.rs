@@ -4,9 +4,10 @@
 use bftswarm::sim::{self, Scenario, SimConfig, SimReport, Violation};
 
 /// Seeds per scenario; CI runs the default, a soak run raises it. Scenarios
-/// whose runs are long (partition, slow primary) or that others cover (the
-/// lossy network is in nearly all of them) run fewer, so the whole file stays
-/// within four minutes on two cores; Byzantine agents get the most.
+/// whose runs are long (partition, slow primary, reconfiguration, lagging
+/// validator) or that others cover (the lossy network is in nearly all of
+/// them) run fewer, so the whole file stays within four minutes on two cores;
+/// Byzantine agents get the most.
 fn seed_count(default: u64) -> u64 {
     std::env::var("BFTSWARM_SIM_SEEDS").ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
@@ -100,7 +101,7 @@ fn f_validators_with_random_faults_never_break_safety_and_every_transfer_commits
 
 #[test]
 fn validators_added_then_removed_under_load_take_effect_and_every_transfer_commits() {
-    let reports = run_seeds(0..seed_count(1000) / 2, |seed| SimConfig::from_seed(seed, Scenario::Reconfiguration));
+    let reports = run_seeds(0..seed_count(1000) * 2 / 5, |seed| SimConfig::from_seed(seed, Scenario::Reconfiguration));
     assert_all_pass(&reports);
     // Both changes took effect (else ReconfigurationIncomplete) and the added validators caught up by state transfer.
     assert!(reports.iter().all(|r| r.epoch == 2));
@@ -110,7 +111,7 @@ fn validators_added_then_removed_under_load_take_effect_and_every_transfer_commi
 
 #[test]
 fn a_validator_ten_checkpoints_behind_catches_up_by_state_transfer() {
-    let reports = run_seeds(0..seed_count(1000) / 2, |seed| SimConfig::from_seed(seed, Scenario::LaggingValidator));
+    let reports = run_seeds(0..seed_count(1000) * 2 / 5, |seed| SimConfig::from_seed(seed, Scenario::LaggingValidator));
     assert_all_pass(&reports);
     let transferred = reports.iter().filter(|r| r.replicas.iter().any(|x| x.stats.snapshots_installed > 0)).count();
     assert!(transferred > reports.len() / 2, "only {transferred} of {} runs used state transfer", reports.len());
