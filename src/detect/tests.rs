@@ -167,3 +167,22 @@ fn censorship_strikes_need_f_plus_one_reporters_per_view_and_repeat_to_convict()
         ("censorship", DetectionMethod::RepeatedCensorship)
     );
 }
+
+#[test]
+fn a_strike_counts_only_against_the_primary_of_its_view() {
+    let (_, committee) = setup();
+    let mut detector = Detector::new(committee, DetectionRules::default());
+    // Agent 1 leads views 1, 5, 9; strikes naming it for views 0, 4, 8 (agent 0's) count for nothing.
+    for view in [0, 4, 8] {
+        for reporter in [2, 3] {
+            let report = Report::CensorshipStrike {
+                reporter: AgentId(reporter),
+                primary: AgentId(1),
+                view: crate::protocol::View(view),
+            };
+            assert!(detector.report(Micros(view), report).is_none());
+        }
+    }
+    assert!(!detector.is_convicted(AgentId(1)));
+    assert_eq!(detector.stats().strikes_not_against_primary, 6);
+}

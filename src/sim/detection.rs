@@ -5,25 +5,46 @@
 
 use super::invariants::Violation;
 use crate::detect::{report_output, report_rejection, DetectionRules, Detector, Report};
-use crate::protocol::{AgentId, Committee, Micros, Output, Rejection, SignedMessage};
-use std::collections::BTreeSet;
+use crate::protocol::{AgentId, Committee, Micros, Output, Rejection, SignedMessage, View};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 pub struct SimDetection {
     detector: Detector,
     byzantine: BTreeSet<AgentId>,
     pub convicted: Vec<AgentId>,
+    pub convicted_set: BTreeSet<AgentId>,
+    /// (primary, view) -> who reported a censorship strike there, to measure
+    /// how close honest primaries come to a conviction.
+    strike_reporters: BTreeMap<(AgentId, View), BTreeSet<AgentId>>,
+    /// Primary -> views in which f+1 members reported it.
+    confirmed_strikes: BTreeMap<AgentId, usize>,
+    f: usize,
     violations: Vec<Violation>,
 }
 
 impl SimDetection {
-    pub fn new(committee: Committee, byzantine: BTreeSet<AgentId>) -> SimDetection {
-        let detector = Detector::new(committee, DetectionRules::default());
-        SimDetection { detector, byzantine, convicted: Vec::new(), violations: Vec::new() }
+    pub fn new(committee: Committee, byzantine: BTreeSet<AgentId>, rules: DetectionRules) -> SimDetection {
+        let f = committee.f();
+        let detector = Detector::new(committee, rules);
+        let (convicted, convicted_set) = (Vec::new(), BTreeSet::new());
+        let (strike_reporters, confirmed_strikes) = (BTreeMap::new(), BTreeMap::new());
+        let violations = Vec::new();
+        SimDetection {
+            detector,
+            byzantine,
+            convicted,
+            convicted_set,
+            strike_reporters,
+            confirmed_strikes,
+            f,
+            violations,
+        }
     }
 
     /// A new membership epoch: reports are judged against it from now on.
     pub fn on_committee(&mut self, committee: &Committee) {
+        self.f = committee.f();
         self.detector.update_committee(committee.clone());
     }
 
@@ -48,13 +69,28 @@ impl SimDetection {
         }
     }
 
-    fn report(&mut self, now: Micros, report: Report) {
+    /// A report as it reaches the detector: a validator's own, or a lie.
+    pub fn report(&mut self, now: Micros, report: Report) {
+        if let Report::CensorshipStrike { reporter, primary, view } = report {
+            let reporters = self.strike_reporters.entry((primary, view)).or_default();
+            if reporters.insert(reporter) && reporters.len() == self.f + 1 {
+                *self.confirmed_strikes.entry(primary).or_default() += 1;
+            }
+        }
         let Some(conviction) = self.detector.report(now, report) else { return };
         let agent = conviction.detected_agent;
         if !self.byzantine.contains(&agent) {
             self.violations.push(Violation::FalseConviction { agent, fault_type: conviction.fault_type });
         }
         self.convicted.push(agent);
+        self.convicted_set.insert(agent);
+    }
+
+    /// The most views in which f+1 members reported one honest primary for
+    /// censorship: strikes that would convict it at the strike threshold.
+    pub fn most_strikes_against_honest(&self) -> usize {
+        let honest = self.confirmed_strikes.iter().filter(|(primary, _)| !self.byzantine.contains(primary));
+        honest.map(|(_, strikes)| *strikes).max().unwrap_or(0)
     }
 
     pub fn into_violations(self) -> Vec<Violation> {

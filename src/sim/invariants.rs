@@ -43,6 +43,9 @@ pub enum Violation {
     ReconfigurationIncomplete { reached: u64, planned: usize },
     /// A validator left behind never caught up after it could hear again.
     NeverCaughtUp { replica: AgentId, executed: u64, highest: u64 },
+    /// An honest replica was handed two conflicting signed messages of `signer`
+    /// for one slot (see [`super::delivered`]), yet `signer` stayed free two views on.
+    EquivocationNotConvicted { signer: AgentId, receiver: AgentId, view: u64, seq: u64 },
     /// An honest replica signed two different messages of one kind for one slot.
     Equivocation { replica: AgentId, kind: crate::protocol::MessageKind, view: u64, seq: u64 },
 }

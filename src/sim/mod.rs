@@ -5,15 +5,19 @@
 //! One seed is one reproducible run: a failing seed prints the command that
 //! replays it.
 
+mod byzantine;
+mod delivered;
 mod detection;
 mod invariants;
 mod network;
 mod operator;
 mod restart;
 
+pub use byzantine::{ByzantineAgent, FalseAccusation};
 pub use invariants::Violation;
 
 use crate::crypto::Keypair;
+use crate::detect::DetectionRules;
 use crate::faults::{Adversary, FaultSpec, FaultType};
 use crate::ledger::{AccountId, Ledger};
 use crate::protocol::{
@@ -22,6 +26,8 @@ use crate::protocol::{
 };
 use crate::rng::SeededRng;
 use crate::workload::{Workload, WorkloadSpec};
+use byzantine::FalseAccuser;
+use delivered::DeliveredEquivocations;
 use detection::SimDetection;
 use invariants::Invariants;
 use network::{Network, NetworkFaults, Node, Payload};
@@ -65,6 +71,12 @@ pub enum Scenario {
     /// restarts from what its write-ahead log holds. None ever signs two
     /// different messages for one slot, and every transfer commits.
     CrashRestart,
+    /// f Byzantine agents on a lossy network, each with one or two faults of
+    /// [`crate::faults`], or running as twins (two instances, one key), or
+    /// falsely accusing an honest agent (see [`byzantine`]). Safety holds,
+    /// every delivered equivocation convicts, no honest agent is convicted,
+    /// and every transfer commits.
+    ByzantineAgents,
 }
 
 impl Scenario {
@@ -79,10 +91,11 @@ impl Scenario {
             Scenario::LaggingValidator => "lagging-validator",
             Scenario::SlowPrimary => "slow-primary",
             Scenario::CrashRestart => "crash-restart",
+            Scenario::ByzantineAgents => "byzantine-agents",
         }
     }
 
-    pub const ALL: [Scenario; 9] = [
+    pub const ALL: [Scenario; 10] = [
         Scenario::LossyNetwork,
         Scenario::EquivocatingPrimary,
         Scenario::SilentPrimary,
@@ -92,6 +105,7 @@ impl Scenario {
         Scenario::LaggingValidator,
         Scenario::SlowPrimary,
         Scenario::CrashRestart,
+        Scenario::ByzantineAgents,
     ];
 
     pub fn parse(name: &str) -> Option<Scenario> {
@@ -118,6 +132,12 @@ pub struct SimConfig {
     pub planted_new_view_bug: bool,
     /// Membership changes the operator makes during the run.
     pub reconfiguration: Option<ReconfigurationPlan>,
+    /// The Byzantine agents of [`Scenario::ByzantineAgents`] (drawn from the seed).
+    pub byzantine: Vec<ByzantineAgent>,
+    /// The detector convicts on a single accusation instead of f+1 (planted bug).
+    pub planted_single_accusation_convicts: bool,
+    /// The detector counts accusation reports, not distinct accusers (planted bug).
+    pub planted_count_every_report: bool,
 }
 
 impl SimConfig {
@@ -177,6 +197,27 @@ impl SimConfig {
             planted_quorum: None,
             planted_new_view_bug: false,
             reconfiguration,
+            byzantine: match scenario {
+                Scenario::ByzantineAgents => byzantine::draw_agents(&mut SeededRng::new(seed ^ 0xB1_2A57), validators),
+                _ => Vec::new(),
+            },
+            planted_single_accusation_convicts: false,
+            planted_count_every_report: false,
+        }
+    }
+
+    /// Replaces the Byzantine agents by f false accusers of one honest agent,
+    /// the first of them running as twins when `twin`.
+    pub fn with_false_accusers(mut self, twin: bool) -> SimConfig {
+        self.byzantine = byzantine::false_accusers(&mut SeededRng::new(self.seed ^ 0xAC_C05E), self.validators, twin);
+        self
+    }
+
+    fn detection_rules(&self) -> DetectionRules {
+        DetectionRules {
+            planted_accusation_threshold: self.planted_single_accusation_convicts.then_some(1),
+            planted_count_every_report: self.planted_count_every_report,
+            ..DetectionRules::default()
         }
     }
 }
@@ -200,6 +241,10 @@ pub struct SimReport {
     pub events: u64,
     pub sim_time_us: u64,
     pub evidence: usize,
+    /// Conflicting signed messages of one agent for one slot that reached an honest replica's log.
+    pub delivered_equivocations: usize,
+    /// The most views in which f+1 validators reported one honest primary for censorship.
+    pub honest_primary_strikes: usize,
     pub highest_executed: u64,
     /// Agents the detector convicted, in order.
     pub convicted: Vec<AgentId>,
@@ -237,7 +282,20 @@ impl SimReport {
     }
 }
 
-/// Which validators are faulty in this run, and how.
+/// Which validators are Byzantine in this run, and how.
+fn byzantine_agents(
+    config: &SimConfig,
+    committee: &Committee,
+    rng: &mut SeededRng,
+) -> BTreeMap<AgentId, ByzantineAgent> {
+    if config.scenario == Scenario::ByzantineAgents {
+        return config.byzantine.iter().map(|agent| (agent.id, agent.clone())).collect();
+    }
+    let faulty = |(id, spec)| (id, ByzantineAgent { id, faults: vec![spec], twin: false, accuses: None });
+    assign_faults(config, committee, rng).into_iter().map(faulty).collect()
+}
+
+/// Which validators are faulty in the scenarios of one fault each.
 fn assign_faults(config: &SimConfig, committee: &Committee, rng: &mut SeededRng) -> BTreeMap<AgentId, FaultSpec> {
     let primary = committee.primary(crate::protocol::View(0));
     let spec = |fault_type, probability, after_us| FaultSpec { fault_type, probability, after_us };
@@ -247,7 +305,8 @@ fn assign_faults(config: &SimConfig, committee: &Committee, rng: &mut SeededRng)
         | Scenario::Reconfiguration
         | Scenario::LaggingValidator
         | Scenario::SlowPrimary
-        | Scenario::CrashRestart => BTreeMap::new(),
+        | Scenario::CrashRestart
+        | Scenario::ByzantineAgents => BTreeMap::new(),
         Scenario::EquivocatingPrimary => BTreeMap::from([(primary, spec(FaultType::Equivocation, 1.0, 0))]),
         Scenario::SilentPrimary => BTreeMap::from([(primary, spec(FaultType::Silent, 1.0, rng.between(0, 30_000)))]),
         Scenario::MixedFaults => {
@@ -264,11 +323,13 @@ fn assign_faults(config: &SimConfig, committee: &Committee, rng: &mut SeededRng)
     }
 }
 
-/// A validator in the simulation: an honest replica, or one whose outputs an adversary rewrites.
+/// A validator in the simulation: an honest replica, or one whose outputs
+/// adversaries rewrite (one after the other), or that lies to the detector.
 struct SimValidator {
     replica: Replica,
     verifier: Verifier,
-    adversary: Option<Adversary>,
+    adversaries: Vec<Adversary>,
+    accuser: Option<FalseAccuser>,
     /// What its write-ahead log holds, for a validator that may crash and restart.
     persisted: Option<RecoveredState>,
 }
@@ -300,20 +361,30 @@ pub fn run(config: &SimConfig) -> SimReport {
     if config.planted_new_view_bug {
         committee = committee.with_planted_new_view_bug();
     }
-    let faults = assign_faults(config, &committee, &mut rng);
-    let mut validators: Vec<SimValidator> = keys
-        .iter()
-        .enumerate()
-        .map(|(i, key)| {
-            let id = AgentId(i as u32);
-            SimValidator {
-                replica: Replica::new(id, key.clone(), committee.clone(), config.params.clone(), genesis.clone()),
-                verifier: Verifier::new(&committee, config.params.max_batch_size),
-                adversary: faults.get(&id).map(|spec| Adversary::new(id, key.clone(), *spec, rng.next_u64())),
-                persisted: (config.scenario == Scenario::CrashRestart).then(RecoveredState::default),
-            }
-        })
-        .collect();
+    let faults = byzantine_agents(config, &committee, &mut rng);
+    let new_validator = |id: AgentId, key: &Keypair, rng: &mut SeededRng| {
+        let agent = faults.get(&id);
+        let specs = agent.map_or(&[][..], |agent| &agent.faults[..]);
+        SimValidator {
+            replica: Replica::new(id, key.clone(), committee.clone(), config.params.clone(), genesis.clone()),
+            verifier: Verifier::new(&committee, config.params.max_batch_size),
+            adversaries: specs.iter().map(|spec| Adversary::new(id, key.clone(), *spec, rng.next_u64())).collect(),
+            accuser: agent.and_then(|agent| agent.accuses).map(FalseAccuser::new),
+            persisted: (config.scenario == Scenario::CrashRestart).then(RecoveredState::default),
+        }
+    };
+    let mut validators: Vec<SimValidator> =
+        keys.iter().enumerate().map(|(i, key)| new_validator(AgentId(i as u32), key, &mut rng)).collect();
+    // A twin's second instance; the two swap places in `validators` while the second steps.
+    let mut twins: BTreeMap<usize, SimValidator> = BTreeMap::new();
+    let mut twin_rng = SeededRng::new(0);
+    if faults.values().any(|agent| agent.twin) {
+        twin_rng = rng.fork(0x7717);
+        for agent in faults.values().filter(|agent| agent.twin) {
+            let index = agent.id.0 as usize;
+            twins.insert(index, new_validator(agent.id, &keys[index], &mut twin_rng));
+        }
+    }
     let mut operator = config.reconfiguration.map(|plan| {
         let mut added = config.validators as u32;
         let mut add_members = |count: usize, rng: &mut SeededRng| {
@@ -341,7 +412,9 @@ pub fn run(config: &SimConfig) -> SimReport {
         config.client_retry_us,
     );
     let mut invariants = Invariants::new(&workload, &genesis, faults.keys().copied().collect());
-    let mut detection = SimDetection::new(committee.clone(), faults.keys().copied().collect());
+    let mut detection =
+        SimDetection::new(committee.clone(), faults.keys().copied().collect(), config.detection_rules());
+    let mut delivered = DeliveredEquivocations::new(config.faults.faulty_until_us);
     let mut network = Network::new(config.faults.clone(), rng.fork(0xAE7));
     // The newest committee honest validators moved to, and every committee so far.
     let mut committees: BTreeMap<Epoch, Committee> = BTreeMap::from([(committee.epoch(), committee.clone())]);
@@ -376,6 +449,7 @@ pub fn run(config: &SimConfig) -> SimReport {
             let params = config.params.clone();
             validators[victim].replica =
                 Replica::restore(id, key, committee.clone(), params, genesis.clone(), state, now);
+            delivered.forget(id);
             network.schedule_tick(Node::Validator(victim), now);
         }
         match node {
@@ -419,146 +493,183 @@ pub fn run(config: &SimConfig) -> SimReport {
                 }
             }
             Node::Validator(index) => {
-                let Some(validator) = validators.get_mut(index) else { continue };
-                let input = match payload {
-                    Payload::Tick => Some(Input::Tick),
-                    Payload::Requests(requests) => {
-                        let (valid, _invalid) = validator.verifier.verify_requests(requests);
-                        let admitted = match &mut validator.adversary {
-                            Some(adversary) => {
-                                let me = AgentId(index as u32);
-                                let account = AccountId(keys[index].public_key());
-                                let nonce = validator.replica.ledger().account(&account).next_nonce;
-                                let committee = validator.replica.committee();
-                                for (peer, spend) in adversary.double_spend(now, nonce, 1, committee) {
-                                    let payload = Payload::Requests(vec![spend]);
-                                    network.send(
-                                        now,
-                                        Node::Validator(me.0 as usize),
-                                        Node::Validator(peer.0 as usize),
-                                        payload,
-                                    );
-                                }
-                                adversary.filter_requests(now, valid)
-                            }
-                            None => valid,
-                        };
-                        Some(Input::Requests(admitted))
-                    }
-                    Payload::Consensus(channel, message) => match validator.verifier.verify_message(&message) {
-                        Ok(()) => Some(Input::Message(message)),
-                        Err(rejection) => {
-                            detection.on_rejection(now, AgentId(index as u32), channel, &message, &rejection);
-                            None
-                        }
-                    },
-                    Payload::Membership(change) => {
-                        validator.verifier.verify_membership(&change).then_some(Input::Membership(change))
-                    }
-                    Payload::Reply(_) => None,
+                let instances: &[bool] = match (twins.contains_key(&index), &payload) {
+                    (false, _) => &[false],
+                    (true, Payload::Tick) => &[false, true],
+                    (true, _) => byzantine::twin_recipients(&mut twin_rng),
                 };
-                let Some(input) = input else { continue };
-                let mut outputs = validator.replica.step(now, input);
-                if let Some(persisted) = &mut validator.persisted {
-                    crate::wal::fold_step(persisted, &outputs, &validator.replica);
-                }
-                if let Some(adversary) = &mut validator.adversary {
-                    outputs = adversary.rewrite(now, outputs, validator.replica.committee());
-                }
-                let me = AgentId(index as u32);
-                let mut joined = Vec::new();
-                for output in outputs {
-                    invariants.on_output(me, &output, &validator.replica);
-                    detection.on_output(now, me, &output, validator.replica.committee());
-                    if !faults.contains_key(&me) {
-                        equivocations.extend(signed_slots.check(me, &output));
+                for &second in instances {
+                    let payload = payload.clone();
+                    if second {
+                        swap_twin(&mut validators, &mut twins, index);
                     }
-                    match output {
-                        Output::Broadcast(message) => {
-                            for peer in 0..validators_len(&committees, config.validators) {
-                                if peer != index {
-                                    network.send(
-                                        now,
-                                        Node::Validator(index),
-                                        Node::Validator(peer),
-                                        Payload::Consensus(me, message.clone()),
-                                    );
+                    'step: {
+                        let Some(validator) = validators.get_mut(index) else { break 'step };
+                        let me = AgentId(index as u32);
+                        if let Some(lie) = validator.accuser.as_mut().and_then(|accuser| accuser.report(now, me)) {
+                            detection.report(now, lie);
+                        }
+                        let input = match payload {
+                            Payload::Tick => Some(Input::Tick),
+                            Payload::Requests(requests) => {
+                                let (mut admitted, _invalid) = validator.verifier.verify_requests(requests);
+                                // Only first members are faulty; those added later hold no account.
+                                let account = keys.get(index).map(|key| AccountId(key.public_key()));
+                                let ledger = validator.replica.ledger();
+                                let nonce = account.map_or(0, |account| ledger.account(&account).next_nonce);
+                                for adversary in &mut validator.adversaries {
+                                    let committee = validator.replica.committee();
+                                    for (peer, spend) in adversary.double_spend(now, nonce, 1, committee) {
+                                        let to = Node::Validator(peer.0 as usize);
+                                        network.send(now, Node::Validator(index), to, Payload::Requests(vec![spend]));
+                                    }
+                                    admitted = adversary.filter_requests(now, admitted);
                                 }
+                                Some(Input::Requests(admitted))
+                            }
+                            Payload::Consensus(channel, message) => match validator.verifier.verify_message(&message) {
+                                Ok(()) => {
+                                    if !faults.contains_key(&me) {
+                                        delivered.on_delivery(me, &message, &validator.replica);
+                                    }
+                                    Some(Input::Message(message))
+                                }
+                                Err(rejection) => {
+                                    detection.on_rejection(now, me, channel, &message, &rejection);
+                                    None
+                                }
+                            },
+                            Payload::Membership(change) => {
+                                validator.verifier.verify_membership(&change).then_some(Input::Membership(change))
+                            }
+                            Payload::Reply(_) => None,
+                        };
+                        let Some(input) = input else { break 'step };
+                        let mut outputs = validator.replica.step(now, input);
+                        if let Some(persisted) = &mut validator.persisted {
+                            crate::wal::fold_step(persisted, &outputs, &validator.replica);
+                        }
+                        for adversary in &mut validator.adversaries {
+                            outputs = adversary.rewrite(now, outputs, validator.replica.committee());
+                        }
+                        let mut joined = Vec::new();
+                        for output in outputs {
+                            invariants.on_output(me, &output, &validator.replica);
+                            detection.on_output(now, me, &output, validator.replica.committee());
+                            let lie = validator
+                                .accuser
+                                .as_ref()
+                                .and_then(|a| a.strike(me, &output, validator.replica.committee()));
+                            if let Some(lie) = lie {
+                                detection.report(now, lie);
+                            }
+                            if !faults.contains_key(&me) {
+                                equivocations.extend(signed_slots.check(me, &output));
+                            }
+                            match output {
+                                Output::Broadcast(message) => {
+                                    for peer in 0..validators_len(&committees, config.validators) {
+                                        if peer != index {
+                                            network.send(
+                                                now,
+                                                Node::Validator(index),
+                                                Node::Validator(peer),
+                                                Payload::Consensus(me, message.clone()),
+                                            );
+                                        }
+                                    }
+                                }
+                                Output::SendTo(peer, message) => network.send(
+                                    now,
+                                    Node::Validator(index),
+                                    Node::Validator(peer.0 as usize),
+                                    Payload::Consensus(me, message),
+                                ),
+                                Output::Reply(reply) => {
+                                    network.send(now, Node::Validator(index), Node::Client, Payload::Reply(reply))
+                                }
+                                Output::EpochScheduled { committee: next, .. }
+                                | Output::EpochChanged { committee: next, .. } => {
+                                    validator.verifier.learn(&next);
+                                    if !faults.contains_key(&me) && !committees.contains_key(&next.epoch()) {
+                                        client.learn_committee(&next);
+                                        joined.extend(next.members().iter().map(|m| m.id));
+                                        detection.on_committee(&next);
+                                        committees.insert(next.epoch(), next);
+                                    }
+                                }
+                                Output::Executed(_)
+                                | Output::Evidence(_)
+                                | Output::DoubleSpend { .. }
+                                | Output::CheckpointStable { .. }
+                                | Output::ViewChangeStarted { .. }
+                                | Output::ViewChanged { .. }
+                                | Output::MembershipRefused { .. } => {}
                             }
                         }
-                        Output::SendTo(peer, message) => network.send(
-                            now,
-                            Node::Validator(index),
-                            Node::Validator(peer.0 as usize),
-                            Payload::Consensus(me, message),
-                        ),
-                        Output::Reply(reply) => {
-                            network.send(now, Node::Validator(index), Node::Client, Payload::Reply(reply))
+                        let held = validator.adversaries.iter().filter_map(Adversary::next_deadline);
+                        let lie = validator.accuser.as_ref().and_then(FalseAccuser::next_deadline);
+                        if let Some(deadline) =
+                            validator.replica.next_deadline().into_iter().chain(held).chain(lie).min()
+                        {
+                            network.schedule_tick(Node::Validator(index), deadline);
                         }
-                        Output::EpochScheduled { committee: next, .. }
-                        | Output::EpochChanged { committee: next, .. } => {
-                            validator.verifier.learn(&next);
-                            if !faults.contains_key(&me) && !committees.contains_key(&next.epoch()) {
-                                client.learn_committee(&next);
-                                joined.extend(next.members().iter().map(|m| m.id));
-                                detection.on_committee(&next);
-                                committees.insert(next.epoch(), next);
+                        // Validators added by a change start (empty) as soon as it is scheduled; they catch up by state transfer.
+                        for id in joined {
+                            let index = id.0 as usize;
+                            if index < validators.len() {
+                                continue;
+                            }
+                            let Some(key) = operator.as_ref().and_then(|o| o.key_of(id)) else { continue };
+                            let Some(joined_committee) = committees.values().find(|c| c.contains(id)).cloned() else {
+                                continue;
+                            };
+                            let mut verifier = Verifier::new(&committee, config.params.max_batch_size);
+                            committees.values().for_each(|known| verifier.learn(known));
+                            let replica = Replica::joining(
+                                id,
+                                key,
+                                committee.clone(),
+                                joined_committee,
+                                config.params.clone(),
+                                genesis.clone(),
+                            );
+                            validators.push(SimValidator {
+                                replica,
+                                verifier,
+                                adversaries: Vec::new(),
+                                accuser: None,
+                                persisted: None,
+                            });
+                            network.schedule_tick(Node::Validator(index), now);
+                        }
+                        if let Some(lagging) = config.faults.isolated {
+                            let interval = config.params.checkpoint_interval;
+                            let ahead = validators
+                                .iter()
+                                .enumerate()
+                                .filter(|(i, _)| *i != lagging)
+                                .map(|(_, v)| v.replica.stable_checkpoint().seq.0)
+                                .min()
+                                .unwrap_or(0);
+                            if ahead >= 10 * interval || client.is_done() {
+                                network.end_isolation();
                             }
                         }
-                        Output::Executed(_)
-                        | Output::Evidence(_)
-                        | Output::DoubleSpend { .. }
-                        | Output::CheckpointStable { .. }
-                        | Output::ViewChangeStarted { .. }
-                        | Output::ViewChanged { .. }
-                        | Output::MembershipRefused { .. } => {}
+                    }
+                    if second {
+                        swap_twin(&mut validators, &mut twins, index);
                     }
                 }
-                let held = validator.adversary.as_ref().and_then(Adversary::next_deadline);
-                if let Some(deadline) = validator.replica.next_deadline().into_iter().chain(held).min() {
-                    network.schedule_tick(Node::Validator(index), deadline);
-                }
-                // Validators added by a change start (empty) as soon as it is scheduled; they catch up by state transfer.
-                for id in joined {
-                    let index = id.0 as usize;
-                    if index < validators.len() {
-                        continue;
-                    }
-                    let Some(key) = operator.as_ref().and_then(|o| o.key_of(id)) else { continue };
-                    let Some(joined_committee) = committees.values().find(|c| c.contains(id)).cloned() else {
-                        continue;
-                    };
-                    let mut verifier = Verifier::new(&committee, config.params.max_batch_size);
-                    committees.values().for_each(|known| verifier.learn(known));
-                    let replica = Replica::joining(
-                        id,
-                        key,
-                        committee.clone(),
-                        joined_committee,
-                        config.params.clone(),
-                        genesis.clone(),
-                    );
-                    validators.push(SimValidator { replica, verifier, adversary: None, persisted: None });
-                    network.schedule_tick(Node::Validator(index), now);
-                }
-                if let Some(lagging) = config.faults.isolated {
-                    let interval = config.params.checkpoint_interval;
-                    let ahead = validators
-                        .iter()
-                        .enumerate()
-                        .filter(|(i, _)| *i != lagging)
-                        .map(|(_, v)| v.replica.stable_checkpoint().seq.0)
-                        .min()
-                        .unwrap_or(0);
-                    if ahead >= 10 * interval || client.is_done() {
-                        network.end_isolation();
-                    }
-                }
+                delivered.check(now, highest_honest_view(&validators, &faults), &detection.convicted_set);
             }
         }
     }
     let convicted = detection.convicted.clone();
+    let delivered_equivocations = delivered.delivered;
+    let honest_primary_strikes = detection.most_strikes_against_honest();
     let mut violations = invariants.into_violations();
+    violations.extend(delivered.into_violations(&detection.convicted_set));
     violations.extend(detection.into_violations());
     if let Some(operator) = &operator {
         let reached = committees.keys().next_back().copied().unwrap_or_default();
@@ -590,6 +701,8 @@ pub fn run(config: &SimConfig) -> SimReport {
         events,
         sim_time_us: network.now().0,
         evidence: validators.iter().map(|v| v.replica.stats().evidence_found as usize).sum(),
+        delivered_equivocations,
+        honest_primary_strikes,
         highest_executed: validators.iter().map(|v| v.replica.last_executed().0).max().unwrap_or(0),
         convicted,
         epoch: committees.keys().next_back().map_or(0, |epoch| epoch.0),
@@ -608,6 +721,18 @@ pub fn run(config: &SimConfig) -> SimReport {
             })
             .collect(),
     }
+}
+
+/// Puts a twin's other instance in its place (and back).
+fn swap_twin(validators: &mut [SimValidator], twins: &mut BTreeMap<usize, SimValidator>, index: usize) {
+    if let (Some(first), Some(second)) = (validators.get_mut(index), twins.get_mut(&index)) {
+        std::mem::swap(first, second);
+    }
+}
+
+fn highest_honest_view(validators: &[SimValidator], byzantine: &BTreeMap<AgentId, ByzantineAgent>) -> u64 {
+    let honest = validators.iter().filter(|v| !byzantine.contains_key(&v.replica.id()));
+    honest.map(|v| v.replica.view().0).max().unwrap_or(0)
 }
 
 /// How many validator nodes exist so far: the first committee's, plus those added since.
