@@ -154,6 +154,12 @@ impl Swarm {
             }
             keep
         });
+        // Validators in other processes: no thread here to stop; the hub refuses them from now on.
+        for id in &removed {
+            if lock(&self.remote).remove(id).is_some() {
+                self.supervisor.do_send(Unregister(*id));
+            }
+        }
         *lock(&self.committee) = next.clone();
         let timestamp = timestamp_now();
         let reason = format!("removed by the membership change to epoch {}", next.epoch());

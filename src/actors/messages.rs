@@ -10,12 +10,13 @@ use crate::protocol::{
     SignedMessage, View,
 };
 use actix::{Message, Recipient};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// One protocol message as it travels between actors; shared, never copied.
-#[derive(Clone, Debug)]
+/// Serializable, so the same envelopes travel to validators in other processes.
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum Envelope {
     /// A signed PBFT message; its receiver verifies the signature.
     Consensus(Arc<SignedMessage>),
@@ -28,7 +29,7 @@ pub enum Envelope {
 }
 
 /// Where the supervisor should deliver an envelope.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Destination {
     /// A broadcast from a validator, which does not send to itself.
     AllValidatorsExcept(AgentId),

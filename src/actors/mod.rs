@@ -36,6 +36,7 @@ mod client;
 mod durable;
 mod membership;
 mod messages;
+mod remote;
 mod supervisor;
 mod swarm;
 mod timer;

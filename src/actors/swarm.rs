@@ -185,6 +185,8 @@ pub struct Swarm {
     pub(super) validators: Mutex<Vec<ValidatorHandle>>,
     /// Clients running now, told of each new committee.
     pub(super) clients: Mutex<BTreeMap<ClientId, Addr<Client>>>,
+    /// Validators in other processes, by where their status is asked ([`super::remote`]).
+    pub(super) remote: Mutex<BTreeMap<AgentId, Recipient<GetStatus>>>,
     /// The hub's and the supervisor's threads.
     arbiters: Vec<Arbiter>,
 }
@@ -262,6 +264,7 @@ impl Swarm {
             hub,
             validators: Mutex::new(Vec::new()),
             clients: Mutex::new(BTreeMap::new()),
+            remote: Mutex::new(BTreeMap::new()),
             arbiters: vec![hub_arbiter, supervisor_arbiter],
         };
         for (member, seed) in seeds {
@@ -456,6 +459,7 @@ impl Swarm {
                 statuses.push(status);
             }
         }
+        statuses.extend(self.remote_status().await);
         statuses
     }
 
