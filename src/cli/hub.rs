@@ -116,7 +116,10 @@ fn usage(path: &Path, error: impl std::fmt::Display) -> CliError {
 
 pub fn execute(args: &HubArgs) -> Result<(), CliError> {
     let mut setup = HubSetup::load(&args.home)?;
-    setup.cfg.workload.transactions = args.transactions;
+    // Without a workload to submit, the config's own count only shapes the (unused) transfers.
+    if args.transactions > 0 {
+        setup.cfg.workload.transactions = args.transactions;
+    }
     if let Some(window) = args.window {
         setup.cfg.client.max_concurrent_requests = window;
     }
