@@ -94,7 +94,9 @@ impl HubSetup {
             members.push(Member { id, name: entry.name.clone(), public_key });
             match self.local_keys.iter().find(|(i, _)| *i == index) {
                 Some((_, keypair)) if keypair.public_key() == public_key => keys.push(keypair.clone()),
-                Some(_) => return Err(CliError::Usage(format!("{}'s key file does not match committee.toml", entry.name))),
+                Some(_) => {
+                    return Err(CliError::Usage(format!("{}'s key file does not match committee.toml", entry.name)))
+                }
                 // Never used: the launch skips members that run elsewhere.
                 None => {
                     remote.insert(id);
@@ -102,7 +104,8 @@ impl HubSetup {
                 }
             }
         }
-        let committee = Committee::new(Epoch(0), members, Some(self.cfg.max_failures())).map_err(crate::actors::SwarmError::from)?;
+        let committee = Committee::new(Epoch(0), members, Some(self.cfg.max_failures()))
+            .map_err(crate::actors::SwarmError::from)?;
         let committee = committee.with_operator(self.hub_key.public_key());
         let params = crate::actors::params_from_config(&self.cfg);
         let spec = SwarmSpec { committee, validator_keys: keys, params, genesis, operator: Some(self.hub_key.clone()) };

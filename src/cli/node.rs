@@ -39,12 +39,16 @@ pub fn execute(args: &NodeArgs) -> Result<(), CliError> {
         None => {
             let path = args.home.join("hub.pub");
             let text = std::fs::read_to_string(&path).map_err(|e| {
-                CliError::Usage(format!("cannot read {} ({e}); pass --hub-key or copy hub.pub from the testnet", path.display()))
+                CliError::Usage(format!(
+                    "cannot read {} ({e}); pass --hub-key or copy hub.pub from the testnet",
+                    path.display()
+                ))
             })?;
             parse_public_key(&text).map_err(|e| CliError::Usage(format!("{}: {e}", path.display())))?
         }
     };
-    let options = NodeOptions { home: args.home.clone(), hub: args.hub.clone(), keypair, hub_key, fsync: !args.no_fsync };
+    let options =
+        NodeOptions { home: args.home.clone(), hub: args.hub.clone(), keypair, hub_key, fsync: !args.no_fsync };
     eprintln!("validator {} connecting to the hub at {}", options.keypair.public_key(), args.hub);
     let result = actix::System::new().block_on(run_node(options));
     result.map_err(|error| match error {

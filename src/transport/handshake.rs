@@ -12,7 +12,7 @@
 //! signature is never valid as the other's. The node knows the hub's key from
 //! its home (`hub.pub`); the hub admits only keys of its current committee.
 
-use super::frame::{Frame, WireError, Welcome, PROTOCOL_VERSION};
+use super::frame::{Frame, Welcome, WireError, PROTOCOL_VERSION};
 use crate::crypto::{Keypair, PublicKey, Signature, SigningBytes};
 use futures_util::{SinkExt, StreamExt};
 use std::time::Duration;
@@ -127,7 +127,8 @@ pub async fn admit_node<S: AsyncRead + AsyncWrite + Unpin>(
     let signature = hub.sign(&hub_says(&node_nonce, &hub_nonce, &node_key));
     send(conn, &Frame::Challenge { hub_key: hub.public_key(), nonce: hub_nonce, signature }).await?;
     match receive(conn, HANDSHAKE_STEP).await? {
-        Frame::Proof { signature } if verifies(&node_key, &node_says(&hub_nonce, &node_nonce, &hub.public_key()), &signature) => {}
+        Frame::Proof { signature }
+            if verifies(&node_key, &node_says(&hub_nonce, &node_nonce, &hub.public_key()), &signature) => {}
         Frame::Proof { .. } => {
             let reason = format!("the signature does not prove possession of the key {node_key}");
             return Err(refuse(conn, reason).await);

@@ -37,3 +37,6 @@ pub fn parse_public_key(text: &str) -> Result<PublicKey, String> {
     }
     Ok(PublicKey(key))
 }
+
+#[cfg(test)]
+mod tests;

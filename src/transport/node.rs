@@ -6,7 +6,7 @@
 //! validator keeps running meanwhile (what it sends is dropped and counted,
 //! and PBFT's retransmission recovers it once the link is back).
 
-use super::frame::{codec, Frame, NodeStatus, WireError, Welcome};
+use super::frame::{codec, Frame, NodeStatus, Welcome, WireError};
 use super::handshake::{join_hub, HandshakeError};
 use super::link::{tune, write_frames, Outbox};
 use crate::actors::{Deliver, GetStatus, RecoveredValidator, Route, Validator, ValidatorStatus, SUPERVISOR_MAILBOX};
@@ -137,7 +137,7 @@ async fn relay(
     link: &Addr<HubLink>,
     dropped: Arc<AtomicU64>,
 ) -> Result<(), WireError> {
-    let (outbox, queued) = Outbox::bounded(dropped);
+    let (outbox, queued) = Outbox::bounded(dropped.clone());
     link.do_send(Connected(Some(outbox.clone())));
     let (sink, mut frames) = conn.split();
     let read = async {
@@ -155,7 +155,8 @@ async fn relay(
         loop {
             every.tick().await;
             if let Ok(status) = validator.send(GetStatus).await {
-                outbox.push(&Frame::Status(Box::new(summary(&status))), 0);
+                let link_dropped = dropped.load(Ordering::Relaxed);
+                outbox.push(&Frame::Status(Box::new(summary(&status, link_dropped))), 0);
             }
         }
     };
@@ -168,7 +169,9 @@ async fn relay(
     result
 }
 
-fn summary(status: &ValidatorStatus) -> NodeStatus {
+/// What the hub hears of the validator; `link_dropped` counts the routes the
+/// connection had no room for (or that came while it was down).
+fn summary(status: &ValidatorStatus, link_dropped: u64) -> NodeStatus {
     NodeStatus {
         is_primary: status.is_primary,
         view: status.view,
@@ -183,7 +186,7 @@ fn summary(status: &ValidatorStatus) -> NodeStatus {
         txs_committed: status.stats.txs_committed,
         txs_rejected: status.stats.txs_rejected,
         inbound_rejected: status.inbound_rejected.values().sum(),
-        outbound_dropped: status.outbound_dropped,
+        outbound_dropped: status.outbound_dropped + link_dropped,
     }
 }
 

@@ -83,7 +83,8 @@ impl Handler<GetStatus> for RemoteValidator {
         inbound_rejected.insert("rejected-by-node".to_string(), node.inbound_rejected);
         inbound_rejected.insert("dropped-hub-outbox-full".to_string(), self.dropped.load(Ordering::Relaxed));
         inbound_rejected.insert("dropped-supervisor-full".to_string(), self.routes_dropped.load(Ordering::Relaxed));
-        let stats = ReplicaStats { txs_committed: node.txs_committed, txs_rejected: node.txs_rejected, ..Default::default() };
+        let stats =
+            ReplicaStats { txs_committed: node.txs_committed, txs_rejected: node.txs_rejected, ..Default::default() };
         MessageResult(ValidatorStatus {
             id: self.id,
             name: self.name.clone(),
