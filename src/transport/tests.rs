@@ -143,7 +143,9 @@ fn handshake(
             true => Ok(welcome(&member)),
             false => Err(format!("the key {key} is not registered with this hub")),
         };
-        tokio::join!(join_hub(&mut node_side, node, node_expects.public_key()), admit_node(&mut hub_side, hub, admit))
+        // The node hangs up when it is done, as a node process exits.
+        let node_joins = async move { join_hub(&mut node_side, node, node_expects.public_key()).await };
+        tokio::join!(node_joins, admit_node(&mut hub_side, hub, admit))
     })
 }
 
