@@ -53,6 +53,10 @@ pub struct BenchArgs {
     /// run); fsync as `storage.fsync` says (on unless BFTSWARM_STORAGE__FSYNC=false).
     #[arg(long)]
     pub durable: bool,
+    /// Run every validator as a separate process (`bftswarm node`, write-ahead
+    /// log without fsync) joined over loopback TCP, instead of in this process.
+    #[arg(long, conflicts_with_all = ["durable", "hook_actors", "catch_up"])]
+    pub processes: bool,
     /// The swarm's home, for --durable.
     #[arg(long, env = "BFTSWARM_HOME", default_value = ".bftswarm", value_name = "DIR")]
     pub home: std::path::PathBuf,
@@ -211,13 +215,20 @@ fn measure(args: &BenchArgs, n: usize, window: usize, cores: usize, batch_us: f6
         None
     };
     let storage = match &wal {
+        _ if args.processes => "processes+wal",
         None => "memory",
         Some(wal) if wal.fsync => "wal+fsync",
         Some(_) => "wal",
     };
     let cpu_before = process_cpu_time();
-    let (run, statuses, _) = drive_with(spec, workload.transfers, &cfg, wal, false, add_hooks)?;
-    let cpu = process_cpu_time().saturating_sub(cpu_before);
+    let (run, statuses, nodes_cpu) = if args.processes {
+        let run = super::bench_processes::run(&cfg, spec.genesis.clone(), workload.transfers)?;
+        (run.run, run.statuses, run.nodes_cpu)
+    } else {
+        let (run, statuses, _) = drive_with(spec, workload.transfers, &cfg, wal, false, add_hooks)?;
+        (run, statuses, Duration::ZERO)
+    };
+    let cpu = process_cpu_time().saturating_sub(cpu_before) + nodes_cpu;
     let report = RunReport::build(&run, &statuses, &facts);
     let committed = report.transactions_committed.max(1) as f64;
     let bound = cores as f64 * 1e6 / (n as f64 * batch_us);

@@ -4,6 +4,7 @@
 
 pub mod agent;
 pub mod bench;
+mod bench_processes;
 pub mod byzantine;
 mod catch_up;
 pub mod connect;
