@@ -30,16 +30,21 @@ struct Testnet {
 
 impl Testnet {
     fn write(validators: usize, in_process: usize) -> Testnet {
+        Testnet::write_with_standby(validators, in_process, 0)
+    }
+
+    fn write_with_standby(validators: usize, in_process: usize, standby: usize) -> Testnet {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let status = Command::new(BIN)
             .args(["testnet", "--validators", &validators.to_string(), "--in-process", &in_process.to_string()])
+            .args(["--standby", &standby.to_string()])
             .args(["--listen", "127.0.0.1:0", "--output"])
             .arg(dir.path())
             .stdout(Stdio::null())
             .status()
             .expect("bftswarm testnet runs");
         assert!(status.success(), "bftswarm testnet failed");
-        let nodes = (0..validators - in_process).map(|_| None).collect();
+        let nodes = (0..validators - in_process + standby).map(|_| None).collect();
         Testnet { dir, hub: None, hub_lines: None, hub_stderr: Arc::default(), nodes }
     }
 
@@ -298,4 +303,31 @@ fn run_node_to_exit(home: &Path, hub: &str, args: &[&str]) -> std::process::Outp
             panic!("the node did not exit within 20 s although the hub must refuse it");
         }
     }
+}
+
+#[test]
+fn membership_change_removes_a_node_process_and_adds_a_standby_one() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let mut net = Testnet::write_with_standby(4, 0, 1);
+    let config = net.path("hub/config.toml");
+    let change = "\n[[membership]]\nafter_transfers = 800\nadd = 1\nremove = [\"bft-agent-4\"]\n";
+    std::fs::write(&config, std::fs::read_to_string(&config).unwrap() + change).unwrap();
+    let args = hub_args(4000, 16);
+    let hub = net.start_hub(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    for index in 0..4 {
+        net.start_node(index, &hub);
+    }
+    net.wait_for_hub_line("membership changed to epoch 1", Duration::from_secs(40));
+    net.start_node(4, &hub);
+    // The removed validator's key no longer gets in.
+    let refused = run_node_to_exit(&net.path("bft-agent-4"), &hub, &[]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success() && stderr.contains("was removed from the committee"), "{stderr}");
+    let report = net.hub_report(Duration::from_secs(60));
+    assert_nothing_lost(&report, 4);
+    let change = &report["membership_changes"][0];
+    assert_eq!(change["added"], serde_json::json!(["bft-agent-5"]), "{report:#}");
+    assert_eq!(change["removed"], serde_json::json!(["bft-agent-4"]), "{report:#}");
+    let names: Vec<&str> = report["agents"].as_array().unwrap().iter().filter_map(|a| a["name"].as_str()).collect();
+    assert_eq!(names, ["bft-agent-1", "bft-agent-2", "bft-agent-3", "bft-agent-5"], "{report:#}");
 }

@@ -44,7 +44,7 @@ mod validator;
 
 pub use client::{Begin, Client, ClientRun};
 pub use durable::RecoveredValidator;
-pub use membership::MembershipChanged;
+pub use membership::{Joiner, MembershipChanged};
 pub use messages::{
     BatchExecuted, Deliver, DeliverReply, Destination, Envelope, ForceViewChange, GetRoutingStats, GetStatus,
     InjectFault, LearnCommittee, ObserveExecutions, Origin, Register, RegisterClient, Restart, Route, RoutingStats,

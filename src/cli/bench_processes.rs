@@ -27,7 +27,8 @@ pub fn run(cfg: &SwarmConfig, genesis: Ledger, transfers: Vec<SignedTransfer>) -
     let n = cfg.validators();
     let dir = std::env::temp_dir().join(format!("bftswarm-bench-{}-n{n}", std::process::id()));
     let _cleanup = RemoveOnDrop(dir.clone());
-    let testnet = super::testnet::write(&dir, n, 0, "127.0.0.1:0", true)?;
+    let shape = super::testnet::Shape { validators: n, in_process: 0, standby: 0 };
+    let testnet = super::testnet::write(&dir, shape, "127.0.0.1:0", true)?;
     let mut setup = HubSetup::load(&dir.join(&testnet.hub))?;
     setup.cfg = cfg.clone();
     let (spec, remote) = setup.spec(genesis)?;
@@ -43,7 +44,7 @@ pub fn run(cfg: &SwarmConfig, genesis: Ledger, transfers: Vec<SignedTransfer>) -
         hub.wait_for_nodes(n, CONNECT_WAIT).await.map_err(|connected| {
             CliError::TaskFailed(format!("only {connected} of {n} node processes connected within {CONNECT_WAIT:?}"))
         })?;
-        let result = submit(hub.swarm(), transfers, cfg).await;
+        let result = submit(hub.swarm(), transfers, cfg, Vec::new()).await.map(|(run, statuses, _)| (run, statuses));
         drop(nodes);
         result
     })?;

@@ -7,9 +7,9 @@ use super::report::{RunFacts, RunReport};
 use super::run::workload_spec;
 use super::testnet::HubCommittee;
 use super::CliError;
-use crate::actors::{ClientRun, LaunchOptions, Swarm, SwarmSpec, ValidatorStatus};
+use crate::actors::{ClientRun, LaunchOptions, MembershipChanged, Swarm, SwarmSpec, ValidatorStatus};
 use crate::config::SwarmConfig;
-use crate::crypto::Keypair;
+use crate::crypto::{Keypair, PublicKey};
 use crate::ledger::{Ledger, SignedTransfer};
 use crate::protocol::{AgentId, ClientId, Committee, Epoch, Member};
 use crate::transport::{parse_public_key, Hub};
@@ -80,6 +80,16 @@ impl HubSetup {
             local_keys.push((index, key(home.join("keys").join(format!("{}-key.pem", entry.name)))?));
         }
         Ok(HubSetup { cfg, committee, hub_key, local_keys })
+    }
+
+    /// The standby validators' names and keys, in order.
+    pub fn standby(&self) -> Result<Vec<(String, PublicKey)>, CliError> {
+        let parse = |entry: &super::testnet::CommitteeEntry| {
+            let key = parse_public_key(&entry.public_key)
+                .map_err(|e| CliError::Usage(format!("committee.toml, standby {}: {e}", entry.name)))?;
+            Ok((entry.name.clone(), key))
+        };
+        self.committee.standby.iter().map(parse).collect()
     }
 
     /// The swarm to launch, and the members that run in their own processes.
@@ -157,8 +167,15 @@ pub fn execute(args: &HubArgs) -> Result<(), CliError> {
         eprintln!("all {} validator processes connected", remote.len());
         if args.transactions > 0 {
             eprintln!("workload started: {} transfers", args.transactions);
-            let (run, statuses) = submit(hub.swarm(), workload.transfers, &setup.cfg).await?;
-            let report = RunReport::build(&run, &statuses, &facts);
+            let standby = setup.standby()?;
+            let (run, statuses, changes) = submit(hub.swarm(), workload.transfers, &setup.cfg, standby).await?;
+            // After membership changes, the committee that ran last is the one to judge.
+            let facts = match changes.last() {
+                Some(last) => RunFacts { validators: last.validators, max_failures: last.max_failures, quorum: last.quorum, ..facts },
+                None => facts,
+            };
+            let mut report = RunReport::build(&run, &statuses, &facts);
+            report.membership_changes = changes;
             if args.json {
                 println!("{}", serde_json::to_string_pretty(&report).map_err(std::io::Error::other)?);
             } else {
@@ -191,17 +208,27 @@ pub async fn start(
         .map_err(|e| CliError::Usage(format!("cannot listen on {listen}: {e}; pass another --listen")))
 }
 
-/// Submits `transfers` through one client and waits for every validator to settle.
+/// What a workload through the hub saw: the client's run, the validators'
+/// settled statuses, the membership changes made meanwhile.
+pub type Submitted = (ClientRun, Vec<ValidatorStatus>, Vec<MembershipChanged>);
+
+/// Submits `transfers` through one client, makes the config's `[[membership]]`
+/// changes meanwhile (adding `standby` validators first), and waits for every
+/// validator to settle.
 pub async fn submit(
     swarm: &Swarm,
     transfers: Vec<SignedTransfer>,
     cfg: &SwarmConfig,
-) -> Result<(ClientRun, Vec<ValidatorStatus>), CliError> {
+    standby: Vec<(String, PublicKey)>,
+) -> Result<Submitted, CliError> {
     let total = transfers.len();
     let progress = Arc::new(AtomicU64::new(0));
     let (window, retry_ms) = (cfg.client.max_concurrent_requests, cfg.client.request_retry_ms);
     let client = swarm.run_client(ClientId(0), transfers, window, retry_ms, progress.clone());
     let stall_limit = Duration::from_secs(30).max(Duration::from_millis(cfg.consensus.view_change_timeout_ms * 3));
-    let run = super::run::until_stalled(client, &progress, total, stall_limit).await??;
-    Ok((run, swarm.settled_status(SETTLE_WAIT).await))
+    let client = super::run::until_stalled(client, &progress, total, stall_limit);
+    let operator = super::hub_membership::operate(swarm, &cfg.membership, standby, &progress);
+    let (run, changes) = tokio::join!(client, operator);
+    let (run, changes) = (run??, changes?);
+    Ok((run, swarm.settled_status(SETTLE_WAIT).await, changes))
 }

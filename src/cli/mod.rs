@@ -9,6 +9,7 @@ pub mod byzantine;
 mod catch_up;
 pub mod connect;
 pub mod hub;
+mod hub_membership;
 pub mod keys;
 pub mod memory;
 pub mod network;

@@ -35,6 +35,10 @@ pub struct TestnetArgs {
     /// The address the hub listens on; loopback unless you spread the swarm over machines.
     #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:7400")]
     pub listen: String,
+    /// Validators to keep on standby: their homes are written and the hub knows
+    /// their keys, but they join only through a membership change (`[[membership]] add`).
+    #[arg(long, value_name = "K", default_value_t = 0)]
+    pub standby: usize,
     /// Replace key files that already exist.
     #[arg(long)]
     pub force: bool,
@@ -46,6 +50,9 @@ pub struct HubCommittee {
     /// Where the hub listens unless `bftswarm hub --listen` says otherwise.
     pub listen: String,
     pub validators: Vec<CommitteeEntry>,
+    /// Validators a membership change may add, in order; each runs in its own process.
+    #[serde(default)]
+    pub standby: Vec<CommitteeEntry>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -59,7 +66,8 @@ pub struct CommitteeEntry {
 }
 
 pub fn execute(args: &TestnetArgs) -> Result<(), CliError> {
-    let written = write(&args.output, args.validators, args.in_process, &args.listen, args.force)?;
+    let shape = Shape { validators: args.validators, in_process: args.in_process, standby: args.standby };
+    let written = write(&args.output, shape, &args.listen, args.force)?;
     eprintln!(
         "wrote a testnet of {} validators ({} in their own process) to {}",
         args.validators,
@@ -70,14 +78,24 @@ pub fn execute(args: &TestnetArgs) -> Result<(), CliError> {
     Ok(())
 }
 
+/// How many validators, how many of them inside the hub, how many on standby.
+#[derive(Clone, Copy, Debug)]
+pub struct Shape {
+    pub validators: usize,
+    pub in_process: usize,
+    pub standby: usize,
+}
+
 /// What [`write`] wrote: the hub's home and each node's (name, home), relative to the output.
 pub struct Testnet {
     pub hub: PathBuf,
     pub nodes: Vec<(String, PathBuf)>,
+    pub standby: Vec<(String, PathBuf)>,
 }
 
-/// Writes the homes of a testnet of `validators`, the last `in_process` of which run inside the hub.
-pub fn write(out: &Path, validators: usize, in_process: usize, listen: &str, force: bool) -> Result<Testnet, CliError> {
+/// Writes the homes of a testnet: the last `in_process` validators run inside the hub.
+pub fn write(out: &Path, shape: Shape, listen: &str, force: bool) -> Result<Testnet, CliError> {
+    let Shape { validators, in_process, standby } = shape;
     if validators < 4 || in_process > validators {
         return Err(CliError::Usage(format!(
             "a testnet needs --validators of at least 4 and --in-process of at most that (got {validators} and {in_process})"
@@ -97,29 +115,46 @@ pub fn write(out: &Path, validators: usize, in_process: usize, listen: &str, for
     for (index, name) in cfg.agent_names().into_iter().enumerate() {
         let keypair = Keypair::generate();
         let runs_in_hub = index >= validators - in_process;
-        let key_file = if runs_in_hub {
-            hub_dir.join("keys").join(format!("{name}-key.pem"))
+        if runs_in_hub {
+            write_key(&hub_dir.join("keys").join(format!("{name}-key.pem")), &keypair, force)?;
         } else {
-            let home = out.join(&name);
-            mkdir(&home.join("keys"))?;
-            write_text(&home.join("hub.pub"), &format!("{}\n", hub_key.public_key()))?;
+            write_node_home(&out.join(&name), &name, &keypair, &hub_key, force)?;
             nodes.push((name.clone(), PathBuf::from(&name)));
-            home.join("keys").join(format!("{name}-key.pem"))
-        };
-        write_key(&key_file, &keypair, force)?;
+        }
         let public_key = keypair.public_key().to_string();
         entries.push(CommitteeEntry { name, public_key, in_process: runs_in_hub });
     }
-    let committee = HubCommittee { listen: listen.to_string(), validators: entries };
+    let mut standby_entries = Vec::with_capacity(standby);
+    let mut standby_nodes = Vec::with_capacity(standby);
+    for number in validators + 1..=validators + standby {
+        let name = format!("{}{number}", cfg.swarm.agent_name_prefix);
+        let keypair = Keypair::generate();
+        write_node_home(&out.join(&name), &name, &keypair, &hub_key, force)?;
+        standby_entries.push(CommitteeEntry {
+            name: name.clone(),
+            public_key: keypair.public_key().to_string(),
+            in_process: false,
+        });
+        standby_nodes.push((name.clone(), PathBuf::from(name)));
+    }
+    let committee = HubCommittee { listen: listen.to_string(), validators: entries, standby: standby_entries };
     let committee = toml::to_string_pretty(&committee).map_err(|e| CliError::Usage(e.to_string()))?;
     write_text(&hub_dir.join("committee.toml"), &format!("# Validators in committee order.\n{committee}"))?;
     let config = format!(
         "# The swarm config of this testnet; keys it omits come from the defaults (config/default.toml).\n[swarm]\nmax_agents = {validators}\n"
     );
     write_text(&hub_dir.join("config.toml"), &config)?;
-    let testnet = Testnet { hub: PathBuf::from("hub"), nodes };
+    let testnet = Testnet { hub: PathBuf::from("hub"), nodes, standby: standby_nodes };
     write_text(&out.join("start.sh"), &start_script(&testnet, listen))?;
     Ok(testnet)
+}
+
+/// A node's home: its key and the hub's public key.
+fn write_node_home(home: &Path, name: &str, keypair: &Keypair, hub_key: &Keypair, force: bool) -> Result<(), CliError> {
+    let keys = home.join("keys");
+    std::fs::create_dir_all(&keys).map_err(|e| CliError::Usage(format!("cannot create {}: {e}", keys.display())))?;
+    write_text(&home.join("hub.pub"), &format!("{}\n", hub_key.public_key()))?;
+    write_key(&keys.join(format!("{name}-key.pem")), keypair, force)
 }
 
 fn write_key(path: &Path, keypair: &Keypair, force: bool) -> Result<(), CliError> {
@@ -146,6 +181,12 @@ fn start_script(testnet: &Testnet, listen: &str) -> String {
         let home = home.display();
         script.push_str(&format!(
             "\"$BFTSWARM\" node --home {home} --hub \"$HUB\" --keypair {home}/keys/{name}-key.pem &\n"
+        ));
+    }
+    for (name, home) in &testnet.standby {
+        let home = home.display();
+        script.push_str(&format!(
+            "# on standby: start once a membership change added it\n# \"$BFTSWARM\" node --home {home} --hub \"$HUB\" --keypair {home}/keys/{name}-key.pem &\n"
         ));
     }
     script.push_str("wait\n");
