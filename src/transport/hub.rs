@@ -6,10 +6,11 @@
 use super::frame::{codec, Welcome};
 use super::handshake::admit_node;
 use super::link::tune;
-use super::peer::relay;
+use super::peer::{relay, Disconnected, RemoteValidator};
 use crate::actors::{Register, Swarm};
 use crate::crypto::{Keypair, PublicKey};
-use actix::Arbiter;
+use crate::protocol::AgentId;
+use actix::{Addr, Arbiter};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -29,6 +30,9 @@ struct Shared {
     key: Keypair,
     /// Keys refused whatever the committee says (quarantined agents), with why.
     refused: Mutex<BTreeMap<PublicKey, String>>,
+    /// The live connection of each validator process. The newest wins: a
+    /// restarted node must not wait for the hub to notice its old connection died.
+    connections: Mutex<BTreeMap<AgentId, Addr<RemoteValidator>>>,
 }
 
 impl Hub {
@@ -37,7 +41,7 @@ impl Hub {
     pub async fn listen(swarm: Arc<Swarm>, key: Keypair, listen: &str) -> std::io::Result<Hub> {
         let listener = TcpListener::bind(listen).await?;
         let local_addr = listener.local_addr()?;
-        let shared = Arc::new(Shared { swarm, key, refused: Mutex::new(BTreeMap::new()) });
+        let shared = Arc::new(Shared { swarm, key, refused: Mutex::default(), connections: Mutex::default() });
         actix_rt::spawn(accept(listener, shared.clone()));
         Ok(Hub { shared, local_addr })
     }
@@ -122,7 +126,10 @@ async fn serve(stream: TcpStream, from: SocketAddr, shared: Arc<Shared>) {
     let Some(public_key) = public_key else { return };
     tracing::info!(validator = %name, %from, "validator process joined");
     let swarm = shared.swarm.clone();
-    let registered = |peer: &actix::Addr<super::peer::RemoteValidator>| {
+    let registered = |peer: &Addr<RemoteValidator>| {
+        if let Some(older) = lock(&shared.connections).insert(id, peer.clone()) {
+            older.do_send(Disconnected);
+        }
         let recipient = peer.clone().recipient();
         swarm.supervisor().do_send(Register { id, name: name.clone(), public_key, recipient });
         swarm.attach_remote(id, peer.clone().recipient());

@@ -13,6 +13,7 @@ use futures_util::StreamExt;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::net::TcpStream;
 
 /// Stands in for a validator of another process: what the supervisor
@@ -34,10 +35,15 @@ pub struct RemoteValidator {
 #[rtype(result = "()")]
 struct StatusReport(NodeStatus);
 
-/// The connection ended: the actor stops and the supervisor sees a closed recipient.
+/// The connection ended, or a newer one from the same validator replaced it:
+/// the actor stops, its outbox closes, and the supervisor sees a closed recipient.
 #[derive(Message)]
 #[rtype(result = "()")]
-struct Disconnected;
+pub struct Disconnected;
+
+/// A node that sends nothing for this long (it reports its status ten times
+/// a second) is stopped or cut off: the hub hangs up, and the node connects again when it can.
+pub const SILENCE_LIMIT: Duration = Duration::from_secs(10);
 
 impl Actor for RemoteValidator {
     type Context = Context<Self>;
@@ -136,7 +142,7 @@ pub async fn relay(
     started(&peer);
     let (sink, mut frames) = conn.split();
     let read = async {
-        while let Some(bytes) = frames.next().await {
+        while let Some(bytes) = next_within(&mut frames, SILENCE_LIMIT).await? {
             match Frame::decode(&bytes?)? {
                 Frame::Route(items) => {
                     let items = items.into_iter().map(|(to, envelope)| (from_node(id, to), envelope)).collect();
@@ -156,6 +162,14 @@ pub async fn relay(
     };
     peer.do_send(Disconnected);
     result
+}
+
+/// The next frame's bytes, none at the end of the stream, an error after `limit` of silence.
+async fn next_within<S: futures_util::Stream<Item = std::io::Result<bytes::BytesMut>> + Unpin>(
+    frames: &mut S,
+    limit: Duration,
+) -> Result<Option<std::io::Result<bytes::BytesMut>>, WireError> {
+    tokio::time::timeout(limit, frames.next()).await.map_err(|_| WireError::Timeout(limit))
 }
 
 /// A node may broadcast only as itself: whatever sender it names, its
