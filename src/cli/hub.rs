@@ -151,7 +151,7 @@ pub fn execute(args: &HubArgs) -> Result<(), CliError> {
         only_overdrafts_invalid: false,
     };
     let system = actix::System::new();
-    system.block_on(async {
+    let result = system.block_on(async {
         let hub = start(spec, remote.clone(), setup.hub_key.clone(), &listen, &setup.cfg.swarm.name).await?;
         let addr_file = args.home.join("hub.addr");
         std::fs::write(&addr_file, hub.local_addr().to_string()).map_err(|e| usage(&addr_file, e))?;
@@ -190,7 +190,10 @@ pub fn execute(args: &HubArgs) -> Result<(), CliError> {
             tokio::signal::ctrl_c().await?;
         }
         Ok(())
-    })
+    });
+    // A stale address must not send nodes to a hub that is gone (best effort).
+    let _ = std::fs::remove_file(args.home.join("hub.addr"));
+    result
 }
 
 /// Launches the swarm's in-process part and listens for the rest. Must run inside an actix System.

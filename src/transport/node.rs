@@ -13,7 +13,7 @@ use crate::actors::{Deliver, GetStatus, RecoveredValidator, Route, Validator, Va
 use crate::crypto::{Keypair, PublicKey};
 use crate::protocol::Replica;
 use crate::wal::{ReplicaSpec, WalError, WalOptions};
-use actix::{Actor, Addr, Arbiter, Context, Handler, Message, Recipient, Supervisor as ActorSupervisor};
+use actix::{Actor, Addr, Context, Handler, Message, Recipient, Supervisor as ActorSupervisor};
 use futures_util::StreamExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -55,20 +55,20 @@ pub enum NodeError {
 pub async fn run_node(options: NodeOptions) -> Result<(), NodeError> {
     let dropped = Arc::new(AtomicU64::new(0));
     let link = HubLink { outbox: None, dropped: dropped.clone() }.start();
-    let mut running: Option<(String, Addr<Validator>, Arbiter)> = None;
+    let mut running: Option<(String, Addr<Validator>)> = None;
     let mut retry = FIRST_RETRY;
     loop {
         match connect(&options).await {
             Ok((conn, welcome)) => {
                 retry = FIRST_RETRY;
                 let validator = match &running {
-                    Some((name, _, _)) if *name != welcome.name => {
+                    Some((name, _)) if *name != welcome.name => {
                         return Err(NodeError::IdentityChanged { running: name.clone(), got: welcome.name });
                     }
-                    Some((_, validator, _)) => validator.clone(),
+                    Some((_, validator)) => validator.clone(),
                     None => {
-                        let (validator, arbiter) = start_validator(&options, &welcome, link.clone().recipient())?;
-                        running = Some((welcome.name.clone(), validator.clone(), arbiter));
+                        let validator = start_validator(&options, &welcome, link.clone().recipient())?;
+                        running = Some((welcome.name.clone(), validator.clone()));
                         validator
                     }
                 };
@@ -77,6 +77,10 @@ pub async fn run_node(options: NodeOptions) -> Result<(), NodeError> {
                 eprintln!("lost the hub at {} ({}); reconnecting", options.hub, describe(&ended));
             }
             Err(NodeError::Handshake(error)) if !error.is_fatal() => {
+                // Once per outage on stderr; every attempt in the log.
+                if retry == FIRST_RETRY {
+                    eprintln!("cannot reach the hub at {} ({error}); retrying", options.hub);
+                }
                 tracing::info!(hub = %options.hub, %error, "cannot reach the hub; retrying");
             }
             Err(error) => return Err(error),
@@ -101,32 +105,31 @@ async fn connect(options: &NodeOptions) -> Result<(super::handshake::Connection<
     Ok((conn, welcome))
 }
 
-/// Starts the validator on its own thread: durable when it belongs to the
-/// genesis committee, a joining replica (caught up by state transfer) otherwise.
+/// Starts the validator: durable when it belongs to the genesis committee, a
+/// joining replica (caught up by state transfer) otherwise. It shares the
+/// connection's thread: the process has nothing else to do, and a delivery
+/// then reaches it without waking another thread.
 fn start_validator(
     options: &NodeOptions,
     welcome: &Welcome,
     route: Recipient<Route>,
-) -> Result<(Addr<Validator>, Arbiter), NodeError> {
+) -> Result<Addr<Validator>, NodeError> {
     let Welcome { id, name, committees, params, genesis } = welcome.clone();
     let keypair = options.keypair.clone();
-    let arbiter = Arbiter::new();
     let Some(genesis_committee) = committees.first().cloned() else { return Err(NodeError::NoCommittee) };
     let addr = if genesis_committee.contains(id) {
         let spec = ReplicaSpec { name, keypair, committee: genesis_committee, params, genesis };
         let recovered = RecoveredValidator::open(spec, WalOptions::under_home(&options.home, options.fsync))?;
         eprintln!("{}: {:?}", welcome.name, recovered.recovery());
-        ActorSupervisor::start_in_arbiter(&arbiter.handle(), move |_| {
-            Validator::recovered(recovered, route).with_known_committees(&committees)
-        })
+        ActorSupervisor::start(move |_| Validator::recovered(recovered, route).with_known_committees(&committees))
     } else {
         let current = committees.last().cloned().unwrap_or_else(|| genesis_committee.clone());
         let replica = Replica::joining(id, keypair.clone(), genesis_committee, current, params, genesis);
-        ActorSupervisor::start_in_arbiter(&arbiter.handle(), move |_| {
+        ActorSupervisor::start(move |_| {
             Validator::new(name, replica, route).with_keypair(keypair).with_known_committees(&committees)
         })
     };
-    Ok((addr, arbiter))
+    Ok(addr)
 }
 
 /// Relays frames until the connection ends: deliveries to the validator,
