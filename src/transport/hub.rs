@@ -54,9 +54,15 @@ impl Hub {
         &self.shared.swarm
     }
 
-    /// Refuses `key` from now on (a quarantined agent), telling it `reason`.
+    /// Refuses `key` from now on (a quarantined agent), telling it `reason`,
+    /// and hangs up on its validator process if it is connected.
     pub fn refuse(&self, key: PublicKey, reason: String) {
         lock(&self.shared.refused).insert(key, reason);
+        let history = self.shared.swarm.committee_history();
+        let member = history.iter().rev().flat_map(|c| c.members()).find(|m| m.public_key == key);
+        if let Some(connection) = member.and_then(|m| lock(&self.shared.connections).remove(&m.id)) {
+            connection.do_send(Disconnected);
+        }
     }
 
     /// Waits until `expected` validator processes are connected; on timeout,

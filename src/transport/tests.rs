@@ -175,3 +175,34 @@ fn a_hub_without_the_expected_key_is_not_trusted() {
     let (joined, _) = handshake(&node, &impostor, &real_hub);
     assert!(matches!(joined, Err(HandshakeError::WrongHub { .. })), "{joined:?}");
 }
+
+#[test]
+fn the_hub_admits_its_remote_members_and_turns_away_a_refused_key_with_the_reason() {
+    use crate::actors::{LaunchOptions, Swarm, SwarmSpec};
+    let keys: Vec<Keypair> = (0..4u8).map(|i| Keypair::from_seed([i; 32])).collect();
+    let public_keys: Vec<_> = keys.iter().map(Keypair::public_key).collect();
+    let committee = Committee::numbered(Epoch(0), &public_keys, "bft-agent-", None).unwrap();
+    let spec = SwarmSpec::new(committee, keys.clone(), ProtocolParams::default(), Ledger::default()).unwrap();
+    let hub_key = Keypair::from_seed([42; 32]);
+    actix::System::new().block_on(async {
+        let options = LaunchOptions { external_validators: (0..4).map(AgentId).collect(), ..LaunchOptions::default() };
+        let swarm = Arc::new(Swarm::launch_with(spec, options).unwrap());
+        let hub = super::Hub::listen(swarm, hub_key.clone(), "127.0.0.1:0").await.unwrap();
+        hub.refuse(public_keys[2], "quarantined for equivocation".into());
+        let join = |keypair: Keypair| {
+            let (address, hub_key) = (hub.local_addr(), hub_key.public_key());
+            async move {
+                let stream = tokio::net::TcpStream::connect(address).await.unwrap();
+                join_hub(&mut Framed::new(stream, codec()), &keypair, hub_key).await
+            }
+        };
+        match join(keys[2].clone()).await {
+            Err(HandshakeError::Refused(reason)) => {
+                assert!(reason.contains("quarantined for equivocation"), "{reason}")
+            }
+            other => panic!("a refused key got {other:?}"),
+        }
+        let welcome = join(keys[1].clone()).await.unwrap();
+        assert_eq!((welcome.id, welcome.name.as_str()), (AgentId(1), "bft-agent-2"));
+    });
+}
