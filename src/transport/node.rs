@@ -9,6 +9,7 @@
 use super::frame::{codec, Frame, NodeStatus, Welcome, WireError};
 use super::handshake::{join_hub, HandshakeError};
 use super::link::{tune, write_frames, Outbox};
+use super::peer::{next_within, SILENCE_LIMIT};
 use crate::actors::{Deliver, GetStatus, RecoveredValidator, Route, Validator, ValidatorStatus, SUPERVISOR_MAILBOX};
 use crate::crypto::{Keypair, PublicKey};
 use crate::protocol::Replica;
@@ -144,8 +145,10 @@ async fn relay(
     link.do_send(Connected(Some(outbox.clone())));
     let (sink, mut frames) = conn.split();
     let read = async {
-        while let Some(bytes) = frames.next().await {
+        while let Some(bytes) = next_within(&mut frames, SILENCE_LIMIT).await? {
             match Frame::decode(&bytes?)? {
+                // The hub's heartbeat.
+                Frame::Deliver(envelopes) if envelopes.is_empty() => {}
                 // A full mailbox drops the delivery; retransmission recovers it.
                 Frame::Deliver(envelopes) => drop(validator.try_send(Deliver(envelopes))),
                 other => return Err(WireError::Unexpected { expected: "deliver", got: other.kind() }),

@@ -8,7 +8,7 @@ use super::link::{write_frames, Outbox};
 use crate::actors::{Deliver, Destination, GetStatus, Origin, Route, Supervisor, ValidatorStatus, AGENT_MAILBOX};
 use crate::crypto::PublicKey;
 use crate::protocol::{AgentId, ReplicaStats};
-use actix::{Actor, ActorContext, Addr, Context, Handler, Message, MessageResult};
+use actix::{Actor, ActorContext, Addr, AsyncContext, Context, Handler, Message, MessageResult};
 use futures_util::StreamExt;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -41,15 +41,25 @@ struct StatusReport(NodeStatus);
 #[rtype(result = "()")]
 pub struct Disconnected;
 
-/// A node that sends nothing for this long (it reports its status ten times
-/// a second) is stopped or cut off: the hub hangs up, and the node connects again when it can.
+/// A peer that sends nothing for this long (a node reports its status ten
+/// times a second, the hub sends a heartbeat every [`HEARTBEAT_EVERY`]) is
+/// stopped or cut off: hang up; the node connects again when it can.
 pub const SILENCE_LIMIT: Duration = Duration::from_secs(10);
+
+/// How often the hub tells a node it is there, whatever the load.
+pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(2);
 
 impl Actor for RemoteValidator {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(AGENT_MAILBOX);
+        // An empty delivery tells an idle node the hub is still there.
+        ctx.run_interval(HEARTBEAT_EVERY, |peer, ctx| {
+            if !peer.outbox.push(&Frame::Deliver(Vec::new()), 0) {
+                ctx.stop();
+            }
+        });
     }
 }
 
@@ -165,7 +175,7 @@ pub async fn relay(
 }
 
 /// The next frame's bytes, none at the end of the stream, an error after `limit` of silence.
-async fn next_within<S: futures_util::Stream<Item = std::io::Result<bytes::BytesMut>> + Unpin>(
+pub(super) async fn next_within<S: futures_util::Stream<Item = std::io::Result<bytes::BytesMut>> + Unpin>(
     frames: &mut S,
     limit: Duration,
 ) -> Result<Option<std::io::Result<bytes::BytesMut>>, WireError> {
