@@ -331,3 +331,12 @@ fn membership_change_removes_a_node_process_and_adds_a_standby_one() {
     let names: Vec<&str> = report["agents"].as_array().unwrap().iter().filter_map(|a| a["name"].as_str()).collect();
     assert_eq!(names, ["bft-agent-1", "bft-agent-2", "bft-agent-3", "bft-agent-5"], "{report:#}");
 }
+
+#[test]
+fn testnet_refuses_a_swarm_that_cannot_tolerate_a_fault() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = Command::new(BIN).args(["testnet", "--validators", "3", "--output"]).arg(dir.path()).output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("at least 4"), "{stderr}");
+}

@@ -13,6 +13,7 @@ use crate::protocol::AgentId;
 use actix::{Addr, Arbiter};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
@@ -86,8 +87,22 @@ fn lock<T>(cell: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     cell.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// Connections open at once, handshakes included: beyond it, new ones are
+/// closed at once, so strangers cannot make the hub start threads without bound.
+pub const MAX_CONNECTIONS: usize = 512;
+
+/// Counts one open connection while it lives.
+struct Open(Arc<AtomicUsize>);
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// Accepts until the System stops; each connection gets its own thread.
 async fn accept(listener: TcpListener, shared: Arc<Shared>) {
+    let open = Arc::new(AtomicUsize::new(0));
     loop {
         let (stream, from) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -98,6 +113,12 @@ async fn accept(listener: TcpListener, shared: Arc<Shared>) {
                 continue;
             }
         };
+        if open.fetch_add(1, Ordering::Relaxed) >= MAX_CONNECTIONS {
+            open.fetch_sub(1, Ordering::Relaxed);
+            tracing::warn!(%from, "{MAX_CONNECTIONS} connections open already; closed this one");
+            continue;
+        }
+        let counted = Open(open.clone());
         // A socket belongs to the runtime that polls it: move it to the connection's thread.
         let stream = match stream.into_std() {
             Ok(stream) => stream,
@@ -112,6 +133,7 @@ async fn accept(listener: TcpListener, shared: Arc<Shared>) {
                 Ok(stream) => serve(stream, from, shared).await,
                 Err(error) => tracing::warn!(%error, %from, "cannot use the connection"),
             }
+            drop(counted);
             Arbiter::current().stop();
         });
     }
