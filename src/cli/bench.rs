@@ -53,8 +53,8 @@ pub struct BenchArgs {
     /// run); fsync as `storage.fsync` says (on unless BFTSWARM_STORAGE__FSYNC=false).
     #[arg(long)]
     pub durable: bool,
-    /// Run every validator as a separate process (`bftswarm node`, write-ahead
-    /// log without fsync) joined over loopback TCP, instead of in this process.
+    /// Measure every row twice: in this process, then with every validator a
+    /// separate process (`bftswarm node`, write-ahead log without fsync) joined over loopback TCP.
     #[arg(long, conflicts_with_all = ["durable", "hook_actors", "catch_up"])]
     pub processes: bool,
     /// The swarm's home, for --durable.
@@ -138,9 +138,11 @@ pub fn execute(args: &BenchArgs) -> Result<(), CliError> {
         "ed25519 on this machine: verify {verify_us:.1} µs, batch verify {batch_us:.1} µs/signature, {cores} cores"
     );
     let mut rows = Vec::new();
+    // With --processes, each row in one process and then across processes, side by side.
+    let placements: &[bool] = if args.processes { &[false, true] } else { &[false] };
     for &n in &args.validators {
-        for &window in &args.windows {
-            let row = measure(args, n, window, cores, batch_us)?;
+        for (&window, &processes) in args.windows.iter().flat_map(|w| placements.iter().map(move |p| (w, p))) {
+            let row = measure(args, n, window, processes, cores, batch_us)?;
             eprintln!(
                 "n = {:>2}, window {:>5}, {}: {:>8.0} tx/s, p50 {:>6.1} ms, p99 {:>6.1} ms, {:>5.0} µs CPU/tx, {:.0}% of bound, {}",
                 n,
@@ -169,7 +171,14 @@ pub fn execute(args: &BenchArgs) -> Result<(), CliError> {
     }
 }
 
-fn measure(args: &BenchArgs, n: usize, window: usize, cores: usize, batch_us: f64) -> Result<BenchRow, CliError> {
+fn measure(
+    args: &BenchArgs,
+    n: usize,
+    window: usize,
+    processes: bool,
+    cores: usize,
+    batch_us: f64,
+) -> Result<BenchRow, CliError> {
     let mut cfg = SwarmConfig::load(args.config.as_deref())?;
     cfg.swarm.max_agents = n;
     cfg.swarm.max_failures = None;
@@ -215,13 +224,13 @@ fn measure(args: &BenchArgs, n: usize, window: usize, cores: usize, batch_us: f6
         None
     };
     let storage = match &wal {
-        _ if args.processes => "processes+wal",
+        _ if processes => "processes+wal",
         None => "memory",
         Some(wal) if wal.fsync => "wal+fsync",
         Some(_) => "wal",
     };
     let cpu_before = process_cpu_time();
-    let (run, statuses, nodes_cpu) = if args.processes {
+    let (run, statuses, nodes_cpu) = if processes {
         let run = super::bench_processes::run(&cfg, spec.genesis.clone(), workload.transfers)?;
         (run.run, run.statuses, run.nodes_cpu)
     } else {
