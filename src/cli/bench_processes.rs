@@ -44,7 +44,7 @@ pub fn run(cfg: &SwarmConfig, genesis: Ledger, transfers: Vec<SignedTransfer>) -
         hub.wait_for_nodes(n, CONNECT_WAIT).await.map_err(|connected| {
             CliError::TaskFailed(format!("only {connected} of {n} node processes connected within {CONNECT_WAIT:?}"))
         })?;
-        let result = submit(hub.swarm(), transfers, cfg, Vec::new()).await.map(|(run, statuses, _)| (run, statuses));
+        let result = submit(&hub, transfers, cfg, Vec::new()).await.map(|(run, statuses, _)| (run, statuses));
         drop(nodes);
         result
     })?;

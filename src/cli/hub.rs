@@ -168,7 +168,7 @@ pub fn execute(args: &HubArgs) -> Result<(), CliError> {
         if args.transactions > 0 {
             eprintln!("workload started: {} transfers", args.transactions);
             let standby = setup.standby()?;
-            let (run, statuses, changes) = submit(hub.swarm(), workload.transfers, &setup.cfg, standby).await?;
+            let (run, statuses, changes) = submit(&hub, workload.transfers, &setup.cfg, standby).await?;
             // After membership changes, the committee that ran last is the one to judge.
             let facts = match changes.last() {
                 Some(last) => RunFacts { validators: last.validators, max_failures: last.max_failures, quorum: last.quorum, ..facts },
@@ -219,18 +219,19 @@ pub type Submitted = (ClientRun, Vec<ValidatorStatus>, Vec<MembershipChanged>);
 /// changes meanwhile (adding `standby` validators first), and waits for every
 /// validator to settle.
 pub async fn submit(
-    swarm: &Swarm,
+    hub: &Hub,
     transfers: Vec<SignedTransfer>,
     cfg: &SwarmConfig,
     standby: Vec<(String, PublicKey)>,
 ) -> Result<Submitted, CliError> {
+    let swarm = hub.swarm();
     let total = transfers.len();
     let progress = Arc::new(AtomicU64::new(0));
     let (window, retry_ms) = (cfg.client.max_concurrent_requests, cfg.client.request_retry_ms);
     let client = swarm.run_client(ClientId(0), transfers, window, retry_ms, progress.clone());
     let stall_limit = Duration::from_secs(30).max(Duration::from_millis(cfg.consensus.view_change_timeout_ms * 3));
     let client = super::run::until_stalled(client, &progress, total, stall_limit);
-    let operator = super::hub_membership::operate(swarm, &cfg.membership, standby, &progress);
+    let operator = super::hub_membership::operate(hub, &cfg.membership, standby, &progress);
     let (run, changes) = tokio::join!(client, operator);
     let (run, changes) = (run??, changes?);
     Ok((run, swarm.settled_status(SETTLE_WAIT).await, changes))

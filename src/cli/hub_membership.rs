@@ -3,9 +3,10 @@
 //! processes that join once the change names them), then fresh keys run inside the hub.
 
 use super::CliError;
-use crate::actors::{Joiner, MembershipChanged, Swarm};
+use crate::actors::{Joiner, MembershipChanged};
 use crate::config::MembershipEntry;
 use crate::crypto::PublicKey;
+use crate::transport::Hub;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -14,11 +15,12 @@ use std::time::Duration;
 const MEMBERSHIP_WAIT: Duration = Duration::from_secs(30);
 
 pub(super) async fn operate(
-    swarm: &Swarm,
+    hub: &Hub,
     plan: &[MembershipEntry],
     standby: Vec<(String, PublicKey)>,
     progress: &AtomicU64,
 ) -> Result<Vec<MembershipChanged>, CliError> {
+    let swarm = hub.swarm();
     let mut standby: VecDeque<(String, PublicKey)> = standby.into();
     let mut done = Vec::with_capacity(plan.len());
     for change in plan {
@@ -37,6 +39,8 @@ pub(super) async fn operate(
         } else {
             swarm.change_membership(change.add, &remove, MEMBERSHIP_WAIT).await?
         };
+        // A removed node process hears it at once: it reconnects, is refused, and exits saying why.
+        remove.iter().for_each(|id| hub.hang_up(*id));
         eprintln!(
             "membership changed to epoch {}: added [{}], removed [{}]",
             changed.epoch,

@@ -60,8 +60,14 @@ impl Hub {
     pub fn refuse(&self, key: PublicKey, reason: String) {
         lock(&self.shared.refused).insert(key, reason);
         let history = self.shared.swarm.committee_history();
-        let member = history.iter().rev().flat_map(|c| c.members()).find(|m| m.public_key == key);
-        if let Some(connection) = member.and_then(|m| lock(&self.shared.connections).remove(&m.id)) {
+        if let Some(member) = history.iter().rev().flat_map(|c| c.members()).find(|m| m.public_key == key) {
+            self.hang_up(member.id);
+        }
+    }
+
+    /// Closes validator `id`'s connection, if it has one (a removed validator).
+    pub fn hang_up(&self, id: AgentId) {
+        if let Some(connection) = lock(&self.shared.connections).remove(&id) {
             connection.do_send(Disconnected);
         }
     }

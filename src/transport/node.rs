@@ -45,6 +45,10 @@ pub enum NodeError {
     Handshake(#[from] HandshakeError),
     #[error("cannot open the write-ahead log: {0}")]
     Wal(#[from] WalError),
+    #[error("{0} joined through a membership change and keeps no write-ahead log, so it must not start again (it could sign twice); remove it from the committee and add a fresh key")]
+    CannotRejoin(String),
+    #[error("cannot write {0}: {1}")]
+    Marker(String, std::io::Error),
     #[error("the hub's welcome carries no committee")]
     NoCommittee,
     #[error("the hub welcomed this node as {got}, but it runs {running}; the hub's committee changed under it")]
@@ -124,6 +128,7 @@ fn start_validator(
         eprintln!("{}: {:?}", welcome.name, recovered.recovery());
         ActorSupervisor::start(move |_| Validator::recovered(recovered, route).with_known_committees(&committees))
     } else {
+        claim_in_memory_seat(&options.home, &name)?;
         let current = committees.last().cloned().unwrap_or_else(|| genesis_committee.clone());
         let replica = Replica::joining(id, keypair.clone(), genesis_committee, current, params, genesis);
         ActorSupervisor::start(move |_| {
@@ -131,6 +136,21 @@ fn start_validator(
         })
     };
     Ok(addr)
+}
+
+/// A validator that joined through a membership change keeps no log, so it
+/// must never start twice (it would forget its votes and could sign two
+/// different messages for one slot): the first start leaves a marker in its
+/// home, and a second one refuses.
+fn claim_in_memory_seat(home: &std::path::Path, name: &str) -> Result<(), NodeError> {
+    let marker = home.join("joined-without-log");
+    let created = std::fs::create_dir_all(home)
+        .and_then(|()| std::fs::OpenOptions::new().write(true).create_new(true).open(&marker));
+    match created {
+        Ok(_) => Ok(()),
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Err(NodeError::CannotRejoin(name.into())),
+        Err(error) => Err(NodeError::Marker(marker.display().to_string(), error)),
+    }
 }
 
 /// Relays frames until the connection ends: deliveries to the validator,
