@@ -37,7 +37,7 @@ use std::process::ExitCode;
     name = "bftswarm",
     version,
     about = "An actor swarm whose validators agree under Byzantine faults (PBFT)",
-    after_help = "Examples:\n  bftswarm run --config config/byzantine-7.toml          # a whole scenario in the foreground\n  bftswarm swarm init --topology star --consensus byzantine --max-agents 7 --max-failures 2\n  bftswarm agent spawn --count 7 --type validator        # the swarm becomes active\n  bftswarm task orchestrate --task payments --count 1000 --consensus byzantine\n  bftswarm byzantine consensus-health\n  bftswarm swarm stop"
+    after_help = "Examples:\n  bftswarm run --config config/byzantine-7.toml          # a whole scenario in the foreground\n  bftswarm swarm init --topology star --consensus byzantine --max-agents 7 --max-failures 2\n  bftswarm agent spawn --count 7 --type validator        # the swarm becomes active\n  bftswarm task orchestrate --task payments --count 1000 --consensus byzantine\n  bftswarm byzantine consensus-health\n  bftswarm swarm stop\n  bftswarm testnet --validators 4 --output testnet && sh testnet/start.sh   # validators as separate processes"
 )]
 pub struct Cli {
     #[command(subcommand)]

@@ -13,7 +13,7 @@ use super::peer::{next_within, SILENCE_LIMIT};
 use crate::actors::{Deliver, GetStatus, RecoveredValidator, Route, Validator, ValidatorStatus, SUPERVISOR_MAILBOX};
 use crate::crypto::{Keypair, PublicKey};
 use crate::protocol::Replica;
-use crate::wal::{ReplicaSpec, WalError, WalOptions};
+use crate::wal::{Recovery, ReplicaSpec, WalError, WalOptions};
 use actix::{Actor, Addr, Context, Handler, Message, Recipient, Supervisor as ActorSupervisor};
 use futures_util::StreamExt;
 use std::path::PathBuf;
@@ -125,7 +125,7 @@ fn start_validator(
     let addr = if genesis_committee.contains(id) {
         let spec = ReplicaSpec { name, keypair, committee: genesis_committee, params, genesis };
         let recovered = RecoveredValidator::open(spec, WalOptions::under_home(&options.home, options.fsync))?;
-        eprintln!("{}: {:?}", welcome.name, recovered.recovery());
+        eprintln!("{}: {}", welcome.name, describe_recovery(recovered.recovery()));
         ActorSupervisor::start(move |_| Validator::recovered(recovered, route).with_known_committees(&committees))
     } else {
         claim_in_memory_seat(&options.home, &name)?;
@@ -136,6 +136,21 @@ fn start_validator(
         })
     };
     Ok(addr)
+}
+
+fn describe_recovery(recovery: &Recovery) -> String {
+    match recovery {
+        Recovery::Fresh => "a new write-ahead log".into(),
+        Recovery::Wal { records, last_executed, .. } => {
+            format!("rebuilt from its write-ahead log ({records} records, executed up to seq {last_executed})")
+        }
+        Recovery::Discarded { error, moved_to } => {
+            format!(
+                "its write-ahead log was unusable ({error}), moved to {}; catching up from peers",
+                moved_to.display()
+            )
+        }
+    }
 }
 
 /// A validator that joined through a membership change keeps no log, so it
