@@ -35,15 +35,14 @@ impl Testnet {
 
     fn write_with_standby(validators: usize, in_process: usize, standby: usize) -> Testnet {
         let dir = tempfile::tempdir().expect("a temporary directory");
-        let status = Command::new(BIN)
+        let written = Command::new(BIN)
             .args(["testnet", "--validators", &validators.to_string(), "--in-process", &in_process.to_string()])
             .args(["--standby", &standby.to_string()])
             .args(["--listen", "127.0.0.1:0", "--output"])
             .arg(dir.path())
-            .stdout(Stdio::null())
-            .status()
+            .output()
             .expect("bftswarm testnet runs");
-        assert!(status.success(), "bftswarm testnet failed");
+        assert!(written.status.success(), "bftswarm testnet failed: {}", String::from_utf8_lossy(&written.stderr));
         let nodes = (0..validators - in_process + standby).map(|_| None).collect();
         Testnet { dir, hub: None, hub_lines: None, hub_stderr: Arc::default(), nodes }
     }
@@ -268,6 +267,8 @@ fn sigstop_partition_of_the_primary_recovers_after_sigcont() {
     let report = net.hub_report(Duration::from_secs(60));
     assert_nothing_lost(&report, 4);
     assert!(report["view"].as_u64().unwrap() >= 1, "the swarm changed view around the stopped primary: {report:#}");
+    let change = &report["view_changes"][0];
+    assert_eq!(change["old_primary"], "bft-agent-1", "the node processes report their view changes: {report:#}");
 }
 
 #[test]

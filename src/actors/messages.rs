@@ -167,7 +167,7 @@ pub struct ValidatorStatus {
 }
 
 /// One view change as a validator saw it.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ViewRecord {
     pub view: View,
     pub old_primary: AgentId,

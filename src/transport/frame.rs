@@ -5,7 +5,7 @@
 //! for anything that is not a whole, well-formed frame, and the codec refuses
 //! frames longer than [`MAX_FRAME_BYTES`] before it buffers them.
 
-use crate::actors::{Destination, Envelope};
+use crate::actors::{Destination, Envelope, ViewRecord};
 use crate::crypto::{Digest, PublicKey, Signature};
 use crate::ledger::Ledger;
 use crate::protocol::{AgentId, Committee, Epoch, ProtocolParams, Seq, View};
@@ -88,6 +88,8 @@ pub struct NodeStatus {
     pub txs_rejected: u64,
     pub inbound_rejected: u64,
     pub outbound_dropped: u64,
+    /// The views installed after the first, oldest first (the validator keeps the last 64).
+    pub view_history: Vec<ViewRecord>,
 }
 
 impl Frame {

@@ -228,6 +228,7 @@ fn summary(status: &ValidatorStatus, link_dropped: u64) -> NodeStatus {
         txs_rejected: status.stats.txs_rejected,
         inbound_rejected: status.inbound_rejected.values().sum(),
         outbound_dropped: status.outbound_dropped + link_dropped,
+        view_history: status.view_history.clone(),
     }
 }
 

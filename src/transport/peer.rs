@@ -119,7 +119,7 @@ impl Handler<GetStatus> for RemoteValidator {
             inbound_rejected,
             outbound_dropped: node.outbound_dropped,
             injected_fault: None,
-            view_history: Vec::new(),
+            view_history: node.view_history.clone(),
             recovery: None,
         })
     }
