@@ -183,7 +183,9 @@ pub async fn audited_run(count: usize) -> (AuditReport, u64) {
         overdraft_ratio: 0.1,
     });
     let genesis = Ledger::with_genesis(&workload.genesis).unwrap();
-    let spec = SwarmSpec::from_config(&config, genesis.clone(), 9).unwrap();
+    let spec = SwarmSpec::from_config(&config, genesis, 9).unwrap();
+    // The swarm's genesis: the workload's accounts and the validators' own.
+    let genesis = spec.genesis.clone();
     let swarm = Swarm::launch(spec);
 
     let report = Arc::new(Mutex::new(AuditReport::default()));

@@ -85,7 +85,7 @@ impl Actor for ComplianceValidator {
 impl Handler<Deliver> for ComplianceValidator {
     type Result = ();
 
-    fn handle(&mut self, Deliver(envelopes): Deliver, _: &mut Context<Self>) {
+    fn handle(&mut self, Deliver { envelopes, .. }: Deliver, _: &mut Context<Self>) {
         for envelope in envelopes {
             match envelope {
                 Envelope::Consensus(message) => match self.verifier.verify_message(&message) {
@@ -120,7 +120,9 @@ pub async fn run_with_compliance(count: usize, limit: u64) -> (ComplianceReport,
         overdraft_ratio: 0.0,
     });
     let genesis = Ledger::with_genesis(&workload.genesis).unwrap();
-    let spec = SwarmSpec::from_config(&config, genesis.clone(), 21).unwrap();
+    let spec = SwarmSpec::from_config(&config, genesis, 21).unwrap();
+    // The swarm's genesis: the workload's accounts and the validators' own.
+    let genesis = spec.genesis.clone();
     let me = AgentId(3);
     let member = spec.committee.member(me).unwrap().clone();
     let keypair = spec.validator_keys[3].clone();

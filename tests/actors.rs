@@ -143,3 +143,72 @@ async fn a_validator_is_added_then_another_removed_mid_run_and_every_transfer_co
     }
     swarm.stop();
 }
+
+/// Collects the lifecycle events a hook actor is sent.
+struct EventLog(Arc<std::sync::Mutex<Vec<bftswarm::events::LifecycleEvent>>>);
+
+impl actix::Actor for EventLog {
+    type Context = actix::Context<Self>;
+}
+
+impl actix::Handler<bftswarm::hooks::HookEvent> for EventLog {
+    type Result = ();
+
+    fn handle(&mut self, event: bftswarm::hooks::HookEvent, _: &mut actix::Context<Self>) {
+        self.0.lock().unwrap().push((*event.0).clone());
+    }
+}
+
+/// A validator corrupting every signature is convicted on f+1 accusations;
+/// hooks hear `malicious-detected` then `agent-quarantined`, and a fresh
+/// validator replaces it through a membership epoch while transfers commit.
+#[actix::test]
+async fn a_convicted_validator_is_quarantined_announced_to_hooks_and_replaced() {
+    use actix::Actor;
+    use bftswarm::actors::{LaunchOptions, QuarantinePolicy};
+    use bftswarm::events::{EventKind, EventKinds, LifecycleEvent};
+    use bftswarm::faults::FaultType;
+    use bftswarm::protocol::AgentId;
+
+    let config =
+        SwarmConfig::from_toml_str("[swarm]\nmax_agents = 4\n[consensus]\ncheckpoint_interval = 10\n").unwrap();
+    let workload = Workload::generate(&WorkloadSpec {
+        seed: 5,
+        accounts: 50,
+        transactions: 400,
+        initial_balance: 1_000_000,
+        max_amount: 1_000,
+        overdraft_ratio: 0.0,
+    });
+    let genesis = Ledger::with_genesis(&workload.genesis).unwrap();
+    let spec = SwarmSpec::from_config(&config, genesis, 5).unwrap();
+    let events = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let kinds: EventKinds = [EventKind::MaliciousDetected, EventKind::AgentQuarantined].into_iter().collect();
+    let hooks = bftswarm::hooks::Hooks::new().subscribe("log", kinds, EventLog(events.clone()).start().recipient());
+    let quarantine = QuarantinePolicy { enforce: true, ..QuarantinePolicy::default() };
+    let swarm = Swarm::launch_with(spec, LaunchOptions { hooks, quarantine, ..LaunchOptions::default() }).unwrap();
+    swarm.inject_fault(AgentId(3), FaultType::SignatureCorruption, 1.0, Duration::ZERO).unwrap();
+
+    let run = swarm.run_client(ClientId(1), workload.transfers, 20, 500, Arc::new(AtomicU64::new(0))).await.unwrap();
+    assert_eq!(run.completions.len(), 400);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let log = loop {
+        let log = swarm.detection_log().await.unwrap();
+        if log.first().is_some_and(|record| record.replaced_by.is_some()) || std::time::Instant::now() > deadline {
+            break log;
+        }
+        actix_rt::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(log.len(), 1, "{log:?}");
+    assert_eq!((log[0].agent_id, log[0].fault_type.as_str()), (AgentId(3), "signature-corruption"));
+    assert_eq!(log[0].replaced_by.as_deref(), Some("bft-agent-5"), "{log:?}");
+    assert!(!swarm.committee().contains(AgentId(3)) && swarm.committee().n() == 4);
+    let events = events.lock().unwrap().clone();
+    let detected = events
+        .iter()
+        .position(|e| matches!(e, LifecycleEvent::MaliciousDetected { accused, .. } if *accused == AgentId(3)));
+    let quarantined =
+        events.iter().position(|e| matches!(e, LifecycleEvent::AgentQuarantined { agent, .. } if *agent == AgentId(3)));
+    assert!(detected.is_some() && detected < quarantined, "{events:?}");
+    swarm.stop();
+}

@@ -9,23 +9,48 @@ fn run_json(args: &[&str]) -> Value {
     serde_json::from_slice(&output.stdout).expect("stdout is one JSON object")
 }
 
+/// The tutorial's steps 6-9 from one config: two malicious agents injected,
+/// both convicted with evidence, quarantined and replaced through consensus,
+/// every honest transfer committed, the double spend rejected, nobody honest convicted.
 #[test]
-fn byzantine_7_preset_commits_or_rejects_all_1000_transfers_with_integrity_intact() {
-    let report = run_json(&["--config", "config/byzantine-7.toml"]);
-    let committed = report["transactions_committed"].as_u64().unwrap();
-    let rejected = report["transactions_rejected"].as_u64().unwrap();
-    assert_eq!(committed + rejected, 1000);
-    assert_eq!(rejected, report["expected_overdrafts"].as_u64().unwrap());
+fn byzantine_7_scenario_detects_quarantines_and_replaces_both_malicious_agents() {
+    let home = tempfile::tempdir().unwrap();
+    let home_arg = home.path().to_str().unwrap();
+    let report = run_json(&["--config", "config/byzantine-7.toml", "--home", home_arg]);
+    assert_eq!(report["transactions_committed"], 1000, "{report:#}");
     assert_eq!(report["system_integrity"], "intact");
     assert_eq!(report["status"], "healthy");
-    assert_eq!(report["total_agents"], 7);
-    assert_eq!(report["healthy_agents"], 7);
-    assert_eq!(report["quorum_threshold"], 5);
-    assert_eq!(report["quorum_met"], true);
+    assert_eq!((report["total_agents"].as_u64(), report["healthy_agents"].as_u64()), (Some(7), Some(7)));
+    assert_eq!((report["quorum_threshold"].as_u64(), report["quorum_met"].as_bool()), (Some(5), Some(true)));
     assert_eq!(report["false_positive_rate"], 0.0);
-    assert_eq!(report["primary"], "bft-agent-1");
-    assert_eq!(report["agents"].as_array().unwrap().len(), 7);
-    assert_eq!(report["view_changes"], serde_json::json!([]));
+    assert_eq!(report["malicious_detected"], 2);
+    assert!(report["double_spends_rejected"].as_u64().unwrap() >= 1, "{report:#}");
+    assert_eq!(report["rejected_by_reason"]["double-spend"], report["double_spends_rejected"]);
+    let detections = report["detections"].as_array().unwrap();
+    let by_agent = |name: &str| detections.iter().find(|d| d["detected_agent"] == name).cloned();
+    let corrupter = by_agent("bft-agent-5").expect("bft-agent-5 detected");
+    assert_eq!(corrupter["fault_type"], "signature-corruption");
+    assert_eq!(corrupter["detection_method"], "f-plus-one-accusations");
+    assert!(corrupter["votes_against"].as_u64().unwrap() >= 3);
+    let spender = by_agent("bft-agent-6").expect("bft-agent-6 detected");
+    assert_eq!(spender["fault_type"], "double-spend");
+    assert_eq!(spender["detection_method"], "self-verifying-evidence");
+    for detection in detections {
+        assert_eq!(detection["action"], "quarantined");
+        assert!(detection["quarantine_expires"].is_string());
+        assert!(detection["replaced_by"].is_string(), "{detection:#}");
+    }
+    // The replacements run in place of the convicted: n is back to 7.
+    let agents: Vec<&str> = report["agents"].as_array().unwrap().iter().map(|a| a["name"].as_str().unwrap()).collect();
+    assert_eq!(agents.len(), 7);
+    assert!(!agents.contains(&"bft-agent-5") && !agents.contains(&"bft-agent-6"), "{agents:?}");
+    assert!(agents.contains(&"bft-agent-8") && agents.contains(&"bft-agent-9"), "{agents:?}");
+    // The detection log is in the home's memory store under the tutorial's key.
+    let memory = bftswarm::store::MemoryStore::open(home.path(), Default::default()).unwrap();
+    let stored = memory.retrieve("coordination/byzantine/malicious-detections").unwrap().expect("detections stored");
+    let stored: Vec<&str> = stored.as_array().unwrap().iter().filter_map(|d| d["detected_agent"].as_str()).collect();
+    assert_eq!(stored.len(), 2, "{stored:?}");
+    assert!(stored.contains(&"bft-agent-5") && stored.contains(&"bft-agent-6"), "{stored:?}");
 }
 
 #[test]

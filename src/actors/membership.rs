@@ -5,7 +5,7 @@
 //! the removed validators, tell clients and hooks.
 
 use super::messages::{Destination, Envelope, LearnCommittee, Origin, Route, Unregister};
-use super::swarm::{lock, Swarm, SwarmError};
+use super::swarm::{lock, SwarmError, SwarmHandle};
 use crate::crypto::{Keypair, PublicKey};
 use crate::events::{timestamp_now, LifecycleEvent};
 use crate::hooks::Publish;
@@ -30,7 +30,7 @@ pub struct MembershipChanged {
     pub elapsed_ms: f64,
 }
 
-impl Swarm {
+impl SwarmHandle {
     /// Adds `add` validators with fresh keys and removes `remove`, through
     /// consensus: the change is ordered in the log and takes effect at the
     /// next checkpoint boundary. Waits at most `max_wait` for it.

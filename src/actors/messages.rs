@@ -40,7 +40,7 @@ pub enum Destination {
 
 /// Who handed a [`Route`] to the supervisor (for its counters; the receivers
 /// trust only signatures).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Origin {
     Validator(AgentId),
     Client(ClientId),
@@ -56,10 +56,21 @@ pub struct Route {
     pub items: Vec<(Destination, Envelope)>,
 }
 
-/// What the supervisor delivers to a validator: its share of one [`Route`].
+/// What the supervisor delivers to a validator: its share of one [`Route`],
+/// and who handed that route over (the authenticated channel it came on: a
+/// bad signature accuses the channel, not the signer a message names).
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct Deliver(pub Vec<Envelope>);
+pub struct Deliver {
+    pub from: Origin,
+    pub envelopes: Vec<Envelope>,
+}
+
+/// The supervisor stops routing what this convicted validator sends, at once,
+/// before the membership change that removes it takes effect.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Quarantine(pub AgentId);
 
 /// A client accepts replies signed by this committee from now on.
 #[derive(Message)]
@@ -112,6 +123,8 @@ pub struct RoutingStats {
     pub dropped_mailbox_full: u64,
     /// An envelope of a kind the destination does not take (a reply to a validator).
     pub misaddressed: u64,
+    /// Sent by a quarantined validator: not routed.
+    pub dropped_quarantined: u64,
 }
 
 /// Asks a validator for a snapshot of its state.

@@ -33,9 +33,11 @@
 //! `examples/custom_validator.rs` is a compliance officer built this way.
 
 mod client;
+mod detector;
 mod durable;
 mod membership;
 mod messages;
+mod quarantine;
 mod remote;
 mod supervisor;
 mod swarm;
@@ -43,15 +45,20 @@ mod timer;
 mod validator;
 
 pub use client::{Begin, Client, ClientRun};
+pub use detector::{DetectorActor, DetectorSummary, Misbehaviour};
 pub use durable::RecoveredValidator;
 pub use membership::{Joiner, MembershipChanged};
 pub use messages::{
     BatchExecuted, Deliver, DeliverReply, Destination, Envelope, ForceViewChange, GetRoutingStats, GetStatus,
-    InjectFault, LearnCommittee, ObserveExecutions, Origin, Register, RegisterClient, Restart, Route, RoutingStats,
-    Unregister, UnregisterClient, ValidatorStatus, ViewRecord,
+    InjectFault, LearnCommittee, ObserveExecutions, Origin, Quarantine, Register, RegisterClient, Restart, Route,
+    RoutingStats, Unregister, UnregisterClient, ValidatorStatus, ViewRecord,
 };
+pub use quarantine::{DetectionRecord, QuarantinePolicy, DETECTIONS_KEY};
 pub use supervisor::{AgentEntry, Supervisor};
-pub use swarm::{params_from_config, LaunchOptions, Swarm, SwarmError, SwarmSpec, PRE_TASK_ACTOR_TIMEOUT};
+pub use swarm::{
+    params_from_config, with_validator_accounts, LaunchOptions, Swarm, SwarmError, SwarmHandle, SwarmSpec,
+    PRE_TASK_ACTOR_TIMEOUT,
+};
 pub use validator::Validator;
 
 use crate::protocol::Micros;

@@ -3,17 +3,17 @@
 //! Such a validator is a member the swarm was launched without
 //! ([`super::LaunchOptions::external_validators`]); the hub registers a
 //! connection actor for it with the supervisor, and attaches it here so that
-//! [`Swarm::status`] — and so settling, reports and membership changes —
+//! [`SwarmHandle::status`] — and so settling, reports and membership changes —
 //! counts it like an in-process one.
 
 use super::messages::{GetStatus, ValidatorStatus};
-use super::swarm::{lock, Swarm};
+use super::swarm::{lock, SwarmHandle};
 use crate::ledger::Ledger;
 use crate::protocol::{AgentId, Committee, ProtocolParams};
 use actix::Recipient;
 
-impl Swarm {
-    /// Counts validator `id`, running elsewhere, in [`Swarm::status`]; replaces an earlier connection's.
+impl SwarmHandle {
+    /// Counts validator `id`, running elsewhere, in [`SwarmHandle::status`]; replaces an earlier connection's.
     pub fn attach_remote(&self, id: AgentId, status: Recipient<GetStatus>) {
         lock(&self.remote).insert(id, status);
     }

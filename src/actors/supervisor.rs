@@ -9,15 +9,15 @@
 //! from messages that were never signed.
 
 use super::messages::{
-    Deliver, DeliverReply, Destination, Envelope, GetRoutingStats, Register, RegisterClient, Route, RoutingStats,
-    Unregister, UnregisterClient,
+    Deliver, DeliverReply, Destination, Envelope, GetRoutingStats, Origin, Quarantine, Register, RegisterClient, Route,
+    RoutingStats, Unregister, UnregisterClient,
 };
 use super::SUPERVISOR_MAILBOX;
 use crate::crypto::PublicKey;
 use crate::protocol::{AgentId, ClientId, Reply};
 use actix::dev::SendError;
 use actix::{Actor, Context, Handler, Recipient};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 /// One registered agent. The recipient is kept (not cloned per send) so that
@@ -32,6 +32,8 @@ pub struct AgentEntry {
 pub struct Supervisor {
     agents: BTreeMap<AgentId, AgentEntry>,
     clients: BTreeMap<ClientId, Recipient<DeliverReply>>,
+    /// Convicted validators whose routes are dropped.
+    quarantined: BTreeSet<AgentId>,
     stats: RoutingStats,
 }
 
@@ -50,7 +52,7 @@ impl Supervisor {
 
     /// Sorts one route's envelopes by recipient, so each recipient gets one
     /// actor message per route however many envelopes it carries.
-    fn route(&mut self, items: Vec<(Destination, Envelope)>) {
+    fn route(&mut self, from: Origin, items: Vec<(Destination, Envelope)>) {
         let mut to_agents: BTreeMap<AgentId, Vec<Envelope>> = BTreeMap::new();
         let mut to_clients: BTreeMap<ClientId, Vec<Arc<Reply>>> = BTreeMap::new();
         for (destination, envelope) in items {
@@ -87,7 +89,7 @@ impl Supervisor {
         for (id, envelopes) in to_agents {
             if let Some(entry) = self.agents.get(&id) {
                 let count = envelopes.len() as u64;
-                let result = entry.recipient.try_send(Deliver(envelopes));
+                let result = entry.recipient.try_send(Deliver { from, envelopes });
                 self.count(result.map_err(drop_payload), count);
             }
         }
@@ -133,7 +135,19 @@ impl Handler<Route> for Supervisor {
 
     fn handle(&mut self, route: Route, _: &mut Context<Self>) {
         self.stats.routes += 1;
-        self.route(route.items);
+        if matches!(route.from, Origin::Validator(id) if self.quarantined.contains(&id)) {
+            self.stats.dropped_quarantined += route.items.len() as u64;
+            return;
+        }
+        self.route(route.from, route.items);
+    }
+}
+
+impl Handler<Quarantine> for Supervisor {
+    type Result = ();
+
+    fn handle(&mut self, Quarantine(agent): Quarantine, _: &mut Context<Self>) {
+        self.quarantined.insert(agent);
     }
 }
 

@@ -6,10 +6,14 @@
 //! and the caller's thread only waits.
 
 use super::client::{Begin, Client, ClientRun};
+use super::detector::{DetectorActor, DetectorSummary, GetDetections};
 use super::durable::RecoveredValidator;
 use super::messages::{
     BatchExecuted, ForceViewChange, GetRoutingStats, GetStatus, InjectFault, ObserveExecutions, Register,
     RegisterClient, Restart, RoutingStats, UnregisterClient, ValidatorStatus,
+};
+use super::quarantine::{
+    DetectionRecord, GetDetectionLog, OperatorQuarantine, QuarantineManager, QuarantinePolicy, ReplacementSpawner,
 };
 use super::supervisor::Supervisor;
 use super::validator::Validator;
@@ -20,7 +24,7 @@ use crate::faults::{FaultSpec, FaultType};
 use crate::hooks::{
     launch_events, EventHub, GetHookStats, HookEvent, HookId, HookStats, Hooks, Publish, RunTaskHooks, Subscribe, Veto,
 };
-use crate::ledger::{Ledger, SignedTransfer};
+use crate::ledger::{AccountId, GenesisError, Ledger, SignedTransfer};
 use crate::protocol::{
     AgentId, ClientCore, ClientId, Committee, CommitteeError, Epoch, Member, ProtocolParams, Replica,
 };
@@ -29,7 +33,7 @@ use crate::wal::{ReplicaSpec, WalError, WalOptions};
 use actix::{Actor, Addr, Arbiter, Recipient, Supervisor as ActorSupervisor};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
@@ -49,6 +53,10 @@ pub enum SwarmError {
     Vetoed(#[from] Veto),
     #[error("the event hub has stopped")]
     HubStopped,
+    #[error("the detector has stopped")]
+    DetectorStopped,
+    #[error("validator accounts cannot be opened: {0}")]
+    Genesis(GenesisError),
     #[error("no validator {0} in this swarm; `bftswarm agent list` shows the agents")]
     UnknownAgent(AgentId),
     #[error("membership change refused: {0}")]
@@ -111,8 +119,18 @@ impl SwarmSpec {
         let prefix = &cfg.swarm.agent_name_prefix;
         let committee = Committee::numbered(Epoch(0), &public_keys, prefix, Some(cfg.max_failures()))?;
         let operator = Keypair::from_seed(rng.bytes());
+        let genesis = with_validator_accounts(genesis, &keys, cfg.workload.validator_balance)?;
         Ok(SwarmSpec::new(committee, keys, params_from_config(cfg), genesis)?.with_operator(operator))
     }
+}
+
+/// Opens each validator's own account with `balance` (none when 0).
+pub fn with_validator_accounts(mut genesis: Ledger, keys: &[Keypair], balance: u64) -> Result<Ledger, SwarmError> {
+    if balance > 0 {
+        let accounts: Vec<_> = keys.iter().map(|key| (AccountId(key.public_key()), balance)).collect();
+        genesis.open_accounts(&accounts).map_err(SwarmError::Genesis)?;
+    }
+    Ok(genesis)
 }
 
 /// The protocol's tuning from the `[consensus]` section.
@@ -149,6 +167,9 @@ pub struct LaunchOptions {
     /// unset keeps everything in memory. With logs, a swarm launched again
     /// from the same home recovers what it committed.
     pub wal: Option<WalOptions>,
+    /// What a conviction leads to: by default it is only recorded; with
+    /// `enforce`, the agent is quarantined and replaced through consensus.
+    pub quarantine: QuarantinePolicy,
 }
 
 impl Default for LaunchOptions {
@@ -159,6 +180,7 @@ impl Default for LaunchOptions {
             validator_mailbox: None,
             external_validators: BTreeSet::new(),
             wal: None,
+            quarantine: QuarantinePolicy::default(),
         }
     }
 }
@@ -166,13 +188,30 @@ impl Default for LaunchOptions {
 /// How long a `pre-task` veto actor may think before its silence vetoes.
 pub const PRE_TASK_ACTOR_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// A running swarm: the supervisor, the event hub and the validators, each on
-/// its own thread.
+/// A running swarm: the supervisor, the event hub, the detector and the
+/// validators, each on its own thread. Its API is [`SwarmHandle`]'s; dropping
+/// or [`Swarm::stop`]ping it stops every thread.
+pub struct Swarm {
+    handle: Arc<SwarmHandle>,
+    /// The hub's, the supervisor's and the detection actors' threads.
+    arbiters: Vec<Arbiter>,
+}
+
+impl std::ops::Deref for Swarm {
+    type Target = SwarmHandle;
+
+    fn deref(&self) -> &SwarmHandle {
+        &self.handle
+    }
+}
+
+/// What a running swarm is used through, shared with the actors that act on
+/// it (the replacement spawner changes its membership).
 ///
 /// Its methods take `&self`: a membership change may run while a client does
 /// (futures on the caller's thread, or the daemon's API threads), so what
 /// changes with the membership sits behind locks never held across an `.await`.
-pub struct Swarm {
+pub struct SwarmHandle {
     pub(super) committee: Mutex<Committee>,
     /// Every committee since launch, oldest first: a joining validator learns them.
     pub(super) committees: Mutex<Vec<Committee>>,
@@ -185,10 +224,10 @@ pub struct Swarm {
     pub(super) validators: Mutex<Vec<ValidatorHandle>>,
     /// Clients running now, told of each new committee.
     pub(super) clients: Mutex<BTreeMap<ClientId, Addr<Client>>>,
+    pub(super) detector: Addr<DetectorActor>,
+    pub(super) quarantine: Addr<QuarantineManager>,
     /// Validators in other processes, by where their status is asked ([`super::remote`]).
     pub(super) remote: Mutex<BTreeMap<AgentId, Recipient<GetStatus>>>,
-    /// The hub's and the supervisor's threads.
-    arbiters: Vec<Arbiter>,
 }
 
 /// A validator actor and the thread it runs on.
@@ -245,7 +284,7 @@ impl Swarm {
 
     fn start(spec: SwarmSpec, seeds: Vec<(Member, ValidatorSeed)>, options: LaunchOptions) -> Swarm {
         let SwarmSpec { committee, params, genesis, operator, .. } = spec;
-        let LaunchOptions { name: swarm_name, hooks, validator_mailbox, .. } = options;
+        let LaunchOptions { name: swarm_name, hooks, validator_mailbox, quarantine, .. } = options;
         // Its own thread: fanning events out to hooks never delays routing.
         let hub_arbiter = Arbiter::new();
         let hub = EventHub::start_in_arbiter(&hub_arbiter.handle(), move |_| EventHub::new(hooks));
@@ -253,26 +292,70 @@ impl Swarm {
         hub.do_send(Publish(launch_events(&swarm_name, &committee)));
         let supervisor_arbiter = Arbiter::new();
         let supervisor = Supervisor::start_in_arbiter(&supervisor_arbiter.handle(), |_| Supervisor::new());
-        let swarm = Swarm {
-            committee: Mutex::new(committee.clone()),
-            committees: Mutex::new(vec![committee.clone()]),
-            params,
-            genesis,
-            operator,
-            validator_mailbox: validator_mailbox.unwrap_or(super::AGENT_MAILBOX),
-            supervisor,
-            hub,
-            validators: Mutex::new(Vec::new()),
-            clients: Mutex::new(BTreeMap::new()),
-            remote: Mutex::new(BTreeMap::new()),
-            arbiters: vec![hub_arbiter, supervisor_arbiter],
-        };
+        let detection_arbiter = Arbiter::new();
+        let handle = Arc::new_cyclic(|swarm: &Weak<SwarmHandle>| {
+            let (events, detection) = (hub.clone().recipient(), detection_arbiter.handle());
+            let (weak, max_wait) = (swarm.clone(), quarantine.max_wait);
+            let spawner =
+                ReplacementSpawner::start_in_arbiter(&detection, move |_| ReplacementSpawner::new(weak, max_wait));
+            let weak = swarm.clone();
+            let replace = spawner.clone().recipient();
+            let manager = QuarantineManager::start_in_arbiter(&detection, move |_| {
+                QuarantineManager::new(quarantine, weak, replace)
+            });
+            spawner.do_send(super::quarantine::ReportTo(manager.clone().recipient()));
+            let convicted = manager.clone().recipient();
+            let first = committee.clone();
+            let detector =
+                DetectorActor::start_in_arbiter(&detection, move |_| DetectorActor::new(first, events, convicted));
+            SwarmHandle {
+                committee: Mutex::new(committee.clone()),
+                committees: Mutex::new(vec![committee.clone()]),
+                params,
+                genesis,
+                operator,
+                validator_mailbox: validator_mailbox.unwrap_or(super::AGENT_MAILBOX),
+                supervisor,
+                hub,
+                validators: Mutex::new(Vec::new()),
+                clients: Mutex::new(BTreeMap::new()),
+                remote: Mutex::new(BTreeMap::new()),
+                detector,
+                quarantine: manager,
+            }
+        });
         for (member, seed) in seeds {
-            swarm.spawn_seed(&member, seed);
+            handle.spawn_seed(&member, seed);
         }
-        swarm
+        Swarm { handle, arbiters: vec![hub_arbiter, supervisor_arbiter, detection_arbiter] }
     }
 
+    /// Stops every validator and the supervisor, and waits until every
+    /// validator's thread has ended: their logs are closed when this returns,
+    /// so a swarm may be launched again from the same home.
+    pub fn stop(self) {
+        for arbiter in &self.arbiters {
+            arbiter.stop();
+        }
+        // The hub and the supervisor hold no log; a slow command hook may keep the hub's thread a while.
+        let validators: Vec<ValidatorHandle> = lock(&self.validators).drain(..).collect();
+        for handle in &validators {
+            handle.arbiter.stop();
+        }
+        for handle in validators {
+            if handle.arbiter.join().is_err() {
+                tracing::warn!("a validator thread panicked while stopping");
+            }
+        }
+    }
+
+    /// A handle on the running swarm, for actors and tasks that outlive a borrow.
+    pub fn handle(&self) -> Arc<SwarmHandle> {
+        self.handle.clone()
+    }
+}
+
+impl SwarmHandle {
     /// Starts a validator that joins later (a membership change), in memory.
     pub(super) fn spawn_validator(&self, member: &Member, keypair: Keypair, replica: Replica) {
         self.spawn_seed(member, ValidatorSeed::InMemory(Box::new((replica, keypair))));
@@ -288,8 +371,10 @@ impl Swarm {
         let events = self.hub.clone().recipient();
         let mailbox = self.validator_mailbox;
         let known = lock(&self.committees).clone();
+        let detector = self.detector.clone().recipient();
         let addr = ActorSupervisor::start_in_arbiter(&arbiter.handle(), move |_| {
-            seed.grow(name, route).with_events(events).with_mailbox(mailbox).with_known_committees(&known)
+            let validator = seed.grow(name, route).with_events(events).with_mailbox(mailbox);
+            validator.with_known_committees(&known).with_detector(detector)
         });
         self.supervisor.do_send(Register {
             id: member.id,
@@ -480,27 +565,28 @@ impl Swarm {
         }
     }
 
-    pub async fn routing_stats(&self) -> Result<RoutingStats, SwarmError> {
-        self.supervisor.send(GetRoutingStats).await.map_err(|_| SwarmError::SupervisorStopped)
+    /// The detection log: every conviction, its quarantine and replacement.
+    pub async fn detection_log(&self) -> Result<Vec<DetectionRecord>, SwarmError> {
+        self.quarantine.send(GetDetectionLog).await.map_err(|_| SwarmError::DetectorStopped)
     }
 
-    /// Stops every validator and the supervisor, and waits until every
-    /// validator's thread has ended: their logs are closed when this returns,
-    /// so a swarm may be launched again from the same home.
-    pub fn stop(self) {
-        for arbiter in &self.arbiters {
-            arbiter.stop();
+    /// The operator's `byzantine quarantine`: stops routing what `agent` sends
+    /// and replaces it through consensus, as a conviction would.
+    pub fn quarantine(&self, agent: AgentId, duration: Duration) -> Result<(), SwarmError> {
+        if !self.committee().contains(agent) {
+            return Err(SwarmError::UnknownAgent(agent));
         }
-        // The hub and the supervisor hold no log; a slow command hook may keep the hub's thread a while.
-        let validators: Vec<ValidatorHandle> = lock(&self.validators).drain(..).collect();
-        for handle in &validators {
-            handle.arbiter.stop();
-        }
-        for handle in validators {
-            if handle.arbiter.join().is_err() {
-                tracing::warn!("a validator thread panicked while stopping");
-            }
-        }
+        self.quarantine.do_send(OperatorQuarantine { agent, duration });
+        Ok(())
+    }
+
+    /// The detector's convictions and what it refused to count.
+    pub async fn detections(&self) -> Result<DetectorSummary, SwarmError> {
+        self.detector.send(GetDetections).await.map_err(|_| SwarmError::DetectorStopped)
+    }
+
+    pub async fn routing_stats(&self) -> Result<RoutingStats, SwarmError> {
+        self.supervisor.send(GetRoutingStats).await.map_err(|_| SwarmError::SupervisorStopped)
     }
 }
 

@@ -11,6 +11,7 @@
 //! `Supervisor`: stopped ([`Restart`], or a failed write), it is started again
 //! from its log, exactly as after a crash of the process.
 
+use super::detector::Misbehaviour;
 use super::durable::{DurableLog, FlushLog, RecoveredValidator};
 use super::messages::{
     BatchExecuted, Deliver, Destination, Envelope, ForceViewChange, GetStatus, InjectFault, ObserveExecutions, Origin,
@@ -19,8 +20,10 @@ use super::messages::{
 use super::timer::DeadlineTimer;
 use super::{now, AGENT_MAILBOX};
 use crate::crypto::Keypair;
+use crate::detect::{report_output, report_rejection, Report};
 use crate::faults::Adversary;
 use crate::hooks::{EventEmitter, Publish};
+use crate::ledger::AccountId;
 use crate::protocol::{AgentId, Input, Micros, Output, Rejection, Replica, Verifier, View};
 use crate::wal::Recovery;
 use actix::{Actor, ActorContext, AsyncContext, Context, Handler, MessageResult, Recipient, Supervised};
@@ -29,6 +32,9 @@ use std::sync::Arc;
 
 /// How many view changes a validator remembers for its status.
 const VIEW_HISTORY: usize = 64;
+
+/// What a double-spending agent moves in each of its two conflicting transfers.
+const DOUBLE_SPEND_AMOUNT: u64 = 100;
 
 pub struct Validator {
     name: String,
@@ -55,6 +61,10 @@ pub struct Validator {
     durable: Option<DurableLog>,
     /// Committees of earlier epochs this validator was started with; kept for a rebuild.
     known_committees: Vec<crate::protocol::Committee>,
+    /// Where rejections and proofs of misbehaviour are reported.
+    detector: Option<Recipient<Misbehaviour>>,
+    /// Reports of the current delivery, sent once it is handled.
+    reports: Vec<Report>,
 }
 
 impl Validator {
@@ -78,6 +88,8 @@ impl Validator {
             view_history: VecDeque::new(),
             durable: None,
             known_committees: Vec::new(),
+            detector: None,
+            reports: Vec::new(),
         }
     }
 
@@ -128,6 +140,12 @@ impl Validator {
         self
     }
 
+    /// Reports what this validator's verifier refuses and its replica proves to `detector`.
+    pub fn with_detector(mut self, detector: Recipient<Misbehaviour>) -> Validator {
+        self.detector = Some(detector);
+        self
+    }
+
     /// Bounds the mailbox at `mailbox` actor messages instead of [`AGENT_MAILBOX`].
     pub fn with_mailbox(mut self, mailbox: usize) -> Validator {
         self.mailbox = mailbox.max(1);
@@ -138,11 +156,17 @@ impl Validator {
         &self.replica
     }
 
-    fn receive(&mut self, envelope: Envelope, outputs: &mut Vec<Output>) {
+    fn receive(&mut self, from: Origin, envelope: Envelope, outputs: &mut Vec<Output>) {
         match envelope {
             Envelope::Consensus(message) => match self.verifier.verify_message(&message) {
                 Ok(()) => outputs.extend(self.replica.step(now(), Input::Message(message))),
-                Err(rejection) => self.count_rejected(rejection_name(&rejection), 1),
+                Err(rejection) => {
+                    if let (Origin::Validator(channel), Some(_)) = (from, &self.detector) {
+                        let me = self.replica.id();
+                        self.reports.extend(report_rejection(me, channel, &message, &rejection));
+                    }
+                    self.count_rejected(rejection_name(&rejection), 1)
+                }
             },
             Envelope::Requests(requests) => {
                 // The supervisor shares one batch among validators; copy only when shared.
@@ -150,6 +174,9 @@ impl Validator {
                 let (valid, invalid) = self.verifier.verify_requests(requests);
                 if !invalid.is_empty() {
                     self.count_rejected("invalid-client-signature".into(), invalid.len() as u64);
+                }
+                if self.adversary.is_some() {
+                    self.attempt_double_spend();
                 }
                 let valid = match &mut self.adversary {
                     Some(adversary) => adversary.filter_requests(now(), valid),
@@ -167,6 +194,34 @@ impl Validator {
                 }
             }
             Envelope::Reply(_) => self.count_rejected("reply-sent-to-validator".into(), 1),
+        }
+    }
+
+    /// A double-spending agent, as a client would, sends two spends of one
+    /// nonce of its own account to two groups of its peers.
+    fn attempt_double_spend(&mut self) {
+        let (Some(adversary), Some(keypair)) = (&mut self.adversary, &self.keypair) else { return };
+        let account = AccountId(keypair.public_key());
+        let nonce = self.replica.ledger().account(&account).next_nonce;
+        let spends = adversary.double_spend(now(), nonce, DOUBLE_SPEND_AMOUNT, self.replica.committee());
+        if spends.is_empty() {
+            return;
+        }
+        let items = spends
+            .into_iter()
+            .map(|(peer, spend)| (Destination::Validator(peer), Envelope::Requests(Arc::new(vec![spend]))))
+            .collect();
+        let _ = self.route.try_send(Route { from: Origin::Validator(self.replica.id()), items });
+    }
+
+    /// Sends this delivery's reports to the detector, stamped now.
+    fn send_reports(&mut self) {
+        if self.reports.is_empty() {
+            return;
+        }
+        let reports = std::mem::take(&mut self.reports);
+        if let Some(detector) = &self.detector {
+            let _ = detector.try_send(Misbehaviour { reports, sent_at: std::time::Instant::now() });
         }
     }
 
@@ -214,6 +269,9 @@ impl Validator {
             if let Some(events) = &mut self.events {
                 events.observe(me, &output);
             }
+            if self.detector.is_some() {
+                self.reports.extend(report_output(me, &output, self.replica.committee()));
+            }
             match output {
                 Output::Broadcast(message) => {
                     items.push((Destination::AllValidatorsExcept(me), Envelope::Consensus(message)))
@@ -240,6 +298,9 @@ impl Validator {
                 Output::Evidence(evidence) => {
                     tracing::warn!(validator = %self.name, accused = ?evidence.accused(), "evidence of misbehaviour");
                 }
+                Output::DoubleSpend { executed, .. } => {
+                    tracing::warn!(validator = %self.name, account = %executed.transfer.from, "double spend");
+                }
             }
         }
         if !items.is_empty() {
@@ -252,6 +313,7 @@ impl Validator {
         if let Some(events) = &mut self.events {
             events.flush();
         }
+        self.send_reports();
         let held = self.adversary.as_ref().and_then(Adversary::next_deadline);
         let deadline = self.replica.next_deadline().into_iter().chain(held).min();
         self.timer.arm(ctx, now(), deadline, Validator::on_timer);
@@ -380,12 +442,14 @@ impl Handler<Restart> for Validator {
 impl Handler<Deliver> for Validator {
     type Result = ();
 
-    fn handle(&mut self, Deliver(envelopes): Deliver, ctx: &mut Context<Self>) {
+    fn handle(&mut self, Deliver { from, envelopes }: Deliver, ctx: &mut Context<Self>) {
         let mut outputs = Vec::new();
         for envelope in envelopes {
-            self.receive(envelope, &mut outputs);
+            self.receive(from, envelope, &mut outputs);
         }
         self.carry_out(outputs, ctx);
+        // Rejections leave no output to carry; report them now.
+        self.send_reports();
     }
 }
 

@@ -32,6 +32,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/byzantine/faults", web::post().to(inject_fault))
             .route("/byzantine/view-change", web::post().to(view_change))
             .route("/byzantine/update-quorum", web::post().to(update_quorum))
+            .route("/byzantine/quarantine", web::post().to(quarantine))
             .route("/network/latency", web::get().to(latency))
             .route("/memory", web::get().to(memory_retrieve))
             .route("/memory", web::post().to(memory_store)),
@@ -148,6 +149,11 @@ async fn inject_fault(request: HttpRequest, daemon: State, fault: web::Json<crat
 async fn update_quorum(request: HttpRequest, daemon: State, change: web::Json<crate::daemon::QuorumRequest>) -> Result {
     authorize(&request, &daemon)?;
     ok(daemon.update_quorum(change.into_inner()).await?)
+}
+
+async fn quarantine(request: HttpRequest, daemon: State, body: web::Json<crate::daemon::QuarantineRequest>) -> Result {
+    authorize(&request, &daemon)?;
+    ok(daemon.quarantine(body.into_inner()).await?)
 }
 
 async fn view_change(request: HttpRequest, daemon: State) -> Result {

@@ -9,11 +9,11 @@
 use super::report::{RunFacts, RunReport};
 use super::run::{drive_with, workload_spec};
 use super::CliError;
-use crate::actors::SwarmSpec;
+use crate::actors::{LaunchOptions, SwarmSpec};
 use crate::config::SwarmConfig;
 use crate::crypto::{verify_batch, Keypair, Signature, SigningBytes};
 use crate::events::{EventKind, EventKinds};
-use crate::hooks::{HookEvent, Hooks};
+use crate::hooks::HookEvent;
 use crate::ledger::Ledger;
 use crate::wal::WalOptions;
 use crate::workload::Workload;
@@ -84,6 +84,14 @@ pub struct BenchRow {
     pub hook_events_received: u64,
     /// "memory", "wal+fsync" or "wal" (write-ahead logs without fsync).
     pub storage: String,
+    /// Agents the base config's `[[faults]]` make Byzantine.
+    pub byzantine_agents: usize,
+    /// Convictions in the run; each convicted agent was quarantined and replaced.
+    pub malicious_detected: usize,
+    /// Slowest conviction: from the deciding report being sent to the conviction recorded.
+    pub detection_latency_ms: Option<f64>,
+    /// Slowest replacement: from the conviction to the new validator running in the new epoch.
+    pub replacement_ms: Option<f64>,
     pub tutorial_tx_per_s: Option<f64>,
     pub tutorial_latency_ms: Option<f64>,
 }
@@ -205,13 +213,14 @@ fn measure(
     let received = Arc::new(AtomicU64::new(0));
     let counter = received.clone();
     let hook_actors = args.hook_actors;
-    let add_hooks = move |mut hooks: Hooks| {
+    let add_hooks = move |options: &mut LaunchOptions| {
         let kinds: EventKinds = [EventKind::TransactionCommitted].into_iter().collect();
+        let mut hooks = std::mem::take(&mut options.hooks);
         for i in 0..hook_actors {
             let actor = CountingHook(counter.clone()).start();
             hooks = hooks.subscribe(&format!("bench-hook-{i}"), kinds, actor.recipient());
         }
-        hooks
+        options.hooks = hooks;
     };
     let wal = if args.durable {
         let home = args.home.join("bench").join(format!("n{n}-w{window}"));
@@ -230,15 +239,20 @@ fn measure(
         Some(_) => "wal",
     };
     let cpu_before = process_cpu_time();
-    let (run, statuses, nodes_cpu) = if processes {
+    let (run, statuses, nodes_cpu, detections) = if processes {
         let run = super::bench_processes::run(&cfg, spec.genesis.clone(), workload.transfers)?;
-        (run.run, run.statuses, run.nodes_cpu)
+        (run.run, run.statuses, run.nodes_cpu, Vec::new())
     } else {
-        let (run, statuses, _) = drive_with(spec, workload.transfers, &cfg, wal, false, add_hooks)?;
-        (run, statuses, Duration::ZERO)
+        let (run, statuses, _, detections) = drive_with(spec, workload.transfers, &cfg, wal, false, add_hooks)?;
+        (run, statuses, Duration::ZERO, detections)
     };
     let cpu = process_cpu_time().saturating_sub(cpu_before) + nodes_cpu;
-    let report = RunReport::build(&run, &statuses, &facts);
+    let mut report = RunReport::build(&run, &statuses, &facts);
+    let slowest = |values: Vec<f64>| values.into_iter().reduce(f64::max);
+    let detection_latency_ms = slowest(detections.iter().map(|d| d.detection_latency_us as f64 / 1000.0).collect());
+    let replacement_ms = slowest(detections.iter().filter_map(|d| d.replacement_ms).collect());
+    let byzantine: Vec<String> = cfg.faults.iter().map(|fault| fault.agent.clone()).collect();
+    report.add_detections(detections, &byzantine);
     let committed = report.transactions_committed.max(1) as f64;
     let bound = cores as f64 * 1e6 / (n as f64 * batch_us);
     let (tutorial_tx_per_s, tutorial_latency_ms) = tutorial(n);
@@ -258,6 +272,10 @@ fn measure(
         hook_actors: args.hook_actors,
         hook_events_received: received.load(Ordering::Relaxed),
         storage: storage.into(),
+        byzantine_agents: byzantine.len(),
+        malicious_detected: report.malicious_detected,
+        detection_latency_ms,
+        replacement_ms,
         tutorial_tx_per_s,
         tutorial_latency_ms,
     })
@@ -337,6 +355,9 @@ fn table(report: &BenchReport) -> String {
         "CPU µs/tx",
         "sig bound tx/s",
         "of bound",
+        "byzantine",
+        "convicted (slowest ms)",
+        "replaced (slowest ms)",
         "tutorial tx/s",
         "tutorial ms",
     ]);
@@ -354,6 +375,13 @@ fn table(report: &BenchReport) -> String {
             format!("{:.0}", row.cpu_us_per_tx),
             format!("{:.0}", row.signature_bound_tx_per_s),
             format!("{:.0}%", row.fraction_of_bound * 100.0),
+            row.byzantine_agents.to_string(),
+            format!(
+                "{} ({})",
+                row.malicious_detected,
+                row.detection_latency_ms.map_or("-".into(), |ms| format!("{ms:.2}"))
+            ),
+            optional(row.replacement_ms),
             optional(row.tutorial_tx_per_s),
             optional(row.tutorial_latency_ms),
         ]);

@@ -60,11 +60,14 @@ pub enum ByzantineCommand {
         #[command(flatten)]
         output: OutputArgs,
     },
-    /// Watch the malicious-agent detector (not built yet: issue 4).
+    /// The detector's convictions (one JSON line each); --watch keeps printing new ones.
     #[command(after_help = "Examples:\n  bftswarm byzantine detect-malicious --watch")]
     DetectMalicious {
         #[arg(long)]
         watch: bool,
+        /// How often --watch asks, in milliseconds.
+        #[arg(long, default_value_t = 500, value_name = "MS")]
+        interval_ms: u64,
     },
     /// The detection log, newest last (JSON, the tutorial's shape).
     #[command(after_help = "Examples:\n  bftswarm byzantine detection-log --tail 20")]
@@ -108,7 +111,7 @@ pub enum ByzantineCommand {
         #[command(flatten)]
         output: OutputArgs,
     },
-    /// Quarantine an agent (not built yet: issue 4).
+    /// Quarantine an agent now: the hub stops routing what it sends and a fresh validator replaces it.
     #[command(after_help = "Examples:\n  bftswarm byzantine quarantine --agent bft-agent-5 --duration 3600000")]
     Quarantine {
         #[arg(long, value_name = "NAME")]
@@ -178,14 +181,12 @@ pub fn execute(args: &ByzantineArgs) -> Result<(), CliError> {
             let request = json!({ "agent": agent, "fault_type": fault_type, "probability": probability });
             show(&connection.client()?.post("/v1/byzantine/faults", &request)?, *output)
         }
-        ByzantineCommand::DetectMalicious { .. } => Err(CliError::NotBuilt(
-            "byzantine detect-malicious: the malicious-agent detector is not built yet (issue 4); `bftswarm byzantine detection-log` shows what was recorded".into(),
-        )),
+        ByzantineCommand::DetectMalicious { watch, interval_ms } => detect_malicious(connection, *watch, *interval_ms),
         ByzantineCommand::DetectionLog { tail } => {
             let path = format!("/v1/byzantine/detection-log?tail={}", tail.unwrap_or(usize::MAX));
             let log: Value = connection.client()?.get(&path)?;
             if log.as_array().is_some_and(Vec::is_empty) {
-                eprintln!("note: nothing detected; no detector runs yet (malicious-agent detection arrives with issue 4)");
+                eprintln!("note: nothing detected so far");
             }
             Ok(print_json(&log)?)
         }
@@ -209,12 +210,35 @@ pub fn execute(args: &ByzantineArgs) -> Result<(), CliError> {
             let client = connection.client()?.with_timeout(Duration::from_secs(120));
             show(&client.post("/v1/byzantine/view-change", &json!({}))?, *output)
         }
-        ByzantineCommand::Quarantine { .. } => Err(CliError::NotBuilt(
-            "byzantine quarantine: quarantine arrives with malicious-agent detection (issue 4); nothing was changed".into(),
-        )),
+        ByzantineCommand::Quarantine { agent, duration } => {
+            let request = json!({ "agent": agent, "duration_ms": duration });
+            let started: Value = connection.client()?.post("/v1/byzantine/quarantine", &request)?;
+            Ok(print_json(&started)?)
+        }
         ByzantineCommand::SyncClocks { .. } => Err(CliError::Usage(
             "byzantine sync-clocks does not apply: consensus reads no wall clock (timeouts are local durations, signatures carry no timestamp), so there is nothing to synchronise and --ntp-server is not used".into(),
         )),
+    }
+}
+
+/// Prints each detection once, as a JSON line; with `watch`, keeps asking.
+fn detect_malicious(connection: &ConnectionArgs, watch: bool, interval_ms: u64) -> Result<(), CliError> {
+    let client = connection.client()?;
+    let mut printed = 0;
+    loop {
+        let log: Value = client.get("/v1/byzantine/detection-log")?;
+        let records = log.as_array().cloned().unwrap_or_default();
+        for record in records.iter().skip(printed) {
+            println!("{record}");
+        }
+        printed = printed.max(records.len());
+        if !watch {
+            if printed == 0 {
+                eprintln!("note: nothing detected so far");
+            }
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(interval_ms.max(50)));
     }
 }
 

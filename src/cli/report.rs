@@ -2,7 +2,7 @@
 //! client saw and what the validators say, so its integrity rules are tested
 //! without starting a swarm. Printed as JSON (`--json`) or as a table.
 
-use crate::actors::{ClientRun, MembershipChanged, ValidatorStatus};
+use crate::actors::{ClientRun, DetectionRecord, MembershipChanged, ValidatorStatus};
 use crate::crypto::Digest;
 use crate::ledger::TxOutcome;
 use crate::protocol::AgentId;
@@ -40,7 +40,11 @@ pub struct RunReport {
     pub transactions_rejected: usize,
     pub rejected_by_reason: BTreeMap<String, usize>,
     pub expected_overdrafts: usize,
-    /// Honest agents wrongly convicted; no faults are injected by `run` yet.
+    /// Agents the detector convicted (each quarantined and replaced when detection enforces).
+    pub malicious_detected: usize,
+    /// Conflicting spends of a nonce that another spend consumed: dropped, never executed.
+    pub double_spends_rejected: u64,
+    /// Convicted agents the config did not make Byzantine, over all honest agents: must be 0.
     pub false_positive_rate: f64,
     pub system_integrity: String,
     pub throughput_tx_per_s: f64,
@@ -54,6 +58,8 @@ pub struct RunReport {
     pub view_changes: Vec<ViewChangeEvent>,
     /// The membership changes of the run (`[[membership]]`), in order.
     pub membership_changes: Vec<MembershipChanged>,
+    /// The detection log: one record per conviction, with its quarantine and replacement.
+    pub detections: Vec<DetectionRecord>,
     pub agents: Vec<AgentRow>,
     pub client: ClientStats,
 }
@@ -121,7 +127,11 @@ impl RunReport {
                 TxOutcome::Rejected(reason) => *rejected_by_reason.entry(reason.name().to_string()).or_default() += 1,
             }
         }
-        let rejected = run.completions.len() - committed;
+        let double_spends = statuses.iter().map(|s| s.stats.double_spends_dropped).max().unwrap_or(0);
+        if double_spends > 0 {
+            rejected_by_reason.insert("double-spend".to_string(), double_spends as usize);
+        }
+        let rejected = run.completions.len() - committed + double_spends as usize;
         let mut latencies: Vec<u64> = run.completions.iter().map(|c| c.latency_us).collect();
         latencies.sort_unstable();
         let elapsed_s = run.elapsed.as_secs_f64();
@@ -150,6 +160,8 @@ impl RunReport {
             transactions_rejected: rejected,
             rejected_by_reason,
             expected_overdrafts: facts.expected_overdrafts,
+            malicious_detected: 0,
+            double_spends_rejected: double_spends,
             false_positive_rate: 0.0,
             system_integrity: match integrity {
                 Ok(()) => "intact".to_string(),
@@ -164,9 +176,28 @@ impl RunReport {
             primary,
             view_changes: view_changes(statuses, facts.quorum),
             membership_changes: Vec::new(),
+            detections: Vec::new(),
             agents,
             client: run.stats.clone(),
         }
+    }
+
+    /// Adds the detection log; a conviction of an agent not in `byzantine`
+    /// is a false positive and violates the swarm's integrity.
+    pub fn add_detections(&mut self, detections: Vec<DetectionRecord>, byzantine: &[String]) {
+        let wrongly: Vec<&str> = detections
+            .iter()
+            .map(|record| record.detected_agent.as_str())
+            .filter(|agent| !byzantine.iter().any(|name| name == agent))
+            .collect();
+        let honest = (self.total_agents + detections.len()).saturating_sub(byzantine.len()).max(1);
+        self.false_positive_rate = wrongly.len() as f64 / honest as f64;
+        if !wrongly.is_empty() && self.integrity_intact() {
+            self.system_integrity = format!("violated: honest agents convicted: {}", wrongly.join(", "));
+            self.status = "degraded";
+        }
+        self.malicious_detected = detections.len();
+        self.detections = detections;
     }
 
     pub fn integrity_intact(&self) -> bool {
@@ -207,7 +238,13 @@ impl RunReport {
              view {view}, primary {primary}\n\
              {view_changes}\
              {membership}\
+             {detections}\
+             malicious detected {malicious}, double spends rejected {double_spends}, false positive rate {fpr:.1}\n\
              system integrity: {integrity}\n",
+            detections = self.detections.iter().map(detection_line).collect::<String>(),
+            malicious = self.malicious_detected,
+            double_spends = self.double_spends_rejected,
+            fpr = self.false_positive_rate,
             membership = self
                 .membership_changes
                 .iter()
@@ -253,6 +290,24 @@ impl RunReport {
             integrity = self.system_integrity,
         )
     }
+}
+
+/// One detection, as a line of the text report.
+fn detection_line(record: &DetectionRecord) -> String {
+    let replaced = match (&record.replaced_by, record.replacement_ms) {
+        (Some(by), Some(ms)) => format!(", replaced by {by} after {ms:.0} ms"),
+        _ => String::new(),
+    };
+    format!(
+        "detected {} ({}, {}, {} votes against) in {:.2} ms: {}{}\n",
+        record.detected_agent,
+        record.fault_type,
+        record.detection_method,
+        record.votes_against,
+        record.detection_latency_us as f64 / 1000.0,
+        record.action,
+        replaced
+    )
 }
 
 /// The first rule the run broke, if any.

@@ -5,7 +5,9 @@
 
 use super::report::{RunFacts, RunReport};
 use super::CliError;
-use crate::actors::{ClientRun, LaunchOptions, MembershipChanged, Swarm, SwarmSpec, ValidatorStatus};
+use crate::actors::{
+    ClientRun, DetectionRecord, LaunchOptions, MembershipChanged, QuarantinePolicy, Swarm, SwarmSpec, ValidatorStatus,
+};
 use crate::agents::AgentDefinition;
 use crate::config::SwarmConfig;
 use crate::faults::FaultType;
@@ -13,6 +15,7 @@ use crate::hooks::Hooks;
 use crate::ledger::{Ledger, SignedTransfer};
 use crate::protocol::AgentId;
 use crate::protocol::ClientId;
+use crate::store::{MemoryStore, RedbOptions};
 use crate::wal::WalOptions;
 use crate::workload::{Workload, WorkloadSpec};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -20,7 +23,7 @@ use std::future::Future;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -73,7 +76,8 @@ pub fn execute(args: &RunArgs) -> Result<(), CliError> {
     };
     let show_progress = !args.json && std::io::stdout().is_terminal();
     let wal = wal_options(&cfg, &args.home);
-    let (run, statuses, membership_changes) = drive(spec, workload.transfers, &cfg, wal, show_progress)?;
+    let (run, statuses, membership_changes, detections) =
+        drive(spec, workload.transfers, &cfg, &args.home, wal, show_progress)?;
     // After membership changes, the committee that ran last is the one to judge.
     let facts = match membership_changes.last() {
         Some(last) => {
@@ -83,6 +87,7 @@ pub fn execute(args: &RunArgs) -> Result<(), CliError> {
     };
     let mut report = RunReport::build(&run, &statuses, &facts);
     report.membership_changes = membership_changes;
+    report.add_detections(detections, &injected_agents(&cfg));
     match print(&report, args.json) {
         // A reader that stopped early (`| head`) is not a failure of the run.
         Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => {}
@@ -137,21 +142,49 @@ pub(crate) fn drive(
     spec: SwarmSpec,
     transfers: Vec<SignedTransfer>,
     cfg: &SwarmConfig,
+    home: &Path,
     wal: Option<WalOptions>,
     show_progress: bool,
 ) -> Result<DriveResult, CliError> {
-    drive_with(spec, transfers, cfg, wal, show_progress, |hooks| hooks)
+    let memory = detection_memory(cfg, home);
+    drive_with(spec, transfers, cfg, wal, show_progress, |options| {
+        options.quarantine.memory = memory;
+    })
 }
 
-/// [`drive`], with hook actors added by `add_hooks` (called inside the actix
-/// System, so it may start actors).
+/// The memory store under `home` where detections are written, for runs that
+/// inject faults or keep logs. A store held by another process (a daemon on
+/// the same home) is skipped with a warning: the run does not need it.
+fn detection_memory(cfg: &SwarmConfig, home: &Path) -> Option<Arc<Mutex<MemoryStore>>> {
+    if cfg.faults.is_empty() && !cfg.storage.wal {
+        return None;
+    }
+    let opened = std::fs::create_dir_all(home)
+        .map_err(|error| error.to_string())
+        .and_then(|()| MemoryStore::open(home, RedbOptions::default()).map_err(|error| error.to_string()));
+    match opened {
+        Ok(memory) => Some(Arc::new(Mutex::new(memory))),
+        Err(error) => {
+            tracing::warn!(%error, home = %home.display(), "detections are not written to the memory store");
+            None
+        }
+    }
+}
+
+/// The agents the config makes Byzantine: convicting anyone else is a false positive.
+fn injected_agents(cfg: &SwarmConfig) -> Vec<String> {
+    cfg.faults.iter().map(|fault| fault.agent.clone()).collect()
+}
+
+/// [`drive`], with the launch options adjusted by `adjust` (called inside the
+/// actix System, so it may start hook actors).
 pub(crate) fn drive_with(
     spec: SwarmSpec,
     transfers: Vec<SignedTransfer>,
     cfg: &SwarmConfig,
     wal: Option<WalOptions>,
     show_progress: bool,
-    add_hooks: impl FnOnce(Hooks) -> Hooks,
+    adjust: impl FnOnce(&mut LaunchOptions),
 ) -> Result<DriveResult, CliError> {
     let total = transfers.len();
     let window = cfg.client.max_concurrent_requests;
@@ -164,10 +197,16 @@ pub(crate) fn drive_with(
     let (name, validator_mailbox) = (cfg.swarm.name.clone(), validator_mailbox()?);
     let faults = configured_faults(cfg)?;
     let membership = configured_membership(cfg);
+    let quarantine = QuarantinePolicy {
+        duration: Duration::from_millis(cfg.detection.quarantine_duration_ms),
+        enforce: cfg.detection.malicious_detection,
+        max_wait: MEMBERSHIP_WAIT,
+        memory: None,
+    };
     let system = actix::System::new();
     system.block_on(async move {
-        let options =
-            LaunchOptions { name, hooks: add_hooks(hooks), validator_mailbox, wal, ..LaunchOptions::default() };
+        let mut options = LaunchOptions { name, hooks, validator_mailbox, wal, quarantine, ..LaunchOptions::default() };
+        adjust(&mut options);
         let swarm = Swarm::launch_with(spec, options)?;
         for (agent, fault_type, probability, after) in faults {
             swarm.inject_fault(agent, fault_type, probability, after)?;
@@ -188,7 +227,10 @@ pub(crate) fn drive_with(
             swarm.post_task("run", run).await?;
         }
         let result = match run {
-            Ok(Ok(run)) => Ok((run, swarm.settled_status(SETTLE_WAIT).await, membership_changes)),
+            Ok(Ok(run)) => {
+                let detections = replacements_done(&swarm, MEMBERSHIP_WAIT).await;
+                Ok((run, swarm.settled_status(SETTLE_WAIT).await, membership_changes, detections))
+            }
             Ok(Err(error)) => Err(error.into()),
             Err(mut stalled) => {
                 if let CliError::Stalled { executed, .. } = &mut stalled {
@@ -207,8 +249,22 @@ pub(crate) fn drive_with(
     })
 }
 
-/// What the client saw, the validators' settled statuses, and the membership changes made.
-pub(crate) type DriveResult = (ClientRun, Vec<ValidatorStatus>, Vec<MembershipChanged>);
+/// What the client saw, the validators' settled statuses, the membership
+/// changes made and the detection log.
+pub(crate) type DriveResult = (ClientRun, Vec<ValidatorStatus>, Vec<MembershipChanged>, Vec<DetectionRecord>);
+
+/// The detection log once every quarantined agent has been replaced (or `max_wait` passed).
+async fn replacements_done(swarm: &Swarm, max_wait: Duration) -> Vec<DetectionRecord> {
+    let started = Instant::now();
+    loop {
+        let log = swarm.detection_log().await.unwrap_or_default();
+        let pending = log.iter().any(|record| record.action == "quarantined" && record.replaced_by.is_none());
+        if !pending || started.elapsed() >= max_wait {
+            return log;
+        }
+        actix_rt::time::sleep(Duration::from_millis(20)).await;
+    }
+}
 
 /// How long one membership change may take to take effect.
 const MEMBERSHIP_WAIT: Duration = Duration::from_secs(30);

@@ -92,6 +92,8 @@ pub struct WorkloadSection {
     pub transactions: usize,
     pub accounts: usize,
     pub initial_balance: u64,
+    /// Each validator's own account at genesis; 0 opens none.
+    pub validator_balance: u64,
     pub max_amount: u64,
     pub overdraft_ratio: f64,
     pub seed: u64,

@@ -72,7 +72,9 @@ fn n7f2_tutorial_scenario_has_quorum_5() {
     assert_eq!(config.consensus.checkpoint_interval, 100);
     assert_eq!(config.client.max_concurrent_requests, 50);
     assert_eq!(config.workload.transactions, 1000);
-    assert_eq!(config.workload.overdraft_ratio, 0.02);
+    assert_eq!(config.workload.overdraft_ratio, 0.0);
+    let faults: Vec<(&str, &str)> = config.faults.iter().map(|f| (f.agent.as_str(), f.fault_type.as_str())).collect();
+    assert_eq!(faults, [("bft-agent-5", "signature-corruption"), ("bft-agent-6", "double-spend")]);
     assert_eq!(config.detection.detection_strategy, "signature-mismatch");
     assert_eq!(config.detection.quarantine_duration_ms, 3_600_000);
     assert_eq!(config.agent_names().first().unwrap(), "bft-agent-1");

@@ -12,9 +12,6 @@ use crate::protocol::AgentId;
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, Instant};
 
-/// The tutorial's fault types that the runtime does not inject yet.
-const NOT_BUILT_FAULTS: [&str; 1] = ["double-spend"];
-
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct FaultRequest {
     pub agent: String,
@@ -31,15 +28,8 @@ pub struct FaultInjected {
     pub max_failures: usize,
 }
 
-/// Checks a fault type name: built, known but not built yet, or unknown.
+/// Checks a fault type name.
 pub fn parse_fault_type(name: &str) -> Result<FaultType, DaemonError> {
-    if NOT_BUILT_FAULTS.contains(&name) {
-        let built: Vec<&str> = FaultType::ALL.iter().map(|t| t.name()).collect();
-        return Err(DaemonError::NotBuilt(format!(
-            "fault type {name} is not built yet (it arrives with detection, issue 4); built: {}",
-            built.join(", ")
-        )));
-    }
     name.parse().map_err(DaemonError::BadRequest)
 }
 

@@ -24,7 +24,7 @@ pub struct CommitteeFacts {
 pub struct ConsensusHealth {
     pub status: String,
     pub total_agents: usize,
-    /// Agents convicted by the detector; none until detection lands (issue 4).
+    /// Agents convicted by the detector (the daemon fills it from the detection log).
     pub malicious_detected: usize,
     pub healthy_agents: usize,
     pub quorum_met: bool,
@@ -99,8 +99,9 @@ pub fn health(statuses: &[ValidatorStatus], facts: &CommitteeFacts) -> Health {
 
 pub fn consensus_health(statuses: &[ValidatorStatus], facts: &CommitteeFacts) -> ConsensusHealth {
     let health = health(statuses, facts);
-    // The honest validator furthest ahead speaks for the ledger.
-    let leader = statuses.iter().filter(|s| s.injected_fault.is_none()).max_by_key(|s| s.last_executed);
+    // The honest validator that executed the most itself speaks for the ledger
+    // (one that joined later caught up by state transfer and counted less).
+    let leader = statuses.iter().filter(|s| s.injected_fault.is_none()).max_by_key(|s| s.stats.txs_committed);
     let view = statuses.iter().map(|s| s.view.0).max().unwrap_or(0);
     let primary = statuses.iter().find(|s| s.is_primary && s.view.0 == view).map_or("unknown", |s| &s.name);
     ConsensusHealth {

@@ -5,7 +5,7 @@
 use super::home::Home;
 use super::state::{DaemonError, Running, SwarmState};
 use super::view_log::ViewChangeRecorder;
-use crate::actors::{params_from_config, LaunchOptions, Swarm, SwarmSpec};
+use crate::actors::{params_from_config, LaunchOptions, QuarantinePolicy, Swarm, SwarmSpec};
 use crate::crypto::Keypair;
 use crate::events::{timestamp_now, EventKind, EventKinds};
 use crate::hooks::Hooks;
@@ -38,6 +38,8 @@ pub(super) fn launch_if_ready(
     let committee = Committee::new(Epoch(0), members, Some(config.max_failures()))
         .map_err(|e| internal(format!("cannot form the committee: {e}")))?;
     let (workload, genesis) = super::tasks::TaskWorkload::new(config).map_err(internal)?;
+    let genesis = crate::actors::with_validator_accounts(genesis, &keys, config.workload.validator_balance)
+        .map_err(|e| internal(e.to_string()))?;
     let spec =
         SwarmSpec::new(committee, keys, params_from_config(config), genesis).map_err(|e| internal(e.to_string()))?;
     // The daemon is the operator: it signs the membership changes of `update-quorum`.
@@ -58,8 +60,14 @@ pub(super) fn launch_if_ready(
     let validator_mailbox = super::agent_types()
         .ok()
         .and_then(|types| types.resolve("validator").ok().and_then(|definition| definition.mailbox));
-    let options =
-        LaunchOptions { name: state.meta.swarm_id.clone(), hooks, validator_mailbox, ..LaunchOptions::default() };
+    let quarantine = QuarantinePolicy {
+        duration: std::time::Duration::from_millis(config.detection.quarantine_duration_ms),
+        enforce: config.detection.malicious_detection,
+        max_wait: std::time::Duration::from_secs(60),
+        memory: Some(memory.clone()),
+    };
+    let name = state.meta.swarm_id.clone();
+    let options = LaunchOptions { name, hooks, validator_mailbox, quarantine, ..LaunchOptions::default() };
     let swarm = Arc::new(Swarm::launch_with(spec, options).map_err(|e| internal(e.to_string()))?);
     tracing::info!(validators = names.len(), "swarm launched");
     state.faults.clear();

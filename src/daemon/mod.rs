@@ -20,6 +20,7 @@ pub mod view_log;
 
 mod agent_types;
 mod config_change;
+mod detection;
 mod faults;
 mod launch;
 mod observer;
@@ -31,8 +32,9 @@ mod task_run;
 
 pub use agent_types::agent_types;
 pub use config_change::{ConfigChange, ConfigChanged};
+pub use detection::{QuarantineRequest, QuarantineStarted};
 pub use faults::{check_probability, parse_fault_type, FaultInjected, FaultRequest};
-pub use ops::{ByzantineStatus, LatencyRow, SwarmInfo, DETECTION_LOG_KEY};
+pub use ops::{ByzantineStatus, LatencyRow, SwarmInfo};
 pub use quorum::QuorumRequest;
 pub use spawn::{AgentRow, SpawnRequest};
 pub use state::{Daemon, DaemonError, SwarmMeta};

@@ -11,9 +11,6 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-/// Where detections will be written (issue 4); read by `detection-log`.
-pub const DETECTION_LOG_KEY: &str = "coordination/byzantine/detection-log";
-
 /// `swarm init` / `swarm status`: the tutorial's fields, then the daemon's.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SwarmInfo {
@@ -82,7 +79,9 @@ impl Daemon {
 
     pub async fn consensus_health(&self) -> Result<ConsensusHealth, DaemonError> {
         let (statuses, facts) = self.snapshot().await?;
-        Ok(health::consensus_health(&statuses, &facts))
+        let mut health = health::consensus_health(&statuses, &facts);
+        (health.malicious_detected, health.false_positive_rate) = self.detection_counts(health.total_agents).await;
+        Ok(health)
     }
 
     pub async fn byzantine_status(&self) -> Result<ByzantineStatus, DaemonError> {
@@ -141,16 +140,6 @@ impl Daemon {
             Ok(None) => Err(DaemonError::NotFound(format!("nothing is stored under {key}"))),
             Err(error) => Err(DaemonError::BadRequest(error.to_string())),
         }
-    }
-
-    /// The last `tail` detections; an empty list while nothing was detected.
-    pub fn detection_log(&self, tail: usize) -> Result<Vec<Value>, DaemonError> {
-        let log = self.memory().retrieve(DETECTION_LOG_KEY).map_err(|e| DaemonError::Internal(e.to_string()))?;
-        let entries = match log {
-            Some(Value::Array(entries)) => entries,
-            _ => Vec::new(),
-        };
-        Ok(entries[entries.len().saturating_sub(tail)..].to_vec())
     }
 
     pub async fn latency(&self, samples: usize) -> Result<Vec<LatencyRow>, DaemonError> {

@@ -16,10 +16,12 @@
 //! ever convicted.
 
 mod proof;
+mod reports;
 #[cfg(test)]
 mod tests;
 
 pub use proof::{Proof, ProvenFault};
+pub use reports::{report_output, report_rejection};
 
 use crate::protocol::{AgentId, Committee, Micros, View};
 use serde::Serialize;
@@ -57,6 +59,30 @@ pub enum DetectionMethod {
     SelfVerifyingEvidence,
     FPlusOneAccusations,
     RepeatedCensorship,
+    /// The operator quarantined the agent (`byzantine quarantine`); no proof.
+    OperatorDecision,
+}
+
+impl DetectionMethod {
+    pub fn name(self) -> &'static str {
+        match self {
+            DetectionMethod::SelfVerifyingEvidence => "self-verifying-evidence",
+            DetectionMethod::FPlusOneAccusations => "f-plus-one-accusations",
+            DetectionMethod::RepeatedCensorship => "repeated-censorship",
+            DetectionMethod::OperatorDecision => "operator-decision",
+        }
+    }
+}
+
+impl Report {
+    /// The member whose report this is.
+    pub fn reporter(&self) -> AgentId {
+        match self {
+            Report::Proof { reporter, .. } => *reporter,
+            Report::Accusation { accuser, .. } => *accuser,
+            Report::CensorshipStrike { reporter, .. } => *reporter,
+        }
+    }
 }
 
 /// A conviction, in the shape of the tutorial's detection-log record.
@@ -142,11 +168,7 @@ impl Detector {
 
     /// Takes one report; returns the conviction it completes, if any.
     pub fn report(&mut self, now: Micros, report: Report) -> Option<Conviction> {
-        let reporter = match &report {
-            Report::Proof { reporter, .. } => *reporter,
-            Report::Accusation { accuser, .. } => *accuser,
-            Report::CensorshipStrike { reporter, .. } => *reporter,
-        };
+        let reporter = report.reporter();
         if !self.committee.contains(reporter) {
             self.stats.reports_from_non_members += 1;
             return None;

@@ -91,13 +91,17 @@ pub enum LifecycleEvent {
         /// The ledger's own digest, for auditors that re-execute the batches.
         ledger_digest: String,
     },
-    /// `reporter` holds self-verifying evidence that `accused` misbehaved.
+    /// The detector convicted `accused`: on self-verifying evidence, f+1
+    /// accusations or repeated censorship; `reporter` made the deciding report.
     MaliciousDetected {
         timestamp: String,
         reporter: AgentId,
         accused: AgentId,
         fault_type: String,
+        detection_method: String,
+        /// The evidence, as a JSON object's text.
         evidence: String,
+        votes_against: usize,
     },
     AgentQuarantined {
         timestamp: String,

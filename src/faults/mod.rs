@@ -7,7 +7,8 @@
 //! [`Adversary`] around an honest [`crate::protocol::Replica`].
 
 use crate::crypto::Keypair;
-use crate::protocol::{AgentId, Batch, Committee, Message, Micros, Output, Request, SignedMessage};
+use crate::ledger::{AccountId, Transfer, TxId};
+use crate::protocol::{AgentId, Batch, ClientId, Committee, Member, Message, Micros, Output, Request, SignedMessage};
 use crate::rng::SeededRng;
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
@@ -33,10 +34,14 @@ pub enum FaultType {
     InvalidProposal,
     /// Holds each message (with probability p) for [`DELAY_US`] before sending it.
     Delay,
+    /// As an account holder, signs two transfers from its own account with one
+    /// nonce and sends each to a different group of validators (an attempt
+    /// with probability p each time client requests reach it, one per nonce).
+    DoubleSpend,
 }
 
 impl FaultType {
-    pub const ALL: [FaultType; 7] = [
+    pub const ALL: [FaultType; 8] = [
         FaultType::SignatureCorruption,
         FaultType::Equivocation,
         FaultType::Censorship,
@@ -44,6 +49,7 @@ impl FaultType {
         FaultType::Replay,
         FaultType::InvalidProposal,
         FaultType::Delay,
+        FaultType::DoubleSpend,
     ];
 
     pub fn name(self) -> &'static str {
@@ -55,6 +61,7 @@ impl FaultType {
             FaultType::Replay => "replay",
             FaultType::InvalidProposal => "invalid-proposal",
             FaultType::Delay => "delay",
+            FaultType::DoubleSpend => "double-spend",
         }
     }
 }
@@ -94,11 +101,21 @@ pub struct Adversary {
     sent: VecDeque<Arc<SignedMessage>>,
     /// Messages a delaying agent holds, with the time each may leave.
     held: VecDeque<(Micros, Output)>,
+    /// The nonce of the last double-spend attempt: one attempt per nonce.
+    spent_nonce: Option<u64>,
 }
 
 impl Adversary {
     pub fn new(me: AgentId, keypair: Keypair, spec: FaultSpec, seed: u64) -> Adversary {
-        Adversary { me, keypair, spec, rng: SeededRng::new(seed), sent: VecDeque::new(), held: VecDeque::new() }
+        Adversary {
+            me,
+            keypair,
+            spec,
+            rng: SeededRng::new(seed),
+            sent: VecDeque::new(),
+            held: VecDeque::new(),
+            spent_nonce: None,
+        }
     }
 
     pub fn spec(&self) -> FaultSpec {
@@ -121,6 +138,43 @@ impl Adversary {
         }
         let p = self.spec.probability;
         requests.into_iter().filter(|_| !self.rng.chance(p)).collect()
+    }
+
+    /// A double-spend attempt, when one is due: two transfers of `amount` from
+    /// the agent's own account with its `next_nonce`, to two other members,
+    /// each addressed to one group of peers (the agent's replica sees neither).
+    /// The caller sends each request to its peers as a client would.
+    pub fn double_spend(
+        &mut self,
+        now: Micros,
+        next_nonce: u64,
+        amount: u64,
+        committee: &Committee,
+    ) -> Vec<(AgentId, Request)> {
+        let due = self.spec.fault_type == FaultType::DoubleSpend
+            && self.active(now)
+            && self.spent_nonce.is_none_or(|spent| next_nonce > spent);
+        let mut peers: Vec<&Member> = committee.members().iter().filter(|m| m.id != self.me).collect();
+        if !due || peers.len() < 2 || !self.rng.chance(self.spec.probability) {
+            return Vec::new();
+        }
+        self.spent_nonce = Some(next_nonce);
+        let rotation = self.rng.below(peers.len() as u64) as usize;
+        peers.rotate_left(rotation);
+        let split = self.rng.between(1, peers.len() as u64 - 1) as usize;
+        let from = AccountId(self.keypair.public_key());
+        let spend = |to: &Member, id: [u8; 16]| Request {
+            client: spender_client(self.me),
+            tx: Transfer { id: TxId(id), from, to: AccountId(to.public_key), amount, nonce: next_nonce, memo: None }
+                .sign(&self.keypair),
+        };
+        let first = spend(peers[0], self.rng.bytes::<16>());
+        let second = spend(peers[split], self.rng.bytes::<16>());
+        peers
+            .iter()
+            .enumerate()
+            .map(|(i, peer)| (peer.id, if i < split { first.clone() } else { second.clone() }))
+            .collect()
     }
 
     /// Rewrites what the honest replica would send.
@@ -234,6 +288,11 @@ impl Adversary {
             out.push(Output::SendTo(peer, sign(Message::Commit { view: *view, seq: *seq, digest })));
         }
     }
+}
+
+/// The client id an agent's own spends carry: above every real client's.
+pub fn spender_client(agent: AgentId) -> ClientId {
+    ClientId(u32::MAX - agent.0)
 }
 
 #[cfg(test)]

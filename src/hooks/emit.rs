@@ -5,7 +5,7 @@
 use super::Publish;
 use crate::events::{timestamp_now, LifecycleEvent, Rejected};
 use crate::ledger::{Execution, TxOutcome};
-use crate::protocol::{AgentId, Committee, Evidence, Executed, Message, Output, Seq, View};
+use crate::protocol::{AgentId, Committee, Executed, Message, Output, Seq, View};
 use actix::Recipient;
 
 /// `swarm-initialized` and one `agent-spawned` per member, as a swarm launches.
@@ -67,14 +67,7 @@ impl EventEmitter {
                 state_digest: state_digest.to_string(),
                 ledger_digest: ledger_digest.to_string(),
             },
-            Output::Evidence(evidence) => LifecycleEvent::MaliciousDetected {
-                timestamp: self.timestamp(),
-                reporter: me,
-                accused: evidence.accused(),
-                fault_type: "equivocation".into(),
-                evidence: describe(evidence),
-            },
-            Output::ViewChangeStarted { from, to } => LifecycleEvent::ViewChangeStarted {
+            Output::ViewChangeStarted { from, to, .. } => LifecycleEvent::ViewChangeStarted {
                 timestamp: self.timestamp(),
                 agent: me,
                 from_view: from.0,
@@ -83,8 +76,11 @@ impl EventEmitter {
             Output::ViewChanged { view, primary, .. } => {
                 LifecycleEvent::ViewChanged { timestamp: self.timestamp(), agent: me, view: view.0, primary: *primary }
             }
-            // Membership changes are announced once per swarm, by the supervisor.
-            Output::SendTo(..)
+            // Membership changes are announced once per swarm, by the supervisor;
+            // convictions by the detector, which weighs what every validator reports.
+            Output::Evidence(_)
+            | Output::DoubleSpend { .. }
+            | Output::SendTo(..)
             | Output::Reply(_)
             | Output::EpochScheduled { .. }
             | Output::MembershipRefused { .. }
@@ -141,26 +137,6 @@ impl EventEmitter {
 
 /// A short, human-readable account of the evidence (the proof itself carries
 /// whole batches, far too large for an event).
-fn describe(evidence: &Evidence) -> String {
-    match evidence {
-        Evidence::Equivocation { first, second } => {
-            let digest = |message: &Message| match message {
-                Message::PrePrepare { digest, .. }
-                | Message::Prepare { digest, .. }
-                | Message::Commit { digest, .. } => digest.short_hex(),
-                Message::Checkpoint { state_digest, .. } => state_digest.short_hex(),
-                _ => "-".into(),
-            };
-            format!(
-                "two signed {:?} messages for one slot with digests {} and {}",
-                first.message.kind(),
-                digest(&first.message),
-                digest(&second.message)
-            )
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -104,14 +104,33 @@ pub struct Ledger {
 impl Ledger {
     pub fn with_genesis(balances: &[(AccountId, u64)]) -> Result<Ledger, GenesisError> {
         let mut ledger = Ledger::default();
+        ledger.open_accounts(balances)?;
+        Ok(ledger)
+    }
+
+    /// Opens more funded accounts (validators' own, next to the workload's).
+    pub fn open_accounts(&mut self, balances: &[(AccountId, u64)]) -> Result<(), GenesisError> {
         for (account, balance) in balances {
-            if ledger.accounts.contains_key(account) {
+            if self.accounts.contains_key(account) {
                 return Err(GenesisError::DuplicateAccount(account.to_string()));
             }
-            ledger.total_supply = ledger.total_supply.checked_add(*balance).ok_or(GenesisError::SupplyOverflow)?;
-            ledger.accounts.insert(*account, Account { balance: *balance, next_nonce: 0, last: None });
+            self.total_supply = self.total_supply.checked_add(*balance).ok_or(GenesisError::SupplyOverflow)?;
+            self.accounts.insert(*account, Account { balance: *balance, next_nonce: 0, last: None });
         }
-        Ok(ledger)
+        Ok(())
+    }
+
+    /// True when the transfer's nonce is already consumed by another transfer:
+    /// ordering it could only reject it (a double spend, or a stale copy).
+    /// The very transfer that consumed it is not: ordering it again replays its outcome.
+    pub fn nonce_spent(&self, transfer: &Transfer) -> bool {
+        let Some(sender) = self.accounts.get(&transfer.from) else { return false };
+        if transfer.nonce >= sender.next_nonce {
+            return false;
+        }
+        let replay = transfer.nonce + 1 == sender.next_nonce
+            && sender.last.is_some_and(|last| last.digest == Digest::of(&transfer.signing_bytes()));
+        !replay
     }
 
     /// Executes a transfer whose signature the caller has verified and says

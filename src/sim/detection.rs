@@ -4,8 +4,8 @@
 //! (the false-positive rate must be 0).
 
 use super::invariants::Violation;
-use crate::detect::{AccusationReason, DetectionRules, Detector, Proof, Report};
-use crate::protocol::{AgentId, Committee, Evidence, Micros, Rejection, SignedMessage};
+use crate::detect::{report_output, report_rejection, DetectionRules, Detector, Report};
+use crate::protocol::{AgentId, Committee, Micros, Output, Rejection, SignedMessage};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
@@ -27,10 +27,7 @@ impl SimDetection {
         self.detector.update_committee(committee.clone());
     }
 
-    /// `receiver`'s verifier refused `message`, handed over by `channel`: a bad
-    /// signature accuses the channel (a relayed message may name an innocent
-    /// signer); a pre-prepare carrying a forged transfer is a proof against
-    /// its signer, whoever relayed it.
+    /// `receiver`'s verifier refused `message`, handed over by `channel`.
     pub fn on_rejection(
         &mut self,
         now: Micros,
@@ -39,21 +36,16 @@ impl SimDetection {
         message: &Arc<SignedMessage>,
         rejection: &Rejection,
     ) {
-        let report = match rejection {
-            Rejection::BadSignature(_) => {
-                Report::Accusation { accuser: receiver, accused: channel, reason: AccusationReason::BadSignature }
-            }
-            Rejection::InvalidClientSignature { index, .. } => Report::Proof {
-                reporter: receiver,
-                proof: Proof::InvalidProposal { pre_prepare: message.clone(), index: *index },
-            },
-            _ => return,
-        };
-        self.report(now, report);
+        if let Some(report) = report_rejection(receiver, channel, message, rejection) {
+            self.report(now, report);
+        }
     }
 
-    pub fn on_evidence(&mut self, now: Micros, reporter: AgentId, evidence: &Evidence) {
-        self.report(now, Report::Proof { reporter, proof: Proof::Equivocation(evidence.clone()) });
+    /// What `reporter`'s replica found: evidence, a double spend, a censorship strike.
+    pub fn on_output(&mut self, now: Micros, reporter: AgentId, output: &Output, committee: &Committee) {
+        if let Some(report) = report_output(reporter, output, committee) {
+            self.report(now, report);
+        }
     }
 
     fn report(&mut self, now: Micros, report: Report) {

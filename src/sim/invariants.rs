@@ -132,7 +132,8 @@ impl Invariants {
                     if *execution != Execution::Applied(TxOutcome::Committed) {
                         continue;
                     }
-                    if !self.genuine.contains(&request.tx.digest()) {
+                    // The workload's, or an agent's spend of its own account (a double spender's).
+                    if !self.genuine.contains(&request.tx.digest()) && !request.tx.verify() {
                         self.violations.push(Violation::Validity { replica, tx });
                     }
                     if !committed.insert(tx) {

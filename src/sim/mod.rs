@@ -15,7 +15,7 @@ pub use invariants::Violation;
 
 use crate::crypto::Keypair;
 use crate::faults::{Adversary, FaultSpec, FaultType};
-use crate::ledger::Ledger;
+use crate::ledger::{AccountId, Ledger};
 use crate::protocol::{
     AgentId, ClientCore, ClientId, ClientInput, ClientOutput, Committee, Epoch, Input, Member, Micros, Output,
     ProtocolParams, RecoveredState, Replica, Verifier,
@@ -27,6 +27,9 @@ use invariants::Invariants;
 use network::{Network, NetworkFaults, Node, Payload};
 use operator::{Operator, PlannedChange};
 use std::collections::BTreeMap;
+
+/// What each validator's own account holds at genesis.
+const VALIDATOR_BALANCE: u64 = 1_000;
 
 /// What goes wrong in a run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -280,8 +283,11 @@ pub fn run(config: &SimConfig) -> SimReport {
         max_amount: 100,
         overdraft_ratio: 0.1,
     });
-    let genesis = Ledger::with_genesis(&workload.genesis).unwrap_or_default();
     let keys: Vec<Keypair> = (0..config.validators).map(|_| Keypair::from_seed(rng.bytes())).collect();
+    // Validators hold accounts too: a double-spending agent spends its own.
+    let mut balances = workload.genesis.clone();
+    balances.extend(keys.iter().map(|key| (AccountId(key.public_key()), VALIDATOR_BALANCE)));
+    let genesis = Ledger::with_genesis(&balances).unwrap_or_default();
     let public_keys: Vec<_> = keys.iter().map(Keypair::public_key).collect();
     let operator_key = Keypair::from_seed(rng.bytes());
     let mut committee = match Committee::numbered(Epoch(0), &public_keys, "sim-", None) {
@@ -419,7 +425,22 @@ pub fn run(config: &SimConfig) -> SimReport {
                     Payload::Requests(requests) => {
                         let (valid, _invalid) = validator.verifier.verify_requests(requests);
                         let admitted = match &mut validator.adversary {
-                            Some(adversary) => adversary.filter_requests(now, valid),
+                            Some(adversary) => {
+                                let me = AgentId(index as u32);
+                                let account = AccountId(keys[index].public_key());
+                                let nonce = validator.replica.ledger().account(&account).next_nonce;
+                                let committee = validator.replica.committee();
+                                for (peer, spend) in adversary.double_spend(now, nonce, 1, committee) {
+                                    let payload = Payload::Requests(vec![spend]);
+                                    network.send(
+                                        now,
+                                        Node::Validator(me.0 as usize),
+                                        Node::Validator(peer.0 as usize),
+                                        payload,
+                                    );
+                                }
+                                adversary.filter_requests(now, valid)
+                            }
                             None => valid,
                         };
                         Some(Input::Requests(admitted))
@@ -448,6 +469,7 @@ pub fn run(config: &SimConfig) -> SimReport {
                 let mut joined = Vec::new();
                 for output in outputs {
                     invariants.on_output(me, &output, &validator.replica);
+                    detection.on_output(now, me, &output, validator.replica.committee());
                     if !faults.contains_key(&me) {
                         equivocations.extend(signed_slots.check(me, &output));
                     }
@@ -483,8 +505,9 @@ pub fn run(config: &SimConfig) -> SimReport {
                                 committees.insert(next.epoch(), next);
                             }
                         }
-                        Output::Evidence(evidence) => detection.on_evidence(now, me, &evidence),
                         Output::Executed(_)
+                        | Output::Evidence(_)
+                        | Output::DoubleSpend { .. }
                         | Output::CheckpointStable { .. }
                         | Output::ViewChangeStarted { .. }
                         | Output::ViewChanged { .. }

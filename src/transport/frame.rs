@@ -5,7 +5,7 @@
 //! for anything that is not a whole, well-formed frame, and the codec refuses
 //! frames longer than [`MAX_FRAME_BYTES`] before it buffers them.
 
-use crate::actors::{Destination, Envelope, ViewRecord};
+use crate::actors::{Destination, Envelope, Origin, ViewRecord};
 use crate::crypto::{Digest, PublicKey, Signature};
 use crate::ledger::Ledger;
 use crate::protocol::{AgentId, Committee, Epoch, ProtocolParams, Seq, View};
@@ -52,8 +52,9 @@ pub enum Frame {
     Welcome(Box<Welcome>),
     /// Hub → node: refused, and why; the hub closes the connection after it.
     Refused { reason: String },
-    /// Hub → node: what the supervisor delivers to this validator.
-    Deliver(Vec<Envelope>),
+    /// Hub → node: what the supervisor delivers to this validator, and who
+    /// handed it to the hub (the channel a bad signature accuses). Empty: a heartbeat.
+    Deliver { from: Origin, envelopes: Vec<Envelope> },
     /// Node → hub: what the validator sends, as a route.
     Route(Vec<(Destination, Envelope)>),
     /// Node → hub: a summary of the validator's state, sent periodically.
@@ -101,7 +102,7 @@ impl Frame {
             Frame::Proof { .. } => "proof",
             Frame::Welcome(_) => "welcome",
             Frame::Refused { .. } => "refused",
-            Frame::Deliver(_) => "deliver",
+            Frame::Deliver { .. } => "deliver",
             Frame::Route(_) => "route",
             Frame::Status(_) => "status",
         }

@@ -183,9 +183,9 @@ async fn relay(
         while let Some(bytes) = next_within(&mut frames, SILENCE_LIMIT).await? {
             match Frame::decode(&bytes?)? {
                 // The hub's heartbeat.
-                Frame::Deliver(envelopes) if envelopes.is_empty() => {}
+                Frame::Deliver { envelopes, .. } if envelopes.is_empty() => {}
                 // A full mailbox drops the delivery; retransmission recovers it.
-                Frame::Deliver(envelopes) => drop(validator.try_send(Deliver(envelopes))),
+                Frame::Deliver { from, envelopes } => drop(validator.try_send(Deliver { from, envelopes })),
                 other => return Err(WireError::Unexpected { expected: "deliver", got: other.kind() }),
             }
         }

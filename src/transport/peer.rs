@@ -56,7 +56,7 @@ impl Actor for RemoteValidator {
         ctx.set_mailbox_capacity(AGENT_MAILBOX);
         // An empty delivery tells an idle node the hub is still there.
         ctx.run_interval(HEARTBEAT_EVERY, |peer, ctx| {
-            if !peer.outbox.push(&Frame::Deliver(Vec::new()), 0) {
+            if !peer.outbox.push(&Frame::Deliver { from: Origin::Operator, envelopes: Vec::new() }, 0) {
                 ctx.stop();
             }
         });
@@ -66,9 +66,9 @@ impl Actor for RemoteValidator {
 impl Handler<Deliver> for RemoteValidator {
     type Result = ();
 
-    fn handle(&mut self, Deliver(envelopes): Deliver, ctx: &mut Context<Self>) {
+    fn handle(&mut self, Deliver { from, envelopes }: Deliver, ctx: &mut Context<Self>) {
         let count = envelopes.len() as u64;
-        if !self.outbox.push(&Frame::Deliver(envelopes), count) {
+        if !self.outbox.push(&Frame::Deliver { from, envelopes }, count) {
             ctx.stop();
         }
     }

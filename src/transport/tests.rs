@@ -3,7 +3,7 @@
 
 use super::frame::{codec, Frame, Welcome, MAX_FRAME_BYTES};
 use super::handshake::{admit_node, join_hub, HandshakeError};
-use crate::actors::{Destination, Envelope};
+use crate::actors::{Destination, Envelope, Origin};
 use crate::crypto::{Digest, Keypair};
 use crate::ledger::{AccountId, Ledger, Transfer, TxId};
 use crate::protocol::{
@@ -41,7 +41,10 @@ fn encode_real_frames() -> Vec<Vec<u8>> {
     let signed = Arc::new(SignedMessage::sign(pre_prepare, Epoch(0), AgentId(0), &keypair));
     let requests = Envelope::Requests(Arc::new(vec![request(3)]));
     let frames = [
-        Frame::Deliver(vec![Envelope::Consensus(signed.clone()), requests.clone()]),
+        Frame::Deliver {
+            from: Origin::Validator(AgentId(0)),
+            envelopes: vec![Envelope::Consensus(signed.clone()), requests.clone()],
+        },
         Frame::Route(vec![(Destination::AllValidatorsExcept(AgentId(0)), Envelope::Consensus(signed))]),
         Frame::Status(Box::default()),
         Frame::Refused { reason: "no".into() },

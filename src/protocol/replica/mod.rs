@@ -15,7 +15,7 @@ use super::message::{Batch, Message, PreparedCertificate, Reply, Request, Signed
 use super::params::ProtocolParams;
 use super::types::{AgentId, ClientId, Micros, Seq, View};
 use crate::crypto::{Digest, Keypair};
-use crate::ledger::{Execution, Ledger, TxId, TxOutcome};
+use crate::ledger::{AccountId, Execution, Ledger, SignedTransfer, TxId, TxOutcome};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -50,10 +50,20 @@ pub enum Output {
         ledger_digest: Digest,
     },
     Evidence(Evidence),
-    /// This replica suspects the primary of `from` and asks for view `to`.
+    /// Two signed transfers spending one nonce of one account: `executed` was
+    /// ordered and consumed it, `conflicting` waited in this replica's queue
+    /// (sent to other validators than `executed` was) and is dropped.
+    DoubleSpend {
+        executed: Box<SignedTransfer>,
+        conflicting: Box<SignedTransfer>,
+    },
+    /// This replica suspects the primary of `from` and asks for view `to`;
+    /// `requests_waited` when a request it holds waited a whole timeout
+    /// unordered in `from` (a censoring primary, or a silent one).
     ViewChangeStarted {
         from: View,
         to: View,
+        requests_waited: bool,
     },
     /// A NEW-VIEW was installed: `view` runs with `primary`, after the
     /// VIEW-CHANGEs of `triggered_by`; `recovered` transfers in prepared
@@ -118,6 +128,8 @@ pub struct ReplicaStats {
     pub status_answered: u64,
     pub status_rate_limited: u64,
     pub evidence_found: u64,
+    /// Queued transfers whose nonce another transfer consumed: never ordered.
+    pub double_spends_dropped: u64,
     pub checkpoint_disagreements: u64,
     pub snapshots_sent: u64,
     pub snapshots_installed: u64,
@@ -231,6 +243,11 @@ pub struct Replica {
     /// Ids of the requests in `queue` still to be proposed; entries of the queue
     /// not in this set were ordered meanwhile and are skipped.
     queued_ids: HashSet<TxId>,
+    /// The queued request spending each (account, nonce); entries whose request
+    /// left the queue are dropped lazily. Finds the other half of a double spend.
+    queued_spends: HashMap<(AccountId, u64), TxId>,
+    /// Set while a view change starts because a queued request waited a timeout.
+    requests_waited: bool,
     /// Ids of requests in an accepted pre-prepare, not yet executed.
     ordered_ids: HashSet<TxId>,
     /// Recent outcomes, to answer a client that did not get f+1 replies.
@@ -283,6 +300,8 @@ impl Replica {
             next_seq: Seq(1),
             queue: VecDeque::new(),
             queued_ids: HashSet::new(),
+            queued_spends: HashMap::new(),
+            requests_waited: false,
             ordered_ids: HashSet::new(),
             outcomes: HashMap::new(),
             outcomes_by_seq: VecDeque::new(),

@@ -22,10 +22,18 @@ impl Replica {
             }
             if self.queued_ids.contains(&id) || self.ordered_ids.contains(&id) {
                 self.stats.dropped_duplicate += 1;
+            } else if self.ledger.nonce_spent(&request.tx.transfer) {
+                self.stats.double_spends_dropped += 1;
             } else if self.queue.len() >= self.params.max_pending_requests {
                 self.stats.requests_dropped_queue_full += 1;
             } else {
                 self.queued_ids.insert(id);
+                let transfer = &request.tx.transfer;
+                self.queued_spends.insert((transfer.from, transfer.nonce), id);
+                if self.queued_spends.len() > 2 * self.params.max_pending_requests + 64 {
+                    let queued_ids = &self.queued_ids;
+                    self.queued_spends.retain(|_, id| queued_ids.contains(id));
+                }
                 self.queue.push_back(Queued { request, arrived: now });
                 self.stats.requests_queued += 1;
             }
@@ -276,6 +284,7 @@ impl Replica {
             let executions: Vec<Execution> =
                 batch.requests.iter().map(|request| self.ledger.apply(&request.tx.transfer)).collect();
             self.last_executed = seq;
+            self.drop_conflicting_spends(&batch, out);
             self.record_outcomes(seq, &batch, &executions, out);
             if let Some(change) = &batch.membership {
                 self.execute_membership(seq, change, out);
@@ -284,6 +293,31 @@ impl Replica {
             out.push(Output::Executed(Executed { seq, view: self.view, digest, batch, executions }));
             if seq.0 % self.params.checkpoint_interval == 0 {
                 self.take_checkpoint(seq, out);
+            }
+        }
+    }
+
+    /// A queued transfer spending a nonce an executed one just consumed can
+    /// never commit: it is dropped (so nobody waits for it to be ordered) and
+    /// the two signed spends are reported as proof of a double spend.
+    fn drop_conflicting_spends(&mut self, batch: &Batch, out: &mut Vec<Output>) {
+        if self.queued_spends.is_empty() {
+            return;
+        }
+        for request in &batch.requests {
+            let executed = &request.tx;
+            let key = (executed.transfer.from, executed.transfer.nonce);
+            let Some(queued) = self.queued_spends.remove(&key) else { continue };
+            if queued == executed.transfer.id || !self.queued_ids.remove(&queued) {
+                continue;
+            }
+            self.stats.double_spends_dropped += 1;
+            let conflicting = self.queue.iter().find(|q| q.request.tx_id() == queued).map(|q| q.request.tx.clone());
+            if let Some(conflicting) = conflicting.filter(|c| c.digest() != executed.digest()) {
+                out.push(Output::DoubleSpend {
+                    executed: Box::new(executed.clone()),
+                    conflicting: Box::new(conflicting),
+                });
             }
         }
     }

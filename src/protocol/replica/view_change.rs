@@ -55,7 +55,11 @@ impl Replica {
             return;
         }
         let target = self.changing.map_or(self.view, |changing| changing.target).next();
+        let timeout = self.view_change_timeout();
+        self.requests_waited =
+            self.changing.is_none() && self.queue.front().is_some_and(|oldest| oldest.arrived.plus(timeout) <= now);
         self.start_view_change(target, now, out);
+        self.requests_waited = false;
     }
 
     /// Stops accepting messages of the current view and asks for `target`,
@@ -76,7 +80,7 @@ impl Replica {
         });
         self.view_changes.insert(self.me, view_change.clone());
         self.stats.view_changes_started += 1;
-        out.push(Output::ViewChangeStarted { from: self.view, to: target });
+        out.push(Output::ViewChangeStarted { from: self.view, to: target, requests_waited: self.requests_waited });
         out.push(Output::Broadcast(view_change));
         self.try_new_view(target, now, out);
     }

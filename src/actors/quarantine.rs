@@ -1,0 +1,333 @@
+//! What follows a conviction (DESIGN §7), as two actors:
+//!
+//! - the **QuarantineManager** records the detection in the tutorial's shape
+//!   ([`DetectionRecord`]), quarantines the agent for the configured duration
+//!   (the supervisor stops routing what it sends at once), publishes
+//!   `agent-quarantined`, keeps the log under
+//!   `coordination/byzantine/malicious-detections` in the memory store, and
+//!   asks for a replacement;
+//! - the **ReplacementSpawner** removes the convicted agents through consensus
+//!   (a membership epoch) and adds as many fresh validators, with fresh keys,
+//!   which catch up by state transfer: n returns to its size. One change at a
+//!   time; convictions that arrive meanwhile go into the next one. The
+//!   membership rules refuse a removed key forever, so a quarantined key is
+//!   never reused.
+
+use super::detector::DetectorCommittee;
+use super::messages::Quarantine;
+use super::swarm::{lock, SwarmHandle};
+use crate::detect::Conviction;
+use crate::events::{rfc3339, timestamp_now, LifecycleEvent};
+use crate::hooks::Publish;
+use crate::protocol::AgentId;
+use crate::store::MemoryStore;
+use actix::{Actor, ActorFutureExt, AsyncContext, Context, Handler, Message, MessageResult, Recipient, WrapFuture};
+use serde::Serialize;
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::time::{Duration, Instant, SystemTime};
+
+/// Where the detection log is kept in the memory store (the tutorial's key).
+pub const DETECTIONS_KEY: &str = "coordination/byzantine/malicious-detections";
+
+/// What a conviction leads to.
+#[derive(Clone)]
+pub struct QuarantinePolicy {
+    /// How long a quarantine record stays active.
+    pub duration: Duration,
+    /// Quarantine (stop routing, replace through consensus); otherwise only record.
+    pub enforce: bool,
+    /// How long one membership change may take before it is given up.
+    pub max_wait: Duration,
+    /// Where the detection log is written, if anywhere.
+    pub memory: Option<Arc<Mutex<MemoryStore>>>,
+}
+
+impl Default for QuarantinePolicy {
+    fn default() -> QuarantinePolicy {
+        QuarantinePolicy {
+            duration: Duration::from_secs(3600),
+            enforce: false,
+            max_wait: Duration::from_secs(30),
+            memory: None,
+        }
+    }
+}
+
+/// A conviction, with how long the detector took from report to verdict.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Convicted {
+    pub conviction: Conviction,
+    pub latency: Duration,
+    pub at: Instant,
+}
+
+/// One detection-log record, in the tutorial's shape plus what happened next.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct DetectionRecord {
+    pub timestamp: String,
+    pub detected_agent: String,
+    pub agent_id: AgentId,
+    pub fault_type: String,
+    pub detection_method: String,
+    pub evidence: serde_json::Value,
+    pub votes_against: usize,
+    /// `quarantined`, or `detected` when the policy only records.
+    pub action: String,
+    pub quarantine_expires: Option<String>,
+    /// Quarantine still in force (records expire after the policy's duration).
+    pub active: bool,
+    /// The validator that took its seat, once the membership change took effect.
+    pub replaced_by: Option<String>,
+    /// From the deciding report being sent to the conviction being recorded.
+    pub detection_latency_us: u64,
+    /// From the conviction to the replacement running in the new epoch.
+    pub replacement_ms: Option<f64>,
+}
+
+/// The detection log, oldest first.
+#[derive(Message)]
+#[rtype(result = "Vec<DetectionRecord>")]
+pub struct GetDetectionLog;
+
+/// A replacement took effect (or failed, with `error`).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Replaced {
+    pub removed: Vec<AgentId>,
+    pub added: Vec<String>,
+    pub error: Option<String>,
+}
+
+pub struct QuarantineManager {
+    policy: QuarantinePolicy,
+    swarm: Weak<SwarmHandle>,
+    spawner: Recipient<Replace>,
+    records: Vec<(DetectionRecord, SystemTime, Instant)>,
+}
+
+impl QuarantineManager {
+    pub fn new(policy: QuarantinePolicy, swarm: Weak<SwarmHandle>, spawner: Recipient<Replace>) -> Self {
+        QuarantineManager { policy, swarm, spawner, records: Vec::new() }
+    }
+
+    fn name_of(&self, agent: AgentId) -> String {
+        let Some(swarm) = self.swarm.upgrade() else { return agent.to_string() };
+        let committees = lock(&swarm.committees);
+        let member = committees.iter().rev().find_map(|committee| committee.member(agent).map(|m| m.name.clone()));
+        member.unwrap_or_else(|| agent.to_string())
+    }
+
+    fn log(&self) -> Vec<DetectionRecord> {
+        let now = SystemTime::now();
+        let active = |expires: &SystemTime| self.policy.enforce && *expires > now;
+        self.records
+            .iter()
+            .map(|(record, expires, _)| DetectionRecord { active: active(expires), ..record.clone() })
+            .collect()
+    }
+
+    fn save(&self) {
+        let Some(memory) = &self.policy.memory else { return };
+        let value = match serde_json::to_value(self.log()) {
+            Ok(value) => value,
+            Err(error) => return tracing::warn!(%error, "cannot encode the detection log"),
+        };
+        let mut memory = memory.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Err(error) = memory.store(DETECTIONS_KEY, &value, None) {
+            tracing::warn!(%error, "cannot store the detection log");
+        }
+    }
+}
+
+impl Actor for QuarantineManager {
+    type Context = Context<Self>;
+}
+
+impl QuarantineManager {
+    /// Records the conviction and, when `enforce`, quarantines and replaces the agent.
+    fn quarantine(
+        &mut self,
+        conviction: Conviction,
+        latency: Duration,
+        at: Instant,
+        duration: Duration,
+        enforce: bool,
+    ) {
+        let agent = conviction.detected_agent;
+        let expires = SystemTime::now() + duration;
+        let record = DetectionRecord {
+            timestamp: timestamp_now(),
+            detected_agent: self.name_of(agent),
+            agent_id: agent,
+            fault_type: conviction.fault_type.clone(),
+            detection_method: conviction.detection_method.name().into(),
+            evidence: conviction.evidence.clone(),
+            votes_against: conviction.votes_against,
+            action: if enforce { "quarantined" } else { "detected" }.into(),
+            quarantine_expires: enforce.then(|| rfc3339(expires)),
+            active: enforce,
+            replaced_by: None,
+            detection_latency_us: latency.as_micros().min(u64::MAX as u128) as u64,
+            replacement_ms: None,
+        };
+        self.records.push((record, expires, at));
+        self.save();
+        if !enforce {
+            return;
+        }
+        if let Some(swarm) = self.swarm.upgrade() {
+            swarm.supervisor.do_send(Quarantine(agent));
+            let event = LifecycleEvent::AgentQuarantined {
+                timestamp: timestamp_now(),
+                agent,
+                reason: format!("{} ({})", conviction.fault_type, conviction.detection_method.name()),
+                quarantine_ms: duration.as_millis().min(u64::MAX as u128) as u64,
+            };
+            swarm.hub.do_send(Publish(vec![event]));
+        }
+        self.spawner.do_send(Replace(agent));
+    }
+}
+
+impl Handler<Convicted> for QuarantineManager {
+    type Result = ();
+
+    fn handle(&mut self, Convicted { conviction, latency, at }: Convicted, _: &mut Context<Self>) {
+        let (duration, enforce) = (self.policy.duration, self.policy.enforce);
+        self.quarantine(conviction, latency, at, duration, enforce);
+    }
+}
+
+/// The operator's `byzantine quarantine`: quarantine and replace `agent` for
+/// `duration`, whatever the detector concluded.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct OperatorQuarantine {
+    pub agent: AgentId,
+    pub duration: Duration,
+}
+
+impl Handler<OperatorQuarantine> for QuarantineManager {
+    type Result = ();
+
+    fn handle(&mut self, OperatorQuarantine { agent, duration }: OperatorQuarantine, _: &mut Context<Self>) {
+        let conviction = Conviction {
+            detected_agent: agent,
+            fault_type: "operator-quarantine".into(),
+            detection_method: crate::detect::DetectionMethod::OperatorDecision,
+            evidence: serde_json::json!({ "requested_by": "operator" }),
+            votes_against: 0,
+            at: super::now(),
+        };
+        self.quarantine(conviction, Duration::ZERO, Instant::now(), duration, true);
+    }
+}
+
+impl Handler<Replaced> for QuarantineManager {
+    type Result = ();
+
+    fn handle(&mut self, replaced: Replaced, _: &mut Context<Self>) {
+        if let Some(error) = &replaced.error {
+            tracing::error!(removed = ?replaced.removed, %error, "replacing convicted validators failed");
+            return;
+        }
+        let mut added = replaced.added.into_iter();
+        for (record, _, convicted_at) in &mut self.records {
+            if replaced.removed.contains(&record.agent_id) && record.replaced_by.is_none() {
+                record.replaced_by = added.next();
+                record.replacement_ms = Some(convicted_at.elapsed().as_secs_f64() * 1000.0);
+            }
+        }
+        self.save();
+    }
+}
+
+impl Handler<GetDetectionLog> for QuarantineManager {
+    type Result = MessageResult<GetDetectionLog>;
+
+    fn handle(&mut self, _: GetDetectionLog, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.log())
+    }
+}
+
+/// Replace this convicted validator.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Replace(pub AgentId);
+
+pub struct ReplacementSpawner {
+    swarm: Weak<SwarmHandle>,
+    max_wait: Duration,
+    waiting: Vec<AgentId>,
+    busy: bool,
+    report_to: Option<Recipient<Replaced>>,
+}
+
+impl ReplacementSpawner {
+    pub fn new(swarm: Weak<SwarmHandle>, max_wait: Duration) -> ReplacementSpawner {
+        ReplacementSpawner { swarm, max_wait, waiting: Vec::new(), busy: false, report_to: None }
+    }
+
+    /// Starts the next change: every convicted validator still in the committee, out; as many fresh ones, in.
+    fn next_change(&mut self, ctx: &mut Context<Self>) {
+        let Some(swarm) = self.swarm.upgrade() else { return };
+        let committee = swarm.committee();
+        self.waiting.retain(|agent| committee.contains(*agent));
+        if self.busy || self.waiting.is_empty() {
+            return;
+        }
+        self.busy = true;
+        let removed = std::mem::take(&mut self.waiting);
+        let max_wait = self.max_wait;
+        let change = {
+            let removed = removed.clone();
+            async move { swarm.change_membership(removed.len(), &removed, max_wait).await.map(|done| (swarm, done)) }
+        };
+        ctx.spawn(change.into_actor(self).map(move |result, spawner, ctx| {
+            spawner.busy = false;
+            let replaced = match result {
+                Ok((swarm, changed)) => {
+                    swarm.detector.do_send(DetectorCommittee(swarm.committee()));
+                    Replaced { removed, added: changed.added, error: None }
+                }
+                Err(error) => {
+                    // Try again with the next conviction; a change that timed out may still take effect.
+                    Replaced { removed, added: Vec::new(), error: Some(error.to_string()) }
+                }
+            };
+            if let Some(manager) = &spawner.report_to {
+                manager.do_send(replaced);
+            }
+            spawner.next_change(ctx);
+        }));
+    }
+}
+
+impl Actor for ReplacementSpawner {
+    type Context = Context<Self>;
+}
+
+/// Where the spawner reports each change it made.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ReportTo(pub Recipient<Replaced>);
+
+impl Handler<ReportTo> for ReplacementSpawner {
+    type Result = ();
+
+    fn handle(&mut self, ReportTo(manager): ReportTo, _: &mut Context<Self>) {
+        self.report_to = Some(manager);
+    }
+}
+
+impl Handler<Replace> for ReplacementSpawner {
+    type Result = ();
+
+    fn handle(&mut self, Replace(agent): Replace, ctx: &mut Context<Self>) {
+        if !self.waiting.contains(&agent) {
+            self.waiting.push(agent);
+        }
+        self.next_change(ctx);
+    }
+}

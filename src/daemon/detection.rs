@@ -1,0 +1,74 @@
+//! Detection in the daemon: `byzantine quarantine` (the operator's decision),
+//! and what `consensus-health` and `detection-log` report of the detector's
+//! convictions. The swarm's quarantine manager keeps the log in the memory
+//! store, so it outlives the swarm.
+
+use super::state::DaemonError;
+use super::Daemon;
+use crate::actors::DETECTIONS_KEY;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct QuarantineRequest {
+    pub agent: String,
+    pub duration_ms: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct QuarantineStarted {
+    pub agent: String,
+    pub duration_ms: u64,
+    pub action: String,
+}
+
+impl Daemon {
+    /// Quarantines `agent` now: the hub stops routing what it sends and a
+    /// fresh validator replaces it through consensus (watch `detection-log`).
+    pub async fn quarantine(&self, request: QuarantineRequest) -> Result<QuarantineStarted, DaemonError> {
+        let state = self.state.lock().await;
+        let swarm = &state.running()?.swarm;
+        let committee = swarm.committee();
+        let member = committee.members().iter().find(|m| m.name == request.agent).ok_or_else(|| {
+            DaemonError::NotFound(format!("{} is not in the committee; `bftswarm agent list` shows it", request.agent))
+        })?;
+        if request.duration_ms == 0 {
+            return Err(DaemonError::BadRequest("--duration must be at least 1 ms".into()));
+        }
+        swarm
+            .quarantine(member.id, Duration::from_millis(request.duration_ms))
+            .map_err(|e| DaemonError::Conflict(e.to_string()))?;
+        Ok(QuarantineStarted {
+            agent: request.agent,
+            duration_ms: request.duration_ms,
+            action: "quarantined; a replacement joins through the next membership epoch".into(),
+        })
+    }
+
+    /// The last `tail` detections; an empty list while nothing was detected.
+    pub fn detection_log(&self, tail: usize) -> Result<Vec<Value>, DaemonError> {
+        let log = self.memory().retrieve(DETECTIONS_KEY).map_err(|e| DaemonError::Internal(e.to_string()))?;
+        let entries = match log {
+            Some(Value::Array(entries)) => entries,
+            _ => Vec::new(),
+        };
+        Ok(entries[entries.len().saturating_sub(tail)..].to_vec())
+    }
+
+    /// Convictions, and the share of them that hit an agent no fault was
+    /// injected into, over the agents without one.
+    pub(super) async fn detection_counts(&self, total_agents: usize) -> (usize, f64) {
+        let log = self.detection_log(usize::MAX).unwrap_or_default();
+        let faults: BTreeMap<String, String> = self.state.lock().await.faults.clone();
+        let convicted: Vec<&str> = log
+            .iter()
+            .filter(|record| record["detection_method"] != "operator-decision")
+            .filter_map(|record| record["detected_agent"].as_str())
+            .collect();
+        let wrongly = convicted.iter().filter(|agent| !faults.contains_key(**agent)).count();
+        let honest = total_agents.saturating_sub(faults.len()).max(1);
+        (convicted.len(), wrongly as f64 / honest as f64)
+    }
+}
