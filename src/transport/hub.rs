@@ -4,13 +4,16 @@
 //! [`super::peer::RemoteValidator`] on a thread of its own.
 
 use super::frame::{codec, Welcome};
+use super::gate::QuarantineGate;
 use super::handshake::admit_node;
 use super::link::tune;
 use super::peer::{relay, Disconnected, RemoteValidator};
 use crate::actors::{Register, Swarm};
 use crate::crypto::{Keypair, PublicKey};
+use crate::events::{EventKind, EventKinds};
+use crate::hooks::Subscribe;
 use crate::protocol::AgentId;
-use actix::{Addr, Arbiter};
+use actix::{Actor, Addr, Arbiter};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -26,8 +29,8 @@ pub struct Hub {
     local_addr: SocketAddr,
 }
 
-struct Shared {
-    swarm: Arc<Swarm>,
+pub(super) struct Shared {
+    pub(super) swarm: Arc<Swarm>,
     key: Keypair,
     /// Keys refused whatever the committee says (quarantined agents), with why.
     refused: Mutex<BTreeMap<PublicKey, String>>,
@@ -43,6 +46,10 @@ impl Hub {
         let listener = TcpListener::bind(listen).await?;
         let local_addr = listener.local_addr()?;
         let shared = Arc::new(Shared { swarm, key, refused: Mutex::default(), connections: Mutex::default() });
+        let gate = QuarantineGate(shared.clone()).start();
+        let kinds = EventKinds::default().with(EventKind::AgentQuarantined);
+        let subscribe = Subscribe { name: "hub-quarantine-gate".into(), kinds, recipient: gate.recipient() };
+        shared.swarm.hub().do_send(subscribe);
         actix_rt::spawn(accept(listener, shared.clone()));
         Ok(Hub { shared, local_addr })
     }
@@ -55,21 +62,16 @@ impl Hub {
         &self.shared.swarm
     }
 
-    /// Refuses `key` from now on (a quarantined agent), telling it `reason`,
-    /// and hangs up on its validator process if it is connected.
+    /// Refuses `key` from now on, telling it `reason`, and hangs up on its
+    /// validator process if it is connected. Quarantined agents are refused
+    /// this way on their own (the hub hears `agent-quarantined`).
     pub fn refuse(&self, key: PublicKey, reason: String) {
-        lock(&self.shared.refused).insert(key, reason);
-        let history = self.shared.swarm.committee_history();
-        if let Some(member) = history.iter().rev().flat_map(|c| c.members()).find(|m| m.public_key == key) {
-            self.hang_up(member.id);
-        }
+        self.shared.refuse(key, reason);
     }
 
     /// Closes validator `id`'s connection, if it has one (a removed validator).
     pub fn hang_up(&self, id: AgentId) {
-        if let Some(connection) = lock(&self.shared.connections).remove(&id) {
-            connection.do_send(Disconnected);
-        }
+        self.shared.hang_up(id);
     }
 
     /// Waits until `expected` validator processes are connected; on timeout,
@@ -85,6 +87,22 @@ impl Hub {
                 return Err(connected);
             }
             actix_rt::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Shared {
+    pub(super) fn refuse(&self, key: PublicKey, reason: String) {
+        lock(&self.refused).insert(key, reason);
+        let history = self.swarm.committee_history();
+        if let Some(member) = history.iter().rev().flat_map(|c| c.members()).find(|m| m.public_key == key) {
+            self.hang_up(member.id);
+        }
+    }
+
+    fn hang_up(&self, id: AgentId) {
+        if let Some(connection) = lock(&self.connections).remove(&id) {
+            connection.do_send(Disconnected);
         }
     }
 }

@@ -12,6 +12,7 @@
 //! supervisor like a local one, and its frames become the same `Route`s.
 
 pub mod frame;
+mod gate;
 pub mod handshake;
 pub mod hub;
 pub mod link;

@@ -207,5 +207,27 @@ fn the_hub_admits_its_remote_members_and_turns_away_a_refused_key_with_the_reaso
         }
         let welcome = join(keys[1].clone()).await.unwrap();
         assert_eq!((welcome.id, welcome.name.as_str()), (AgentId(1), "bft-agent-2"));
+
+        // A quarantine, whoever decided it, closes the door to that validator's key.
+        let quarantined = crate::events::LifecycleEvent::AgentQuarantined {
+            timestamp: String::new(),
+            agent: AgentId(3),
+            reason: "equivocation".into(),
+            quarantine_ms: 60_000,
+        };
+        hub.swarm().hub().do_send(crate::hooks::Publish(vec![quarantined]));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            match join(keys[3].clone()).await {
+                Err(HandshakeError::Refused(reason)) => {
+                    assert!(reason.contains("bft-agent-4 is quarantined (equivocation)"), "{reason}");
+                    break;
+                }
+                other => {
+                    assert!(std::time::Instant::now() < deadline, "still admitted after the quarantine: {other:?}")
+                }
+            }
+            actix_rt::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
     });
 }
