@@ -61,7 +61,14 @@ pub struct HubSetup {
 
 impl HubSetup {
     pub fn load(home: &Path) -> Result<HubSetup, CliError> {
-        let cfg = SwarmConfig::load(Some(&home.join("config.toml")))?;
+        let config = home.join("config.toml");
+        if !config.is_file() {
+            return Err(CliError::Usage(format!(
+                "{} is not a hub's home (no config.toml); write one with `bftswarm testnet --validators N --output DIR` and pass DIR/hub",
+                home.display()
+            )));
+        }
+        let cfg = SwarmConfig::load(Some(&config))?;
         let path = home.join("committee.toml");
         let text = std::fs::read_to_string(&path).map_err(|e| usage(&path, e))?;
         let committee: HubCommittee = toml::from_str(&text).map_err(|e| usage(&path, e))?;
