@@ -66,5 +66,6 @@ pub mod protocol;
 pub mod rng;
 pub mod sim;
 pub mod store;
+pub mod transport;
 pub mod wal;
 pub mod workload;

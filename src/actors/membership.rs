@@ -6,7 +6,7 @@
 
 use super::messages::{Destination, Envelope, LearnCommittee, Origin, Route, Unregister};
 use super::swarm::{lock, SwarmError, SwarmHandle};
-use crate::crypto::Keypair;
+use crate::crypto::{Keypair, PublicKey};
 use crate::events::{timestamp_now, LifecycleEvent};
 use crate::hooks::Publish;
 use crate::protocol::{AgentId, Committee, Member, MembershipChange, MembershipError, Replica, SignedMembershipChange};
@@ -54,6 +54,20 @@ impl SwarmHandle {
         remove: &[AgentId],
         max_wait: Duration,
     ) -> Result<MembershipChanged, SwarmError> {
+        let joiners = add.into_iter().map(|(name, keypair)| Joiner::InProcess(name, Box::new(keypair))).collect();
+        self.change_membership_of(joiners, remove, max_wait).await
+    }
+
+    /// [`Swarm::change_membership_with`], where added validators may also run
+    /// in other processes ([`Joiner::Remote`]): those are not started here but
+    /// admitted when they connect to the hub ([`crate::transport`]).
+    pub async fn change_membership_of(
+        &self,
+        add: Vec<Joiner>,
+        remove: &[AgentId],
+        max_wait: Duration,
+    ) -> Result<MembershipChanged, SwarmError> {
+        let add: Vec<(String, PublicKey, Option<Keypair>)> = add.into_iter().map(Joiner::into_parts).collect();
         let started = Instant::now();
         let operator = self.operator.clone().ok_or(MembershipError::NoOperator)?;
         let current = self.committee();
@@ -62,14 +76,14 @@ impl SwarmHandle {
             !current.members().iter().any(|m| m.public_key == *key)
                 && history.iter().flat_map(|c| c.members()).any(|m| m.public_key == *key)
         };
-        if let Some((name, _)) = add.iter().find(|(_, keypair)| retired(&keypair.public_key())) {
+        if let Some((name, _, _)) = add.iter().find(|(_, public_key, _)| retired(public_key)) {
             return Err(MembershipError::RetiredKey(format!("{name}'s key")).into());
         }
         let next_id = next_free_id(&history);
-        let added: Vec<(Member, Keypair)> = add
+        let added: Vec<(Member, Option<Keypair>)> = add
             .into_iter()
             .zip(next_id..)
-            .map(|((name, keypair), id)| (Member { id: AgentId(id), name, public_key: keypair.public_key() }, keypair))
+            .map(|((name, public_key, keypair), id)| (Member { id: AgentId(id), name, public_key }, keypair))
             .collect();
         let change = MembershipChange {
             from_epoch: current.epoch(),
@@ -80,7 +94,7 @@ impl SwarmHandle {
         let next = change.apply(&current)?;
         let signed = Arc::new(SignedMembershipChange::sign(change, &operator));
         lock(&self.committees).push(next.clone());
-        for (member, keypair) in &added {
+        for (member, keypair) in added.iter().filter_map(|(member, keypair)| Some((member, keypair.as_ref()?))) {
             let genesis_committee = lock(&self.committees)[0].clone();
             let replica = Replica::joining(
                 member.id,
@@ -154,6 +168,12 @@ impl SwarmHandle {
             }
             keep
         });
+        // Validators in other processes: no thread here to stop; the hub refuses them from now on.
+        for id in &removed {
+            if lock(&self.remote).remove(id).is_some() {
+                self.supervisor.do_send(Unregister(*id));
+            }
+        }
         *lock(&self.committee) = next.clone();
         let timestamp = timestamp_now();
         let reason = format!("removed by the membership change to epoch {}", next.epoch());
@@ -172,6 +192,23 @@ impl SwarmHandle {
             quorum: next.quorum(),
         });
         self.hub.do_send(Publish(events));
+    }
+}
+
+/// A validator that a membership change adds.
+pub enum Joiner {
+    /// Started in this process, with its key.
+    InProcess(String, Box<Keypair>),
+    /// Runs in another process, which joins the hub with this key.
+    Remote(String, PublicKey),
+}
+
+impl Joiner {
+    fn into_parts(self) -> (String, PublicKey, Option<Keypair>) {
+        match self {
+            Joiner::InProcess(name, keypair) => (name, keypair.public_key(), Some(*keypair)),
+            Joiner::Remote(name, public_key) => (name, public_key, None),
+        }
     }
 }
 

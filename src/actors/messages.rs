@@ -10,12 +10,13 @@ use crate::protocol::{
     SignedMessage, View,
 };
 use actix::{Message, Recipient};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// One protocol message as it travels between actors; shared, never copied.
-#[derive(Clone, Debug)]
+/// Serializable, so the same envelopes travel to validators in other processes.
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum Envelope {
     /// A signed PBFT message; its receiver verifies the signature.
     Consensus(Arc<SignedMessage>),
@@ -28,7 +29,7 @@ pub enum Envelope {
 }
 
 /// Where the supervisor should deliver an envelope.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Destination {
     /// A broadcast from a validator, which does not send to itself.
     AllValidatorsExcept(AgentId),
@@ -39,7 +40,7 @@ pub enum Destination {
 
 /// Who handed a [`Route`] to the supervisor (for its counters; the receivers
 /// trust only signatures).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Origin {
     Validator(AgentId),
     Client(ClientId),
@@ -179,7 +180,7 @@ pub struct ValidatorStatus {
 }
 
 /// One view change as a validator saw it.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ViewRecord {
     pub view: View,
     pub old_primary: AgentId,

@@ -38,6 +38,7 @@ mod durable;
 mod membership;
 mod messages;
 mod quarantine;
+mod remote;
 mod supervisor;
 mod swarm;
 mod timer;
@@ -46,7 +47,7 @@ mod validator;
 pub use client::{Begin, Client, ClientRun};
 pub use detector::{DetectorActor, Misbehaviour};
 pub use durable::RecoveredValidator;
-pub use membership::MembershipChanged;
+pub use membership::{Joiner, MembershipChanged};
 pub use messages::{
     BatchExecuted, Deliver, DeliverReply, Destination, Envelope, ForceViewChange, GetRoutingStats, GetStatus,
     InjectFault, LearnCommittee, ObserveExecutions, Origin, Quarantine, Register, RegisterClient, Restart, Route,

@@ -226,6 +226,8 @@ pub struct SwarmHandle {
     pub(super) clients: Mutex<BTreeMap<ClientId, Addr<Client>>>,
     pub(super) detector: Addr<DetectorActor>,
     pub(super) quarantine: Addr<QuarantineManager>,
+    /// Validators in other processes, by where their status is asked ([`super::remote`]).
+    pub(super) remote: Mutex<BTreeMap<AgentId, Recipient<GetStatus>>>,
 }
 
 /// A validator actor and the thread it runs on.
@@ -316,6 +318,7 @@ impl Swarm {
                 hub,
                 validators: Mutex::new(Vec::new()),
                 clients: Mutex::new(BTreeMap::new()),
+                remote: Mutex::new(BTreeMap::new()),
                 detector,
                 quarantine: manager,
             }
@@ -540,6 +543,7 @@ impl SwarmHandle {
                 statuses.push(status);
             }
         }
+        statuses.extend(self.remote_status().await);
         statuses
     }
 

@@ -53,6 +53,10 @@ pub struct BenchArgs {
     /// run); fsync as `storage.fsync` says (on unless BFTSWARM_STORAGE__FSYNC=false).
     #[arg(long)]
     pub durable: bool,
+    /// Measure every row twice: in this process, then with every validator a
+    /// separate process (`bftswarm node`, write-ahead log without fsync) joined over loopback TCP.
+    #[arg(long, conflicts_with_all = ["durable", "hook_actors", "catch_up"])]
+    pub processes: bool,
     /// The swarm's home, for --durable.
     #[arg(long, env = "BFTSWARM_HOME", default_value = ".bftswarm", value_name = "DIR")]
     pub home: std::path::PathBuf,
@@ -142,9 +146,11 @@ pub fn execute(args: &BenchArgs) -> Result<(), CliError> {
         "ed25519 on this machine: verify {verify_us:.1} µs, batch verify {batch_us:.1} µs/signature, {cores} cores"
     );
     let mut rows = Vec::new();
+    // With --processes, each row in one process and then across processes, side by side.
+    let placements: &[bool] = if args.processes { &[false, true] } else { &[false] };
     for &n in &args.validators {
-        for &window in &args.windows {
-            let row = measure(args, n, window, cores, batch_us)?;
+        for (&window, &processes) in args.windows.iter().flat_map(|w| placements.iter().map(move |p| (w, p))) {
+            let row = measure(args, n, window, processes, cores, batch_us)?;
             eprintln!(
                 "n = {:>2}, window {:>5}, {}: {:>8.0} tx/s, p50 {:>6.1} ms, p99 {:>6.1} ms, {:>5.0} µs CPU/tx, {:.0}% of bound, {}",
                 n,
@@ -173,7 +179,14 @@ pub fn execute(args: &BenchArgs) -> Result<(), CliError> {
     }
 }
 
-fn measure(args: &BenchArgs, n: usize, window: usize, cores: usize, batch_us: f64) -> Result<BenchRow, CliError> {
+fn measure(
+    args: &BenchArgs,
+    n: usize,
+    window: usize,
+    processes: bool,
+    cores: usize,
+    batch_us: f64,
+) -> Result<BenchRow, CliError> {
     let mut cfg = SwarmConfig::load(args.config.as_deref())?;
     cfg.swarm.max_agents = n;
     cfg.swarm.max_failures = None;
@@ -220,13 +233,20 @@ fn measure(args: &BenchArgs, n: usize, window: usize, cores: usize, batch_us: f6
         None
     };
     let storage = match &wal {
+        _ if processes => "processes+wal",
         None => "memory",
         Some(wal) if wal.fsync => "wal+fsync",
         Some(_) => "wal",
     };
     let cpu_before = process_cpu_time();
-    let (run, statuses, _, detections) = drive_with(spec, workload.transfers, &cfg, wal, false, add_hooks)?;
-    let cpu = process_cpu_time().saturating_sub(cpu_before);
+    let (run, statuses, nodes_cpu, detections) = if processes {
+        let run = super::bench_processes::run(&cfg, spec.genesis.clone(), workload.transfers)?;
+        (run.run, run.statuses, run.nodes_cpu, Vec::new())
+    } else {
+        let (run, statuses, _, detections) = drive_with(spec, workload.transfers, &cfg, wal, false, add_hooks)?;
+        (run, statuses, Duration::ZERO, detections)
+    };
+    let cpu = process_cpu_time().saturating_sub(cpu_before) + nodes_cpu;
     let mut report = RunReport::build(&run, &statuses, &facts);
     let slowest = |values: Vec<f64>| values.into_iter().reduce(f64::max);
     let detection_latency_ms = slowest(detections.iter().map(|d| d.detection_latency_us as f64 / 1000.0).collect());

@@ -4,18 +4,23 @@
 
 pub mod agent;
 pub mod bench;
+mod bench_processes;
 pub mod byzantine;
 mod catch_up;
 pub mod connect;
+pub mod hub;
+mod hub_membership;
 pub mod keys;
 pub mod memory;
 pub mod network;
+pub mod node;
 pub mod output;
 pub mod probe;
 pub mod report;
 pub mod run;
 pub mod swarm;
 pub mod task;
+pub mod testnet;
 mod watch;
 
 use crate::actors::SwarmError;
@@ -32,7 +37,7 @@ use std::process::ExitCode;
     name = "bftswarm",
     version,
     about = "An actor swarm whose validators agree under Byzantine faults (PBFT)",
-    after_help = "Examples:\n  bftswarm run --config config/byzantine-7.toml          # a whole scenario in the foreground\n  bftswarm swarm init --topology star --consensus byzantine --max-agents 7 --max-failures 2\n  bftswarm agent spawn --count 7 --type validator        # the swarm becomes active\n  bftswarm task orchestrate --task payments --count 1000 --consensus byzantine\n  bftswarm byzantine consensus-health\n  bftswarm swarm stop"
+    after_help = "Examples:\n  bftswarm run --config config/byzantine-7.toml          # a whole scenario in the foreground\n  bftswarm swarm init --topology star --consensus byzantine --max-agents 7 --max-failures 2\n  bftswarm agent spawn --count 7 --type validator        # the swarm becomes active\n  bftswarm task orchestrate --task payments --count 1000 --consensus byzantine\n  bftswarm byzantine consensus-health\n  bftswarm swarm stop\n  bftswarm testnet --validators 4 --output testnet && sh testnet/start.sh   # validators as separate processes"
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -63,6 +68,12 @@ pub enum Command {
     Memory(memory::MemoryArgs),
     /// Latency to the agents.
     Network(network::NetworkArgs),
+    /// The hub of a swarm whose validators run as separate processes: listens for `bftswarm node`.
+    Hub(hub::HubArgs),
+    /// One validator in its own process, joined to a hub over TCP.
+    Node(node::NodeArgs),
+    /// Write the homes, keys and start script of a swarm of separate processes.
+    Testnet(testnet::TestnetArgs),
     /// Print a shell completion script.
     #[command(
         after_help = "Examples:\n  bftswarm completions bash > /etc/bash_completion.d/bftswarm\n  bftswarm completions zsh > ~/.zfunc/_bftswarm"
@@ -153,6 +164,9 @@ pub fn main() -> ExitCode {
         Command::Task(args) => task::execute(args),
         Command::Memory(args) => memory::execute(args),
         Command::Network(args) => network::execute(args),
+        Command::Hub(args) => hub::execute(args),
+        Command::Node(args) => node::execute(args),
+        Command::Testnet(args) => testnet::execute(args),
         Command::Completions { shell } => {
             clap_complete::generate(*shell, &mut Cli::command(), "bftswarm", &mut std::io::stdout());
             Ok(())

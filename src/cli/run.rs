@@ -333,7 +333,7 @@ fn configured_faults(cfg: &SwarmConfig) -> Result<Vec<(AgentId, FaultType, f64, 
 }
 
 /// Awaits `run` unless no transfer completes for `limit`.
-async fn until_stalled<F: Future>(
+pub(crate) async fn until_stalled<F: Future>(
     run: F,
     progress: &AtomicU64,
     total: usize,

@@ -1,0 +1,55 @@
+//! Validators of this swarm that run in other processes ([`crate::transport`]).
+//!
+//! Such a validator is a member the swarm was launched without
+//! ([`super::LaunchOptions::external_validators`]); the hub registers a
+//! connection actor for it with the supervisor, and attaches it here so that
+//! [`SwarmHandle::status`] — and so settling, reports and membership changes —
+//! counts it like an in-process one.
+
+use super::messages::{GetStatus, ValidatorStatus};
+use super::swarm::{lock, SwarmHandle};
+use crate::ledger::Ledger;
+use crate::protocol::{AgentId, Committee, ProtocolParams};
+use actix::Recipient;
+
+impl SwarmHandle {
+    /// Counts validator `id`, running elsewhere, in [`SwarmHandle::status`]; replaces an earlier connection's.
+    pub fn attach_remote(&self, id: AgentId, status: Recipient<GetStatus>) {
+        lock(&self.remote).insert(id, status);
+    }
+
+    /// How many validators in other processes are attached and still connected.
+    pub fn remote_connected(&self) -> usize {
+        lock(&self.remote).values().filter(|recipient| recipient.connected()).count()
+    }
+
+    /// True when validator `id` runs inside this process.
+    pub fn runs_in_process(&self, id: AgentId) -> bool {
+        self.validator(id).is_some()
+    }
+
+    /// Every committee since launch, oldest first.
+    pub fn committee_history(&self) -> Vec<Committee> {
+        lock(&self.committees).clone()
+    }
+
+    pub fn params(&self) -> &ProtocolParams {
+        &self.params
+    }
+
+    pub fn genesis(&self) -> &Ledger {
+        &self.genesis
+    }
+
+    /// The statuses of the attached validators that answer.
+    pub(super) async fn remote_status(&self) -> Vec<ValidatorStatus> {
+        let remote: Vec<Recipient<GetStatus>> = lock(&self.remote).values().cloned().collect();
+        let mut statuses = Vec::with_capacity(remote.len());
+        for recipient in remote {
+            if let Ok(status) = recipient.send(GetStatus).await {
+                statuses.push(status);
+            }
+        }
+        statuses
+    }
+}

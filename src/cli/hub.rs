@@ -1,0 +1,245 @@
+//! `bftswarm hub --home DIR`: the supervisor of a swarm whose validators run
+//! as separate processes (`bftswarm node`), listening for them over TCP. It
+//! runs the validators its committee marks `in_process` itself, waits for the
+//! others to connect, optionally submits a workload and reports like `run`.
+
+use super::report::{RunFacts, RunReport};
+use super::run::workload_spec;
+use super::testnet::HubCommittee;
+use super::CliError;
+use crate::actors::{ClientRun, LaunchOptions, MembershipChanged, Swarm, SwarmSpec, ValidatorStatus};
+use crate::config::SwarmConfig;
+use crate::crypto::{Keypair, PublicKey};
+use crate::ledger::{Ledger, SignedTransfer};
+use crate::protocol::{AgentId, ClientId, Committee, Epoch, Member};
+use crate::transport::{parse_public_key, Hub};
+use crate::workload::Workload;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Examples:\n  bftswarm hub --home testnet/hub\n  bftswarm hub --home testnet/hub --listen 0.0.0.0:7400 --transactions 10000 --exit-when-done --json"
+)]
+pub struct HubArgs {
+    /// The hub's home, as `bftswarm testnet` writes it (config.toml, committee.toml, hub-key.pem).
+    #[arg(long, value_name = "DIR")]
+    pub home: PathBuf,
+    /// Where to listen for validator processes [default: committee.toml's `listen`].
+    #[arg(long, value_name = "HOST:PORT")]
+    pub listen: Option<String>,
+    /// Once every validator process is connected, submit this many transfers and report.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub transactions: usize,
+    /// Requests the client keeps in flight [default: the config's client.max_concurrent_requests].
+    #[arg(long, value_name = "W")]
+    pub window: Option<usize>,
+    /// Seconds to wait for every validator process to connect.
+    #[arg(long, value_name = "S", default_value_t = 60)]
+    pub wait_secs: u64,
+    /// Exit after the workload's report instead of serving until interrupted.
+    #[arg(long)]
+    pub exit_when_done: bool,
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// How long validators may take to catch up with the f+1 that answered the client.
+const SETTLE_WAIT: Duration = Duration::from_secs(20);
+
+/// A hub home, loaded: the swarm to launch and who runs where.
+pub struct HubSetup {
+    pub cfg: SwarmConfig,
+    pub committee: HubCommittee,
+    pub hub_key: Keypair,
+    /// Keys of the validators that run inside the hub, by committee index.
+    local_keys: Vec<(usize, Keypair)>,
+}
+
+impl HubSetup {
+    pub fn load(home: &Path) -> Result<HubSetup, CliError> {
+        let config = home.join("config.toml");
+        if !config.is_file() {
+            return Err(CliError::Usage(format!(
+                "{} is not a hub's home (no config.toml); write one with `bftswarm testnet --validators N --output DIR` and pass DIR/hub",
+                home.display()
+            )));
+        }
+        let cfg = SwarmConfig::load(Some(&config))?;
+        let path = home.join("committee.toml");
+        let text = std::fs::read_to_string(&path).map_err(|e| usage(&path, e))?;
+        let committee: HubCommittee = toml::from_str(&text).map_err(|e| usage(&path, e))?;
+        if committee.validators.len() != cfg.validators() {
+            return Err(CliError::Usage(format!(
+                "{} names {} validators but config.toml says swarm.max_agents = {}; make them agree",
+                path.display(),
+                committee.validators.len(),
+                cfg.validators()
+            )));
+        }
+        let key = |path: PathBuf| Keypair::read_pem_file(&path).map_err(|e| CliError::Usage(e.to_string()));
+        let hub_key = key(home.join("hub-key.pem"))?;
+        let mut local_keys = Vec::new();
+        for (index, entry) in committee.validators.iter().enumerate().filter(|(_, e)| e.in_process) {
+            local_keys.push((index, key(home.join("keys").join(format!("{}-key.pem", entry.name)))?));
+        }
+        Ok(HubSetup { cfg, committee, hub_key, local_keys })
+    }
+
+    /// The standby validators' names and keys, in order.
+    pub fn standby(&self) -> Result<Vec<(String, PublicKey)>, CliError> {
+        let parse = |entry: &super::testnet::CommitteeEntry| {
+            let key = parse_public_key(&entry.public_key)
+                .map_err(|e| CliError::Usage(format!("committee.toml, standby {}: {e}", entry.name)))?;
+            Ok((entry.name.clone(), key))
+        };
+        self.committee.standby.iter().map(parse).collect()
+    }
+
+    /// The swarm to launch, and the members that run in their own processes.
+    pub fn spec(&self, genesis: Ledger) -> Result<(SwarmSpec, BTreeSet<AgentId>), CliError> {
+        let mut members = Vec::new();
+        let mut keys = Vec::new();
+        let mut remote = BTreeSet::new();
+        for (index, entry) in self.committee.validators.iter().enumerate() {
+            let public_key = parse_public_key(&entry.public_key)
+                .map_err(|e| CliError::Usage(format!("committee.toml, validator {}: {e}", entry.name)))?;
+            let id = AgentId(index as u32);
+            members.push(Member { id, name: entry.name.clone(), public_key });
+            match self.local_keys.iter().find(|(i, _)| *i == index) {
+                Some((_, keypair)) if keypair.public_key() == public_key => keys.push(keypair.clone()),
+                Some(_) => {
+                    return Err(CliError::Usage(format!("{}'s key file does not match committee.toml", entry.name)))
+                }
+                // Never used: the launch skips members that run elsewhere.
+                None => {
+                    remote.insert(id);
+                    keys.push(Keypair::generate());
+                }
+            }
+        }
+        let committee = Committee::new(Epoch(0), members, Some(self.cfg.max_failures()))
+            .map_err(crate::actors::SwarmError::from)?;
+        let committee = committee.with_operator(self.hub_key.public_key());
+        let params = crate::actors::params_from_config(&self.cfg);
+        let spec = SwarmSpec { committee, validator_keys: keys, params, genesis, operator: Some(self.hub_key.clone()) };
+        Ok((spec, remote))
+    }
+}
+
+fn usage(path: &Path, error: impl std::fmt::Display) -> CliError {
+    CliError::Usage(format!("cannot read {}: {error}", path.display()))
+}
+
+pub fn execute(args: &HubArgs) -> Result<(), CliError> {
+    let mut setup = HubSetup::load(&args.home)?;
+    // Without a workload to submit, the config's own count only shapes the (unused) transfers.
+    if args.transactions > 0 {
+        setup.cfg.workload.transactions = args.transactions;
+    }
+    if let Some(window) = args.window {
+        setup.cfg.client.max_concurrent_requests = window;
+    }
+    setup.cfg.validate()?;
+    let workload = Workload::generate(&workload_spec(&setup.cfg));
+    let genesis = Ledger::with_genesis(&workload.genesis).map_err(|e| CliError::Usage(e.to_string()))?;
+    let (spec, remote) = setup.spec(genesis)?;
+    let listen = args.listen.clone().unwrap_or_else(|| setup.committee.listen.clone());
+    let facts = RunFacts {
+        swarm_name: setup.cfg.swarm.name.clone(),
+        validators: setup.cfg.validators(),
+        max_failures: setup.cfg.max_failures(),
+        quorum: setup.cfg.quorum(),
+        transfers_submitted: workload.transfers.len(),
+        expected_overdrafts: workload.overdrafts,
+        only_overdrafts_invalid: false,
+    };
+    let system = actix::System::new();
+    let result = system.block_on(async {
+        let hub = start(spec, remote.clone(), setup.hub_key.clone(), &listen, &setup.cfg.swarm.name).await?;
+        let addr_file = args.home.join("hub.addr");
+        std::fs::write(&addr_file, hub.local_addr().to_string()).map_err(|e| usage(&addr_file, e))?;
+        eprintln!("hub listening on {}; waiting for {} validator processes", hub.local_addr(), remote.len());
+        let wait = Duration::from_secs(args.wait_secs);
+        hub.wait_for_nodes(remote.len(), wait).await.map_err(|connected| {
+            CliError::Usage(format!(
+                "only {connected} of {} validator processes connected within {} s; start them with `bftswarm node` (see start.sh)",
+                remote.len(),
+                args.wait_secs
+            ))
+        })?;
+        eprintln!("all {} validator processes connected", remote.len());
+        if args.transactions > 0 {
+            eprintln!("workload started: {} transfers", args.transactions);
+            let standby = setup.standby()?;
+            let (run, statuses, changes) = submit(&hub, workload.transfers, &setup.cfg, standby).await?;
+            // After membership changes, the committee that ran last is the one to judge.
+            let facts = match changes.last() {
+                Some(last) => RunFacts { validators: last.validators, max_failures: last.max_failures, quorum: last.quorum, ..facts },
+                None => facts,
+            };
+            let mut report = RunReport::build(&run, &statuses, &facts);
+            report.membership_changes = changes;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&report).map_err(std::io::Error::other)?);
+            } else {
+                print!("{}", report.to_text());
+            }
+            if let Some(reason) = report.system_integrity.strip_prefix("violated: ") {
+                return Err(CliError::Integrity(reason.to_string()));
+            }
+        }
+        if !args.exit_when_done {
+            eprintln!("serving; Ctrl-C stops the hub");
+            tokio::signal::ctrl_c().await?;
+        }
+        Ok(())
+    });
+    // A stale address must not send nodes to a hub that is gone (best effort).
+    let _ = std::fs::remove_file(args.home.join("hub.addr"));
+    result
+}
+
+/// Launches the swarm's in-process part and listens for the rest. Must run inside an actix System.
+pub async fn start(
+    spec: SwarmSpec,
+    remote: BTreeSet<AgentId>,
+    hub_key: Keypair,
+    listen: &str,
+    name: &str,
+) -> Result<Hub, CliError> {
+    let options = LaunchOptions { name: name.to_string(), external_validators: remote, ..LaunchOptions::default() };
+    let swarm = Arc::new(Swarm::launch_with(spec, options)?);
+    Hub::listen(swarm, hub_key, listen)
+        .await
+        .map_err(|e| CliError::Usage(format!("cannot listen on {listen}: {e}; pass another --listen")))
+}
+
+/// What a workload through the hub saw: the client's run, the validators'
+/// settled statuses, the membership changes made meanwhile.
+pub type Submitted = (ClientRun, Vec<ValidatorStatus>, Vec<MembershipChanged>);
+
+/// Submits `transfers` through one client, makes the config's `[[membership]]`
+/// changes meanwhile (adding `standby` validators first), and waits for every
+/// validator to settle.
+pub async fn submit(
+    hub: &Hub,
+    transfers: Vec<SignedTransfer>,
+    cfg: &SwarmConfig,
+    standby: Vec<(String, PublicKey)>,
+) -> Result<Submitted, CliError> {
+    let swarm = hub.swarm();
+    let total = transfers.len();
+    let progress = Arc::new(AtomicU64::new(0));
+    let (window, retry_ms) = (cfg.client.max_concurrent_requests, cfg.client.request_retry_ms);
+    let client = swarm.run_client(ClientId(0), transfers, window, retry_ms, progress.clone());
+    let stall_limit = Duration::from_secs(30).max(Duration::from_millis(cfg.consensus.view_change_timeout_ms * 3));
+    let client = super::run::until_stalled(client, &progress, total, stall_limit);
+    let operator = super::hub_membership::operate(hub, &cfg.membership, standby, &progress);
+    let (run, changes) = tokio::join!(client, operator);
+    let (run, changes) = (run??, changes?);
+    Ok((run, swarm.settled_status(SETTLE_WAIT).await, changes))
+}

@@ -1,0 +1,228 @@
+//! The hub's listener: accepts validator processes for the members of a
+//! running [`Swarm`] that it does not run itself, authenticates them
+//! ([`super::handshake`]), and joins each to the supervisor through a
+//! [`super::peer::RemoteValidator`] on a thread of its own.
+
+use super::frame::{codec, Welcome};
+use super::gate::QuarantineGate;
+use super::handshake::admit_node;
+use super::link::tune;
+use super::peer::{relay, Disconnected, RemoteValidator};
+use crate::actors::{Register, Swarm};
+use crate::crypto::{Keypair, PublicKey};
+use crate::events::{EventKind, EventKinds};
+use crate::hooks::Subscribe;
+use crate::protocol::AgentId;
+use actix::{Actor, Addr, Arbiter};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::codec::Framed;
+
+/// A listening hub. Dropping it does not close the listener; stopping the
+/// actix System does.
+pub struct Hub {
+    shared: Arc<Shared>,
+    local_addr: SocketAddr,
+}
+
+pub(super) struct Shared {
+    pub(super) swarm: Arc<Swarm>,
+    key: Keypair,
+    /// Keys refused whatever the committee says (quarantined agents), with why.
+    refused: Mutex<BTreeMap<PublicKey, String>>,
+    /// The live connection of each validator process. The newest wins: a
+    /// restarted node must not wait for the hub to notice its old connection died.
+    connections: Mutex<BTreeMap<AgentId, Addr<RemoteValidator>>>,
+}
+
+impl Hub {
+    /// Binds `listen` and accepts validator processes from now on. Must be
+    /// called inside a running actix System.
+    pub async fn listen(swarm: Arc<Swarm>, key: Keypair, listen: &str) -> std::io::Result<Hub> {
+        let listener = TcpListener::bind(listen).await?;
+        let local_addr = listener.local_addr()?;
+        let shared = Arc::new(Shared { swarm, key, refused: Mutex::default(), connections: Mutex::default() });
+        let gate = QuarantineGate(shared.clone()).start();
+        let kinds = EventKinds::default().with(EventKind::AgentQuarantined);
+        let subscribe = Subscribe { name: "hub-quarantine-gate".into(), kinds, recipient: gate.recipient() };
+        shared.swarm.hub().do_send(subscribe);
+        actix_rt::spawn(accept(listener, shared.clone()));
+        Ok(Hub { shared, local_addr })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    pub fn swarm(&self) -> &Arc<Swarm> {
+        &self.shared.swarm
+    }
+
+    /// Refuses `key` from now on, telling it `reason`, and hangs up on its
+    /// validator process if it is connected. Quarantined agents are refused
+    /// this way on their own (the hub hears `agent-quarantined`).
+    pub fn refuse(&self, key: PublicKey, reason: String) {
+        self.shared.refuse(key, reason);
+    }
+
+    /// Closes validator `id`'s connection, if it has one (a removed validator).
+    pub fn hang_up(&self, id: AgentId) {
+        self.shared.hang_up(id);
+    }
+
+    /// Waits until `expected` validator processes are connected; on timeout,
+    /// returns how many were.
+    pub async fn wait_for_nodes(&self, expected: usize, max_wait: Duration) -> Result<(), usize> {
+        let start = Instant::now();
+        loop {
+            let connected = self.shared.swarm.remote_connected();
+            if connected >= expected {
+                return Ok(());
+            }
+            if start.elapsed() >= max_wait {
+                return Err(connected);
+            }
+            actix_rt::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Shared {
+    pub(super) fn refuse(&self, key: PublicKey, reason: String) {
+        lock(&self.refused).insert(key, reason);
+        let history = self.swarm.committee_history();
+        if let Some(member) = history.iter().rev().flat_map(|c| c.members()).find(|m| m.public_key == key) {
+            self.hang_up(member.id);
+        }
+    }
+
+    fn hang_up(&self, id: AgentId) {
+        if let Some(connection) = lock(&self.connections).remove(&id) {
+            connection.do_send(Disconnected);
+        }
+    }
+}
+
+fn lock<T>(cell: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    cell.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Connections open at once, handshakes included: beyond it, new ones are
+/// closed at once, so strangers cannot make the hub start threads without bound.
+pub const MAX_CONNECTIONS: usize = 512;
+
+/// Counts one open connection while it lives.
+struct Open(Arc<AtomicUsize>);
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Accepts until the System stops; each connection gets its own thread.
+async fn accept(listener: TcpListener, shared: Arc<Shared>) {
+    let open = Arc::new(AtomicUsize::new(0));
+    loop {
+        let (stream, from) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                // Out of descriptors and the like: wait rather than spin.
+                tracing::warn!(%error, "cannot accept a connection");
+                actix_rt::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        if open.fetch_add(1, Ordering::Relaxed) >= MAX_CONNECTIONS {
+            open.fetch_sub(1, Ordering::Relaxed);
+            tracing::warn!(%from, "{MAX_CONNECTIONS} connections open already; closed this one");
+            continue;
+        }
+        let counted = Open(open.clone());
+        // A socket belongs to the runtime that polls it: move it to the connection's thread.
+        let stream = match stream.into_std() {
+            Ok(stream) => stream,
+            Err(error) => {
+                tracing::warn!(%error, %from, "cannot hand the connection over");
+                continue;
+            }
+        };
+        let shared = shared.clone();
+        Arbiter::new().spawn(async move {
+            match TcpStream::from_std(stream) {
+                Ok(stream) => serve(stream, from, shared).await,
+                Err(error) => tracing::warn!(%error, %from, "cannot use the connection"),
+            }
+            drop(counted);
+            Arbiter::current().stop();
+        });
+    }
+}
+
+async fn serve(stream: TcpStream, from: SocketAddr, shared: Arc<Shared>) {
+    tune(&stream);
+    let mut conn = Framed::new(stream, codec());
+    let welcome = match admit_node(&mut conn, &shared.key, |key| admit(&shared, key)).await {
+        Ok(welcome) => welcome,
+        Err(error) => {
+            tracing::warn!(%from, %error, "validator process not admitted");
+            return;
+        }
+    };
+    let (id, name) = (welcome.id, welcome.name.clone());
+    let public_key = welcome.committees.last().and_then(|c| c.member(id)).map(|m| m.public_key);
+    let Some(public_key) = public_key else { return };
+    tracing::info!(validator = %name, %from, "validator process joined");
+    let swarm = shared.swarm.clone();
+    let registered = |peer: &Addr<RemoteValidator>| {
+        if let Some(older) = lock(&shared.connections).insert(id, peer.clone()) {
+            older.do_send(Disconnected);
+        }
+        let recipient = peer.clone().recipient();
+        swarm.supervisor().do_send(Register { id, name: name.clone(), public_key, recipient });
+        swarm.attach_remote(id, peer.clone().recipient());
+    };
+    let result = relay(conn, id, name.clone(), public_key, swarm.supervisor().clone(), registered).await;
+    match result {
+        Err(super::frame::WireError::Closed) | Ok(()) => tracing::info!(validator = %name, "validator process left"),
+        Err(error) => tracing::warn!(validator = %name, %error, "validator connection ended"),
+    }
+}
+
+/// Admits `key` if it belongs to a member of the current (or pending)
+/// committee that this process does not run itself.
+fn admit(shared: &Shared, key: PublicKey) -> Result<Welcome, String> {
+    if let Some(reason) = lock(&shared.refused).get(&key) {
+        return Err(format!("the key {key} is refused: {reason}"));
+    }
+    let swarm = &shared.swarm;
+    let committees = swarm.committee_history();
+    let Some(current) = committees.last() else { return Err("the hub has no committee".into()) };
+    let Some(member) = current.members().iter().find(|m| m.public_key == key) else {
+        let earlier = committees.iter().flat_map(|c| c.members()).find(|m| m.public_key == key);
+        return Err(match earlier {
+            Some(member) => format!(
+                "{} (key {key}) was removed from the committee; epoch {} does not include it",
+                member.name,
+                current.epoch()
+            ),
+            None => format!(
+                "the key {key} is not registered with this hub; add it to the hub's committee.toml or use a key `bftswarm testnet` wrote"
+            ),
+        });
+    };
+    if swarm.runs_in_process(member.id) {
+        return Err(format!("{} runs inside the hub process; start no node for it", member.name));
+    }
+    Ok(Welcome {
+        id: member.id,
+        name: member.name.clone(),
+        committees: committees.clone(),
+        params: swarm.params().clone(),
+        genesis: swarm.genesis().clone(),
+    })
+}

@@ -1,0 +1,192 @@
+//! The hub's side of one connected validator process: a [`RemoteValidator`]
+//! actor that the supervisor delivers to like any validator, and the reader
+//! that turns the node's frames into [`Route`]s from that validator.
+
+use super::frame::{Frame, NodeStatus, WireError};
+use super::handshake::Connection;
+use super::link::{write_frames, Outbox};
+use crate::actors::{Deliver, Destination, GetStatus, Origin, Route, Supervisor, ValidatorStatus, AGENT_MAILBOX};
+use crate::crypto::PublicKey;
+use crate::protocol::{AgentId, ReplicaStats};
+use actix::{Actor, ActorContext, Addr, AsyncContext, Context, Handler, Message, MessageResult};
+use futures_util::StreamExt;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpStream;
+
+/// Stands in for a validator of another process: what the supervisor
+/// delivers to it is queued for the node's socket.
+pub struct RemoteValidator {
+    id: AgentId,
+    name: String,
+    public_key: PublicKey,
+    outbox: Outbox,
+    /// Envelopes the outbox had no room for.
+    dropped: Arc<AtomicU64>,
+    /// Routes the supervisor's full mailbox refused.
+    routes_dropped: Arc<AtomicU64>,
+    latest: NodeStatus,
+}
+
+/// The node reported its state.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct StatusReport(NodeStatus);
+
+/// The connection ended, or a newer one from the same validator replaced it:
+/// the actor stops, its outbox closes, and the supervisor sees a closed recipient.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Disconnected;
+
+/// A peer that sends nothing for this long (a node reports its status ten
+/// times a second, the hub sends a heartbeat every [`HEARTBEAT_EVERY`]) is
+/// stopped or cut off: hang up; the node connects again when it can.
+pub const SILENCE_LIMIT: Duration = Duration::from_secs(10);
+
+/// How often the hub tells a node it is there, whatever the load.
+pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(2);
+
+impl Actor for RemoteValidator {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(AGENT_MAILBOX);
+        // An empty delivery tells an idle node the hub is still there.
+        ctx.run_interval(HEARTBEAT_EVERY, |peer, ctx| {
+            if !peer.outbox.push(&Frame::Deliver { from: Origin::Operator, envelopes: Vec::new() }, 0) {
+                ctx.stop();
+            }
+        });
+    }
+}
+
+impl Handler<Deliver> for RemoteValidator {
+    type Result = ();
+
+    fn handle(&mut self, Deliver { from, envelopes }: Deliver, ctx: &mut Context<Self>) {
+        let count = envelopes.len() as u64;
+        if !self.outbox.push(&Frame::Deliver { from, envelopes }, count) {
+            ctx.stop();
+        }
+    }
+}
+
+impl Handler<StatusReport> for RemoteValidator {
+    type Result = ();
+
+    fn handle(&mut self, StatusReport(status): StatusReport, _: &mut Context<Self>) {
+        self.latest = status;
+    }
+}
+
+impl Handler<Disconnected> for RemoteValidator {
+    type Result = ();
+
+    fn handle(&mut self, _: Disconnected, ctx: &mut Context<Self>) {
+        ctx.stop();
+    }
+}
+
+impl Handler<GetStatus> for RemoteValidator {
+    type Result = MessageResult<GetStatus>;
+
+    fn handle(&mut self, _: GetStatus, _: &mut Context<Self>) -> Self::Result {
+        let node = &self.latest;
+        let mut inbound_rejected = BTreeMap::new();
+        inbound_rejected.insert("rejected-by-node".to_string(), node.inbound_rejected);
+        inbound_rejected.insert("dropped-hub-outbox-full".to_string(), self.dropped.load(Ordering::Relaxed));
+        inbound_rejected.insert("dropped-supervisor-full".to_string(), self.routes_dropped.load(Ordering::Relaxed));
+        let stats =
+            ReplicaStats { txs_committed: node.txs_committed, txs_rejected: node.txs_rejected, ..Default::default() };
+        MessageResult(ValidatorStatus {
+            id: self.id,
+            name: self.name.clone(),
+            public_key: self.public_key,
+            is_primary: node.is_primary,
+            view: node.view,
+            epoch: node.epoch,
+            member: node.member,
+            last_executed: node.last_executed,
+            stable_checkpoint: node.stable_checkpoint,
+            stable_digest: node.stable_digest,
+            ledger_digest: node.ledger_digest,
+            balance_sum: node.balance_sum,
+            total_supply: node.total_supply,
+            stats,
+            inbound_rejected,
+            outbound_dropped: node.outbound_dropped,
+            injected_fault: None,
+            view_history: node.view_history.clone(),
+            recovery: None,
+        })
+    }
+}
+
+/// Runs the admitted node's connection until either side ends it: starts its
+/// [`RemoteValidator`] (returned at once through `started`, so the caller can
+/// register it) and relays frames both ways.
+pub async fn relay(
+    conn: Connection<TcpStream>,
+    id: AgentId,
+    name: String,
+    public_key: PublicKey,
+    supervisor: Addr<Supervisor>,
+    started: impl FnOnce(&Addr<RemoteValidator>),
+) -> Result<(), WireError> {
+    let dropped = Arc::new(AtomicU64::new(0));
+    let routes_dropped = Arc::new(AtomicU64::new(0));
+    let (outbox, queued) = Outbox::bounded(dropped.clone());
+    let peer = RemoteValidator {
+        id,
+        name,
+        public_key,
+        outbox,
+        dropped,
+        routes_dropped: routes_dropped.clone(),
+        latest: NodeStatus { member: true, ..NodeStatus::default() },
+    }
+    .start();
+    started(&peer);
+    let (sink, mut frames) = conn.split();
+    let read = async {
+        while let Some(bytes) = next_within(&mut frames, SILENCE_LIMIT).await? {
+            match Frame::decode(&bytes?)? {
+                Frame::Route(items) => {
+                    let items = items.into_iter().map(|(to, envelope)| (from_node(id, to), envelope)).collect();
+                    if supervisor.try_send(Route { from: Origin::Validator(id), items }).is_err() {
+                        routes_dropped.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                Frame::Status(status) => peer.do_send(StatusReport(*status)),
+                other => return Err(WireError::Unexpected { expected: "route or status", got: other.kind() }),
+            }
+        }
+        Err(WireError::Closed)
+    };
+    let result = tokio::select! {
+        result = read => result,
+        result = write_frames(sink, queued) => result,
+    };
+    peer.do_send(Disconnected);
+    result
+}
+
+/// The next frame's bytes, none at the end of the stream, an error after `limit` of silence.
+pub(super) async fn next_within<S: futures_util::Stream<Item = std::io::Result<bytes::BytesMut>> + Unpin>(
+    frames: &mut S,
+    limit: Duration,
+) -> Result<Option<std::io::Result<bytes::BytesMut>>, WireError> {
+    tokio::time::timeout(limit, frames.next()).await.map_err(|_| WireError::Timeout(limit))
+}
+
+/// A node may broadcast only as itself: whatever sender it names, its
+/// broadcast skips its own validator, not another.
+fn from_node(id: AgentId, destination: Destination) -> Destination {
+    match destination {
+        Destination::AllValidatorsExcept(_) => Destination::AllValidatorsExcept(id),
+        other => other,
+    }
+}

@@ -1,0 +1,233 @@
+//! Bytes from the network never panic the decoder; the handshake admits the
+//! holder of a committee key and refuses everyone else, both ways.
+
+use super::frame::{codec, Frame, Welcome, MAX_FRAME_BYTES};
+use super::handshake::{admit_node, join_hub, HandshakeError};
+use crate::actors::{Destination, Envelope, Origin};
+use crate::crypto::{Digest, Keypair};
+use crate::ledger::{AccountId, Ledger, Transfer, TxId};
+use crate::protocol::{
+    AgentId, Batch, ClientId, Committee, Epoch, Message, ProtocolParams, Request, Seq, SignedMessage, View,
+};
+use bytes::BytesMut;
+use proptest::prelude::*;
+use std::sync::Arc;
+use tokio_util::codec::{Decoder, Framed};
+
+fn request(seed: u8) -> Request {
+    let owner = Keypair::from_seed([seed; 32]);
+    let transfer = Transfer {
+        id: TxId([seed; 16]),
+        from: AccountId(owner.public_key()),
+        to: AccountId(Keypair::from_seed([seed.wrapping_add(1); 32]).public_key()),
+        amount: 7,
+        nonce: 0,
+        memo: Some("rent".into()),
+    };
+    Request { client: ClientId(1), tx: transfer.sign(&owner) }
+}
+
+/// A frame of each kind a running connection carries, encoded (built once).
+fn real_frames() -> Vec<Vec<u8>> {
+    static FRAMES: std::sync::OnceLock<Vec<Vec<u8>>> = std::sync::OnceLock::new();
+    FRAMES.get_or_init(encode_real_frames).clone()
+}
+
+fn encode_real_frames() -> Vec<Vec<u8>> {
+    let keypair = Keypair::from_seed([9; 32]);
+    let batch = Arc::new(Batch::of(vec![request(1), request(2)]));
+    let digest = Digest::of(b"batch");
+    let pre_prepare = Message::PrePrepare { view: View(0), seq: Seq(1), digest, batch };
+    let signed = Arc::new(SignedMessage::sign(pre_prepare, Epoch(0), AgentId(0), &keypair));
+    let requests = Envelope::Requests(Arc::new(vec![request(3)]));
+    let frames = [
+        Frame::Deliver {
+            from: Origin::Validator(AgentId(0)),
+            envelopes: vec![Envelope::Consensus(signed.clone()), requests.clone()],
+        },
+        Frame::Route(vec![(Destination::AllValidatorsExcept(AgentId(0)), Envelope::Consensus(signed))]),
+        Frame::Status(Box::default()),
+        Frame::Refused { reason: "no".into() },
+    ];
+    frames.iter().map(|frame| frame.encode().unwrap().to_vec()).collect()
+}
+
+#[test]
+fn every_frame_round_trips() {
+    for bytes in real_frames() {
+        let frame = Frame::decode(&bytes).unwrap();
+        assert_eq!(frame.encode().unwrap().to_vec(), bytes);
+    }
+}
+
+#[test]
+fn every_truncation_of_a_real_frame_is_an_error() {
+    for bytes in real_frames() {
+        for cut in 0..bytes.len() {
+            assert!(Frame::decode(&bytes[..cut]).is_err(), "a frame cut at {cut} of {} decoded", bytes.len());
+        }
+    }
+}
+
+#[test]
+fn trailing_bytes_after_a_frame_are_an_error() {
+    let mut bytes = real_frames().remove(0);
+    bytes.push(0);
+    assert!(Frame::decode(&bytes).is_err());
+}
+
+#[test]
+fn the_codec_refuses_a_length_prefix_beyond_the_maximum() {
+    let mut buffer = BytesMut::new();
+    buffer.extend_from_slice(&((MAX_FRAME_BYTES as u32) + 1).to_be_bytes());
+    buffer.extend_from_slice(&[0; 16]);
+    assert!(codec().decode(&mut buffer).is_err());
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    #[test]
+    fn random_bytes_never_panic_the_decoder(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
+        let _ = Frame::decode(&bytes);
+    }
+
+    #[test]
+    fn corrupted_real_frames_never_panic_the_decoder(
+        which in 0usize..4,
+        flips in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..8),
+    ) {
+        let mut bytes = real_frames().swap_remove(which);
+        for (index, value) in flips {
+            let at = index.index(bytes.len());
+            bytes[at] = value;
+        }
+        let _ = Frame::decode(&bytes);
+    }
+
+    #[test]
+    fn random_streams_never_panic_the_codec(chunks in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..64), 0..16)) {
+        let mut codec = codec();
+        let mut buffer = BytesMut::new();
+        for chunk in chunks {
+            buffer.extend_from_slice(&chunk);
+            while let Ok(Some(frame)) = codec.decode(&mut buffer) {
+                let _ = Frame::decode(&frame);
+            }
+        }
+    }
+}
+
+fn welcome(committee: &Committee) -> Welcome {
+    let params = ProtocolParams::default();
+    Welcome {
+        id: AgentId(0),
+        name: "bft-agent-1".into(),
+        committees: vec![committee.clone()],
+        params,
+        genesis: Ledger::default(),
+    }
+}
+
+/// Runs both sides of a handshake over an in-memory pipe.
+fn handshake(
+    node: &Keypair,
+    hub: &Keypair,
+    node_expects: &Keypair,
+) -> (Result<Welcome, HandshakeError>, Result<Welcome, HandshakeError>) {
+    let keys: Vec<_> = (0..4u8).map(|i| Keypair::from_seed([i; 32]).public_key()).collect();
+    let committee = Committee::numbered(Epoch(0), &keys, "bft-agent-", None).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let (a, b) = tokio::io::duplex(64 * 1024);
+        let (mut node_side, mut hub_side) = (Framed::new(a, codec()), Framed::new(b, codec()));
+        let member = committee.clone();
+        let admit = move |key| match member.members().iter().any(|m| m.public_key == key) {
+            true => Ok(welcome(&member)),
+            false => Err(format!("the key {key} is not registered with this hub")),
+        };
+        // The node hangs up when it is done, as a node process exits.
+        let node_joins = async move { join_hub(&mut node_side, node, node_expects.public_key()).await };
+        tokio::join!(node_joins, admit_node(&mut hub_side, hub, admit))
+    })
+}
+
+#[test]
+fn a_committee_key_is_admitted_and_learns_its_welcome() {
+    let (node, hub) = (Keypair::from_seed([0; 32]), Keypair::from_seed([42; 32]));
+    let (joined, admitted) = handshake(&node, &hub, &hub);
+    assert_eq!(joined.unwrap().name, "bft-agent-1");
+    assert_eq!(admitted.unwrap().id, AgentId(0));
+}
+
+#[test]
+fn an_unregistered_key_is_refused_and_told_why() {
+    let (stranger, hub) = (Keypair::from_seed([99; 32]), Keypair::from_seed([42; 32]));
+    let (joined, admitted) = handshake(&stranger, &hub, &hub);
+    match joined {
+        Err(HandshakeError::Refused(reason)) => assert!(reason.contains("not registered"), "{reason}"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert!(admitted.is_err());
+}
+
+#[test]
+fn a_hub_without_the_expected_key_is_not_trusted() {
+    let (node, impostor, real_hub) =
+        (Keypair::from_seed([0; 32]), Keypair::from_seed([5; 32]), Keypair::from_seed([42; 32]));
+    let (joined, _) = handshake(&node, &impostor, &real_hub);
+    assert!(matches!(joined, Err(HandshakeError::WrongHub { .. })), "{joined:?}");
+}
+
+#[test]
+fn the_hub_admits_its_remote_members_and_turns_away_a_refused_key_with_the_reason() {
+    use crate::actors::{LaunchOptions, Swarm, SwarmSpec};
+    let keys: Vec<Keypair> = (0..4u8).map(|i| Keypair::from_seed([i; 32])).collect();
+    let public_keys: Vec<_> = keys.iter().map(Keypair::public_key).collect();
+    let committee = Committee::numbered(Epoch(0), &public_keys, "bft-agent-", None).unwrap();
+    let spec = SwarmSpec::new(committee, keys.clone(), ProtocolParams::default(), Ledger::default()).unwrap();
+    let hub_key = Keypair::from_seed([42; 32]);
+    actix::System::new().block_on(async {
+        let options = LaunchOptions { external_validators: (0..4).map(AgentId).collect(), ..LaunchOptions::default() };
+        let swarm = Arc::new(Swarm::launch_with(spec, options).unwrap());
+        let hub = super::Hub::listen(swarm, hub_key.clone(), "127.0.0.1:0").await.unwrap();
+        hub.refuse(public_keys[2], "quarantined for equivocation".into());
+        let join = |keypair: Keypair| {
+            let (address, hub_key) = (hub.local_addr(), hub_key.public_key());
+            async move {
+                let stream = tokio::net::TcpStream::connect(address).await.unwrap();
+                join_hub(&mut Framed::new(stream, codec()), &keypair, hub_key).await
+            }
+        };
+        match join(keys[2].clone()).await {
+            Err(HandshakeError::Refused(reason)) => {
+                assert!(reason.contains("quarantined for equivocation"), "{reason}")
+            }
+            other => panic!("a refused key got {other:?}"),
+        }
+        let welcome = join(keys[1].clone()).await.unwrap();
+        assert_eq!((welcome.id, welcome.name.as_str()), (AgentId(1), "bft-agent-2"));
+
+        // A quarantine, whoever decided it, closes the door to that validator's key.
+        let quarantined = crate::events::LifecycleEvent::AgentQuarantined {
+            timestamp: String::new(),
+            agent: AgentId(3),
+            reason: "equivocation".into(),
+            quarantine_ms: 60_000,
+        };
+        hub.swarm().hub().do_send(crate::hooks::Publish(vec![quarantined]));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            match join(keys[3].clone()).await {
+                Err(HandshakeError::Refused(reason)) => {
+                    assert!(reason.contains("bft-agent-4 is quarantined (equivocation)"), "{reason}");
+                    break;
+                }
+                other => {
+                    assert!(std::time::Instant::now() < deadline, "still admitted after the quarantine: {other:?}")
+                }
+            }
+            actix_rt::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    });
+}

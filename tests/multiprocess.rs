@@ -1,0 +1,358 @@
+//! Validators as separate processes on loopback: `bftswarm testnet` writes
+//! the homes, `bftswarm hub` listens and submits a workload, one
+//! `bftswarm node` per validator joins over TCP. Crashes (SIGKILL and
+//! restart), partitions (SIGSTOP/SIGCONT), refused keys and a mixed swarm.
+//!
+//! The scenarios run one at a time (they share two cores); every wait has a
+//! deadline and fails with what the hub printed.
+
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{channel, Receiver};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_bftswarm");
+
+/// One scenario at a time: each runs n + 1 processes.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+/// A testnet's processes; every child is killed when the scenario ends, however it ends.
+struct Testnet {
+    dir: tempfile::TempDir,
+    hub: Option<Child>,
+    hub_lines: Option<Receiver<String>>,
+    hub_stderr: Arc<Mutex<Vec<String>>>,
+    nodes: Vec<Option<Child>>,
+}
+
+impl Testnet {
+    fn write(validators: usize, in_process: usize) -> Testnet {
+        Testnet::write_with_standby(validators, in_process, 0)
+    }
+
+    fn write_with_standby(validators: usize, in_process: usize, standby: usize) -> Testnet {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let written = Command::new(BIN)
+            .args(["testnet", "--validators", &validators.to_string(), "--in-process", &in_process.to_string()])
+            .args(["--standby", &standby.to_string()])
+            .args(["--listen", "127.0.0.1:0", "--output"])
+            .arg(dir.path())
+            .output()
+            .expect("bftswarm testnet runs");
+        assert!(written.status.success(), "bftswarm testnet failed: {}", String::from_utf8_lossy(&written.stderr));
+        let nodes = (0..validators - in_process + standby).map(|_| None).collect();
+        Testnet { dir, hub: None, hub_lines: None, hub_stderr: Arc::default(), nodes }
+    }
+
+    fn path(&self, relative: &str) -> PathBuf {
+        self.dir.path().join(relative)
+    }
+
+    /// Starts the hub with `args`; returns the address it listens on.
+    fn start_hub(&mut self, args: &[&str]) -> String {
+        let mut child = Command::new(BIN)
+            .arg("hub")
+            .arg("--home")
+            .arg(self.path("hub"))
+            .args(args)
+            .env("BFTSWARM_CONSENSUS__VIEW_CHANGE_TIMEOUT_MS", "1000")
+            .env("BFTSWARM_CONSENSUS__CHECKPOINT_INTERVAL", "20")
+            .env("BFTSWARM_CLIENT__REQUEST_RETRY_MS", "500")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the hub starts");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let (send, receive) = channel();
+        let seen = self.hub_stderr.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                seen.lock().unwrap().push(line.clone());
+                let _ = send.send(line);
+            }
+        });
+        self.hub = Some(child);
+        self.hub_lines = Some(receive);
+        self.wait_for_hub_line("hub listening on", Duration::from_secs(20));
+        std::fs::read_to_string(self.path("hub/hub.addr")).expect("the hub wrote hub.addr")
+    }
+
+    fn wait_for_hub_line(&self, needle: &str, limit: Duration) {
+        let lines = self.hub_lines.as_ref().expect("the hub runs");
+        let deadline = Instant::now() + limit;
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match lines.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return,
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+        panic!("the hub did not print `{needle}` within {limit:?}; it printed:\n{}", self.hub_log());
+    }
+
+    fn hub_log(&self) -> String {
+        self.hub_stderr.lock().unwrap().join("\n")
+    }
+
+    fn start_node(&mut self, index: usize, hub: &str) {
+        let name = format!("bft-agent-{}", index + 1);
+        let log = std::fs::File::create(self.path(&format!("{name}.log"))).expect("a node log");
+        let child = Command::new(BIN)
+            .args(["node", "--no-fsync", "--hub", hub, "--home"])
+            .arg(self.path(&name))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("the node starts");
+        self.nodes[index] = Some(child);
+    }
+
+    fn signal(&mut self, index: usize, signal: i32) {
+        let child = self.nodes[index].as_ref().expect("the node runs");
+        // SAFETY: kill(2) with the pid of our own child process.
+        assert_eq!(unsafe { libc::kill(child.id() as i32, signal) }, 0, "signal {signal} to node {index}");
+    }
+
+    fn kill_node(&mut self, index: usize) {
+        if let Some(mut child) = self.nodes[index].take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Waits for node `index` to exit on its own; panics after `limit`.
+    fn wait_for_node_exit(&mut self, index: usize, limit: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + limit;
+        let child = self.nodes[index].as_mut().expect("the node runs");
+        loop {
+            if let Some(status) = child.try_wait().expect("the node can be waited for") {
+                self.nodes[index] = None;
+                return status;
+            }
+            assert!(Instant::now() < deadline, "node {index} did not exit within {limit:?}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Waits for the hub to exit with its report; panics with its log otherwise.
+    fn hub_report(&mut self, limit: Duration) -> Value {
+        let mut hub = self.hub.take().expect("the hub runs");
+        let deadline = Instant::now() + limit;
+        let status = loop {
+            if let Some(status) = hub.try_wait().expect("the hub can be waited for") {
+                break status;
+            }
+            if Instant::now() >= deadline {
+                let _ = hub.kill();
+                panic!("the hub did not finish within {limit:?}; it printed:\n{}", self.hub_log());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let mut stdout = String::new();
+        std::io::Read::read_to_string(&mut hub.stdout.take().expect("piped stdout"), &mut stdout).unwrap();
+        assert!(status.success(), "the hub failed ({status}):\n{}\n{stdout}", self.hub_log());
+        serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("the hub's report is not JSON ({e}):\n{stdout}"))
+    }
+}
+
+impl Drop for Testnet {
+    fn drop(&mut self) {
+        for index in 0..self.nodes.len() {
+            if self.nodes[index].is_some() {
+                self.signal(index, libc::SIGCONT);
+            }
+            self.kill_node(index);
+        }
+        if let Some(mut hub) = self.hub.take() {
+            let _ = hub.kill();
+            let _ = hub.wait();
+        }
+    }
+}
+
+fn hub_args(transactions: usize, window: usize) -> Vec<String> {
+    let (transactions, window) = (transactions.to_string(), window.to_string());
+    ["--transactions", &transactions, "--window", &window, "--exit-when-done", "--json", "--wait-secs", "30"]
+        .map(String::from)
+        .to_vec()
+}
+
+/// Every transfer completed exactly once, the ledgers agree and every validator settled on them.
+fn assert_nothing_lost(report: &Value, validators: u64) {
+    eprintln!("elapsed {} ms, view {}", report["elapsed_ms"], report["view"]);
+    let submitted = report["transactions_submitted"].as_u64().unwrap();
+    let committed = report["transactions_committed"].as_u64().unwrap();
+    let rejected = report["transactions_rejected"].as_u64().unwrap();
+    assert_eq!(committed + rejected, submitted, "every transfer completes: {report:#}");
+    assert_eq!(rejected, report["expected_overdrafts"].as_u64().unwrap(), "only overdrafts are rejected: {report:#}");
+    assert_eq!(report["system_integrity"], "intact", "{report:#}");
+    assert_eq!(report["healthy_agents"].as_u64(), Some(validators), "every validator caught up: {report:#}");
+}
+
+fn run_workload(validators: usize, in_process: usize, transactions: usize) -> Value {
+    let mut net = Testnet::write(validators, in_process);
+    let args = hub_args(transactions, 64);
+    let hub = net.start_hub(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    for index in 0..validators - in_process {
+        net.start_node(index, &hub);
+    }
+    net.hub_report(Duration::from_secs(60))
+}
+
+#[test]
+fn n4_node_processes_commit_a_workload() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let report = run_workload(4, 0, 3000);
+    assert_nothing_lost(&report, 4);
+}
+
+#[test]
+fn n7_node_processes_commit_a_workload() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let report = run_workload(7, 0, 2000);
+    assert_nothing_lost(&report, 7);
+}
+
+#[test]
+fn mixed_swarm_of_in_process_and_remote_validators_commits_a_workload() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let report = run_workload(4, 2, 2000);
+    assert_nothing_lost(&report, 4);
+}
+
+#[test]
+fn sigkill_and_restart_of_f_nodes_during_load_loses_nothing() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let mut net = Testnet::write(7, 0);
+    let args = hub_args(8000, 16);
+    let hub = net.start_hub(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    for index in 0..7 {
+        net.start_node(index, &hub);
+    }
+    net.wait_for_hub_line("workload started", Duration::from_secs(30));
+    // f = 2: crash two backups in the middle of the load, then start them again from their logs.
+    std::thread::sleep(Duration::from_millis(400));
+    net.kill_node(2);
+    net.kill_node(5);
+    std::thread::sleep(Duration::from_millis(400));
+    net.start_node(2, &hub);
+    net.start_node(5, &hub);
+    let report = net.hub_report(Duration::from_secs(60));
+    assert_nothing_lost(&report, 7);
+    for restarted in ["bft-agent-3", "bft-agent-6"] {
+        let log = std::fs::read_to_string(net.path(&format!("{restarted}.log"))).unwrap();
+        let rebuilt = format!("{restarted}: rebuilt from its write-ahead log");
+        assert!(log.contains(&rebuilt), "{restarted} came back from its log:\n{log}");
+    }
+}
+
+#[test]
+fn sigstop_partition_of_the_primary_recovers_after_sigcont() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let mut net = Testnet::write(4, 0);
+    let args = hub_args(6000, 16);
+    let hub = net.start_hub(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    for index in 0..4 {
+        net.start_node(index, &hub);
+    }
+    net.wait_for_hub_line("workload started", Duration::from_secs(30));
+    std::thread::sleep(Duration::from_millis(300));
+    // The primary stops answering: the others move to a new view and go on without it.
+    net.signal(0, libc::SIGSTOP);
+    std::thread::sleep(Duration::from_millis(2500));
+    net.signal(0, libc::SIGCONT);
+    let report = net.hub_report(Duration::from_secs(60));
+    assert_nothing_lost(&report, 4);
+    assert!(report["view"].as_u64().unwrap() >= 1, "the swarm changed view around the stopped primary: {report:#}");
+    let change = &report["view_changes"][0];
+    assert_eq!(change["old_primary"], "bft-agent-1", "the node processes report their view changes: {report:#}");
+}
+
+#[test]
+fn node_with_an_unregistered_key_is_refused_with_a_clear_error() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let mut net = Testnet::write(4, 0);
+    let hub = net.start_hub(&["--wait-secs", "30"]);
+    let stray = net.path("stray-key.pem");
+    let generated = Command::new(BIN)
+        .args(["byzantine", "generate-keypair", "--agent-name", "stray", "--output"])
+        .arg(&stray)
+        .output()
+        .expect("generate-keypair runs");
+    assert!(generated.status.success());
+    let refused = run_node_to_exit(&net.path("bft-agent-1"), &hub, &["--keypair", stray.to_str().unwrap()]);
+    assert!(!refused.status.success(), "a stray key must not join");
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("refused this node") && stderr.contains("not registered with this hub"), "{stderr}");
+
+    // And the node refuses a hub that cannot prove the key its home names.
+    let impostor = "0x".to_string() + &"11".repeat(32);
+    let wrong_hub = run_node_to_exit(&net.path("bft-agent-1"), &hub, &["--hub-key", &impostor]);
+    assert!(!wrong_hub.status.success());
+    let stderr = String::from_utf8_lossy(&wrong_hub.stderr);
+    assert!(stderr.contains("not the expected"), "{stderr}");
+}
+
+/// Runs a node that must exit on its own within 20 s.
+fn run_node_to_exit(home: &Path, hub: &str, args: &[&str]) -> std::process::Output {
+    let child = Command::new(BIN)
+        .args(["node", "--no-fsync", "--hub", hub, "--home"])
+        .arg(home)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the node starts");
+    let pid = child.id();
+    let (send, receive) = channel();
+    std::thread::spawn(move || {
+        let _ = send.send(child.wait_with_output());
+    });
+    match receive.recv_timeout(Duration::from_secs(20)) {
+        Ok(output) => output.expect("the node's output"),
+        Err(_) => {
+            // SAFETY: kill(2) with the pid of our own child process.
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+            panic!("the node did not exit within 20 s although the hub must refuse it");
+        }
+    }
+}
+
+#[test]
+fn membership_change_removes_a_node_process_and_adds_a_standby_one() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let mut net = Testnet::write_with_standby(4, 0, 1);
+    let config = net.path("hub/config.toml");
+    let change = "\n[[membership]]\nafter_transfers = 800\nadd = 1\nremove = [\"bft-agent-4\"]\n";
+    std::fs::write(&config, std::fs::read_to_string(&config).unwrap() + change).unwrap();
+    let args = hub_args(4000, 16);
+    let hub = net.start_hub(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    for index in 0..4 {
+        net.start_node(index, &hub);
+    }
+    net.wait_for_hub_line("membership changed to epoch 1", Duration::from_secs(40));
+    net.start_node(4, &hub);
+    // The removed node process is hung up on, refused when it reconnects, and exits saying why.
+    let removed = net.wait_for_node_exit(3, Duration::from_secs(20));
+    let log = std::fs::read_to_string(net.path("bft-agent-4.log")).unwrap();
+    assert!(!removed.success() && log.contains("was removed from the committee"), "{removed}: {log}");
+    let report = net.hub_report(Duration::from_secs(60));
+    assert_nothing_lost(&report, 4);
+    let change = &report["membership_changes"][0];
+    assert_eq!(change["added"], serde_json::json!(["bft-agent-5"]), "{report:#}");
+    assert_eq!(change["removed"], serde_json::json!(["bft-agent-4"]), "{report:#}");
+    let names: Vec<&str> = report["agents"].as_array().unwrap().iter().filter_map(|a| a["name"].as_str()).collect();
+    assert_eq!(names, ["bft-agent-1", "bft-agent-2", "bft-agent-3", "bft-agent-5"], "{report:#}");
+}
+
+#[test]
+fn testnet_refuses_a_swarm_that_cannot_tolerate_a_fault() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = Command::new(BIN).args(["testnet", "--validators", "3", "--output"]).arg(dir.path()).output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("at least 4"), "{stderr}");
+}
