@@ -120,6 +120,11 @@ impl Ledger {
         Ok(())
     }
 
+    /// Whether a transfer with this nonce (this one or another) already executed.
+    pub fn nonce_consumed(&self, transfer: &Transfer) -> bool {
+        self.accounts.get(&transfer.from).is_some_and(|sender| transfer.nonce < sender.next_nonce)
+    }
+
     /// True when the transfer's nonce is already consumed by another transfer:
     /// ordering it could only reject it (a double spend, or a stale copy).
     /// The very transfer that consumed it is not: ordering it again replays its outcome.

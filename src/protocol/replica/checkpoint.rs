@@ -133,8 +133,20 @@ impl Replica {
             self.enter_epoch(current, out);
         }
         self.make_stable(StableCheckpoint { seq, state_digest, proof }, out);
+        self.drop_queued_executed_elsewhere();
         self.replay_next_epoch_messages(out);
         self.execute_ready(out);
+    }
+
+    /// After a state transfer, queued requests whose nonce the installed ledger
+    /// already consumed can never be ordered again (the other replicas answered
+    /// them): waiting for them would only make this replica suspect the primary.
+    fn drop_queued_executed_elsewhere(&mut self) {
+        for queued in &self.queue {
+            if self.ledger.nonce_consumed(&queued.request.tx.transfer) {
+                self.queued_ids.remove(&queued.request.tx_id());
+            }
+        }
     }
 
     fn forget_old_outcomes(&mut self, stable: Seq) {

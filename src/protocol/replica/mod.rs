@@ -246,6 +246,10 @@ pub struct Replica {
     /// The queued request spending each (account, nonce); entries whose request
     /// left the queue are dropped lazily. Finds the other half of a double spend.
     queued_spends: HashMap<(AccountId, u64), TxId>,
+    /// Further queued requests spending an (account, nonce) already in
+    /// `queued_spends`: the rare second half of a double spend that reached
+    /// this replica too, so whichever half executes drops the other.
+    queued_spend_rivals: HashMap<(AccountId, u64), Vec<TxId>>,
     /// Set while a view change starts because a queued request waited a timeout.
     requests_waited: bool,
     /// Ids of requests in an accepted pre-prepare, not yet executed.
@@ -301,6 +305,7 @@ impl Replica {
             queue: VecDeque::new(),
             queued_ids: HashSet::new(),
             queued_spends: HashMap::new(),
+            queued_spend_rivals: HashMap::new(),
             requests_waited: false,
             ordered_ids: HashSet::new(),
             outcomes: HashMap::new(),

@@ -29,10 +29,21 @@ impl Replica {
             } else {
                 self.queued_ids.insert(id);
                 let transfer = &request.tx.transfer;
-                self.queued_spends.insert((transfer.from, transfer.nonce), id);
+                let key = (transfer.from, transfer.nonce);
+                match self.queued_spends.insert(key, id) {
+                    Some(first) if first != id && self.queued_ids.contains(&first) => {
+                        self.queued_spends.insert(key, first);
+                        self.queued_spend_rivals.entry(key).or_default().push(id);
+                    }
+                    _ => {}
+                }
                 if self.queued_spends.len() > 2 * self.params.max_pending_requests + 64 {
                     let queued_ids = &self.queued_ids;
                     self.queued_spends.retain(|_, id| queued_ids.contains(id));
+                    self.queued_spend_rivals.retain(|_, ids| {
+                        ids.retain(|id| queued_ids.contains(id));
+                        !ids.is_empty()
+                    });
                 }
                 self.queue.push_back(Queued { request, arrived: now });
                 self.stats.requests_queued += 1;
@@ -307,17 +318,20 @@ impl Replica {
         for request in &batch.requests {
             let executed = &request.tx;
             let key = (executed.transfer.from, executed.transfer.nonce);
-            let Some(queued) = self.queued_spends.remove(&key) else { continue };
-            if queued == executed.transfer.id || !self.queued_ids.remove(&queued) {
-                continue;
-            }
-            self.stats.double_spends_dropped += 1;
-            let conflicting = self.queue.iter().find(|q| q.request.tx_id() == queued).map(|q| q.request.tx.clone());
-            if let Some(conflicting) = conflicting.filter(|c| c.digest() != executed.digest()) {
-                out.push(Output::DoubleSpend {
-                    executed: Box::new(executed.clone()),
-                    conflicting: Box::new(conflicting),
-                });
+            let Some(first) = self.queued_spends.remove(&key) else { continue };
+            let rivals = self.queued_spend_rivals.remove(&key).unwrap_or_default();
+            for queued in std::iter::once(first).chain(rivals) {
+                if queued == executed.transfer.id || !self.queued_ids.remove(&queued) {
+                    continue;
+                }
+                self.stats.double_spends_dropped += 1;
+                let conflicting = self.queue.iter().find(|q| q.request.tx_id() == queued).map(|q| q.request.tx.clone());
+                if let Some(conflicting) = conflicting.filter(|c| c.digest() != executed.digest()) {
+                    out.push(Output::DoubleSpend {
+                        executed: Box::new(executed.clone()),
+                        conflicting: Box::new(conflicting),
+                    });
+                }
             }
         }
     }

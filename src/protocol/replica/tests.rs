@@ -352,3 +352,31 @@ fn f_plus_one_view_changes_for_a_higher_view_make_a_replica_join() {
         .iter()
         .any(|o| matches!(o, Output::ViewChangeStarted { from: View(0), to: View(1), requests_waited: false })));
 }
+
+#[test]
+fn whichever_half_of_a_double_spend_executes_the_other_queued_half_is_dropped_with_proof() {
+    let f = fixture();
+    let first = f.request(0);
+    let mut rival_transfer = first.tx.transfer.clone();
+    rival_transfer.id = TxId([200; 16]);
+    rival_transfer.amount = 20;
+    let rival = Request { client: ClientId(7), tx: rival_transfer.sign(&f.account) };
+    let mut replicas: Vec<Replica> = (0..4).map(|i| f.replica(i)).collect();
+    // Replica 1 queues both halves, the first one first; the primary only sees the rival.
+    replicas[1].step(Micros(0), Input::Requests(vec![first.clone(), rival.clone()]));
+    assert_eq!(replicas[1].queued_requests(), 2);
+    let out = replicas[0].step(Micros(0), Input::Requests(vec![rival.clone()]));
+    let seen = run_to_quiescence(&mut replicas, out.into_iter().map(|o| (0, o)).collect());
+    assert_eq!(replicas[1].last_executed(), Seq(1));
+    assert_eq!(replicas[1].queued_requests(), 0, "the half that can never commit is not waited for");
+    let proofs: Vec<_> = seen
+        .iter()
+        .filter_map(|(from, o)| match o {
+            Output::DoubleSpend { executed, conflicting } if *from == 1 => {
+                Some((executed.digest(), conflicting.digest()))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(proofs, vec![(rival.tx.digest(), first.tx.digest())]);
+}
