@@ -343,13 +343,23 @@ fn n4f1_bad_inputs_are_one_line_errors_that_change_nothing() {
     );
     assert_eq!(swarm.json(&["byzantine", "consensus-health"])["total_agents"], 4);
 
-    // Stop, then start from the home: the same committee comes back and works.
+    // Stop, then start from the home: the same committee comes back from its
+    // write-ahead logs with what it executed, and its clients carry on.
+    let task = swarm.json(&["task", "orchestrate", "--task", "before restart", "--count", "300"]);
+    assert_eq!(task["committed"], 300, "{task}");
+    let before = swarm.json(&["byzantine", "status", "--json"])["last_executed"].as_u64().unwrap();
+    assert!(before > 0);
     swarm.json(&["swarm", "stop"]);
+    assert!(swarm.home.join("wal/bft-agent-1.redb").exists(), "a daemon's validators keep their logs in the home");
     assert_eq!(swarm.json(&["swarm", "start"])["status"], "active");
     let agents = swarm.json(&["agent", "list", "--json"]);
     assert_eq!(names(&agents, "id")[..4], names(&spawned["spawned"], "id"));
+    let recovered = swarm.json(&["byzantine", "status", "--json"]);
+    assert!(recovered["last_executed"].as_u64().unwrap() >= before, "recovered, not from genesis: {recovered}");
     let task = swarm.json(&["task", "orchestrate", "--task", "after restart", "--count", "200"]);
-    assert_eq!(task["committed"], 200, "{task}");
+    assert_eq!(task["committed"], 200, "the accounts' nonces carry on from the recovered ledger: {task}");
+    let after = swarm.json(&["byzantine", "status", "--json"])["last_executed"].as_u64().unwrap();
+    assert!(after > recovered["last_executed"].as_u64().unwrap(), "new transfers, not answers to old ones");
     let observer = swarm.json(&["agent", "list", "--filter", "active", "--json"])[4].clone();
     assert_eq!(observer["id"], "observer-1", "the observer came back with the swarm");
     assert!(observer["batches_seen"].as_u64().unwrap() >= 4, "it saw each validator execute: {observer}");
@@ -364,7 +374,8 @@ fn n4f1_bad_inputs_are_one_line_errors_that_change_nothing() {
     watch.kill().unwrap();
     watch.wait().unwrap();
     let status: Value = serde_json::from_str(&first).unwrap();
-    assert_eq!((status["status"].as_str(), status["transactions_committed"].as_u64()), (Some("healthy"), Some(200)));
+    assert_eq!(status["status"], "healthy");
+    assert!(status["transactions_committed"].as_u64().unwrap() >= 200, "{status}");
 
     // A validator spawned once the committee is complete waits on standby.
     let standby = swarm.json(&["agent", "spawn", "--type", "validator", "--json"]);

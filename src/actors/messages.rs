@@ -132,6 +132,12 @@ pub struct RoutingStats {
 #[rtype(result = "ValidatorStatus")]
 pub struct GetStatus;
 
+/// Asks a validator for the nonce each of these accounts' next transfer must
+/// carry in its ledger, in the same order.
+#[derive(Message)]
+#[rtype(result = "Vec<u64>")]
+pub struct GetNextNonces(pub std::sync::Arc<Vec<crate::ledger::AccountId>>);
+
 /// Makes a validator Byzantine in the given way (fault injection, DESIGN §6).
 #[derive(Message)]
 #[rtype(result = "()")]

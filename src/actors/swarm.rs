@@ -9,8 +9,8 @@ use super::client::{Begin, Client, ClientRun};
 use super::detector::DetectorActor;
 use super::durable::RecoveredValidator;
 use super::messages::{
-    BatchExecuted, ForceViewChange, GetRoutingStats, GetStatus, InjectFault, ObserveExecutions, Register,
-    RegisterClient, Restart, RoutingStats, UnregisterClient, ValidatorStatus,
+    BatchExecuted, ForceViewChange, GetNextNonces, GetRoutingStats, GetStatus, InjectFault, ObserveExecutions,
+    Register, RegisterClient, Restart, RoutingStats, UnregisterClient, ValidatorStatus,
 };
 use super::quarantine::{
     DetectionRecord, GetDetectionLog, OperatorQuarantine, QuarantineManager, QuarantinePolicy, ReplacementSpawner,
@@ -330,13 +330,14 @@ impl Swarm {
     }
 
     /// Stops every validator and the supervisor, and waits until every
-    /// validator's thread has ended: their logs are closed when this returns,
-    /// so a swarm may be launched again from the same home.
-    pub fn stop(self) {
+    /// thread but the event hub's has ended: the logs (and a memory store the
+    /// detection actors write to) are closed when this returns, so a swarm
+    /// may be launched again from the same home.
+    pub fn stop(mut self) {
         for arbiter in &self.arbiters {
             arbiter.stop();
         }
-        // The hub and the supervisor hold no log; a slow command hook may keep the hub's thread a while.
+        // The hub holds no log; a slow command hook may keep its thread a while.
         let validators: Vec<ValidatorHandle> = lock(&self.validators).drain(..).collect();
         for handle in &validators {
             handle.arbiter.stop();
@@ -344,6 +345,12 @@ impl Swarm {
         for handle in validators {
             if handle.arbiter.join().is_err() {
                 tracing::warn!("a validator thread panicked while stopping");
+            }
+        }
+        // The detection actors may hold the memory store: closed when this returns.
+        for arbiter in std::mem::take(&mut self.arbiters).into_iter().skip(1) {
+            if arbiter.join().is_err() {
+                tracing::warn!("a swarm thread panicked while stopping");
             }
         }
     }
@@ -545,6 +552,22 @@ impl SwarmHandle {
         }
         statuses.extend(self.remote_status().await);
         statuses
+    }
+
+    /// The nonce each account's next transfer must carry: the highest any
+    /// in-process validator's ledger asks for (a recovered swarm's clients
+    /// carry on from there instead of reusing spent nonces).
+    pub async fn next_nonces(&self, accounts: Vec<AccountId>) -> Vec<u64> {
+        let accounts = Arc::new(accounts);
+        let mut highest = vec![0; accounts.len()];
+        for validator in self.validator_addrs() {
+            if let Ok(nonces) = validator.send(GetNextNonces(accounts.clone())).await {
+                for (high, nonce) in highest.iter_mut().zip(nonces) {
+                    *high = (*high).max(nonce);
+                }
+            }
+        }
+        highest
     }
 
     /// Waits, at most `max_wait`, until every validator has executed the same

@@ -14,8 +14,8 @@
 use super::detector::Misbehaviour;
 use super::durable::{DurableLog, FlushLog, RecoveredValidator};
 use super::messages::{
-    BatchExecuted, Deliver, Destination, Envelope, ForceViewChange, GetStatus, InjectFault, ObserveExecutions, Origin,
-    Restart, Route, ValidatorStatus, ViewRecord,
+    BatchExecuted, Deliver, Destination, Envelope, ForceViewChange, GetNextNonces, GetStatus, InjectFault,
+    ObserveExecutions, Origin, Restart, Route, ValidatorStatus, ViewRecord,
 };
 use super::timer::DeadlineTimer;
 use super::{now, AGENT_MAILBOX};
@@ -480,6 +480,15 @@ impl Handler<GetStatus> for Validator {
 
     fn handle(&mut self, _: GetStatus, _: &mut Context<Self>) -> Self::Result {
         MessageResult(self.status())
+    }
+}
+
+impl Handler<GetNextNonces> for Validator {
+    type Result = MessageResult<GetNextNonces>;
+
+    fn handle(&mut self, GetNextNonces(accounts): GetNextNonces, _: &mut Context<Self>) -> Self::Result {
+        let ledger = self.replica.ledger();
+        MessageResult(accounts.iter().map(|account| ledger.account(account).next_nonce).collect())
     }
 }
 

@@ -20,8 +20,7 @@ const MAX_BODY_BYTES: usize = 2 << 20;
 
 /// Serves the API for `daemon` until `swarm stop` or a signal; launches the
 /// swarm first if its home names a whole committee.
-pub async fn serve(daemon: Daemon) -> std::io::Result<()> {
-    let daemon = Arc::new(daemon);
+pub async fn serve(daemon: Arc<Daemon>) -> std::io::Result<()> {
     if let Err(error) = daemon.launch_if_ready().await {
         eprintln!("error: the swarm could not be launched from its home: {error}");
     }

@@ -71,6 +71,11 @@ pub struct InitArgs {
     /// A swarm config file (TOML) to start from; the flags override it.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// Keep the validators' state in memory only: `swarm start` then begins
+    /// again from genesis. By default each validator keeps a write-ahead log
+    /// in the home (`wal/`), so a stopped swarm comes back with its ledger.
+    #[arg(long)]
+    pub in_memory: bool,
     #[command(flatten)]
     pub output: OutputArgs,
 }
@@ -163,11 +168,12 @@ fn initialize(args: &InitArgs, home: &Home) -> Result<SwarmInfo, CliError> {
     if args.max_failures.is_some() {
         config.swarm.max_failures = args.max_failures;
     }
+    config.storage.wal = !args.in_memory;
     config.validate()?;
     let text = toml::to_string(&config).map_err(|e| CliError::Usage(format!("cannot write the config: {e}")))?;
     home.create_dirs()?;
     let swarm_id = format!("swarm-bft-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
-    let meta = SwarmMeta { swarm_id, created_at: crate::events::timestamp_now() };
+    let meta = SwarmMeta { swarm_id, created_at: crate::events::timestamp_now(), genesis_committee: Vec::new() };
     write_private(&home.token(), new_token().as_bytes(), true)?;
     write_json(&home.swarm_meta(), &meta)?;
     // Last: a home counts as initialized once its config exists.

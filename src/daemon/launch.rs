@@ -2,7 +2,7 @@
 //! members' keys, the config's protocol parameters, the genesis that funds the
 //! task accounts, command hooks from the config, and the view-change recorder.
 
-use super::home::Home;
+use super::home::{write_json, write_private, Home};
 use super::state::{DaemonError, Running, SwarmState};
 use super::view_log::ViewChangeRecorder;
 use crate::actors::{params_from_config, LaunchOptions, QuarantinePolicy, Swarm, SwarmSpec};
@@ -11,6 +11,7 @@ use crate::events::{timestamp_now, EventKind, EventKinds};
 use crate::hooks::Hooks;
 use crate::protocol::{AgentId, Committee, Epoch, Member};
 use crate::store::MemoryStore;
+use crate::wal::WalOptions;
 use actix::{Actor, Arbiter};
 use std::sync::{Arc, Mutex};
 
@@ -23,11 +24,15 @@ pub(super) fn launch_if_ready(
     if state.running.is_some() || state.registry.members().len() < state.config.validators() {
         return Ok(());
     }
-    let config = &state.config;
     let internal = |message: String| DaemonError::Internal(message);
+    let founders = genesis_committee(state, home)?;
+    let config = &state.config;
     let mut members = Vec::new();
     let mut keys = Vec::new();
-    for (index, agent) in state.registry.members().into_iter().enumerate() {
+    for (index, name) in founders.iter().enumerate() {
+        let agent = state.registry.get(name).ok_or_else(|| {
+            internal(format!("{name} of the genesis committee (swarm.json) is missing from agents.json"))
+        })?;
         let keypair =
             Keypair::read_pem_file(&home.root().join(&agent.key_file)).map_err(|e| internal(e.to_string()))?;
         let id = AgentId(index as u32);
@@ -43,7 +48,7 @@ pub(super) fn launch_if_ready(
     let spec =
         SwarmSpec::new(committee, keys, params_from_config(config), genesis).map_err(|e| internal(e.to_string()))?;
     // The daemon is the operator: it signs the membership changes of `update-quorum`.
-    let spec = spec.with_operator(crate::crypto::Keypair::generate());
+    let spec = spec.with_operator(operator_key(home)?);
     let launched_at = timestamp_now();
     let agents_arbiter = Arbiter::new();
     let recorder = {
@@ -67,7 +72,8 @@ pub(super) fn launch_if_ready(
         memory: Some(memory.clone()),
     };
     let name = state.meta.swarm_id.clone();
-    let options = LaunchOptions { name, hooks, validator_mailbox, quarantine, ..LaunchOptions::default() };
+    let wal = config.storage.wal.then(|| WalOptions::under_home(home.root(), config.storage.fsync));
+    let options = LaunchOptions { name, hooks, validator_mailbox, quarantine, wal, ..LaunchOptions::default() };
     let swarm = Arc::new(Swarm::launch_with(spec, options).map_err(|e| internal(e.to_string()))?);
     tracing::info!(validators = names.len(), "swarm launched");
     state.faults.clear();
@@ -75,4 +81,43 @@ pub(super) fn launch_if_ready(
     super::observer::start_observers(&mut running, state.registry.agents.iter());
     state.running = Some(running);
     Ok(())
+}
+
+/// The members of the first launch, in committee order: recorded in
+/// `swarm.json` then, and read back on every later launch, so validators
+/// recover from their logs into the committee they were written for.
+/// Members added later by `update-quorum` are not relaunched (their
+/// validators joined in a later epoch); the log says so.
+fn genesis_committee(state: &mut SwarmState, home: &Home) -> Result<Vec<String>, DaemonError> {
+    let members: Vec<String> = state.registry.members().iter().map(|agent| agent.name.clone()).collect();
+    if state.meta.genesis_committee.is_empty() {
+        let mut meta = state.meta.clone();
+        meta.genesis_committee = members;
+        write_json(&home.swarm_meta(), &meta)?;
+        state.meta = meta;
+    } else {
+        let joined_later: Vec<&String> =
+            members.iter().filter(|name| !state.meta.genesis_committee.contains(name)).collect();
+        if !joined_later.is_empty() {
+            tracing::warn!(
+                ?joined_later,
+                "members added by update-quorum are not relaunched: the swarm restarts with its genesis committee"
+            );
+        }
+    }
+    Ok(state.meta.genesis_committee.clone())
+}
+
+/// The key the daemon signs membership changes with: one per home, kept in
+/// `keys/operator.pem`, so validators recovered from their logs accept the
+/// changes of a daemon started again.
+fn operator_key(home: &Home) -> Result<Keypair, DaemonError> {
+    let path = home.keys_dir().join("operator.pem");
+    if path.exists() {
+        return Keypair::read_pem_file(&path).map_err(|e| DaemonError::Internal(e.to_string()));
+    }
+    let operator = Keypair::generate();
+    let pem = operator.to_pkcs8_pem().map_err(|e| DaemonError::Internal(e.to_string()))?;
+    write_private(&path, pem.as_bytes(), false)?;
+    Ok(operator)
 }

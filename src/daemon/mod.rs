@@ -7,9 +7,9 @@
 //! (status `initializing`); `agent spawn` registers validators; when
 //! `max_agents` of them are registered the daemon launches the swarm (status
 //! `active`); `swarm stop` ends the daemon; `swarm start` brings it back from
-//! the home, and the swarm launches at once because its committee is known.
-//! The ledger restarts from genesis on `swarm start` until the validators'
-//! WAL is wired (issue 5).
+//! the home, and the swarm launches at once because its committee is known;
+//! its validators rebuild from their write-ahead logs in the home (unless
+//! `swarm init --in-memory`).
 
 pub mod health;
 pub mod home;
@@ -49,10 +49,15 @@ pub fn run(home_dir: &std::path::Path) -> Result<(), String> {
     if !home.is_initialized() {
         return Err(format!("{} is not a swarm home; create one with `bftswarm swarm init`", home.root().display()));
     }
-    let _lock = PidLock::acquire(&home).map_err(|e| e.to_string())?;
-    let daemon = Daemon::load(home.clone()).map_err(|e| e.to_string())?;
-    let result = actix_web::rt::System::new().block_on(crate::api::serve(daemon));
+    let lock = PidLock::acquire(&home).map_err(|e| e.to_string())?;
+    let daemon = std::sync::Arc::new(Daemon::load(home.clone()).map_err(|e| e.to_string())?);
+    let result = actix_web::rt::System::new().block_on(crate::api::serve(daemon.clone()));
     let _ = std::fs::remove_file(home.addr());
+    // The validators' logs and the memory store close before the pid lock is
+    // released: a `swarm start` that sees the lock free can open them.
+    daemon.shut_down();
+    drop(daemon);
     let _ = std::fs::remove_file(home.pid());
+    drop(lock);
     result.map_err(|e| format!("the control API failed: {e}"))
 }

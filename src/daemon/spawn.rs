@@ -221,7 +221,11 @@ mod tests {
     fn n4() -> SwarmState {
         SwarmState {
             config: SwarmConfig::from_toml_str("[swarm]\nmax_agents = 4\n").unwrap(),
-            meta: SwarmMeta { swarm_id: "swarm-bft-test".into(), created_at: "t0".into() },
+            meta: SwarmMeta {
+                swarm_id: "swarm-bft-test".into(),
+                created_at: "t0".into(),
+                genesis_committee: Vec::new(),
+            },
             registry: Default::default(),
             pubkeys: BTreeMap::new(),
             running: None,

@@ -45,6 +45,11 @@ impl From<HomeError> for DaemonError {
 pub struct SwarmMeta {
     pub swarm_id: String,
     pub created_at: String,
+    /// The committee the swarm was first launched with, in committee order:
+    /// the genesis the validators' write-ahead logs belong to, kept when
+    /// `update-quorum` changes who is a member.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub genesis_committee: Vec<String>,
 }
 
 /// A launched swarm and what belongs to its life.
@@ -60,9 +65,20 @@ pub(super) struct Running {
     pub observers: Vec<(String, super::observer::ObserverAddr)>,
 }
 
-impl Drop for Running {
-    fn drop(&mut self) {
-        self.agents_arbiter.stop();
+impl Running {
+    /// Stops the agents and the swarm and waits for their threads, so the
+    /// validators' logs and the memory store are closed when it returns.
+    pub fn stop(self) {
+        let Running { swarm, agents_arbiter, observers, .. } = self;
+        drop(observers);
+        agents_arbiter.stop();
+        if agents_arbiter.join().is_err() {
+            tracing::warn!("the daemon's agents' thread panicked while stopping");
+        }
+        match Arc::try_unwrap(swarm) {
+            Ok(swarm) => swarm.stop(),
+            Err(_) => tracing::warn!("the swarm is still in use as the daemon stops: its threads end with the process"),
+        }
     }
 }
 
@@ -117,6 +133,15 @@ impl Daemon {
             tasks: Mutex::new(BTreeMap::new()),
             stop_handle: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Stops the running swarm, once the control API has stopped serving.
+    /// Call it outside the actix system.
+    pub fn shut_down(&self) {
+        let running = self.state.blocking_lock().running.take();
+        if let Some(running) = running {
+            running.stop();
+        }
     }
 
     pub(super) fn memory(&self) -> MutexGuard<'_, MemoryStore> {

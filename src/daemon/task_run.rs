@@ -41,6 +41,10 @@ impl Daemon {
         let Some(running) = state.running.as_mut() else {
             return Err(DaemonError::Internal("the swarm stopped".into()));
         };
+        if let Some(accounts) = running.workload.to_resume() {
+            let next_nonces = running.swarm.next_nonces(accounts).await;
+            running.workload.resume(&next_nonces);
+        }
         let (unsigned, overdrafts) = running.workload.draw(request.count);
         let accounts = running.workload.accounts();
         let launch = Launch {

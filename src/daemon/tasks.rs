@@ -27,6 +27,8 @@ pub struct TaskWorkload {
     overdraft_ratio: f64,
     supply: u64,
     next_sender: usize,
+    /// Set once the nonces carry on from the running swarm's ledger.
+    resumed: bool,
 }
 
 impl TaskWorkload {
@@ -53,6 +55,7 @@ impl TaskWorkload {
             max_amount: w.max_amount.max(1),
             overdraft_ratio: w.overdraft_ratio,
             next_sender: 0,
+            resumed: false,
         };
         Ok((workload, genesis))
     }
@@ -78,6 +81,25 @@ impl TaskWorkload {
             })
             .collect();
         (transfers, overdrafts)
+    }
+
+    /// The accounts whose next nonces [`TaskWorkload::resume`] needs, until it had them.
+    pub fn to_resume(&self) -> Option<Vec<AccountId>> {
+        (!self.resumed).then(|| self.ids.clone())
+    }
+
+    /// Carries on from the ledger a swarm recovered from its write-ahead logs:
+    /// each account's nonces from `next_nonces` (in [`TaskWorkload::to_resume`]'s
+    /// order), and transfer ids from a fresh stream, since the draws of before
+    /// the restart are not known and an id must never be reused.
+    pub fn resume(&mut self, next_nonces: &[u64]) {
+        for (nonce, next) in self.nonces.iter_mut().zip(next_nonces) {
+            *nonce = (*nonce).max(*next);
+        }
+        if next_nonces.iter().any(|&next| next > 0) {
+            self.rng = self.rng.fork(uuid::Uuid::new_v4().as_u64_pair().0);
+        }
+        self.resumed = true;
     }
 
     pub fn accounts(&self) -> Arc<Vec<Keypair>> {
