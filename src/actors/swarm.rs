@@ -272,7 +272,8 @@ impl Swarm {
             let seed = match &options.wal {
                 Some(wal) => {
                     let (committee, params, genesis) = (committee.clone(), params.clone(), genesis.clone());
-                    let spec = ReplicaSpec { name: member.name.clone(), keypair, committee, params, genesis };
+                    let name = member.name.clone();
+                    let spec = ReplicaSpec { name, keypair, committee, params, genesis, joined_in: None };
                     ValidatorSeed::Durable(Box::new(RecoveredValidator::open(spec, wal.clone())?))
                 }
                 None => ValidatorSeed::in_memory(member, keypair, &committee, &params, &genesis),

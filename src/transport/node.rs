@@ -123,7 +123,7 @@ fn start_validator(
     let keypair = options.keypair.clone();
     let Some(genesis_committee) = committees.first().cloned() else { return Err(NodeError::NoCommittee) };
     let addr = if genesis_committee.contains(id) {
-        let spec = ReplicaSpec { name, keypair, committee: genesis_committee, params, genesis };
+        let spec = ReplicaSpec { name, keypair, committee: genesis_committee, params, genesis, joined_in: None };
         let recovered = RecoveredValidator::open(spec, WalOptions::under_home(&options.home, options.fsync))?;
         eprintln!("{}: {}", welcome.name, describe_recovery(recovered.recovery()));
         ActorSupervisor::start(move |_| Validator::recovered(recovered, route).with_known_committees(&committees))
