@@ -65,7 +65,8 @@ fn build_log(dir: &std::path::Path) -> (ReplicaSpec, WalOptions, u64) {
     let mut replicas: Vec<Replica> = (0..4)
         .map(|i| Replica::new(AgentId(i as u32), keys[i].clone(), committee.clone(), params.clone(), genesis.clone()))
         .collect();
-    let spec = ReplicaSpec { name: "v2".into(), keypair: keys[LOGGED].clone(), committee, params, genesis };
+    let spec =
+        ReplicaSpec { name: "v2".into(), keypair: keys[LOGGED].clone(), committee, params, genesis, joined_in: None };
     let options = WalOptions::under_home(dir, false);
     let (_, mut journal, _): (Replica, Journal, Recovery) = recover(&options, &spec, Micros(0)).unwrap();
     let batches = (TRANSFERS / BATCH) as u64;

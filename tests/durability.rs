@@ -142,3 +142,34 @@ async fn n4f1_recovery_damaged_log_is_reported_and_its_validator_catches_up_from
     assert!(after[3].stats.snapshots_installed > 0, "it caught up by state transfer");
     swarm.stop();
 }
+
+#[actix::test]
+async fn n4f1_validator_added_by_a_membership_change_restarted_rebuilds_from_its_log() {
+    let home = tempfile::tempdir().unwrap();
+    let (spec, transfers) = setup(600);
+    let swarm = launch(&spec, home.path());
+    commit_all(&swarm, 1, &transfers[..200]).await;
+    let changed = swarm.change_membership(1, &[], Duration::from_secs(30)).await.unwrap();
+    assert_eq!(changed.added, ["bft-agent-5"]);
+    let joiner = AgentId(4);
+    assert!(WalOptions::under_home(home.path(), true).path_of("bft-agent-5").exists(), "the joiner keeps a log");
+    commit_all(&swarm, 2, &transfers[200..400]).await;
+    let before = converged(&swarm, Seq(1)).await;
+    assert_agree(&before);
+    let executed = before.iter().find(|s| s.id == joiner).expect("the joiner runs").last_executed;
+
+    swarm.restart(joiner).unwrap();
+    commit_all(&swarm, 3, &transfers[400..]).await;
+    let after = converged(&swarm, Seq(executed.0 + 1)).await;
+    assert_agree(&after);
+    assert_eq!(after.len(), 5);
+    let rebuilt = after.iter().find(|s| s.id == joiner).unwrap();
+    assert!(rebuilt.member && rebuilt.epoch.0 == 1, "{} runs in epoch {:?}", rebuilt.name, rebuilt.epoch);
+    match &rebuilt.recovery {
+        Some(Recovery::Wal { last_executed, .. }) => {
+            assert!(*last_executed >= executed, "rebuilt at {last_executed:?}, had executed {executed:?}")
+        }
+        other => panic!("the joiner did not rebuild from its log: {other:?}"),
+    }
+    swarm.stop();
+}

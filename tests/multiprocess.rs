@@ -322,13 +322,13 @@ fn run_node_to_exit(home: &Path, hub: &str, args: &[&str]) -> std::process::Outp
 }
 
 #[test]
-fn membership_change_removes_a_node_process_and_adds_a_standby_one() {
+fn membership_change_removes_a_node_process_and_adds_a_standby_one_that_survives_sigkill() {
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     let mut net = Testnet::write_with_standby(4, 0, 1);
     let config = net.path("hub/config.toml");
     let change = "\n[[membership]]\nafter_transfers = 800\nadd = 1\nremove = [\"bft-agent-4\"]\n";
     std::fs::write(&config, std::fs::read_to_string(&config).unwrap() + change).unwrap();
-    let args = hub_args(4000, 16);
+    let args = hub_args(10000, 16);
     let hub = net.start_hub(&args.iter().map(String::as_str).collect::<Vec<_>>());
     for index in 0..4 {
         net.start_node(index, &hub);
@@ -339,7 +339,19 @@ fn membership_change_removes_a_node_process_and_adds_a_standby_one() {
     let removed = net.wait_for_node_exit(3, Duration::from_secs(20));
     let log = std::fs::read_to_string(net.path("bft-agent-4.log")).unwrap();
     assert!(!removed.success() && log.contains("was removed from the committee"), "{removed}: {log}");
+    // The joined node keeps a log too: killed under load and started again, it rebuilds from it.
+    std::thread::sleep(Duration::from_millis(500));
+    net.kill_node(4);
+    std::thread::sleep(Duration::from_millis(300));
+    let first_run = std::fs::read_to_string(net.path("bft-agent-5.log")).unwrap();
+    net.start_node(4, &hub);
     let report = net.hub_report(Duration::from_secs(60));
+    let log = std::fs::read_to_string(net.path("bft-agent-5.log")).unwrap();
+    assert!(first_run.contains("bft-agent-5: a new write-ahead log"), "{first_run}");
+    assert!(
+        log.contains("bft-agent-5: rebuilt from its write-ahead log"),
+        "bft-agent-5 came back from its log:\n{log}"
+    );
     assert_nothing_lost(&report, 4);
     let change = &report["membership_changes"][0];
     assert_eq!(change["added"], serde_json::json!(["bft-agent-5"]), "{report:#}");

@@ -1,15 +1,17 @@
 //! Membership changes of a running swarm, the operator's side: sign the
 //! change, start the validators it adds (empty: they catch up by state
-//! transfer), hand the change to every validator, and once f+1 of the old
+//! transfer; with their write-ahead log when the swarm keeps logs), hand the change to every validator, and once f+1 of the old
 //! committee report the new epoch, apply it to routing — stop and unregister
 //! the removed validators, tell clients and hooks.
 
+use super::durable::RecoveredValidator;
 use super::messages::{Destination, Envelope, LearnCommittee, Origin, Route, Unregister};
-use super::swarm::{lock, SwarmError, SwarmHandle};
+use super::swarm::{lock, SwarmError, SwarmHandle, ValidatorSeed};
 use crate::crypto::{Keypair, PublicKey};
 use crate::events::{timestamp_now, LifecycleEvent};
 use crate::hooks::Publish;
 use crate::protocol::{AgentId, Committee, Member, MembershipChange, MembershipError, Replica, SignedMembershipChange};
+use crate::wal::ReplicaSpec;
 use serde::Serialize;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -60,7 +62,9 @@ impl SwarmHandle {
 
     /// [`Swarm::change_membership_with`], where added validators may also run
     /// in other processes ([`Joiner::Remote`]): those are not started here but
-    /// admitted when they connect to the hub ([`crate::transport`]).
+    /// admitted when they connect to the hub ([`crate::transport`]). In a
+    /// swarm launched with write-ahead logs, an in-process joiner whose log
+    /// cannot be opened fails the change before anything is scheduled.
     pub async fn change_membership_of(
         &self,
         add: Vec<Joiner>,
@@ -92,19 +96,15 @@ impl SwarmHandle {
             f: None,
         };
         let next = change.apply(&current)?;
+        // Every joiner's log opens before anything is scheduled: a failure leaves the swarm as it was.
+        let mut seeds = Vec::new();
+        for (member, keypair) in added.iter().filter_map(|(member, keypair)| Some((member, keypair.as_ref()?))) {
+            seeds.push((member, self.joiner_seed(member, keypair.clone(), &history[0], &next)?));
+        }
         let signed = Arc::new(SignedMembershipChange::sign(change, &operator));
         lock(&self.committees).push(next.clone());
-        for (member, keypair) in added.iter().filter_map(|(member, keypair)| Some((member, keypair.as_ref()?))) {
-            let genesis_committee = lock(&self.committees)[0].clone();
-            let replica = Replica::joining(
-                member.id,
-                keypair.clone(),
-                genesis_committee,
-                next.clone(),
-                self.params.clone(),
-                self.genesis.clone(),
-            );
-            self.spawn_validator(member, keypair.clone(), replica);
+        for (member, seed) in seeds {
+            self.spawn_seed(member, seed);
         }
         for client in lock(&self.clients).values() {
             client.do_send(LearnCommittee(next.clone()));
@@ -123,6 +123,33 @@ impl SwarmHandle {
             quorum: next.quorum(),
             elapsed_ms,
         })
+    }
+
+    /// A validator joining in `joined`'s epoch, empty (it catches up by state
+    /// transfer): with its write-ahead log when the swarm keeps logs, so that
+    /// a restart rebuilds it from the log; in memory otherwise.
+    fn joiner_seed(
+        &self,
+        member: &Member,
+        keypair: Keypair,
+        genesis_committee: &Committee,
+        joined: &Committee,
+    ) -> Result<ValidatorSeed, SwarmError> {
+        let (params, genesis) = (self.params.clone(), self.genesis.clone());
+        let Some(wal) = &self.wal else {
+            let (first, joined) = (genesis_committee.clone(), joined.clone());
+            let replica = Replica::joining(member.id, keypair.clone(), first, joined, params, genesis);
+            return Ok(ValidatorSeed::InMemory(Box::new((replica, keypair))));
+        };
+        let spec = ReplicaSpec {
+            name: member.name.clone(),
+            keypair,
+            committee: genesis_committee.clone(),
+            params,
+            genesis,
+            joined_in: Some(joined.clone()),
+        };
+        Ok(ValidatorSeed::Durable(Box::new(RecoveredValidator::open(spec, wal.clone())?)))
     }
 
     /// Hands the change to every validator until f+1 of the old committee run in the new epoch.

@@ -218,6 +218,8 @@ pub struct SwarmHandle {
     pub(super) params: ProtocolParams,
     pub(super) genesis: Ledger,
     pub(super) operator: Option<Keypair>,
+    /// Where the validators keep their logs, validators added later included; none in memory.
+    pub(super) wal: Option<WalOptions>,
     pub(super) validator_mailbox: usize,
     pub(super) supervisor: Addr<Supervisor>,
     pub(super) hub: Addr<EventHub>,
@@ -272,7 +274,8 @@ impl Swarm {
             let seed = match &options.wal {
                 Some(wal) => {
                     let (committee, params, genesis) = (committee.clone(), params.clone(), genesis.clone());
-                    let spec = ReplicaSpec { name: member.name.clone(), keypair, committee, params, genesis };
+                    let name = member.name.clone();
+                    let spec = ReplicaSpec { name, keypair, committee, params, genesis, joined_in: None };
                     ValidatorSeed::Durable(Box::new(RecoveredValidator::open(spec, wal.clone())?))
                 }
                 None => ValidatorSeed::in_memory(member, keypair, &committee, &params, &genesis),
@@ -284,7 +287,7 @@ impl Swarm {
 
     fn start(spec: SwarmSpec, seeds: Vec<(Member, ValidatorSeed)>, options: LaunchOptions) -> Swarm {
         let SwarmSpec { committee, params, genesis, operator, .. } = spec;
-        let LaunchOptions { name: swarm_name, hooks, validator_mailbox, quarantine, .. } = options;
+        let LaunchOptions { name: swarm_name, hooks, validator_mailbox, quarantine, wal, .. } = options;
         // Its own thread: fanning events out to hooks never delays routing.
         let hub_arbiter = Arbiter::new();
         let hub = EventHub::start_in_arbiter(&hub_arbiter.handle(), move |_| EventHub::new(hooks));
@@ -313,6 +316,7 @@ impl Swarm {
                 params,
                 genesis,
                 operator,
+                wal,
                 validator_mailbox: validator_mailbox.unwrap_or(super::AGENT_MAILBOX),
                 supervisor,
                 hub,
@@ -362,15 +366,10 @@ impl Swarm {
 }
 
 impl SwarmHandle {
-    /// Starts a validator that joins later (a membership change), in memory.
-    pub(super) fn spawn_validator(&self, member: &Member, keypair: Keypair, replica: Replica) {
-        self.spawn_seed(member, ValidatorSeed::InMemory(Box::new((replica, keypair))));
-    }
-
     /// Starts one validator on its own thread, under an actix supervisor that
     /// restarts it from its log, and registers it with the hub (queued before
     /// anything routed later, so it is known by then).
-    fn spawn_seed(&self, member: &Member, seed: ValidatorSeed) {
+    pub(super) fn spawn_seed(&self, member: &Member, seed: ValidatorSeed) {
         let arbiter = Arbiter::new();
         let name = member.name.clone();
         let route = self.supervisor.clone().recipient();
@@ -635,7 +634,7 @@ impl Drop for StopOnDrop {
 }
 
 /// A validator before its actor starts: a new replica, or one rebuilt from its log.
-enum ValidatorSeed {
+pub(super) enum ValidatorSeed {
     InMemory(Box<(Replica, Keypair)>),
     Durable(Box<RecoveredValidator>),
 }

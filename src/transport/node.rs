@@ -12,7 +12,6 @@ use super::link::{tune, write_frames, Outbox};
 use super::peer::{next_within, SILENCE_LIMIT};
 use crate::actors::{Deliver, GetStatus, RecoveredValidator, Route, Validator, ValidatorStatus, SUPERVISOR_MAILBOX};
 use crate::crypto::{Keypair, PublicKey};
-use crate::protocol::Replica;
 use crate::wal::{Recovery, ReplicaSpec, WalError, WalOptions};
 use actix::{Actor, Addr, Context, Handler, Message, Recipient, Supervisor as ActorSupervisor};
 use futures_util::StreamExt;
@@ -45,10 +44,6 @@ pub enum NodeError {
     Handshake(#[from] HandshakeError),
     #[error("cannot open the write-ahead log: {0}")]
     Wal(#[from] WalError),
-    #[error("{0} joined through a membership change and keeps no write-ahead log, so it must not start again (it could sign twice); remove it from the committee and add a fresh key")]
-    CannotRejoin(String),
-    #[error("cannot write {0}: {1}")]
-    Marker(String, std::io::Error),
     #[error("the hub's welcome carries no committee")]
     NoCommittee,
     #[error("the hub welcomed this node as {got}, but it runs {running}; the hub's committee changed under it")]
@@ -110,10 +105,12 @@ async fn connect(options: &NodeOptions) -> Result<(super::handshake::Connection<
     Ok((conn, welcome))
 }
 
-/// Starts the validator: durable when it belongs to the genesis committee, a
-/// joining replica (caught up by state transfer) otherwise. It shares the
-/// connection's thread: the process has nothing else to do, and a delivery
-/// then reaches it without waking another thread.
+/// Starts the validator, rebuilt from its write-ahead log: a member of the
+/// genesis committee, or a validator that joined through a membership change
+/// (its log belongs to the first committee of the hub's history that holds
+/// it). A new one catches up by state transfer. It shares the connection's
+/// thread: the process has nothing else to do, and a delivery then reaches
+/// it without waking another thread.
 fn start_validator(
     options: &NodeOptions,
     welcome: &Welcome,
@@ -122,20 +119,12 @@ fn start_validator(
     let Welcome { id, name, committees, params, genesis } = welcome.clone();
     let keypair = options.keypair.clone();
     let Some(genesis_committee) = committees.first().cloned() else { return Err(NodeError::NoCommittee) };
-    let addr = if genesis_committee.contains(id) {
-        let spec = ReplicaSpec { name, keypair, committee: genesis_committee, params, genesis };
-        let recovered = RecoveredValidator::open(spec, WalOptions::under_home(&options.home, options.fsync))?;
-        eprintln!("{}: {}", welcome.name, describe_recovery(recovered.recovery()));
-        ActorSupervisor::start(move |_| Validator::recovered(recovered, route).with_known_committees(&committees))
-    } else {
-        claim_in_memory_seat(&options.home, &name)?;
-        let current = committees.last().cloned().unwrap_or_else(|| genesis_committee.clone());
-        let replica = Replica::joining(id, keypair.clone(), genesis_committee, current, params, genesis);
-        ActorSupervisor::start(move |_| {
-            Validator::new(name, replica, route).with_keypair(keypair).with_known_committees(&committees)
-        })
-    };
-    Ok(addr)
+    let first_with_id = committees.iter().find(|committee| committee.contains(id));
+    let joined_in = first_with_id.filter(|committee| committee.epoch() != genesis_committee.epoch()).cloned();
+    let spec = ReplicaSpec { name, keypair, committee: genesis_committee, params, genesis, joined_in };
+    let recovered = RecoveredValidator::open(spec, WalOptions::under_home(&options.home, options.fsync))?;
+    eprintln!("{}: {}", welcome.name, describe_recovery(recovered.recovery()));
+    Ok(ActorSupervisor::start(move |_| Validator::recovered(recovered, route).with_known_committees(&committees)))
 }
 
 fn describe_recovery(recovery: &Recovery) -> String {
@@ -150,21 +139,6 @@ fn describe_recovery(recovery: &Recovery) -> String {
                 moved_to.display()
             )
         }
-    }
-}
-
-/// A validator that joined through a membership change keeps no log, so it
-/// must never start twice (it would forget its votes and could sign two
-/// different messages for one slot): the first start leaves a marker in its
-/// home, and a second one refuses.
-fn claim_in_memory_seat(home: &std::path::Path, name: &str) -> Result<(), NodeError> {
-    let marker = home.join("joined-without-log");
-    let created = std::fs::create_dir_all(home)
-        .and_then(|()| std::fs::OpenOptions::new().write(true).create_new(true).open(&marker));
-    match created {
-        Ok(_) => Ok(()),
-        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Err(NodeError::CannotRejoin(name.into())),
-        Err(error) => Err(NodeError::Marker(marker.display().to_string(), error)),
     }
 }
 

@@ -18,7 +18,7 @@ pub use record::{fold_step, FoldError, Identity, Recorder, WalRecord};
 
 use crate::crypto::Keypair;
 use crate::ledger::Ledger;
-use crate::protocol::{Committee, Micros, Output, ProtocolParams, RecoveredState, Replica, Seq, View};
+use crate::protocol::{AgentId, Committee, Micros, Output, ProtocolParams, RecoveredState, Replica, Seq, View};
 use crate::store::{LogIndex, RedbOptions, RedbStore, Storage, StoreError};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -52,15 +52,34 @@ impl WalOptions {
 pub struct ReplicaSpec {
     pub name: String,
     pub keypair: Keypair,
+    /// The first epoch's committee.
     pub committee: Committee,
     pub params: ProtocolParams,
     pub genesis: Ledger,
+    /// The committee of the epoch this validator joined through a membership
+    /// change; none for a member of the first epoch.
+    pub joined_in: Option<Committee>,
 }
 
 impl ReplicaSpec {
+    /// The committee whose member this validator first was.
+    fn own_committee(&self) -> &Committee {
+        self.joined_in.as_ref().unwrap_or(&self.committee)
+    }
+
     fn identity(&self) -> Option<Identity> {
-        let member = self.committee.members().iter().find(|m| m.public_key == self.keypair.public_key())?;
+        let member = self.own_committee().members().iter().find(|m| m.public_key == self.keypair.public_key())?;
         Some(Identity { agent: member.id, public_key: member.public_key, genesis: self.genesis.state_digest() })
+    }
+
+    /// The replica before anything of its log is applied: new in the first
+    /// epoch, or joining in the epoch it joined.
+    fn new_replica(&self, id: AgentId) -> Replica {
+        let (keypair, params, genesis) = (self.keypair.clone(), self.params.clone(), self.genesis.clone());
+        match &self.joined_in {
+            None => Replica::new(id, keypair, self.committee.clone(), params, genesis),
+            Some(joined) => Replica::joining(id, keypair, self.committee.clone(), joined.clone(), params, genesis),
+        }
     }
 }
 
@@ -154,9 +173,7 @@ pub fn recover(
             (journal, Recovery::Discarded { error: error.to_string(), moved_to })
         }
     };
-    let (id, keypair, committee, params) =
-        (identity.agent, spec.keypair.clone(), spec.committee.clone(), spec.params.clone());
-    let replica = Replica::restore(id, keypair, committee, params, spec.genesis.clone(), journal.mirror.clone(), now);
+    let replica = spec.new_replica(identity.agent).restored(journal.mirror.clone(), now);
     Ok((replica, journal, recovery))
 }
 

@@ -5,7 +5,10 @@
 use super::*;
 use crate::crypto::Keypair;
 use crate::ledger::{Ledger, SignedTransfer};
-use crate::protocol::{AgentId, Batch, ClientId, Epoch, Evidence, Input, Message, Request, SignedMessage};
+use crate::protocol::{
+    AgentId, Batch, ClientId, Epoch, Evidence, Input, Member, MembershipChange, Message, Request,
+    SignedMembershipChange, SignedMessage,
+};
 use crate::workload::{Workload, WorkloadSpec};
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -16,6 +19,8 @@ const BATCH: usize = 8;
 struct Cluster {
     _home: tempfile::TempDir,
     options: WalOptions,
+    /// Signs membership changes.
+    operator: Keypair,
     specs: Vec<ReplicaSpec>,
     replicas: Vec<Replica>,
     journals: Vec<Option<Journal>>,
@@ -54,7 +59,8 @@ impl Cluster {
         let options = WalOptions::under_home(home.path(), false);
         let keys: Vec<Keypair> = (0..N).map(|i| Keypair::from_seed([i as u8 + 7; 32])).collect();
         let public: Vec<_> = keys.iter().map(Keypair::public_key).collect();
-        let committee = Committee::numbered(Epoch(0), &public, "v", None).unwrap();
+        let operator = Keypair::from_seed([99; 32]);
+        let committee = Committee::numbered(Epoch(0), &public, "v", None).unwrap().with_operator(operator.public_key());
         let specs: Vec<ReplicaSpec> = keys
             .iter()
             .enumerate()
@@ -64,11 +70,13 @@ impl Cluster {
                 committee: committee.clone(),
                 params: params(),
                 genesis: genesis.clone(),
+                joined_in: None,
             })
             .collect();
         let mut cluster = Cluster {
             _home: home,
             options,
+            operator,
             specs,
             replicas: Vec::new(),
             journals: Vec::new(),
@@ -104,7 +112,7 @@ impl Cluster {
 
     fn deliver_all(&mut self) {
         while let Some((from, message, to)) = self.in_flight.pop_front() {
-            for i in (0..N).filter(|&i| i != from && to.is_none_or(|to| to.0 as usize == i)) {
+            for i in (0..self.replicas.len()).filter(|&i| i != from && to.is_none_or(|to| to.0 as usize == i)) {
                 if self.journals[i].is_some() {
                     self.step(i, Input::Message(message.clone()));
                 }
@@ -115,12 +123,46 @@ impl Cluster {
     fn submit(&mut self, transfers: &[SignedTransfer]) {
         let requests: Vec<Request> =
             transfers.iter().map(|tx| Request { client: ClientId(0), tx: tx.clone() }).collect();
-        for i in 0..N {
+        for i in 0..self.replicas.len() {
             if self.journals[i].is_some() {
                 self.step(i, Input::Requests(requests.clone()));
             }
         }
         self.deliver_all();
+    }
+
+    /// Lets `rounds` retransmit intervals pass, every replica ticking once in each.
+    fn tick(&mut self, rounds: usize) {
+        for _ in 0..rounds {
+            self.now += 300_000;
+            for i in 0..self.replicas.len() {
+                self.step(i, Input::Tick);
+            }
+            self.deliver_all();
+        }
+    }
+
+    /// Hands `change`, signed by the operator, to every replica and runs
+    /// until it has taken effect; the committee it leads to.
+    fn change_membership(&mut self, change: MembershipChange) -> Committee {
+        let next = change.apply(self.replicas[0].committee()).unwrap();
+        let signed = Arc::new(SignedMembershipChange::sign(change, &self.operator));
+        for i in 0..self.replicas.len() {
+            self.step(i, Input::Membership(signed.clone()));
+        }
+        self.deliver_all();
+        self.tick(2);
+        next
+    }
+
+    /// Starts a validator from `spec`'s log (a new one: it then catches up).
+    fn start(&mut self, spec: ReplicaSpec) -> Recovery {
+        let (replica, journal, recovery) = recover(&self.options, &spec, Micros(self.now)).unwrap();
+        self.specs.push(spec);
+        self.replicas.push(replica);
+        self.journals.push(Some(journal));
+        self.muted.push(false);
+        recovery
     }
 
     /// Closes replica `i`'s log and rebuilds it from the file, as after a crash.
@@ -297,6 +339,64 @@ fn a_damaged_log_is_moved_aside_and_the_replica_starts_from_genesis_then_catches
     // A second restart recovers from the new log, not from genesis.
     assert!(matches!(cluster.crash_and_recover(2), Recovery::Wal { .. }));
     assert_eq!(digest_of(&cluster.replicas[2]), expected);
+}
+
+/// Where a replica is: (ledger, last executed, view, stable checkpoint, epoch, member).
+fn position(replica: &Replica) -> (crate::crypto::Digest, Seq, View, Seq, Epoch, bool) {
+    let epoch = replica.committee().epoch();
+    let member = replica.committee().contains(replica.id()) && !replica.is_retired();
+    (digest_of(replica), replica.last_executed(), replica.view(), replica.stable_checkpoint().seq, epoch, member)
+}
+
+#[test]
+fn a_validator_that_joined_later_rebuilds_from_its_log_in_the_epoch_it_joined() {
+    let load = workload(BATCH * 12);
+    let genesis = Ledger::with_genesis(&load.genesis).unwrap();
+    let mut cluster = Cluster::new(&genesis);
+    for chunk in load.transfers[..BATCH * 4].chunks(BATCH) {
+        cluster.submit(chunk);
+    }
+    let key = Keypair::from_seed([42; 32]);
+    let member = Member { id: AgentId(N as u32), name: "v5".into(), public_key: key.public_key() };
+    let add = MembershipChange { from_epoch: Epoch(0), add: vec![member], remove: Vec::new(), f: None };
+    let joined = cluster.change_membership(add);
+    assert!(cluster.replicas.iter().all(|r| r.committee().epoch() == Epoch(1)), "the change took effect");
+
+    let spec = ReplicaSpec { name: "v5".into(), keypair: key, joined_in: Some(joined), ..cluster.specs[0].clone() };
+    assert_eq!(cluster.start(spec.clone()), Recovery::Fresh);
+    cluster.tick(3);
+    let caught_up = position(&cluster.replicas[N]);
+    assert_eq!(caught_up.0, digest_of(&cluster.replicas[0]), "the joiner caught up by state transfer");
+    assert!(caught_up.5, "the joiner runs as a member: {caught_up:?}");
+
+    // Right after its state transfer, its stable checkpoint is the one the change took effect at.
+    let recovery = cluster.crash_and_recover(N);
+    assert!(matches!(recovery, Recovery::Wal { .. }), "{recovery:?}");
+    assert_eq!(position(&cluster.replicas[N]), caught_up);
+
+    // It takes part: what follows commits everywhere, then it rebuilds from its log again.
+    for chunk in load.transfers[BATCH * 4..].chunks(BATCH) {
+        cluster.submit(chunk);
+    }
+    let before = position(&cluster.replicas[N]);
+    assert!(before.1 > caught_up.1 && before.3 > caught_up.3, "{before:?} after {caught_up:?}");
+    assert!(cluster.replicas.iter().all(|r| position(r) == before), "the ledgers agree");
+    let recovery = cluster.crash_and_recover(N);
+    assert!(matches!(recovery, Recovery::Wal { .. }), "{recovery:?}");
+    assert_eq!(position(&cluster.replicas[N]), before);
+    assert!(cluster.evidence.is_empty(), "{:?}", cluster.evidence);
+
+    // The log is this key's: another key joining under the same name does not replay it.
+    cluster.journals[N] = None;
+    let other = Keypair::from_seed([43; 32]);
+    let member = Member { id: AgentId(N as u32), name: "v5".into(), public_key: other.public_key() };
+    let add = MembershipChange { from_epoch: Epoch(0), add: vec![member], remove: Vec::new(), f: None };
+    let joined = add.apply(&cluster.specs[0].committee).unwrap();
+    let impostor = ReplicaSpec { keypair: other, joined_in: Some(joined), ..spec };
+    let (replica, _, recovery) = recover(&cluster.options, &impostor, Micros(0)).unwrap();
+    let Recovery::Discarded { error, .. } = recovery else { panic!("replayed another key's log: {recovery:?}") };
+    assert!(error.contains("not by this validator's key"), "{error}");
+    assert_eq!(replica.last_executed(), Seq(0));
 }
 
 #[test]

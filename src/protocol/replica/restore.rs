@@ -20,10 +20,9 @@ use crate::protocol::Message;
 use std::sync::Arc;
 
 impl Replica {
-    /// The replica as it was when `state` was persisted. `committee` is the
-    /// first epoch's and `genesis` the ledger when `state` holds no stable
-    /// checkpoint; the checkpoint's membership history says which epoch the
-    /// replica was in. `now` starts the timer of a view change that was in progress.
+    /// The replica as it was when `state` was persisted: a founder of the
+    /// first epoch, `committee` being that epoch's and `genesis` the ledger
+    /// when `state` holds no stable checkpoint. See [`Replica::restored`].
     pub fn restore(
         me: AgentId,
         keypair: Keypair,
@@ -33,9 +32,21 @@ impl Replica {
         state: RecoveredState,
         now: Micros,
     ) -> Replica {
-        let start = state.stable.as_ref().map_or(genesis, |stable| (*stable.ledger).clone());
-        let mut replica = Replica::new(me, keypair, committee, params, start);
+        Replica::new(me, keypair, committee, params, genesis).restored(state, now)
+    }
+
+    /// This new replica ([`Replica::new`] for a founder, [`Replica::joining`]
+    /// for a validator that joined later) brought to where it was when `state`
+    /// was persisted. The stable checkpoint's ledger replaces the genesis one,
+    /// and its membership history says which epoch the replica is in — past
+    /// a change due at that very checkpoint, as the replica was when it made
+    /// the checkpoint stable. `now` starts the timer of a view change that
+    /// was in progress.
+    pub fn restored(self, state: RecoveredState, now: Micros) -> Replica {
+        let mut replica = self;
+        let me = replica.me;
         if let Some(stable) = &state.stable {
+            replica.ledger = (*stable.ledger).clone();
             replica.stable =
                 StableCheckpoint { seq: stable.seq, state_digest: stable.state_digest, proof: stable.proof.clone() };
             let ledger_digest = stable.ledger.state_digest();
@@ -43,6 +54,8 @@ impl Replica {
             replica.stable_state = StateAt { ledger: stable.ledger.clone(), ledger_digest, membership };
             replica.last_executed = stable.seq;
             replica.adopt_membership(&stable.membership);
+            // Silent: the epoch change went out before the crash.
+            replica.switch_epoch_if_due(stable.seq, &mut Vec::new());
         }
         replica.view = state.view;
         replica.last_new_view = state.new_view.clone();
