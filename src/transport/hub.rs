@@ -7,7 +7,7 @@ use super::frame::{codec, Welcome};
 use super::gate::QuarantineGate;
 use super::handshake::admit_node;
 use super::link::tune;
-use super::peer::{relay, Disconnected, RemoteValidator};
+use super::peer::{relay, Disconnected, HubSide, RemoteValidator};
 use crate::actors::{Register, Swarm};
 use crate::crypto::{Keypair, PublicKey};
 use crate::events::{EventKind, EventKinds};
@@ -186,7 +186,8 @@ async fn serve(stream: TcpStream, from: SocketAddr, shared: Arc<Shared>) {
         swarm.supervisor().do_send(Register { id, name: name.clone(), public_key, recipient });
         swarm.attach_remote(id, peer.clone().recipient());
     };
-    let result = relay(conn, id, name.clone(), public_key, swarm.supervisor().clone(), registered).await;
+    let hub = HubSide { supervisor: swarm.supervisor().clone(), detector: swarm.detector() };
+    let result = relay(conn, id, name.clone(), public_key, hub, registered).await;
     match result {
         Err(super::frame::WireError::Closed) | Ok(()) => tracing::info!(validator = %name, "validator process left"),
         Err(error) => tracing::warn!(validator = %name, %error, "validator connection ended"),

@@ -10,7 +10,10 @@ use super::frame::{codec, Frame, NodeStatus, Welcome, WireError};
 use super::handshake::{join_hub, HandshakeError};
 use super::link::{tune, write_frames, Outbox};
 use super::peer::{next_within, SILENCE_LIMIT};
-use crate::actors::{Deliver, GetStatus, RecoveredValidator, Route, Validator, ValidatorStatus, SUPERVISOR_MAILBOX};
+use crate::actors::{
+    Deliver, GetStatus, Misbehaviour, RecoveredValidator, ReportMisbehaviourTo, Route, Validator, ValidatorStatus,
+    SUPERVISOR_MAILBOX,
+};
 use crate::crypto::{Keypair, PublicKey};
 use crate::protocol::Replica;
 use crate::wal::{Recovery, ReplicaSpec, WalError, WalOptions};
@@ -73,6 +76,8 @@ pub async fn run_node(options: NodeOptions) -> Result<(), NodeError> {
                     Some((_, validator)) => validator.clone(),
                     None => {
                         let validator = start_validator(&options, &welcome, link.clone().recipient())?;
+                        // Queued before any delivery: nothing the validator finds goes unreported.
+                        validator.do_send(ReportMisbehaviourTo(link.clone().recipient()));
                         running = Some((welcome.name.clone(), validator.clone()));
                         validator
                     }
@@ -232,11 +237,25 @@ fn summary(status: &ValidatorStatus, link_dropped: u64) -> NodeStatus {
     }
 }
 
-/// The validator's supervisor, as seen from the node: routes go to the hub's
-/// socket while connected, and are dropped and counted while not.
+/// The validator's supervisor and detector, as seen from the node: routes and
+/// reports go to the hub's socket while connected, and are dropped and
+/// counted (as outbound) while not.
 struct HubLink {
     outbox: Option<Outbox>,
     dropped: Arc<AtomicU64>,
+}
+
+impl HubLink {
+    /// Queues `frame` (of `count` items) for the hub, or counts it dropped while disconnected.
+    fn forward(&mut self, frame: &Frame, count: u64) {
+        match &self.outbox {
+            Some(outbox) if outbox.push(frame, count) => {}
+            Some(_) => self.outbox = None,
+            None => {
+                self.dropped.fetch_add(count, Ordering::Relaxed);
+            }
+        }
+    }
 }
 
 #[derive(Message)]
@@ -264,15 +283,15 @@ impl Handler<Route> for HubLink {
 
     fn handle(&mut self, route: Route, _: &mut Context<Self>) {
         let count = route.items.len() as u64;
-        match &self.outbox {
-            Some(outbox) => {
-                if !outbox.push(&Frame::Route(route.items), count) {
-                    self.outbox = None;
-                }
-            }
-            None => {
-                self.dropped.fetch_add(count, Ordering::Relaxed);
-            }
-        }
+        self.forward(&Frame::Route(route.items), count);
+    }
+}
+
+impl Handler<Misbehaviour> for HubLink {
+    type Result = ();
+
+    fn handle(&mut self, Misbehaviour { reports, .. }: Misbehaviour, _: &mut Context<Self>) {
+        let count = reports.len() as u64;
+        self.forward(&Frame::Reports(reports), count);
     }
 }
