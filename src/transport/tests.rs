@@ -271,3 +271,46 @@ fn the_hub_admits_its_remote_members_and_turns_away_a_refused_key_with_the_reaso
         }
     });
 }
+
+#[test]
+fn the_hub_convicts_on_a_nodes_own_reports_and_ignores_those_in_another_members_name() {
+    use crate::actors::{LaunchOptions, Swarm, SwarmSpec};
+    use futures_util::SinkExt;
+    let keys: Vec<Keypair> = (0..4u8).map(|i| Keypair::from_seed([i; 32])).collect();
+    let public_keys: Vec<_> = keys.iter().map(Keypair::public_key).collect();
+    let committee = Committee::numbered(Epoch(0), &public_keys, "bft-agent-", None).unwrap();
+    let spec = SwarmSpec::new(committee, keys.clone(), ProtocolParams::default(), Ledger::default()).unwrap();
+    let hub_key = Keypair::from_seed([42; 32]);
+    actix::System::new().block_on(async {
+        let options = LaunchOptions { external_validators: (0..4).map(AgentId).collect(), ..LaunchOptions::default() };
+        let swarm = Arc::new(Swarm::launch_with(spec, options).unwrap());
+        let hub = super::Hub::listen(swarm, hub_key.clone(), "127.0.0.1:0").await.unwrap();
+        let stream = tokio::net::TcpStream::connect(hub.local_addr()).await.unwrap();
+        let mut node = Framed::new(stream, codec());
+        let welcome = join_hub(&mut node, &keys[1], hub_key.public_key()).await.unwrap();
+        assert_eq!(welcome.id, AgentId(1));
+        // With f = 1, two distinct accusers convict: node 1 may not be the second one.
+        let accuse =
+            |accuser| Report::Accusation { accuser, accused: AgentId(3), reason: AccusationReason::BadSignature };
+        let reports = vec![accuse(AgentId(1)), accuse(AgentId(2))];
+        node.send(Frame::Reports(reports).encode().unwrap()).await.unwrap();
+        // Its own proof of agent 0's equivocation convicts on its own.
+        let proof = Proof::Equivocation(equivocation(AgentId(0), &keys[0]));
+        node.send(Frame::Reports(vec![Report::Proof { reporter: AgentId(1), proof }]).encode().unwrap()).await.unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let log = loop {
+            let log = hub.swarm().detection_log().await.unwrap();
+            if !log.is_empty() {
+                break log;
+            }
+            assert!(std::time::Instant::now() < deadline, "no conviction from the node's proof");
+            actix_rt::time::sleep(std::time::Duration::from_millis(10)).await;
+        };
+        // The proof came after the accusations on one connection: they were judged first.
+        let convicted: Vec<_> = log.iter().map(|record| (record.agent_id, record.fault_type.as_str())).collect();
+        assert_eq!(convicted, [(AgentId(0), "equivocation")]);
+        let statuses = hub.swarm().status().await;
+        let node_status = statuses.iter().find(|status| status.id == AgentId(1)).unwrap();
+        assert_eq!(node_status.inbound_rejected.get("report-not-its-own"), Some(&1), "{node_status:?}");
+    });
+}
