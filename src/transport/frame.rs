@@ -95,6 +95,8 @@ pub struct NodeStatus {
     pub outbound_dropped: u64,
     /// The views installed after the first, oldest first (the validator keeps the last 64).
     pub view_history: Vec<ViewRecord>,
+    /// The fault the node was started with (`bftswarm node --fault`), for the hub's report.
+    pub injected_fault: Option<String>,
 }
 
 impl Frame {

@@ -11,10 +11,11 @@ use super::handshake::{join_hub, HandshakeError};
 use super::link::{tune, write_frames, Outbox};
 use super::peer::{next_within, SILENCE_LIMIT};
 use crate::actors::{
-    Deliver, GetStatus, Misbehaviour, RecoveredValidator, ReportMisbehaviourTo, Route, Validator, ValidatorStatus,
-    SUPERVISOR_MAILBOX,
+    Deliver, GetStatus, InjectFault, Misbehaviour, RecoveredValidator, ReportMisbehaviourTo, Route, Validator,
+    ValidatorStatus, SUPERVISOR_MAILBOX,
 };
 use crate::crypto::{Keypair, PublicKey};
+use crate::faults::FaultSpec;
 use crate::protocol::Replica;
 use crate::wal::{Recovery, ReplicaSpec, WalError, WalOptions};
 use actix::{Actor, Addr, Context, Handler, Message, Recipient, Supervisor as ActorSupervisor};
@@ -40,6 +41,8 @@ pub struct NodeOptions {
     /// The key the hub must prove it holds.
     pub hub_key: PublicKey,
     pub fsync: bool,
+    /// Injected Byzantine behaviour, for demonstrations: the hub should convict this node.
+    pub fault: Option<FaultSpec>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -78,6 +81,9 @@ pub async fn run_node(options: NodeOptions) -> Result<(), NodeError> {
                         let validator = start_validator(&options, &welcome, link.clone().recipient())?;
                         // Queued before any delivery: nothing the validator finds goes unreported.
                         validator.do_send(ReportMisbehaviourTo(link.clone().recipient()));
+                        if let Some(fault) = options.fault {
+                            validator.do_send(InjectFault(fault));
+                        }
                         running = Some((welcome.name.clone(), validator.clone()));
                         validator
                     }
@@ -234,6 +240,7 @@ fn summary(status: &ValidatorStatus, link_dropped: u64) -> NodeStatus {
         inbound_rejected: status.inbound_rejected.values().sum(),
         outbound_dropped: status.outbound_dropped + link_dropped,
         view_history: status.view_history.clone(),
+        injected_fault: status.injected_fault.clone(),
     }
 }
 

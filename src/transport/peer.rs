@@ -14,9 +14,9 @@ use crate::detect::Report;
 use crate::protocol::{AgentId, ReplicaStats};
 use actix::{Actor, ActorContext, Addr, AsyncContext, Context, Handler, Message, MessageResult, Recipient};
 use futures_util::StreamExt;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 
@@ -136,17 +136,19 @@ impl Handler<GetStatus> for RemoteValidator {
             stats,
             inbound_rejected,
             outbound_dropped: node.outbound_dropped,
-            injected_fault: None,
+            injected_fault: node.injected_fault.clone(),
             view_history: node.view_history.clone(),
             recovery: None,
         })
     }
 }
 
-/// Where the hub hands what a node sends: its routes and its reports.
+/// Where the hub hands what a node sends: its routes and its reports, and
+/// where it notes the nodes that say they run with an injected fault.
 pub struct HubSide {
     pub supervisor: Addr<Supervisor>,
     pub detector: Recipient<Misbehaviour>,
+    pub faulty: Arc<Mutex<BTreeSet<AgentId>>>,
 }
 
 /// Runs the admitted node's connection until either side ends it: starts its
@@ -160,7 +162,7 @@ pub async fn relay(
     hub: HubSide,
     started: impl FnOnce(&Addr<RemoteValidator>),
 ) -> Result<(), WireError> {
-    let HubSide { supervisor, detector } = hub;
+    let HubSide { supervisor, detector, faulty } = hub;
     let dropped = Arc::new(AtomicU64::new(0));
     let routes_dropped = Arc::new(AtomicU64::new(0));
     let reports_dropped = Arc::new(ReportsDropped::default());
@@ -187,7 +189,12 @@ pub async fn relay(
                         routes_dropped.fetch_add(1, Ordering::Relaxed);
                     }
                 }
-                Frame::Status(status) => peer.do_send(StatusReport(*status)),
+                Frame::Status(status) => {
+                    if status.injected_fault.is_some() {
+                        faulty.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(id);
+                    }
+                    peer.do_send(StatusReport(*status))
+                }
                 Frame::Reports(reports) => hand_to_detector(id, reports, &detector, &reports_dropped),
                 other => return Err(WireError::Unexpected { expected: "route, status or reports", got: other.kind() }),
             }
