@@ -98,11 +98,16 @@ impl Testnet {
     }
 
     fn start_node(&mut self, index: usize, hub: &str) {
+        self.start_node_with(index, hub, &[]);
+    }
+
+    fn start_node_with(&mut self, index: usize, hub: &str, args: &[&str]) {
         let name = format!("bft-agent-{}", index + 1);
         let log = std::fs::File::create(self.path(&format!("{name}.log"))).expect("a node log");
         let child = Command::new(BIN)
             .args(["node", "--no-fsync", "--hub", hub, "--home"])
             .arg(self.path(&name))
+            .args(args)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -221,6 +226,68 @@ fn mixed_swarm_of_in_process_and_remote_validators_commits_a_workload() {
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     let report = run_workload(4, 2, 2000);
     assert_nothing_lost(&report, 4);
+}
+
+/// Appends `text` to the hub's config.toml.
+fn add_to_hub_config(net: &Testnet, text: &str) {
+    let config = net.path("hub/config.toml");
+    std::fs::write(&config, std::fs::read_to_string(&config).unwrap() + text).unwrap();
+}
+
+/// The report's detection log convicted exactly `agent` on f+1 accusations of
+/// corrupted signatures, quarantined it and replaced it; nobody else was convicted.
+fn assert_convicted_and_replaced(report: &Value, agent: &str) {
+    let detections = report["detections"].as_array().expect("a detection log");
+    assert_eq!(detections.len(), 1, "one conviction: {report:#}");
+    let record = &detections[0];
+    assert_eq!(record["detected_agent"], agent, "{report:#}");
+    assert_eq!(record["fault_type"], "signature-corruption", "{report:#}");
+    assert_eq!(record["detection_method"], "f-plus-one-accusations", "{report:#}");
+    assert!(record["votes_against"].as_u64().unwrap() >= 2, "f+1 = 2 distinct accusers: {report:#}");
+    assert_eq!(record["action"], "quarantined", "{report:#}");
+    assert!(record["replaced_by"].is_string(), "a fresh validator took its seat: {report:#}");
+    assert_eq!(report["false_positive_rate"].as_f64(), Some(0.0), "{report:#}");
+    let names: Vec<&str> = report["agents"].as_array().unwrap().iter().filter_map(|a| a["name"].as_str()).collect();
+    assert!(!names.contains(&agent), "the convicted agent left the committee: {names:?}");
+}
+
+#[test]
+fn node_processes_convict_a_byzantine_validator_inside_the_hub() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    // bft-agent-4 runs inside the hub and corrupts half of its signatures; the
+    // three node processes are the only possible accusers, and f+1 = 2 of them must report.
+    let mut net = Testnet::write(4, 1);
+    add_to_hub_config(
+        &net,
+        "\n[[faults]]\nagent = \"bft-agent-4\"\nfault_type = \"signature-corruption\"\nprobability = 0.5\n",
+    );
+    let args = hub_args(2000, 64);
+    let hub = net.start_hub(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    for index in 0..3 {
+        net.start_node(index, &hub);
+    }
+    let report = net.hub_report(Duration::from_secs(90));
+    assert_nothing_lost(&report, 4);
+    assert_convicted_and_replaced(&report, "bft-agent-4");
+}
+
+#[test]
+fn a_byzantine_node_process_is_convicted_refused_and_replaced() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let mut net = Testnet::write(4, 0);
+    let args = hub_args(2000, 64);
+    let hub = net.start_hub(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    for index in 0..3 {
+        net.start_node(index, &hub);
+    }
+    net.start_node_with(3, &hub, &["--fault", "signature-corruption", "--fault-probability", "0.5"]);
+    // Quarantined, the node is hung up on and refused when it reconnects; it exits saying why.
+    let refused = net.wait_for_node_exit(3, Duration::from_secs(60));
+    let log = std::fs::read_to_string(net.path("bft-agent-4.log")).unwrap();
+    assert!(!refused.success() && log.contains("bft-agent-4 is quarantined"), "{refused}: {log}");
+    let report = net.hub_report(Duration::from_secs(90));
+    assert_nothing_lost(&report, 4);
+    assert_convicted_and_replaced(&report, "bft-agent-4");
 }
 
 #[test]

@@ -203,6 +203,12 @@ pub struct ViewRecord {
 #[rtype(result = "()")]
 pub struct ObserveExecutions(pub Recipient<BatchExecuted>);
 
+/// Reports what the validator's verifier refuses and its replica proves to
+/// this detector from now on (a validator process reports to its hub).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ReportMisbehaviourTo(pub Recipient<super::detector::Misbehaviour>);
+
 /// A batch one validator executed, with its outcomes.
 #[derive(Clone, Debug, Message)]
 #[rtype(result = "()")]

@@ -50,8 +50,8 @@ pub use durable::RecoveredValidator;
 pub use membership::{Joiner, MembershipChanged};
 pub use messages::{
     BatchExecuted, Deliver, DeliverReply, Destination, Envelope, ForceViewChange, GetRoutingStats, GetStatus,
-    InjectFault, LearnCommittee, ObserveExecutions, Origin, Quarantine, Register, RegisterClient, Restart, Route,
-    RoutingStats, Unregister, UnregisterClient, ValidatorStatus, ViewRecord,
+    InjectFault, LearnCommittee, ObserveExecutions, Origin, Quarantine, Register, RegisterClient, ReportMisbehaviourTo,
+    Restart, Route, RoutingStats, Unregister, UnregisterClient, ValidatorStatus, ViewRecord,
 };
 pub use quarantine::{DetectionRecord, QuarantinePolicy, DETECTIONS_KEY};
 pub use supervisor::{AgentEntry, Supervisor};

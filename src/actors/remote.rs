@@ -6,6 +6,7 @@
 //! [`SwarmHandle::status`] — and so settling, reports and membership changes —
 //! counts it like an in-process one.
 
+use super::detector::Misbehaviour;
 use super::messages::{GetStatus, ValidatorStatus};
 use super::swarm::{lock, SwarmHandle};
 use crate::ledger::Ledger;
@@ -16,6 +17,11 @@ impl SwarmHandle {
     /// Counts validator `id`, running elsewhere, in [`SwarmHandle::status`]; replaces an earlier connection's.
     pub fn attach_remote(&self, id: AgentId, status: Recipient<GetStatus>) {
         lock(&self.remote).insert(id, status);
+    }
+
+    /// Where a validator in another process hands its reports, as an in-process one does.
+    pub fn detector(&self) -> Recipient<Misbehaviour> {
+        self.detector.clone().recipient()
     }
 
     /// How many validators in other processes are attached and still connected.

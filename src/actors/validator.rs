@@ -15,7 +15,7 @@ use super::detector::Misbehaviour;
 use super::durable::{DurableLog, FlushLog, RecoveredValidator};
 use super::messages::{
     BatchExecuted, Deliver, Destination, Envelope, ForceViewChange, GetNextNonces, GetStatus, InjectFault,
-    ObserveExecutions, Origin, Restart, Route, ValidatorStatus, ViewRecord,
+    ObserveExecutions, Origin, ReportMisbehaviourTo, Restart, Route, ValidatorStatus, ViewRecord,
 };
 use super::timer::DeadlineTimer;
 use super::{now, AGENT_MAILBOX};
@@ -497,6 +497,14 @@ impl Handler<ObserveExecutions> for Validator {
 
     fn handle(&mut self, ObserveExecutions(observer): ObserveExecutions, _: &mut Context<Self>) {
         self.observers.push(observer);
+    }
+}
+
+impl Handler<ReportMisbehaviourTo> for Validator {
+    type Result = ();
+
+    fn handle(&mut self, ReportMisbehaviourTo(detector): ReportMisbehaviourTo, _: &mut Context<Self>) {
+        self.detector = Some(detector);
     }
 }
 

@@ -35,7 +35,7 @@ pub fn run(cfg: &SwarmConfig, genesis: Ledger, transfers: Vec<SignedTransfer>) -
     let binary = std::env::current_exe()?;
     let cpu_before = children_cpu_time();
     let (run, statuses) = actix::System::new().block_on(async {
-        let hub = start(spec, remote, setup.hub_key.clone(), "127.0.0.1:0", &cfg.swarm.name).await?;
+        let hub = start(spec, setup.launch_options(remote), setup.hub_key.clone(), "127.0.0.1:0").await?;
         let address = hub.local_addr().to_string();
         let mut nodes = Nodes(Vec::new());
         for (_, home) in &testnet.nodes {
@@ -44,7 +44,7 @@ pub fn run(cfg: &SwarmConfig, genesis: Ledger, transfers: Vec<SignedTransfer>) -
         hub.wait_for_nodes(n, CONNECT_WAIT).await.map_err(|connected| {
             CliError::TaskFailed(format!("only {connected} of {n} node processes connected within {CONNECT_WAIT:?}"))
         })?;
-        let result = submit(&hub, transfers, cfg, Vec::new()).await.map(|(run, statuses, _)| (run, statuses));
+        let result = submit(&hub, transfers, cfg, Vec::new()).await.map(|(run, statuses, ..)| (run, statuses));
         drop(nodes);
         result
     })?;

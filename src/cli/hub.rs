@@ -1,15 +1,17 @@
 //! `bftswarm hub --home DIR`: the supervisor of a swarm whose validators run
 //! as separate processes (`bftswarm node`), listening for them over TCP. It
-//! runs the validators its committee marks `in_process` itself, waits for the
-//! others to connect, optionally submits a workload and reports like `run`.
+//! runs the validators its committee marks `in_process` itself (with the
+//! config's `[[faults]]`), waits for the others to connect, optionally submits
+//! a workload and reports like `run`, detections and replacements included.
 
 use super::report::{RunFacts, RunReport};
-use super::run::workload_spec;
+use super::run::{injected_agents, quarantine_policy, replacements_done, workload_spec, MEMBERSHIP_WAIT};
 use super::testnet::HubCommittee;
 use super::CliError;
-use crate::actors::{ClientRun, LaunchOptions, MembershipChanged, Swarm, SwarmSpec, ValidatorStatus};
+use crate::actors::{ClientRun, DetectionRecord, LaunchOptions, MembershipChanged, Swarm, SwarmSpec, ValidatorStatus};
 use crate::config::SwarmConfig;
 use crate::crypto::{Keypair, PublicKey};
+use crate::faults::FaultType;
 use crate::ledger::{Ledger, SignedTransfer};
 use crate::protocol::{AgentId, ClientId, Committee, Epoch, Member};
 use crate::transport::{parse_public_key, Hub};
@@ -130,6 +132,35 @@ impl HubSetup {
     }
 }
 
+impl HubSetup {
+    /// How to launch the swarm's in-process part: `remote` members connect as
+    /// node processes; a conviction leads to what `[detection]` says.
+    pub fn launch_options(&self, remote: BTreeSet<AgentId>) -> LaunchOptions {
+        let (name, quarantine) = (self.cfg.swarm.name.clone(), quarantine_policy(&self.cfg));
+        LaunchOptions { name, external_validators: remote, quarantine, ..LaunchOptions::default() }
+    }
+
+    /// The config's `[[faults]]`, resolved to the validators that run inside
+    /// the hub; a fault of a node process is refused (it belongs on its command line).
+    pub fn in_process_faults(&self) -> Result<Vec<(AgentId, FaultType, f64, Duration)>, CliError> {
+        let validators = &self.committee.validators;
+        let resolve = |fault: &crate::config::FaultEntry| {
+            let index = validators.iter().position(|entry| entry.name == fault.agent);
+            let index =
+                index.ok_or_else(|| CliError::Usage(format!("no validator {} in committee.toml", fault.agent)))?;
+            if !validators[index].in_process {
+                return Err(CliError::Usage(format!(
+                    "{} runs as a node process; give its fault to that node (`bftswarm node … --fault {}`) instead of config.toml",
+                    fault.agent, fault.fault_type
+                )));
+            }
+            let fault_type = fault.fault_type.parse::<FaultType>().map_err(CliError::Usage)?;
+            Ok((AgentId(index as u32), fault_type, fault.probability, Duration::from_millis(fault.after_ms)))
+        };
+        self.cfg.faults.iter().map(resolve).collect()
+    }
+}
+
 fn usage(path: &Path, error: impl std::fmt::Display) -> CliError {
     CliError::Usage(format!("cannot read {}: {error}", path.display()))
 }
@@ -147,6 +178,8 @@ pub fn execute(args: &HubArgs) -> Result<(), CliError> {
     let workload = Workload::generate(&workload_spec(&setup.cfg));
     let genesis = Ledger::with_genesis(&workload.genesis).map_err(|e| CliError::Usage(e.to_string()))?;
     let (spec, remote) = setup.spec(genesis)?;
+    let faults = setup.in_process_faults()?;
+    let options = setup.launch_options(remote.clone());
     let listen = args.listen.clone().unwrap_or_else(|| setup.committee.listen.clone());
     let facts = RunFacts {
         swarm_name: setup.cfg.swarm.name.clone(),
@@ -159,7 +192,10 @@ pub fn execute(args: &HubArgs) -> Result<(), CliError> {
     };
     let system = actix::System::new();
     let result = system.block_on(async {
-        let hub = start(spec, remote.clone(), setup.hub_key.clone(), &listen, &setup.cfg.swarm.name).await?;
+        let hub = start(spec, options, setup.hub_key.clone(), &listen).await?;
+        for (agent, fault_type, probability, after) in faults {
+            hub.swarm().inject_fault(agent, fault_type, probability, after)?;
+        }
         let addr_file = args.home.join("hub.addr");
         std::fs::write(&addr_file, hub.local_addr().to_string()).map_err(|e| usage(&addr_file, e))?;
         eprintln!("hub listening on {}; waiting for {} validator processes", hub.local_addr(), remote.len());
@@ -175,7 +211,7 @@ pub fn execute(args: &HubArgs) -> Result<(), CliError> {
         if args.transactions > 0 {
             eprintln!("workload started: {} transfers", args.transactions);
             let standby = setup.standby()?;
-            let (run, statuses, changes) = submit(&hub, workload.transfers, &setup.cfg, standby).await?;
+            let (run, statuses, changes, detections) = submit(&hub, workload.transfers, &setup.cfg, standby).await?;
             // After membership changes, the committee that ran last is the one to judge.
             let facts = match changes.last() {
                 Some(last) => RunFacts { validators: last.validators, max_failures: last.max_failures, quorum: last.quorum, ..facts },
@@ -183,6 +219,7 @@ pub fn execute(args: &HubArgs) -> Result<(), CliError> {
             };
             let mut report = RunReport::build(&run, &statuses, &facts);
             report.membership_changes = changes;
+            report.add_detections(detections, &byzantine_agents(&hub, &setup.cfg));
             if args.json {
                 println!("{}", serde_json::to_string_pretty(&report).map_err(std::io::Error::other)?);
             } else {
@@ -203,15 +240,16 @@ pub fn execute(args: &HubArgs) -> Result<(), CliError> {
     result
 }
 
+/// The agents the config makes Byzantine and those whose node process says it runs with a fault.
+fn byzantine_agents(hub: &Hub, cfg: &SwarmConfig) -> Vec<String> {
+    let history = hub.swarm().committee_history();
+    let name = |id: AgentId| history.iter().find_map(|committee| committee.member(id).map(|m| m.name.clone()));
+    let declared = hub.declared_faulty().into_iter().filter_map(name);
+    injected_agents(cfg).into_iter().chain(declared).collect()
+}
+
 /// Launches the swarm's in-process part and listens for the rest. Must run inside an actix System.
-pub async fn start(
-    spec: SwarmSpec,
-    remote: BTreeSet<AgentId>,
-    hub_key: Keypair,
-    listen: &str,
-    name: &str,
-) -> Result<Hub, CliError> {
-    let options = LaunchOptions { name: name.to_string(), external_validators: remote, ..LaunchOptions::default() };
+pub async fn start(spec: SwarmSpec, options: LaunchOptions, hub_key: Keypair, listen: &str) -> Result<Hub, CliError> {
     let swarm = Arc::new(Swarm::launch_with(spec, options)?);
     Hub::listen(swarm, hub_key, listen)
         .await
@@ -219,12 +257,12 @@ pub async fn start(
 }
 
 /// What a workload through the hub saw: the client's run, the validators'
-/// settled statuses, the membership changes made meanwhile.
-pub type Submitted = (ClientRun, Vec<ValidatorStatus>, Vec<MembershipChanged>);
+/// settled statuses, the membership changes made meanwhile, the detection log.
+pub type Submitted = (ClientRun, Vec<ValidatorStatus>, Vec<MembershipChanged>, Vec<DetectionRecord>);
 
 /// Submits `transfers` through one client, makes the config's `[[membership]]`
-/// changes meanwhile (adding `standby` validators first), and waits for every
-/// validator to settle.
+/// changes meanwhile (adding `standby` validators first), waits for every
+/// convicted agent's replacement, then for every validator to settle.
 pub async fn submit(
     hub: &Hub,
     transfers: Vec<SignedTransfer>,
@@ -241,5 +279,6 @@ pub async fn submit(
     let operator = super::hub_membership::operate(hub, &cfg.membership, standby, &progress);
     let (run, changes) = tokio::join!(client, operator);
     let (run, changes) = (run??, changes?);
-    Ok((run, swarm.settled_status(SETTLE_WAIT).await, changes))
+    let detections = replacements_done(swarm, MEMBERSHIP_WAIT).await;
+    Ok((run, swarm.settled_status(SETTLE_WAIT).await, changes, detections))
 }

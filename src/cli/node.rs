@@ -3,6 +3,7 @@
 
 use super::CliError;
 use crate::crypto::Keypair;
+use crate::faults::{FaultSpec, FaultType};
 use crate::transport::{parse_public_key, run_node, NodeError, NodeOptions};
 use std::path::{Path, PathBuf};
 
@@ -26,6 +27,13 @@ pub struct NodeArgs {
     /// Do not wait for the disk on each write-ahead log commit (a machine crash may lose the last ones).
     #[arg(long)]
     pub no_fsync: bool,
+    /// Make this validator Byzantine, for demonstrations (signature-corruption, equivocation,
+    /// censorship, silent, replay, invalid-proposal, delay, double-spend); its peers report it to the hub.
+    #[arg(long, value_name = "TYPE")]
+    pub fault: Option<String>,
+    /// How often the fault strikes (0.0 to 1.0).
+    #[arg(long, value_name = "P", default_value_t = 0.5, requires = "fault")]
+    pub fault_probability: f64,
 }
 
 pub fn execute(args: &NodeArgs) -> Result<(), CliError> {
@@ -47,14 +55,27 @@ pub fn execute(args: &NodeArgs) -> Result<(), CliError> {
             parse_public_key(&text).map_err(|e| CliError::Usage(format!("{}: {e}", path.display())))?
         }
     };
-    let options =
-        NodeOptions { home: args.home.clone(), hub: args.hub.clone(), keypair, hub_key, fsync: !args.no_fsync };
+    let fault = match &args.fault {
+        Some(name) => Some(fault_spec(name, args.fault_probability)?),
+        None => None,
+    };
+    let (home, hub, fsync) = (args.home.clone(), args.hub.clone(), !args.no_fsync);
+    let options = NodeOptions { home, hub, keypair, hub_key, fsync, fault };
     eprintln!("validator {} connecting to the hub at {}", options.keypair.public_key(), args.hub);
     let result = actix::System::new().block_on(run_node(options));
     result.map_err(|error| match error {
         NodeError::Handshake(error) => CliError::Usage(error.to_string()),
         other => CliError::Daemon(other.to_string()),
     })
+}
+
+/// A fault from the moment the validator starts.
+fn fault_spec(name: &str, probability: f64) -> Result<FaultSpec, CliError> {
+    let fault_type = name.parse::<FaultType>().map_err(|e| CliError::Usage(format!("--fault: {e}")))?;
+    if !(0.0..=1.0).contains(&probability) {
+        return Err(CliError::Usage(format!("--fault-probability {probability} must be between 0.0 and 1.0")));
+    }
+    Ok(FaultSpec { fault_type, probability, after_us: 0 })
 }
 
 /// The single `*.pem` file in `dir`.

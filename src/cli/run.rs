@@ -172,7 +172,7 @@ fn detection_memory(cfg: &SwarmConfig, home: &Path) -> Option<Arc<Mutex<MemorySt
 }
 
 /// The agents the config makes Byzantine: convicting anyone else is a false positive.
-fn injected_agents(cfg: &SwarmConfig) -> Vec<String> {
+pub(crate) fn injected_agents(cfg: &SwarmConfig) -> Vec<String> {
     cfg.faults.iter().map(|fault| fault.agent.clone()).collect()
 }
 
@@ -197,12 +197,7 @@ pub(crate) fn drive_with(
     let (name, validator_mailbox) = (cfg.swarm.name.clone(), validator_mailbox()?);
     let faults = configured_faults(cfg)?;
     let membership = configured_membership(cfg);
-    let quarantine = QuarantinePolicy {
-        duration: Duration::from_millis(cfg.detection.quarantine_duration_ms),
-        enforce: cfg.detection.malicious_detection,
-        max_wait: MEMBERSHIP_WAIT,
-        memory: None,
-    };
+    let quarantine = quarantine_policy(cfg);
     let system = actix::System::new();
     system.block_on(async move {
         let mut options = LaunchOptions { name, hooks, validator_mailbox, wal, quarantine, ..LaunchOptions::default() };
@@ -253,8 +248,18 @@ pub(crate) fn drive_with(
 /// changes made and the detection log.
 pub(crate) type DriveResult = (ClientRun, Vec<ValidatorStatus>, Vec<MembershipChanged>, Vec<DetectionRecord>);
 
+/// What `[detection]` makes of a conviction (the detection log is not stored).
+pub(crate) fn quarantine_policy(cfg: &SwarmConfig) -> QuarantinePolicy {
+    QuarantinePolicy {
+        duration: Duration::from_millis(cfg.detection.quarantine_duration_ms),
+        enforce: cfg.detection.malicious_detection,
+        max_wait: MEMBERSHIP_WAIT,
+        memory: None,
+    }
+}
+
 /// The detection log once every quarantined agent has been replaced (or `max_wait` passed).
-async fn replacements_done(swarm: &Swarm, max_wait: Duration) -> Vec<DetectionRecord> {
+pub(crate) async fn replacements_done(swarm: &Swarm, max_wait: Duration) -> Vec<DetectionRecord> {
     let started = Instant::now();
     loop {
         let log = swarm.detection_log().await.unwrap_or_default();
@@ -267,7 +272,7 @@ async fn replacements_done(swarm: &Swarm, max_wait: Duration) -> Vec<DetectionRe
 }
 
 /// How long one membership change may take to take effect.
-const MEMBERSHIP_WAIT: Duration = Duration::from_secs(30);
+pub(crate) const MEMBERSHIP_WAIT: Duration = Duration::from_secs(30);
 
 /// One `[[membership]]` entry, resolved: after how many transfers, how many to add, whom to remove.
 struct PlannedChange {

@@ -27,17 +27,18 @@ pub use proof::{Proof, ProvenFault};
 pub use reports::{report_output, report_rejection};
 
 use crate::protocol::{AgentId, Committee, Micros, View};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum AccusationReason {
     BadSignature,
     Flood,
 }
 
-#[derive(Clone, Debug)]
+/// Serializable: a validator in another process sends its reports to the hub.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Report {
     Proof {
         reporter: AgentId,

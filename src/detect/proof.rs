@@ -3,10 +3,10 @@
 
 use crate::ledger::SignedTransfer;
 use crate::protocol::{AgentId, Committee, Evidence, Message, SignedMessage};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Proof {
     /// Two valid signatures of one agent on conflicting messages for one slot.
     Equivocation(Evidence),

@@ -3,10 +3,11 @@
 use super::committee::Committee;
 use super::message::{Message, SignedMessage};
 use super::types::AgentId;
+use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
 /// Two messages signed by one agent that cannot both come from an honest one.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Evidence {
     /// Two signed messages of one kind for one slot (view and sequence, or checkpoint
     /// sequence) with different digests.

@@ -7,6 +7,7 @@
 
 use crate::actors::{Destination, Envelope, Origin, ViewRecord};
 use crate::crypto::{Digest, PublicKey, Signature};
+use crate::detect::Report;
 use crate::ledger::Ledger;
 use crate::protocol::{AgentId, Committee, Epoch, ProtocolParams, Seq, View};
 use bytes::Bytes;
@@ -18,7 +19,7 @@ use tokio_util::codec::LengthDelimitedCodec;
 pub const MAX_FRAME_BYTES: usize = 64 * 1024 * 1024;
 
 /// Bumped when frames change incompatibly; a node of another version is refused.
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// Length-prefixed frames (4-byte big-endian length), bounded by [`MAX_FRAME_BYTES`].
 pub fn codec() -> LengthDelimitedCodec {
@@ -59,6 +60,9 @@ pub enum Frame {
     Route(Vec<(Destination, Envelope)>),
     /// Node → hub: a summary of the validator's state, sent periodically.
     Status(Box<NodeStatus>),
+    /// Node → hub: what the validator's verifier refused and its replica
+    /// proved, for the swarm's detector; the hub keeps only the node's own.
+    Reports(Vec<Report>),
 }
 
 /// What a node needs to run its validator: who it is, every committee so
@@ -91,6 +95,8 @@ pub struct NodeStatus {
     pub outbound_dropped: u64,
     /// The views installed after the first, oldest first (the validator keeps the last 64).
     pub view_history: Vec<ViewRecord>,
+    /// The fault the node was started with (`bftswarm node --fault`), for the hub's report.
+    pub injected_fault: Option<String>,
 }
 
 impl Frame {
@@ -105,6 +111,7 @@ impl Frame {
             Frame::Deliver { .. } => "deliver",
             Frame::Route(_) => "route",
             Frame::Status(_) => "status",
+            Frame::Reports(_) => "reports",
         }
     }
 

@@ -7,14 +7,14 @@ use super::frame::{codec, Welcome};
 use super::gate::QuarantineGate;
 use super::handshake::admit_node;
 use super::link::tune;
-use super::peer::{relay, Disconnected, RemoteValidator};
+use super::peer::{relay, Disconnected, HubSide, RemoteValidator};
 use crate::actors::{Register, Swarm};
 use crate::crypto::{Keypair, PublicKey};
 use crate::events::{EventKind, EventKinds};
 use crate::hooks::Subscribe;
 use crate::protocol::AgentId;
 use actix::{Actor, Addr, Arbiter};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -37,6 +37,8 @@ pub(super) struct Shared {
     /// The live connection of each validator process. The newest wins: a
     /// restarted node must not wait for the hub to notice its old connection died.
     connections: Mutex<BTreeMap<AgentId, Addr<RemoteValidator>>>,
+    /// Validators whose process said it runs with an injected fault (`bftswarm node --fault`).
+    faulty: Arc<Mutex<BTreeSet<AgentId>>>,
 }
 
 impl Hub {
@@ -45,7 +47,13 @@ impl Hub {
     pub async fn listen(swarm: Arc<Swarm>, key: Keypair, listen: &str) -> std::io::Result<Hub> {
         let listener = TcpListener::bind(listen).await?;
         let local_addr = listener.local_addr()?;
-        let shared = Arc::new(Shared { swarm, key, refused: Mutex::default(), connections: Mutex::default() });
+        let shared = Arc::new(Shared {
+            swarm,
+            key,
+            refused: Mutex::default(),
+            connections: Mutex::default(),
+            faulty: Arc::default(),
+        });
         let gate = QuarantineGate(shared.clone()).start();
         let kinds = EventKinds::default().with(EventKind::AgentQuarantined);
         let subscribe = Subscribe { name: "hub-quarantine-gate".into(), kinds, recipient: gate.recipient() };
@@ -67,6 +75,12 @@ impl Hub {
     /// this way on their own (the hub hears `agent-quarantined`).
     pub fn refuse(&self, key: PublicKey, reason: String) {
         self.shared.refuse(key, reason);
+    }
+
+    /// The validators whose process said it runs with an injected fault:
+    /// convicting them is no false positive.
+    pub fn declared_faulty(&self) -> BTreeSet<AgentId> {
+        lock(&self.shared.faulty).clone()
     }
 
     /// Closes validator `id`'s connection, if it has one (a removed validator).
@@ -186,7 +200,9 @@ async fn serve(stream: TcpStream, from: SocketAddr, shared: Arc<Shared>) {
         swarm.supervisor().do_send(Register { id, name: name.clone(), public_key, recipient });
         swarm.attach_remote(id, peer.clone().recipient());
     };
-    let result = relay(conn, id, name.clone(), public_key, swarm.supervisor().clone(), registered).await;
+    let faulty = shared.faulty.clone();
+    let hub = HubSide { supervisor: swarm.supervisor().clone(), detector: swarm.detector(), faulty };
+    let result = relay(conn, id, name.clone(), public_key, hub, registered).await;
     match result {
         Err(super::frame::WireError::Closed) | Ok(()) => tracing::info!(validator = %name, "validator process left"),
         Err(error) => tracing::warn!(validator = %name, %error, "validator connection ended"),

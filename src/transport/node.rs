@@ -10,8 +10,12 @@ use super::frame::{codec, Frame, NodeStatus, Welcome, WireError};
 use super::handshake::{join_hub, HandshakeError};
 use super::link::{tune, write_frames, Outbox};
 use super::peer::{next_within, SILENCE_LIMIT};
-use crate::actors::{Deliver, GetStatus, RecoveredValidator, Route, Validator, ValidatorStatus, SUPERVISOR_MAILBOX};
+use crate::actors::{
+    Deliver, GetStatus, InjectFault, Misbehaviour, RecoveredValidator, ReportMisbehaviourTo, Route, Validator,
+    ValidatorStatus, SUPERVISOR_MAILBOX,
+};
 use crate::crypto::{Keypair, PublicKey};
+use crate::faults::FaultSpec;
 use crate::wal::{Recovery, ReplicaSpec, WalError, WalOptions};
 use actix::{Actor, Addr, Context, Handler, Message, Recipient, Supervisor as ActorSupervisor};
 use futures_util::StreamExt;
@@ -36,6 +40,8 @@ pub struct NodeOptions {
     /// The key the hub must prove it holds.
     pub hub_key: PublicKey,
     pub fsync: bool,
+    /// Injected Byzantine behaviour, for demonstrations: the hub should convict this node.
+    pub fault: Option<FaultSpec>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -68,6 +74,11 @@ pub async fn run_node(options: NodeOptions) -> Result<(), NodeError> {
                     Some((_, validator)) => validator.clone(),
                     None => {
                         let validator = start_validator(&options, &welcome, link.clone().recipient())?;
+                        // Queued before any delivery: nothing the validator finds goes unreported.
+                        validator.do_send(ReportMisbehaviourTo(link.clone().recipient()));
+                        if let Some(fault) = options.fault {
+                            validator.do_send(InjectFault(fault));
+                        }
                         running = Some((welcome.name.clone(), validator.clone()));
                         validator
                     }
@@ -203,14 +214,29 @@ fn summary(status: &ValidatorStatus, link_dropped: u64) -> NodeStatus {
         inbound_rejected: status.inbound_rejected.values().sum(),
         outbound_dropped: status.outbound_dropped + link_dropped,
         view_history: status.view_history.clone(),
+        injected_fault: status.injected_fault.clone(),
     }
 }
 
-/// The validator's supervisor, as seen from the node: routes go to the hub's
-/// socket while connected, and are dropped and counted while not.
+/// The validator's supervisor and detector, as seen from the node: routes and
+/// reports go to the hub's socket while connected, and are dropped and
+/// counted (as outbound) while not.
 struct HubLink {
     outbox: Option<Outbox>,
     dropped: Arc<AtomicU64>,
+}
+
+impl HubLink {
+    /// Queues `frame` (of `count` items) for the hub, or counts it dropped while disconnected.
+    fn forward(&mut self, frame: &Frame, count: u64) {
+        match &self.outbox {
+            Some(outbox) if outbox.push(frame, count) => {}
+            Some(_) => self.outbox = None,
+            None => {
+                self.dropped.fetch_add(count, Ordering::Relaxed);
+            }
+        }
+    }
 }
 
 #[derive(Message)]
@@ -238,15 +264,15 @@ impl Handler<Route> for HubLink {
 
     fn handle(&mut self, route: Route, _: &mut Context<Self>) {
         let count = route.items.len() as u64;
-        match &self.outbox {
-            Some(outbox) => {
-                if !outbox.push(&Frame::Route(route.items), count) {
-                    self.outbox = None;
-                }
-            }
-            None => {
-                self.dropped.fetch_add(count, Ordering::Relaxed);
-            }
-        }
+        self.forward(&Frame::Route(route.items), count);
+    }
+}
+
+impl Handler<Misbehaviour> for HubLink {
+    type Result = ();
+
+    fn handle(&mut self, Misbehaviour { reports, .. }: Misbehaviour, _: &mut Context<Self>) {
+        let count = reports.len() as u64;
+        self.forward(&Frame::Reports(reports), count);
     }
 }

@@ -1,19 +1,23 @@
 //! The hub's side of one connected validator process: a [`RemoteValidator`]
 //! actor that the supervisor delivers to like any validator, and the reader
-//! that turns the node's frames into [`Route`]s from that validator.
+//! that turns the node's frames into [`Route`]s from that validator and its
+//! own reports into [`Misbehaviour`] for the swarm's detector.
 
 use super::frame::{Frame, NodeStatus, WireError};
 use super::handshake::Connection;
 use super::link::{write_frames, Outbox};
-use crate::actors::{Deliver, Destination, GetStatus, Origin, Route, Supervisor, ValidatorStatus, AGENT_MAILBOX};
+use crate::actors::{
+    Deliver, Destination, GetStatus, Misbehaviour, Origin, Route, Supervisor, ValidatorStatus, AGENT_MAILBOX,
+};
 use crate::crypto::PublicKey;
+use crate::detect::Report;
 use crate::protocol::{AgentId, ReplicaStats};
-use actix::{Actor, ActorContext, Addr, AsyncContext, Context, Handler, Message, MessageResult};
+use actix::{Actor, ActorContext, Addr, AsyncContext, Context, Handler, Message, MessageResult, Recipient};
 use futures_util::StreamExt;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 
 /// Stands in for a validator of another process: what the supervisor
@@ -27,7 +31,18 @@ pub struct RemoteValidator {
     dropped: Arc<AtomicU64>,
     /// Routes the supervisor's full mailbox refused.
     routes_dropped: Arc<AtomicU64>,
+    /// Reports the node sent in another member's name, or the detector's full mailbox refused.
+    reports_dropped: Arc<ReportsDropped>,
     latest: NodeStatus,
+}
+
+/// The node's reports the hub did not hand to the detector, by why.
+#[derive(Default)]
+struct ReportsDropped {
+    /// Named another member as reporter: a node speaks only for itself.
+    not_its_own: AtomicU64,
+    /// The detector's mailbox was full.
+    detector_full: AtomicU64,
 }
 
 /// The node reported its state.
@@ -99,6 +114,9 @@ impl Handler<GetStatus> for RemoteValidator {
         inbound_rejected.insert("rejected-by-node".to_string(), node.inbound_rejected);
         inbound_rejected.insert("dropped-hub-outbox-full".to_string(), self.dropped.load(Ordering::Relaxed));
         inbound_rejected.insert("dropped-supervisor-full".to_string(), self.routes_dropped.load(Ordering::Relaxed));
+        let reports = &self.reports_dropped;
+        inbound_rejected.insert("report-not-its-own".to_string(), reports.not_its_own.load(Ordering::Relaxed));
+        inbound_rejected.insert("report-detector-full".to_string(), reports.detector_full.load(Ordering::Relaxed));
         let stats =
             ReplicaStats { txs_committed: node.txs_committed, txs_rejected: node.txs_rejected, ..Default::default() };
         MessageResult(ValidatorStatus {
@@ -118,11 +136,19 @@ impl Handler<GetStatus> for RemoteValidator {
             stats,
             inbound_rejected,
             outbound_dropped: node.outbound_dropped,
-            injected_fault: None,
+            injected_fault: node.injected_fault.clone(),
             view_history: node.view_history.clone(),
             recovery: None,
         })
     }
+}
+
+/// Where the hub hands what a node sends: its routes and its reports, and
+/// where it notes the nodes that say they run with an injected fault.
+pub struct HubSide {
+    pub supervisor: Addr<Supervisor>,
+    pub detector: Recipient<Misbehaviour>,
+    pub faulty: Arc<Mutex<BTreeSet<AgentId>>>,
 }
 
 /// Runs the admitted node's connection until either side ends it: starts its
@@ -133,11 +159,13 @@ pub async fn relay(
     id: AgentId,
     name: String,
     public_key: PublicKey,
-    supervisor: Addr<Supervisor>,
+    hub: HubSide,
     started: impl FnOnce(&Addr<RemoteValidator>),
 ) -> Result<(), WireError> {
+    let HubSide { supervisor, detector, faulty } = hub;
     let dropped = Arc::new(AtomicU64::new(0));
     let routes_dropped = Arc::new(AtomicU64::new(0));
+    let reports_dropped = Arc::new(ReportsDropped::default());
     let (outbox, queued) = Outbox::bounded(dropped.clone());
     let peer = RemoteValidator {
         id,
@@ -146,6 +174,7 @@ pub async fn relay(
         outbox,
         dropped,
         routes_dropped: routes_dropped.clone(),
+        reports_dropped: reports_dropped.clone(),
         latest: NodeStatus { member: true, ..NodeStatus::default() },
     }
     .start();
@@ -160,8 +189,14 @@ pub async fn relay(
                         routes_dropped.fetch_add(1, Ordering::Relaxed);
                     }
                 }
-                Frame::Status(status) => peer.do_send(StatusReport(*status)),
-                other => return Err(WireError::Unexpected { expected: "route or status", got: other.kind() }),
+                Frame::Status(status) => {
+                    if status.injected_fault.is_some() {
+                        faulty.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(id);
+                    }
+                    peer.do_send(StatusReport(*status))
+                }
+                Frame::Reports(reports) => hand_to_detector(id, reports, &detector, &reports_dropped),
+                other => return Err(WireError::Unexpected { expected: "route, status or reports", got: other.kind() }),
             }
         }
         Err(WireError::Closed)
@@ -172,6 +207,30 @@ pub async fn relay(
     };
     peer.do_send(Disconnected);
     result
+}
+
+/// Hands validator `id`'s own reports to the detector, as an in-process
+/// validator's; a report in another member's name is dropped and counted.
+fn hand_to_detector(id: AgentId, reports: Vec<Report>, detector: &Recipient<Misbehaviour>, dropped: &ReportsDropped) {
+    let (own, foreign) = own_reports(id, reports);
+    if foreign > 0 && dropped.not_its_own.fetch_add(foreign, Ordering::Relaxed) == 0 {
+        tracing::warn!(validator = %id, "a validator process sent reports in another member's name; dropped");
+    }
+    if own.is_empty() {
+        return;
+    }
+    let count = own.len() as u64;
+    if detector.try_send(Misbehaviour { reports: own, sent_at: Instant::now() }).is_err() {
+        dropped.detector_full.fetch_add(count, Ordering::Relaxed);
+    }
+}
+
+/// The reports whose reporter is `id`, and how many named someone else.
+pub(super) fn own_reports(id: AgentId, reports: Vec<Report>) -> (Vec<Report>, u64) {
+    let total = reports.len();
+    let own: Vec<Report> = reports.into_iter().filter(|report| report.reporter() == id).collect();
+    let foreign = (total - own.len()) as u64;
+    (own, foreign)
 }
 
 /// The next frame's bytes, none at the end of the stream, an error after `limit` of silence.

@@ -5,9 +5,10 @@ use super::frame::{codec, Frame, Welcome, MAX_FRAME_BYTES};
 use super::handshake::{admit_node, join_hub, HandshakeError};
 use crate::actors::{Destination, Envelope, Origin};
 use crate::crypto::{Digest, Keypair};
+use crate::detect::{AccusationReason, Proof, Report};
 use crate::ledger::{AccountId, Ledger, Transfer, TxId};
 use crate::protocol::{
-    AgentId, Batch, ClientId, Committee, Epoch, Message, ProtocolParams, Request, Seq, SignedMessage, View,
+    AgentId, Batch, ClientId, Committee, Epoch, Evidence, Message, ProtocolParams, Request, Seq, SignedMessage, View,
 };
 use bytes::BytesMut;
 use proptest::prelude::*;
@@ -25,6 +26,25 @@ fn request(seed: u8) -> Request {
         memo: Some("rent".into()),
     };
     Request { client: ClientId(1), tx: transfer.sign(&owner) }
+}
+
+/// Two prepares `signer` signed for one slot with different digests.
+fn equivocation(signer: AgentId, keypair: &Keypair) -> Evidence {
+    let prepare = |digest: &[u8]| Message::Prepare { view: View(0), seq: Seq(1), digest: Digest::of(digest) };
+    let sign = |message| Arc::new(SignedMessage::sign(message, Epoch(0), signer, keypair));
+    Evidence::Equivocation { first: sign(prepare(b"one")), second: sign(prepare(b"two")) }
+}
+
+/// One report of each kind, all by `reporter`.
+fn reports_by(reporter: AgentId) -> Vec<Report> {
+    let keypair = Keypair::from_seed([9; 32]);
+    let double_spend = Proof::DoubleSpend { first: Box::new(request(1).tx), second: Box::new(request(2).tx) };
+    vec![
+        Report::Proof { reporter, proof: Proof::Equivocation(equivocation(AgentId(0), &keypair)) },
+        Report::Proof { reporter, proof: double_spend },
+        Report::Accusation { accuser: reporter, accused: AgentId(3), reason: AccusationReason::BadSignature },
+        Report::CensorshipStrike { reporter, primary: AgentId(0), view: View(2) },
+    ]
 }
 
 /// A frame of each kind a running connection carries, encoded (built once).
@@ -48,6 +68,7 @@ fn encode_real_frames() -> Vec<Vec<u8>> {
         Frame::Route(vec![(Destination::AllValidatorsExcept(AgentId(0)), Envelope::Consensus(signed))]),
         Frame::Status(Box::default()),
         Frame::Refused { reason: "no".into() },
+        Frame::Reports(reports_by(AgentId(1))),
     ];
     frames.iter().map(|frame| frame.encode().unwrap().to_vec()).collect()
 }
@@ -58,6 +79,24 @@ fn every_frame_round_trips() {
         let frame = Frame::decode(&bytes).unwrap();
         assert_eq!(frame.encode().unwrap().to_vec(), bytes);
     }
+}
+
+#[test]
+fn reports_arrive_as_they_were_sent() {
+    let sent = reports_by(AgentId(2));
+    let bytes = Frame::Reports(sent.clone()).encode().unwrap();
+    match Frame::decode(&bytes).unwrap() {
+        Frame::Reports(received) => assert_eq!(received, sent),
+        other => panic!("a reports frame decoded as {}", other.kind()),
+    }
+}
+
+#[test]
+fn a_node_keeps_only_its_own_reports() {
+    let mut reports = reports_by(AgentId(1));
+    reports.extend(reports_by(AgentId(2)));
+    let (own, foreign) = super::peer::own_reports(AgentId(1), reports);
+    assert_eq!((own, foreign), (reports_by(AgentId(1)), 4));
 }
 
 #[test]
@@ -94,10 +133,11 @@ proptest! {
 
     #[test]
     fn corrupted_real_frames_never_panic_the_decoder(
-        which in 0usize..4,
+        which in any::<prop::sample::Index>(),
         flips in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..8),
     ) {
-        let mut bytes = real_frames().swap_remove(which);
+        let mut frames = real_frames();
+        let mut bytes = frames.swap_remove(which.index(frames.len()));
         for (index, value) in flips {
             let at = index.index(bytes.len());
             bytes[at] = value;
@@ -229,5 +269,48 @@ fn the_hub_admits_its_remote_members_and_turns_away_a_refused_key_with_the_reaso
             }
             actix_rt::time::sleep(std::time::Duration::from_millis(20)).await;
         }
+    });
+}
+
+#[test]
+fn the_hub_convicts_on_a_nodes_own_reports_and_ignores_those_in_another_members_name() {
+    use crate::actors::{LaunchOptions, Swarm, SwarmSpec};
+    use futures_util::SinkExt;
+    let keys: Vec<Keypair> = (0..4u8).map(|i| Keypair::from_seed([i; 32])).collect();
+    let public_keys: Vec<_> = keys.iter().map(Keypair::public_key).collect();
+    let committee = Committee::numbered(Epoch(0), &public_keys, "bft-agent-", None).unwrap();
+    let spec = SwarmSpec::new(committee, keys.clone(), ProtocolParams::default(), Ledger::default()).unwrap();
+    let hub_key = Keypair::from_seed([42; 32]);
+    actix::System::new().block_on(async {
+        let options = LaunchOptions { external_validators: (0..4).map(AgentId).collect(), ..LaunchOptions::default() };
+        let swarm = Arc::new(Swarm::launch_with(spec, options).unwrap());
+        let hub = super::Hub::listen(swarm, hub_key.clone(), "127.0.0.1:0").await.unwrap();
+        let stream = tokio::net::TcpStream::connect(hub.local_addr()).await.unwrap();
+        let mut node = Framed::new(stream, codec());
+        let welcome = join_hub(&mut node, &keys[1], hub_key.public_key()).await.unwrap();
+        assert_eq!(welcome.id, AgentId(1));
+        // With f = 1, two distinct accusers convict: node 1 may not be the second one.
+        let accuse =
+            |accuser| Report::Accusation { accuser, accused: AgentId(3), reason: AccusationReason::BadSignature };
+        let reports = vec![accuse(AgentId(1)), accuse(AgentId(2))];
+        node.send(Frame::Reports(reports).encode().unwrap()).await.unwrap();
+        // Its own proof of agent 0's equivocation convicts on its own.
+        let proof = Proof::Equivocation(equivocation(AgentId(0), &keys[0]));
+        node.send(Frame::Reports(vec![Report::Proof { reporter: AgentId(1), proof }]).encode().unwrap()).await.unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let log = loop {
+            let log = hub.swarm().detection_log().await.unwrap();
+            if !log.is_empty() {
+                break log;
+            }
+            assert!(std::time::Instant::now() < deadline, "no conviction from the node's proof");
+            actix_rt::time::sleep(std::time::Duration::from_millis(10)).await;
+        };
+        // The proof came after the accusations on one connection: they were judged first.
+        let convicted: Vec<_> = log.iter().map(|record| (record.agent_id, record.fault_type.as_str())).collect();
+        assert_eq!(convicted, [(AgentId(0), "equivocation")]);
+        let statuses = hub.swarm().status().await;
+        let node_status = statuses.iter().find(|status| status.id == AgentId(1)).unwrap();
+        assert_eq!(node_status.inbound_rejected.get("report-not-its-own"), Some(&1), "{node_status:?}");
     });
 }
