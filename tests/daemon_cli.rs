@@ -403,6 +403,18 @@ fn n4f1_bad_inputs_are_one_line_errors_that_change_nothing() {
         (Some(4), Some("intact")),
         "{health}"
     );
+
+    // Stopped and started again, the swarm comes back in its last epoch: the
+    // validator that joined is relaunched from its log, the removed one is not.
+    swarm.json(&["swarm", "stop"]);
+    assert_eq!(swarm.json(&["swarm", "start"])["status"], "active");
+    let health = swarm.json(&["byzantine", "health", "--json"]);
+    let mut running = names(&health["agents"], "name");
+    running.sort();
+    assert_eq!(running, ["bft-agent-2", "bft-agent-3", "bft-agent-4", "bft-agent-5"], "{health}");
+    assert_eq!(health["healthy_agents"], 4, "{health}");
+    let task = swarm.json(&["task", "orchestrate", "--task", "after a restart in epoch 1", "--count", "100"]);
+    assert_eq!(task["committed"], 100, "{task}");
     swarm.json(&["swarm", "stop"]);
 }
 

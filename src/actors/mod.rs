@@ -56,7 +56,7 @@ pub use messages::{
 pub use quarantine::{DetectionRecord, QuarantinePolicy, DETECTIONS_KEY};
 pub use supervisor::{AgentEntry, Supervisor};
 pub use swarm::{
-    params_from_config, with_validator_accounts, LaunchOptions, Swarm, SwarmError, SwarmHandle, SwarmSpec,
+    params_from_config, with_validator_accounts, LaunchOptions, Relaunch, Swarm, SwarmError, SwarmHandle, SwarmSpec,
     PRE_TASK_ACTOR_TIMEOUT,
 };
 pub use validator::Validator;

@@ -65,6 +65,8 @@ pub enum SwarmError {
     MembershipTimeout { epoch: Epoch, waited: Duration },
     #[error(transparent)]
     Wal(#[from] WalError),
+    #[error("cannot relaunch the swarm in its last membership epoch: {0}")]
+    Relaunch(String),
 }
 
 /// Everything needed to start a swarm.
@@ -170,6 +172,18 @@ pub struct LaunchOptions {
     /// What a conviction leads to: by default it is only recorded; with
     /// `enforce`, the agent is quarantined and replaced through consensus.
     pub quarantine: QuarantinePolicy,
+    /// A swarm launched again after membership changes ([`Relaunch`]); none for a new one.
+    pub relaunch: Option<Relaunch>,
+}
+
+/// What a swarm launched again from its logs after membership changes needs
+/// besides its genesis: the committees since genesis (the first is the
+/// spec's) and the keys of validators that joined later. Members of the
+/// last committee are relaunched, each from its log; the others are not.
+#[derive(Clone, Debug)]
+pub struct Relaunch {
+    pub history: Vec<Committee>,
+    pub joined: Vec<Keypair>,
 }
 
 impl Default for LaunchOptions {
@@ -181,6 +195,7 @@ impl Default for LaunchOptions {
             external_validators: BTreeSet::new(),
             wal: None,
             quarantine: QuarantinePolicy::default(),
+            relaunch: None,
         }
     }
 }
@@ -252,8 +267,9 @@ impl Swarm {
                 (member.clone(), ValidatorSeed::in_memory(member, keypair, &committee, &params, &genesis))
             })
             .collect();
+        let history = vec![committee.clone()];
         let spec = SwarmSpec { committee, validator_keys: Vec::new(), params, genesis, operator };
-        Swarm::start(spec, seeds, LaunchOptions::default())
+        Swarm::start(spec, history, seeds, LaunchOptions::default())
     }
 
     /// Starts the event hub with `options.hooks`, the supervisor and one
@@ -264,11 +280,20 @@ impl Swarm {
     /// write-ahead log; a damaged log is moved aside and that validator
     /// catches up from its peers. Fails only when a log cannot be opened at
     /// all (another process holds it, or its directory is unusable).
+    ///
+    /// With `options.relaunch` (and `wal`), the swarm comes back in its last
+    /// membership epoch: the validators that joined later are relaunched from
+    /// their logs too, and those removed meanwhile are not.
     pub fn launch_with(spec: SwarmSpec, options: LaunchOptions) -> Result<Swarm, SwarmError> {
         let SwarmSpec { committee, validator_keys, params, genesis, operator } = spec;
+        let history = match &options.relaunch {
+            Some(relaunch) => checked_history(&committee, relaunch, options.wal.is_some())?,
+            None => vec![committee.clone()],
+        };
+        let latest = history.last().cloned().unwrap_or_else(|| committee.clone());
         let mut seeds = Vec::with_capacity(validator_keys.len());
         for (member, keypair) in committee.members().iter().zip(validator_keys) {
-            if options.external_validators.contains(&member.id) {
+            if options.external_validators.contains(&member.id) || !latest.contains(member.id) {
                 continue;
             }
             let seed = match &options.wal {
@@ -282,11 +307,33 @@ impl Swarm {
             };
             seeds.push((member.clone(), seed));
         }
-        Ok(Swarm::start(SwarmSpec { committee, validator_keys: Vec::new(), params, genesis, operator }, seeds, options))
+        if let (Some(relaunch), Some(wal)) = (&options.relaunch, &options.wal) {
+            for keypair in &relaunch.joined {
+                let Some(member) = latest.members().iter().find(|m| m.public_key == keypair.public_key()) else {
+                    continue;
+                };
+                let joined_in = history.iter().find(|c| c.contains(member.id)).cloned();
+                let (name, keypair) = (member.name.clone(), keypair.clone());
+                let (committee, params, genesis) = (committee.clone(), params.clone(), genesis.clone());
+                let spec = ReplicaSpec { name, keypair, committee, params, genesis, joined_in };
+                seeds.push((
+                    member.clone(),
+                    ValidatorSeed::Durable(Box::new(RecoveredValidator::open(spec, wal.clone())?)),
+                ));
+            }
+        }
+        let spec = SwarmSpec { committee, validator_keys: Vec::new(), params, genesis, operator };
+        Ok(Swarm::start(spec, history, seeds, options))
     }
 
-    fn start(spec: SwarmSpec, seeds: Vec<(Member, ValidatorSeed)>, options: LaunchOptions) -> Swarm {
-        let SwarmSpec { committee, params, genesis, operator, .. } = spec;
+    fn start(
+        spec: SwarmSpec,
+        history: Vec<Committee>,
+        seeds: Vec<(Member, ValidatorSeed)>,
+        options: LaunchOptions,
+    ) -> Swarm {
+        let SwarmSpec { params, genesis, operator, .. } = spec;
+        let committee = history.last().cloned().unwrap_or(spec.committee);
         let LaunchOptions { name: swarm_name, hooks, validator_mailbox, quarantine, wal, .. } = options;
         // Its own thread: fanning events out to hooks never delays routing.
         let hub_arbiter = Arbiter::new();
@@ -312,7 +359,7 @@ impl Swarm {
                 DetectorActor::start_in_arbiter(&detection, move |_| DetectorActor::new(first, events, convicted));
             SwarmHandle {
                 committee: Mutex::new(committee.clone()),
-                committees: Mutex::new(vec![committee.clone()]),
+                committees: Mutex::new(history),
                 params,
                 genesis,
                 operator,
@@ -615,6 +662,23 @@ impl Drop for Swarm {
             arbiter.stop();
         }
     }
+}
+
+/// A relaunch's committees, once they are known to start at `genesis` and
+/// to follow one another epoch by epoch; joined validators need their logs.
+fn checked_history(genesis: &Committee, relaunch: &Relaunch, wal: bool) -> Result<Vec<Committee>, SwarmError> {
+    let refused = |why: &str| SwarmError::Relaunch(why.to_owned());
+    if !wal {
+        return Err(refused("validators that joined later come back only from their write-ahead logs"));
+    }
+    let Some(first) = relaunch.history.first() else { return Err(refused("the committee history is empty")) };
+    if first.epoch() != genesis.epoch() || first.members() != genesis.members() {
+        return Err(refused("the committee history does not start with this swarm's genesis committee"));
+    }
+    if relaunch.history.windows(2).any(|pair| pair[1].epoch().0 != pair[0].epoch().0 + 1) {
+        return Err(refused("the committee history skips an epoch"));
+    }
+    Ok(relaunch.history.clone())
 }
 
 /// The cell's value; a panic elsewhere while it was held does not make the

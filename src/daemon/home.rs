@@ -5,6 +5,8 @@
 //! config.toml   the swarm config (`swarm init` flags, `byzantine config`)
 //! swarm.json    swarm id and creation time
 //! agents.json   the registered agents (name, type, capabilities, public key)
+//! committees.json  the committee of every membership epoch, after `update-quorum`
+//! wal/          each validator's write-ahead log
 //! pubkeys.json  public keys announced with `byzantine distribute-pubkeys`
 //! keys/         the validators' private keys (0600)
 //! token         the control API's bearer token (0600)
@@ -60,6 +62,9 @@ impl Home {
     }
     pub fn swarm_meta(&self) -> PathBuf {
         self.root.join("swarm.json")
+    }
+    pub fn committees(&self) -> PathBuf {
+        self.root.join("committees.json")
     }
     pub fn agents(&self) -> PathBuf {
         self.root.join("agents.json")

@@ -2,10 +2,10 @@
 //! members' keys, the config's protocol parameters, the genesis that funds the
 //! task accounts, command hooks from the config, and the view-change recorder.
 
-use super::home::{write_json, write_private, Home};
+use super::home::{read_json, write_json, write_private, Home};
 use super::state::{DaemonError, Running, SwarmState};
 use super::view_log::ViewChangeRecorder;
-use crate::actors::{params_from_config, LaunchOptions, QuarantinePolicy, Swarm, SwarmSpec};
+use crate::actors::{params_from_config, LaunchOptions, QuarantinePolicy, Relaunch, Swarm, SwarmSpec};
 use crate::crypto::Keypair;
 use crate::events::{timestamp_now, EventKind, EventKinds};
 use crate::hooks::Hooks;
@@ -39,9 +39,10 @@ pub(super) fn launch_if_ready(
         members.push(Member { id, name: agent.name.clone(), public_key: keypair.public_key() });
         keys.push(keypair);
     }
-    let names: Vec<String> = members.iter().map(|m| m.name.clone()).collect();
     let committee = Committee::new(Epoch(0), members, Some(config.max_failures()))
         .map_err(|e| internal(format!("cannot form the committee: {e}")))?;
+    let relaunch = if config.storage.wal { relaunch_after_changes(state, home, &founders)? } else { None };
+    let names = member_names(relaunch.as_ref().map_or(std::slice::from_ref(&committee), |r| &r.history));
     let (workload, genesis) = super::tasks::TaskWorkload::new(config).map_err(internal)?;
     let genesis = crate::actors::with_validator_accounts(genesis, &keys, config.workload.validator_balance)
         .map_err(|e| internal(e.to_string()))?;
@@ -73,7 +74,8 @@ pub(super) fn launch_if_ready(
     };
     let name = state.meta.swarm_id.clone();
     let wal = config.storage.wal.then(|| WalOptions::under_home(home.root(), config.storage.fsync));
-    let options = LaunchOptions { name, hooks, validator_mailbox, quarantine, wal, ..LaunchOptions::default() };
+    let options =
+        LaunchOptions { name, hooks, validator_mailbox, quarantine, wal, relaunch, ..LaunchOptions::default() };
     let swarm = Arc::new(Swarm::launch_with(spec, options).map_err(|e| internal(e.to_string()))?);
     tracing::info!(validators = names.len(), "swarm launched");
     state.faults.clear();
@@ -86,26 +88,45 @@ pub(super) fn launch_if_ready(
 /// The members of the first launch, in committee order: recorded in
 /// `swarm.json` then, and read back on every later launch, so validators
 /// recover from their logs into the committee they were written for.
-/// Members added later by `update-quorum` are not relaunched (their
-/// validators joined in a later epoch); the log says so.
 fn genesis_committee(state: &mut SwarmState, home: &Home) -> Result<Vec<String>, DaemonError> {
-    let members: Vec<String> = state.registry.members().iter().map(|agent| agent.name.clone()).collect();
     if state.meta.genesis_committee.is_empty() {
         let mut meta = state.meta.clone();
-        meta.genesis_committee = members;
+        meta.genesis_committee = state.registry.members().iter().map(|agent| agent.name.clone()).collect();
         write_json(&home.swarm_meta(), &meta)?;
         state.meta = meta;
-    } else {
-        let joined_later: Vec<&String> =
-            members.iter().filter(|name| !state.meta.genesis_committee.contains(name)).collect();
-        if !joined_later.is_empty() {
-            tracing::warn!(
-                ?joined_later,
-                "members added by update-quorum are not relaunched: the swarm restarts with its genesis committee"
-            );
-        }
     }
     Ok(state.meta.genesis_committee.clone())
+}
+
+/// After `update-quorum` (which writes `committees.json`), the swarm comes
+/// back in its last epoch: the members that joined later are relaunched
+/// from their logs with their keys in the home.
+fn relaunch_after_changes(
+    state: &SwarmState,
+    home: &Home,
+    founders: &[String],
+) -> Result<Option<Relaunch>, DaemonError> {
+    let Some(history) = read_json::<Vec<Committee>>(&home.committees())? else { return Ok(None) };
+    let mut joined = Vec::new();
+    for agent in state.registry.members().into_iter().filter(|agent| !founders.contains(&agent.name)) {
+        let keypair = Keypair::read_pem_file(&home.root().join(&agent.key_file))
+            .map_err(|e| DaemonError::Internal(e.to_string()))?;
+        joined.push(keypair);
+    }
+    Ok(Some(Relaunch { history, joined }))
+}
+
+/// Member names by agent id (the index), over every epoch.
+fn member_names(history: &[Committee]) -> Vec<String> {
+    let mut names = Vec::new();
+    for member in history.iter().flat_map(Committee::members) {
+        let index = member.id.0 as usize;
+        if names.len() <= index {
+            names.resize(index + 1, String::new());
+        }
+        names[index] = member.name.clone();
+    }
+    names
 }
 
 /// The key the daemon signs membership changes with: one per home, kept in

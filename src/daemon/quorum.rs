@@ -71,6 +71,9 @@ impl Daemon {
                 agent.member = true;
             }
         }
+        // The epochs first: a registry naming a member the history lacks would leave it out of a relaunch.
+        write_json(&self.home.committees(), &swarm.committee_history())
+            .map_err(|e| DaemonError::Internal(e.to_string()))?;
         write_json(&self.home.agents(), &registry).map_err(|e| DaemonError::Internal(e.to_string()))?;
         state.registry = registry;
         if let Some(running) = &mut state.running {
