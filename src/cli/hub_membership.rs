@@ -8,7 +8,7 @@ use crate::config::MembershipEntry;
 use crate::crypto::PublicKey;
 use crate::transport::Hub;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 /// How long one membership change may take to take effect.
@@ -24,15 +24,7 @@ pub(super) async fn operate(
     let mut standby: VecDeque<(String, PublicKey)> = standby.into();
     let mut done = Vec::with_capacity(plan.len());
     for change in plan {
-        while (progress.load(Ordering::Relaxed) as usize) < change.after_transfers {
-            actix_rt::time::sleep(Duration::from_millis(2)).await;
-        }
-        let committee = swarm.committee();
-        let mut remove = Vec::with_capacity(change.remove.len());
-        for name in &change.remove {
-            let member = committee.members().iter().find(|m| &m.name == name);
-            remove.push(member.ok_or_else(|| CliError::Usage(format!("no validator {name} to remove")))?.id);
-        }
+        let remove = super::run::when_due(swarm, progress, change.after_transfers, &change.remove).await?;
         let changed = if standby.len() >= change.add {
             let joiners = standby.drain(..change.add).map(|(name, key)| Joiner::Remote(name, key)).collect();
             swarm.change_membership_of(joiners, &remove, MEMBERSHIP_WAIT).await?

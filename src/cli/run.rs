@@ -296,19 +296,31 @@ async fn change_membership(
 ) -> Result<Vec<MembershipChanged>, CliError> {
     let mut done = Vec::with_capacity(plan.len());
     for change in plan {
-        while (progress.load(Ordering::Relaxed) as usize) < change.after_transfers {
-            actix_rt::time::sleep(Duration::from_millis(2)).await;
-        }
-        let committee = swarm.committee();
-        let mut remove = Vec::with_capacity(change.remove.len());
-        for name in &change.remove {
-            let member = committee.members().iter().find(|m| &m.name == name);
-            let member = member.ok_or_else(|| CliError::Usage(format!("no validator {name} to remove")))?;
-            remove.push(member.id);
-        }
+        let remove = when_due(swarm, progress, change.after_transfers, &change.remove).await?;
         done.push(swarm.change_membership(change.add, &remove, MEMBERSHIP_WAIT).await?);
     }
     Ok(done)
+}
+
+/// Waits until `after_transfers` transfers completed, then names the ids of
+/// the current committee's members to `remove`.
+pub(crate) async fn when_due(
+    swarm: &crate::actors::SwarmHandle,
+    progress: &AtomicU64,
+    after_transfers: usize,
+    remove: &[String],
+) -> Result<Vec<AgentId>, CliError> {
+    while (progress.load(Ordering::Relaxed) as usize) < after_transfers {
+        actix_rt::time::sleep(Duration::from_millis(2)).await;
+    }
+    let committee = swarm.committee();
+    remove
+        .iter()
+        .map(|name| {
+            let member = committee.members().iter().find(|m| &m.name == name);
+            member.map(|m| m.id).ok_or_else(|| CliError::Usage(format!("no validator {name} to remove")))
+        })
+        .collect()
 }
 
 /// The validators' mailbox bound from `agents/validator.toml` when the working

@@ -219,18 +219,28 @@ fn a_hub_without_the_expected_key_is_not_trusted() {
     assert!(matches!(joined, Err(HandshakeError::WrongHub { .. })), "{joined:?}");
 }
 
-#[test]
-fn the_hub_admits_its_remote_members_and_turns_away_a_refused_key_with_the_reason() {
+/// The keys of a committee of four validators, all remote, and the hub's key.
+fn four_remote_members() -> (Vec<Keypair>, Keypair) {
+    ((0..4u8).map(|i| Keypair::from_seed([i; 32])).collect(), Keypair::from_seed([42; 32]))
+}
+
+/// A hub on loopback for a swarm whose four members run elsewhere.
+async fn listening_hub(keys: &[Keypair], hub_key: &Keypair) -> super::Hub {
     use crate::actors::{LaunchOptions, Swarm, SwarmSpec};
-    let keys: Vec<Keypair> = (0..4u8).map(|i| Keypair::from_seed([i; 32])).collect();
     let public_keys: Vec<_> = keys.iter().map(Keypair::public_key).collect();
     let committee = Committee::numbered(Epoch(0), &public_keys, "bft-agent-", None).unwrap();
-    let spec = SwarmSpec::new(committee, keys.clone(), ProtocolParams::default(), Ledger::default()).unwrap();
-    let hub_key = Keypair::from_seed([42; 32]);
+    let spec = SwarmSpec::new(committee, keys.to_vec(), ProtocolParams::default(), Ledger::default()).unwrap();
+    let options = LaunchOptions { external_validators: (0..4).map(AgentId).collect(), ..LaunchOptions::default() };
+    let swarm = Arc::new(Swarm::launch_with(spec, options).unwrap());
+    super::Hub::listen(swarm, hub_key.clone(), "127.0.0.1:0").await.unwrap()
+}
+
+#[test]
+fn the_hub_admits_its_remote_members_and_turns_away_a_refused_key_with_the_reason() {
+    let (keys, hub_key) = four_remote_members();
+    let public_keys: Vec<_> = keys.iter().map(Keypair::public_key).collect();
     actix::System::new().block_on(async {
-        let options = LaunchOptions { external_validators: (0..4).map(AgentId).collect(), ..LaunchOptions::default() };
-        let swarm = Arc::new(Swarm::launch_with(spec, options).unwrap());
-        let hub = super::Hub::listen(swarm, hub_key.clone(), "127.0.0.1:0").await.unwrap();
+        let hub = listening_hub(&keys, &hub_key).await;
         hub.refuse(public_keys[2], "quarantined for equivocation".into());
         let join = |keypair: Keypair| {
             let (address, hub_key) = (hub.local_addr(), hub_key.public_key());
@@ -274,17 +284,10 @@ fn the_hub_admits_its_remote_members_and_turns_away_a_refused_key_with_the_reaso
 
 #[test]
 fn the_hub_convicts_on_a_nodes_own_reports_and_ignores_those_in_another_members_name() {
-    use crate::actors::{LaunchOptions, Swarm, SwarmSpec};
     use futures_util::SinkExt;
-    let keys: Vec<Keypair> = (0..4u8).map(|i| Keypair::from_seed([i; 32])).collect();
-    let public_keys: Vec<_> = keys.iter().map(Keypair::public_key).collect();
-    let committee = Committee::numbered(Epoch(0), &public_keys, "bft-agent-", None).unwrap();
-    let spec = SwarmSpec::new(committee, keys.clone(), ProtocolParams::default(), Ledger::default()).unwrap();
-    let hub_key = Keypair::from_seed([42; 32]);
+    let (keys, hub_key) = four_remote_members();
     actix::System::new().block_on(async {
-        let options = LaunchOptions { external_validators: (0..4).map(AgentId).collect(), ..LaunchOptions::default() };
-        let swarm = Arc::new(Swarm::launch_with(spec, options).unwrap());
-        let hub = super::Hub::listen(swarm, hub_key.clone(), "127.0.0.1:0").await.unwrap();
+        let hub = listening_hub(&keys, &hub_key).await;
         let stream = tokio::net::TcpStream::connect(hub.local_addr()).await.unwrap();
         let mut node = Framed::new(stream, codec());
         let welcome = join_hub(&mut node, &keys[1], hub_key.public_key()).await.unwrap();
