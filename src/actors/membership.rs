@@ -4,14 +4,12 @@
 //! committee report the new epoch, apply it to routing — stop and unregister
 //! the removed validators, tell clients and hooks.
 
-use super::durable::RecoveredValidator;
 use super::messages::{Destination, Envelope, LearnCommittee, Origin, Route, Unregister};
 use super::swarm::{lock, SwarmError, SwarmHandle, ValidatorSeed};
 use crate::crypto::{Keypair, PublicKey};
 use crate::events::{timestamp_now, LifecycleEvent};
 use crate::hooks::Publish;
 use crate::protocol::{AgentId, Committee, Member, MembershipChange, MembershipError, Replica, SignedMembershipChange};
-use crate::wal::ReplicaSpec;
 use serde::Serialize;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -135,21 +133,15 @@ impl SwarmHandle {
         genesis_committee: &Committee,
         joined: &Committee,
     ) -> Result<ValidatorSeed, SwarmError> {
-        let (params, genesis) = (self.params.clone(), self.genesis.clone());
         let Some(wal) = &self.wal else {
-            let (first, joined) = (genesis_committee.clone(), joined.clone());
+            let (first, joined, params, genesis) =
+                (genesis_committee.clone(), joined.clone(), self.params.clone(), self.genesis.clone());
             let replica = Replica::joining(member.id, keypair.clone(), first, joined, params, genesis);
             return Ok(ValidatorSeed::InMemory(Box::new((replica, keypair))));
         };
-        let spec = ReplicaSpec {
-            name: member.name.clone(),
-            keypair,
-            committee: genesis_committee.clone(),
-            params,
-            genesis,
-            joined_in: Some(joined.clone()),
-        };
-        Ok(ValidatorSeed::Durable(Box::new(RecoveredValidator::open(spec, wal.clone())?)))
+        let durable =
+            ValidatorSeed::durable(member, keypair, genesis_committee, Some(joined), &self.params, &self.genesis, wal)?;
+        Ok(durable)
     }
 
     /// Hands the change to every validator until f+1 of the old committee run in the new epoch.

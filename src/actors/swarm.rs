@@ -297,28 +297,21 @@ impl Swarm {
                 continue;
             }
             let seed = match &options.wal {
-                Some(wal) => {
-                    let (committee, params, genesis) = (committee.clone(), params.clone(), genesis.clone());
-                    let name = member.name.clone();
-                    let spec = ReplicaSpec { name, keypair, committee, params, genesis, joined_in: None };
-                    ValidatorSeed::Durable(Box::new(RecoveredValidator::open(spec, wal.clone())?))
-                }
+                Some(wal) => ValidatorSeed::durable(member, keypair, &committee, None, &params, &genesis, wal)?,
                 None => ValidatorSeed::in_memory(member, keypair, &committee, &params, &genesis),
             };
             seeds.push((member.clone(), seed));
         }
         if let (Some(relaunch), Some(wal)) = (&options.relaunch, &options.wal) {
             for keypair in &relaunch.joined {
-                let Some(member) = latest.members().iter().find(|m| m.public_key == keypair.public_key()) else {
-                    continue;
-                };
-                let joined_in = history.iter().find(|c| c.contains(member.id)).cloned();
-                let (name, keypair) = (member.name.clone(), keypair.clone());
-                let (committee, params, genesis) = (committee.clone(), params.clone(), genesis.clone());
-                let spec = ReplicaSpec { name, keypair, committee, params, genesis, joined_in };
+                let joiner = latest.members().iter().find(|m| m.public_key == keypair.public_key());
+                // A founder's key is relaunched above, once.
+                let Some(member) = joiner.filter(|m| !committee.contains(m.id)) else { continue };
+                let joined_in = history.iter().find(|c| c.contains(member.id));
+                let keypair = keypair.clone();
                 seeds.push((
                     member.clone(),
-                    ValidatorSeed::Durable(Box::new(RecoveredValidator::open(spec, wal.clone())?)),
+                    ValidatorSeed::durable(member, keypair, &committee, joined_in, &params, &genesis, wal)?,
                 ));
             }
         }
@@ -714,6 +707,28 @@ impl ValidatorSeed {
     ) -> ValidatorSeed {
         let replica = Replica::new(member.id, keypair.clone(), committee.clone(), params.clone(), genesis.clone());
         ValidatorSeed::InMemory(Box::new((replica, keypair)))
+    }
+
+    /// A replica of `member` rebuilt from its write-ahead log under `wal`: a
+    /// founder of `genesis_committee`, or a validator that joined in `joined_in`.
+    pub(super) fn durable(
+        member: &Member,
+        keypair: Keypair,
+        genesis_committee: &Committee,
+        joined_in: Option<&Committee>,
+        params: &ProtocolParams,
+        genesis: &Ledger,
+        wal: &WalOptions,
+    ) -> Result<ValidatorSeed, WalError> {
+        let spec = ReplicaSpec {
+            name: member.name.clone(),
+            keypair,
+            committee: genesis_committee.clone(),
+            params: params.clone(),
+            genesis: genesis.clone(),
+            joined_in: joined_in.cloned(),
+        };
+        Ok(ValidatorSeed::Durable(Box::new(RecoveredValidator::open(spec, wal.clone())?)))
     }
 
     fn grow(self, name: String, route: Recipient<super::messages::Route>) -> Validator {

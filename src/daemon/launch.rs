@@ -3,6 +3,7 @@
 //! task accounts, command hooks from the config, and the view-change recorder.
 
 use super::home::{read_json, write_json, write_private, Home};
+use super::registry::RegisteredAgent;
 use super::state::{DaemonError, Running, SwarmState};
 use super::view_log::ViewChangeRecorder;
 use crate::actors::{params_from_config, LaunchOptions, QuarantinePolicy, Relaunch, Swarm, SwarmSpec};
@@ -33,8 +34,7 @@ pub(super) fn launch_if_ready(
         let agent = state.registry.get(name).ok_or_else(|| {
             internal(format!("{name} of the genesis committee (swarm.json) is missing from agents.json"))
         })?;
-        let keypair =
-            Keypair::read_pem_file(&home.root().join(&agent.key_file)).map_err(|e| internal(e.to_string()))?;
+        let keypair = agent_key(home, agent)?;
         let id = AgentId(index as u32);
         members.push(Member { id, name: agent.name.clone(), public_key: keypair.public_key() });
         keys.push(keypair);
@@ -107,13 +107,14 @@ fn relaunch_after_changes(
     founders: &[String],
 ) -> Result<Option<Relaunch>, DaemonError> {
     let Some(history) = read_json::<Vec<Committee>>(&home.committees())? else { return Ok(None) };
-    let mut joined = Vec::new();
-    for agent in state.registry.members().into_iter().filter(|agent| !founders.contains(&agent.name)) {
-        let keypair = Keypair::read_pem_file(&home.root().join(&agent.key_file))
-            .map_err(|e| DaemonError::Internal(e.to_string()))?;
-        joined.push(keypair);
-    }
+    let joined_later = state.registry.members().into_iter().filter(|agent| !founders.contains(&agent.name));
+    let joined = joined_later.map(|agent| agent_key(home, agent)).collect::<Result<_, _>>()?;
     Ok(Some(Relaunch { history, joined }))
+}
+
+/// A registered validator's private key, from the home.
+pub(super) fn agent_key(home: &Home, agent: &RegisteredAgent) -> Result<Keypair, DaemonError> {
+    Keypair::read_pem_file(&home.root().join(&agent.key_file)).map_err(|e| DaemonError::Internal(e.to_string()))
 }
 
 /// Member names by agent id (the index), over every epoch.

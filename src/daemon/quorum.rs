@@ -8,7 +8,6 @@ use super::home::write_json;
 use super::state::DaemonError;
 use super::Daemon;
 use crate::actors::MembershipChanged;
-use crate::crypto::Keypair;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
@@ -51,9 +50,7 @@ impl Daemon {
                         "{name} cannot be added: only a validator on standby can join the committee"
                     )));
                 }
-                let keypair = Keypair::read_pem_file(&self.home.root().join(&agent.key_file))
-                    .map_err(|e| DaemonError::Internal(e.to_string()))?;
-                add.push((name.clone(), keypair));
+                add.push((name.clone(), super::launch::agent_key(&self.home, agent)?));
             }
             (running.swarm.clone(), remove, add)
         };

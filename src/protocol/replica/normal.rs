@@ -6,6 +6,7 @@ use crate::ledger::{Execution, TxId, TxOutcome};
 use crate::protocol::evidence::Evidence;
 use crate::protocol::message::{Batch, Message, PreparedCertificate, Reply, Request, SignedMessage};
 use crate::protocol::types::{AgentId, ClientId, Micros, Seq, View};
+use std::collections::hash_map::Entry;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -30,12 +31,16 @@ impl Replica {
                 self.queued_ids.insert(id);
                 let transfer = &request.tx.transfer;
                 let key = (transfer.from, transfer.nonce);
-                match self.queued_spends.insert(key, id) {
-                    Some(first) if first != id && self.queued_ids.contains(&first) => {
-                        self.queued_spends.insert(key, first);
+                match self.queued_spends.entry(key) {
+                    Entry::Occupied(first) if self.queued_ids.contains(first.get()) => {
                         self.queued_spend_rivals.entry(key).or_default().push(id);
                     }
-                    _ => {}
+                    Entry::Occupied(mut left_the_queue) => {
+                        left_the_queue.insert(id);
+                    }
+                    Entry::Vacant(vacant) => {
+                        vacant.insert(id);
+                    }
                 }
                 if self.queued_spends.len() > 2 * self.params.max_pending_requests + 64 {
                     let queued_ids = &self.queued_ids;
@@ -319,7 +324,12 @@ impl Replica {
             let executed = &request.tx;
             let key = (executed.transfer.from, executed.transfer.nonce);
             let Some(first) = self.queued_spends.remove(&key) else { continue };
-            let rivals = self.queued_spend_rivals.remove(&key).unwrap_or_default();
+            // Almost always empty: no need to hash the key again.
+            let rivals = if self.queued_spend_rivals.is_empty() {
+                Vec::new()
+            } else {
+                self.queued_spend_rivals.remove(&key).unwrap_or_default()
+            };
             for queued in std::iter::once(first).chain(rivals) {
                 if queued == executed.transfer.id || !self.queued_ids.remove(&queued) {
                     continue;
