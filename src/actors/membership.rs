@@ -4,6 +4,8 @@
 //! committee report the new epoch, apply it to routing — stop and unregister
 //! the removed validators, tell clients and hooks.
 
+use super::detector::DetectorCommittee;
+use super::journal::JoinerEntry;
 use super::messages::{Destination, Envelope, LearnCommittee, Origin, Route, Unregister};
 use super::swarm::{lock, SwarmError, SwarmHandle, ValidatorSeed};
 use crate::crypto::{Keypair, PublicKey};
@@ -40,9 +42,22 @@ impl SwarmHandle {
         remove: &[AgentId],
         max_wait: Duration,
     ) -> Result<MembershipChanged, SwarmError> {
-        let prefix = name_prefix(&lock(&self.committees));
-        let next_id = next_free_id(&lock(&self.committees));
-        let fresh = (0..add as u32).map(|i| (format!("{prefix}{}", next_id + i + 1), Keypair::generate())).collect();
+        let history = lock(&self.committees).clone();
+        let prefix = name_prefix(&history);
+        let used = |name: &str| {
+            history.iter().flat_map(Committee::members).any(|m| m.name == name)
+                || self.journal.as_ref().is_some_and(|journal| journal.name_taken(name))
+        };
+        // Named after their id where that name is free; never a name any agent had.
+        let mut fresh: Vec<(String, Keypair)> = Vec::with_capacity(add);
+        let mut k = next_free_id(&history) + 1;
+        while fresh.len() < add {
+            let name = format!("{prefix}{k}");
+            if !used(&name) && !fresh.iter().any(|(taken, _)| *taken == name) {
+                fresh.push((name, Keypair::generate()));
+            }
+            k += 1;
+        }
         self.change_membership_with(fresh, remove, max_wait).await
     }
 
@@ -99,6 +114,11 @@ impl SwarmHandle {
         for (member, keypair) in added.iter().filter_map(|(member, keypair)| Some((member, keypair.as_ref()?))) {
             seeds.push((member, self.joiner_seed(member, keypair.clone(), &history[0], &next)?));
         }
+        if let Some(journal) = &self.journal {
+            let joiners: Vec<JoinerEntry<'_>> =
+                added.iter().map(|(member, keypair)| JoinerEntry { member, keypair: keypair.as_ref() }).collect();
+            journal.change_planned(&next, &joiners, remove).map_err(SwarmError::Journal)?;
+        }
         let signed = Arc::new(SignedMembershipChange::sign(change, &operator));
         lock(&self.committees).push(next.clone());
         for (member, seed) in seeds {
@@ -109,7 +129,7 @@ impl SwarmHandle {
         }
         self.hub.do_send(Publish(added.iter().map(|(member, _)| spawned_event(member)).collect()));
         self.await_epoch(&signed, &current, &next, started, max_wait).await?;
-        self.apply_to_routing(&current, &next);
+        self.took_effect(&current, &next);
         let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
         let name = |id: &AgentId| current.member(*id).map_or_else(|| id.to_string(), |m| m.name.clone());
         Ok(MembershipChanged {
@@ -121,6 +141,49 @@ impl SwarmHandle {
             quorum: next.quorum(),
             elapsed_ms,
         })
+    }
+
+    /// Finishes a change a relaunched swarm found pending in its record (the
+    /// last committee it was launched with): hands it to the validators again
+    /// (one already ordered is refused as a second change, identically
+    /// everywhere) and waits until it is in effect. The joiners run already.
+    pub async fn resume_change(&self, max_wait: Duration) -> Result<MembershipChanged, SwarmError> {
+        let started = Instant::now();
+        let operator = self.operator.clone().ok_or(MembershipError::NoOperator)?;
+        let current = self.committee();
+        let next = lock(&self.committees).last().cloned().filter(|c| c.epoch() > current.epoch());
+        let Some(next) = next else { return Err(SwarmError::Relaunch("no membership change is pending".into())) };
+        let add: Vec<Member> = next.members().iter().filter(|m| !current.contains(m.id)).cloned().collect();
+        let remove: Vec<AgentId> = current.members().iter().map(|m| m.id).filter(|id| !next.contains(*id)).collect();
+        let change =
+            MembershipChange { from_epoch: current.epoch(), add: add.clone(), remove: remove.clone(), f: None };
+        if change.apply(&current)? != next {
+            return Err(SwarmError::Relaunch("the pending change does not lead to the recorded committee".into()));
+        }
+        let signed = Arc::new(SignedMembershipChange::sign(change, &operator));
+        self.await_epoch(&signed, &current, &next, started, max_wait).await?;
+        self.took_effect(&current, &next);
+        let name = |id: &AgentId| current.member(*id).map_or_else(|| id.to_string(), |m| m.name.clone());
+        Ok(MembershipChanged {
+            epoch: next.epoch().0,
+            added: add.iter().map(|member| member.name.clone()).collect(),
+            removed: remove.iter().map(name).collect(),
+            validators: next.n(),
+            max_failures: next.f(),
+            quorum: next.quorum(),
+            elapsed_ms: started.elapsed().as_secs_f64() * 1000.0,
+        })
+    }
+
+    /// The change to `next` is in effect: the journal first, then routing and the detector.
+    fn took_effect(&self, current: &Committee, next: &Committee) {
+        if let Some(journal) = &self.journal {
+            if let Err(error) = journal.change_took_effect(next) {
+                tracing::error!(epoch = next.epoch().0, %error, "cannot record that the membership change took effect");
+            }
+        }
+        self.apply_to_routing(current, next);
+        self.detector.do_send(DetectorCommittee(next.clone()));
     }
 
     /// A validator joining in `joined`'s epoch, empty (it catches up by state

@@ -35,6 +35,7 @@
 mod client;
 mod detector;
 mod durable;
+mod journal;
 mod membership;
 mod messages;
 mod quarantine;
@@ -47,6 +48,7 @@ mod validator;
 pub use client::{Begin, Client, ClientRun};
 pub use detector::{DetectorActor, Misbehaviour};
 pub use durable::RecoveredValidator;
+pub use journal::{JoinerEntry, MembershipJournal};
 pub use membership::{Joiner, MembershipChanged};
 pub use messages::{
     BatchExecuted, Deliver, DeliverReply, Destination, Envelope, ForceViewChange, GetRoutingStats, GetStatus,

@@ -13,16 +13,15 @@
 //!   membership rules refuse a removed key forever, so a quarantined key is
 //!   never reused.
 
-use super::detector::DetectorCommittee;
 use super::messages::Quarantine;
-use super::swarm::{lock, SwarmHandle};
+use super::swarm::SwarmHandle;
 use crate::detect::Conviction;
-use crate::events::{rfc3339, timestamp_now, LifecycleEvent};
+use crate::events::{parse_rfc3339, rfc3339, timestamp_now, LifecycleEvent};
 use crate::hooks::Publish;
 use crate::protocol::AgentId;
 use crate::store::MemoryStore;
 use actix::{Actor, ActorFutureExt, AsyncContext, Context, Handler, Message, MessageResult, Recipient, WrapFuture};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -63,7 +62,7 @@ pub struct Convicted {
 }
 
 /// One detection-log record, in the tutorial's shape plus what happened next.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DetectionRecord {
     pub timestamp: String,
     pub detected_agent: String,
@@ -107,15 +106,16 @@ pub struct QuarantineManager {
 }
 
 impl QuarantineManager {
+    /// A manager whose log starts with the records the memory store kept (a
+    /// relaunched swarm carries on with its detection log, never replaces it).
     pub fn new(policy: QuarantinePolicy, swarm: Weak<SwarmHandle>, spawner: Recipient<Replace>) -> Self {
-        QuarantineManager { policy, swarm, spawner, records: Vec::new() }
+        let records = policy.memory.as_ref().map(kept_records).unwrap_or_default();
+        QuarantineManager { policy, swarm, spawner, records }
     }
 
     fn name_of(&self, agent: AgentId) -> String {
-        let Some(swarm) = self.swarm.upgrade() else { return agent.to_string() };
-        let committees = lock(&swarm.committees);
-        let member = committees.iter().rev().find_map(|committee| committee.member(agent).map(|m| m.name.clone()));
-        member.unwrap_or_else(|| agent.to_string())
+        let member = self.swarm.upgrade().and_then(|swarm| swarm.member_in_any_epoch(agent));
+        member.map_or_else(|| agent.to_string(), |member| member.name)
     }
 
     fn log(&self) -> Vec<DetectionRecord> {
@@ -177,6 +177,12 @@ impl QuarantineManager {
             return;
         }
         if let Some(swarm) = self.swarm.upgrade() {
+            if let (Some(journal), Some(member)) = (&swarm.journal, swarm.member_in_any_epoch(agent)) {
+                let reason = format!("{} ({})", conviction.fault_type, conviction.detection_method.name());
+                if let Err(error) = journal.quarantined(&member, expires, &reason) {
+                    tracing::error!(agent = %member.name, %error, "cannot record the quarantine; enforcing it all the same");
+                }
+            }
             swarm.supervisor.do_send(Quarantine(agent));
             let event = LifecycleEvent::AgentQuarantined {
                 timestamp: timestamp_now(),
@@ -251,6 +257,47 @@ impl Handler<GetDetectionLog> for QuarantineManager {
     }
 }
 
+/// The detection log kept in the memory store, each record with the moment
+/// its quarantine ends (unreadable records are dropped with a warning).
+fn kept_records(memory: &Arc<Mutex<MemoryStore>>) -> Vec<(DetectionRecord, SystemTime, Instant)> {
+    let kept = memory.lock().unwrap_or_else(PoisonError::into_inner).retrieve(DETECTIONS_KEY);
+    let Ok(Some(serde_json::Value::Array(entries))) = kept else { return Vec::new() };
+    let mut records = Vec::with_capacity(entries.len());
+    for entry in entries {
+        match serde_json::from_value::<DetectionRecord>(entry) {
+            Ok(record) => {
+                let expires = record.quarantine_expires.as_deref().and_then(|t| parse_rfc3339(t).ok());
+                records.push((record, expires.unwrap_or(SystemTime::UNIX_EPOCH), Instant::now()));
+            }
+            Err(error) => tracing::warn!(%error, "a kept detection record is unreadable; it is left out"),
+        }
+    }
+    records
+}
+
+/// A quarantine a relaunched swarm found in its membership record: the
+/// supervisor stops routing what `agent` sends again, and unless a change
+/// already pending removes it, a replacement is asked for.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Reinstate {
+    pub agent: AgentId,
+    pub replace: bool,
+}
+
+impl Handler<Reinstate> for QuarantineManager {
+    type Result = ();
+
+    fn handle(&mut self, Reinstate { agent, replace }: Reinstate, _: &mut Context<Self>) {
+        if let Some(swarm) = self.swarm.upgrade() {
+            swarm.supervisor.do_send(Quarantine(agent));
+        }
+        if replace {
+            self.spawner.do_send(Replace(agent));
+        }
+    }
+}
+
 /// Replace this convicted validator.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -286,10 +333,7 @@ impl ReplacementSpawner {
         ctx.spawn(change.into_actor(self).map(move |result, spawner, ctx| {
             spawner.busy = false;
             let replaced = match result {
-                Ok((swarm, changed)) => {
-                    swarm.detector.do_send(DetectorCommittee(swarm.committee()));
-                    Replaced { removed, added: changed.added, error: None }
-                }
+                Ok((_, changed)) => Replaced { removed, added: changed.added, error: None },
                 Err(error) => {
                     // Try again with the next conviction; a change that timed out may still take effect.
                     Replaced { removed, added: Vec::new(), error: Some(error.to_string()) }

@@ -8,12 +8,14 @@
 use super::client::{Begin, Client, ClientRun};
 use super::detector::DetectorActor;
 use super::durable::RecoveredValidator;
+use super::journal::MembershipJournal;
 use super::messages::{
     BatchExecuted, ForceViewChange, GetNextNonces, GetRoutingStats, GetStatus, InjectFault, ObserveExecutions,
     Register, RegisterClient, Restart, RoutingStats, UnregisterClient, ValidatorStatus,
 };
 use super::quarantine::{
-    DetectionRecord, GetDetectionLog, OperatorQuarantine, QuarantineManager, QuarantinePolicy, ReplacementSpawner,
+    DetectionRecord, GetDetectionLog, OperatorQuarantine, QuarantineManager, QuarantinePolicy, Reinstate,
+    ReplacementSpawner,
 };
 use super::supervisor::Supervisor;
 use super::validator::Validator;
@@ -67,6 +69,8 @@ pub enum SwarmError {
     Wal(#[from] WalError),
     #[error("cannot relaunch the swarm in its last membership epoch: {0}")]
     Relaunch(String),
+    #[error("cannot record the membership change: {0}")]
+    Journal(String),
 }
 
 /// Everything needed to start a swarm.
@@ -174,6 +178,9 @@ pub struct LaunchOptions {
     pub quarantine: QuarantinePolicy,
     /// A swarm launched again after membership changes ([`Relaunch`]); none for a new one.
     pub relaunch: Option<Relaunch>,
+    /// Where membership changes and quarantines are written down before they
+    /// are announced ([`MembershipJournal`]); none keeps them in memory only.
+    pub journal: Option<Arc<dyn MembershipJournal>>,
 }
 
 /// What a swarm launched again from its logs after membership changes needs
@@ -184,6 +191,10 @@ pub struct LaunchOptions {
 pub struct Relaunch {
     pub history: Vec<Committee>,
     pub joined: Vec<Keypair>,
+    /// The last committee of `history` was announced but not known to be in
+    /// effect: the members of the one before are started too, and
+    /// [`SwarmHandle::resume_change`] finishes the change.
+    pub pending: bool,
 }
 
 impl Default for LaunchOptions {
@@ -196,6 +207,7 @@ impl Default for LaunchOptions {
             wal: None,
             quarantine: QuarantinePolicy::default(),
             relaunch: None,
+            journal: None,
         }
     }
 }
@@ -245,6 +257,7 @@ pub struct SwarmHandle {
     pub(super) quarantine: Addr<QuarantineManager>,
     /// Validators in other processes, by where their status is asked ([`super::remote`]).
     pub(super) remote: Mutex<BTreeMap<AgentId, Recipient<GetStatus>>>,
+    pub(super) journal: Option<Arc<dyn MembershipJournal>>,
 }
 
 /// A validator actor and the thread it runs on.
@@ -291,9 +304,13 @@ impl Swarm {
             None => vec![committee.clone()],
         };
         let latest = history.last().cloned().unwrap_or_else(|| committee.clone());
+        // While a change is pending, the members it removes still hold their seats.
+        let pending = options.relaunch.as_ref().is_some_and(|relaunch| relaunch.pending);
+        let before_pending = if pending { history.iter().rev().nth(1).cloned() } else { None };
+        let seated = |id: AgentId| latest.contains(id) || before_pending.as_ref().is_some_and(|c| c.contains(id));
         let mut seeds = Vec::with_capacity(validator_keys.len());
         for (member, keypair) in committee.members().iter().zip(validator_keys) {
-            if options.external_validators.contains(&member.id) || !latest.contains(member.id) {
+            if options.external_validators.contains(&member.id) || !seated(member.id) {
                 continue;
             }
             let seed = match &options.wal {
@@ -303,14 +320,19 @@ impl Swarm {
             seeds.push((member.clone(), seed));
         }
         if let (Some(relaunch), Some(wal)) = (&options.relaunch, &options.wal) {
+            let seats = latest.members().iter().chain(before_pending.iter().flat_map(|c| c.members()));
+            let seats: Vec<&Member> = seats.collect();
+            let mut started = BTreeSet::new();
             for keypair in &relaunch.joined {
-                let joiner = latest.members().iter().find(|m| m.public_key == keypair.public_key());
+                let joiner = seats.iter().find(|m| m.public_key == keypair.public_key());
                 // A founder's key is relaunched above, once.
-                let Some(member) = joiner.filter(|m| !committee.contains(m.id)) else { continue };
+                let Some(member) = joiner.filter(|m| !committee.contains(m.id) && started.insert(m.id)) else {
+                    continue;
+                };
                 let joined_in = history.iter().find(|c| c.contains(member.id));
                 let keypair = keypair.clone();
                 seeds.push((
-                    member.clone(),
+                    (*member).clone(),
                     ValidatorSeed::durable(member, keypair, &committee, joined_in, &params, &genesis, wal)?,
                 ));
             }
@@ -326,8 +348,10 @@ impl Swarm {
         options: LaunchOptions,
     ) -> Swarm {
         let SwarmSpec { params, genesis, operator, .. } = spec;
-        let committee = history.last().cloned().unwrap_or(spec.committee);
-        let LaunchOptions { name: swarm_name, hooks, validator_mailbox, quarantine, wal, .. } = options;
+        // The committee in effect: the one before a change still pending.
+        let pending = options.relaunch.as_ref().is_some_and(|relaunch| relaunch.pending) as usize;
+        let committee = history.iter().rev().nth(pending).cloned().unwrap_or(spec.committee);
+        let LaunchOptions { name: swarm_name, hooks, validator_mailbox, quarantine, wal, journal, .. } = options;
         // Its own thread: fanning events out to hooks never delays routing.
         let hub_arbiter = Arbiter::new();
         let hub = EventHub::start_in_arbiter(&hub_arbiter.handle(), move |_| EventHub::new(hooks));
@@ -365,6 +389,7 @@ impl Swarm {
                 remote: Mutex::new(BTreeMap::new()),
                 detector,
                 quarantine: manager,
+                journal,
             }
         });
         for (member, seed) in seeds {
@@ -438,6 +463,18 @@ impl SwarmHandle {
     /// The committee of the current membership epoch.
     pub fn committee(&self) -> Committee {
         lock(&self.committee).clone()
+    }
+
+    /// `agent` as a member of the latest committee that had it.
+    pub fn member_in_any_epoch(&self, agent: AgentId) -> Option<Member> {
+        lock(&self.committees).iter().rev().find_map(|committee| committee.member(agent).cloned())
+    }
+
+    /// Enforces again a quarantine a relaunched swarm found in its record:
+    /// nothing `agent` sends is routed, and with `replace` a fresh validator
+    /// is asked to take its seat (without, a pending change already removes it).
+    pub fn reinstate_quarantine(&self, agent: AgentId, replace: bool) {
+        self.quarantine.do_send(Reinstate { agent, replace });
     }
 
     /// The hub, for agents that join the swarm from outside this module.
@@ -667,6 +704,9 @@ fn checked_history(genesis: &Committee, relaunch: &Relaunch, wal: bool) -> Resul
     let Some(first) = relaunch.history.first() else { return Err(refused("the committee history is empty")) };
     if first.epoch() != genesis.epoch() || first.members() != genesis.members() {
         return Err(refused("the committee history does not start with this swarm's genesis committee"));
+    }
+    if relaunch.pending && relaunch.history.len() < 2 {
+        return Err(refused("a pending change needs the committee it starts from"));
     }
     if relaunch.history.windows(2).any(|pair| pair[1].epoch().0 != pair[0].epoch().0 + 1) {
         return Err(refused("the committee history skips an epoch"));

@@ -56,7 +56,8 @@ pub struct SpawnArgs {
     pub json: bool,
 }
 
-const FILTERS: [&str; 6] = ["all", "active", "pending", "faulty", "unresponsive", "standby"];
+const FILTERS: [&str; 9] =
+    ["all", "active", "pending", "faulty", "unresponsive", "quarantined", "standby", "replaced", "removed"];
 
 pub fn execute(args: &AgentArgs) -> Result<(), CliError> {
     let client = args.connection.client()?;

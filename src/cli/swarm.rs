@@ -173,7 +173,7 @@ fn initialize(args: &InitArgs, home: &Home) -> Result<SwarmInfo, CliError> {
     let text = toml::to_string(&config).map_err(|e| CliError::Usage(format!("cannot write the config: {e}")))?;
     home.create_dirs()?;
     let swarm_id = format!("swarm-bft-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
-    let meta = SwarmMeta { swarm_id, created_at: crate::events::timestamp_now(), genesis_committee: Vec::new() };
+    let meta = SwarmMeta { swarm_id, created_at: crate::events::timestamp_now() };
     write_private(&home.token(), new_token().as_bytes(), true)?;
     write_json(&home.swarm_meta(), &meta)?;
     // Last: a home counts as initialized once its config exists.

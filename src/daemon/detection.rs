@@ -31,15 +31,12 @@ impl Daemon {
     pub async fn quarantine(&self, request: QuarantineRequest) -> Result<QuarantineStarted, DaemonError> {
         let state = self.state.lock().await;
         let swarm = &state.running()?.swarm;
-        let committee = swarm.committee();
-        let member = committee.members().iter().find(|m| m.name == request.agent).ok_or_else(|| {
-            DaemonError::NotFound(format!("{} is not in the committee; `bftswarm agent list` shows it", request.agent))
-        })?;
+        let member = state.member_id(&request.agent)?;
         if request.duration_ms == 0 {
             return Err(DaemonError::BadRequest("--duration must be at least 1 ms".into()));
         }
         swarm
-            .quarantine(member.id, Duration::from_millis(request.duration_ms))
+            .quarantine(member, Duration::from_millis(request.duration_ms))
             .map_err(|e| DaemonError::Conflict(e.to_string()))?;
         Ok(QuarantineStarted {
             agent: request.agent,
@@ -62,7 +59,7 @@ impl Daemon {
     /// injected into, over the agents without one.
     pub(super) async fn detection_counts(&self, total_agents: usize) -> (usize, f64) {
         let log = self.detection_log(usize::MAX).unwrap_or_default();
-        let faults: BTreeMap<String, String> = self.state.lock().await.faults.clone();
+        let faults: BTreeMap<String, String> = self.state.lock().await.book.read().faults();
         let convicted: Vec<&str> = log
             .iter()
             .filter(|record| record["detection_method"] != "operator-decision")

@@ -4,11 +4,12 @@
 //! swarm's guarantees hold only up to f, and an operator who asks for more
 //! is told so instead of watching the swarm stall.
 
+use super::membership::InjectedFault;
 use super::state::{DaemonError, SwarmState};
 use super::Daemon;
 use crate::cli::report::{view_changes, ViewChangeEvent};
 use crate::faults::FaultType;
-use crate::protocol::AgentId;
+use crate::protocol::Committee;
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, Instant};
 
@@ -42,23 +43,28 @@ pub fn check_probability(probability: f64) -> Result<(), DaemonError> {
 
 impl Daemon {
     pub async fn inject_fault(&self, request: FaultRequest) -> Result<FaultInjected, DaemonError> {
-        let mut state = self.state.lock().await;
+        let state = self.state.lock().await;
         let fault_type = parse_fault_type(&request.fault_type)?;
         check_probability(request.probability)?;
-        let index = state.member_index(&request.agent)?;
-        let max_failures = state.config.max_failures();
-        check_fault_budget(&state, &request.agent, max_failures)?;
+        let agent = state.member_id(&request.agent)?;
         let swarm = state.running()?.swarm.clone();
+        let committee = swarm.committee();
+        let max_failures = committee.f();
+        check_fault_budget(&state, &request.agent, &committee)?;
         swarm
-            .inject_fault(AgentId(index as u32), fault_type, request.probability, Duration::ZERO)
+            .inject_fault(agent, fault_type, request.probability, Duration::ZERO)
             .map_err(|e| DaemonError::NotFound(e.to_string()))?;
-        let description = format!("{} (p = {:.2})", fault_type.name(), request.probability);
-        state.faults.insert(request.agent.clone(), description);
+        let fault = InjectedFault { fault_type: fault_type.name().into(), probability: request.probability };
+        state.book.update(|record| {
+            if let Some(agent) = record.get_mut(&request.agent) {
+                agent.injected_fault = Some(fault);
+            }
+        })?;
         Ok(FaultInjected {
             agent: request.agent,
             fault_type: fault_type.name().into(),
             probability: request.probability,
-            faulty_agents: state.faults.keys().cloned().collect(),
+            faulty_agents: faulty_members(&state, &committee),
             max_failures,
         })
     }
@@ -96,11 +102,19 @@ impl Daemon {
     }
 }
 
-fn check_fault_budget(state: &SwarmState, agent: &str, max_failures: usize) -> Result<(), DaemonError> {
-    if state.faults.contains_key(agent) || state.faults.len() < max_failures {
+/// The agents made faulty that still sit in `committee`: one that was
+/// quarantined and replaced, or removed, no longer counts against f.
+fn faulty_members(state: &SwarmState, committee: &Committee) -> Vec<String> {
+    let seated = |name: &String| committee.members().iter().any(|member| &member.name == name);
+    state.book.read().faults().into_keys().filter(|name| seated(name)).collect()
+}
+
+fn check_fault_budget(state: &SwarmState, agent: &str, committee: &Committee) -> Result<(), DaemonError> {
+    let faulty = faulty_members(state, committee);
+    let max_failures = committee.f();
+    if faulty.iter().any(|name| name == agent) || faulty.len() < max_failures {
         return Ok(());
     }
-    let faulty: Vec<&str> = state.faults.keys().map(String::as_str).collect();
     Err(DaemonError::Conflict(format!(
         "refusing to make {agent} faulty: {} already are ({}) and this swarm tolerates f = {max_failures}",
         faulty.len(),

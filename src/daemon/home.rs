@@ -4,8 +4,8 @@
 //! ```text
 //! config.toml   the swarm config (`swarm init` flags, `byzantine config`)
 //! swarm.json    swarm id and creation time
-//! agents.json   the registered agents (name, type, capabilities, public key)
-//! committees.json  the committee of every membership epoch, after `update-quorum`
+//! membership.json  who is in the swarm: every agent ever admitted, its status,
+//!               and the committee of every membership epoch (one record)
 //! wal/          each validator's write-ahead log
 //! pubkeys.json  public keys announced with `byzantine distribute-pubkeys`
 //! keys/         the validators' private keys (0600)
@@ -63,11 +63,8 @@ impl Home {
     pub fn swarm_meta(&self) -> PathBuf {
         self.root.join("swarm.json")
     }
-    pub fn committees(&self) -> PathBuf {
-        self.root.join("committees.json")
-    }
-    pub fn agents(&self) -> PathBuf {
-        self.root.join("agents.json")
+    pub fn membership(&self) -> PathBuf {
+        self.root.join("membership.json")
     }
     pub fn pubkeys(&self) -> PathBuf {
         self.root.join("pubkeys.json")

@@ -11,8 +11,10 @@
 //! its validators rebuild from their write-ahead logs in the home (unless
 //! `swarm init --in-memory`).
 
+pub mod book;
 pub mod health;
 pub mod home;
+pub mod membership;
 pub mod process;
 pub mod registry;
 pub mod tasks;

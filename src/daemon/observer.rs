@@ -3,7 +3,7 @@
 //! validator executes. They never sign, so they cannot sway consensus; each
 //! counts what it saw, which `agent list` shows.
 
-use super::registry::RegisteredAgent;
+use super::membership::AgentRecord;
 use super::state::Running;
 use crate::actors::BatchExecuted;
 use actix::{Actor, Addr, Context, Handler, Message};
@@ -47,9 +47,9 @@ impl Handler<BatchesSeen> for ExecutionObserver {
 }
 
 /// Starts each registered observer that does not run yet and subscribes it to the validators' executions.
-pub(super) fn start_observers<'a>(running: &mut Running, agents: impl Iterator<Item = &'a RegisteredAgent>) {
+pub(super) fn start_observers<'a>(running: &mut Running, agents: impl Iterator<Item = &'a AgentRecord>) {
     let types = super::agent_types().ok();
-    for agent in agents.filter(|agent| agent.observer) {
+    for agent in agents.filter(|agent| agent.is_observer()) {
         if running.observers.iter().any(|(name, _)| *name == agent.name) {
             continue;
         }

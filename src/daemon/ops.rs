@@ -65,7 +65,7 @@ impl Daemon {
             required_agents: cfg.validators(),
             quorum_size: cfg.quorum(),
             created_at: state.meta.created_at.clone(),
-            registered_validators: state.registry.members().len(),
+            registered_validators: state.book.read().members().len(),
             pid: self.pid,
             home: self.home.root().display().to_string(),
             launched_at: state.running.as_ref().map(|r| r.launched_at.clone()),
@@ -116,7 +116,7 @@ impl Daemon {
         let mut state = self.state.lock().await;
         for (name, key) in &keys {
             super::registry::check_name(name).map_err(DaemonError::BadRequest)?;
-            if let Some(agent) = state.registry.get(name).filter(|agent| agent.public_key != *key) {
+            if let Some(agent) = state.book.read().get(name).filter(|agent| agent.public_key != *key) {
                 return Err(DaemonError::Conflict(format!(
                     "{name} is registered with public key {}, not {key}; its key file changed since it was spawned",
                     agent.public_key

@@ -3,9 +3,10 @@
 //! agent with its status and role. All or nothing: a spawn of several agents that fails on
 //! one registers none.
 
-use super::home::{write_json, write_private};
+use super::home::write_private;
+use super::membership::{AgentRecord, AgentStatus, MembershipRecord};
 use super::observer::BatchesSeen;
-use super::registry::{check_name, RegisteredAgent};
+use super::registry::check_name;
 use super::state::{Daemon, DaemonError, SwarmState};
 use crate::actors::ValidatorStatus;
 use crate::crypto::Keypair;
@@ -32,7 +33,8 @@ pub struct AgentRow {
     #[serde(rename = "type")]
     pub agent_type: String,
     /// pending (the committee is not complete), active, faulty (a fault was
-    /// injected), unresponsive, or standby (registered beyond the committee).
+    /// injected), unresponsive, quarantined, standby (registered beyond the
+    /// committee), replaced or removed (left the committee).
     pub status: String,
     pub public_key: String,
     /// primary, replica, spare for a validator on standby, or observer.
@@ -41,6 +43,17 @@ pub struct AgentRow {
     /// Executed batches an observer has seen (one per validator per batch).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub batches_seen: Option<u64>,
+    /// The membership epoch it joined the committee in, and the one it left in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub joined_epoch: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub left_epoch: Option<u64>,
+    /// Until when its quarantine is in force (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quarantined_until: Option<String>,
+    /// The fresh validator that took its seat.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replaced_by: Option<String>,
 }
 
 impl Daemon {
@@ -53,14 +66,11 @@ impl Daemon {
                 write_private(&self.home.root().join(&agent.key_file), pem.as_bytes(), true)?;
             }
         }
-        let mut registry = state.registry.clone();
-        registry.agents.extend(planned.into_iter().map(|(agent, _)| agent));
-        write_json(&self.home.agents(), &registry)?;
-        state.registry = registry;
+        state.book.update(|record| record.agents.extend(planned.into_iter().map(|(agent, _)| agent)))?;
         super::launch::launch_if_ready(&mut state, &self.home, &self.memory)?;
-        let SwarmState { running, registry, .. } = &mut *state;
-        if let Some(running) = running {
-            super::observer::start_observers(running, registry.agents.iter());
+        let record = state.book.read();
+        if let Some(running) = &mut state.running {
+            super::observer::start_observers(running, record.agents.iter());
         }
         let rows = rows(&state, &[], &[]);
         Ok(rows.into_iter().filter(|row| names.contains(&row.id)).collect())
@@ -90,7 +100,7 @@ impl Daemon {
 /// Checks the whole request and prepares every agent (with its key's PEM)
 /// before anything is written.
 /// Observers have no key (`None`).
-fn plan(state: &SwarmState, request: &SpawnRequest) -> Result<Vec<(RegisteredAgent, Option<String>)>, DaemonError> {
+fn plan(state: &SwarmState, request: &SpawnRequest) -> Result<Vec<(AgentRecord, Option<String>)>, DaemonError> {
     let bad = DaemonError::BadRequest;
     let types = super::agent_types().map_err(|e| bad(e.to_string()))?;
     let definition = types.resolve(&request.agent_type).map_err(|e| bad(e.to_string()))?;
@@ -118,24 +128,27 @@ fn plan(state: &SwarmState, request: &SpawnRequest) -> Result<Vec<(RegisteredAge
         return Err(bad("--count spawns agents with generated names and keys; leave out --name and --keypair".into()));
     }
     let prefix = definition.name_prefix.clone().unwrap_or_else(|| state.config.swarm.agent_name_prefix.clone());
-    let mut registry = state.registry.clone();
+    let mut registry = state.book.read();
+    let forming = registry.committees.is_empty();
     let mut planned = Vec::new();
     for _ in 0..count {
         let name = request.name.clone().unwrap_or_else(|| registry.next_free_name(&prefix));
         check_name(&name).map_err(bad)?;
-        if registry.get(&name).is_some() {
-            return Err(DaemonError::Conflict(format!("an agent named {name} is already registered")));
+        if let Some(taken) = registry.get(&name) {
+            return Err(DaemonError::Conflict(format!(
+                "an agent named {name} is already registered ({}); names are never reused",
+                taken.status.name()
+            )));
         }
         if !definition.voting {
-            let agent = RegisteredAgent {
+            let agent = new_record(
                 name,
-                agent_type: definition.agent_type.clone(),
-                capabilities: capabilities.clone(),
-                public_key: "-".into(),
-                key_file: PathBuf::new(),
-                member: false,
-                observer: true,
-            };
+                &definition.agent_type,
+                &capabilities,
+                "-".into(),
+                PathBuf::new(),
+                AgentStatus::Observer,
+            );
             registry.agents.push(agent.clone());
             planned.push((agent, None));
             continue;
@@ -157,31 +170,48 @@ fn plan(state: &SwarmState, request: &SpawnRequest) -> Result<Vec<(RegisteredAge
             )));
         }
         let pem = keypair.to_pkcs8_pem().map_err(|e| DaemonError::Internal(e.to_string()))?;
-        let member = !state.is_active() && registry.members().len() < state.config.validators();
+        let member = forming && registry.members().len() < state.config.validators();
+        let status = if member { AgentStatus::Active } else { AgentStatus::Standby };
         // Relative to the home, so a home that moves keeps its keys.
         let key_file = PathBuf::from("keys").join(format!("{name}.pem"));
-        let agent = RegisteredAgent {
-            name,
-            agent_type: definition.agent_type.clone(),
-            capabilities: capabilities.clone(),
-            public_key,
-            key_file,
-            member,
-            observer: false,
-        };
+        let agent = new_record(name, &definition.agent_type, &capabilities, public_key, key_file, status);
         registry.agents.push(agent.clone());
         planned.push((agent, Some(pem)));
     }
     Ok(planned)
 }
 
-/// Every registered agent: members in committee order, then validators on
-/// standby, then observers (with the batches each has seen, from `seen`).
+fn new_record(
+    name: String,
+    agent_type: &str,
+    capabilities: &[String],
+    public_key: String,
+    key_file: PathBuf,
+    status: AgentStatus,
+) -> AgentRecord {
+    AgentRecord {
+        name,
+        agent_type: agent_type.into(),
+        capabilities: capabilities.to_vec(),
+        public_key,
+        key_file,
+        status,
+        agent_id: None,
+        joined_epoch: None,
+        left_epoch: None,
+        quarantine: None,
+        replaced_by: None,
+        injected_fault: None,
+    }
+}
+
+/// Every agent the record holds: members in committee order, then validators
+/// on standby, then those that left the committee, then observers (with the
+/// batches each has seen, from `seen`).
 fn rows(state: &SwarmState, statuses: &[ValidatorStatus], seen: &[(String, u64)]) -> Vec<AgentRow> {
-    let members = state.registry.members();
-    let standby = state.registry.agents.iter().filter(|agent| !agent.member && !agent.observer);
-    let observers = state.registry.agents.iter().filter(|agent| agent.observer);
-    let row = |agent: &RegisteredAgent, status: &str, role: &str| AgentRow {
+    let record: MembershipRecord = state.book.read();
+    let now_ms = super::book::unix_ms(std::time::SystemTime::now());
+    let row = |agent: &AgentRecord, status: &str, role: &str| AgentRow {
         id: agent.name.clone(),
         agent_type: agent.agent_type.clone(),
         status: status.into(),
@@ -189,25 +219,40 @@ fn rows(state: &SwarmState, statuses: &[ValidatorStatus], seen: &[(String, u64)]
         role: role.into(),
         capabilities: agent.capabilities.clone(),
         batches_seen: seen.iter().find(|(name, _)| *name == agent.name).map(|(_, batches)| *batches),
+        joined_epoch: agent.joined_epoch,
+        left_epoch: agent.left_epoch,
+        quarantined_until: agent.quarantine.as_ref().filter(|q| q.until_unix_ms > now_ms).map(|q| q.until.clone()),
+        replaced_by: agent.replaced_by.clone(),
     };
-    let mut rows: Vec<AgentRow> = members
+    let mut rows: Vec<AgentRow> = record
+        .members()
         .iter()
         .enumerate()
         .map(|(index, agent)| {
             if !state.is_active() {
                 return row(agent, "pending", if index == 0 { "primary" } else { "replica" });
             }
-            match statuses.iter().find(|s| s.name == agent.name) {
-                Some(s) if s.injected_fault.is_some() => row(agent, "faulty", super::health::role(s)),
-                Some(s) => row(agent, "active", super::health::role(s)),
+            let live = statuses.iter().find(|s| s.name == agent.name);
+            let role = live.map_or("replica", super::health::role);
+            match live {
+                _ if agent.status == AgentStatus::Quarantined => row(agent, "quarantined", role),
+                Some(s) if s.injected_fault.is_some() => row(agent, "faulty", role),
+                Some(_) => row(agent, "active", role),
                 None if statuses.is_empty() => row(agent, "active", if index == 0 { "primary" } else { "replica" }),
-                None => row(agent, "unresponsive", "replica"),
+                None => row(agent, "unresponsive", role),
             }
         })
         .collect();
-    rows.extend(standby.map(|agent| row(agent, "standby", "spare")));
+    let with_status = |status: AgentStatus| record.agents.iter().filter(move |agent| agent.status == status);
+    rows.extend(with_status(AgentStatus::Standby).map(|agent| row(agent, "standby", "spare")));
+    let departed =
+        record.agents.iter().filter(|agent| matches!(agent.status, AgentStatus::Replaced | AgentStatus::Removed));
+    rows.extend(departed.map(|agent| {
+        let in_force = agent.quarantine.as_ref().is_some_and(|q| q.until_unix_ms > now_ms);
+        row(agent, if in_force { "quarantined" } else { agent.status.name() }, "retired")
+    }));
     let observer_status = if state.is_active() { "active" } else { "pending" };
-    rows.extend(observers.map(|agent| row(agent, observer_status, "observer")));
+    rows.extend(with_status(AgentStatus::Observer).map(|agent| row(agent, observer_status, "observer")));
     rows
 }
 
@@ -215,23 +260,23 @@ fn rows(state: &SwarmState, statuses: &[ValidatorStatus], seen: &[(String, u64)]
 mod tests {
     use super::*;
     use crate::config::SwarmConfig;
+    use crate::daemon::book::MembershipBook;
+    use crate::daemon::home::Home;
     use crate::daemon::state::SwarmMeta;
     use std::collections::BTreeMap;
 
-    fn n4() -> SwarmState {
-        SwarmState {
+    fn n4() -> (tempfile::TempDir, SwarmState) {
+        let dir = tempfile::tempdir().unwrap();
+        let book = std::sync::Arc::new(MembershipBook::open(&Home::at(dir.path())).unwrap());
+        let state = SwarmState {
             config: SwarmConfig::from_toml_str("[swarm]\nmax_agents = 4\n").unwrap(),
-            meta: SwarmMeta {
-                swarm_id: "swarm-bft-test".into(),
-                created_at: "t0".into(),
-                genesis_committee: Vec::new(),
-            },
-            registry: Default::default(),
+            meta: SwarmMeta { swarm_id: "swarm-bft-test".into(), created_at: "t0".into() },
+            book,
             pubkeys: BTreeMap::new(),
             running: None,
-            faults: BTreeMap::new(),
             next_task_id: 1,
-        }
+        };
+        (dir, state)
     }
 
     fn validators(count: usize) -> SpawnRequest {
@@ -240,8 +285,9 @@ mod tests {
 
     #[test]
     fn the_first_max_agents_validators_form_the_committee_and_the_rest_wait() {
-        let planned = plan(&n4(), &validators(5)).unwrap();
-        let members: Vec<(&str, bool)> = planned.iter().map(|(a, _)| (a.name.as_str(), a.member)).collect();
+        let (_home, state) = n4();
+        let planned = plan(&state, &validators(5)).unwrap();
+        let members: Vec<(&str, bool)> = planned.iter().map(|(a, _)| (a.name.as_str(), a.is_member())).collect();
         assert_eq!(
             members,
             [
@@ -257,7 +303,7 @@ mod tests {
 
     #[test]
     fn spawn_mistakes_are_refused_before_anything_is_planned() {
-        let mut state = n4();
+        let (_home, mut state) = n4();
         let bad_capability = SpawnRequest { capabilities: Some(vec!["flying".into()]), ..validators(1) };
         assert!(matches!(plan(&state, &bad_capability), Err(DaemonError::BadRequest(m)) if m.contains("flying")));
         assert!(matches!(plan(&state, &validators(0)), Err(DaemonError::BadRequest(_))));
@@ -271,7 +317,7 @@ mod tests {
         assert!(matches!(plan(&state, &named), Err(DaemonError::Conflict(m)) if m.contains("distributed")));
         state.pubkeys.clear();
         let (first, _) = plan(&state, &named).unwrap().remove(0);
-        state.registry.agents.push(first);
+        state.book.update(|record| record.agents.push(first)).unwrap();
         assert!(matches!(plan(&state, &named), Err(DaemonError::Conflict(m)) if m.contains("already registered")));
     }
 }

@@ -1,8 +1,8 @@
 //! The daemon's state: what it loaded from the home, the running swarm (once
 //! launched), the tasks, and the error every operation answers with.
 
+use super::book::MembershipBook;
 use super::home::{read_json, Home, HomeError};
-use super::registry::Registry;
 use super::tasks::{TaskEntry, TaskWorkload};
 use crate::actors::{Swarm, ValidatorStatus};
 use crate::config::SwarmConfig;
@@ -45,11 +45,6 @@ impl From<HomeError> for DaemonError {
 pub struct SwarmMeta {
     pub swarm_id: String,
     pub created_at: String,
-    /// The committee the swarm was first launched with, in committee order:
-    /// the genesis the validators' write-ahead logs belong to, kept when
-    /// `update-quorum` changes who is a member.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub genesis_committee: Vec<String>,
 }
 
 /// A launched swarm and what belongs to its life.
@@ -85,12 +80,11 @@ impl Running {
 pub(super) struct SwarmState {
     pub config: SwarmConfig,
     pub meta: SwarmMeta,
-    pub registry: Registry,
+    /// Who is in the swarm: the one record, shared with the running swarm.
+    pub book: Arc<MembershipBook>,
     /// Names and public keys announced with `distribute-pubkeys`.
     pub pubkeys: BTreeMap<String, String>,
     pub running: Option<Running>,
-    /// Injected faults by agent name, as the operator asked for them.
-    pub faults: BTreeMap<String, String>,
     pub next_task_id: u64,
 }
 
@@ -113,7 +107,7 @@ impl Daemon {
         let config = SwarmConfig::load(Some(&home.config())).map_err(|e| DaemonError::Internal(e.to_string()))?;
         let meta: SwarmMeta = read_json(&home.swarm_meta())?
             .ok_or_else(|| DaemonError::Internal(format!("{} is missing", home.swarm_meta().display())))?;
-        let registry = read_json(&home.agents())?.unwrap_or_default();
+        let book = Arc::new(MembershipBook::open(&home)?);
         let pubkeys = read_json(&home.pubkeys())?.unwrap_or_default();
         let token = home.read_token()?;
         if token.len() < 32 {
@@ -121,8 +115,7 @@ impl Daemon {
         }
         let memory = MemoryStore::open(home.root(), RedbOptions::default())
             .map_err(|e| DaemonError::Internal(format!("cannot open the memory store: {e}")))?;
-        let state =
-            SwarmState { config, meta, registry, pubkeys, running: None, faults: BTreeMap::new(), next_task_id: 1 };
+        let state = SwarmState { config, meta, book, pubkeys, running: None, next_task_id: 1 };
         Ok(Daemon {
             home,
             token,
@@ -168,19 +161,32 @@ impl SwarmState {
     /// The running swarm, or the error that says why there is none yet.
     pub fn running(&self) -> Result<&Running, DaemonError> {
         self.running.as_ref().ok_or_else(|| {
-            let (joined, needed) = (self.registry.members().len(), self.config.validators());
+            let (joined, needed) = (self.book.read().members().len(), self.config.validators());
             DaemonError::Conflict(format!(
                 "the swarm is still initializing: {joined} of {needed} validators have joined; spawn the rest with `bftswarm agent spawn --type validator`"
             ))
         })
     }
 
-    /// The committee index of the member named `name`.
-    pub fn member_index(&self, name: &str) -> Result<usize, DaemonError> {
+    /// The committee id of the member named `name`, or what became of it.
+    pub fn member_id(&self, name: &str) -> Result<crate::protocol::AgentId, DaemonError> {
         let running = self.running()?;
-        running.names.iter().position(|member| member == name).ok_or_else(|| {
-            DaemonError::NotFound(format!("no agent {name} in this swarm; `bftswarm agent list` shows the agents"))
-        })
+        if let Some(member) = running.swarm.committee().members().iter().find(|member| member.name == name) {
+            return Ok(member.id);
+        }
+        Err(not_a_member(&self.book.read(), name))
+    }
+}
+
+/// Why `name` is not in the committee, from the record: quarantined and
+/// replaced by whom in which epoch, removed, on standby, or never admitted.
+pub(super) fn not_a_member(record: &super::membership::MembershipRecord, name: &str) -> DaemonError {
+    match record.get(name) {
+        Some(agent) => DaemonError::Conflict(format!(
+            "{}; it is not in the committee (`bftswarm agent list` shows who is)",
+            agent.departure()
+        )),
+        None => DaemonError::NotFound(format!("no agent {name} in this swarm; `bftswarm agent list` shows the agents")),
     }
 }
 

@@ -16,7 +16,7 @@ use std::str::FromStr;
 
 mod time;
 
-pub use time::{rfc3339, timestamp_now};
+pub use time::{parse_rfc3339, rfc3339, timestamp_now};
 
 /// A lifecycle event and its typed payload.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
