@@ -172,6 +172,9 @@ pub struct ValidatorStatus {
     pub ledger_digest: Digest,
     pub balance_sum: u128,
     pub total_supply: u64,
+    /// What its ledger executed, by outcome (replicated state: equal at equal
+    /// `last_executed`); none for a validator in another process.
+    pub ledger_totals: Option<crate::ledger::LedgerTotals>,
     pub stats: ReplicaStats,
     /// Inbound messages refused before the replica saw them, by reason.
     pub inbound_rejected: BTreeMap<String, u64>,

@@ -355,6 +355,7 @@ impl Validator {
             ledger_digest: ledger.state_digest(),
             balance_sum: ledger.balance_sum(),
             total_supply: ledger.total_supply(),
+            ledger_totals: Some(ledger.totals()),
             stats: replica.stats().clone(),
             inbound_rejected: self.inbound_rejected.clone(),
             outbound_dropped: self.outbound_dropped,

@@ -51,6 +51,7 @@ fn status(id: u32, seq: u64, digest: u8) -> ValidatorStatus {
         ledger_digest: Digest([digest; 32]),
         balance_sum: 1000,
         total_supply: 1000,
+        ledger_totals: None,
         stats: ReplicaStats::default(),
         inbound_rejected: BTreeMap::new(),
         outbound_dropped: 0,

@@ -55,9 +55,8 @@ impl Daemon {
         Ok(entries[entries.len().saturating_sub(tail)..].to_vec())
     }
 
-    /// Convictions, and the share of them that hit an agent no fault was
-    /// injected into, over the agents without one.
-    pub(super) async fn detection_counts(&self, total_agents: usize) -> (usize, f64) {
+    /// What the detection log (durable, in the memory store) adds to the health report.
+    pub(super) async fn detection_counts(&self, total_agents: usize) -> DetectionCounts {
         let log = self.detection_log(usize::MAX).unwrap_or_default();
         let faults: BTreeMap<String, String> = self.state.lock().await.book.read().faults();
         let convicted: Vec<&str> = log
@@ -65,9 +64,20 @@ impl Daemon {
             .filter(|record| record["detection_method"] != "operator-decision")
             .filter_map(|record| record["detected_agent"].as_str())
             .collect();
-        let count = convicted.len();
+        let malicious_detected = convicted.len();
         let honest = total_agents.saturating_sub(faults.len());
-        let (_, rate) = false_positives(convicted, |agent| faults.contains_key(agent), honest);
-        (count, rate)
+        let (_, false_positive_rate) = false_positives(convicted, |agent| faults.contains_key(agent), honest);
+        // The half of a double spend that lost never reaches a ledger: it was
+        // dropped with the two signed spends as proof, which the log keeps.
+        let double_spends_rejected = log.iter().filter(|record| record["fault_type"] == "double-spend").count() as u64;
+        DetectionCounts { malicious_detected, false_positive_rate, double_spends_rejected }
     }
+}
+
+pub(super) struct DetectionCounts {
+    /// Convictions by the detector (not the operator's quarantines).
+    pub malicious_detected: usize,
+    /// Convicted agents no fault was injected into, over the agents without one.
+    pub false_positive_rate: f64,
+    pub double_spends_rejected: u64,
 }

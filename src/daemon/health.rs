@@ -99,9 +99,14 @@ pub fn health(statuses: &[ValidatorStatus], facts: &CommitteeFacts) -> Health {
 
 pub fn consensus_health(statuses: &[ValidatorStatus], facts: &CommitteeFacts) -> ConsensusHealth {
     let health = health(statuses, facts);
-    // The honest validator that executed the most itself speaks for the ledger
-    // (one that joined later caught up by state transfer and counted less).
-    let leader = statuses.iter().filter(|s| s.injected_fault.is_none()).max_by_key(|s| s.stats.txs_committed);
+    // The ledger of the honest validator that executed furthest speaks: its
+    // totals are replicated state, so they survive restarts and state transfer.
+    let leader = statuses
+        .iter()
+        .filter(|s| s.injected_fault.is_none())
+        .filter_map(|s| Some((s.last_executed, s.ledger_totals?)))
+        .max_by_key(|(last_executed, totals)| (*last_executed, totals.committed))
+        .map(|(_, totals)| totals);
     let view = statuses.iter().map(|s| s.view.0).max().unwrap_or(0);
     let primary = statuses.iter().find(|s| s.is_primary && s.view.0 == view).map_or("unknown", |s| &s.name);
     ConsensusHealth {
@@ -111,8 +116,8 @@ pub fn consensus_health(statuses: &[ValidatorStatus], facts: &CommitteeFacts) ->
         healthy_agents: health.healthy_agents,
         quorum_met: health.quorum_met,
         quorum_threshold: health.quorum_threshold,
-        transactions_committed: leader.map_or(0, |s| s.stats.txs_committed),
-        transactions_rejected: leader.map_or(0, |s| s.stats.txs_rejected),
+        transactions_committed: leader.map_or(0, |totals| totals.committed),
+        transactions_rejected: leader.map_or(0, |totals| totals.rejected_total()),
         false_positive_rate: 0.0,
         system_integrity: match integrity(statuses) {
             Ok(()) => "intact".into(),
@@ -158,6 +163,7 @@ pub fn integrity(statuses: &[ValidatorStatus]) -> Result<(), String> {
 mod tests {
     use super::*;
     use crate::crypto::{Digest, PublicKey};
+    use crate::ledger::LedgerTotals;
     use crate::protocol::{AgentId, ReplicaStats, Seq, View};
 
     fn status(i: u32, seq: u64, digest: &[u8], fault: Option<&str>) -> ValidatorStatus {
@@ -175,7 +181,8 @@ mod tests {
             ledger_digest: Digest::of(digest),
             balance_sum: 100,
             total_supply: 100,
-            stats: ReplicaStats { txs_committed: seq * 10, ..ReplicaStats::default() },
+            ledger_totals: Some(LedgerTotals { committed: seq * 10, rejected: [seq, 0, 0, 1] }),
+            stats: ReplicaStats::default(),
             inbound_rejected: BTreeMap::new(),
             outbound_dropped: 0,
             injected_fault: fault.map(str::to_string),
@@ -196,6 +203,7 @@ mod tests {
         let report = consensus_health(&statuses, &facts(7));
         assert_eq!((report.status.as_str(), report.healthy_agents, report.quorum_met), ("healthy", 5, true));
         assert_eq!((report.transactions_committed, report.system_integrity.as_str()), (30, "intact"));
+        assert_eq!(report.transactions_rejected, 4, "from the ledger's totals, every reason");
         assert_eq!(report.primary, "bft-agent-1");
         let health = health(&statuses, &facts(7));
         assert_eq!(health.faulty_agents, ["bft-agent-5", "bft-agent-6"]);

@@ -80,13 +80,16 @@ impl Daemon {
     pub async fn consensus_health(&self) -> Result<ConsensusHealth, DaemonError> {
         let (statuses, facts) = self.snapshot().await?;
         let mut health = health::consensus_health(&statuses, &facts);
-        (health.malicious_detected, health.false_positive_rate) = self.detection_counts(health.total_agents).await;
+        let detected = self.detection_counts(health.total_agents).await;
+        health.malicious_detected = detected.malicious_detected;
+        health.false_positive_rate = detected.false_positive_rate;
+        health.transactions_rejected += detected.double_spends_rejected;
         Ok(health)
     }
 
     pub async fn byzantine_status(&self) -> Result<ByzantineStatus, DaemonError> {
         let (statuses, facts) = self.snapshot().await?;
-        let consensus = health::consensus_health(&statuses, &facts);
+        let consensus = self.consensus_health().await?;
         let honest = statuses.iter().filter(|s| s.injected_fault.is_none());
         Ok(ByzantineStatus {
             swarm_id: self.state.lock().await.meta.swarm_id.clone(),

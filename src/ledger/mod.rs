@@ -52,14 +52,22 @@ pub enum RejectReason {
 }
 
 impl RejectReason {
+    pub const KINDS: usize = 4;
+    /// Stable names for reports and counters, by [`RejectReason::index`].
+    pub const NAMES: [&'static str; Self::KINDS] = ["wrong-nonce", "insufficient-funds", "zero-amount", "self-transfer"];
+
+    pub fn index(&self) -> usize {
+        match self {
+            RejectReason::WrongNonce { .. } => 0,
+            RejectReason::InsufficientFunds { .. } => 1,
+            RejectReason::ZeroAmount => 2,
+            RejectReason::SelfTransfer => 3,
+        }
+    }
+
     /// A stable name for reports and counters.
     pub fn name(&self) -> &'static str {
-        match self {
-            RejectReason::WrongNonce { .. } => "wrong-nonce",
-            RejectReason::InsufficientFunds { .. } => "insufficient-funds",
-            RejectReason::ZeroAmount => "zero-amount",
-            RejectReason::SelfTransfer => "self-transfer",
-        }
+        Self::NAMES[self.index()]
     }
 }
 
@@ -95,10 +103,34 @@ pub enum GenesisError {
     SupplyOverflow,
 }
 
+/// How many transfers the ledger executed, by outcome: replicated state
+/// (under the digest, carried by snapshots and rebuilt from the logs), so
+/// the swarm's counts never depend on one process and never go backwards.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LedgerTotals {
+    pub committed: u64,
+    /// Indexed like [`RejectReason::index`].
+    pub rejected: [u64; RejectReason::KINDS],
+}
+
+impl LedgerTotals {
+    pub fn rejected_total(&self) -> u64 {
+        self.rejected.iter().sum()
+    }
+
+    /// Rejections by reason name, the reasons that occurred only.
+    pub fn rejected_by_reason(&self) -> BTreeMap<&'static str, u64> {
+        let names = RejectReason::NAMES.iter().zip(self.rejected);
+        names.filter(|(_, count)| *count > 0).map(|(name, count)| (*name, count)).collect()
+    }
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ledger {
     accounts: BTreeMap<AccountId, Account>,
     total_supply: u64,
+    #[serde(default)]
+    totals: LedgerTotals,
 }
 
 impl Ledger {
@@ -158,12 +190,18 @@ impl Ledger {
         }
         if transfer.nonce != sender.next_nonce {
             let (expected, received) = (sender.next_nonce, transfer.nonce);
-            return Execution::Applied(TxOutcome::Rejected(RejectReason::WrongNonce { expected, received }));
+            let reason = RejectReason::WrongNonce { expected, received };
+            self.totals.rejected[reason.index()] += 1;
+            return Execution::Applied(TxOutcome::Rejected(reason));
         }
         let outcome = self.check_funds(transfer, sender.balance);
         let sender_entry = self.accounts.entry(transfer.from).or_default();
         sender_entry.next_nonce += 1;
         sender_entry.last = Some(LastTransfer { id: transfer.id, digest, outcome });
+        match outcome {
+            TxOutcome::Committed => self.totals.committed += 1,
+            TxOutcome::Rejected(reason) => self.totals.rejected[reason.index()] += 1,
+        }
         if outcome == TxOutcome::Committed {
             sender_entry.balance -= transfer.amount;
             // Cannot overflow: the total supply fits in u64 and is conserved.
@@ -196,6 +234,11 @@ impl Ledger {
         self.total_supply
     }
 
+    /// The transfers executed so far, by outcome.
+    pub fn totals(&self) -> LedgerTotals {
+        self.totals
+    }
+
     /// Sum of all balances; equals `total_supply` unless execution is broken.
     pub fn balance_sum(&self) -> u128 {
         self.accounts.values().map(|a| a.balance as u128).sum()
@@ -205,10 +248,14 @@ impl Ledger {
     /// accounts are laid out in one buffer first: blake3 hashes a large input
     /// many times faster than many small updates.
     pub fn state_digest(&self) -> Digest {
-        const DOMAIN: &[u8] = b"bftswarm/ledger/v1";
+        const DOMAIN: &[u8] = b"bftswarm/ledger/v2";
         let mut bytes = Vec::with_capacity(DOMAIN.len() + 8 + self.accounts.len() * 122);
         bytes.extend_from_slice(DOMAIN);
         bytes.extend_from_slice(&self.total_supply.to_le_bytes());
+        bytes.extend_from_slice(&self.totals.committed.to_le_bytes());
+        for rejected in self.totals.rejected {
+            bytes.extend_from_slice(&rejected.to_le_bytes());
+        }
         for (id, account) in &self.accounts {
             bytes.extend_from_slice(&id.0 .0);
             bytes.extend_from_slice(&account.balance.to_le_bytes());

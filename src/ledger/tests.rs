@@ -150,3 +150,35 @@ mod properties {
         }
     }
 }
+
+#[test]
+fn totals_count_every_executed_transfer_by_outcome_and_replays_count_once() {
+    let (_, alice) = account(1);
+    let (_, bob) = account(2);
+    let mut ledger = Ledger::with_genesis(&[(alice, 100), (bob, 5)]).unwrap();
+    let first = transfer(alice, bob, 40, 0);
+    ledger.execute(&first);
+    ledger.execute(&first);
+    ledger.execute(&transfer(alice, bob, 500, 1));
+    ledger.execute(&transfer(alice, bob, 1, 7));
+    ledger.execute(&transfer(bob, bob, 1, 0));
+    let totals = ledger.totals();
+    assert_eq!((totals.committed, totals.rejected_total()), (1, 3));
+    let by_reason: Vec<(&str, u64)> = totals.rejected_by_reason().into_iter().collect();
+    assert_eq!(by_reason, [("insufficient-funds", 1), ("self-transfer", 1), ("wrong-nonce", 1)]);
+}
+
+#[test]
+fn totals_are_under_the_state_digest_and_travel_with_a_snapshot() {
+    let (_, alice) = account(1);
+    let (_, bob) = account(2);
+    let genesis = Ledger::with_genesis(&[(alice, 100), (bob, 5)]).unwrap();
+    let mut rejected_once = genesis.clone();
+    rejected_once.execute(&transfer(alice, bob, 1, 9));
+    assert_eq!(rejected_once.accounts().count(), genesis.accounts().count());
+    assert_ne!(rejected_once.state_digest(), genesis.state_digest(), "a rejection changes the replicated totals");
+    let bytes = postcard::to_stdvec(&rejected_once).unwrap();
+    let restored: Ledger = postcard::from_bytes(&bytes).unwrap();
+    assert_eq!(restored.totals(), rejected_once.totals());
+    assert_eq!(restored.state_digest(), rejected_once.state_digest());
+}

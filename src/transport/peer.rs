@@ -133,6 +133,7 @@ impl Handler<GetStatus> for RemoteValidator {
             ledger_digest: node.ledger_digest,
             balance_sum: node.balance_sum,
             total_supply: node.total_supply,
+            ledger_totals: None,
             stats,
             inbound_rejected,
             outbound_dropped: node.outbound_dropped,
