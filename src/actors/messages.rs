@@ -166,6 +166,8 @@ pub struct ValidatorStatus {
     /// False once a membership change removed it.
     pub member: bool,
     pub last_executed: Seq,
+    /// Sequence numbers above `last_executed` its log holds something for.
+    pub slots_in_flight: usize,
     pub stable_checkpoint: Seq,
     pub stable_digest: Digest,
     /// The digest of the ledger now, after `last_executed`.

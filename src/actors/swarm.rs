@@ -34,7 +34,7 @@ use crate::rng::SeededRng;
 use crate::wal::{ReplicaSpec, WalError, WalOptions};
 use actix::{Actor, Addr, Arbiter, Recipient, Supervisor as ActorSupervisor};
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
@@ -71,6 +71,8 @@ pub enum SwarmError {
     Relaunch(String),
     #[error("cannot record the membership change: {0}")]
     Journal(String),
+    #[error("the swarm made no progress for {seconds} s ({completed} of {total} transfers completed); it is stalled")]
+    Stalled { seconds: u64, completed: u64, total: usize },
 }
 
 /// Everything needed to start a swarm.
@@ -586,6 +588,36 @@ impl SwarmHandle {
         run
     }
 
+    /// [`SwarmHandle::run_client`], given up as [`SwarmError::Stalled`] when no
+    /// transfer completes for `stall_limit` ([`SwarmConfig::stall_limit`]):
+    /// the one way `run`, the hub and the daemon's tasks drive a workload.
+    pub async fn run_client_until_stalled(
+        &self,
+        client: ClientId,
+        transfers: Vec<SignedTransfer>,
+        (window, retry_ms): (usize, u64),
+        progress: Arc<AtomicU64>,
+        stall_limit: Duration,
+    ) -> Result<ClientRun, SwarmError> {
+        let total = transfers.len();
+        let run = std::pin::pin!(self.run_client(client, transfers, window, retry_ms, progress.clone()));
+        let mut run = run;
+        let mut last_change = (progress.load(Ordering::Relaxed), Instant::now());
+        loop {
+            tokio::select! {
+                output = &mut run => return output,
+                _ = actix_rt::time::sleep(Duration::from_millis(250)) => {
+                    let completed = progress.load(Ordering::Relaxed);
+                    if completed != last_change.0 {
+                        last_change = (completed, Instant::now());
+                    } else if last_change.1.elapsed() >= stall_limit {
+                        return Err(SwarmError::Stalled { seconds: stall_limit.as_secs(), completed, total });
+                    }
+                }
+            }
+        }
+    }
+
     /// Makes validator `agent` Byzantine (`inject-fault`): from `after` on it
     /// behaves as `fault_type` with `probability`. Only what it sends changes.
     pub fn inject_fault(
@@ -660,6 +692,29 @@ impl SwarmHandle {
                 return statuses;
             }
             actix_rt::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// Waits, at most `max_wait`, until what the validators' logs held in
+    /// flight has executed: every member (but those made Byzantine) at the
+    /// same sequence number with nothing logged above it. A swarm relaunched after its process was
+    /// killed finishes the work its logs recovered; reading the ledger only
+    /// then gives the nonces a new task must carry. Says whether it settled.
+    pub async fn drain_in_flight(&self, max_wait: Duration) -> bool {
+        let start = Instant::now();
+        loop {
+            let statuses = self.status().await;
+            // A validator made Byzantine may hold slots that never execute.
+            let members: Vec<&ValidatorStatus> =
+                statuses.iter().filter(|s| s.member && s.injected_fault.is_none()).collect();
+            let first = members.first().map(|s| s.last_executed);
+            if members.iter().all(|s| Some(s.last_executed) == first && s.slots_in_flight == 0) {
+                return true;
+            }
+            if start.elapsed() >= max_wait {
+                return false;
+            }
+            actix_rt::time::sleep(Duration::from_millis(20)).await;
         }
     }
 

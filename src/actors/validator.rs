@@ -350,6 +350,7 @@ impl Validator {
             epoch: replica.committee().epoch(),
             member: !replica.is_retired(),
             last_executed: replica.last_executed(),
+            slots_in_flight: replica.slots_in_flight(),
             stable_checkpoint: stable.seq,
             stable_digest: stable.state_digest,
             ledger_digest: ledger.state_digest(),

@@ -18,12 +18,8 @@ use std::sync::Arc;
 /// Largest request body: a memory-store value is at most 1 MiB of JSON.
 const MAX_BODY_BYTES: usize = 2 << 20;
 
-/// Serves the API for `daemon` until `swarm stop` or a signal; launches the
-/// swarm first if its home names a whole committee.
+/// Serves the API for `daemon` until `swarm stop` or a signal.
 pub async fn serve(daemon: Arc<Daemon>) -> std::io::Result<()> {
-    if let Err(error) = daemon.launch_if_ready().await {
-        eprintln!("error: the swarm could not be launched from its home: {error}");
-    }
     let data = web::Data::from(daemon.clone());
     let server = HttpServer::new(move || {
         let json = web::JsonConfig::default()

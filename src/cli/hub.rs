@@ -270,15 +270,13 @@ pub async fn submit(
     standby: Vec<(String, PublicKey)>,
 ) -> Result<Submitted, CliError> {
     let swarm = hub.swarm();
-    let total = transfers.len();
     let progress = Arc::new(AtomicU64::new(0));
     let (window, retry_ms) = (cfg.client.max_concurrent_requests, cfg.client.request_retry_ms);
-    let client = swarm.run_client(ClientId(0), transfers, window, retry_ms, progress.clone());
-    let stall_limit = Duration::from_secs(30).max(Duration::from_millis(cfg.consensus.view_change_timeout_ms * 3));
-    let client = super::run::until_stalled(client, &progress, total, stall_limit);
+    let stall_limit = cfg.stall_limit();
+    let client = swarm.run_client_until_stalled(ClientId(0), transfers, (window, retry_ms), progress.clone(), stall_limit);
     let operator = super::hub_membership::operate(hub, &cfg.membership, standby, &progress);
     let (run, changes) = tokio::join!(client, operator);
-    let (run, changes) = (run??, changes?);
+    let (run, changes) = (super::run::stalled_as_cli_error(run)??, changes?);
     let detections = replacements_done(swarm, MEMBERSHIP_WAIT).await;
     Ok((run, swarm.settled_status(SETTLE_WAIT).await, changes, detections))
 }

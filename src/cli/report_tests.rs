@@ -46,6 +46,7 @@ fn status(id: u32, seq: u64, digest: u8) -> ValidatorStatus {
         epoch: crate::protocol::Epoch(0),
         member: true,
         last_executed: Seq(seq),
+        slots_in_flight: 0,
         stable_checkpoint: Seq(0),
         stable_digest: Digest([0; 32]),
         ledger_digest: Digest([digest; 32]),

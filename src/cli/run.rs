@@ -19,7 +19,6 @@ use crate::store::{MemoryStore, RedbOptions};
 use crate::wal::WalOptions;
 use crate::workload::{Workload, WorkloadSpec};
 use indicatif::{ProgressBar, ProgressStyle};
-use std::future::Future;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -149,6 +148,7 @@ pub(crate) fn drive(
     let memory = detection_memory(cfg, home);
     drive_with(spec, transfers, cfg, wal, show_progress, |options| {
         options.quarantine.memory = memory;
+        options.hooks = std::mem::take(&mut options.hooks).home(home);
     })
 }
 
@@ -189,10 +189,7 @@ pub(crate) fn drive_with(
     let total = transfers.len();
     let window = cfg.client.max_concurrent_requests;
     let retry_ms = cfg.client.request_retry_ms;
-    // Long enough for retries and a view change to show progress again.
-    let stall_limit = Duration::from_secs(30)
-        .max(Duration::from_millis(retry_ms.saturating_mul(10)))
-        .max(Duration::from_millis(cfg.consensus.view_change_timeout_ms.saturating_mul(3)));
+    let stall_limit = cfg.stall_limit();
     let hooks = Hooks::new().commands(&cfg.hooks).map_err(|error| CliError::Usage(error.to_string()))?;
     let (name, validator_mailbox) = (cfg.swarm.name.clone(), validator_mailbox()?);
     let faults = configured_faults(cfg)?;
@@ -210,10 +207,12 @@ pub(crate) fn drive_with(
         swarm.pre_task("run", &format!("submit {total} transfers"), total).await?;
         let progress = Arc::new(AtomicU64::new(0));
         let display = show_progress.then(|| ProgressDisplay::start(progress.clone(), total));
-        let client = swarm.run_client(ClientId(0), transfers, window, retry_ms, progress.clone());
+        let client =
+            swarm.run_client_until_stalled(ClientId(0), transfers, (window, retry_ms), progress.clone(), stall_limit);
         let operator = change_membership(&swarm, &membership, &progress);
         // Both on this thread: the operator changes the membership while the client runs.
-        let (run, membership_changes) = tokio::join!(until_stalled(client, &progress, total, stall_limit), operator);
+        let (run, membership_changes) = tokio::join!(client, operator);
+        let run = stalled_as_cli_error(run);
         let membership_changes = membership_changes?;
         if let Some(display) = display {
             display.finish();
@@ -349,27 +348,16 @@ fn configured_faults(cfg: &SwarmConfig) -> Result<Vec<(AgentId, FaultType, f64, 
         .collect()
 }
 
-/// Awaits `run` unless no transfer completes for `limit`.
-pub(crate) async fn until_stalled<F: Future>(
-    run: F,
-    progress: &AtomicU64,
-    total: usize,
-    limit: Duration,
-) -> Result<F::Output, CliError> {
-    let mut run = std::pin::pin!(run);
-    let mut last_change = (progress.load(Ordering::Relaxed), Instant::now());
-    loop {
-        tokio::select! {
-            output = &mut run => return Ok(output),
-            _ = actix_rt::time::sleep(Duration::from_millis(250)) => {
-                let completed = progress.load(Ordering::Relaxed);
-                if completed != last_change.0 {
-                    last_change = (completed, Instant::now());
-                } else if last_change.1.elapsed() >= limit {
-                    return Err(CliError::Stalled { seconds: limit.as_secs(), completed, total, executed: String::new() });
-                }
-            }
+/// A stalled run as the CLI reports it (with the validators' positions filled
+/// in by the caller), any other outcome as it was.
+pub(crate) fn stalled_as_cli_error(
+    run: Result<ClientRun, crate::actors::SwarmError>,
+) -> Result<Result<ClientRun, crate::actors::SwarmError>, CliError> {
+    match run {
+        Err(crate::actors::SwarmError::Stalled { seconds, completed, total }) => {
+            Err(CliError::Stalled { seconds, completed, total, executed: String::new() })
         }
+        other => Ok(other),
     }
 }
 

@@ -219,6 +219,16 @@ impl SwarmConfig {
         }
     }
 
+    /// How long a client run may go without one transfer completing before it
+    /// is called stalled: long enough for retries and a view change to show
+    /// progress again. One limit for `run`, the hub and the daemon's tasks.
+    pub fn stall_limit(&self) -> std::time::Duration {
+        let ms = |ms: u64| std::time::Duration::from_millis(ms);
+        std::time::Duration::from_secs(30)
+            .max(ms(self.client.request_retry_ms.saturating_mul(10)))
+            .max(ms(self.consensus.view_change_timeout_ms.saturating_mul(3)))
+    }
+
     /// Validator names, `<prefix>1` to `<prefix>n`, as in the tutorial's keys/ files.
     pub fn agent_names(&self) -> Vec<String> {
         (1..=self.validators()).map(|i| format!("{}{i}", self.swarm.agent_name_prefix)).collect()

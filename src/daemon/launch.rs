@@ -76,7 +76,7 @@ pub(super) fn launch_if_ready(
             ViewChangeRecorder::new(names, launched_at, memory)
         })
     };
-    let hooks = Hooks::new().commands(&config.hooks).map_err(|e| internal(e.to_string()))?.subscribe(
+    let hooks = Hooks::new().commands(&config.hooks).map_err(|e| internal(e.to_string()))?.home(home.root()).subscribe(
         "view-change-recorder",
         EventKinds::default().with(EventKind::ViewChanged),
         recorder.recipient(),

@@ -53,7 +53,14 @@ pub fn run(home_dir: &std::path::Path) -> Result<(), String> {
     }
     let lock = PidLock::acquire(&home).map_err(|e| e.to_string())?;
     let daemon = std::sync::Arc::new(Daemon::load(home.clone()).map_err(|e| e.to_string())?);
-    let result = actix_web::rt::System::new().block_on(crate::api::serve(daemon.clone()));
+    // A home whose committee is known launches the swarm before the API
+    // answers: a swarm that cannot come back (a damaged key, a log another
+    // process holds) ends the daemon here, and `swarm start` says why.
+    let result = actix_web::rt::System::new().block_on(async {
+        let launched = daemon.launch_if_ready().await;
+        launched.map_err(|e| format!("the swarm cannot be launched from its home: {e}"))?;
+        crate::api::serve(daemon.clone()).await.map_err(|e| format!("the control API failed: {e}"))
+    });
     let _ = std::fs::remove_file(home.addr());
     // The validators' logs and the memory store close before the pid lock is
     // released: a `swarm start` that sees the lock free can open them.
@@ -61,5 +68,5 @@ pub fn run(home_dir: &std::path::Path) -> Result<(), String> {
     drop(daemon);
     let _ = std::fs::remove_file(home.pid());
     drop(lock);
-    result.map_err(|e| format!("the control API failed: {e}"))
+    result
 }

@@ -88,6 +88,9 @@ pub(super) struct SwarmState {
     pub next_task_id: u64,
 }
 
+/// Where the daemon keeps the id its next task takes, in the memory store.
+pub(super) const NEXT_TASK_ID_KEY: &str = "daemon/next-task-id";
+
 /// Everything the control API's handlers share.
 pub struct Daemon {
     pub home: Home,
@@ -115,7 +118,13 @@ impl Daemon {
         }
         let memory = MemoryStore::open(home.root(), RedbOptions::default())
             .map_err(|e| DaemonError::Internal(format!("cannot open the memory store: {e}")))?;
-        let state = SwarmState { config, meta, book, pubkeys, running: None, next_task_id: 1 };
+        // Task ids (and so the clients' ids) go on from the last daemon's: a
+        // reply to a task of before a restart never counts for a new one.
+        let next_task_id = match memory.retrieve(NEXT_TASK_ID_KEY) {
+            Ok(value) => value.and_then(|value| value.as_u64()).unwrap_or(1).max(1),
+            Err(error) => return Err(DaemonError::Internal(format!("cannot read the task counter: {error}"))),
+        };
+        let state = SwarmState { config, meta, book, pubkeys, running: None, next_task_id };
         Ok(Daemon {
             home,
             token,

@@ -7,9 +7,9 @@ use super::state::{Daemon, DaemonError};
 use super::tasks::{sign, TaskEntry, TaskRequest, TaskView};
 use crate::actors::Swarm;
 use crate::protocol::ClientId;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Most transfers one task submits.
 pub const MAX_TASK_COUNT: usize = 10_000_000;
@@ -41,21 +41,30 @@ impl Daemon {
         let Some(running) = state.running.as_mut() else {
             return Err(DaemonError::Internal("the swarm stopped".into()));
         };
-        if let Some(accounts) = running.workload.to_resume() {
-            let next_nonces = running.swarm.next_nonces(accounts).await;
-            running.workload.resume(&next_nonces);
+        // A crashed daemon's last task may still be executing from the logs: its transfers consume nonces.
+        // (After a restart that may take a view change; a quiet swarm answers at once.)
+        let drain_limit = Duration::from_millis(cfg.consensus.view_change_timeout_ms.saturating_mul(4))
+            .max(Duration::from_secs(10))
+            .min(cfg.stall_limit());
+        if !running.swarm.drain_in_flight(drain_limit).await {
+            tracing::warn!("work recovered from the logs is still in flight; the task's first transfers may find their nonces consumed");
         }
+        let next_nonces = running.swarm.next_nonces(running.workload.account_ids()).await;
+        running.workload.carry_on_from(&next_nonces);
         let (unsigned, overdrafts) = running.workload.draw(request.count);
         let accounts = running.workload.accounts();
         let launch = Launch {
             swarm: running.swarm.clone(),
             window: cfg.client.max_concurrent_requests,
             retry_ms: cfg.client.request_retry_ms,
-            stall_limit: Duration::from_secs(30)
-                .max(Duration::from_millis(cfg.client.request_retry_ms.saturating_mul(10)))
-                .max(Duration::from_millis(cfg.consensus.view_change_timeout_ms.saturating_mul(3))),
+            stall_limit: cfg.stall_limit(),
         };
         let task_id = state.next_task_id;
+        // Durable before the task's client exists: ids never repeat across restarts.
+        let next = serde_json::Value::from(task_id + 1);
+        self.memory().store(super::state::NEXT_TASK_ID_KEY, &next, None).map_err(|e| {
+            DaemonError::Internal(format!("cannot record the task counter: {e}"))
+        })?;
         state.next_task_id += 1;
         drop(state);
         let view = TaskView {
@@ -103,8 +112,9 @@ impl Daemon {
         self.update_task(task_id, |view| view.state = "running".into());
         // Each task its own client id: a reply to an earlier task never counts for this one.
         let client = ClientId(u32::try_from(task_id).unwrap_or(u32::MAX));
-        let run = swarm.run_client(client, transfers, launch.window, launch.retry_ms, progress.clone());
-        let run = until_stalled(run, &progress, launch.stall_limit).await?.map_err(|e| e.to_string())?;
+        let settings = (launch.window, launch.retry_ms);
+        let run = swarm.run_client_until_stalled(client, transfers, settings, progress.clone(), launch.stall_limit);
+        let run = run.await.map_err(|e| e.to_string())?;
         swarm.post_task(&name, &run).await.map_err(|e| e.to_string())?;
         self.update_task(task_id, |view| view.finish(&run));
         Ok(())
@@ -120,28 +130,5 @@ impl Daemon {
         let tasks = self.tasks();
         let entry = tasks.get(&task_id).ok_or_else(|| DaemonError::NotFound(format!("no task {task_id}")))?;
         Ok(entry.snapshot())
-    }
-}
-
-/// Awaits `run` unless no transfer completes for `limit`.
-async fn until_stalled<F: std::future::Future>(
-    run: F,
-    progress: &AtomicU64,
-    limit: Duration,
-) -> Result<F::Output, String> {
-    let mut run = std::pin::pin!(run);
-    let mut last = (progress.load(Ordering::Relaxed), Instant::now());
-    loop {
-        tokio::select! {
-            output = &mut run => return Ok(output),
-            _ = actix_web::rt::time::sleep(Duration::from_millis(250)) => {
-                let completed = progress.load(Ordering::Relaxed);
-                if completed != last.0 {
-                    last = (completed, Instant::now());
-                } else if last.1.elapsed() >= limit {
-                    return Err(format!("the swarm made no progress for {} s ({completed} transfers completed); it is stalled", limit.as_secs()));
-                }
-            }
-        }
     }
 }

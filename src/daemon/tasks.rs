@@ -27,7 +27,7 @@ pub struct TaskWorkload {
     overdraft_ratio: f64,
     supply: u64,
     next_sender: usize,
-    /// Set once the nonces carry on from the running swarm's ledger.
+    /// Set once the transfer ids come from a stream of this process's own.
     resumed: bool,
 }
 
@@ -83,20 +83,20 @@ impl TaskWorkload {
         (transfers, overdrafts)
     }
 
-    /// The accounts whose next nonces [`TaskWorkload::resume`] needs, until it had them.
-    pub fn to_resume(&self) -> Option<Vec<AccountId>> {
-        (!self.resumed).then(|| self.ids.clone())
+    /// The accounts whose next nonces [`TaskWorkload::carry_on_from`] needs.
+    pub fn account_ids(&self) -> Vec<AccountId> {
+        self.ids.clone()
     }
 
-    /// Carries on from the ledger a swarm recovered from its write-ahead logs:
-    /// each account's nonces from `next_nonces` (in [`TaskWorkload::to_resume`]'s
-    /// order), and transfer ids from a fresh stream, since the draws of before
-    /// the restart are not known and an id must never be reused.
-    pub fn resume(&mut self, next_nonces: &[u64]) {
-        for (nonce, next) in self.nonces.iter_mut().zip(next_nonces) {
-            *nonce = (*nonce).max(*next);
-        }
-        if next_nonces.iter().any(|&next| next > 0) {
+    /// Takes each account's next nonce from the swarm's ledger (in
+    /// [`TaskWorkload::account_ids`]'s order) before a task draws: never from
+    /// this process's memory, which a task that stalled, or a daemon killed
+    /// mid-task, left ahead of what executed. Transfer ids come from a fresh
+    /// stream once per process, since the draws of before a restart are not
+    /// known and an id must never be reused.
+    pub fn carry_on_from(&mut self, next_nonces: &[u64]) {
+        self.nonces.iter_mut().zip(next_nonces).for_each(|(nonce, next)| *nonce = *next);
+        if !self.resumed && next_nonces.iter().any(|&next| next > 0) {
             self.rng = self.rng.fork(uuid::Uuid::new_v4().as_u64_pair().0);
         }
         self.resumed = true;

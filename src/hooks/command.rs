@@ -79,11 +79,21 @@ pub struct CommandHook {
     pub timeout: Duration,
     in_flight: Arc<AtomicUsize>,
     counters: Arc<Counters>,
+    /// The swarm's home, given to the command as `BFTSWARM_HOME`.
+    home: Option<Arc<Path>>,
 }
 
 impl CommandHook {
     pub fn new(event: EventKind, command: PathBuf, timeout: Duration) -> CommandHook {
-        CommandHook { event, command, timeout, in_flight: Arc::default(), counters: Arc::default() }
+        CommandHook { event, command, timeout, in_flight: Arc::default(), counters: Arc::default(), home: None }
+    }
+
+    /// Runs the command with `BFTSWARM_HOME` set to `home` (absolute), so a
+    /// script writes into the swarm's home wherever it was started from.
+    pub fn with_home(mut self, home: &Path) -> CommandHook {
+        let home = std::path::absolute(home).unwrap_or_else(|_| home.to_path_buf());
+        self.home = Some(Arc::from(home.as_path()));
+        self
     }
 
     /// Runs the hook on its own thread; the result is only logged and counted.
@@ -108,7 +118,7 @@ impl CommandHook {
         let (done_tx, done_rx) = tokio::sync::oneshot::channel();
         let hook = self.clone();
         let spawned = std::thread::Builder::new().name("bftswarm-hook".into()).spawn(move || {
-            let outcome = run_once(&hook.command, &json, hook.timeout);
+            let outcome = run_once(&hook.command, hook.home.as_deref(), &json, hook.timeout);
             hook.record(&outcome);
             hook.in_flight.fetch_sub(1, Ordering::AcqRel);
             let _ = done_tx.send(outcome);
@@ -153,8 +163,8 @@ impl CommandHook {
 }
 
 /// Starts `command`, feeds it `json` and a newline, and waits at most `timeout`.
-fn run_once(command: &Path, json: &str, timeout: Duration) -> RunOutcome {
-    let mut child = match spawn_hook(command) {
+fn run_once(command: &Path, home: Option<&Path>, json: &str, timeout: Duration) -> RunOutcome {
+    let mut child = match spawn_hook(command, home) {
         Ok(child) => child,
         Err(error) => return RunOutcome::NotStarted(error.to_string()),
     };
@@ -186,10 +196,14 @@ fn run_once(command: &Path, json: &str, timeout: Duration) -> RunOutcome {
 /// Starts the hook in its own process group. A script written just before
 /// may be "busy" (ETXTBSY) for a moment: a process forked elsewhere in this
 /// program still holds the writer's descriptor until it execs. Retried briefly.
-fn spawn_hook(command: &Path) -> std::io::Result<std::process::Child> {
+fn spawn_hook(command: &Path, home: Option<&Path>) -> std::io::Result<std::process::Child> {
     let mut attempts = 0;
     loop {
-        let spawned = Command::new(command).stdin(Stdio::piped()).stdout(stderr_as_stdio()).process_group(0).spawn();
+        let mut hook = Command::new(command);
+        if let Some(home) = home {
+            hook.env("BFTSWARM_HOME", home);
+        }
+        let spawned = hook.stdin(Stdio::piped()).stdout(stderr_as_stdio()).process_group(0).spawn();
         match spawned {
             Err(error) if error.raw_os_error() == Some(libc::ETXTBSY) && attempts < 20 => {
                 attempts += 1;
@@ -234,13 +248,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("seen");
         let ok = script(&dir, "ok.sh", &format!("cat > {}", out.display()));
-        assert_eq!(run_once(&ok, "{\"event\":\"pre-task\"}", Duration::from_secs(5)), RunOutcome::Succeeded);
+        assert_eq!(run_once(&ok, None, "{\"event\":\"pre-task\"}", Duration::from_secs(5)), RunOutcome::Succeeded);
         assert_eq!(std::fs::read_to_string(&out).unwrap(), "{\"event\":\"pre-task\"}\n");
         let failing = script(&dir, "fail.sh", "exit 3");
-        let outcome = run_once(&failing, "{}", Duration::from_secs(5));
+        let outcome = run_once(&failing, None, "{}", Duration::from_secs(5));
         assert!(matches!(&outcome, RunOutcome::Failed(why) if why.contains('3')), "{outcome:?}");
         let missing = dir.path().join("missing.sh");
-        assert!(matches!(run_once(&missing, "{}", Duration::from_secs(5)), RunOutcome::NotStarted(_)));
+        assert!(matches!(run_once(&missing, None, "{}", Duration::from_secs(5)), RunOutcome::NotStarted(_)));
     }
 
     #[test]
@@ -248,7 +262,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let hanging = script(&dir, "hang.sh", "sleep 10");
         let start = Instant::now();
-        assert_eq!(run_once(&hanging, "{}", Duration::from_millis(200)), RunOutcome::TimedOut);
+        assert_eq!(run_once(&hanging, None, "{}", Duration::from_millis(200)), RunOutcome::TimedOut);
         assert!(start.elapsed() < Duration::from_secs(2), "{:?}", start.elapsed());
     }
 

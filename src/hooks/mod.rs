@@ -166,4 +166,10 @@ impl Hooks {
         }
         Ok(self)
     }
+
+    /// Command hooks run with `BFTSWARM_HOME` set to the swarm's `home`.
+    pub fn home(mut self, home: &std::path::Path) -> Hooks {
+        self.commands = self.commands.into_iter().map(|hook| hook.with_home(home)).collect();
+        self
+    }
 }

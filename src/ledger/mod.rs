@@ -38,9 +38,14 @@ pub struct LastTransfer {
 /// Why a transfer was not applied. Recorded, replied to the client, counted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum RejectReason {
-    /// The nonce is not the account's next one: a replay, a double spend, or out of order.
+    /// The nonce is ahead of the account's next one: out of order.
     WrongNonce {
         expected: u64,
+        received: u64,
+    },
+    /// Another transfer already consumed this nonce (a double spend, or a
+    /// copy signed before its sender lost track): it can never execute.
+    NonceConsumed {
         received: u64,
     },
     InsufficientFunds {
@@ -52,9 +57,10 @@ pub enum RejectReason {
 }
 
 impl RejectReason {
-    pub const KINDS: usize = 4;
+    pub const KINDS: usize = 5;
     /// Stable names for reports and counters, by [`RejectReason::index`].
-    pub const NAMES: [&'static str; Self::KINDS] = ["wrong-nonce", "insufficient-funds", "zero-amount", "self-transfer"];
+    pub const NAMES: [&'static str; Self::KINDS] =
+        ["wrong-nonce", "insufficient-funds", "zero-amount", "self-transfer", "nonce-consumed"];
 
     pub fn index(&self) -> usize {
         match self {
@@ -62,6 +68,7 @@ impl RejectReason {
             RejectReason::InsufficientFunds { .. } => 1,
             RejectReason::ZeroAmount => 2,
             RejectReason::SelfTransfer => 3,
+            RejectReason::NonceConsumed { .. } => 4,
         }
     }
 
@@ -190,7 +197,10 @@ impl Ledger {
         }
         if transfer.nonce != sender.next_nonce {
             let (expected, received) = (sender.next_nonce, transfer.nonce);
-            let reason = RejectReason::WrongNonce { expected, received };
+            let reason = match received < expected {
+                true => RejectReason::NonceConsumed { received },
+                false => RejectReason::WrongNonce { expected, received },
+            };
             self.totals.rejected[reason.index()] += 1;
             return Execution::Applied(TxOutcome::Rejected(reason));
         }
@@ -281,6 +291,7 @@ fn encode_last(last: &Option<LastTransfer>, bytes: &mut Vec<u8>) {
         TxOutcome::Rejected(RejectReason::InsufficientFunds { balance, amount }) => (2, *balance, *amount),
         TxOutcome::Rejected(RejectReason::ZeroAmount) => (3, 0, 0),
         TxOutcome::Rejected(RejectReason::SelfTransfer) => (4, 0, 0),
+        TxOutcome::Rejected(RejectReason::NonceConsumed { received }) => (5, *received, 0),
     };
     bytes.push(tag);
     bytes.extend_from_slice(&a.to_le_bytes());

@@ -49,7 +49,7 @@ fn double_spend_with_one_nonce_commits_once() {
     assert_eq!(ledger.execute(&transfer(alice, bob, 100, 0)), TxOutcome::Committed);
     assert_eq!(
         ledger.execute(&transfer(alice, carol, 100, 0)),
-        TxOutcome::Rejected(RejectReason::WrongNonce { expected: 1, received: 0 })
+        TxOutcome::Rejected(RejectReason::NonceConsumed { received: 0 })
     );
     assert_eq!(ledger.account(&carol).balance, 0);
 }
@@ -68,7 +68,7 @@ fn the_last_transfer_executed_again_is_answered_with_its_outcome_and_changes_not
     let conflicting = Transfer { id: TxId([42; 16]), ..transfer(alice, bob, 30, 0) };
     assert!(matches!(
         ledger.apply(&conflicting),
-        Execution::Applied(TxOutcome::Rejected(RejectReason::WrongNonce { .. }))
+        Execution::Applied(TxOutcome::Rejected(RejectReason::NonceConsumed { .. }))
     ));
     // A replica that got this state by snapshot answers the same way.
     let mut from_snapshot = after_first.clone();
@@ -166,6 +166,8 @@ fn totals_count_every_executed_transfer_by_outcome_and_replays_count_once() {
     assert_eq!((totals.committed, totals.rejected_total()), (1, 3));
     let by_reason: Vec<(&str, u64)> = totals.rejected_by_reason().into_iter().collect();
     assert_eq!(by_reason, [("insufficient-funds", 1), ("self-transfer", 1), ("wrong-nonce", 1)]);
+    ledger.execute(&transfer(alice, bob, 2, 0));
+    assert_eq!(ledger.totals().rejected_by_reason().get("nonce-consumed"), Some(&1));
 }
 
 #[test]

@@ -128,6 +128,7 @@ impl Handler<GetStatus> for RemoteValidator {
             epoch: node.epoch,
             member: node.member,
             last_executed: node.last_executed,
+            slots_in_flight: 0,
             stable_checkpoint: node.stable_checkpoint,
             stable_digest: node.stable_digest,
             ledger_digest: node.ledger_digest,

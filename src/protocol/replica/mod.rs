@@ -494,6 +494,13 @@ impl Replica {
     pub fn log_len(&self) -> usize {
         self.log.len()
     }
+
+    /// Sequence numbers above the last executed one that the log holds
+    /// something for: work that may still execute (after a restart, what
+    /// was in flight when the process died).
+    pub fn slots_in_flight(&self) -> usize {
+        self.log.range(Seq(self.last_executed.0 + 1)..).count()
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]

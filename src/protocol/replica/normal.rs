@@ -2,7 +2,7 @@
 
 use super::{record_vote, vote_digest, Executed, Output, Queued, Replica, Vote};
 use crate::crypto::Digest;
-use crate::ledger::{Execution, TxId, TxOutcome};
+use crate::ledger::{Execution, RejectReason, TxId, TxOutcome};
 use crate::protocol::evidence::Evidence;
 use crate::protocol::message::{Batch, Message, PreparedCertificate, Reply, Request, SignedMessage};
 use crate::protocol::types::{AgentId, ClientId, Micros, Seq, View};
@@ -24,7 +24,14 @@ impl Replica {
             if self.queued_ids.contains(&id) || self.ordered_ids.contains(&id) {
                 self.stats.dropped_duplicate += 1;
             } else if self.ledger.nonce_spent(&request.tx.transfer) {
+                // Never ordered, but answered: another transfer consumed the
+                // nonce in the agreed ledger, so f+1 replicas saying so is the
+                // truth, and a client (one restarted, or a double spender's
+                // victim) learns the outcome instead of waiting for ever.
                 self.stats.double_spends_dropped += 1;
+                let received = request.tx.transfer.nonce;
+                let outcome = TxOutcome::Rejected(RejectReason::NonceConsumed { received });
+                answered_again.entry(request.client).or_default().push((id, outcome));
             } else if self.queue.len() >= self.params.max_pending_requests {
                 self.stats.requests_dropped_queue_full += 1;
             } else {

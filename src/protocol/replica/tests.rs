@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::crypto::Keypair;
-use crate::ledger::{AccountId, Execution, Transfer};
+use crate::ledger::{AccountId, Execution, RejectReason, Transfer};
 use crate::protocol::Epoch;
 
 struct Fixture {
@@ -379,4 +379,25 @@ fn whichever_half_of_a_double_spend_executes_the_other_queued_half_is_dropped_wi
         })
         .collect();
     assert_eq!(proofs, vec![(rival.tx.digest(), first.tx.digest())]);
+}
+
+#[test]
+fn a_request_whose_nonce_another_transfer_consumed_is_answered_nonce_consumed_not_left_waiting() {
+    let f = fixture();
+    let mut replicas: Vec<Replica> = (0..4).map(|i| f.replica(i)).collect();
+    let out = replicas[0].step(Micros(0), Input::Requests(vec![f.request(0)]));
+    run_to_quiescence(&mut replicas, out.into_iter().map(|o| (0, o)).collect());
+    // A copy signed with the same nonce by a sender that lost track (a restarted client).
+    let mut stale = f.request(0).tx.transfer.clone();
+    stale.id = TxId([150; 16]);
+    let stale = Request { client: ClientId(8), tx: stale.sign(&f.account) };
+    for replica in &mut replicas {
+        let out = replica.step(Micros(30), Input::Requests(vec![stale.clone()]));
+        assert!(broadcasts(&out).is_empty(), "never ordered");
+        let answered = replies(&out);
+        assert_eq!(answered.len(), 1, "answered at once");
+        let rejected = TxOutcome::Rejected(RejectReason::NonceConsumed { received: 0 });
+        assert_eq!((answered[0].client, answered[0].outcomes.clone()), (ClientId(8), vec![(stale.tx_id(), rejected)]));
+        assert_eq!(replica.queued_requests(), 0);
+    }
 }
