@@ -2,104 +2,12 @@
 //! a temporary home per test, a real daemon in the background (killed by a
 //! guard if a test fails before `swarm stop`).
 
+mod common;
+
 use assert_cmd::cargo::cargo_bin_cmd;
+use common::{mode, names, raw_request, stderr, TestSwarm};
 use serde_json::Value;
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-
-/// A working directory with a swarm home; its daemon dies with it.
-struct TestSwarm {
-    dir: tempfile::TempDir,
-    home: PathBuf,
-}
-
-impl TestSwarm {
-    fn new() -> TestSwarm {
-        let dir = tempfile::tempdir().expect("a temporary directory");
-        let home = dir.path().join(".bftswarm");
-        TestSwarm { dir, home }
-    }
-
-    /// `swarm init` with `args`; returns its JSON.
-    fn init(args: &[&str]) -> (TestSwarm, Value) {
-        let swarm = TestSwarm::new();
-        let info = swarm.json(&[&["swarm", "init"], args].concat());
-        (swarm, info)
-    }
-
-    fn command(&self) -> Command {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_bftswarm"));
-        command
-            .current_dir(self.dir.path())
-            .env("BFTSWARM_HOME", &self.home)
-            .env("NO_COLOR", "1")
-            .env_remove("BFTSWARM_ADDR")
-            .env_remove("BFTSWARM_TOKEN");
-        command
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.command().args(args).output().expect("the binary runs")
-    }
-
-    /// Runs a command that must succeed and print JSON (stdout is a pipe, so JSON is the default).
-    fn json(&self, args: &[&str]) -> Value {
-        let output = self.run(args);
-        assert!(output.status.success(), "{args:?}: exit {:?}, stderr: {}", output.status, stderr(&output));
-        serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
-            panic!("{args:?}: stdout is not JSON ({e}): {}", String::from_utf8_lossy(&output.stdout))
-        })
-    }
-
-    /// Runs a command that must fail with `code` and one line on stderr; returns that line.
-    fn fails(&self, args: &[&str], code: i32) -> String {
-        let output = self.run(args);
-        let line = stderr(&output);
-        assert_eq!(output.status.code(), Some(code), "{args:?}: stderr: {line}");
-        assert_eq!(line.trim_end().lines().count(), 1, "{args:?}: not one line: {line}");
-        assert!(line.starts_with("error: "), "{line}");
-        line
-    }
-
-    fn path(&self, relative: &str) -> PathBuf {
-        self.dir.path().join(relative)
-    }
-}
-
-impl Drop for TestSwarm {
-    fn drop(&mut self) {
-        let Ok(pid) = std::fs::read_to_string(self.home.join("daemon.pid")) else { return };
-        if let Ok(pid) = pid.trim().parse::<i32>() {
-            // SAFETY: signals a process this test started; a stopped daemon removed its pid file.
-            unsafe {
-                libc::kill(pid, libc::SIGKILL);
-            }
-        }
-    }
-}
-
-/// Sends raw bytes to the control API and returns the whole answer.
-fn raw_request(addr: &str, request: &str) -> String {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(addr).expect("the daemon listens");
-    stream.write_all(request.as_bytes()).unwrap();
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).unwrap();
-    answer
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-fn mode(path: &Path) -> u32 {
-    std::fs::metadata(path).expect("the file exists").permissions().mode() & 0o777
-}
-
-fn names(list: &Value, field: &str) -> Vec<String> {
-    list.as_array().expect("a list").iter().map(|a| a[field].as_str().unwrap_or_default().to_string()).collect()
-}
+use std::process::{Command, Stdio};
 
 const CAPABILITIES: &str = "transaction-validation,signature-verification,consensus";
 
@@ -267,6 +175,59 @@ fn tutorial_n7f2_from_swarm_init_to_view_change_and_stop() {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
 
+    // The replacements are members, listed; the convicted are quarantined, never "unresponsive".
+    let replaced_by = |agent: &str| {
+        let log = swarm.json(&["byzantine", "detection-log", "--tail", "20"]);
+        let record = log.as_array().unwrap().iter().rev().find(|r| r["detected_agent"] == agent).cloned();
+        record.and_then(|r| r["replaced_by"].as_str().map(String::from)).unwrap()
+    };
+    let replacements: Vec<String> = ["bft-agent-5", "bft-agent-6", "bft-agent-7"].map(replaced_by).to_vec();
+    let active = swarm.json(&["agent", "list", "--filter", "active", "--json"]);
+    let mut seated = names(&active, "id");
+    seated.sort();
+    let mut expected: Vec<String> = (1..=4).map(|i| format!("bft-agent-{i}")).chain(replacements.clone()).collect();
+    expected.sort();
+    assert_eq!(seated, expected, "{active}");
+    let quarantined = swarm.json(&["agent", "list", "--filter", "quarantined", "--json"]);
+    assert_eq!(names(&quarantined, "id"), ["bft-agent-5", "bft-agent-6", "bft-agent-7"], "{quarantined}");
+    assert_eq!(names(&quarantined, "replaced_by"), replacements, "{quarantined}");
+    let taken = ["agent", "spawn", "--type", "validator", "--name", replacements[0].as_str()];
+    let reused = swarm.fails(&taken, 2);
+    assert!(reused.contains("already registered"), "{reused}");
+    // update-quorum names what became of a replaced agent.
+    let gone = swarm.fails(&["byzantine", "update-quorum", "--remove", "bft-agent-5"], 2);
+    assert!(gone.contains("quarantined at") && gone.contains(&format!("replaced by {}", replacements[0])), "{gone}");
+    // The dropped half of the double spend is a rejected transaction.
+    let health = swarm.json(&["byzantine", "consensus-health"]);
+    assert!(health["transactions_rejected"].as_u64() >= Some(1), "{health}");
+    // Agents that left the committee no longer count against f (the tutorial's step 10).
+    let censor = swarm.json(&fault("bft-agent-1", "censorship", "1.0").each_ref().map(String::as_str));
+    assert_eq!(censor["faulty_agents"], serde_json::json!(["bft-agent-1"]), "{censor}");
+
+    // A restart brings back the last epoch whole: replacements, quarantines, the fault, the counts.
+    let listed = swarm.json(&["agent", "list", "--json"]);
+    swarm.json(&["swarm", "stop"]);
+    swarm.json(&["swarm", "start"]);
+    assert_eq!(swarm.json(&["agent", "list", "--json"])["status"], listed["status"]);
+    let relisted = swarm.json(&["agent", "list", "--json"]);
+    let rows = relisted.as_array().unwrap().iter();
+    // bft-agent-1 is still the one the operator made faulty: the fault comes back with the swarm.
+    let mut seated: Vec<String> = rows
+        .filter(|row| row["status"] == "active" || row["status"] == "faulty")
+        .map(|row| row["id"].as_str().unwrap().to_string())
+        .collect();
+    seated.sort();
+    assert_eq!(seated, expected, "{relisted}");
+    let faulty = swarm.json(&["agent", "list", "--filter", "faulty", "--json"]);
+    assert_eq!(names(&faulty, "id"), ["bft-agent-1"], "{faulty}");
+    let after = swarm.json(&["byzantine", "consensus-health"]);
+    for counter in ["transactions_committed", "transactions_rejected", "malicious_detected"] {
+        assert!(after[counter].as_u64() >= health[counter].as_u64(), "{counter} went back: {health} then {after}");
+    }
+    let more = ["--max-agents", "7", "--priority", "critical", "--count", "100", "--consensus", "byzantine"];
+    let resumed = swarm.json(&[&orchestrate[..], &more[..]].concat());
+    assert_eq!((resumed["state"].as_str(), resumed["committed"].as_u64()), (Some("done"), Some(100)), "{resumed}");
+
     let stopped = swarm.json(&["swarm", "stop"]);
     assert_eq!(stopped["status"], "stopped");
     assert!(!swarm.home.join("daemon.pid").exists());
@@ -315,7 +276,7 @@ fn n4f1_bad_inputs_are_one_line_errors_that_change_nothing() {
     let quorum = swarm.fails(&["byzantine", "update-quorum", "--remove", "bft-agent-1", "--add", "bft-agent-5"], 2);
     assert!(quorum.contains("no agent bft-agent-5"), "{quorum}");
     let quarantine = swarm.fails(&["byzantine", "quarantine", "--agent", "bft-agent-9", "--duration", "3600000"], 2);
-    assert!(quarantine.contains("bft-agent-9 is not in the committee"), "{quarantine}");
+    assert!(quarantine.contains("no agent bft-agent-9 in this swarm"), "{quarantine}");
 
     // Nothing changed: no fault, no fifth agent, no stored value, the old timeout.
     let health = swarm.json(&["byzantine", "health", "--json"]);

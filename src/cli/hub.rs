@@ -273,7 +273,8 @@ pub async fn submit(
     let progress = Arc::new(AtomicU64::new(0));
     let (window, retry_ms) = (cfg.client.max_concurrent_requests, cfg.client.request_retry_ms);
     let stall_limit = cfg.stall_limit();
-    let client = swarm.run_client_until_stalled(ClientId(0), transfers, (window, retry_ms), progress.clone(), stall_limit);
+    let client =
+        swarm.run_client_until_stalled(ClientId(0), transfers, (window, retry_ms), progress.clone(), stall_limit);
     let operator = super::hub_membership::operate(hub, &cfg.membership, standby, &progress);
     let (run, changes) = tokio::join!(client, operator);
     let (run, changes) = (super::run::stalled_as_cli_error(run)??, changes?);

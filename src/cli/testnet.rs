@@ -168,19 +168,32 @@ fn write_text(path: &Path, text: &str) -> Result<(), CliError> {
 
 /// A shell script that starts the hub and every node on this machine; its
 /// lines are the commands to run on each machine when the swarm is spread.
+/// It runs the binary that wrote it unless `BFTSWARM` names another (or that
+/// one is gone, then `bftswarm` on PATH), and Ctrl-C (or SIGTERM) stops every
+/// process it started: background jobs of a script ignore SIGINT otherwise.
 fn start_script(testnet: &Testnet, listen: &str) -> String {
+    let writer = std::env::current_exe().ok().map(|exe| exe.display().to_string()).unwrap_or_default();
     let mut script = String::from(
-        "#!/bin/sh\n# Starts the hub and every validator process of this testnet.\n\
+        "#!/bin/sh\n# Starts the hub and every validator process of this testnet; Ctrl-C stops them all.\n\
          # Across machines: copy hub/ to the hub's machine and run its line there with --listen 0.0.0.0:PORT;\n\
          # copy each validator's directory to its machine and run its line with HUB=<hub-host>:PORT.\n\
-         cd \"$(dirname \"$0\")\"\nBFTSWARM=${BFTSWARM:-bftswarm}\n",
+         cd \"$(dirname \"$0\")\"\n",
     );
-    script.push_str(&format!("HUB=${{HUB:-{listen}}}\n"));
-    script.push_str(&format!("\"$BFTSWARM\" hub --home {} --listen \"$HUB\" &\n", testnet.hub.display()));
+    script.push_str(&format!("BFTSWARM=${{BFTSWARM:-{}}}\n", shell_quoted(&writer)));
+    script.push_str(
+        "if [ ! -x \"$BFTSWARM\" ]; then\n  BFTSWARM=$(command -v bftswarm) || {\n    \
+         echo \"start.sh: no bftswarm binary; set BFTSWARM=/path/to/bftswarm or put it on PATH\" >&2; exit 127; }\nfi\n",
+    );
+    script.push_str(&format!("HUB=${{HUB:-{listen}}}\npids=\n"));
+    script.push_str("trap 'trap - INT TERM; kill $pids 2>/dev/null; wait; exit 130' INT TERM\n");
+    script.push_str(&format!(
+        "\"$BFTSWARM\" hub --home {} --listen \"$HUB\" &\npids=\"$pids $!\"\n",
+        testnet.hub.display()
+    ));
     for (name, home) in &testnet.nodes {
         let home = home.display();
         script.push_str(&format!(
-            "\"$BFTSWARM\" node --home {home} --hub \"$HUB\" --keypair {home}/keys/{name}-key.pem &\n"
+            "\"$BFTSWARM\" node --home {home} --hub \"$HUB\" --keypair {home}/keys/{name}-key.pem &\npids=\"$pids $!\"\n"
         ));
     }
     for (name, home) in &testnet.standby {
@@ -191,4 +204,9 @@ fn start_script(testnet: &Testnet, listen: &str) -> String {
     }
     script.push_str("wait\n");
     script
+}
+
+/// `text` in single quotes for sh (a quote inside closes, escapes and reopens).
+fn shell_quoted(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "'\\''"))
 }

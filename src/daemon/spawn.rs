@@ -6,7 +6,7 @@
 use super::home::write_private;
 use super::membership::{AgentRecord, AgentStatus, MembershipRecord};
 use super::observer::BatchesSeen;
-use super::registry::check_name;
+use super::registry::{check_name, natural_order};
 use super::state::{Daemon, DaemonError, SwarmState};
 use crate::actors::ValidatorStatus;
 use crate::crypto::Keypair;
@@ -243,10 +243,12 @@ fn rows(state: &SwarmState, statuses: &[ValidatorStatus], seen: &[(String, u64)]
             }
         })
         .collect();
-    let with_status = |status: AgentStatus| record.agents.iter().filter(move |agent| agent.status == status);
+    // Agents spawned at once register in any order: list each group by name.
+    let mut by_name: Vec<&AgentRecord> = record.agents.iter().collect();
+    by_name.sort_by(|a, b| natural_order(&a.name, &b.name));
+    let with_status = |status: AgentStatus| by_name.iter().copied().filter(move |agent| agent.status == status);
     rows.extend(with_status(AgentStatus::Standby).map(|agent| row(agent, "standby", "spare")));
-    let departed =
-        record.agents.iter().filter(|agent| matches!(agent.status, AgentStatus::Replaced | AgentStatus::Removed));
+    let departed = by_name.iter().filter(|agent| matches!(agent.status, AgentStatus::Replaced | AgentStatus::Removed));
     rows.extend(departed.map(|agent| {
         let in_force = agent.quarantine.as_ref().is_some_and(|q| q.until_unix_ms > now_ms);
         row(agent, if in_force { "quarantined" } else { agent.status.name() }, "retired")

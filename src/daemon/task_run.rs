@@ -62,9 +62,9 @@ impl Daemon {
         let task_id = state.next_task_id;
         // Durable before the task's client exists: ids never repeat across restarts.
         let next = serde_json::Value::from(task_id + 1);
-        self.memory().store(super::state::NEXT_TASK_ID_KEY, &next, None).map_err(|e| {
-            DaemonError::Internal(format!("cannot record the task counter: {e}"))
-        })?;
+        self.memory()
+            .store(super::state::NEXT_TASK_ID_KEY, &next, None)
+            .map_err(|e| DaemonError::Internal(format!("cannot record the task counter: {e}")))?;
         state.next_task_id += 1;
         drop(state);
         let view = TaskView {
