@@ -57,20 +57,10 @@ impl MembershipBook {
         let key_file = PathBuf::from("keys").join(format!("{}.pem", member.name));
         let pem = keypair.to_pkcs8_pem().map_err(|e| e.to_string())?;
         write_private(&self.home.root().join(&key_file), pem.as_bytes(), true).map_err(|e| e.to_string())?;
-        Ok(AgentRecord {
-            name: member.name.clone(),
-            agent_type: "validator".into(),
-            capabilities: self.validator_capabilities.clone(),
-            public_key: member.public_key.to_string(),
-            key_file,
-            status: AgentStatus::Standby,
-            agent_id: Some(member.id.0),
-            joined_epoch: None,
-            left_epoch: None,
-            quarantine: None,
-            replaced_by: None,
-            injected_fault: None,
-        })
+        let key = (member.public_key.to_string(), key_file);
+        let capabilities = &self.validator_capabilities;
+        let record = AgentRecord::new(member.name.clone(), "validator", capabilities, key, AgentStatus::Standby);
+        Ok(AgentRecord { agent_id: Some(member.id.0), ..record })
     }
 }
 

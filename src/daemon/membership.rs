@@ -91,6 +91,30 @@ pub struct AgentRecord {
 }
 
 impl AgentRecord {
+    /// An agent just admitted: no seat held yet, no history.
+    pub fn new(
+        name: String,
+        agent_type: &str,
+        capabilities: &[String],
+        (public_key, key_file): (String, PathBuf),
+        status: AgentStatus,
+    ) -> AgentRecord {
+        AgentRecord {
+            name,
+            agent_type: agent_type.into(),
+            capabilities: capabilities.to_vec(),
+            public_key,
+            key_file,
+            status,
+            agent_id: None,
+            joined_epoch: None,
+            left_epoch: None,
+            quarantine: None,
+            replaced_by: None,
+            injected_fault: None,
+        }
+    }
+
     /// In the committee now (a quarantined member still holds its seat until it is replaced).
     pub fn is_member(&self) -> bool {
         matches!(self.status, AgentStatus::Active | AgentStatus::Quarantined)
@@ -316,23 +340,14 @@ mod legacy {
         let mut record = MembershipRecord {
             agents: agents
                 .into_iter()
-                .map(|agent| AgentRecord {
-                    status: match (agent.observer, agent.member) {
+                .map(|agent| {
+                    let status = match (agent.observer, agent.member) {
                         (true, _) => AgentStatus::Observer,
                         (false, true) => AgentStatus::Active,
                         (false, false) => AgentStatus::Standby,
-                    },
-                    name: agent.name,
-                    agent_type: agent.agent_type,
-                    capabilities: agent.capabilities,
-                    public_key: agent.public_key,
-                    key_file: agent.key_file,
-                    agent_id: None,
-                    joined_epoch: None,
-                    left_epoch: None,
-                    quarantine: None,
-                    replaced_by: None,
-                    injected_fault: None,
+                    };
+                    let key = (agent.public_key, agent.key_file);
+                    AgentRecord::new(agent.name, &agent.agent_type, &agent.capabilities, key, status)
                 })
                 .collect(),
             committees: Vec::new(),

@@ -6,20 +6,8 @@ use crate::crypto::Keypair;
 use crate::protocol::Epoch;
 
 fn agent(name: &str, status: AgentStatus) -> AgentRecord {
-    AgentRecord {
-        name: name.into(),
-        agent_type: "validator".into(),
-        capabilities: vec![],
-        public_key: format!("0x{name}"),
-        key_file: PathBuf::from(format!("keys/{name}.pem")),
-        status,
-        agent_id: None,
-        joined_epoch: None,
-        left_epoch: None,
-        quarantine: None,
-        replaced_by: None,
-        injected_fault: None,
-    }
+    let key = (format!("0x{name}"), PathBuf::from(format!("keys/{name}.pem")));
+    AgentRecord::new(name.into(), "validator", &[], key, status)
 }
 
 fn member(id: u32, name: &str) -> Member {

@@ -141,14 +141,8 @@ fn plan(state: &SwarmState, request: &SpawnRequest) -> Result<Vec<(AgentRecord, 
             )));
         }
         if !definition.voting {
-            let agent = new_record(
-                name,
-                &definition.agent_type,
-                &capabilities,
-                "-".into(),
-                PathBuf::new(),
-                AgentStatus::Observer,
-            );
+            let key = ("-".to_string(), PathBuf::new());
+            let agent = AgentRecord::new(name, &definition.agent_type, &capabilities, key, AgentStatus::Observer);
             registry.agents.push(agent.clone());
             planned.push((agent, None));
             continue;
@@ -174,35 +168,11 @@ fn plan(state: &SwarmState, request: &SpawnRequest) -> Result<Vec<(AgentRecord, 
         let status = if member { AgentStatus::Active } else { AgentStatus::Standby };
         // Relative to the home, so a home that moves keeps its keys.
         let key_file = PathBuf::from("keys").join(format!("{name}.pem"));
-        let agent = new_record(name, &definition.agent_type, &capabilities, public_key, key_file, status);
+        let agent = AgentRecord::new(name, &definition.agent_type, &capabilities, (public_key, key_file), status);
         registry.agents.push(agent.clone());
         planned.push((agent, Some(pem)));
     }
     Ok(planned)
-}
-
-fn new_record(
-    name: String,
-    agent_type: &str,
-    capabilities: &[String],
-    public_key: String,
-    key_file: PathBuf,
-    status: AgentStatus,
-) -> AgentRecord {
-    AgentRecord {
-        name,
-        agent_type: agent_type.into(),
-        capabilities: capabilities.to_vec(),
-        public_key,
-        key_file,
-        status,
-        agent_id: None,
-        joined_epoch: None,
-        left_epoch: None,
-        quarantine: None,
-        replaced_by: None,
-        injected_fault: None,
-    }
 }
 
 /// Every agent the record holds: members in committee order, then validators
