@@ -7,6 +7,13 @@ use crate::events::EventKind;
 /// per batch) and names and keys are made for all n up front.
 pub const MAX_VALIDATORS: usize = 1024;
 const MAX_BATCH_SIZE: u64 = 65_536;
+/// Upper bound on a workload's transfers: they are generated and signed up
+/// front (a few hundred bytes each), so beyond this a run would exhaust memory.
+pub const MAX_TRANSACTIONS: usize = 10_000_000;
+/// Upper bound on a workload's accounts: each gets a key pair and a genesis entry up front.
+pub const MAX_ACCOUNTS: usize = 1_000_000;
+/// Upper bound on the client's window of requests in flight.
+pub const MAX_CONCURRENT_REQUESTS: usize = 65_536;
 const DETECTION_STRATEGIES: [&str; 3] = ["signature-mismatch", "quorum-verification", "transaction-log-verification"];
 
 impl SwarmConfig {
@@ -23,10 +30,10 @@ impl SwarmConfig {
         self.validate_membership(origin)?;
         self.validate_consensus()?;
         let (c, w, d) = (&self.client, &self.workload, &self.detection);
-        at_least("client.max_concurrent_requests", c.max_concurrent_requests as u64, 1)?;
+        between("client.max_concurrent_requests", c.max_concurrent_requests as u64, 1, MAX_CONCURRENT_REQUESTS as u64)?;
         at_least("client.request_retry_ms", c.request_retry_ms, 1)?;
-        at_least("workload.transactions", w.transactions as u64, 1)?;
-        at_least("workload.accounts", w.accounts as u64, 2)?;
+        between("workload.transactions", w.transactions as u64, 1, MAX_TRANSACTIONS as u64)?;
+        between("workload.accounts", w.accounts as u64, 2, MAX_ACCOUNTS as u64)?;
         at_least("workload.initial_balance", w.initial_balance, 1)?;
         between("workload.max_amount", w.max_amount, 1, w.initial_balance)?;
         if !(0.0..=1.0).contains(&w.overdraft_ratio) {

@@ -3,7 +3,7 @@
 //! slash-separated keys whose first segment is the namespace, with optional
 //! TTL, on any [`Storage`].
 
-use super::{InMemoryStorage, Put, RedbOptions, RedbStore, Storage, StoreError, MAX_KEY_BYTES};
+use super::{InMemoryStorage, Put, RedbOptions, RedbStore, Storage, StoreError, DATABASE_FILE, MAX_KEY_BYTES};
 use serde_json::Value;
 use std::fmt;
 use std::path::Path;
@@ -76,9 +76,22 @@ impl MemoryStore {
         MemoryStore { storage, clock: Box::new(SystemTime::now) }
     }
 
-    /// The embedded default: `<home>/swarm.redb`.
+    /// The embedded default: `<home>/swarm.redb`. An existing file that is
+    /// empty or damaged is refused ([`StoreError::Unreadable`]): redb would
+    /// take an empty file for a new database, silently losing what was stored.
     pub fn open(home: &Path, options: RedbOptions) -> Result<Self, StoreError> {
-        Ok(MemoryStore::new(Box::new(RedbStore::open(home, options)?)))
+        let path = home.join(DATABASE_FILE);
+        let unreadable = |detail: String| StoreError::Unreadable { path: path.clone(), detail };
+        let existed = match std::fs::symlink_metadata(&path) {
+            Ok(metadata) if metadata.len() == 0 => return Err(unreadable("the file is empty".into())),
+            Ok(_) => true,
+            Err(_) => false,
+        };
+        match RedbStore::open(home, options) {
+            Ok(store) => Ok(MemoryStore::new(Box::new(store))),
+            Err(StoreError::Database { detail, .. }) if existed => Err(unreadable(detail)),
+            Err(error) => Err(error),
+        }
     }
 
     /// A store that forgets everything with the process.
