@@ -148,3 +148,70 @@ fn completions_into_a_closed_pipe_end_quietly() {
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert!(output.status.success(), "exit {:?}: {stderr}", output.status);
 }
+
+#[test]
+fn a_truncated_write_ahead_log_is_moved_aside_without_redbs_raw_panic_message() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("wal.toml"), "[storage]\nwal = true\nfsync = false\n").unwrap();
+    let args = ["run", "--config", "wal.toml", "--count", "300", "--json", "--home", "home"];
+    let first = bftswarm(dir.path(), &args);
+    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    // Cut every validator's log at a different point: some cuts make redb assert.
+    let wal = dir.path().join("home/wal");
+    let mut logs: Vec<_> = std::fs::read_dir(&wal).unwrap().flatten().map(|entry| entry.path()).collect();
+    logs.sort();
+    for (index, log) in logs.iter().enumerate() {
+        let bytes = std::fs::read(log).unwrap();
+        std::fs::write(log, &bytes[..bytes.len() * (index + 1) / (logs.len() + 2)]).unwrap();
+    }
+    let second = bftswarm(dir.path(), &args);
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(second.status.success(), "{stderr}");
+    assert!(!stderr.contains("panicked"), "redb's panic reached the log:\n{stderr}");
+    assert!(!stderr.contains("assertion"), "redb's panic reached the log:\n{stderr}");
+    assert!(stderr.contains("the file is damaged") && stderr.contains("moved it to"), "{stderr}");
+}
+
+/// A swarm home whose daemon is killed when the test ends, however it ends.
+struct Daemon(tempfile::TempDir);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let Ok(pid) = std::fs::read_to_string(self.0.path().join(".bftswarm/daemon.pid")) else { return };
+        if let Ok(pid) = pid.trim().parse::<i32>() {
+            // SAFETY: signals the daemon this test started.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    }
+}
+
+#[test]
+fn the_control_api_answers_a_stranger_401_before_reading_the_body_and_an_empty_memory_store_is_refused() {
+    let daemon = Daemon(tempfile::tempdir().unwrap());
+    let dir = daemon.0.path();
+    let init = bftswarm(dir, &["swarm", "init", "--max-agents", "4"]);
+    assert!(init.status.success(), "{}", String::from_utf8_lossy(&init.stderr));
+    let addr = std::fs::read_to_string(dir.join(".bftswarm/daemon.addr")).unwrap();
+    let body = "{\"not\": \"a spawn request\"}";
+    let request = format!(
+        "POST /v1/agents HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let mut stream = std::net::TcpStream::connect(addr.trim()).unwrap();
+    std::io::Write::write_all(&mut stream, request.as_bytes()).unwrap();
+    let mut answer = String::new();
+    std::io::Read::read_to_string(&mut stream, &mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+    assert!(!answer.contains("missing field"), "the body's schema was named to a stranger: {answer}");
+
+    let stopped = bftswarm(dir, &["swarm", "stop"]);
+    assert!(stopped.status.success(), "{}", String::from_utf8_lossy(&stopped.stderr));
+    let store = dir.join(".bftswarm/swarm.redb");
+    std::fs::write(&store, b"").unwrap();
+    let started = bftswarm(dir, &["swarm", "start"]);
+    let log = std::fs::read_to_string(dir.join(".bftswarm/daemon.log")).unwrap_or_default();
+    let said = format!("{}{log}", String::from_utf8_lossy(&started.stderr));
+    assert!(!started.status.success(), "the daemon started on an emptied memory store:\n{said}");
+    assert!(said.contains("swarm.redb") && said.contains("empty"), "{said}");
+    assert_eq!(std::fs::metadata(&store).unwrap().len(), 0, "the store was replaced");
+}

@@ -267,4 +267,25 @@ mod tests {
         let store = MemoryStore::open(home.path(), RedbOptions::default()).unwrap();
         assert_eq!(store.retrieve(DETECTIONS).unwrap(), Some(json!(["v3"])));
     }
+
+    #[test]
+    fn an_emptied_or_damaged_memory_store_is_refused_and_left_as_it_is() {
+        let home = tempfile::tempdir().unwrap();
+        let mut store = MemoryStore::open(home.path(), RedbOptions::default()).unwrap();
+        store.store(DETECTIONS, &json!(["v3"]), None).unwrap();
+        drop(store);
+        let path = home.path().join(DATABASE_FILE);
+        let bytes = std::fs::read(&path).unwrap();
+        for damaged in [Vec::new(), vec![0xA5; bytes.len()], bytes[..bytes.len() / 3].to_vec()] {
+            std::fs::write(&path, &damaged).unwrap();
+            match MemoryStore::open(home.path(), RedbOptions::default()) {
+                Err(error @ StoreError::Unreadable { .. }) => {
+                    assert!(error.to_string().contains("swarm.redb"), "{error}")
+                }
+                Err(other) => panic!("{} bytes: not refused as unreadable: {other}", damaged.len()),
+                Ok(_) => panic!("a damaged store of {} bytes opened as if nothing were lost", damaged.len()),
+            }
+            assert_eq!(std::fs::read(&path).unwrap(), damaged, "the damaged file was changed");
+        }
+    }
 }

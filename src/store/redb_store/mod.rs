@@ -107,9 +107,11 @@ impl RedbStore {
         let opened = catch_quietly(builder).map_err(|panic| {
             let reason =
                 panic.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| panic.downcast_ref::<String>().cloned());
+            // redb's own words name its source lines, not the problem: for whoever debugs redb only.
+            tracing::debug!(path = %path.display(), reason = reason.as_deref().unwrap_or("?"), "redb panicked opening a file");
             StoreError::Database {
                 path: path.clone(),
-                detail: format!("the file is damaged ({})", reason.unwrap_or_else(|| "redb refused it".into())),
+                detail: "the file is damaged: cut short or overwritten, redb cannot read its layout".into(),
             }
         })?;
         let db = opened.map_err(|e| match e {
