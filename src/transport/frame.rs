@@ -37,7 +37,7 @@ pub fn printable(text: &str) -> String {
     let mut out = String::new();
     for (count, c) in text.chars().enumerate() {
         if count == PRINTABLE_CHARS {
-            out.push_str("…");
+            out.push('…');
             break;
         }
         if c.is_control() {
