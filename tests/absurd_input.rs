@@ -215,3 +215,14 @@ fn the_control_api_answers_a_stranger_401_before_reading_the_body_and_an_empty_m
     assert!(said.contains("swarm.redb") && said.contains("empty"), "{said}");
     assert_eq!(std::fs::metadata(&store).unwrap().len(), 0, "the store was replaced");
 }
+
+#[test]
+fn bench_sizes_beyond_their_limits_are_errors_naming_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let huge = bftswarm(dir.path(), &["bench", "--validators", "4", "--windows", "18446744073709551615"]);
+    assert_usage_error(&huge, &["65536"]);
+    let transfers = bftswarm(dir.path(), &["bench", "--validators", "4", "--transactions", "10000000000"]);
+    assert_usage_error(&transfers, &["--transactions", "10000000"]);
+    let catch_up = bftswarm(dir.path(), &["bench", "--catch-up", "18446744073709551615"]);
+    assert_usage_error(&catch_up, &["--catch-up", "workload.transactions"]);
+}
