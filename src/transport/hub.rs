@@ -144,7 +144,7 @@ async fn accept(listener: TcpListener, shared: Arc<Shared>) {
             }
         };
         let (place, evicted) = doorway.enter(from.ip());
-        actix_rt::spawn(greet(stream, from, (place, evicted), shared.clone()));
+        actix_rt::spawn(greet(stream, from, place, evicted, shared.clone()));
         // Let the waiting handshakes run between arrivals: a member that has
         // spoken must be marked so before a burst of strangers can evict it.
         tokio::task::yield_now().await;
@@ -152,7 +152,7 @@ async fn accept(listener: TcpListener, shared: Arc<Shared>) {
 }
 
 /// Runs a stranger's handshake until it is admitted, refused, evicted or late.
-async fn greet(stream: TcpStream, from: SocketAddr, (place, evicted): (Place, Evicted), shared: Arc<Shared>) {
+async fn greet(stream: TcpStream, from: SocketAddr, place: Place, evicted: Evicted, shared: Arc<Shared>) {
     tune(&stream);
     let handshake = async {
         if stream.readable().await.is_ok() {
