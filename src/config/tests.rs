@@ -143,6 +143,8 @@ fn each_broken_rule_names_its_field() {
         ("[workload]\naccounts = 1", "workload.accounts", "between 2 and 1000000"),
         ("[workload]\naccounts = 1000000000000", "workload.accounts", "between 2 and 1000000"),
         ("[workload]\ntransactions = 10000000000", "workload.transactions", "between 1 and 10000000"),
+        ("[consensus]\nview_change_timeout_ms = 9223372036854775807", "consensus.view_change_timeout_ms", "between 1 and 86400000"),
+        ("[detection]\nquarantine_duration_ms = 9223372036854775807", "detection.quarantine_duration_ms", "between 0 and 31536000000"),
         ("[workload]\nmax_amount = 2000000", "workload.max_amount", "between 1 and 1000000"),
         ("[workload]\noverdraft_ratio = 1.5", "workload.overdraft_ratio", "between 0.0 and 1.0"),
         ("[detection]\ndetection_strategy = \"vibes\"", "detection.detection_strategy", "quorum-verification"),
