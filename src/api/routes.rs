@@ -3,7 +3,8 @@
 
 use crate::daemon::tasks::TaskRequest;
 use crate::daemon::{ConfigChange, Daemon, DaemonError, SpawnRequest};
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::dev::Payload;
+use actix_web::{web, FromRequest, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -39,6 +40,24 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     );
 }
 
+/// A request that carries the home's token. Listed first among a handler's
+/// arguments, it is checked before the body is read or parsed: a stranger
+/// learns nothing about a route's schema, only that it needs the token.
+struct Authorized;
+
+impl FromRequest for Authorized {
+    type Error = DaemonError;
+    type Future = std::future::Ready<Result<Authorized>>;
+
+    fn from_request(request: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let checked = match request.app_data::<State>() {
+            Some(daemon) => authorize(request, daemon),
+            None => Err(DaemonError::Internal("the control API runs without its daemon".into())),
+        };
+        std::future::ready(checked.map(|()| Authorized))
+    }
+}
+
 /// Refuses a request whose `Authorization` is not `Bearer <the home's token>`.
 fn authorize(request: &HttpRequest, daemon: &Daemon) -> Result<()> {
     let given = request.headers().get("authorization").and_then(|value| value.to_str().ok());
@@ -66,8 +85,7 @@ async fn swarm_info(daemon: State) -> Result {
     ok(daemon.info().await)
 }
 
-async fn stop(request: HttpRequest, daemon: State) -> Result {
-    authorize(&request, &daemon)?;
+async fn stop(_: Authorized, daemon: State) -> Result {
     let info = daemon.info().await;
     if let Some(handle) = daemon.stop_handle.get().cloned() {
         // After this response is written: stop accepting, finish what runs.
@@ -83,8 +101,7 @@ async fn config(daemon: State) -> Result {
     ok(daemon.config().await)
 }
 
-async fn change_config(request: HttpRequest, daemon: State, change: web::Json<ConfigChange>) -> Result {
-    authorize(&request, &daemon)?;
+async fn change_config(_: Authorized, daemon: State, change: web::Json<ConfigChange>) -> Result {
     ok(daemon.change_config(change.into_inner()).await?)
 }
 
@@ -92,8 +109,7 @@ async fn list_agents(daemon: State) -> Result {
     ok(daemon.list_agents().await)
 }
 
-async fn spawn(request: HttpRequest, daemon: State, spawn: web::Json<SpawnRequest>) -> Result {
-    authorize(&request, &daemon)?;
+async fn spawn(_: Authorized, daemon: State, spawn: web::Json<SpawnRequest>) -> Result {
     let spawned = daemon.spawn(spawn.into_inner()).await?;
     let info = daemon.info().await;
     ok(json!({ "spawned": spawned, "swarm_status": info.status, "registered_validators": info.registered_validators }))
@@ -104,15 +120,13 @@ struct Pubkeys {
     keys: BTreeMap<String, String>,
 }
 
-async fn distribute_pubkeys(request: HttpRequest, daemon: State, body: web::Json<Pubkeys>) -> Result {
-    authorize(&request, &daemon)?;
+async fn distribute_pubkeys(_: Authorized, daemon: State, body: web::Json<Pubkeys>) -> Result {
     let distributed = body.keys.len();
     let known = daemon.distribute_pubkeys(body.into_inner().keys).await?;
     ok(json!({ "distributed": distributed, "known_public_keys": known }))
 }
 
-async fn start_task(request: HttpRequest, daemon: State, task: web::Json<TaskRequest>) -> Result {
-    authorize(&request, &daemon)?;
+async fn start_task(_: Authorized, daemon: State, task: web::Json<TaskRequest>) -> Result {
     ok(daemon.into_inner().start_task(task.into_inner()).await?)
 }
 
@@ -141,23 +155,19 @@ async fn detection_log(daemon: State, query: web::Query<Tail>) -> Result {
     ok(daemon.detection_log(query.tail.unwrap_or(usize::MAX))?)
 }
 
-async fn inject_fault(request: HttpRequest, daemon: State, fault: web::Json<crate::daemon::FaultRequest>) -> Result {
-    authorize(&request, &daemon)?;
+async fn inject_fault(_: Authorized, daemon: State, fault: web::Json<crate::daemon::FaultRequest>) -> Result {
     ok(daemon.inject_fault(fault.into_inner()).await?)
 }
 
-async fn update_quorum(request: HttpRequest, daemon: State, change: web::Json<crate::daemon::QuorumRequest>) -> Result {
-    authorize(&request, &daemon)?;
+async fn update_quorum(_: Authorized, daemon: State, change: web::Json<crate::daemon::QuorumRequest>) -> Result {
     ok(daemon.update_quorum(change.into_inner()).await?)
 }
 
-async fn quarantine(request: HttpRequest, daemon: State, body: web::Json<crate::daemon::QuarantineRequest>) -> Result {
-    authorize(&request, &daemon)?;
+async fn quarantine(_: Authorized, daemon: State, body: web::Json<crate::daemon::QuarantineRequest>) -> Result {
     ok(daemon.quarantine(body.into_inner()).await?)
 }
 
-async fn view_change(request: HttpRequest, daemon: State) -> Result {
-    authorize(&request, &daemon)?;
+async fn view_change(_: Authorized, daemon: State) -> Result {
     ok(daemon.force_view_change().await?)
 }
 
@@ -175,8 +185,7 @@ struct MemoryQuery {
     key: String,
 }
 
-async fn memory_retrieve(request: HttpRequest, daemon: State, query: web::Query<MemoryQuery>) -> Result {
-    authorize(&request, &daemon)?;
+async fn memory_retrieve(_: Authorized, daemon: State, query: web::Query<MemoryQuery>) -> Result {
     let value = daemon.memory_retrieve(&query.key)?;
     ok(json!({ "key": query.key, "value": value }))
 }
@@ -188,8 +197,7 @@ struct MemoryPut {
     ttl_ms: Option<u64>,
 }
 
-async fn memory_store(request: HttpRequest, daemon: State, put: web::Json<MemoryPut>) -> Result {
-    authorize(&request, &daemon)?;
+async fn memory_store(_: Authorized, daemon: State, put: web::Json<MemoryPut>) -> Result {
     daemon.memory_store(&put.key, &put.value, put.ttl_ms.map(Duration::from_millis))?;
     ok(json!({ "key": put.key, "stored": true }))
 }

@@ -115,6 +115,9 @@ fn tutorial(n: usize) -> (Option<f64>, Option<f64>) {
     }
 }
 
+/// Hook actors a bench may subscribe: each is an actor that hears every commit.
+const MAX_HOOK_ACTORS: usize = 10_000;
+
 pub fn execute(args: &BenchArgs) -> Result<(), CliError> {
     if let Some(seqs) = args.catch_up {
         let report = super::catch_up::measure(seqs, args.config.as_deref())?;
@@ -139,6 +142,16 @@ pub fn execute(args: &BenchArgs) -> Result<(), CliError> {
         return Err(CliError::Usage(
             "bench needs --validators of at least 4, windows of at least 1 and at least 1 transaction".into(),
         ));
+    }
+    super::run::transfers_to_submit("--transactions", args.transactions)?;
+    let (max_window, max_n) = (crate::config::MAX_CONCURRENT_REQUESTS, crate::config::MAX_VALIDATORS);
+    if args.windows.iter().any(|&w| w > max_window) || args.validators.iter().any(|&n| n > max_n) {
+        return Err(CliError::Usage(format!(
+            "bench measures windows of at most {max_window} and --validators of at most {max_n}"
+        )));
+    }
+    if args.hook_actors > MAX_HOOK_ACTORS {
+        return Err(CliError::Usage(format!("--hook-actors {} is more than {MAX_HOOK_ACTORS}", args.hook_actors)));
     }
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let (verify_us, batch_us) = measure_verification();

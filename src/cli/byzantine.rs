@@ -211,6 +211,10 @@ pub fn execute(args: &ByzantineArgs) -> Result<(), CliError> {
             show(&client.post("/v1/byzantine/view-change", &json!({}))?, *output)
         }
         ByzantineCommand::Quarantine { agent, duration } => {
+            let most = crate::config::MAX_QUARANTINE_MS;
+            if *duration > most {
+                return Err(CliError::Usage(format!("--duration {duration} is longer than a year ({most} ms)")));
+            }
             let request = json!({ "agent": agent, "duration_ms": duration });
             let started: Value = connection.client()?.post("/v1/byzantine/quarantine", &request)?;
             Ok(print_json(&started)?)

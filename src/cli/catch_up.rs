@@ -46,6 +46,8 @@ pub fn measure(seqs: u64, config: Option<&std::path::Path>) -> Result<CatchUpRep
     cfg.workload.transactions = (seqs as usize).saturating_mul(BATCH);
     cfg.workload.overdraft_ratio = 0.0;
     cfg.client.max_concurrent_requests = 8 * BATCH;
+    // Each sequence number is a batch of transfers generated up front: bounded like any workload.
+    cfg.validate().map_err(|e| CliError::Usage(format!("--catch-up {seqs} makes too many transfers ({e})")))?;
     let workload = Workload::generate(&workload_spec(&cfg));
     let genesis = Ledger::with_genesis(&workload.genesis)
         .map_err(|error| CliError::Usage(format!("the workload's genesis is invalid: {error}")))?;

@@ -169,7 +169,7 @@ pub fn execute(args: &HubArgs) -> Result<(), CliError> {
     let mut setup = HubSetup::load(&args.home)?;
     // Without a workload to submit, the config's own count only shapes the (unused) transfers.
     if args.transactions > 0 {
-        setup.cfg.workload.transactions = args.transactions;
+        setup.cfg.workload.transactions = super::run::transfers_to_submit("--transactions", args.transactions)?;
     }
     if let Some(window) = args.window {
         setup.cfg.client.max_concurrent_requests = window;

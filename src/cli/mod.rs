@@ -142,7 +142,8 @@ impl CliError {
     /// 2 for a mistake the user can fix in what they passed, 1 for a run that failed.
     pub fn exit_code(&self) -> u8 {
         match self {
-            CliError::Config(_) | CliError::Usage(_) | CliError::Home(HomeError::Exists { .. }) => 2,
+            CliError::Config(_) | CliError::Usage(_) => 2,
+            CliError::Home(HomeError::Exists { .. } | HomeError::Symlink { .. }) => 2,
             CliError::Process(ProcessError::AlreadyRunning { .. }) => 2,
             CliError::Api(error) => error.exit_code(),
             _ => 1,
@@ -167,10 +168,7 @@ pub fn main() -> ExitCode {
         Command::Hub(args) => hub::execute(args),
         Command::Node(args) => node::execute(args),
         Command::Testnet(args) => testnet::execute(args),
-        Command::Completions { shell } => {
-            clap_complete::generate(*shell, &mut Cli::command(), "bftswarm", &mut std::io::stdout());
-            Ok(())
-        }
+        Command::Completions { shell } => print_completions(*shell),
         Command::Daemon { home } => crate::daemon::run(home).map_err(CliError::Daemon),
     };
     match result {
@@ -180,6 +178,19 @@ pub fn main() -> ExitCode {
             eprintln!("error: {line}");
             ExitCode::from(error.exit_code())
         }
+    }
+}
+
+/// Prints the completion script; a reader that closes the pipe early
+/// (`completions zsh | head`) has what it wanted: no error.
+fn print_completions(shell: clap_complete::Shell) -> Result<(), CliError> {
+    use std::io::Write;
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "bftswarm", &mut script);
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(&script).and_then(|()| stdout.flush()) {
+        Err(error) if error.kind() != std::io::ErrorKind::BrokenPipe => Err(CliError::Output(error)),
+        _ => Ok(()),
     }
 }
 

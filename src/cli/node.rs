@@ -4,7 +4,7 @@
 use super::CliError;
 use crate::crypto::Keypair;
 use crate::faults::{FaultSpec, FaultType};
-use crate::transport::{parse_public_key, run_node, NodeError, NodeOptions};
+use crate::transport::{check_address, parse_public_key, run_node, NodeError, NodeOptions};
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, clap::Args)]
@@ -37,6 +37,7 @@ pub struct NodeArgs {
 }
 
 pub fn execute(args: &NodeArgs) -> Result<(), CliError> {
+    check_address(&args.hub).map_err(|e| CliError::Usage(format!("--hub: {e}")))?;
     let key_file = match &args.keypair {
         Some(path) => path.clone(),
         None => only_key_in(&args.home.join("keys"))?,

@@ -9,7 +9,7 @@ use crate::actors::{
     ClientRun, DetectionRecord, LaunchOptions, MembershipChanged, QuarantinePolicy, Swarm, SwarmSpec, ValidatorStatus,
 };
 use crate::agents::AgentDefinition;
-use crate::config::SwarmConfig;
+use crate::config::{SwarmConfig, MAX_TRANSACTIONS};
 use crate::faults::FaultType;
 use crate::hooks::Hooks;
 use crate::ledger::{Ledger, SignedTransfer};
@@ -52,7 +52,7 @@ const SETTLE_WAIT: Duration = Duration::from_secs(5);
 pub fn execute(args: &RunArgs) -> Result<(), CliError> {
     let mut cfg = SwarmConfig::load(args.config.as_deref())?;
     if let Some(count) = args.count {
-        cfg.workload.transactions = count;
+        cfg.workload.transactions = transfers_to_submit("--count", count)?;
     }
     if let Some(seed) = args.seed {
         cfg.workload.seed = seed;
@@ -124,6 +124,17 @@ pub(crate) fn workload_spec(cfg: &SwarmConfig) -> WorkloadSpec {
         max_amount: workload.max_amount,
         overdraft_ratio: workload.overdraft_ratio,
     }
+}
+
+/// `count` transfers asked for on the command line by `flag`, within
+/// [`MAX_TRANSACTIONS`]: they are generated and signed before the first is submitted.
+pub fn transfers_to_submit(flag: &str, count: usize) -> Result<usize, CliError> {
+    if !(1..=MAX_TRANSACTIONS).contains(&count) {
+        return Err(CliError::Usage(format!(
+            "{flag} {count} is out of range; submit between 1 and {MAX_TRANSACTIONS} transfers (they are generated up front)"
+        )));
+    }
+    Ok(count)
 }
 
 /// True when no account can spend more than its genesis balance on transfers

@@ -13,6 +13,7 @@
 //! ```
 
 use super::CliError;
+use crate::config::MAX_VALIDATORS;
 use crate::crypto::Keypair;
 use crate::daemon::home::write_private;
 use serde::{Deserialize, Serialize};
@@ -66,6 +67,7 @@ pub struct CommitteeEntry {
 }
 
 pub fn execute(args: &TestnetArgs) -> Result<(), CliError> {
+    crate::transport::check_address(&args.listen).map_err(|e| CliError::Usage(format!("--listen: {e}")))?;
     let shape = Shape { validators: args.validators, in_process: args.in_process, standby: args.standby };
     let written = write(&args.output, shape, &args.listen, args.force)?;
     eprintln!(
@@ -99,6 +101,11 @@ pub fn write(out: &Path, shape: Shape, listen: &str, force: bool) -> Result<Test
     if validators < 4 || in_process > validators {
         return Err(CliError::Usage(format!(
             "a testnet needs --validators of at least 4 and --in-process of at most that (got {validators} and {in_process})"
+        )));
+    }
+    if validators.saturating_add(standby) > MAX_VALIDATORS {
+        return Err(CliError::Usage(format!(
+            "--validators {validators} and --standby {standby} make more than {MAX_VALIDATORS} validators, the most a swarm may have"
         )));
     }
     let mkdir = |dir: &Path| {

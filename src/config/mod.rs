@@ -22,7 +22,9 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 pub use error::ConfigError;
-pub use validate::MAX_VALIDATORS;
+pub use validate::{
+    MAX_ACCOUNTS, MAX_CONCURRENT_REQUESTS, MAX_DURATION_MS, MAX_QUARANTINE_MS, MAX_TRANSACTIONS, MAX_VALIDATORS,
+};
 
 const DEFAULT_TOML: &str = include_str!("../../config/default.toml");
 const ENV_PREFIX: &str = "BFTSWARM_";

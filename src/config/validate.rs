@@ -7,6 +7,18 @@ use crate::events::EventKind;
 /// per batch) and names and keys are made for all n up front.
 pub const MAX_VALIDATORS: usize = 1024;
 const MAX_BATCH_SIZE: u64 = 65_536;
+/// Upper bound on a workload's transfers: they are generated and signed up
+/// front (a few hundred bytes each), so beyond this a run would exhaust memory.
+pub const MAX_TRANSACTIONS: usize = 10_000_000;
+/// Upper bound on a workload's accounts: each gets a key pair and a genesis entry up front.
+pub const MAX_ACCOUNTS: usize = 1_000_000;
+/// Upper bound on every duration in the config: a day. Durations become
+/// deadlines (now + duration) and microseconds; beyond this they overflow.
+pub const MAX_DURATION_MS: u64 = 24 * 60 * 60 * 1000;
+/// Upper bound on a quarantine: a year.
+pub const MAX_QUARANTINE_MS: u64 = 365 * MAX_DURATION_MS;
+/// Upper bound on the client's window of requests in flight.
+pub const MAX_CONCURRENT_REQUESTS: usize = 65_536;
 const DETECTION_STRATEGIES: [&str; 3] = ["signature-mismatch", "quorum-verification", "transaction-log-verification"];
 
 impl SwarmConfig {
@@ -23,10 +35,10 @@ impl SwarmConfig {
         self.validate_membership(origin)?;
         self.validate_consensus()?;
         let (c, w, d) = (&self.client, &self.workload, &self.detection);
-        at_least("client.max_concurrent_requests", c.max_concurrent_requests as u64, 1)?;
-        at_least("client.request_retry_ms", c.request_retry_ms, 1)?;
-        at_least("workload.transactions", w.transactions as u64, 1)?;
-        at_least("workload.accounts", w.accounts as u64, 2)?;
+        between("client.max_concurrent_requests", c.max_concurrent_requests as u64, 1, MAX_CONCURRENT_REQUESTS as u64)?;
+        between("client.request_retry_ms", c.request_retry_ms, 1, MAX_DURATION_MS)?;
+        between("workload.transactions", w.transactions as u64, 1, MAX_TRANSACTIONS as u64)?;
+        between("workload.accounts", w.accounts as u64, 2, MAX_ACCOUNTS as u64)?;
         at_least("workload.initial_balance", w.initial_balance, 1)?;
         between("workload.max_amount", w.max_amount, 1, w.initial_balance)?;
         if !(0.0..=1.0).contains(&w.overdraft_ratio) {
@@ -35,6 +47,7 @@ impl SwarmConfig {
                 format!("is {}; it must be between 0.0 and 1.0", w.overdraft_ratio),
             );
         }
+        between("detection.quarantine_duration_ms", d.quarantine_duration_ms, 0, MAX_QUARANTINE_MS)?;
         one_of("detection.detection_strategy", &d.detection_strategy, &DETECTION_STRATEGIES)
     }
 
@@ -102,7 +115,8 @@ impl SwarmConfig {
                 );
             }
         }
-        at_least("consensus.view_change_timeout_ms", c.view_change_timeout_ms, 1)?;
+        between("consensus.view_change_timeout_ms", c.view_change_timeout_ms, 1, MAX_DURATION_MS)?;
+        between("consensus.batch_delay_us", c.batch_delay_us, 0, MAX_DURATION_MS)?;
         at_least("consensus.checkpoint_interval", c.checkpoint_interval as u64, 1)?;
         if c.log_window != 0 && c.log_window < c.checkpoint_interval {
             return invalid(
@@ -125,7 +139,7 @@ impl SwarmConfig {
                 ),
             );
         }
-        at_least("consensus.retransmit_interval_ms", c.retransmit_interval_ms, 1)?;
+        between("consensus.retransmit_interval_ms", c.retransmit_interval_ms, 1, MAX_DURATION_MS)?;
         if c.max_pending_requests < c.max_batch_size {
             return invalid(
                 "consensus.max_pending_requests",
@@ -163,8 +177,9 @@ impl SwarmConfig {
                     "is empty; give the path of an executable, e.g. \"hooks/audit-log.sh\"".into(),
                 ));
             }
-            if hook.timeout_ms < 1 {
-                return Err(bad(index, "timeout_ms", "is 0; it must be at least 1".into()));
+            if !(1..=MAX_DURATION_MS).contains(&hook.timeout_ms) {
+                let message = format!("is {}; it must be between 1 and {MAX_DURATION_MS}", hook.timeout_ms);
+                return Err(bad(index, "timeout_ms", message));
             }
         }
         Ok(())
@@ -197,6 +212,13 @@ impl SwarmConfig {
             }
             if !(0.0..=1.0).contains(&fault.probability) {
                 return Err(bad(index, "probability", format!("= {} must be between 0.0 and 1.0", fault.probability)));
+            }
+            if fault.after_ms > MAX_DURATION_MS {
+                return Err(bad(
+                    index,
+                    "after_ms",
+                    format!("= {} is more than a day ({MAX_DURATION_MS})", fault.after_ms),
+                ));
             }
             faulty.insert(fault.agent.as_str());
         }

@@ -12,9 +12,14 @@ pub enum KeyError {
     Read { path: String, source: std::io::Error },
     #[error("key file {path} is not an Ed25519 PKCS#8 PEM private key ({reason}); generate one with `bftswarm byzantine generate-keypair`")]
     Parse { path: String, reason: String },
+    #[error("key file {path} is {what}, not a key file of at most {MAX_KEY_FILE_BYTES} bytes; check the path passed to --keypair")]
+    NotAKeyFile { path: String, what: String },
     #[error("could not encode the private key as PEM: {0}")]
     Encode(String),
 }
+
+/// The largest key file read: a PKCS#8 PEM Ed25519 key is about 120 bytes.
+pub const MAX_KEY_FILE_BYTES: u64 = 16 * 1024;
 
 /// An agent's or account's signing key with its public key.
 #[derive(Clone)]
@@ -63,9 +68,24 @@ impl Keypair {
         Ok(Self::from_seed(signing.to_bytes()))
     }
 
+    /// Reads a PEM key file: a regular file of at most [`MAX_KEY_FILE_BYTES`],
+    /// so that a device (`/dev/zero`), a pipe or a huge file is refused, not read until memory runs out.
     pub fn read_pem_file(path: &Path) -> Result<Self, KeyError> {
+        use std::io::Read;
         let shown = path.display().to_string();
-        let pem = std::fs::read_to_string(path).map_err(|source| KeyError::Read { path: shown.clone(), source })?;
+        let read_error = |source| KeyError::Read { path: shown.clone(), source };
+        let not_a_key = |what: String| KeyError::NotAKeyFile { path: shown.clone(), what };
+        let file = std::fs::File::open(path).map_err(read_error)?;
+        let metadata = file.metadata().map_err(read_error)?;
+        if !metadata.is_file() {
+            return Err(not_a_key("not a regular file (a device, pipe or directory)".into()));
+        }
+        let mut bytes = Vec::new();
+        file.take(MAX_KEY_FILE_BYTES + 1).read_to_end(&mut bytes).map_err(read_error)?;
+        if bytes.len() as u64 > MAX_KEY_FILE_BYTES {
+            return Err(not_a_key(format!("{} bytes long", metadata.len())));
+        }
+        let pem = String::from_utf8(bytes).map_err(|_| not_a_key("not text".into()))?;
         Self::from_pkcs8_pem(&pem, &shown)
     }
 

@@ -32,6 +32,8 @@ pub enum HomeError {
     Damaged { path: PathBuf, reason: String },
     #[error("{} already exists; pass --force to replace it", path.display())]
     Exists { path: PathBuf },
+    #[error("{} is a symbolic link; a key is not written through one (remove the link or choose another path)", path.display())]
+    Symlink { path: PathBuf },
 }
 
 impl HomeError {
@@ -108,10 +110,11 @@ impl Home {
 }
 
 /// Writes `contents` to a new file readable by its owner only; an existing
-/// file is an error unless `replace`.
+/// file is an error unless `replace`. A symbolic link is never followed: a
+/// key written over a link could overwrite whatever file it points to.
 pub fn write_private(path: &Path, contents: &[u8], replace: bool) -> Result<(), HomeError> {
     let mut options = OpenOptions::new();
-    options.write(true).mode(0o600);
+    options.write(true).mode(0o600).custom_flags(libc::O_NOFOLLOW);
     if replace {
         options.create(true).truncate(true);
     } else {
@@ -119,6 +122,7 @@ pub fn write_private(path: &Path, contents: &[u8], replace: bool) -> Result<(), 
     }
     let mut file = options.open(path).map_err(|source| match source.kind() {
         std::io::ErrorKind::AlreadyExists => HomeError::Exists { path: path.to_path_buf() },
+        _ if source.raw_os_error() == Some(libc::ELOOP) => HomeError::Symlink { path: path.to_path_buf() },
         _ => HomeError::Io { action: "write", path: path.to_path_buf(), source },
     })?;
     // `mode` applies only to new files: a replaced file is narrowed too.

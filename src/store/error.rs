@@ -34,6 +34,10 @@ pub enum StoreError {
         source: std::io::Error,
     },
 
+    /// An existing memory store that cannot be opened: refused, never replaced by an empty one.
+    #[error("memory store {} cannot be read ({detail}); it was left as it is: if it is damaged, move it aside to start with an empty store, or restore it from a backup", path.display())]
+    Unreadable { path: PathBuf, detail: String },
+
     #[error("database {} failed: {detail}", path.display())]
     Database { path: PathBuf, detail: String },
 }

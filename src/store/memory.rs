@@ -3,7 +3,7 @@
 //! slash-separated keys whose first segment is the namespace, with optional
 //! TTL, on any [`Storage`].
 
-use super::{InMemoryStorage, Put, RedbOptions, RedbStore, Storage, StoreError, MAX_KEY_BYTES};
+use super::{InMemoryStorage, Put, RedbOptions, RedbStore, Storage, StoreError, DATABASE_FILE, MAX_KEY_BYTES};
 use serde_json::Value;
 use std::fmt;
 use std::path::Path;
@@ -76,9 +76,22 @@ impl MemoryStore {
         MemoryStore { storage, clock: Box::new(SystemTime::now) }
     }
 
-    /// The embedded default: `<home>/swarm.redb`.
+    /// The embedded default: `<home>/swarm.redb`. An existing file that is
+    /// empty or damaged is refused ([`StoreError::Unreadable`]): redb would
+    /// take an empty file for a new database, silently losing what was stored.
     pub fn open(home: &Path, options: RedbOptions) -> Result<Self, StoreError> {
-        Ok(MemoryStore::new(Box::new(RedbStore::open(home, options)?)))
+        let path = home.join(DATABASE_FILE);
+        let unreadable = |detail: String| StoreError::Unreadable { path: path.clone(), detail };
+        let existed = match std::fs::symlink_metadata(&path) {
+            Ok(metadata) if metadata.len() == 0 => return Err(unreadable("the file is empty".into())),
+            Ok(_) => true,
+            Err(_) => false,
+        };
+        match RedbStore::open(home, options) {
+            Ok(store) => Ok(MemoryStore::new(Box::new(store))),
+            Err(StoreError::Database { detail, .. }) if existed => Err(unreadable(detail)),
+            Err(error) => Err(error),
+        }
     }
 
     /// A store that forgets everything with the process.
@@ -253,5 +266,26 @@ mod tests {
         drop(store);
         let store = MemoryStore::open(home.path(), RedbOptions::default()).unwrap();
         assert_eq!(store.retrieve(DETECTIONS).unwrap(), Some(json!(["v3"])));
+    }
+
+    #[test]
+    fn an_emptied_or_damaged_memory_store_is_refused_and_left_as_it_is() {
+        let home = tempfile::tempdir().unwrap();
+        let mut store = MemoryStore::open(home.path(), RedbOptions::default()).unwrap();
+        store.store(DETECTIONS, &json!(["v3"]), None).unwrap();
+        drop(store);
+        let path = home.path().join(DATABASE_FILE);
+        let bytes = std::fs::read(&path).unwrap();
+        for damaged in [Vec::new(), vec![0xA5; bytes.len()], bytes[..bytes.len() / 3].to_vec()] {
+            std::fs::write(&path, &damaged).unwrap();
+            match MemoryStore::open(home.path(), RedbOptions::default()) {
+                Err(error @ StoreError::Unreadable { .. }) => {
+                    assert!(error.to_string().contains("swarm.redb"), "{error}")
+                }
+                Err(other) => panic!("{} bytes: not refused as unreadable: {other}", damaged.len()),
+                Ok(_) => panic!("a damaged store of {} bytes opened as if nothing were lost", damaged.len()),
+            }
+            assert_eq!(std::fs::read(&path).unwrap(), damaged, "the damaged file was changed");
+        }
     }
 }

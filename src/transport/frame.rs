@@ -18,6 +18,11 @@ use tokio_util::codec::LengthDelimitedCodec;
 /// fits, a hostile length prefix cannot make a peer buffer gigabytes.
 pub const MAX_FRAME_BYTES: usize = 64 * 1024 * 1024;
 
+/// The largest frame either side accepts before the other has proved its
+/// key: a handshake frame is under 200 bytes, and a stranger must not make
+/// the hub buffer more than this per connection.
+pub const HANDSHAKE_FRAME_BYTES: usize = 4 * 1024;
+
 /// Bumped when frames change incompatibly; a node of another version is refused.
 pub const PROTOCOL_VERSION: u16 = 2;
 
@@ -25,6 +30,27 @@ pub const PROTOCOL_VERSION: u16 = 2;
 pub fn codec() -> LengthDelimitedCodec {
     LengthDelimitedCodec::builder().max_frame_length(MAX_FRAME_BYTES).new_codec()
 }
+
+/// `text` from the network as it may be printed: control characters (terminal
+/// escapes, newlines) escaped, and at most [`PRINTABLE_CHARS`] of it.
+pub fn printable(text: &str) -> String {
+    let mut out = String::new();
+    for (count, c) in text.chars().enumerate() {
+        if count == PRINTABLE_CHARS {
+            out.push('…');
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// How much of a peer's text is printed.
+pub const PRINTABLE_CHARS: usize = 1000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum WireError {

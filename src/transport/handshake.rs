@@ -11,8 +11,13 @@
 //! connection; each side signs under its own domain tag, so one side's
 //! signature is never valid as the other's. The node knows the hub's key from
 //! its home (`hub.pub`); the hub admits only keys of its current committee.
+//!
+//! Until the other side has proved its key, each side accepts only frames of
+//! [`HANDSHAKE_FRAME_BYTES`]: a stranger cannot make it buffer a large frame.
+//! A node believes a `Refused` only from a peer that has proved the hub's key;
+//! the hub therefore refuses (a wrong protocol version too) only after its Challenge.
 
-use super::frame::{Frame, Welcome, WireError, PROTOCOL_VERSION};
+use super::frame::{printable, Frame, Welcome, WireError, HANDSHAKE_FRAME_BYTES, MAX_FRAME_BYTES, PROTOCOL_VERSION};
 use crate::crypto::{Keypair, PublicKey, Signature, SigningBytes};
 use futures_util::{SinkExt, StreamExt};
 use std::time::Duration;
@@ -28,9 +33,13 @@ pub type Connection<S> = Framed<S, LengthDelimitedCodec>;
 pub enum HandshakeError {
     #[error(transparent)]
     Wire(#[from] WireError),
-    /// The hub refused this node; retrying does not help.
+    /// The hub refused this node; retrying does not help. The reason is printable.
     #[error("the hub refused this node: {0}")]
     Refused(String),
+    /// A peer that has not proved the hub's key said it refuses this node:
+    /// anyone can say that, so the node tries again. The reason is printable.
+    #[error("a peer at the hub's address refused this node before proving it is the hub ({0}); not believed")]
+    UnprovenRefusal(String),
     /// The peer at the hub's address is not the hub this node was configured with.
     #[error("the hub at this address has key {got}, not the expected {expected}; check hub.pub in the node's home")]
     WrongHub { expected: PublicKey, got: PublicKey },
@@ -82,6 +91,7 @@ pub async fn join_hub<S: AsyncRead + AsyncWrite + Unpin>(
     keypair: &Keypair,
     hub_key: PublicKey,
 ) -> Result<Welcome, HandshakeError> {
+    conn.codec_mut().set_max_frame_length(HANDSHAKE_FRAME_BYTES);
     let node_nonce = fresh_nonce();
     let public_key = keypair.public_key();
     send(conn, &Frame::Hello { version: PROTOCOL_VERSION, public_key, nonce: node_nonce }).await?;
@@ -95,14 +105,16 @@ pub async fn join_hub<S: AsyncRead + AsyncWrite + Unpin>(
             }
             nonce
         }
-        Frame::Refused { reason } => return Err(HandshakeError::Refused(reason)),
+        Frame::Refused { reason } => return Err(HandshakeError::UnprovenRefusal(printable(&reason))),
         other => return Err(WireError::Unexpected { expected: "challenge", got: other.kind() }.into()),
     };
+    // The hub has proved its key: its welcome (the genesis ledger) may be large.
+    conn.codec_mut().set_max_frame_length(MAX_FRAME_BYTES);
     let signature = keypair.sign(&node_says(&hub_nonce, &node_nonce, &hub_key));
     send(conn, &Frame::Proof { signature }).await?;
     match receive(conn, HANDSHAKE_STEP).await? {
         Frame::Welcome(welcome) => Ok(*welcome),
-        Frame::Refused { reason } => Err(HandshakeError::Refused(reason)),
+        Frame::Refused { reason } => Err(HandshakeError::Refused(printable(&reason))),
         other => Err(WireError::Unexpected { expected: "welcome", got: other.kind() }.into()),
     }
 }
@@ -115,12 +127,9 @@ pub async fn admit_node<S: AsyncRead + AsyncWrite + Unpin>(
     hub: &Keypair,
     admit: impl FnOnce(PublicKey) -> Result<Welcome, String>,
 ) -> Result<Welcome, HandshakeError> {
-    let (node_key, node_nonce) = match receive(conn, HANDSHAKE_STEP).await? {
-        Frame::Hello { version, public_key, nonce } if version == PROTOCOL_VERSION => (public_key, nonce),
-        Frame::Hello { version, .. } => {
-            let reason = format!("this node speaks protocol version {version}, the hub {PROTOCOL_VERSION}; run the same bftswarm release on both");
-            return Err(refuse(conn, reason).await);
-        }
+    conn.codec_mut().set_max_frame_length(HANDSHAKE_FRAME_BYTES);
+    let (version, node_key, node_nonce) = match receive(conn, HANDSHAKE_STEP).await? {
+        Frame::Hello { version, public_key, nonce } => (version, public_key, nonce),
         other => return Err(WireError::Unexpected { expected: "hello", got: other.kind() }.into()),
     };
     let hub_nonce = fresh_nonce();
@@ -135,8 +144,14 @@ pub async fn admit_node<S: AsyncRead + AsyncWrite + Unpin>(
         }
         other => return Err(WireError::Unexpected { expected: "proof", got: other.kind() }.into()),
     }
+    if version != PROTOCOL_VERSION {
+        let reason = format!("this node speaks protocol version {version}, the hub {PROTOCOL_VERSION}; run the same bftswarm release on both");
+        return Err(refuse(conn, reason).await);
+    }
     match admit(node_key) {
         Ok(welcome) => {
+            // A member's: from now on it may send what a running validator sends.
+            conn.codec_mut().set_max_frame_length(MAX_FRAME_BYTES);
             send(conn, &Frame::Welcome(Box::new(welcome.clone()))).await?;
             Ok(welcome)
         }

@@ -3,9 +3,10 @@
 //! ([`super::handshake`]), and joins each to the supervisor through a
 //! [`super::peer::RemoteValidator`] on a thread of its own.
 
+use super::doorway::{Doorway, Evicted, Place, Throttle, HANDSHAKE_DEADLINE};
 use super::frame::{codec, Welcome};
 use super::gate::QuarantineGate;
-use super::handshake::admit_node;
+use super::handshake::{admit_node, Connection, HandshakeError};
 use super::link::tune;
 use super::peer::{relay, Disconnected, HubSide, RemoteValidator};
 use crate::actors::{Register, Swarm};
@@ -16,11 +17,10 @@ use crate::protocol::AgentId;
 use actix::{Actor, Addr, Arbiter};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
-use tokio_util::codec::Framed;
+use tokio_util::codec::{Framed, FramedParts};
 
 /// A listening hub. Dropping it does not close the listener; stopping the
 /// actix System does.
@@ -39,6 +39,8 @@ pub(super) struct Shared {
     connections: Mutex<BTreeMap<AgentId, Addr<RemoteValidator>>>,
     /// Validators whose process said it runs with an injected fault (`bftswarm node --fault`).
     faulty: Arc<Mutex<BTreeSet<AgentId>>>,
+    /// Refused keys may knock again and again: their warnings are throttled.
+    refusals: Throttle,
 }
 
 impl Hub {
@@ -53,6 +55,7 @@ impl Hub {
             refused: Mutex::default(),
             connections: Mutex::default(),
             faulty: Arc::default(),
+            refusals: Throttle::default(),
         });
         let gate = QuarantineGate(shared.clone()).start();
         let kinds = EventKinds::default().with(EventKind::AgentQuarantined);
@@ -125,22 +128,11 @@ fn lock<T>(cell: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     cell.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// Connections open at once, handshakes included: beyond it, new ones are
-/// closed at once, so strangers cannot make the hub start threads without bound.
-pub const MAX_CONNECTIONS: usize = 512;
-
-/// Counts one open connection while it lives.
-struct Open(Arc<AtomicUsize>);
-
-impl Drop for Open {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-/// Accepts until the System stops; each connection gets its own thread.
+/// Accepts until the System stops. A stranger's handshake runs here, within
+/// the [`Doorway`]'s budget and deadline; only an admitted member's
+/// connection gets a thread of its own.
 async fn accept(listener: TcpListener, shared: Arc<Shared>) {
-    let open = Arc::new(AtomicUsize::new(0));
+    let doorway = Arc::new(Doorway::default());
     loop {
         let (stream, from) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -151,42 +143,72 @@ async fn accept(listener: TcpListener, shared: Arc<Shared>) {
                 continue;
             }
         };
-        if open.fetch_add(1, Ordering::Relaxed) >= MAX_CONNECTIONS {
-            open.fetch_sub(1, Ordering::Relaxed);
-            tracing::warn!(%from, "{MAX_CONNECTIONS} connections open already; closed this one");
-            continue;
-        }
-        let counted = Open(open.clone());
-        // A socket belongs to the runtime that polls it: move it to the connection's thread.
-        let stream = match stream.into_std() {
-            Ok(stream) => stream,
-            Err(error) => {
-                tracing::warn!(%error, %from, "cannot hand the connection over");
-                continue;
-            }
-        };
-        let shared = shared.clone();
-        Arbiter::new().spawn(async move {
-            match TcpStream::from_std(stream) {
-                Ok(stream) => serve(stream, from, shared).await,
-                Err(error) => tracing::warn!(%error, %from, "cannot use the connection"),
-            }
-            drop(counted);
-            Arbiter::current().stop();
-        });
+        let (place, evicted) = doorway.enter(from.ip());
+        actix_rt::spawn(greet(stream, from, place, evicted, shared.clone()));
+        // Let the waiting handshakes run between arrivals: a member that has
+        // spoken must be marked so before a burst of strangers can evict it.
+        tokio::task::yield_now().await;
     }
 }
 
-async fn serve(stream: TcpStream, from: SocketAddr, shared: Arc<Shared>) {
+/// Runs a stranger's handshake until it is admitted, refused, evicted or late.
+async fn greet(stream: TcpStream, from: SocketAddr, place: Place, evicted: Evicted, shared: Arc<Shared>) {
     tune(&stream);
-    let mut conn = Framed::new(stream, codec());
-    let welcome = match admit_node(&mut conn, &shared.key, |key| admit(&shared, key)).await {
-        Ok(welcome) => welcome,
-        Err(error) => {
-            tracing::warn!(%from, %error, "validator process not admitted");
+    let handshake = async {
+        if stream.readable().await.is_ok() {
+            place.spoke();
+        }
+        let mut conn = Framed::new(stream, codec());
+        let admitted = admit_node(&mut conn, &shared.key, |key| admit(&shared, key)).await;
+        admitted.map(|welcome| (conn, welcome))
+    };
+    let outcome = tokio::select! {
+        outcome = tokio::time::timeout(HANDSHAKE_DEADLINE, handshake) => outcome,
+        _ = evicted => return,
+    };
+    if outcome.is_err() {
+        place.count_dropped();
+    }
+    drop(place);
+    let (conn, welcome) = match outcome {
+        Ok(Ok(admitted)) => admitted,
+        Ok(Err(HandshakeError::Refused(reason))) => {
+            if let Some(suppressed) = shared.refusals.allow() {
+                tracing::warn!(%from, %reason, suppressed, "validator process refused");
+            }
+            return;
+        }
+        Ok(Err(error)) => {
+            tracing::debug!(%from, %error, "connection closed during the handshake");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(%from, "connection closed at the handshake deadline");
             return;
         }
     };
+    // A socket belongs to the runtime that polls it: move it to the member's own thread.
+    let parts = conn.into_parts();
+    let (codec, read_buf, write_buf) = (parts.codec, parts.read_buf, parts.write_buf);
+    let stream = match parts.io.into_std() {
+        Ok(stream) => stream,
+        Err(error) => return tracing::warn!(%error, %from, "cannot hand the connection over"),
+    };
+    Arbiter::new().spawn(async move {
+        match TcpStream::from_std(stream) {
+            Ok(stream) => {
+                let mut parts = FramedParts::new::<bytes::Bytes>(stream, codec);
+                (parts.read_buf, parts.write_buf) = (read_buf, write_buf);
+                serve(Framed::from_parts(parts), welcome, from, shared).await
+            }
+            Err(error) => tracing::warn!(%error, %from, "cannot use the connection"),
+        }
+        Arbiter::current().stop();
+    });
+}
+
+/// Relays an admitted member's connection until it ends.
+async fn serve(conn: Connection<TcpStream>, welcome: Welcome, from: SocketAddr, shared: Arc<Shared>) {
     let (id, name) = (welcome.id, welcome.name.clone());
     let public_key = welcome.committees.last().and_then(|c| c.member(id)).map(|m| m.public_key);
     let Some(public_key) = public_key else { return };

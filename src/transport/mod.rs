@@ -11,6 +11,7 @@
 //! The protocol does not know: a remote validator is registered with the
 //! supervisor like a local one, and its frames become the same `Route`s.
 
+mod doorway;
 pub mod frame;
 mod gate;
 pub mod handshake;
@@ -19,7 +20,8 @@ pub mod link;
 pub mod node;
 pub mod peer;
 
-pub use frame::{Frame, NodeStatus, Welcome, WireError, MAX_FRAME_BYTES};
+pub use doorway::{HANDSHAKE_DEADLINE, MAX_STRANGERS, MAX_STRANGERS_PER_ADDRESS};
+pub use frame::{printable, Frame, NodeStatus, Welcome, WireError, HANDSHAKE_FRAME_BYTES, MAX_FRAME_BYTES};
 pub use hub::Hub;
 pub use node::{run_node, NodeError, NodeOptions};
 
@@ -37,6 +39,24 @@ pub fn parse_public_key(text: &str) -> Result<PublicKey, String> {
         *byte = u8::from_str_radix(&digits[2 * i..2 * i + 2], 16).map_err(|e| e.to_string())?;
     }
     Ok(PublicKey(key))
+}
+
+/// Checks that `text` has the form `HOST:PORT` (an IPv6 host in brackets),
+/// without resolving the host: a typo is a usage error, not an endless retry.
+pub fn check_address(text: &str) -> Result<(), String> {
+    let bad = |why: &str| Err(format!("`{text}` is not an address: {why}; write HOST:PORT, e.g. 127.0.0.1:7400"));
+    if text.parse::<std::net::SocketAddr>().is_ok() {
+        return Ok(());
+    }
+    let Some((host, port)) = text.rsplit_once(':') else { return bad("no port") };
+    if port.parse::<u16>().is_err() {
+        return bad("the port is not a number from 0 to 65535");
+    }
+    let name_ok = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '.';
+    if host.is_empty() || !host.chars().all(name_ok) {
+        return bad("the host is not a name or an IP address");
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@
 //! validator keeps running meanwhile (what it sends is dropped and counted,
 //! and PBFT's retransmission recovers it once the link is back).
 
-use super::frame::{codec, Frame, NodeStatus, Welcome, WireError};
+use super::frame::{codec, printable, Frame, NodeStatus, Welcome, WireError};
 use super::handshake::{join_hub, HandshakeError};
 use super::link::{tune, write_frames, Outbox};
 use super::peer::{next_within, SILENCE_LIMIT};
@@ -83,7 +83,7 @@ pub async fn run_node(options: NodeOptions) -> Result<(), NodeError> {
                         validator
                     }
                 };
-                eprintln!("{} joined the hub at {}", welcome.name, options.hub);
+                eprintln!("{} joined the hub at {}", printable(&welcome.name), options.hub);
                 let ended = relay(conn, &validator, &link, dropped.clone()).await;
                 eprintln!("lost the hub at {} ({}); reconnecting", options.hub, describe(&ended));
             }
@@ -134,7 +134,7 @@ fn start_validator(
     let joined_in = first_with_id.filter(|committee| committee.epoch() != genesis_committee.epoch()).cloned();
     let spec = ReplicaSpec { name, keypair, committee: genesis_committee, params, genesis, joined_in };
     let recovered = RecoveredValidator::open(spec, WalOptions::under_home(&options.home, options.fsync))?;
-    eprintln!("{}: {}", welcome.name, describe_recovery(recovered.recovery()));
+    eprintln!("{}: {}", printable(&welcome.name), describe_recovery(recovered.recovery()));
     Ok(ActorSupervisor::start(move |_| Validator::recovered(recovered, route).with_known_committees(&committees)))
 }
 

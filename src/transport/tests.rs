@@ -317,3 +317,45 @@ fn the_hub_convicts_on_a_nodes_own_reports_and_ignores_those_in_another_members_
         assert_eq!(node_status.inbound_rejected.get("report-not-its-own"), Some(&1), "{node_status:?}");
     });
 }
+
+#[test]
+fn a_refusal_before_the_hub_proves_its_key_is_not_believed_and_is_printable() {
+    let (node, hub) = (Keypair::from_seed([0; 32]), Keypair::from_seed([42; 32]));
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let joined = runtime.block_on(async {
+        let (a, b) = tokio::io::duplex(64 * 1024);
+        let (mut node_side, mut impostor) = (Framed::new(a, codec()), Framed::new(b, codec()));
+        let impostor_refuses = async move {
+            let _hello = super::handshake::receive(&mut impostor, std::time::Duration::from_secs(5)).await;
+            let refused = Frame::Refused { reason: "\u{1b}[31mgo away\nnow".into() };
+            super::handshake::send(&mut impostor, &refused).await.unwrap();
+        };
+        tokio::join!(join_hub(&mut node_side, &node, hub.public_key()), impostor_refuses).0
+    });
+    match joined {
+        Err(error @ HandshakeError::UnprovenRefusal(_)) => {
+            assert!(!error.is_fatal(), "anyone can say Refused: the node must try again");
+            let text = error.to_string();
+            assert!(!text.contains('\u{1b}') && !text.contains('\n'), "{text:?}");
+            assert!(text.contains("\\u{1b}[31mgo away\\nnow"), "{text:?}");
+        }
+        other => panic!("expected an unproven refusal, got {other:?}"),
+    }
+}
+
+#[test]
+fn the_hub_hangs_up_on_a_stranger_announcing_more_than_a_handshake_frame() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (keys, hub_key) = four_remote_members();
+    actix::System::new().block_on(async {
+        let hub = listening_hub(&keys, &hub_key).await;
+        let mut stranger = tokio::net::TcpStream::connect(hub.local_addr()).await.unwrap();
+        let announced = (super::HANDSHAKE_FRAME_BYTES as u32) + 1;
+        stranger.write_all(&announced.to_be_bytes()).await.unwrap();
+        stranger.write_all(&[0u8; 1024]).await.unwrap();
+        // The hub closes the connection without waiting for the rest of the frame.
+        let mut rest = [0u8; 16];
+        let read = tokio::time::timeout(std::time::Duration::from_secs(3), stranger.read(&mut rest)).await;
+        assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "the hub kept the connection open: {read:?}");
+    });
+}

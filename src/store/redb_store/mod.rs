@@ -62,6 +62,30 @@ impl std::fmt::Debug for RedbStore {
     }
 }
 
+thread_local! {
+    /// Set while a panic is caught on purpose on this thread: the hook stays quiet.
+    static CATCHING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `open` and catches its panic without the panic hook printing it: the
+/// caller turns it into an error naming the file, and redb's raw message
+/// (`assertion failed …` with a source path) would only confuse a log's reader.
+fn catch_quietly<T>(open: impl FnOnce() -> T) -> std::thread::Result<T> {
+    static QUIET_HOOK: std::sync::Once = std::sync::Once::new();
+    QUIET_HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !CATCHING.with(std::cell::Cell::get) {
+                previous(info);
+            }
+        }));
+    });
+    CATCHING.with(|catching| catching.set(true));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(open));
+    CATCHING.with(|catching| catching.set(false));
+    result
+}
+
 impl RedbStore {
     /// Opens (or creates) `<home>/swarm.redb`, creating `home` if needed.
     pub fn open(home: &Path, options: RedbOptions) -> Result<Self, StoreError> {
@@ -80,12 +104,14 @@ impl RedbStore {
             || Builder::new().set_cache_size(options.cache_bytes).create_with_file_format_v3(true).create(&path);
         // redb 2.6 asserts (panics) on some damaged files, e.g. one cut short:
         // a damaged file must be an error naming it, never a crash.
-        let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(builder)).map_err(|panic| {
+        let opened = catch_quietly(builder).map_err(|panic| {
             let reason =
                 panic.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| panic.downcast_ref::<String>().cloned());
+            // redb's own words name its source lines, not the problem: for whoever debugs redb only.
+            tracing::debug!(path = %path.display(), reason = reason.as_deref().unwrap_or("?"), "redb panicked opening a file");
             StoreError::Database {
                 path: path.clone(),
-                detail: format!("the file is damaged ({})", reason.unwrap_or_else(|| "redb refused it".into())),
+                detail: "the file is damaged: cut short or overwritten, redb cannot read its layout".into(),
             }
         })?;
         let db = opened.map_err(|e| match e {
