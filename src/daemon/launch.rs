@@ -10,6 +10,7 @@ use crate::actors::{params_from_config, LaunchOptions, QuarantinePolicy, Relaunc
 use crate::crypto::Keypair;
 use crate::events::{timestamp_now, EventKind, EventKinds};
 use crate::hooks::Hooks;
+use crate::observe::stream::EventLogHook;
 use crate::protocol::{AgentId, Committee, Epoch, Member};
 use crate::store::MemoryStore;
 use crate::wal::WalOptions;
@@ -58,11 +59,14 @@ pub(super) fn launch_if_ready(
             ViewChangeRecorder::new(names, launched_at, memory)
         })
     };
+    let events = state.observed.events.clone();
+    let stream = EventLogHook::start_in_arbiter(&agents_arbiter.handle(), move |_| EventLogHook(events));
     let hooks = Hooks::new().commands(&config.hooks).map_err(|e| internal(e.to_string()))?.subscribe(
         "view-change-recorder",
         EventKinds::default().with(EventKind::ViewChanged),
         recorder.recipient(),
     );
+    let hooks = hooks.subscribe("event-stream", EventKinds::all(), stream.recipient());
     let validator_mailbox = super::agent_types()
         .ok()
         .and_then(|types| types.resolve("validator").ok().and_then(|definition| definition.mailbox));
@@ -78,6 +82,7 @@ pub(super) fn launch_if_ready(
         LaunchOptions { name, hooks, validator_mailbox, quarantine, wal, relaunch, ..LaunchOptions::default() };
     let swarm = Arc::new(Swarm::launch_with(spec, options).map_err(|e| internal(e.to_string()))?);
     tracing::info!(validators = names.len(), "swarm launched");
+    state.observed.set_swarm(Some(swarm.clone()));
     state.faults.clear();
     let mut running = Running { swarm, workload, names, launched_at, agents_arbiter, observers: Vec::new() };
     super::observer::start_observers(&mut running, state.registry.agents.iter());

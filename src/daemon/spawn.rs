@@ -231,6 +231,7 @@ mod tests {
             running: None,
             faults: BTreeMap::new(),
             next_task_id: 1,
+            observed: Default::default(),
         }
     }
 

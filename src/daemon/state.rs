@@ -92,6 +92,8 @@ pub(super) struct SwarmState {
     /// Injected faults by agent name, as the operator asked for them.
     pub faults: BTreeMap<String, String>,
     pub next_task_id: u64,
+    /// The event stream and dashboard; told of each launched swarm.
+    pub observed: Arc<crate::observe::http::Observed>,
 }
 
 /// Everything the control API's handlers share.
@@ -100,6 +102,8 @@ pub struct Daemon {
     pub token: String,
     pub pid: u32,
     pub started_at: String,
+    /// What `/metrics`, `/dashboard` and `/v1/events` show.
+    pub observed: Arc<crate::observe::http::Observed>,
     pub(super) state: tokio::sync::Mutex<SwarmState>,
     pub(super) memory: Arc<Mutex<MemoryStore>>,
     pub(super) tasks: Mutex<BTreeMap<u64, TaskEntry>>,
@@ -121,13 +125,24 @@ impl Daemon {
         }
         let memory = MemoryStore::open(home.root(), RedbOptions::default())
             .map_err(|e| DaemonError::Internal(format!("cannot open the memory store: {e}")))?;
-        let state =
-            SwarmState { config, meta, registry, pubkeys, running: None, faults: BTreeMap::new(), next_task_id: 1 };
+        let observed = Arc::new(crate::observe::http::Observed::new("daemon"));
+        let faults = BTreeMap::new();
+        let state = SwarmState {
+            config,
+            meta,
+            registry,
+            pubkeys,
+            running: None,
+            faults,
+            next_task_id: 1,
+            observed: observed.clone(),
+        };
         Ok(Daemon {
             home,
             token,
             pid: std::process::id(),
             started_at: crate::events::timestamp_now(),
+            observed,
             state: tokio::sync::Mutex::new(state),
             memory: Arc::new(Mutex::new(memory)),
             tasks: Mutex::new(BTreeMap::new()),

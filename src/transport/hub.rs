@@ -184,6 +184,7 @@ async fn serve(stream: TcpStream, from: SocketAddr, shared: Arc<Shared>) {
         Ok(welcome) => welcome,
         Err(error) => {
             tracing::warn!(%from, %error, "validator process not admitted");
+            crate::observe::hub_refused_peer();
             return;
         }
     };
@@ -191,6 +192,7 @@ async fn serve(stream: TcpStream, from: SocketAddr, shared: Arc<Shared>) {
     let public_key = welcome.committees.last().and_then(|c| c.member(id)).map(|m| m.public_key);
     let Some(public_key) = public_key else { return };
     tracing::info!(validator = %name, %from, "validator process joined");
+    let _connected = crate::observe::HubPeerGauge::joined();
     let swarm = shared.swarm.clone();
     let registered = |peer: &Addr<RemoteValidator>| {
         if let Some(older) = lock(&shared.connections).insert(id, peer.clone()) {
