@@ -327,6 +327,24 @@ fn command_hooks_hear_a_view_change_once_and_json_logs_name_the_new_primary() {
     assert!(view_changed["fields"]["validator"].as_str().unwrap().starts_with("bft-agent-"), "{view_changed}");
 }
 
+#[test]
+fn text_logs_redirected_to_a_file_carry_no_colour_codes() {
+    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/silent-primary.toml");
+    let output = Command::new(BIN)
+        .args(["run", "--json", "--count", "1000", "--config"])
+        .arg(&config)
+        .env("RUST_LOG", "info")
+        .env_remove("NO_COLOR")
+        .env_remove("BFTSWARM_LOG_FORMAT")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let line = stderr.lines().find(|line| line.contains("view changed")).unwrap_or_else(|| panic!("{stderr}"));
+    assert!(line.contains("primary=bft-agent-2"), "the new primary by name: {line}");
+    assert!(!stderr.contains('\u{1b}'), "no escape codes off a terminal: {stderr}");
+}
+
 fn script(dir: &Path, name: &str, body: &str) -> PathBuf {
     use std::os::unix::fs::PermissionsExt;
     let path = dir.join(name);

@@ -67,6 +67,8 @@ fn follow(
                 Err(_) => break,
             }
         }
+        // The daemon may be stopping: give it a moment before asking again.
+        std::thread::sleep(RECONNECT_EVERY);
     }
 }
 

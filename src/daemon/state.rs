@@ -153,6 +153,8 @@ impl Daemon {
     /// Stops the running swarm, once the control API has stopped serving.
     /// Call it outside the actix system.
     pub fn shut_down(&self) {
+        // The dashboard's hold on the swarm goes first: the swarm stops only when it is the last.
+        self.observed.set_swarm(None);
         let running = self.state.blocking_lock().running.take();
         if let Some(running) = running {
             running.stop();

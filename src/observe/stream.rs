@@ -16,13 +16,17 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 use tokio::sync::broadcast;
 
-/// Events kept for reconnecting clients and the dashboard's first look.
+/// Events kept for reconnecting clients and the dashboard's first look, at
+/// most this many and this many bytes (a batch's event lists its transfer ids).
 pub const BACKLOG: usize = 10_000;
+pub const BACKLOG_BYTES: usize = 32 << 20;
 /// Events a slow subscriber may fall behind by before it is cut off (it reconnects and resumes).
 const SUBSCRIBER_LAG: usize = 4096;
 /// A comment line this often keeps idle connections (and their proxies) open
 /// and lets a server notice a client that went away.
 const KEEPALIVE: Duration = Duration::from_secs(10);
+
+type Receiver = broadcast::Receiver<Arc<StreamEvent>>;
 
 /// One numbered event, ready to send.
 #[derive(Clone, Debug)]
@@ -36,6 +40,7 @@ struct Inner {
     once: OncePerSwarm,
     next: u64,
     backlog: VecDeque<Arc<StreamEvent>>,
+    backlog_bytes: usize,
     closed: bool,
 }
 
@@ -56,7 +61,8 @@ impl EventLog {
         let boot = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |elapsed| elapsed.as_millis() as u64);
-        let inner = Inner { once: OncePerSwarm::default(), next: 1, backlog: VecDeque::new(), closed: false };
+        let inner =
+            Inner { once: OncePerSwarm::default(), next: 1, backlog: VecDeque::new(), backlog_bytes: 0, closed: false };
         EventLog { boot, inner: Mutex::new(inner), live: broadcast::channel(SUBSCRIBER_LAG).0 }
     }
 
@@ -73,10 +79,12 @@ impl EventLog {
         let n = inner.next;
         inner.next += 1;
         let event = Arc::new(StreamEvent { n, kind: event.kind().name(), json: event.to_json_line() });
-        if inner.backlog.len() == BACKLOG {
-            inner.backlog.pop_front();
-        }
+        inner.backlog_bytes += event.json.len();
         inner.backlog.push_back(event.clone());
+        while inner.backlog.len() > BACKLOG || inner.backlog_bytes > BACKLOG_BYTES {
+            let Some(oldest) = inner.backlog.pop_front() else { break };
+            inner.backlog_bytes -= oldest.json.len();
+        }
         // Sent under the lock, so a subscriber's backlog and live events neither overlap nor miss.
         let _ = self.live.send(event);
     }
@@ -87,18 +95,16 @@ impl EventLog {
         let _ = self.live.send(Arc::new(StreamEvent { n: 0, kind: "", json: String::new() }));
     }
 
-    /// What follows `last_event_id`, then a receiver of what comes next.
-    pub fn subscribe(
-        &self,
-        last_event_id: Option<&str>,
-    ) -> (Vec<Arc<StreamEvent>>, broadcast::Receiver<Arc<StreamEvent>>) {
+    /// What follows `last_event_id`, then a receiver of what comes next
+    /// (none once the log is closed: the process is stopping).
+    pub fn subscribe(&self, last_event_id: Option<&str>) -> (Vec<Arc<StreamEvent>>, Option<Receiver>) {
         let after = match last_event_id.and_then(parse_id) {
             Some((boot, n)) if boot == self.boot => n,
             _ => 0,
         };
         let inner = self.lock();
         let backlog = inner.backlog.iter().filter(|event| event.n > after).cloned().collect();
-        (backlog, self.live.subscribe())
+        (backlog, (!inner.closed).then(|| self.live.subscribe()))
     }
 
     /// The backlog's events, oldest first, as JSON values with their ids.
@@ -117,34 +123,33 @@ impl EventLog {
         format!("{}-{n}", self.boot)
     }
 
-    /// The stream's bytes: the backlog after `last_event_id`, then live events, until closed.
+    /// The stream's bytes: the backlog after `last_event_id`, then live
+    /// events, until closed (or at once after the backlog, if it already is).
     pub fn sse(
         self: Arc<Self>,
         last_event_id: Option<&str>,
     ) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> {
         let (backlog, receiver) = self.subscribe(last_event_id);
         let sent = backlog.last().map_or(0, |event| event.n);
-        let state = (self, VecDeque::from(backlog), receiver, sent, true);
-        futures_util::stream::unfold(state, |(log, mut backlog, mut receiver, mut sent, open)| async move {
-            if !open {
-                return None;
-            }
-            // The first bytes tell the client the stream is up, even with nothing to send yet.
+        let state = (self, VecDeque::from(backlog), receiver, sent);
+        futures_util::stream::unfold(state, |(log, mut backlog, receiver, mut sent)| async move {
             if let Some(event) = backlog.pop_front() {
                 let frame = log.frame(&event);
-                return Some((Ok(frame), (log, backlog, receiver, sent, true)));
+                return Some((Ok(frame), (log, backlog, receiver, sent)));
             }
+            let mut receiver = receiver?;
             loop {
                 match tokio::time::timeout(KEEPALIVE, receiver.recv()).await {
                     Err(_) => {
-                        return Some((Ok(Bytes::from_static(b": keepalive\n\n")), (log, backlog, receiver, sent, true)))
+                        let keepalive = Ok(Bytes::from_static(b": keepalive\n\n"));
+                        return Some((keepalive, (log, backlog, Some(receiver), sent)));
                     }
                     Ok(Ok(event)) if event.n == 0 => return None,
                     Ok(Ok(event)) if event.n <= sent => continue,
                     Ok(Ok(event)) => {
                         sent = event.n;
                         let frame = log.frame(&event);
-                        return Some((Ok(frame), (log, backlog, receiver, sent, true)));
+                        return Some((Ok(frame), (log, backlog, Some(receiver), sent)));
                     }
                     // Fell too far behind: end; the client resumes from its last id.
                     Ok(Err(_)) => return None,
@@ -205,6 +210,16 @@ mod tests {
         assert_eq!(after_restart.len(), 3);
         let (garbage, _) = log.subscribe(Some("not an id"));
         assert_eq!(garbage.len(), 3);
+    }
+
+    #[actix::test]
+    async fn a_stream_opened_after_the_close_ends_after_its_backlog() {
+        use futures_util::StreamExt;
+        let log = Arc::new(EventLog::new());
+        log.push(&view_changed(0, 1));
+        log.close();
+        let frames: Vec<_> = log.clone().sse(None).collect().await;
+        assert_eq!(frames.len(), 1, "the backlog, then the end: a stopping daemon is not held open");
     }
 
     #[actix::test]
