@@ -243,6 +243,13 @@ fn n4_hub_and_node_processes_metrics_match_the_hub_report() {
         sample(page, "bftswarm_client_committed_transactions_total", &[]) == Some(committed)
     });
     assert_eq!(sample(&page, "bftswarm_hub_connected_peers", &[]), Some(4.0), "{page}");
+    // The hub serves the dashboard too: its snapshot names the four node processes' validators.
+    let hub_base = hub_url.trim_end_matches("/metrics");
+    assert!(http_get(&format!("{hub_base}/dashboard"), Duration::from_secs(5)).contains("bftswarm dashboard"));
+    let snapshot: Value =
+        serde_json::from_str(&http_get(&format!("{hub_base}/v1/dashboard"), Duration::from_secs(10))).unwrap();
+    assert_eq!(snapshot["process"], "hub", "{snapshot}");
+    assert_eq!(snapshot["agents"].as_array().map(Vec::len), Some(4), "{snapshot}");
     for (name, url) in &node_urls {
         let label = format!("validator=\"{name}\"");
         scrape_until(url, &format!("{name}'s committed counter equals the report's"), |page| {
