@@ -62,6 +62,7 @@ pub mod events;
 pub mod faults;
 pub mod hooks;
 pub mod ledger;
+pub mod observe;
 pub mod protocol;
 pub mod rng;
 pub mod sim;

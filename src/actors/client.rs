@@ -83,6 +83,7 @@ impl Client {
             match output {
                 ClientOutput::Broadcast(requests) => broadcast.extend(requests),
                 ClientOutput::Completed(completion) => {
+                    crate::observe::client_completion(&completion);
                     self.completions.push(completion);
                     completed += 1;
                 }

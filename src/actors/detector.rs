@@ -63,7 +63,9 @@ impl Handler<Misbehaviour> for DetectorActor {
                 votes_against: conviction.votes_against,
             };
             let _ = self.events.try_send(Publish(vec![event]));
-            tracing::warn!(agent = %conviction.detected_agent, fault = %conviction.fault_type, "malicious agent convicted");
+            let agent = crate::observe::name_in(self.detector.committee(), conviction.detected_agent);
+            tracing::warn!(%agent, fault = %conviction.fault_type, method = conviction.detection_method.name(), "malicious agent convicted");
+            crate::observe::convicted(&conviction.fault_type);
             let _ = self.quarantine.try_send(Convicted { conviction, latency, at: Instant::now() });
         }
     }

@@ -171,11 +171,13 @@ impl QuarantineManager {
             detection_latency_us: latency.as_micros().min(u64::MAX as u128) as u64,
             replacement_ms: None,
         };
+        tracing::warn!(agent = %record.detected_agent, fault = %record.fault_type, action = %record.action, quarantine_ms = duration.as_millis() as u64, "agent quarantined");
         self.records.push((record, expires, at));
         self.save();
         if !enforce {
             return;
         }
+        crate::observe::quarantined();
         if let Some(swarm) = self.swarm.upgrade() {
             if let (Some(journal), Some(member)) = (&swarm.journal, swarm.member_in_any_epoch(agent)) {
                 let reason = format!("{} ({})", conviction.fault_type, conviction.detection_method.name());
@@ -242,6 +244,8 @@ impl Handler<Replaced> for QuarantineManager {
         for (record, _, convicted_at) in &mut self.records {
             if replaced.removed.contains(&record.agent_id) && record.replaced_by.is_none() {
                 record.replaced_by = added.next();
+                tracing::info!(agent = %record.detected_agent, replaced_by = ?record.replaced_by, "quarantined validator replaced");
+                crate::observe::replaced(1);
                 record.replacement_ms = Some(convicted_at.elapsed().as_secs_f64() * 1000.0);
             }
         }

@@ -107,6 +107,7 @@ impl Supervisor {
             Ok(()) => self.stats.delivered += envelopes,
             Err(SendError::Full(())) => {
                 self.stats.dropped_mailbox_full += envelopes;
+                crate::observe::mailbox_dropped(envelopes);
                 tracing::debug!(envelopes, "recipient mailbox full; dropped");
             }
             Err(SendError::Closed(())) => self.stats.undeliverable += envelopes,

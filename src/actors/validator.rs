@@ -159,7 +159,10 @@ impl Validator {
     fn receive(&mut self, from: Origin, envelope: Envelope, outputs: &mut Vec<Output>) {
         match envelope {
             Envelope::Consensus(message) => match self.verifier.verify_message(&message) {
-                Ok(()) => outputs.extend(self.replica.step(now(), Input::Message(message))),
+                Ok(()) => {
+                    crate::observe::signatures_verified(1);
+                    outputs.extend(self.replica.step(now(), Input::Message(message)))
+                }
                 Err(rejection) => {
                     if let (Origin::Validator(channel), Some(_)) = (from, &self.detector) {
                         let me = self.replica.id();
@@ -172,6 +175,7 @@ impl Validator {
                 // The supervisor shares one batch among validators; copy only when shared.
                 let requests = Arc::try_unwrap(requests).unwrap_or_else(|shared| (*shared).clone());
                 let (valid, invalid) = self.verifier.verify_requests(requests);
+                crate::observe::signatures_verified((valid.len() + invalid.len()) as u64);
                 if !invalid.is_empty() {
                     self.count_rejected("invalid-client-signature".into(), invalid.len() as u64);
                 }
@@ -226,6 +230,7 @@ impl Validator {
     }
 
     fn count_rejected(&mut self, reason: String, count: u64) {
+        crate::observe::message_dropped(&reason, count);
         *self.inbound_rejected.entry(reason).or_default() += count;
     }
 
@@ -266,6 +271,7 @@ impl Validator {
         };
         let mut items = Vec::with_capacity(outputs.len());
         for output in outputs {
+            crate::observe::validator_output(&self.name, &output, self.replica.committee());
             if let Some(events) = &mut self.events {
                 events.observe(me, &output);
             }
@@ -296,7 +302,8 @@ impl Validator {
                     tracing::warn!(validator = %self.name, %seq, %reason, "membership change refused");
                 }
                 Output::Evidence(evidence) => {
-                    tracing::warn!(validator = %self.name, accused = ?evidence.accused(), "evidence of misbehaviour");
+                    let accused = crate::observe::name_in(self.replica.committee(), evidence.accused());
+                    tracing::warn!(validator = %self.name, %accused, "evidence of misbehaviour");
                 }
                 Output::DoubleSpend { executed, .. } => {
                     tracing::warn!(validator = %self.name, account = %executed.transfer.from, "double spend");
@@ -308,6 +315,7 @@ impl Validator {
             let route = Route { from: Origin::Validator(me), items };
             if self.route.try_send(route).is_err() {
                 self.outbound_dropped += count;
+                crate::observe::outbox_dropped(count);
             }
         }
         if let Some(events) = &mut self.events {
@@ -415,6 +423,7 @@ impl Actor for Validator {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(self.mailbox);
+        crate::observe::validator_started(&self.name, &self.replica, self.recovery());
         self.timer.arm(ctx, now(), self.replica.next_deadline(), Validator::on_timer);
     }
 }

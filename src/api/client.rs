@@ -71,6 +71,33 @@ impl ApiClient {
         self.decode(self.request("POST", path, Some(&body))?)
     }
 
+    /// Opens the daemon's event stream (`/v1/events`), resuming after
+    /// `last_event_id`. Asks in HTTP/1.0 so the stream is the raw body, ended
+    /// by the connection's close.
+    pub fn events(&self, last_event_id: Option<&str>) -> Result<EventStream, ClientError> {
+        let addr = self.addr;
+        let mut stream = TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT)
+            .map_err(|source| ClientError::Unreachable { addr, source })?;
+        let io = |source| ClientError::Io { addr, source };
+        stream.set_read_timeout(Some(EVENT_TICK)).map_err(io)?;
+        let mut head = format!("GET /v1/events HTTP/1.0\r\nHost: {addr}\r\nAccept: text/event-stream\r\n");
+        if let Some(id) = last_event_id.filter(|id| id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')) {
+            head.push_str(&format!("Last-Event-ID: {id}\r\n"));
+        }
+        head.push_str("\r\n");
+        stream.write_all(head.as_bytes()).map_err(io)?;
+        let mut reader = BufReader::new(stream);
+        let (status, _, _) = read_head(&mut reader).map_err(|error| match error {
+            ReadError::Io(source) => ClientError::Io { addr, source },
+            ReadError::Malformed(reason) => ClientError::Malformed { addr, reason },
+        })?;
+        if status != 200 {
+            return Err(ClientError::Refused { status, message: format!("the event stream answered {status}") });
+        }
+        let frame = StreamedEvent { id: String::new(), kind: String::new(), data: String::new() };
+        Ok(EventStream { reader, addr, line: Vec::new(), frame, heard_at: std::time::Instant::now() })
+    }
+
     fn decode<T: DeserializeOwned>(&self, (status, body): (u16, Vec<u8>)) -> Result<T, ClientError> {
         if (200..300).contains(&status) {
             return serde_json::from_slice(&body)
@@ -127,6 +154,81 @@ impl ApiClient {
     }
 }
 
+/// Longest silence on an event stream before the connection counts as dead
+/// (the daemon sends a keepalive every 10 s).
+const EVENT_SILENCE: Duration = Duration::from_secs(30);
+/// How long [`EventStream::next_event`] waits before it says nothing came.
+pub const EVENT_TICK: Duration = Duration::from_millis(500);
+
+/// One server-sent event: its id, its kind and its JSON.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StreamedEvent {
+    pub id: String,
+    pub kind: String,
+    pub data: String,
+}
+
+/// The frames of an open event stream, one [`StreamedEvent`] at a time.
+pub struct EventStream {
+    reader: BufReader<TcpStream>,
+    addr: SocketAddr,
+    /// What was read of the current line and frame when a read timed out.
+    line: Vec<u8>,
+    frame: StreamedEvent,
+    heard_at: std::time::Instant,
+}
+
+impl EventStream {
+    /// The next event, or `None` after [`EVENT_TICK`] without one (so the
+    /// caller can act on what it has); an error when the stream ended, broke,
+    /// or was silent (not even a keepalive) for [`EVENT_SILENCE`].
+    pub fn next_event(&mut self) -> Result<Option<StreamedEvent>, ClientError> {
+        let (addr, io) = (self.addr, |source| ClientError::Io { addr: self.addr, source });
+        loop {
+            let limit = MAX_EVENT_LINE.saturating_sub(self.line.len() as u64);
+            match self.reader.by_ref().take(limit).read_until(b'\n', &mut self.line) {
+                Ok(0) => return Err(io(std::io::ErrorKind::UnexpectedEof.into())),
+                Ok(_) if !self.line.ends_with(b"\n") => {
+                    return Err(ClientError::Malformed { addr, reason: "an event line is too long".into() })
+                }
+                Ok(_) => {
+                    self.heard_at = std::time::Instant::now();
+                    let line = String::from_utf8_lossy(&std::mem::take(&mut self.line)).trim_end().to_string();
+                    if let Some(event) = take_frame(&mut self.frame, &line) {
+                        return Ok(Some(event));
+                    }
+                }
+                Err(error) if matches!(error.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                    if self.heard_at.elapsed() >= EVENT_SILENCE {
+                        return Err(io(error));
+                    }
+                    return Ok(None);
+                }
+                Err(error) => return Err(io(error)),
+            }
+        }
+    }
+}
+
+/// Adds one line to `frame`; a blank line ends a frame, which is returned if it carries data.
+fn take_frame(frame: &mut StreamedEvent, line: &str) -> Option<StreamedEvent> {
+    if line.is_empty() {
+        let done =
+            std::mem::replace(frame, StreamedEvent { id: String::new(), kind: String::new(), data: String::new() });
+        return (!done.data.is_empty()).then_some(done);
+    }
+    // Comments (`: keepalive`) have an empty field name and are skipped.
+    let (field, value) = line.split_once(':').unwrap_or((line, ""));
+    let value = value.strip_prefix(' ').unwrap_or(value);
+    match field {
+        "id" => frame.id = value.to_string(),
+        "event" => frame.kind = value.to_string(),
+        "data" => frame.data.push_str(value),
+        _ => {}
+    }
+    None
+}
+
 /// Why an answer could not be read.
 #[derive(Debug)]
 enum ReadError {
@@ -165,6 +267,9 @@ fn read_head(reader: &mut impl BufRead) -> Result<(u16, Option<u64>, bool), Read
     }
     Err(ReadError::Malformed("more than 100 header lines".into()))
 }
+
+/// An event's data line holds a whole batch's transfer ids or a proof's JSON.
+const MAX_EVENT_LINE: u64 = 4 << 20;
 
 fn read_line(reader: &mut impl BufRead) -> Result<String, ReadError> {
     let mut line = Vec::new();
@@ -221,5 +326,16 @@ mod tests {
         }
         let mut input: &[u8] = b"zz\r\n";
         assert!(read_chunked(&mut input).is_err());
+    }
+
+    #[test]
+    fn server_sent_events_are_read_frame_by_frame_and_keepalives_skipped() {
+        let text = ": keepalive\n\nid: 9-1\nevent: view-changed\ndata: {\"view\":1}\n\nid: 9-2\nevent: x\ndata: 2\n\n";
+        let mut frame = StreamedEvent { id: String::new(), kind: String::new(), data: String::new() };
+        let events: Vec<StreamedEvent> = text.split('\n').filter_map(|line| take_frame(&mut frame, line)).collect();
+        assert_eq!(events.len(), 2, "{events:?}");
+        assert_eq!((events[0].id.as_str(), events[0].kind.as_str()), ("9-1", "view-changed"));
+        assert_eq!(events[0].data, "{\"view\":1}");
+        assert_eq!(events[1].id, "9-2");
     }
 }

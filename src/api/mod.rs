@@ -21,19 +21,29 @@ const MAX_BODY_BYTES: usize = 2 << 20;
 /// Serves the API for `daemon` until `swarm stop` or a signal.
 pub async fn serve(daemon: Arc<Daemon>) -> std::io::Result<()> {
     let data = web::Data::from(daemon.clone());
+    let observed = web::Data::from(daemon.observed.clone());
     let server = HttpServer::new(move || {
         let json = web::JsonConfig::default()
             .limit(MAX_BODY_BYTES)
             .error_handler(|error, _| DaemonError::BadRequest(format!("bad request body: {error}")).into());
         let query =
             web::QueryConfig::default().error_handler(|error, _| DaemonError::BadRequest(error.to_string()).into());
-        App::new().app_data(data.clone()).app_data(json).app_data(query).configure(routes::configure)
+        App::new()
+            .app_data(data.clone())
+            .app_data(observed.clone())
+            .app_data(json)
+            .app_data(query)
+            .configure(crate::observe::http::configure)
+            .configure(routes::configure)
     })
     .workers(2)
+    // An event stream stays open until its client leaves: do not wait long for it at `swarm stop`.
+    .shutdown_timeout(2)
     .bind(("127.0.0.1", 0))?;
     let addr = server.addrs().first().copied().ok_or_else(|| std::io::Error::other("bound to no address"))?;
     let server = server.run();
     let _ = daemon.stop_handle.set(server.handle());
+    daemon.observed.served_at(addr);
     crate::daemon::home::write_atomically(&daemon.home.addr(), addr.to_string().as_bytes())
         .map_err(|e| std::io::Error::other(e.to_string()))?;
     eprintln!("bftswarm daemon {} listening on {addr} for {}", daemon.pid, daemon.home.root().display());

@@ -89,8 +89,10 @@ async fn stop(_: Authorized, daemon: State) -> Result {
     let info = daemon.info().await;
     if let Some(handle) = daemon.stop_handle.get().cloned() {
         // After this response is written: stop accepting, finish what runs.
+        let events = daemon.observed.events.clone();
         actix_web::rt::spawn(async move {
             actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+            events.close();
             handle.stop(true).await;
         });
     }

@@ -57,6 +57,10 @@ pub struct BenchArgs {
     /// separate process (`bftswarm node`, write-ahead log without fsync) joined over loopback TCP.
     #[arg(long, conflicts_with_all = ["durable", "hook_actors", "catch_up"])]
     pub processes: bool,
+    /// Measure every row twice, in one process: with metrics and logging off,
+    /// then on (Prometheus metrics recorded, `info` logs written to stderr).
+    #[arg(long, conflicts_with_all = ["processes", "catch_up"])]
+    pub observability: bool,
     /// The swarm's home, for --durable.
     #[arg(long, env = "BFTSWARM_HOME", default_value = ".bftswarm", value_name = "DIR")]
     pub home: std::path::PathBuf,
@@ -94,6 +98,9 @@ pub struct BenchRow {
     pub replacement_ms: Option<f64>,
     pub tutorial_tx_per_s: Option<f64>,
     pub tutorial_latency_ms: Option<f64>,
+    /// With --observability: "off" or "on" (metrics and info logs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub observability: Option<&'static str>,
 }
 
 #[derive(Debug, Serialize)]
@@ -161,14 +168,26 @@ pub fn execute(args: &BenchArgs) -> Result<(), CliError> {
     let mut rows = Vec::new();
     // With --processes, each row in one process and then across processes, side by side.
     let placements: &[bool] = if args.processes { &[false, true] } else { &[false] };
+    // With --observability, each row with metrics and logging off, then on.
+    let observed: &[Option<bool>] = if args.observability { &[Some(false), Some(true)] } else { &[None] };
+    if args.observability {
+        crate::observe::install();
+    }
     for &n in &args.validators {
-        for (&window, &processes) in args.windows.iter().flat_map(|w| placements.iter().map(move |p| (w, p))) {
-            let row = measure(args, n, window, processes, cores, batch_us)?;
+        let rows_of_n = args.windows.iter().flat_map(|w| placements.iter().map(move |p| (w, p)));
+        for ((&window, &processes), &observe) in rows_of_n.flat_map(|row| observed.iter().map(move |o| (row, o))) {
+            if let Some(on) = observe {
+                crate::observe::set_enabled(on);
+                crate::observe::logging::set_level(if on { "info" } else { "warn" });
+            }
+            let mut row = measure(args, n, window, processes, cores, batch_us)?;
+            row.observability = observe.map(|on| if on { "on" } else { "off" });
             eprintln!(
-                "n = {:>2}, window {:>5}, {}: {:>8.0} tx/s, p50 {:>6.1} ms, p99 {:>6.1} ms, {:>5.0} µs CPU/tx, {:.0}% of bound, {}",
+                "n = {:>2}, window {:>5}, {}{}: {:>8.0} tx/s, p50 {:>6.1} ms, p99 {:>6.1} ms, {:>5.0} µs CPU/tx, {:.0}% of bound, {}",
                 n,
                 window,
                 row.storage,
+                row.observability.map_or(String::new(), |o| format!(", metrics+logs {o}")),
                 row.throughput_tx_per_s,
                 row.latency_ms_p50,
                 row.latency_ms_p99,
@@ -291,6 +310,7 @@ fn measure(
         replacement_ms,
         tutorial_tx_per_s,
         tutorial_latency_ms,
+        observability: None,
     })
 }
 
@@ -381,7 +401,7 @@ fn table(report: &BenchReport) -> String {
             row.max_failures.to_string(),
             row.quorum.to_string(),
             row.window.to_string(),
-            row.storage.clone(),
+            row.observability.map_or(row.storage.clone(), |o| format!("{} (metrics+logs {o})", row.storage)),
             format!("{:.0}", row.throughput_tx_per_s),
             format!("{:.1}", row.latency_ms_p50),
             format!("{:.1}", row.latency_ms_p99),

@@ -38,7 +38,7 @@ pub enum ByzantineCommand {
         /// Keep printing changes until Ctrl-C.
         #[arg(long)]
         watch: bool,
-        /// Milliseconds between two looks with --watch.
+        /// With --watch, at most one status line per this many milliseconds (it follows the event stream).
         #[arg(long, default_value_t = 500, value_name = "MS")]
         interval_ms: u64,
         #[command(flatten)]
@@ -60,13 +60,14 @@ pub enum ByzantineCommand {
         #[command(flatten)]
         output: OutputArgs,
     },
-    /// The detector's convictions (one JSON line each); --watch keeps printing new ones.
+    /// The detector's convictions (one JSON line each); --watch follows the event stream for new ones,
+    /// across daemon restarts.
     #[command(after_help = "Examples:\n  bftswarm byzantine detect-malicious --watch")]
     DetectMalicious {
         #[arg(long)]
         watch: bool,
-        /// How often --watch asks, in milliseconds.
-        #[arg(long, default_value_t = 500, value_name = "MS")]
+        /// Ignored: --watch follows the event stream (kept so older scripts still parse).
+        #[arg(long, default_value_t = 500, value_name = "MS", hide = true)]
         interval_ms: u64,
     },
     /// The detection log, newest last (JSON, the tutorial's shape).
@@ -181,7 +182,7 @@ pub fn execute(args: &ByzantineArgs) -> Result<(), CliError> {
             let request = json!({ "agent": agent, "fault_type": fault_type, "probability": probability });
             show(&connection.client()?.post("/v1/byzantine/faults", &request)?, *output)
         }
-        ByzantineCommand::DetectMalicious { watch, interval_ms } => detect_malicious(connection, *watch, *interval_ms),
+        ByzantineCommand::DetectMalicious { watch, .. } => detect_malicious(connection, *watch),
         ByzantineCommand::DetectionLog { tail } => {
             let path = format!("/v1/byzantine/detection-log?tail={}", tail.unwrap_or(usize::MAX));
             let log: Value = connection.client()?.get(&path)?;
@@ -225,25 +226,20 @@ pub fn execute(args: &ByzantineArgs) -> Result<(), CliError> {
     }
 }
 
-/// Prints each detection once, as a JSON line; with `watch`, keeps asking.
-fn detect_malicious(connection: &ConnectionArgs, watch: bool, interval_ms: u64) -> Result<(), CliError> {
-    let client = connection.client()?;
-    let mut printed = 0;
-    loop {
-        let log: Value = client.get("/v1/byzantine/detection-log")?;
-        let records = log.as_array().cloned().unwrap_or_default();
-        for record in records.iter().skip(printed) {
-            println!("{record}");
-        }
-        printed = printed.max(records.len());
-        if !watch {
-            if printed == 0 {
-                eprintln!("note: nothing detected so far");
-            }
-            return Ok(());
-        }
-        std::thread::sleep(Duration::from_millis(interval_ms.max(50)));
+/// Prints each detection once, as a JSON line; with `watch`, follows the event stream for new ones.
+fn detect_malicious(connection: &ConnectionArgs, watch: bool) -> Result<(), CliError> {
+    if watch {
+        return super::watch::detections(connection);
     }
+    let log: Value = connection.client()?.get("/v1/byzantine/detection-log")?;
+    let records = log.as_array().cloned().unwrap_or_default();
+    for record in &records {
+        println!("{record}");
+    }
+    if records.is_empty() {
+        eprintln!("note: nothing detected so far");
+    }
+    Ok(())
 }
 
 fn change_config(args: &ConfigArgs, connection: &ConnectionArgs) -> Result<(), CliError> {

@@ -16,6 +16,7 @@ use crate::ledger::{Ledger, SignedTransfer};
 use crate::protocol::{AgentId, ClientId, Committee, Epoch, Member};
 use crate::transport::{parse_public_key, Hub};
 use crate::workload::Workload;
+use actix::Actor;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
@@ -45,6 +46,9 @@ pub struct HubArgs {
     /// Exit after the workload's report instead of serving until interrupted.
     #[arg(long)]
     pub exit_when_done: bool,
+    /// Serve /metrics (Prometheus), the dashboard (/dashboard) and the event stream (/v1/events) on this address, e.g. 127.0.0.1:9464 (port 0 picks one).
+    #[arg(long, env = "BFTSWARM_HUB_METRICS_LISTEN", value_name = "HOST:PORT")]
+    pub metrics_listen: Option<String>,
     #[arg(long)]
     pub json: bool,
 }
@@ -193,6 +197,9 @@ pub fn execute(args: &HubArgs) -> Result<(), CliError> {
     let system = actix::System::new();
     let result = system.block_on(async {
         let hub = start(spec, options, setup.hub_key.clone(), &listen).await?;
+        if let Some(listen) = &args.metrics_listen {
+            serve_observation(&hub, listen, &args.home)?;
+        }
         for (agent, fault_type, probability, after) in faults {
             hub.swarm().inject_fault(agent, fault_type, probability, after)?;
         }
@@ -237,7 +244,28 @@ pub fn execute(args: &HubArgs) -> Result<(), CliError> {
     });
     // A stale address must not send nodes to a hub that is gone (best effort).
     let _ = std::fs::remove_file(args.home.join("hub.addr"));
+    let _ = std::fs::remove_file(args.home.join("hub.http"));
     result
+}
+
+/// Serves the hub's metrics, dashboard and event stream on `listen`; writes
+/// the address to `home/hub.http` for scripts and tests.
+fn serve_observation(hub: &Hub, listen: &str, home: &Path) -> Result<(), CliError> {
+    crate::observe::install();
+    let observed = Arc::new(crate::observe::http::Observed::new("hub"));
+    observed.set_swarm(Some(hub.swarm().clone()));
+    let events = observed.events.clone();
+    let stream = crate::observe::stream::EventLogHook(events).start();
+    let kinds = crate::events::EventKinds::all();
+    let subscribe = crate::hooks::Subscribe { name: "event-stream".into(), kinds, recipient: stream.recipient() };
+    hub.swarm().hub().do_send(subscribe);
+    let addr = crate::observe::http::serve(listen, observed).map_err(|e| {
+        CliError::Usage(format!("cannot serve metrics on {listen}: {e}; pass another --metrics-listen"))
+    })?;
+    let file = home.join("hub.http");
+    std::fs::write(&file, addr.to_string()).map_err(|e| usage(&file, e))?;
+    eprintln!("hub metrics on http://{addr}/metrics, dashboard on http://{addr}/dashboard");
+    Ok(())
 }
 
 /// The agents the config makes Byzantine and those whose node process says it runs with a fault.

@@ -42,6 +42,9 @@ use std::process::ExitCode;
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// Log lines on stderr as text (colour only on a terminal) or one JSON object each.
+    #[arg(long, global = true, value_enum, env = "BFTSWARM_LOG_FORMAT", default_value = "text")]
+    pub log_format: crate::observe::logging::LogFormat,
 }
 
 #[derive(Debug, Subcommand)]
@@ -154,7 +157,7 @@ impl CliError {
 /// Parses the arguments, runs the command, reports an error in one line.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing();
+    init_tracing(&cli);
     let result = match &cli.command {
         Command::Run(args) => run::execute(args),
         Command::Bench(args) => bench::execute(args),
@@ -194,11 +197,15 @@ fn print_completions(shell: clap_complete::Shell) -> Result<(), CliError> {
     }
 }
 
-/// Logs go to stderr, quiet unless `RUST_LOG` asks, so stdout stays the report.
-fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+/// Logs go to stderr, so stdout stays the report: the long-running processes
+/// (daemon, hub, node) say what happens (`info`), the others only warnings,
+/// unless `RUST_LOG` asks otherwise.
+fn init_tracing(cli: &Cli) {
+    let level = match cli.command {
+        Command::Daemon { .. } | Command::Hub(_) | Command::Node(_) => "info",
+        _ => "warn",
+    };
+    crate::observe::logging::init(cli.log_format, level);
 }
 
 #[cfg(test)]

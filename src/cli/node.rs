@@ -34,6 +34,9 @@ pub struct NodeArgs {
     /// How often the fault strikes (0.0 to 1.0).
     #[arg(long, value_name = "P", default_value_t = 0.5, requires = "fault")]
     pub fault_probability: f64,
+    /// Serve /metrics (Prometheus) on this address, e.g. 127.0.0.1:9464 (port 0 picks one).
+    #[arg(long, env = "BFTSWARM_NODE_METRICS_LISTEN", value_name = "HOST:PORT")]
+    pub metrics_listen: Option<String>,
 }
 
 pub fn execute(args: &NodeArgs) -> Result<(), CliError> {
@@ -63,7 +66,18 @@ pub fn execute(args: &NodeArgs) -> Result<(), CliError> {
     let (home, hub, fsync) = (args.home.clone(), args.hub.clone(), !args.no_fsync);
     let options = NodeOptions { home, hub, keypair, hub_key, fsync, fault };
     eprintln!("validator {} connecting to the hub at {}", options.keypair.public_key(), args.hub);
-    let result = actix::System::new().block_on(run_node(options));
+    let metrics_listen = args.metrics_listen.clone();
+    let result = actix::System::new().block_on(async move {
+        if let Some(listen) = metrics_listen {
+            crate::observe::install();
+            let observed = std::sync::Arc::new(crate::observe::http::Observed::new("node"));
+            let addr = crate::observe::http::serve(&listen, observed).map_err(|e| {
+                CliError::Usage(format!("cannot serve metrics on {listen}: {e}; pass another --metrics-listen"))
+            })?;
+            eprintln!("node metrics on http://{addr}/metrics");
+        }
+        Ok::<_, CliError>(run_node(options).await)
+    })?;
     result.map_err(|error| match error {
         NodeError::Handshake(error) => CliError::Usage(error.to_string()),
         other => CliError::Daemon(other.to_string()),

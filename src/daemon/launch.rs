@@ -12,6 +12,7 @@ use crate::actors::{
 use crate::crypto::Keypair;
 use crate::events::{timestamp_now, EventKind, EventKinds};
 use crate::hooks::Hooks;
+use crate::observe::stream::EventLogHook;
 use crate::protocol::{AgentId, Committee, Epoch, Member};
 use crate::store::MemoryStore;
 use crate::wal::WalOptions;
@@ -76,11 +77,14 @@ pub(super) fn launch_if_ready(
             ViewChangeRecorder::new(names, launched_at, memory)
         })
     };
+    let events = state.observed.events.clone();
+    let stream = EventLogHook::start_in_arbiter(&agents_arbiter.handle(), move |_| EventLogHook(events));
     let hooks = Hooks::new().commands(&config.hooks).map_err(|e| internal(e.to_string()))?.home(home.root()).subscribe(
         "view-change-recorder",
         EventKinds::default().with(EventKind::ViewChanged),
         recorder.recipient(),
     );
+    let hooks = hooks.subscribe("event-stream", EventKinds::all(), stream.recipient());
     let validator_mailbox = super::agent_types()
         .ok()
         .and_then(|types| types.resolve("validator").ok().and_then(|definition| definition.mailbox));
@@ -106,6 +110,7 @@ pub(super) fn launch_if_ready(
     let swarm = Arc::new(Swarm::launch_with(spec, options).map_err(|e| internal(e.to_string()))?);
     tracing::info!(validators = names.len(), epoch = history.len().saturating_sub(1), "swarm launched");
     carry_on(&swarm, &record, pending);
+    state.observed.set_swarm(Some(swarm.clone()));
     let mut running = Running { swarm, workload, names, launched_at, agents_arbiter, observers: Vec::new() };
     super::observer::start_observers(&mut running, record.agents.iter());
     state.running = Some(running);

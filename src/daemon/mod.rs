@@ -57,6 +57,7 @@ pub fn run(home_dir: &std::path::Path) -> Result<(), String> {
     // answers: a swarm that cannot come back (a damaged key, a log another
     // process holds) ends the daemon here, and `swarm start` says why.
     let result = actix_web::rt::System::new().block_on(async {
+        crate::observe::install();
         let launched = daemon.launch_if_ready().await;
         launched.map_err(|e| format!("the swarm cannot be launched from its home: {e}"))?;
         crate::api::serve(daemon.clone()).await.map_err(|e| format!("the control API failed: {e}"))

@@ -27,6 +27,12 @@ pub struct SwarmInfo {
     pub home: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub launched_at: Option<String>,
+    /// Prometheus metrics of this daemon and its validators.
+    pub metrics_url: Option<String>,
+    /// The dashboard: committee, throughput, views and detections, live.
+    pub dashboard_url: Option<String>,
+    /// Lifecycle events as server-sent events, each once, resumable with Last-Event-ID.
+    pub events_url: Option<String>,
 }
 
 /// `network latency`: one round trip from the daemon to each validator's mailbox.
@@ -69,6 +75,9 @@ impl Daemon {
             pid: self.pid,
             home: self.home.root().display().to_string(),
             launched_at: state.running.as_ref().map(|r| r.launched_at.clone()),
+            metrics_url: self.observed.url("/metrics"),
+            dashboard_url: self.observed.url("/dashboard"),
+            events_url: self.observed.url("/v1/events"),
         }
     }
 

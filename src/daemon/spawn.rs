@@ -247,6 +247,7 @@ mod tests {
             pubkeys: BTreeMap::new(),
             running: None,
             next_task_id: 1,
+            observed: Default::default(),
         };
         (dir, state)
     }

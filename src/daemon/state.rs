@@ -86,6 +86,8 @@ pub(super) struct SwarmState {
     pub pubkeys: BTreeMap<String, String>,
     pub running: Option<Running>,
     pub next_task_id: u64,
+    /// The event stream and dashboard; told of each launched swarm.
+    pub observed: Arc<crate::observe::http::Observed>,
 }
 
 /// Where the daemon keeps the id its next task takes, in the memory store.
@@ -97,6 +99,8 @@ pub struct Daemon {
     pub token: String,
     pub pid: u32,
     pub started_at: String,
+    /// What `/metrics`, `/dashboard` and `/v1/events` show.
+    pub observed: Arc<crate::observe::http::Observed>,
     pub(super) state: tokio::sync::Mutex<SwarmState>,
     pub(super) memory: Arc<Mutex<MemoryStore>>,
     pub(super) tasks: Mutex<BTreeMap<u64, TaskEntry>>,
@@ -124,12 +128,15 @@ impl Daemon {
             Ok(value) => value.and_then(|value| value.as_u64()).unwrap_or(1).max(1),
             Err(error) => return Err(DaemonError::Internal(format!("cannot read the task counter: {error}"))),
         };
-        let state = SwarmState { config, meta, book, pubkeys, running: None, next_task_id };
+        let observed = Arc::new(crate::observe::http::Observed::new("daemon"));
+        let state =
+            SwarmState { config, meta, book, pubkeys, running: None, next_task_id, observed: observed.clone() };
         Ok(Daemon {
             home,
             token,
             pid: std::process::id(),
             started_at: crate::events::timestamp_now(),
+            observed,
             state: tokio::sync::Mutex::new(state),
             memory: Arc::new(Mutex::new(memory)),
             tasks: Mutex::new(BTreeMap::new()),
@@ -140,6 +147,8 @@ impl Daemon {
     /// Stops the running swarm, once the control API has stopped serving.
     /// Call it outside the actix system.
     pub fn shut_down(&self) {
+        // The dashboard's hold on the swarm goes first: the swarm stops only when it is the last.
+        self.observed.set_swarm(None);
         let running = self.state.blocking_lock().running.take();
         if let Some(running) = running {
             running.stop();

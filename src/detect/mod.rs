@@ -155,6 +155,11 @@ impl Detector {
 
     /// A new membership epoch: proofs and reports are judged against it from
     /// now on; convictions stay.
+    /// The committee accusations are weighed against.
+    pub fn committee(&self) -> &Committee {
+        &self.committee
+    }
+
     pub fn update_committee(&mut self, committee: Committee) {
         self.committee = committee;
     }

@@ -14,8 +14,10 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
 
+mod once;
 mod time;
 
+pub use once::OncePerSwarm;
 pub use time::{parse_rfc3339, rfc3339, timestamp_now};
 
 /// A lifecycle event and its typed payload.

@@ -6,7 +6,7 @@ use super::{
     GetHookStats, HookEvent, HookId, Hooks, PreTask, Publish, RegisterPreTask, RunTaskHooks, Subscribe, Unsubscribe,
     Veto,
 };
-use crate::events::{EventKind, EventKinds, LifecycleEvent};
+use crate::events::{EventKind, EventKinds, LifecycleEvent, OncePerSwarm};
 use actix::dev::SendError;
 use actix::{Actor, Context, Handler, MessageResult, Recipient, ResponseFuture};
 use serde::Serialize;
@@ -49,6 +49,8 @@ pub struct EventHub {
     commands: Vec<CommandHook>,
     next_id: u64,
     published: u64,
+    /// Command hooks hear of each view change, checkpoint and batch once, not once per validator.
+    once: OncePerSwarm,
 }
 
 impl EventHub {
@@ -59,6 +61,7 @@ impl EventHub {
             commands: hooks.commands,
             next_id: 0,
             published: 0,
+            once: OncePerSwarm::default(),
         };
         for subscribe in hooks.subscriptions {
             hub.subscribe(subscribe);
@@ -99,7 +102,7 @@ impl EventHub {
                 }
             }
         }
-        if !fire_commands {
+        if !fire_commands || self.commands.is_empty() || !self.once.first(&event) {
             return;
         }
         let mut json: Option<Arc<str>> = None;

@@ -173,12 +173,14 @@ async fn greet(stream: TcpStream, from: SocketAddr, place: Place, evicted: Evict
     let (conn, welcome) = match outcome {
         Ok(Ok(admitted)) => admitted,
         Ok(Err(HandshakeError::Refused(reason))) => {
+            crate::observe::hub_refused_peer();
             if let Some(suppressed) = shared.refusals.allow() {
                 tracing::warn!(%from, %reason, suppressed, "validator process refused");
             }
             return;
         }
         Ok(Err(error)) => {
+            crate::observe::hub_refused_peer();
             tracing::debug!(%from, %error, "connection closed during the handshake");
             return;
         }
@@ -213,6 +215,7 @@ async fn serve(conn: Connection<TcpStream>, welcome: Welcome, from: SocketAddr, 
     let public_key = welcome.committees.last().and_then(|c| c.member(id)).map(|m| m.public_key);
     let Some(public_key) = public_key else { return };
     tracing::info!(validator = %name, %from, "validator process joined");
+    let _connected = crate::observe::HubPeerGauge::joined();
     let swarm = shared.swarm.clone();
     let registered = |peer: &Addr<RemoteValidator>| {
         if let Some(older) = lock(&shared.connections).insert(id, peer.clone()) {

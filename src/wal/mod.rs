@@ -273,6 +273,7 @@ impl Journal {
     /// Writes everything recorded since the last commit as one group commit;
     /// after a stable checkpoint, one snapshot that replaces the whole log.
     pub fn commit(&mut self) -> Result<(), WalError> {
+        let _timed = crate::observe::WalCommitTimer::start();
         let records = std::mem::take(&mut self.pending);
         if std::mem::take(&mut self.snapshot_due) {
             let snapshot = WalRecord::Snapshot { identity: self.identity, state: self.mirror.clone() };
