@@ -129,8 +129,7 @@ impl Daemon {
             Err(error) => return Err(DaemonError::Internal(format!("cannot read the task counter: {error}"))),
         };
         let observed = Arc::new(crate::observe::http::Observed::new("daemon"));
-        let state =
-            SwarmState { config, meta, book, pubkeys, running: None, next_task_id, observed: observed.clone() };
+        let state = SwarmState { config, meta, book, pubkeys, running: None, next_task_id, observed: observed.clone() };
         Ok(Daemon {
             home,
             token,
