@@ -1,7 +1,7 @@
 //! The deterministic simulation over many seeds. A failure prints each failing
 //! seed with the one-line command that replays it.
 
-use bftswarm::sim::{self, Scenario, SimConfig, SimReport, Violation};
+use bftswarm::sim::{self, Scenario, SimConfig, SimReport};
 
 /// Seeds per scenario; CI runs the default, a soak run raises it. Scenarios
 /// whose runs are long (partition, slow primary, reconfiguration, lagging
@@ -144,77 +144,17 @@ fn f_byzantine_agents_twins_and_false_accusers_never_convict_the_honest_and_ever
     assert!(convicting > runs / 4, "only {convicting} of {runs} runs convicted anyone");
 }
 
-/// The harness can fail: a quorum of 2f instead of 2f+1 lets an equivocating
-/// primary make two honest groups commit different batches.
+/// f validators lie together, accusing one honest agent (one of them as
+/// twins, two instances sharing a key, each accusing): the f+1 rule and
+/// counting accusers rather than reports keep the honest agent free.
 #[test]
-fn planted_bug_quorum_of_2f_is_caught_as_an_agreement_violation() {
-    let reports = run_seeds(0..40, |seed| {
-        let mut config = SimConfig::from_seed(seed, Scenario::EquivocatingPrimary);
-        let f = (config.validators - 1) / 3;
-        config.planted_quorum = Some(2 * f);
-        config.time_limit_us = 3_000_000;
-        config
-    });
-    let caught =
-        reports.iter().filter(|r| r.violations.iter().any(|v| matches!(v, Violation::Agreement { .. }))).count();
-    assert!(caught >= 20, "only {caught} of 40 seeds caught the planted quorum bug");
-}
-
-/// A NEW-VIEW that ignores prepared certificates lets a new primary that did
-/// not see a committed batch (the equivocating primary kept it from it) put
-/// another batch at that sequence number.
-#[test]
-fn planted_bug_new_view_without_prepared_certificates_is_caught() {
-    let reports = run_seeds(0..60, |seed| {
-        let mut config = SimConfig::from_seed(seed, Scenario::EquivocatingPrimary);
-        config.planted_new_view_bug = true;
-        // The bug shows within the first view changes; a broken run need not idle to the end.
-        config.time_limit_us = 3_000_000;
-        config
-    });
-    let caught = reports.iter().filter(|r| !r.passed()).count();
-    let agreement =
-        reports.iter().filter(|r| r.violations.iter().any(|v| matches!(v, Violation::Agreement { .. }))).count();
-    let replaced = reports
-        .iter()
-        .filter(|r| r.violations.iter().any(|v| matches!(v, Violation::CommittedBatchReplaced { .. })))
-        .count();
-    assert!(agreement >= 5, "caught {caught} of 60, only {agreement} as agreement violations");
-    // The view-change safety invariant sees it first: an honest vote for another batch where one had executed.
-    assert!(replaced >= agreement, "{replaced} runs caught a replaced batch, {agreement} a split");
-}
-
-fn false_convictions(reports: &[SimReport]) -> usize {
-    let false_conviction = |v: &Violation| matches!(v, Violation::FalseConviction { .. });
-    reports.iter().filter(|r| r.violations.iter().any(false_conviction)).count()
-}
-
-/// Convicting on one accusation instead of f+1 lets a single lying validator
-/// convict an honest agent: f false accusers of one victim expose it.
-#[test]
-fn planted_bug_conviction_on_a_single_accusation_is_caught_as_a_false_conviction() {
-    let coalition = |seed| SimConfig::from_seed(seed, Scenario::ByzantineAgents).with_false_accusers(false);
-    let reports = run_seeds(0..40, |seed| SimConfig { planted_single_accusation_convicts: true, ..coalition(seed) });
-    let caught = false_convictions(&reports);
-    assert!(caught >= 30, "only {caught} of 40 seeds caught conviction on a single accusation");
-    // The same coalition under the f+1 rule convicts nobody.
-    assert_all_pass(&run_seeds(0..40, coalition));
-}
-
-/// Counting accusation reports instead of distinct accusers lets a twin, whose
-/// two instances each accuse, plus the other f-1 liars reach f+1 "accusers".
-#[test]
-fn planted_bug_counting_a_twins_reports_twice_is_caught_as_a_false_conviction() {
-    let planted = |twin| {
-        move |seed| SimConfig {
-            planted_count_every_report: true,
-            ..SimConfig::from_seed(seed, Scenario::ByzantineAgents).with_false_accusers(twin)
-        }
-    };
-    let caught = false_convictions(&run_seeds(0..40, planted(true)));
-    assert!(caught >= 30, "only {caught} of 40 seeds caught a twin's accusations counted twice");
-    // Without the twin the f liars stay below f+1 reports: the twin is what exposes the bug.
-    assert_eq!(false_convictions(&run_seeds(0..40, planted(false))), 0);
+fn f_false_accusers_with_or_without_a_twin_never_convict_the_honest() {
+    for twin in [false, true] {
+        let reports = run_seeds(0..seed_count(1000) / 25, |seed| {
+            SimConfig::from_seed(seed, Scenario::ByzantineAgents).with_false_accusers(twin)
+        });
+        assert_all_pass(&reports);
+    }
 }
 
 #[test]

@@ -126,18 +126,10 @@ pub struct SimConfig {
     pub client_retry_us: u64,
     /// Simulated time after which the run stops; liveness is judged then.
     pub time_limit_us: u64,
-    /// A wrong quorum, to prove the invariants catch it (planted bug).
-    pub planted_quorum: Option<usize>,
-    /// NEW-VIEW plans that ignore prepared certificates (planted bug).
-    pub planted_new_view_bug: bool,
     /// Membership changes the operator makes during the run.
     pub reconfiguration: Option<ReconfigurationPlan>,
     /// The Byzantine agents of [`Scenario::ByzantineAgents`] (drawn from the seed).
     pub byzantine: Vec<ByzantineAgent>,
-    /// The detector convicts on a single accusation instead of f+1 (planted bug).
-    pub planted_single_accusation_convicts: bool,
-    /// The detector counts accusation reports, not distinct accusers (planted bug).
-    pub planted_count_every_report: bool,
 }
 
 impl SimConfig {
@@ -194,15 +186,11 @@ impl SimConfig {
             client_window: rng.between(1, 16) as usize,
             client_retry_us: 60_000,
             time_limit_us: 30_000_000,
-            planted_quorum: None,
-            planted_new_view_bug: false,
             reconfiguration,
             byzantine: match scenario {
                 Scenario::ByzantineAgents => byzantine::draw_agents(&mut SeededRng::new(seed ^ 0xB1_2A57), validators),
                 _ => Vec::new(),
             },
-            planted_single_accusation_convicts: false,
-            planted_count_every_report: false,
         }
     }
 
@@ -214,11 +202,7 @@ impl SimConfig {
     }
 
     fn detection_rules(&self) -> DetectionRules {
-        DetectionRules {
-            planted_accusation_threshold: self.planted_single_accusation_convicts.then_some(1),
-            planted_count_every_report: self.planted_count_every_report,
-            ..DetectionRules::default()
-        }
+        DetectionRules::default()
     }
 }
 
@@ -351,16 +335,10 @@ pub fn run(config: &SimConfig) -> SimReport {
     let genesis = Ledger::with_genesis(&balances).unwrap_or_default();
     let public_keys: Vec<_> = keys.iter().map(Keypair::public_key).collect();
     let operator_key = Keypair::from_seed(rng.bytes());
-    let mut committee = match Committee::numbered(Epoch(0), &public_keys, "sim-", None) {
+    let committee = match Committee::numbered(Epoch(0), &public_keys, "sim-", None) {
         Ok(committee) => committee.with_operator(operator_key.public_key()),
         Err(error) => panic!("simulation config builds an invalid committee: {error}"),
     };
-    if let Some(quorum) = config.planted_quorum {
-        committee = committee.with_planted_quorum(quorum);
-    }
-    if config.planted_new_view_bug {
-        committee = committee.with_planted_new_view_bug();
-    }
     let faults = byzantine_agents(config, &committee, &mut rng);
     let new_validator = |id: AgentId, key: &Keypair, rng: &mut SeededRng| {
         let agent = faults.get(&id);

@@ -139,6 +139,9 @@ pub struct ReplicaStats {
     pub dropped_wrong_epoch: u64,
     pub membership_changes_applied: u64,
     pub membership_changes_refused: u64,
+    /// NEW-VIEW pre-prepares for a sequence number this replica executed
+    /// with another batch: never prepared.
+    pub dropped_conflicts_executed: u64,
 }
 
 /// One sequence number's pre-prepare and votes in the current view.
@@ -153,13 +156,17 @@ struct Slot {
     committed: bool,
     /// The highest-view prepared certificate of this slot; survives view changes.
     certificate: Option<PreparedCertificate>,
+    /// The digest of the batch executed here; survives view changes, so no
+    /// later view makes this replica prepare another batch at this slot.
+    executed: Option<Digest>,
 }
 
 impl Slot {
-    /// Forgets what belongs to the view being left; keeps the certificate.
+    /// Forgets what belongs to the view being left; keeps the certificate
+    /// and what was executed.
     fn reset_view(&mut self) {
-        let certificate = self.certificate.take();
-        *self = Slot { certificate, ..Slot::default() };
+        let (certificate, executed) = (self.certificate.take(), self.executed);
+        *self = Slot { certificate, executed, ..Slot::default() };
     }
 }
 

@@ -297,6 +297,9 @@ impl Replica {
             let (Some(batch), Some(digest), true) = (slot.batch.clone(), slot.digest, slot.committed) else {
                 return;
             };
+            if let Some(slot) = self.log.get_mut(&seq) {
+                slot.executed = Some(digest);
+            }
             let executions: Vec<Execution> =
                 batch.requests.iter().map(|request| self.ledger.apply(&request.tx.transfer)).collect();
             self.last_executed = seq;
