@@ -1,5 +1,6 @@
 //! The replica's state and its single entry point, [`Replica::step`].
 
+mod amnesia;
 mod checkpoint;
 mod epoch;
 mod normal;
@@ -142,6 +143,10 @@ pub struct ReplicaStats {
     /// NEW-VIEW pre-prepares for a sequence number this replica executed
     /// with another batch: never prepared.
     pub dropped_conflicts_executed: u64,
+    /// Passive after a lost log: times the bound past its old signatures was learned.
+    pub passive_bound_learned: u64,
+    /// Votes not signed because this replica may have signed that slot before its log was lost.
+    pub votes_withheld_passive: u64,
 }
 
 /// One sequence number's pre-prepare and votes in the current view.
@@ -274,6 +279,8 @@ pub struct Replica {
     failed_views: u32,
     /// Since when there has been work outstanding without execution progress.
     stall_since: Option<Micros>,
+    /// Set when the record of what this replica signed was lost: it stays passive.
+    amnesia: Option<amnesia::Amnesia>,
     stats: ReplicaStats,
 }
 
@@ -323,6 +330,7 @@ impl Replica {
             last_new_view: None,
             failed_views: 0,
             stall_since: None,
+            amnesia: None,
             stats: ReplicaStats::default(),
         }
     }
@@ -366,6 +374,7 @@ impl Replica {
         }
         self.check_view_timers(now, &mut out);
         self.check_progress(now, &mut out);
+        self.leave_amnesia_if_past();
         out
     }
 
@@ -383,6 +392,7 @@ impl Replica {
     }
 
     fn on_message(&mut self, now: Micros, signed: Arc<SignedMessage>, out: &mut Vec<Output>) {
+        self.observe_for_amnesia(&signed);
         if signed.sender == self.me {
             self.stats.dropped_duplicate += 1;
             return;

@@ -80,6 +80,9 @@ impl Replica {
                 }
             }
         }
+        if let Some(passive) = state.passive {
+            replica.resume_passive(passive);
+        }
         replica.stall_since = Some(now);
         replica
     }

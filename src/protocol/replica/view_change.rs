@@ -69,6 +69,19 @@ impl Replica {
         if target <= self.view || self.changing.is_some_and(|changing| target <= changing.target) {
             return;
         }
+        if !self.may_ask_for_view(target) {
+            // Passive: it may have asked for this view before its log was
+            // lost. Its timers restart, so it waits instead of spinning.
+            self.stats.votes_withheld_passive += 1;
+            self.stall_since = Some(now);
+            for queued in &mut self.queue {
+                queued.arrived = now;
+            }
+            if let Some(changing) = &mut self.changing {
+                changing.deadline = now.plus(self.params.view_change_timeout_us);
+            }
+            return;
+        }
         self.changing = Some(Changing { target, deadline: now.plus(self.new_view_timeout(target)) });
         let prepared =
             self.log.range(self.stable.seq.next()..).filter_map(|(_, slot)| slot.certificate.clone()).collect();
