@@ -186,3 +186,27 @@ fn crash_restart_from_the_persisted_state_never_equivocates_and_every_transfer_c
     let reports = run_seeds(0..seed_count(1000) / 2, |seed| SimConfig::from_seed(seed, Scenario::CrashRestart));
     assert_all_pass(&reports);
 }
+
+#[test]
+fn retired_founders_forging_checkpoint_proofs_and_snapshots_convince_nobody_and_every_transfer_commits() {
+    let reports =
+        run_seeds(0..seed_count(1000) * 3 / 10, |seed| SimConfig::from_seed(seed, Scenario::RetiredCoalition));
+    assert_all_pass(&reports);
+    assert!(reports.iter().all(|r| r.epoch == 2), "every founder was retired");
+    let forged = reports.iter().filter(|r| r.forged_messages > 0).count();
+    assert!(forged > reports.len() / 2, "only {forged} of {} runs forged anything", reports.len());
+}
+
+#[test]
+fn crashes_with_damaged_logs_never_equivocate_never_convict_and_every_transfer_commits() {
+    let reports = run_seeds(0..seed_count(1000) * 3 / 5, |seed| SimConfig::from_seed(seed, Scenario::DamagedLogs));
+    assert_all_pass(&reports);
+    let damaged = reports.iter().filter(|r| r.damaged_restarts > 0).count();
+    assert!(damaged > reports.len() / 2, "only {damaged} of {} runs damaged a log", reports.len());
+    let resumed = reports.iter().filter(|r| r.replicas.iter().any(|x| x.stats.passive_bound_learned > 0)).count();
+    assert!(
+        resumed > reports.len() / 3,
+        "only {resumed} of {} runs saw a passive validator learn its bound",
+        reports.len()
+    );
+}
