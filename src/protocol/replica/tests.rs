@@ -454,3 +454,31 @@ fn view_change_certificates_and_new_view_pre_prepares_respect_the_high_water_mar
     replicas[3].step(Micros(60_003), Input::Message(new_view));
     assert_eq!(replicas[3].view(), View(0), "entered a view built on a certificate beyond the water marks");
 }
+
+/// The high water mark itself is inside the window: a certificate at
+/// checkpoint + L (seq 4) is carried into the new view, and backups prepare it.
+#[test]
+fn a_certificate_at_the_high_water_mark_is_carried_into_the_new_view() {
+    let f = fixture();
+    let (mut replicas, _) = prepared_at_backups(&f);
+    let batch = Arc::new(Batch::of(vec![f.request(5)]));
+    let digest = batch.digest();
+    let pre_prepare = f.signed(0, Message::PrePrepare { view: View(0), seq: Seq(4), digest, batch });
+    let prepare = |from| f.signed(from, Message::Prepare { view: View(0), seq: Seq(4), digest });
+    let at_the_mark = PreparedCertificate { pre_prepare, prepares: vec![prepare(2), prepare(3)] };
+    let mut out = replicas[1].step(Micros(60_000), Input::Tick);
+    out.extend(replicas[1].step(Micros(60_001), Input::Message(view_change(&f, 2, vec![at_the_mark]))));
+    out.extend(replicas[1].step(Micros(60_002), Input::Message(view_change(&f, 3, vec![]))));
+    let new_view = out
+        .iter()
+        .find_map(|o| match o {
+            Output::Broadcast(m) if matches!(m.message, Message::NewView { .. }) => Some(m.clone()),
+            _ => None,
+        })
+        .expect("a NEW-VIEW");
+    let Message::NewView { ref pre_prepares, .. } = new_view.message else { unreachable!() };
+    assert!(pre_prepares.iter().any(|p| matches!(p.message, Message::PrePrepare { seq: Seq(4), digest: d, .. } if d == digest)));
+    let out = replicas[3].step(Micros(60_003), Input::Message(new_view));
+    assert_eq!(replicas[3].view(), View(1));
+    assert!(broadcasts(&out).iter().any(|m| matches!(m, Message::Prepare { seq: Seq(4), digest: d, .. } if *d == digest)));
+}
