@@ -105,10 +105,13 @@ impl DurableLog {
 fn log_recovery(name: &str, recovery: &Recovery) {
     match recovery {
         Recovery::Fresh => tracing::debug!(validator = %name, "new write-ahead log"),
-        Recovery::Wal { records, view, stable_checkpoint, last_executed } => tracing::info!(
-            validator = %name, records, %view, %stable_checkpoint, %last_executed, "rebuilt from the write-ahead log"
+        Recovery::Wal { records, view, stable_checkpoint, last_executed, passive } => tracing::info!(
+            validator = %name, records, %view, %stable_checkpoint, %last_executed, passive,
+            "rebuilt from the write-ahead log"
         ),
-        // The error itself was logged where the log was found damaged.
-        Recovery::Discarded { .. } => tracing::info!(validator = %name, "started from genesis"),
+        // The error itself was logged where the log was found damaged or missing.
+        Recovery::Discarded { .. } | Recovery::Missing => {
+            tracing::info!(validator = %name, "started passive from genesis")
+        }
     }
 }

@@ -73,6 +73,8 @@ pub enum SwarmError {
     Journal(String),
     #[error("the swarm made no progress for {seconds} s ({completed} of {total} transfers completed); it is stalled")]
     Stalled { seconds: u64, completed: u64, total: usize },
+    #[error(transparent)]
+    Recovery(#[from] crate::wal::RecoveryError),
 }
 
 /// Everything needed to start a swarm.
@@ -339,6 +341,8 @@ impl Swarm {
                 ));
             }
         }
+        let recoveries = seeds.iter().filter_map(|(member, seed)| seed.recovery().map(|r| (member.name.as_str(), r)));
+        crate::wal::refuse_if_all_logs_lost(recoveries)?;
         let spec = SwarmSpec { committee, validator_keys: Vec::new(), params, genesis, operator };
         Ok(Swarm::start(spec, history, seeds, options))
     }
@@ -824,6 +828,14 @@ impl ValidatorSeed {
             joined_in: joined_in.cloned(),
         };
         Ok(ValidatorSeed::Durable(Box::new(RecoveredValidator::open(spec, wal.clone())?)))
+    }
+
+    /// How a durable validator came back from its log; none in memory.
+    fn recovery(&self) -> Option<&crate::wal::Recovery> {
+        match self {
+            ValidatorSeed::InMemory(_) => None,
+            ValidatorSeed::Durable(recovered) => Some(recovered.recovery()),
+        }
     }
 
     fn grow(self, name: String, route: Recipient<super::messages::Route>) -> Validator {

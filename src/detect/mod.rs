@@ -13,6 +13,10 @@
 //!   convict. An honest primary behind a lossy, partitioned or slow link
 //!   earns a strike now and then — at most one per run in the simulation's
 //!   scenarios, even with f liars co-signing every view change — never three.
+//! - **Accusations and strikes forget**: they count within one membership
+//!   epoch and for [`DetectionRules::report_max_age_us`], so liars of
+//!   different epochs, or honest slips far apart, never add up. Proofs need
+//!   no count and convict at once in any epoch.
 //!
 //! No actix, clock or randomness: the detector actor and the simulation run
 //! the same [`Detector`], so the simulation can check that no honest agent is
@@ -105,17 +109,20 @@ pub struct Conviction {
 pub struct DetectionRules {
     /// Censorship strikes (in distinct views) that convict.
     pub strikes_to_convict: usize,
-    /// Planted bug for the simulation: convict on this many accusations instead of f+1.
-    #[doc(hidden)]
-    pub planted_accusation_threshold: Option<usize>,
-    /// Planted bug for the simulation: count accusation reports, not distinct accusers.
-    #[doc(hidden)]
-    pub planted_count_every_report: bool,
+    /// How long an accusation or a strike counts: honest slips (a slow view,
+    /// a lossy link) months apart never add up to a conviction.
+    pub report_max_age_us: u64,
 }
+
+/// Ten minutes: far longer than a burst of attacks, far shorter than a swarm's life.
+pub const DEFAULT_REPORT_MAX_AGE_US: u64 = 600_000_000;
+
+/// Views with strikes remembered per primary; the oldest is forgotten first.
+const MAX_STRUCK_VIEWS: usize = 64;
 
 impl Default for DetectionRules {
     fn default() -> DetectionRules {
-        DetectionRules { strikes_to_convict: 3, planted_accusation_threshold: None, planted_count_every_report: false }
+        DetectionRules { strikes_to_convict: 3, report_max_age_us: DEFAULT_REPORT_MAX_AGE_US }
     }
 }
 
@@ -132,11 +139,11 @@ pub struct Detector {
     committee: Committee,
     rules: DetectionRules,
     convicted: BTreeMap<AgentId, Conviction>,
-    /// Accused -> the members accusing it (and, for the planted bug, every report).
-    accusers: BTreeMap<AgentId, BTreeSet<AgentId>>,
-    accusation_reports: BTreeMap<AgentId, usize>,
-    /// Primary -> view -> members that reported a censorship strike there.
-    strikes: BTreeMap<AgentId, BTreeMap<View, BTreeSet<AgentId>>>,
+    /// Accused -> the members accusing it in this epoch, and when each last did.
+    accusers: BTreeMap<AgentId, BTreeMap<AgentId, Micros>>,
+    /// Primary -> view -> when the first strike there came, and the members
+    /// that reported one, in this epoch.
+    strikes: BTreeMap<AgentId, BTreeMap<View, (Micros, BTreeSet<AgentId>)>>,
     stats: DetectorStats,
 }
 
@@ -147,21 +154,40 @@ impl Detector {
             rules,
             convicted: BTreeMap::new(),
             accusers: BTreeMap::new(),
-            accusation_reports: BTreeMap::new(),
             strikes: BTreeMap::new(),
             stats: DetectorStats::default(),
         }
     }
 
-    /// A new membership epoch: proofs and reports are judged against it from
-    /// now on; convictions stay.
     /// The committee accusations are weighed against.
     pub fn committee(&self) -> &Committee {
         &self.committee
     }
 
+    /// A new membership epoch: proofs and reports are judged against it from
+    /// now on; convictions stay. Accusations and strikes of the old epoch are
+    /// forgotten: f+1 counts within one committee, and f liars of one epoch
+    /// plus f of the next must not add up against an honest agent.
     pub fn update_committee(&mut self, committee: Committee) {
+        if committee.epoch() != self.committee.epoch() {
+            self.accusers.clear();
+            self.strikes.clear();
+        }
         self.committee = committee;
+    }
+
+    /// Drops accusations and strikes older than the rules allow.
+    fn forget_old_reports(&mut self, now: Micros) {
+        let max_age = self.rules.report_max_age_us;
+        let fresh = |at: &Micros| now.saturating_sub(*at) <= max_age;
+        for accusers in self.accusers.values_mut() {
+            accusers.retain(|_, at| fresh(at));
+        }
+        self.accusers.retain(|_, accusers| !accusers.is_empty());
+        for views in self.strikes.values_mut() {
+            views.retain(|_, (at, _)| fresh(at));
+        }
+        self.strikes.retain(|_, views| !views.is_empty());
     }
 
     pub fn is_convicted(&self, agent: AgentId) -> bool {
@@ -187,6 +213,7 @@ impl Detector {
             self.stats.reports_from_convicted += 1;
             return None;
         }
+        self.forget_old_reports(now);
         let conviction = match report {
             Report::Proof { proof, .. } => self.on_proof(now, proof),
             Report::Accusation { accuser, accused, reason } => self.on_accusation(now, accuser, accused, reason),
@@ -232,11 +259,9 @@ impl Detector {
             return None;
         }
         let accusers = self.accusers.entry(accused).or_default();
-        accusers.insert(accuser);
-        let reports = self.accusation_reports.entry(accused).or_default();
-        *reports += 1;
-        let votes = if self.rules.planted_count_every_report { *reports } else { accusers.len() };
-        let needed = self.rules.planted_accusation_threshold.unwrap_or(self.committee.f() + 1);
+        accusers.insert(accuser, now);
+        let votes = accusers.len();
+        let needed = self.committee.f() + 1;
         (votes >= needed).then(|| Conviction {
             detected_agent: accused,
             fault_type: match reason {
@@ -246,7 +271,7 @@ impl Detector {
             detection_method: DetectionMethod::FPlusOneAccusations,
             evidence: serde_json::json!({
                 "reason": reason,
-                "accusers": accusers.iter().map(|id| id.0).collect::<Vec<_>>(),
+                "accusers": accusers.keys().map(|id| id.0).collect::<Vec<_>>(),
             }),
             votes_against: votes,
             at: now,
@@ -265,10 +290,13 @@ impl Detector {
             return None;
         }
         let views = self.strikes.entry(primary).or_default();
-        views.entry(view).or_default().insert(reporter);
+        views.entry(view).or_insert_with(|| (now, BTreeSet::new())).1.insert(reporter);
+        while views.len() > MAX_STRUCK_VIEWS {
+            views.pop_first();
+        }
         let needed = self.committee.f() + 1;
         let confirmed: Vec<View> =
-            views.iter().filter(|(_, reporters)| reporters.len() >= needed).map(|(view, _)| *view).collect();
+            views.iter().filter(|(_, (_, reporters))| reporters.len() >= needed).map(|(view, _)| *view).collect();
         (confirmed.len() >= self.rules.strikes_to_convict).then(|| Conviction {
             detected_agent: primary,
             fault_type: "censorship".into(),
@@ -288,7 +316,7 @@ impl Detector {
             accusers.remove(&agent);
         }
         for views in self.strikes.values_mut() {
-            for reporters in views.values_mut() {
+            for (_, reporters) in views.values_mut() {
                 reporters.remove(&agent);
             }
         }

@@ -4,7 +4,7 @@
 
 use super::committee::Committee;
 use super::message::{Reply, Request};
-use super::types::{AgentId, ClientId, Micros};
+use super::types::{AgentId, ClientId, Epoch, Micros};
 use super::verify::Verifier;
 use crate::ledger::{AccountId, SignedTransfer, TxId, TxOutcome};
 use std::collections::{BTreeMap, HashSet, VecDeque};
@@ -46,7 +46,8 @@ struct InFlight {
     request: Request,
     first_sent: Micros,
     last_sent: Micros,
-    votes: BTreeMap<AgentId, TxOutcome>,
+    /// Each replica's outcome, per epoch of the reply: f+1 must agree within one epoch.
+    votes: BTreeMap<(Epoch, AgentId), TxOutcome>,
 }
 
 pub struct ClientCore {
@@ -124,15 +125,22 @@ impl ClientCore {
             self.stats.replies_bad_signature += 1;
             return;
         }
-        // f+1 of the epoch that signed the reply: a batch executes in one epoch at every replica.
+        // f+1 members of the epoch that signed the reply: a batch executes in
+        // one epoch at every replica, and replies of other epochs (a removed
+        // member's among them) must not complete another epoch's count.
+        let epoch = reply.epoch;
         let needed = self.verifier.committee(reply.epoch).map_or(usize::MAX, Committee::reply_quorum);
         for (tx_id, outcome) in &reply.outcomes {
             let Some(entry) = self.in_flight.get_mut(tx_id) else {
                 self.stats.replies_after_completion += 1;
                 continue;
             };
-            entry.votes.entry(reply.replica).or_insert(*outcome);
-            let matching = entry.votes.values().filter(|vote| *vote == outcome).count();
+            entry.votes.entry((epoch, reply.replica)).or_insert(*outcome);
+            let matching = entry
+                .votes
+                .range((epoch, AgentId(0))..=(epoch, AgentId(u32::MAX)))
+                .filter(|(_, vote)| *vote == outcome)
+                .count();
             if matching >= needed {
                 if let Some(done) = self.in_flight.remove(tx_id) {
                     self.busy_accounts.remove(&done.request.tx.transfer.from);
@@ -195,5 +203,61 @@ impl ClientCore {
             self.stats.resent += overdue.len() as u64;
             out.push(ClientOutput::Broadcast(overdue));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::Keypair;
+    use crate::ledger::{RejectReason, Transfer};
+    use crate::protocol::{Member, Seq, View};
+
+    fn member(i: u32) -> (Member, Keypair) {
+        let key = Keypair::from_seed([i as u8 + 1; 32]);
+        (Member { id: AgentId(i), name: format!("v{i}"), public_key: key.public_key() }, key)
+    }
+
+    /// Epoch 0 is {0,1,2,3}; epoch 1 removed 0 and added 4 (f = 1 in both).
+    /// The removed member's old reply and one current liar agree on a false
+    /// outcome: two replies, but never f+1 of one epoch; the honest epoch-1
+    /// replies decide.
+    #[test]
+    fn replies_count_per_epoch_from_members_of_that_epoch() {
+        let keys: Vec<(Member, Keypair)> = (0..5).map(member).collect();
+        let committee = |epoch: u64, ids: [usize; 4]| {
+            Committee::new(Epoch(epoch), ids.iter().map(|&i| keys[i].0.clone()).collect(), None).unwrap()
+        };
+        let owner = Keypair::from_seed([50; 32]);
+        let from = crate::ledger::AccountId(owner.public_key());
+        let tx = Transfer { id: TxId([1; 16]), from, to: from, amount: 1, nonce: 0, memo: None }.sign(&owner);
+        let mut client = ClientCore::new(ClientId(0), committee(0, [0, 1, 2, 3]), vec![tx.clone()], 1, 1_000_000);
+        client.learn_committee(&committee(1, [1, 2, 3, 4]));
+        client.step(Micros(0), ClientInput::Tick);
+        let lie = TxOutcome::Rejected(RejectReason::ZeroAmount);
+        let reply = |epoch: u64, replica: usize, outcome: TxOutcome| {
+            let outcomes = vec![(tx.transfer.id, outcome)];
+            let signed = Reply::sign(
+                Epoch(epoch),
+                AgentId(replica as u32),
+                View(0),
+                Seq(1),
+                ClientId(0),
+                outcomes,
+                &keys[replica].1,
+            );
+            ClientInput::Reply(Arc::new(signed))
+        };
+        let completed = |out: Vec<ClientOutput>| {
+            out.into_iter().find_map(|output| match output {
+                ClientOutput::Completed(done) => Some(done.outcome),
+                ClientOutput::Broadcast(_) => None,
+            })
+        };
+        assert_eq!(completed(client.step(Micros(1), reply(0, 0, lie))), None);
+        assert_eq!(completed(client.step(Micros(2), reply(1, 4, lie))), None, "a retired reply completed the count");
+        assert_eq!(completed(client.step(Micros(3), reply(1, 0, lie))), None, "0 is no member of epoch 1");
+        assert_eq!(completed(client.step(Micros(4), reply(1, 1, TxOutcome::Committed))), None);
+        assert_eq!(completed(client.step(Micros(5), reply(1, 2, TxOutcome::Committed))), Some(TxOutcome::Committed));
     }
 }

@@ -1,6 +1,6 @@
 //! Who takes part: the validators of one membership epoch, their keys, f and the quorum.
 
-use super::types::{AgentId, Epoch, View};
+use super::types::{AgentId, Epoch, Seq, View};
 use crate::crypto::PublicKey;
 use serde::{Deserialize, Serialize};
 
@@ -35,9 +35,11 @@ pub struct Committee {
     /// Who may sign membership changes; none means the membership is fixed.
     #[serde(default)]
     operator: Option<PublicKey>,
-    /// Set only by the simulation's planted-bug tests.
-    #[serde(skip)]
-    plant_new_view_ignores_certificates: bool,
+    /// The checkpoint after which this committee is in force (zero for the
+    /// first epoch). Its checkpoint proofs speak only for sequence numbers
+    /// above it, and below the next epoch's start: retired keys prove nothing new.
+    #[serde(default)]
+    starts_after: Seq,
 }
 
 pub fn quorum_size(n: usize, f: usize) -> usize {
@@ -65,14 +67,7 @@ impl Committee {
                 }
             }
         }
-        Ok(Committee {
-            epoch,
-            members,
-            f,
-            quorum: quorum_size(n, f),
-            operator: None,
-            plant_new_view_ignores_certificates: false,
-        })
+        Ok(Committee { epoch, members, f, quorum: quorum_size(n, f), operator: None, starts_after: Seq(0) })
     }
 
     /// Validators `AgentId(0..n)` named `{name_prefix}1..{name_prefix}n`, one per key.
@@ -96,37 +91,25 @@ impl Committee {
         self
     }
 
-    /// The operator key and the planted-bug settings carry over to the next epoch.
+    /// The operator key carries over to the next epoch.
     pub(crate) fn inheriting(mut self, previous: &Committee) -> Committee {
         self.operator = previous.operator;
-        self.plant_new_view_ignores_certificates = previous.plant_new_view_ignores_certificates;
         self
+    }
+
+    /// In force after the checkpoint at `seq` (set where a change is scheduled).
+    pub(crate) fn starting_after(mut self, seq: Seq) -> Committee {
+        self.starts_after = seq;
+        self
+    }
+
+    /// The checkpoint after which this committee is in force; zero for the first epoch.
+    pub fn starts_after(&self) -> Seq {
+        self.starts_after
     }
 
     pub fn operator(&self) -> Option<PublicKey> {
         self.operator
-    }
-
-    /// Replaces the quorum with a wrong one. Exists only so the simulation can
-    /// prove that it catches a broken quorum; nothing else calls it.
-    #[doc(hidden)]
-    pub fn with_planted_quorum(mut self, quorum: usize) -> Committee {
-        self.quorum = quorum;
-        self
-    }
-
-    /// Makes NEW-VIEW plans ignore prepared certificates (on the new primary and
-    /// in every verifier alike). Exists only so the simulation can prove that it
-    /// catches a view change that loses prepared batches; nothing else calls it.
-    #[doc(hidden)]
-    pub fn with_planted_new_view_bug(mut self) -> Committee {
-        self.plant_new_view_ignores_certificates = true;
-        self
-    }
-
-    #[doc(hidden)]
-    pub fn new_view_ignores_certificates(&self) -> bool {
-        self.plant_new_view_ignores_certificates
     }
 
     pub fn epoch(&self) -> Epoch {

@@ -124,6 +124,10 @@ impl SignedMembershipChange {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MembershipState {
     pub applied: Vec<Arc<SignedMembershipChange>>,
+    /// The checkpoint at which each applied change took effect (one per
+    /// change): the epoch it started is in force above it.
+    #[serde(default)]
+    pub boundaries: Vec<Seq>,
     pub scheduled: Option<(Seq, Arc<SignedMembershipChange>)>,
 }
 
@@ -135,6 +139,9 @@ impl MembershipState {
         for change in &self.applied {
             hasher.update(&change.digest().0);
         }
+        for boundary in &self.boundaries {
+            hasher.update(&boundary.0.to_le_bytes());
+        }
         if let Some((seq, change)) = &self.scheduled {
             hasher.update(&seq.0.to_le_bytes());
             hasher.update(&change.digest().0);
@@ -143,17 +150,20 @@ impl MembershipState {
     }
 
     /// Every committee from `genesis` through the applied changes (and the
-    /// scheduled one), each change checked against the operator's key.
+    /// scheduled one), each change checked against the operator's key, each
+    /// knowing the checkpoint after which it is in force.
     pub fn committees(&self, genesis: &Committee) -> Result<Vec<Committee>, MembershipError> {
         let mut committees = vec![genesis.clone()];
-        let changes = self.applied.iter().chain(self.scheduled.iter().map(|(_, change)| change));
-        for change in changes {
+        let applied = self.applied.iter().enumerate().map(|(i, change)| (self.boundaries.get(i).copied(), change));
+        let scheduled = self.scheduled.iter().map(|(at, change)| (Some(*at), change));
+        for (starts_after, change) in applied.chain(scheduled) {
             let operator = genesis.operator().ok_or(MembershipError::NoOperator)?;
             if !change.verify(&operator) {
                 return Err(MembershipError::BadSignature);
             }
             let current = committees.last().unwrap_or(genesis);
-            committees.push(change.change.apply(current)?);
+            let next = change.change.apply(current)?;
+            committees.push(next.starting_after(starts_after.unwrap_or_default()));
         }
         Ok(committees)
     }
@@ -245,17 +255,17 @@ mod tests {
         let committee = genesis(4, &operator);
         let add = MembershipChange { from_epoch: Epoch(0), add: vec![member(4)], remove: vec![AgentId(1)], f: None };
         let signed = Arc::new(SignedMembershipChange::sign(add.clone(), &operator));
-        let state = MembershipState { applied: vec![signed.clone()], scheduled: None };
+        let state = MembershipState { applied: vec![signed.clone()], boundaries: vec![Seq(10)], scheduled: None };
         let committees = state.committees(&committee).unwrap();
         assert_eq!(committees.iter().map(Committee::epoch).collect::<Vec<_>>(), [Epoch(0), Epoch(1)]);
         assert!(state.retired_keys(&committee).contains(&member(1).public_key));
 
         let forged = Arc::new(SignedMembershipChange::sign(add, &Keypair::from_seed([7; 32])));
-        let state = MembershipState { applied: vec![forged], scheduled: None };
+        let state = MembershipState { applied: vec![forged], boundaries: vec![Seq(10)], scheduled: None };
         assert_eq!(state.committees(&committee), Err(MembershipError::BadSignature));
         assert_ne!(
             MembershipState::default().digest(),
-            MembershipState { applied: vec![signed], scheduled: None }.digest()
+            MembershipState { applied: vec![signed], boundaries: vec![Seq(10)], scheduled: None }.digest()
         );
     }
 }
@@ -319,7 +329,8 @@ mod verifier_tests {
     fn a_snapshot_from_a_later_epoch_verifies_through_its_membership_history() {
         let (keys, genesis, change, _) = setup();
         let ledger = Arc::new(Ledger::with_genesis(&[(AccountId(keys[0].public_key()), 5)]).unwrap());
-        let membership = Arc::new(MembershipState { applied: vec![change.clone()], scheduled: None });
+        let membership =
+            Arc::new(MembershipState { applied: vec![change.clone()], boundaries: vec![Seq(5)], scheduled: None });
         let digest = checkpoint_digest(ledger.state_digest(), &membership);
         let vote = |i: usize| {
             Arc::new(SignedMessage::sign(
@@ -345,9 +356,76 @@ mod verifier_tests {
         assert!(verifier.committee(Epoch(1)).is_some_and(|c| c.contains(AgentId(4))), "it learned epoch 1");
 
         let forged_change = SignedMembershipChange::sign(change.change.clone(), &Keypair::from_seed([5; 32]));
-        let forged = Arc::new(MembershipState { applied: vec![Arc::new(forged_change)], scheduled: None });
+        let forged = Arc::new(MembershipState {
+            applied: vec![Arc::new(forged_change)],
+            boundaries: vec![Seq(5)],
+            scheduled: None,
+        });
         let mut fresh = Verifier::new(&genesis, 8);
         assert!(fresh.verify_message(&snapshot(forged)).is_err());
         assert!(fresh.committee(Epoch(1)).is_none());
+    }
+
+    /// Epoch 0 ends at checkpoint 10, where validator 0 is retired. A quorum
+    /// of epoch 0 (the retired key among it) signs a checkpoint far beyond
+    /// that: neither a snapshot of a forged ledger nor a VIEW-CHANGE may use
+    /// it; the same keys still prove the checkpoint at the boundary, and the
+    /// new committee proves what follows.
+    #[test]
+    fn a_checkpoint_proof_must_come_from_the_committee_in_force_at_its_seq() {
+        let (keys, genesis, change, next) = setup();
+        let next = next.starting_after(Seq(10));
+        let mut verifier = Verifier::new(&genesis, 8);
+        verifier.learn(&next);
+        let forged_ledger = Arc::new(Ledger::with_genesis(&[(AccountId(keys[0].public_key()), 1_000_000)]).unwrap());
+        let no_history = Arc::new(MembershipState::default());
+        let vote = |epoch: u64, i: usize, seq: u64, digest: Digest| {
+            Arc::new(SignedMessage::sign(
+                Message::Checkpoint { seq: Seq(seq), state_digest: digest },
+                Epoch(epoch),
+                AgentId(i as u32),
+                &keys[i],
+            ))
+        };
+        let snapshot = |epoch: u64, signers: [usize; 3], seq: u64, membership: Arc<MembershipState>| {
+            let digest = checkpoint_digest(forged_ledger.state_digest(), &membership);
+            let proof = signers.iter().map(|&i| vote(epoch, i, seq, digest)).collect();
+            let message = Message::StateSnapshot {
+                seq: Seq(seq),
+                state_digest: digest,
+                ledger: forged_ledger.clone(),
+                membership,
+                proof,
+            };
+            SignedMessage::sign(message, Epoch(epoch), AgentId(signers[0] as u32), &keys[signers[0]])
+        };
+        let stale = snapshot(0, [0, 1, 2], 50, no_history.clone());
+        assert_eq!(verifier.verify_message(&stale), Err(Rejection::UnprovenSnapshot(AgentId(0))));
+        assert_eq!(verifier.verify_message(&snapshot(0, [0, 1, 2], 10, no_history)), Ok(()), "the boundary itself");
+        let history = Arc::new(MembershipState { applied: vec![change], boundaries: vec![Seq(10)], scheduled: None });
+        assert_eq!(verifier.verify_message(&snapshot(1, [1, 2, 4], 20, history.clone())), Ok(()));
+        let early = snapshot(1, [1, 2, 4], 10, history);
+        assert_eq!(verifier.verify_message(&early), Err(Rejection::UnprovenSnapshot(AgentId(1))));
+
+        let digest = Digest([9; 32]);
+        let view_change = |proof: Vec<Arc<SignedMessage>>, seq: u64| {
+            SignedMessage::sign(
+                Message::ViewChange {
+                    new_view: crate::protocol::View(1),
+                    stable_seq: Seq(seq),
+                    stable_digest: digest,
+                    checkpoint_proof: proof,
+                    prepared: vec![],
+                },
+                Epoch(1),
+                AgentId(4),
+                &keys[4],
+            )
+        };
+        let retired_proof = vec![vote(0, 0, 50, digest), vote(0, 1, 50, digest), vote(0, 2, 50, digest)];
+        let rejected = verifier.verify_message(&view_change(retired_proof, 50));
+        assert_eq!(rejected, Err(Rejection::InvalidViewChange(AgentId(4))));
+        let current_proof = vec![vote(1, 1, 50, digest), vote(1, 2, 50, digest), vote(1, 4, 50, digest)];
+        assert_eq!(verifier.verify_message(&view_change(current_proof, 50)), Ok(()));
     }
 }

@@ -24,7 +24,7 @@ pub use evidence::Evidence;
 pub use membership::{MembershipChange, MembershipError, MembershipState, SignedMembershipChange};
 pub use message::{Batch, Message, MessageKind, PreparedCertificate, Reply, Request, SignedMessage};
 pub use params::ProtocolParams;
-pub use recovered::{slot_of, RecoveredCheckpoint, RecoveredSlot, RecoveredState};
+pub use recovered::{slot_of, Passive, RecoveredCheckpoint, RecoveredSlot, RecoveredState};
 pub use replica::{Executed, Input, Output, Replica, ReplicaStats};
 pub use types::{AgentId, ClientId, Epoch, Micros, Seq, View};
 pub use verify::{Rejection, Verifier};

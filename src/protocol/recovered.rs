@@ -32,6 +32,17 @@ pub struct RecoveredState {
     pub executed: BTreeMap<Seq, Arc<Batch>>,
     /// Own CHECKPOINT messages above the stable checkpoint.
     pub checkpoints: BTreeMap<Seq, Arc<SignedMessage>>,
+    /// Set while the replica is passive because an earlier log was lost: a
+    /// restart must not forget that it cannot prove what it signed then.
+    #[serde(default)]
+    pub passive: Option<Passive>,
+}
+
+/// A passive replica's bound: it votes only for views or sequence numbers
+/// above it (none until a quorum of peers was heard).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Passive {
+    pub bound: Option<(View, Seq)>,
 }
 
 /// A stable checkpoint: the ledger at `seq` and the quorum of signed

@@ -123,7 +123,12 @@ impl Verifier {
     /// The replica reports each committee it moves to; a joining validator is
     /// given the history.
     pub fn learn(&mut self, committee: &Committee) {
-        self.epochs.entry(committee.epoch()).or_insert_with(|| EpochKeys::new(committee));
+        let known = self.epochs.entry(committee.epoch()).or_insert_with(|| EpochKeys::new(committee));
+        // The same committee learned again once its start is known (a joiner
+        // may be handed a committee before the checkpoint that starts it).
+        if known.committee.starts_after() == Seq(0) && committee.starts_after() != Seq(0) {
+            *known = EpochKeys::new(committee);
+        }
     }
 
     /// The committee of `epoch`, if known.
@@ -305,12 +310,30 @@ fn signed_by_member(epochs: &Epochs, signed: &SignedMessage) -> bool {
     check_signature(epochs, signed).is_ok()
 }
 
-/// A quorum of distinct members of one epoch signed CHECKPOINT(seq, digest)
-/// in that epoch. (The checkpoint where the membership changes is proven by
-/// the old committee.)
+/// Whether `epoch`'s committee was the one in force at checkpoint `seq`: above
+/// the checkpoint that started it and, once a later epoch is known, at or
+/// below the checkpoint where the next one took over. An epoch whose end is
+/// unknown while a later one exists proves nothing: its keys may be retired.
+fn in_force_at(epochs: &Epochs, epoch: Epoch, seq: Seq) -> bool {
+    let Some(known) = epochs.get(&epoch) else { return false };
+    if seq <= known.committee.starts_after() {
+        return false;
+    }
+    match epochs.range(Epoch(epoch.0.saturating_add(1))..).next() {
+        None => true,
+        Some((next_epoch, next)) => next_epoch.0 == epoch.0 + 1 && seq <= next.committee.starts_after(),
+    }
+}
+
+/// A quorum of distinct members of the epoch in force at `seq` signed
+/// CHECKPOINT(seq, digest) in that epoch. (The checkpoint where the membership
+/// changes is proven by the old committee.)
 fn proves_checkpoint(epochs: &Epochs, seq: Seq, digest: Digest, proof: &[Arc<SignedMessage>]) -> bool {
     let Some(epoch) = proof.first().map(|vote| vote.epoch) else { return false };
     let Some(known) = epochs.get(&epoch) else { return false };
+    if !in_force_at(epochs, epoch, seq) {
+        return false;
+    }
     let mut signers = BTreeSet::new();
     for vote in proof {
         let matches =
@@ -401,7 +424,7 @@ fn valid_new_view(
     if senders.len() < known.committee.quorum() {
         return false;
     }
-    let plan = plan_new_view(view_changes, &known.committee);
+    let plan = plan_new_view(view_changes);
     let mut proposed = BTreeMap::new();
     for pre_prepare in pre_prepares {
         let Message::PrePrepare { view: v, seq, digest, batch } = &pre_prepare.message else { return false };

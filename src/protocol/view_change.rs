@@ -3,7 +3,6 @@
 //! verifier) recomputes it, so a faulty primary cannot drop or alter a batch
 //! that may have committed.
 
-use super::committee::Committee;
 use super::message::{Batch, Message, PreparedCertificate, SignedMessage};
 use super::types::{Seq, View};
 use crate::crypto::Digest;
@@ -23,9 +22,8 @@ pub struct NewViewPlan {
 }
 
 /// Plans the new view from VIEW-CHANGE messages (already verified). Messages
-/// of other kinds are ignored. `committee` only matters for the simulation's
-/// planted bug.
-pub fn plan_new_view(view_changes: &[Arc<SignedMessage>], committee: &Committee) -> NewViewPlan {
+/// of other kinds are ignored.
+pub fn plan_new_view(view_changes: &[Arc<SignedMessage>]) -> NewViewPlan {
     let mut min_seq = Seq(0);
     let mut min_digest = Digest::default();
     let mut best: BTreeMap<Seq, (View, Digest, Arc<Batch>)> = BTreeMap::new();
@@ -34,8 +32,7 @@ pub fn plan_new_view(view_changes: &[Arc<SignedMessage>], committee: &Committee)
         if *stable_seq > min_seq {
             (min_seq, min_digest) = (*stable_seq, *stable_digest);
         }
-        let certificates = if committee.new_view_ignores_certificates() { &[][..] } else { &prepared[..] };
-        for (view, seq, digest, batch) in certificates.iter().filter_map(PreparedCertificate::slot) {
+        for (view, seq, digest, batch) in prepared.iter().filter_map(PreparedCertificate::slot) {
             if best.get(&seq).is_none_or(|(known, ..)| view > *known) {
                 best.insert(seq, (view, digest, batch.clone()));
             }

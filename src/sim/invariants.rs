@@ -90,6 +90,16 @@ impl Invariants {
         self.violations
     }
 
+    /// `replica` lost its log and starts again from genesis: its own history
+    /// (what it executed, its view, its checkpoint) begins anew; what every
+    /// replica executed at each sequence number still binds it.
+    pub fn lost_its_state(&mut self, replica: AgentId) {
+        self.last_executed.remove(&replica);
+        self.views.remove(&replica);
+        self.stable.remove(&replica);
+        self.committed.remove(&replica);
+    }
+
     pub fn on_output(&mut self, replica: AgentId, output: &Output, state: &Replica) {
         if self.byzantine.contains(&replica) {
             return;

@@ -8,6 +8,7 @@
 mod byzantine;
 mod delivered;
 mod detection;
+mod forger;
 mod invariants;
 mod network;
 mod operator;
@@ -21,7 +22,7 @@ use crate::detect::DetectionRules;
 use crate::faults::{Adversary, FaultSpec, FaultType};
 use crate::ledger::{AccountId, Ledger};
 use crate::protocol::{
-    AgentId, ClientCore, ClientId, ClientInput, ClientOutput, Committee, Epoch, Input, Member, Micros, Output,
+    AgentId, ClientCore, ClientId, ClientInput, ClientOutput, Committee, Epoch, Input, Member, Micros, Output, Passive,
     ProtocolParams, RecoveredState, Replica, Verifier,
 };
 use crate::rng::SeededRng;
@@ -77,6 +78,17 @@ pub enum Scenario {
     /// every delivered equivocation convicts, no honest agent is convicted,
     /// and every transfer commits.
     ByzantineAgents,
+    /// The operator adds as many validators as there are founders, then
+    /// removes every founder; the retired founders, a quorum of the first
+    /// epoch, forge checkpoint proofs, a snapshot of a forged ledger and
+    /// view changes (see [`forger`]). Nobody installs the forgery, and every
+    /// transfer commits.
+    RetiredCoalition,
+    /// [`Scenario::CrashRestart`] with more crashes, some of which find the
+    /// write-ahead log damaged or missing: that validator restarts passive
+    /// from genesis. None ever signs two different messages for one slot,
+    /// none is convicted, and every transfer commits.
+    DamagedLogs,
 }
 
 impl Scenario {
@@ -92,10 +104,12 @@ impl Scenario {
             Scenario::SlowPrimary => "slow-primary",
             Scenario::CrashRestart => "crash-restart",
             Scenario::ByzantineAgents => "byzantine-agents",
+            Scenario::RetiredCoalition => "retired-coalition",
+            Scenario::DamagedLogs => "damaged-logs",
         }
     }
 
-    pub const ALL: [Scenario; 10] = [
+    pub const ALL: [Scenario; 12] = [
         Scenario::LossyNetwork,
         Scenario::EquivocatingPrimary,
         Scenario::SilentPrimary,
@@ -106,6 +120,8 @@ impl Scenario {
         Scenario::SlowPrimary,
         Scenario::CrashRestart,
         Scenario::ByzantineAgents,
+        Scenario::RetiredCoalition,
+        Scenario::DamagedLogs,
     ];
 
     pub fn parse(name: &str) -> Option<Scenario> {
@@ -126,18 +142,10 @@ pub struct SimConfig {
     pub client_retry_us: u64,
     /// Simulated time after which the run stops; liveness is judged then.
     pub time_limit_us: u64,
-    /// A wrong quorum, to prove the invariants catch it (planted bug).
-    pub planted_quorum: Option<usize>,
-    /// NEW-VIEW plans that ignore prepared certificates (planted bug).
-    pub planted_new_view_bug: bool,
     /// Membership changes the operator makes during the run.
     pub reconfiguration: Option<ReconfigurationPlan>,
     /// The Byzantine agents of [`Scenario::ByzantineAgents`] (drawn from the seed).
     pub byzantine: Vec<ByzantineAgent>,
-    /// The detector convicts on a single accusation instead of f+1 (planted bug).
-    pub planted_single_accusation_convicts: bool,
-    /// The detector counts accusation reports, not distinct accusers (planted bug).
-    pub planted_count_every_report: bool,
 }
 
 impl SimConfig {
@@ -178,11 +186,21 @@ impl SimConfig {
                 .then(|| (0, params.view_change_timeout_us * rng.between(120, 200) / 100)),
         };
         let transactions = if lagging { rng.between(60, 90) } else { rng.between(10, 40) } as usize;
-        let reconfiguration = (scenario == Scenario::Reconfiguration).then(|| ReconfigurationPlan {
-            add: rng.between(1, 3) as usize,
-            remove: rng.between(1, 2) as usize,
-            start_us: rng.between(0, 100_000),
-        });
+        let reconfiguration = match scenario {
+            Scenario::Reconfiguration => Some(ReconfigurationPlan {
+                add: rng.between(1, 3) as usize,
+                remove: rng.between(1, 2) as usize,
+                start_us: rng.between(0, 100_000),
+                founders_first: false,
+            }),
+            Scenario::RetiredCoalition => Some(ReconfigurationPlan {
+                add: validators,
+                remove: validators,
+                start_us: rng.between(0, 100_000),
+                founders_first: true,
+            }),
+            _ => None,
+        };
         SimConfig {
             seed,
             scenario,
@@ -194,15 +212,11 @@ impl SimConfig {
             client_window: rng.between(1, 16) as usize,
             client_retry_us: 60_000,
             time_limit_us: 30_000_000,
-            planted_quorum: None,
-            planted_new_view_bug: false,
             reconfiguration,
             byzantine: match scenario {
                 Scenario::ByzantineAgents => byzantine::draw_agents(&mut SeededRng::new(seed ^ 0xB1_2A57), validators),
                 _ => Vec::new(),
             },
-            planted_single_accusation_convicts: false,
-            planted_count_every_report: false,
         }
     }
 
@@ -214,11 +228,7 @@ impl SimConfig {
     }
 
     fn detection_rules(&self) -> DetectionRules {
-        DetectionRules {
-            planted_accusation_threshold: self.planted_single_accusation_convicts.then_some(1),
-            planted_count_every_report: self.planted_count_every_report,
-            ..DetectionRules::default()
-        }
+        DetectionRules::default()
     }
 }
 
@@ -228,6 +238,8 @@ pub struct ReconfigurationPlan {
     pub add: usize,
     pub remove: usize,
     pub start_us: u64,
+    /// Removes founders before validators added later.
+    pub founders_first: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -248,6 +260,10 @@ pub struct SimReport {
     pub highest_executed: u64,
     /// Agents the detector convicted, in order.
     pub convicted: Vec<AgentId>,
+    /// Restarts that found the log damaged (the validator came back passive).
+    pub damaged_restarts: usize,
+    /// Messages the retired coalition forged and sent.
+    pub forged_messages: usize,
     /// The newest membership epoch honest validators moved to.
     pub epoch: u64,
     /// Each validator at the end: where it stands, for reading a failing seed.
@@ -306,6 +322,8 @@ fn assign_faults(config: &SimConfig, committee: &Committee, rng: &mut SeededRng)
         | Scenario::LaggingValidator
         | Scenario::SlowPrimary
         | Scenario::CrashRestart
+        | Scenario::DamagedLogs
+        | Scenario::RetiredCoalition
         | Scenario::ByzantineAgents => BTreeMap::new(),
         Scenario::EquivocatingPrimary => BTreeMap::from([(primary, spec(FaultType::Equivocation, 1.0, 0))]),
         Scenario::SilentPrimary => BTreeMap::from([(primary, spec(FaultType::Silent, 1.0, rng.between(0, 30_000)))]),
@@ -351,16 +369,10 @@ pub fn run(config: &SimConfig) -> SimReport {
     let genesis = Ledger::with_genesis(&balances).unwrap_or_default();
     let public_keys: Vec<_> = keys.iter().map(Keypair::public_key).collect();
     let operator_key = Keypair::from_seed(rng.bytes());
-    let mut committee = match Committee::numbered(Epoch(0), &public_keys, "sim-", None) {
+    let committee = match Committee::numbered(Epoch(0), &public_keys, "sim-", None) {
         Ok(committee) => committee.with_operator(operator_key.public_key()),
         Err(error) => panic!("simulation config builds an invalid committee: {error}"),
     };
-    if let Some(quorum) = config.planted_quorum {
-        committee = committee.with_planted_quorum(quorum);
-    }
-    if config.planted_new_view_bug {
-        committee = committee.with_planted_new_view_bug();
-    }
     let faults = byzantine_agents(config, &committee, &mut rng);
     let new_validator = |id: AgentId, key: &Keypair, rng: &mut SeededRng| {
         let agent = faults.get(&id);
@@ -370,7 +382,8 @@ pub fn run(config: &SimConfig) -> SimReport {
             verifier: Verifier::new(&committee, config.params.max_batch_size),
             adversaries: specs.iter().map(|spec| Adversary::new(id, key.clone(), *spec, rng.next_u64())).collect(),
             accuser: agent.and_then(|agent| agent.accuses).map(FalseAccuser::new),
-            persisted: (config.scenario == Scenario::CrashRestart).then(RecoveredState::default),
+            persisted: matches!(config.scenario, Scenario::CrashRestart | Scenario::DamagedLogs)
+                .then(RecoveredState::default),
         }
     };
     let mut validators: Vec<SimValidator> =
@@ -401,7 +414,17 @@ pub fn run(config: &SimConfig) -> SimReport {
             PlannedChange { add: add_members(plan.add, &mut rng), remove: 0 },
             PlannedChange { add: Vec::new(), remove: plan.remove },
         ];
+        let founders = plan.founders_first.then_some(config.validators);
         Operator::new(operator_key.clone(), changes, plan.start_us, 50_000, rng.fork(7))
+            .removing_founders_first(founders)
+    });
+    let mut coalition = (config.scenario == Scenario::RetiredCoalition).then(|| {
+        forger::RetiredCoalition::new(
+            committee.clone(),
+            keys.clone(),
+            balances.clone(),
+            config.params.checkpoint_interval,
+        )
     });
     let client_id = ClientId(0);
     let mut client = ClientCore::new(
@@ -428,9 +451,13 @@ pub fn run(config: &SimConfig) -> SimReport {
     }
     let mut crashes = match config.scenario {
         Scenario::CrashRestart => restart::crash_schedule(&mut rng.fork(0xC4A5), config.validators, 6, 600_000),
+        Scenario::DamagedLogs => restart::crash_schedule(&mut rng.fork(0xC4A5), config.validators, 12, 1_200_000),
         _ => Vec::new(),
     };
+    let mut damage_rng = rng.fork(0xDA3A6E);
     let mut signed_slots = restart::SignedSlots::default();
+    let mut damaged_restarts = 0usize;
+    let mut forged_messages = 0usize;
     let mut equivocations = Vec::new();
     let mut events = 0u64;
     let mut done_at: Option<Micros> = None;
@@ -444,7 +471,19 @@ pub fn run(config: &SimConfig) -> SimReport {
         events += 1;
         while let Some(&(_, victim)) = crashes.first().filter(|(at, _)| *at <= now) {
             crashes.remove(0);
-            let Some(state) = validators[victim].persisted.clone() else { continue };
+            let Some(mut state) = validators[victim].persisted.clone() else { continue };
+            // A damaged or missing log (cut mid-record, corrupt): the validator
+            // starts passive from genesis. At most one is passive at a time, so a
+            // quorum of active validators remains to learn its bound from.
+            let damaged = config.scenario == Scenario::DamagedLogs
+                && damage_rng.chance(0.6)
+                && !validators.iter().any(|v| v.replica.is_passive());
+            if damaged {
+                state = RecoveredState { passive: Some(Passive::default()), ..RecoveredState::default() };
+                validators[victim].persisted = Some(state.clone());
+                damaged_restarts += 1;
+                invariants.lost_its_state(AgentId(victim as u32));
+            }
             let (id, key) = (AgentId(victim as u32), keys[victim].clone());
             let params = config.params.clone();
             validators[victim].replica =
@@ -461,7 +500,17 @@ pub fn run(config: &SimConfig) -> SimReport {
                         network.send(now, Node::Operator, Node::Validator(i), Payload::Membership(change.clone()));
                     }
                 }
-                if !operator.finished(newest.epoch()) {
+                let highest = validators.iter().map(|v| v.replica.last_executed()).max().unwrap_or_default();
+                let forged = coalition.as_mut().map(|c| c.forge(&newest, highest)).unwrap_or_default();
+                forged_messages += forged.len();
+                for (channel, message) in forged {
+                    for i in 0..validators.len() {
+                        let payload = Payload::Consensus(channel, message.clone());
+                        network.send(now, Node::Operator, Node::Validator(i), payload);
+                    }
+                }
+                let forging = coalition.as_ref().is_some_and(|c| !c.done());
+                if !operator.finished(newest.epoch()) || forging {
                     network.schedule_tick(Node::Operator, now.plus(operator.resend_interval_us()));
                 }
             }
@@ -705,6 +754,8 @@ pub fn run(config: &SimConfig) -> SimReport {
         honest_primary_strikes,
         highest_executed: validators.iter().map(|v| v.replica.last_executed().0).max().unwrap_or(0),
         convicted,
+        damaged_restarts,
+        forged_messages,
         epoch: committees.keys().next_back().map_or(0, |epoch| epoch.0),
         replicas: validators
             .iter()

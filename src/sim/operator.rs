@@ -24,11 +24,19 @@ pub struct Operator {
     rng: SeededRng,
     current: Option<Arc<SignedMembershipChange>>,
     pub proposed: usize,
+    /// With `Some(n)`, removes the founders (ids below n) before later members.
+    founders: Option<usize>,
 }
 
 impl Operator {
     pub fn new(keypair: Keypair, plan: Vec<PlannedChange>, start_us: u64, resend_us: u64, rng: SeededRng) -> Operator {
-        Operator { keypair, plan, start_us, resend_us, rng, current: None, proposed: 0 }
+        Operator { keypair, plan, start_us, resend_us, rng, current: None, proposed: 0, founders: None }
+    }
+
+    /// With `Some(n)`, removes the first epoch's n members before any other.
+    pub fn removing_founders_first(mut self, founders: Option<usize>) -> Operator {
+        self.founders = founders;
+        self
     }
 
     /// The key of a validator this operator will add, if `id` is one.
@@ -55,6 +63,12 @@ impl Operator {
         let planned = self.plan.get(index)?.clone();
         if self.current.as_ref().is_none_or(|change| change.change.from_epoch != newest.epoch()) {
             let mut candidates: Vec<AgentId> = newest.members().iter().map(|m| m.id).collect();
+            if let Some(founders) = self.founders {
+                let first: Vec<AgentId> = candidates.iter().copied().filter(|id| (id.0 as usize) < founders).collect();
+                if first.len() >= planned.remove {
+                    candidates = first;
+                }
+            }
             let mut remove = Vec::new();
             // Never below four: the committee must keep tolerating a fault.
             for _ in 0..planned.remove.min(newest.n().saturating_sub(4)) {

@@ -146,10 +146,11 @@ fn describe_recovery(recovery: &Recovery) -> String {
         }
         Recovery::Discarded { error, moved_to } => {
             format!(
-                "its write-ahead log was unusable ({error}), moved to {}; catching up from peers",
+                "its write-ahead log was unusable ({error}), moved to {}; passive, catching up from peers",
                 moved_to.display()
             )
         }
+        Recovery::Missing => "its write-ahead log is missing; passive, catching up from peers".into(),
     }
 }
 

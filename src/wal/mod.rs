@@ -8,7 +8,9 @@
 //! the log back into a [`RecoveredState`] and restores the replica from it. A
 //! log that fails its checksums, cannot be decoded, or belongs to another
 //! validator is moved aside with a one-line error: the validator then starts
-//! from genesis and catches up from its peers rather than from bad data.
+//! from genesis, passive (it cannot prove what it signed, so it votes only
+//! past everything it could have voted on), and catches up from its peers.
+//! A swarm whose every log is lost refuses to start ([`refuse_if_all_logs_lost`]).
 
 mod record;
 #[cfg(test)]
@@ -18,7 +20,9 @@ pub use record::{fold_step, FoldError, Identity, Recorder, WalRecord};
 
 use crate::crypto::Keypair;
 use crate::ledger::Ledger;
-use crate::protocol::{AgentId, Committee, Micros, Output, ProtocolParams, RecoveredState, Replica, Seq, View};
+use crate::protocol::{
+    AgentId, Committee, Micros, Output, Passive, ProtocolParams, RecoveredState, Replica, Seq, View,
+};
 use crate::store::{LogIndex, RedbOptions, RedbStore, Storage, StoreError};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -109,10 +113,53 @@ pub enum WalError {
 pub enum Recovery {
     /// No log yet: a new validator.
     Fresh,
-    /// Rebuilt from its log.
-    Wal { records: u64, view: View, stable_checkpoint: Seq, last_executed: Seq },
-    /// The log was unusable: moved to `moved_to`, started from genesis, catching up from peers.
+    /// Rebuilt from its log; `passive` while an earlier loss keeps it from voting.
+    Wal { records: u64, view: View, stable_checkpoint: Seq, last_executed: Seq, passive: bool },
+    /// The log was unusable: moved to `moved_to`, started from genesis,
+    /// passive (it cannot prove what it signed), catching up from its peers.
     Discarded { error: String, moved_to: PathBuf },
+    /// A founder's log is missing while its peers' logs show the swarm ran:
+    /// started from genesis, passive, catching up from its peers.
+    Missing,
+}
+
+impl Recovery {
+    /// The validator cannot prove what it signed before this start.
+    pub fn lost_its_record(&self) -> bool {
+        matches!(self, Recovery::Discarded { .. } | Recovery::Missing | Recovery::Wal { passive: true, .. })
+    }
+}
+
+/// Why a swarm refuses to start from its logs.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RecoveryError {
+    #[error(
+        "every validator's write-ahead log is damaged or missing ({}): none can prove what it signed, so the swarm \
+         cannot resume without risking equivocation; restore the logs from a backup, or remove the wal directory \
+         to start a new swarm from genesis",
+        logs.join(", ")
+    )]
+    AllLogsDamaged { logs: Vec<String> },
+}
+
+/// Refuses a launch in which no validator can prove what it signed: passive
+/// validators wait for active peers to learn a bound from, and a swarm of
+/// only passive ones would either never vote or vote blind. `recoveries`
+/// names each validator launched from a log.
+pub fn refuse_if_all_logs_lost<'a>(
+    recoveries: impl IntoIterator<Item = (&'a str, &'a Recovery)>,
+) -> Result<(), RecoveryError> {
+    let mut lost = Vec::new();
+    for (name, recovery) in recoveries {
+        if !recovery.lost_its_record() {
+            return Ok(());
+        }
+        lost.push(name.to_owned());
+    }
+    if lost.is_empty() {
+        return Ok(());
+    }
+    Err(RecoveryError::AllLogsDamaged { logs: lost })
 }
 
 /// A validator's open log and the state it holds.
@@ -146,7 +193,16 @@ pub fn recover(
     std::fs::create_dir_all(&options.dir).map_err(|source| StoreError::Home { path: options.dir.clone(), source })?;
     let path = options.path_of(&spec.name);
     let redb = RedbOptions { fsync: options.fsync, ..RedbOptions::default() };
-    let (journal, recovery) = match open_and_read(&path, redb, &spec.name, identity) {
+    let missing = !path.exists() && spec.joined_in.is_none() && peers_have_run(options, &spec.name);
+    let (mut journal, recovery) = match open_and_read(&path, redb, &spec.name, identity) {
+        Ok((journal, _)) if missing => {
+            tracing::error!(
+                "the write-ahead log of {} is missing while its peers' logs show the swarm ran: it starts passive \
+                 from genesis and catches up from its peers",
+                spec.name
+            );
+            (journal, Recovery::Missing)
+        }
         Ok((journal, records)) => {
             let recovery = if records == 0 {
                 Recovery::Fresh
@@ -157,6 +213,7 @@ pub fn recover(
                     view: state.view,
                     stable_checkpoint: state.stable_seq(),
                     last_executed: state.last_executed(),
+                    passive: state.passive.is_some(),
                 }
             };
             (journal, recovery)
@@ -173,8 +230,30 @@ pub fn recover(
             (journal, Recovery::Discarded { error: error.to_string(), moved_to })
         }
     };
+    if matches!(recovery, Recovery::Discarded { .. } | Recovery::Missing) {
+        // Durable before the replica runs: a crash while passive must not
+        // bring it back as a replica that trusts its new, short log.
+        journal.mirror.passive = Some(Passive::default());
+        journal.store.append(&journal.log, &[WalRecord::Passive(journal.mirror.passive).encode()])?;
+    }
     let replica = spec.new_replica(identity.agent).restored(journal.mirror.clone(), now);
     Ok((replica, journal, recovery))
+}
+
+/// Whether another validator's log under `options.dir` holds more than its
+/// identity: the swarm has run, so a founder without a log lost it.
+fn peers_have_run(options: &WalOptions, me: &str) -> bool {
+    let Ok(entries) = std::fs::read_dir(&options.dir) else { return false };
+    entries.filter_map(Result::ok).any(|entry| {
+        let path = entry.path();
+        let name = path.file_stem().and_then(|stem| stem.to_str()).unwrap_or_default().to_owned();
+        path.extension().is_some_and(|ext| ext == "redb")
+            && name != me
+            && RedbStore::open_file(&path, RedbOptions::default())
+                .ok()
+                .and_then(|store| store.read_from(&name, LogIndex(0), 2).ok())
+                .is_some_and(|records| records.len() > 1)
+    })
 }
 
 /// Reads a whole log back: its state and how many records it held.

@@ -10,7 +10,8 @@
 
 use crate::crypto::{Digest, PublicKey};
 use crate::protocol::{
-    slot_of, AgentId, Batch, Message, Output, RecoveredCheckpoint, RecoveredState, Replica, Seq, SignedMessage, View,
+    slot_of, AgentId, Batch, Message, Output, Passive, RecoveredCheckpoint, RecoveredState, Replica, Seq,
+    SignedMessage, View,
 };
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -42,6 +43,8 @@ pub enum WalRecord {
     Executed { seq: Seq, digest: Digest, batch: Option<Arc<Batch>> },
     /// Everything that still matters at a stable checkpoint; the records before it are dropped.
     Snapshot { identity: Identity, state: RecoveredState },
+    /// The validator is passive (an earlier log was lost), or no longer (none).
+    Passive(Option<Passive>),
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -83,6 +86,7 @@ impl WalRecord {
                 state.record_executed(seq, batch);
             }
             WalRecord::Snapshot { state: snapshot, .. } => *state = snapshot,
+            WalRecord::Passive(passive) => state.passive = passive,
         }
         Ok(())
     }
@@ -182,6 +186,11 @@ impl<'a> Recorder<'a> {
 /// step is exactly `mirror`; the simulation keeps only the mirror.
 pub fn fold_step(mirror: &mut RecoveredState, outputs: &[Output], replica: &Replica) -> (Vec<WalRecord>, bool) {
     let mut recorder = Recorder::new(mirror, replica);
+    // Before the votes it allows: a passive replica's new bound is durable
+    // before any vote that relies on it leaves.
+    if recorder.mirror.passive != replica.passive() {
+        recorder.push(WalRecord::Passive(replica.passive()));
+    }
     for output in outputs {
         recorder.observe(output);
     }

@@ -427,3 +427,89 @@ fn every_record_survives_encoding_and_garbage_is_an_error_not_a_panic() {
         assert!(WalRecord::decode(garbage).is_err(), "{garbage:?}");
     }
 }
+
+/// Backup 1 prepared a batch, then its log was damaged (its last record cut
+/// mid-record). Restarted, it cannot prove what it signed: it rejoins
+/// passive, so an equivocating primary's second batch for that slot gets no
+/// PREPARE from it (which would convict an honest validator), it catches up
+/// without voting, the ledgers agree, and once past every slot it could have
+/// signed it votes again.
+#[test]
+fn a_validator_whose_log_was_truncated_rejoins_passive_and_is_never_convicted() {
+    let load = workload(BATCH * 16);
+    let genesis = Ledger::with_genesis(&load.genesis).unwrap();
+    let mut cluster = Cluster::new(&genesis);
+    for chunk in load.transfers[..BATCH * 3].chunks(BATCH) {
+        cluster.submit(chunk);
+    }
+    let requests: Vec<Request> =
+        load.transfers[BATCH * 3..BATCH * 4].iter().map(|tx| Request { client: ClientId(0), tx: tx.clone() }).collect();
+    let outputs = cluster.step(0, Input::Requests(requests));
+    let pre_prepare = outputs
+        .iter()
+        .find_map(|o| match o {
+            Output::Broadcast(m) if matches!(m.message, Message::PrePrepare { .. }) => Some(m.clone()),
+            _ => None,
+        })
+        .unwrap();
+    cluster.in_flight.clear();
+    let prepared = cluster.step(1, Input::Message(pre_prepare.clone()));
+    assert!(prepared.iter().any(|o| matches!(o, Output::Broadcast(m) if matches!(m.message, Message::Prepare { .. }))));
+    cluster.in_flight.clear();
+
+    let journal = cluster.journals[1].as_mut().unwrap();
+    let last = journal.store.append(&journal.log, &[]).unwrap();
+    let mut raw = journal.store.raw_record(&journal.log, last.0).unwrap();
+    raw.truncate(raw.len() / 2);
+    journal.store.write_raw_record(&journal.log, last.0, &raw).unwrap();
+    let recovery = cluster.crash_and_recover(1);
+    assert!(matches!(recovery, Recovery::Discarded { .. }), "{recovery:?}");
+    assert!(cluster.replicas[1].is_passive());
+
+    let Message::PrePrepare { view, seq, .. } = pre_prepare.message else { unreachable!() };
+    let other = Arc::new(Batch::of(
+        load.transfers[BATCH * 5..BATCH * 6].iter().map(|tx| Request { client: ClientId(0), tx: tx.clone() }).collect(),
+    ));
+    let message = Message::PrePrepare { view, seq, digest: other.digest(), batch: other };
+    let conflicting = Arc::new(SignedMessage::sign(message, Epoch(0), AgentId(0), &cluster.specs[0].keypair));
+    let outputs = cluster.step(1, Input::Message(conflicting));
+    let votes = outputs
+        .iter()
+        .filter(|o| matches!(o, Output::Broadcast(m) if matches!(m.message, Message::Prepare { .. } | Message::Commit { .. })))
+        .count();
+    assert_eq!(votes, 0, "the validator that lost its log voted again in {seq:?}");
+    // A crash while passive keeps it passive: the log says so.
+    assert!(matches!(cluster.crash_and_recover(1), Recovery::Wal { passive: true, .. }));
+    assert!(cluster.replicas[1].is_passive());
+
+    // The honest primary goes on (its batch for that slot reaches everyone).
+    cluster.in_flight.push_back((0, pre_prepare, None));
+    cluster.deliver_all();
+    for chunk in load.transfers[BATCH * 6..].chunks(BATCH) {
+        cluster.submit(chunk);
+    }
+    cluster.tick(3);
+    let expected = digest_of(&cluster.replicas[0]);
+    for i in 0..N {
+        assert_eq!(digest_of(&cluster.replicas[i]), expected, "replica {i}");
+    }
+    assert!(cluster.evidence.iter().all(|(_, e)| e.accused() != AgentId(1)), "{:?}", cluster.evidence);
+    assert!(!cluster.replicas[1].is_passive(), "still passive at {:?}", cluster.replicas[1].stable_checkpoint().seq);
+    assert!(cluster.replicas[1].stats().votes_withheld_passive > 0);
+}
+
+/// With every log damaged no validator can prove what it signed: the swarm
+/// refuses to start, with an error naming the logs, rather than resetting
+/// to genesis as if the logs were intact.
+#[test]
+fn a_swarm_whose_every_log_is_damaged_refuses_to_start() {
+    let lost = |name: &str| Recovery::Discarded { error: format!("{name} damaged"), moved_to: PathBuf::from(name) };
+    let (a, b) = (lost("v1"), Recovery::Missing);
+    let intact =
+        Recovery::Wal { records: 3, view: View(0), stable_checkpoint: Seq(0), last_executed: Seq(1), passive: false };
+    let error = refuse_if_all_logs_lost([("v1", &a), ("v2", &b)]).unwrap_err();
+    assert_eq!(error, RecoveryError::AllLogsDamaged { logs: vec!["v1".into(), "v2".into()] });
+    assert!(error.to_string().contains("v1, v2") && error.to_string().contains("restore the logs"), "{error}");
+    assert_eq!(refuse_if_all_logs_lost([("v1", &a), ("v2", &b), ("v3", &intact)]), Ok(()));
+    assert_eq!(refuse_if_all_logs_lost([("v1", &Recovery::Fresh)]), Ok(()));
+}

@@ -16,6 +16,13 @@ impl Replica {
         let ledger = Arc::new(self.ledger.clone());
         let state = StateAt { ledger, ledger_digest, membership: Arc::new(self.membership.clone()) };
         self.snapshots.insert(seq, state);
+        if !self.may_sign_checkpoint(seq) {
+            // Passive: the checkpoint still becomes stable on a quorum of its peers' signatures.
+            self.stats.votes_withheld_passive += 1;
+            self.checkpoints.entry(seq).or_default().own = Some(state_digest);
+            self.try_stabilize(seq, out);
+            return;
+        }
         let signed = self.sign(Message::Checkpoint { seq, state_digest });
         let entry = self.checkpoints.entry(seq).or_default();
         entry.own = Some(state_digest);
@@ -183,7 +190,8 @@ impl Replica {
             || self.changing.is_some()
             || self.checkpoints.values().any(|entry| entry.own.is_some())
             || self.retransmit.saw_beyond_window
-            || self.lacks_membership_history();
+            || self.lacks_membership_history()
+            || self.is_passive();
         self.retransmit.saw_beyond_window = false;
         // Back off while stuck so a stalled swarm does not flood itself; reset on progress.
         self.retransmit.idle_checks = if progressed || !waiting { 0 } else { self.retransmit.idle_checks + 1 };

@@ -94,7 +94,7 @@ impl Replica {
         let interval = self.params.checkpoint_interval.max(1);
         let at = Seq(seq.0.div_ceil(interval) * interval);
         self.membership.scheduled = Some((at, change.clone()));
-        Ok((at, next))
+        Ok((at, next.starting_after(at)))
     }
 
     /// Called when the checkpoint at `stable` is stable: switches if a change was due there.
@@ -107,6 +107,8 @@ impl Replica {
         match change.change.apply(&self.committee) {
             Ok(next) => {
                 self.membership.applied.push(change);
+                self.membership.boundaries.push(at);
+                let next = next.starting_after(at);
                 self.stats.membership_changes_applied += 1;
                 self.enter_epoch(next, out);
                 self.replay_next_epoch_messages(out);

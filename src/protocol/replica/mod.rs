@@ -1,5 +1,6 @@
 //! The replica's state and its single entry point, [`Replica::step`].
 
+mod amnesia;
 mod checkpoint;
 mod epoch;
 mod normal;
@@ -139,6 +140,13 @@ pub struct ReplicaStats {
     pub dropped_wrong_epoch: u64,
     pub membership_changes_applied: u64,
     pub membership_changes_refused: u64,
+    /// NEW-VIEW pre-prepares for a sequence number this replica executed
+    /// with another batch: never prepared.
+    pub dropped_conflicts_executed: u64,
+    /// Passive after a lost log: times the bound past its old signatures was learned.
+    pub passive_bound_learned: u64,
+    /// Votes not signed because this replica may have signed that slot before its log was lost.
+    pub votes_withheld_passive: u64,
 }
 
 /// One sequence number's pre-prepare and votes in the current view.
@@ -153,13 +161,17 @@ struct Slot {
     committed: bool,
     /// The highest-view prepared certificate of this slot; survives view changes.
     certificate: Option<PreparedCertificate>,
+    /// The digest of the batch executed here; survives view changes, so no
+    /// later view makes this replica prepare another batch at this slot.
+    executed: Option<Digest>,
 }
 
 impl Slot {
-    /// Forgets what belongs to the view being left; keeps the certificate.
+    /// Forgets what belongs to the view being left; keeps the certificate
+    /// and what was executed.
     fn reset_view(&mut self) {
-        let certificate = self.certificate.take();
-        *self = Slot { certificate, ..Slot::default() };
+        let (certificate, executed) = (self.certificate.take(), self.executed);
+        *self = Slot { certificate, executed, ..Slot::default() };
     }
 }
 
@@ -267,6 +279,8 @@ pub struct Replica {
     failed_views: u32,
     /// Since when there has been work outstanding without execution progress.
     stall_since: Option<Micros>,
+    /// Set when the record of what this replica signed was lost: it stays passive.
+    amnesia: Option<amnesia::Amnesia>,
     stats: ReplicaStats,
 }
 
@@ -316,6 +330,7 @@ impl Replica {
             last_new_view: None,
             failed_views: 0,
             stall_since: None,
+            amnesia: None,
             stats: ReplicaStats::default(),
         }
     }
@@ -359,6 +374,7 @@ impl Replica {
         }
         self.check_view_timers(now, &mut out);
         self.check_progress(now, &mut out);
+        self.leave_amnesia_if_past();
         out
     }
 
@@ -376,6 +392,7 @@ impl Replica {
     }
 
     fn on_message(&mut self, now: Micros, signed: Arc<SignedMessage>, out: &mut Vec<Output>) {
+        self.observe_for_amnesia(&signed);
         if signed.sender == self.me {
             self.stats.dropped_duplicate += 1;
             return;

@@ -84,6 +84,9 @@ impl Replica {
             return;
         }
         loop {
+            if !self.may_vote(self.view, self.next_seq) {
+                break;
+            }
             self.prune_queue();
             let membership = self.change_to_propose();
             // A scheduled change takes effect at a checkpoint: reach it even without load.
@@ -210,7 +213,9 @@ impl Replica {
         slot.pre_prepare = Some(signed);
         slot.digest = Some(digest);
         slot.batch = Some(batch);
-        if !self.is_primary() && self.changing.is_none() {
+        if !self.is_primary() && self.changing.is_none() && !self.may_vote(self.view, seq) {
+            self.stats.votes_withheld_passive += 1;
+        } else if !self.is_primary() && self.changing.is_none() {
             let prepare = self.sign(Message::Prepare { view: self.view, seq, digest });
             if let Some(slot) = self.log.get_mut(&seq) {
                 slot.prepares.insert(self.me, prepare.clone());
@@ -254,11 +259,12 @@ impl Replica {
         let quorum = self.committee.quorum();
         let primary = self.committee.primary(self.view);
         let view = self.view;
+        let may_vote = self.may_vote(view, seq);
         let Some(slot) = self.log.get(&seq) else {
             return;
         };
         let Some(digest) = slot.digest else { return };
-        if !slot.prepared && self.changing.is_none() {
+        if !slot.prepared && self.changing.is_none() && may_vote {
             let prepares: Vec<Arc<SignedMessage>> = slot
                 .prepares
                 .iter()
@@ -304,6 +310,9 @@ impl Replica {
             let (Some(batch), Some(digest), true) = (slot.batch.clone(), slot.digest, slot.committed) else {
                 return;
             };
+            if let Some(slot) = self.log.get_mut(&seq) {
+                slot.executed = Some(digest);
+            }
             let executions: Vec<Execution> =
                 batch.requests.iter().map(|request| self.ledger.apply(&request.tx.transfer)).collect();
             self.last_executed = seq;

@@ -80,6 +80,9 @@ impl Replica {
                 }
             }
         }
+        if let Some(passive) = state.passive {
+            replica.resume_passive(passive);
+        }
         replica.stall_since = Some(now);
         replica
     }
@@ -119,7 +122,8 @@ impl Replica {
         let (me, view) = (self.me, self.view);
         let mut highest_assigned = self.last_executed.max(self.stable.seq);
         for (seq, recovered) in state.slots.range(self.stable.seq.next()..) {
-            let mut slot = Slot { certificate: recovered.certificate.clone(), ..Slot::default() };
+            let executed = state.executed.get(seq).map(|batch| batch.digest());
+            let mut slot = Slot { certificate: recovered.certificate.clone(), executed, ..Slot::default() };
             let current = |signed: &Option<Arc<SignedMessage>>| {
                 signed.clone().filter(|s| slot_of(s).is_some_and(|(v, ..)| v == view))
             };

@@ -3,8 +3,9 @@
 //! committed kept at its sequence number.
 
 use super::{Changing, Output, Queued, Replica};
+use crate::crypto::Digest;
 use crate::protocol::message::{Message, SignedMessage};
-use crate::protocol::types::{AgentId, Micros, View};
+use crate::protocol::types::{AgentId, Micros, Seq, View};
 use crate::protocol::view_change::{plan_new_view, NewViewPlan};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -68,6 +69,19 @@ impl Replica {
         if target <= self.view || self.changing.is_some_and(|changing| target <= changing.target) {
             return;
         }
+        if !self.may_ask_for_view(target) {
+            // Passive: it may have asked for this view before its log was
+            // lost. Its timers restart, so it waits instead of spinning.
+            self.stats.votes_withheld_passive += 1;
+            self.stall_since = Some(now);
+            for queued in &mut self.queue {
+                queued.arrived = now;
+            }
+            if let Some(changing) = &mut self.changing {
+                changing.deadline = now.plus(self.params.view_change_timeout_us);
+            }
+            return;
+        }
         self.changing = Some(Changing { target, deadline: now.plus(self.new_view_timeout(target)) });
         let prepared =
             self.log.range(self.stable.seq.next()..).filter_map(|(_, slot)| slot.certificate.clone()).collect();
@@ -105,6 +119,10 @@ impl Replica {
             self.stats.dropped_duplicate += 1;
             return;
         }
+        if !within_its_water_marks(&signed, self.params.log_window) {
+            self.stats.dropped_out_of_window += 1;
+            return;
+        }
         self.view_changes.insert(sender, signed);
         // f+1 replicas asking for higher views include an honest one: join the
         // highest view that f+1 of them ask for at least.
@@ -134,7 +152,7 @@ impl Replica {
         if view_changes.len() < self.committee.quorum() {
             return;
         }
-        let plan = plan_new_view(&view_changes, &self.committee);
+        let plan = plan_new_view(&view_changes);
         let pre_prepares: Vec<Arc<SignedMessage>> = plan
             .slots
             .iter()
@@ -163,7 +181,15 @@ impl Replica {
             self.stats.dropped_stale += 1;
             return;
         }
-        let plan = plan_new_view(view_changes, &self.committee);
+        // The verifier checked the plan against the VIEW-CHANGEs; the water
+        // marks it cannot know: certificates a sender could not have formed
+        // (beyond its own window) make the whole NEW-VIEW invalid.
+        let window = self.params.log_window;
+        if !view_changes.iter().all(|vc| within_its_water_marks(vc, window)) {
+            self.stats.dropped_out_of_window += 1;
+            return;
+        }
+        let plan = plan_new_view(view_changes);
         self.last_new_view = Some(signed);
         let triggered_by = view_changes.iter().map(|vc| vc.sender).collect();
         self.enter_view(view, &plan, pre_prepares, triggered_by, now, out);
@@ -180,6 +206,10 @@ impl Replica {
     ) {
         // Batches the new view does not carry go back to the queue, so the new primary orders their requests.
         let kept: BTreeMap<_, _> = plan.slots.iter().map(|(seq, (digest, _))| (*seq, *digest)).collect();
+        // What this replica executed above its checkpoint: it never prepares
+        // another batch there, whatever a NEW-VIEW says.
+        let executed: BTreeMap<Seq, Digest> =
+            self.log.range(..=self.last_executed).filter_map(|(seq, slot)| slot.executed.map(|d| (*seq, d))).collect();
         let mut requeue = Vec::new();
         for (seq, slot) in self.log.range(self.last_executed.next()..) {
             if let (Some(batch), Some(digest)) = (&slot.batch, slot.digest) {
@@ -206,9 +236,17 @@ impl Replica {
         for queued in &mut self.queue {
             queued.arrived = now;
         }
+        let high_water = self.stable.seq.max(plan.min_seq).0 + self.params.log_window;
         for signed in pre_prepares {
             if let Message::PrePrepare { seq, digest, ref batch, .. } = signed.message {
-                if seq > self.stable.seq {
+                if seq <= self.stable.seq {
+                    continue;
+                }
+                if seq.0 > high_water {
+                    self.stats.dropped_out_of_window += 1;
+                } else if seq <= self.last_executed && executed.get(&seq) != Some(&digest) {
+                    self.stats.dropped_conflicts_executed += 1;
+                } else {
                     let batch = batch.clone();
                     self.accept_pre_prepare(signed.clone(), seq, digest, batch, out);
                 }
@@ -233,6 +271,14 @@ impl Replica {
         self.retransmit.answered_at.insert(peer, now);
         true
     }
+}
+
+/// A VIEW-CHANGE's certificates lie in its sender's window (stable, stable + L]:
+/// a replica never prepares beyond its high water mark.
+fn within_its_water_marks(signed: &SignedMessage, log_window: u64) -> bool {
+    let Message::ViewChange { stable_seq, ref prepared, .. } = signed.message else { return false };
+    let high_water = stable_seq.0.saturating_add(log_window);
+    prepared.iter().filter_map(|certificate| certificate.slot()).all(|(_, seq, ..)| seq.0 <= high_water)
 }
 
 fn view_change_target(signed: &SignedMessage) -> Option<View> {

@@ -1,0 +1,146 @@
+//! A replica that cannot prove what it signed: its write-ahead log was lost,
+//! truncated or corrupt. Signing again in a slot it may have signed before
+//! would be equivocation (an honest validator convicted; with f+1 of them,
+//! two quorums could commit different batches). So it rejoins passive, as
+//! CometBFT's double-sign protection does: it signs no PRE-PREPARE, PREPARE,
+//! COMMIT, CHECKPOINT or VIEW-CHANGE until it knows a bound past everything
+//! it could have signed, then votes only beyond it.
+//!
+//! The bound comes from its peers. Every message a member signs tells where
+//! that member is (its view, the sequence numbers it works on). Once a
+//! quorum of the other members has spoken, the bound is one view past the
+//! highest view heard of, and one log window past the highest sequence
+//! number heard of. Why a quorum of others: the last checkpoint this replica
+//! made stable carried a quorum of signatures, so at least f other honest
+//! members executed it, and a quorum of the others leaves out fewer than f
+//! of them: one is heard. This replica never voted beyond its own high water
+//! mark (its stable checkpoint plus a window), nor in a view no honest member
+//! has reached or is changing to. Its own signatures coming back (in
+//! certificates, proofs, retransmissions) raise the bound further.
+//!
+//! While passive it still executes what a quorum commits, installs
+//! snapshots and makes checkpoints stable on its peers' signatures: it
+//! catches up without voting. It votes again in any view above the bound,
+//! and in the current view for sequence numbers above it; once its stable
+//! checkpoint passes the bound it is active for good.
+
+use super::Replica;
+use crate::protocol::message::{Message, SignedMessage};
+use crate::protocol::recovered::Passive;
+use crate::protocol::types::{AgentId, Seq, View};
+use std::collections::BTreeMap;
+
+#[derive(Clone, Debug, Default)]
+pub(super) struct Amnesia {
+    /// The highest (view, sequence number) each member was seen at.
+    seen: BTreeMap<AgentId, (View, Seq)>,
+    /// The highest of this replica's own signatures that came back.
+    own: (View, Seq),
+    /// Past everything this replica could have signed, once a quorum spoke.
+    bound: Option<(View, Seq)>,
+}
+
+/// The view and the highest sequence number a message speaks for.
+fn position(signed: &SignedMessage) -> (View, Seq) {
+    match &signed.message {
+        Message::PrePrepare { view, seq, .. }
+        | Message::Prepare { view, seq, .. }
+        | Message::Commit { view, seq, .. } => (*view, *seq),
+        Message::Checkpoint { seq, .. } => (View(0), *seq),
+        Message::Status { view, low_water, last_executed } => (*view, (*low_water).max(*last_executed)),
+        Message::StateSnapshot { seq, .. } => (View(0), *seq),
+        Message::ViewChange { new_view, stable_seq, prepared, .. } => {
+            let highest = prepared.iter().filter_map(|c| c.slot()).map(|(_, seq, ..)| seq).max();
+            (*new_view, highest.unwrap_or(*stable_seq).max(*stable_seq))
+        }
+        Message::NewView { view, pre_prepares, .. } => {
+            let highest = pre_prepares.iter().map(|p| position(p).1).max().unwrap_or_default();
+            (*view, highest)
+        }
+    }
+}
+
+impl Replica {
+    /// This replica lost the record of what it signed: it stays passive
+    /// until it learns a bound past all of it (see the module comment).
+    pub fn forget_what_it_signed(mut self) -> Replica {
+        self.amnesia = Some(Amnesia::default());
+        self
+    }
+
+    /// Passive: it signs no vote until it is past everything it may have signed before.
+    pub fn is_passive(&self) -> bool {
+        self.amnesia.is_some()
+    }
+
+    /// What the log must keep of the passive state (none once active).
+    pub fn passive(&self) -> Option<Passive> {
+        self.amnesia.as_ref().map(|amnesia| Passive { bound: amnesia.bound })
+    }
+
+    /// Passive again after a restart, with the bound the log kept.
+    pub(super) fn resume_passive(&mut self, passive: Passive) {
+        self.amnesia = Some(Amnesia { bound: passive.bound, ..Amnesia::default() });
+    }
+
+    /// Learns from a message where its signer is, and from this replica's
+    /// own signatures coming back what it signed before.
+    pub(super) fn observe_for_amnesia(&mut self, signed: &SignedMessage) {
+        let (me, quorum, window) = (self.me, self.committee.quorum(), self.params.log_window);
+        let Some(amnesia) = &mut self.amnesia else { return };
+        let at = position(signed);
+        if signed.sender == me {
+            amnesia.own = amnesia.own.max(at);
+        } else if self.committee.contains(signed.sender) {
+            let known = amnesia.seen.entry(signed.sender).or_default();
+            *known = ((known.0).max(at.0), (known.1).max(at.1));
+        }
+        let peers = amnesia.seen.len().min(self.committee.n().saturating_sub(1));
+        if amnesia.bound.is_none() && peers >= quorum.min(self.committee.n().saturating_sub(1)) {
+            let view = amnesia.seen.values().map(|(view, _)| *view).max().unwrap_or_default();
+            let seq = amnesia.seen.values().map(|(_, seq)| *seq).max().unwrap_or_default();
+            amnesia.bound = Some((view.next(), Seq(seq.0.saturating_add(window))));
+            self.stats.passive_bound_learned += 1;
+        }
+        if let Some((view, seq)) = &mut amnesia.bound {
+            *view = (*view).max(amnesia.own.0);
+            *seq = (*seq).max(amnesia.own.1);
+        }
+    }
+
+    /// Whether this replica may sign a PRE-PREPARE, PREPARE or COMMIT for (view, seq).
+    pub(super) fn may_vote(&self, view: View, seq: Seq) -> bool {
+        match &self.amnesia {
+            None => true,
+            Some(amnesia) => amnesia.bound.is_some_and(|(bound_view, bound_seq)| view > bound_view || seq > bound_seq),
+        }
+    }
+
+    /// Whether this replica may sign a CHECKPOINT for `seq`.
+    pub(super) fn may_sign_checkpoint(&self, seq: Seq) -> bool {
+        match &self.amnesia {
+            None => true,
+            Some(amnesia) => amnesia.bound.is_some_and(|(_, bound_seq)| seq > bound_seq),
+        }
+    }
+
+    /// Whether this replica may sign a VIEW-CHANGE for `target`.
+    pub(super) fn may_ask_for_view(&self, target: View) -> bool {
+        match &self.amnesia {
+            None => true,
+            Some(amnesia) => amnesia.bound.is_some_and(|(bound_view, _)| target > bound_view),
+        }
+    }
+
+    /// Ends the passive state once the stable checkpoint or the view is past the bound.
+    pub(super) fn leave_amnesia_if_past(&mut self) {
+        let past = self
+            .amnesia
+            .as_ref()
+            .and_then(|amnesia| amnesia.bound)
+            .is_some_and(|(view, seq)| self.stable.seq >= seq || self.view > view);
+        if past {
+            self.amnesia = None;
+        }
+    }
+}

@@ -1,0 +1,95 @@
+//! The coalition of retired members in [`super::Scenario::RetiredCoalition`]:
+//! it holds the keys of every founder, all of them removed by the operator,
+//! and once they are retired it forges in the checkpoint and state-transfer
+//! planes. Its keys were a quorum once; they prove nothing new.
+//!
+//! Each attempt sends every validator, on a retired member's channel:
+//! - a STATE-SNAPSHOT of a forged ledger (the coalition rich) at a future
+//!   checkpoint, proven by a quorum of the first epoch's keys and carrying a
+//!   history in which no change ever happened;
+//! - the forged CHECKPOINT votes themselves, and a VIEW-CHANGE of the first
+//!   epoch carrying them as its checkpoint proof.
+//!
+//! A validator that installed the forged ledger would break agreement and
+//! conserve no supply: the invariants catch it.
+
+use crate::crypto::Keypair;
+use crate::ledger::{AccountId, Ledger};
+use crate::protocol::membership::checkpoint_digest;
+use crate::protocol::{AgentId, Committee, Epoch, MembershipState, Message, Seq, SignedMessage, View};
+use std::sync::Arc;
+
+pub struct RetiredCoalition {
+    /// The first epoch's committee and its members' keys.
+    genesis_committee: Committee,
+    keys: Vec<Keypair>,
+    genesis_balances: Vec<(AccountId, u64)>,
+    checkpoint_interval: u64,
+    attempts: u32,
+}
+
+/// Attempts per run, spread over its retransmit-paced ticks.
+const MAX_ATTEMPTS: u32 = 6;
+
+impl RetiredCoalition {
+    pub fn new(
+        genesis_committee: Committee,
+        keys: Vec<Keypair>,
+        genesis_balances: Vec<(AccountId, u64)>,
+        checkpoint_interval: u64,
+    ) -> RetiredCoalition {
+        RetiredCoalition { genesis_committee, keys, genesis_balances, checkpoint_interval, attempts: 0 }
+    }
+
+    /// All attempts made.
+    pub fn done(&self) -> bool {
+        self.attempts >= MAX_ATTEMPTS
+    }
+
+    /// The founders retired in `newest`, with their keys.
+    fn retired<'a>(&'a self, newest: &'a Committee) -> impl Iterator<Item = (AgentId, &'a Keypair)> + 'a {
+        let members = self.genesis_committee.members().iter();
+        members.zip(&self.keys).filter(|(m, _)| !newest.contains(m.id)).map(|(m, key)| (m.id, key))
+    }
+
+    /// The forged messages of one attempt, once a quorum of the first epoch
+    /// is retired; none before, or after the last attempt.
+    pub fn forge(&mut self, newest: &Committee, highest_executed: Seq) -> Vec<(AgentId, Arc<SignedMessage>)> {
+        let retired = self.retired(newest).count();
+        if retired < self.genesis_committee.quorum() || self.attempts >= MAX_ATTEMPTS {
+            return Vec::new();
+        }
+        self.attempts += 1;
+        let retired: Vec<(AgentId, &Keypair)> = self.retired(newest).collect();
+        let interval = self.checkpoint_interval.max(1);
+        let seq = Seq((highest_executed.0 / interval + u64::from(self.attempts)) * interval);
+        let mut balances = self.genesis_balances.clone();
+        if let Some((_, balance)) = balances.first_mut() {
+            *balance += 1_000_000;
+        }
+        let Ok(ledger) = Ledger::with_genesis(&balances) else { return Vec::new() };
+        let ledger = Arc::new(ledger);
+        let membership = Arc::new(MembershipState::default());
+        let state_digest = checkpoint_digest(ledger.state_digest(), &membership);
+        let sign = |message: Message, (id, key): (AgentId, &Keypair)| {
+            Arc::new(SignedMessage::sign(message, Epoch(0), id, key))
+        };
+        let proof: Vec<Arc<SignedMessage>> = retired
+            .iter()
+            .take(self.genesis_committee.quorum())
+            .map(|signer| sign(Message::Checkpoint { seq, state_digest }, *signer))
+            .collect();
+        let sender = retired[0];
+        let snapshot = Message::StateSnapshot { seq, state_digest, ledger, membership, proof: proof.clone() };
+        let view_change = Message::ViewChange {
+            new_view: View(u64::from(self.attempts)),
+            stable_seq: seq,
+            stable_digest: state_digest,
+            checkpoint_proof: proof.clone(),
+            prepared: Vec::new(),
+        };
+        let mut forged = vec![(sender.0, sign(snapshot, sender)), (sender.0, sign(view_change, sender))];
+        forged.extend(proof.into_iter().map(|vote| (vote.sender, vote)));
+        forged
+    }
+}
