@@ -131,6 +131,23 @@ fn a_validator_key_replaced_by_an_rsa_key_fails_swarm_start_with_one_line_naming
 }
 
 #[test]
+fn n4f1_with_every_write_ahead_log_damaged_swarm_start_refuses_instead_of_starting_over() {
+    let (swarm, _) = TestSwarm::init(&["--max-agents", "4"]);
+    swarm.json(&["agent", "spawn", "--type", "validator", "--count", "4", "--json"]);
+    assert_committed_in_full(&task(&swarm, 300));
+    swarm.json(&["swarm", "stop"]);
+    for entry in std::fs::read_dir(swarm.home.join("wal")).unwrap().flatten() {
+        let bytes = std::fs::read(entry.path()).unwrap();
+        std::fs::write(entry.path(), &bytes[..bytes.len() / 2]).unwrap();
+    }
+    let output = swarm.run(&["swarm", "start"]);
+    let line = stderr(&output);
+    assert!(!output.status.success(), "started from genesis with every log damaged: {line}");
+    assert_eq!(line.trim_end().lines().count(), 1, "not one line: {line}");
+    assert!(line.contains("every validator's write-ahead log is damaged or missing"), "{line}");
+}
+
+#[test]
 fn command_hooks_get_the_swarms_home_whatever_the_working_directory() {
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path().join("elsewhere/home");

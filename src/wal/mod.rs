@@ -35,8 +35,9 @@ const READ_CHUNK: usize = 1024;
 pub struct WalOptions {
     /// The directory of the logs: `<home>/wal`.
     pub dir: PathBuf,
-    /// Wait for the disk on every group commit. Off, a machine crash may lose
-    /// the last commits; a process crash loses nothing.
+    /// Wait for the disk on every group commit. Off, a crash may lose the last
+    /// commits (up to 63: redb keeps non-durable commits in memory until a
+    /// durable one), a process killed with SIGKILL included.
     pub fsync: bool,
 }
 
