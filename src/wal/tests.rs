@@ -131,6 +131,19 @@ impl Cluster {
         self.deliver_all();
     }
 
+    /// Hands `transfers` to the primary alone and returns the PRE-PREPARE it signs; nothing is delivered.
+    fn pre_prepare_of(&mut self, transfers: &[SignedTransfer]) -> Arc<SignedMessage> {
+        let requests: Vec<Request> =
+            transfers.iter().map(|tx| Request { client: ClientId(0), tx: tx.clone() }).collect();
+        let outputs = self.step(0, Input::Requests(requests));
+        let pre_prepare = outputs.iter().find_map(|o| match o {
+            Output::Broadcast(m) if matches!(m.message, Message::PrePrepare { .. }) => Some(m.clone()),
+            _ => None,
+        });
+        self.in_flight.clear();
+        pre_prepare.expect("the primary cuts a batch at once")
+    }
+
     /// Lets `rounds` retransmit intervals pass, every replica ticking once in each.
     fn tick(&mut self, rounds: usize) {
         for _ in 0..rounds {
@@ -271,17 +284,7 @@ fn a_restarted_backup_reports_a_conflicting_pre_prepare_instead_of_preparing_it(
     let genesis = Ledger::with_genesis(&load.genesis).unwrap();
     let mut cluster = Cluster::new(&genesis);
     // Backup 1 receives the pre-prepare and prepares it; nothing else arrives.
-    let requests: Vec<Request> =
-        load.transfers[..BATCH].iter().map(|tx| Request { client: ClientId(0), tx: tx.clone() }).collect();
-    let outputs = cluster.step(0, Input::Requests(requests));
-    let pre_prepare = outputs
-        .iter()
-        .find_map(|o| match o {
-            Output::Broadcast(m) if matches!(m.message, Message::PrePrepare { .. }) => Some(m.clone()),
-            _ => None,
-        })
-        .unwrap();
-    cluster.in_flight.clear();
+    let pre_prepare = cluster.pre_prepare_of(&load.transfers[..BATCH]);
     cluster.step(1, Input::Message(pre_prepare.clone()));
     cluster.in_flight.clear();
     cluster.crash_and_recover(1);
@@ -442,17 +445,7 @@ fn a_validator_whose_log_was_truncated_rejoins_passive_and_is_never_convicted() 
     for chunk in load.transfers[..BATCH * 3].chunks(BATCH) {
         cluster.submit(chunk);
     }
-    let requests: Vec<Request> =
-        load.transfers[BATCH * 3..BATCH * 4].iter().map(|tx| Request { client: ClientId(0), tx: tx.clone() }).collect();
-    let outputs = cluster.step(0, Input::Requests(requests));
-    let pre_prepare = outputs
-        .iter()
-        .find_map(|o| match o {
-            Output::Broadcast(m) if matches!(m.message, Message::PrePrepare { .. }) => Some(m.clone()),
-            _ => None,
-        })
-        .unwrap();
-    cluster.in_flight.clear();
+    let pre_prepare = cluster.pre_prepare_of(&load.transfers[BATCH * 3..BATCH * 4]);
     let prepared = cluster.step(1, Input::Message(pre_prepare.clone()));
     assert!(prepared.iter().any(|o| matches!(o, Output::Broadcast(m) if matches!(m.message, Message::Prepare { .. }))));
     cluster.in_flight.clear();
