@@ -179,7 +179,12 @@ impl Verifier {
             let mut epochs = self.epochs.clone();
             if let Some(genesis) = epochs.values().next().map(|known| known.committee.clone()) {
                 for committee in membership.committees(&genesis).unwrap_or_default() {
-                    epochs.entry(committee.epoch()).or_insert_with(|| EpochKeys::new(&committee));
+                    let known = epochs.entry(committee.epoch()).or_insert_with(|| EpochKeys::new(&committee));
+                    // A joiner is handed the committees before their boundaries are decided:
+                    // the state fills in a start it did not know, never changes a known one.
+                    if known.committee.starts_after() == Seq(0) && committee.starts_after() != Seq(0) {
+                        *known = EpochKeys::new(&committee);
+                    }
                 }
             }
             check_signature(&epochs, signed)?;
