@@ -8,9 +8,10 @@ use super::membership::{AgentRecord, AgentStatus, MembershipRecord, QuarantineRe
 use crate::actors::{JoinerEntry, MembershipJournal};
 use crate::events::rfc3339;
 use crate::protocol::{AgentId, Committee, Member};
+use crate::store::unix_ms;
 use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard, PoisonError};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 pub struct MembershipBook {
     home: Home,
@@ -97,9 +98,4 @@ impl MembershipJournal for MembershipBook {
         };
         self.update(|record| record.quarantined(&agent.name, quarantine)).map_err(|e| e.to_string())
     }
-}
-
-/// Milliseconds since the Unix epoch (0 before it, saturating far after).
-pub fn unix_ms(time: SystemTime) -> u64 {
-    time.duration_since(UNIX_EPOCH).map_or(0, |since| since.as_millis().min(u64::MAX as u128) as u64)
 }

@@ -180,7 +180,7 @@ fn plan(state: &SwarmState, request: &SpawnRequest) -> Result<Vec<(AgentRecord, 
 /// batches each has seen, from `seen`).
 fn rows(state: &SwarmState, statuses: &[ValidatorStatus], seen: &[(String, u64)]) -> Vec<AgentRow> {
     let record: MembershipRecord = state.book.read();
-    let now_ms = super::book::unix_ms(std::time::SystemTime::now());
+    let now_ms = crate::store::unix_ms(std::time::SystemTime::now());
     let row = |agent: &AgentRecord, status: &str, role: &str| AgentRow {
         id: agent.name.clone(),
         agent_type: agent.agent_type.clone(),
