@@ -641,3 +641,7 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "verify_tests.rs"]
+mod rule_tests;
