@@ -531,3 +531,64 @@ fn leaving_a_view_keeps_the_prepared_certificate_and_the_executed_digest() {
     assert_eq!((slot.certificate, slot.executed), (Some(certificate), Some(digest)));
     assert_eq!((slot.pre_prepare, slot.digest, slot.prepared, slot.committed), (None, None, false, false));
 }
+
+/// Backup 1 executes seq 1 and 2 (the checkpoint interval) from primary 0's
+/// pre-prepares and its peers' votes; returns the digest of its own CHECKPOINT at 2.
+fn executed_to_the_first_checkpoint(f: &Fixture) -> (Replica, Digest) {
+    let mut backup = f.replica(1);
+    let mut out = Vec::new();
+    for seq in 1..=2u64 {
+        let (pre_prepare, digest) = f.pre_prepare(seq, vec![f.request(seq - 1)]);
+        out.extend(backup.step(Micros(0), Input::Message(pre_prepare)));
+        for from in [2, 3] {
+            let prepare = f.signed(from, Message::Prepare { view: View(0), seq: Seq(seq), digest });
+            out.extend(backup.step(Micros(0), Input::Message(prepare)));
+        }
+        for from in [0, 2] {
+            let commit = f.signed(from, Message::Commit { view: View(0), seq: Seq(seq), digest });
+            out.extend(backup.step(Micros(0), Input::Message(commit)));
+        }
+    }
+    assert_eq!(backup.last_executed(), Seq(2));
+    let own = broadcasts(&out)
+        .into_iter()
+        .find_map(|m| match m {
+            Message::Checkpoint { seq: Seq(2), state_digest } => Some(*state_digest),
+            _ => None,
+        })
+        .expect("its own CHECKPOINT at 2");
+    (backup, own)
+}
+
+/// Found by mutation testing: the quorum and the disagreement count in
+/// `try_stabilize` could be weakened unnoticed.
+#[test]
+fn a_checkpoint_is_stable_at_exactly_a_quorum_of_matching_signatures_its_own_included() {
+    let f = fixture();
+    let (mut backup, own) = executed_to_the_first_checkpoint(&f);
+    let vote = |from| f.signed(from, Message::Checkpoint { seq: Seq(2), state_digest: own });
+    assert_eq!(backup.stable_checkpoint().seq, Seq(0), "its own signature alone is not a quorum");
+    backup.step(Micros(1), Input::Message(vote(0)));
+    assert_eq!(backup.stable_checkpoint().seq, Seq(0), "two of four are not a quorum");
+    backup.step(Micros(1), Input::Message(vote(3)));
+    assert_eq!(backup.stable_checkpoint().seq, Seq(2));
+    assert_eq!(backup.stable_checkpoint().state_digest, own);
+    let signers: Vec<AgentId> = backup.stable_checkpoint().proof.iter().map(|vote| vote.sender).collect();
+    assert_eq!(signers, vec![AgentId(0), AgentId(1), AgentId(3)]);
+    assert_eq!(backup.stats().checkpoint_disagreements, 0);
+}
+
+#[test]
+fn a_quorum_signing_another_checkpoint_digest_is_a_disagreement_never_a_stable_checkpoint() {
+    let f = fixture();
+    let (mut backup, own) = executed_to_the_first_checkpoint(&f);
+    let other = Digest([9; 32]);
+    assert_ne!(other, own);
+    let vote = |from| f.signed(from, Message::Checkpoint { seq: Seq(2), state_digest: other });
+    backup.step(Micros(1), Input::Message(vote(0)));
+    backup.step(Micros(1), Input::Message(vote(2)));
+    assert_eq!(backup.stats().checkpoint_disagreements, 0, "two of four are not a quorum");
+    backup.step(Micros(1), Input::Message(vote(3)));
+    assert_eq!(backup.stats().checkpoint_disagreements, 1);
+    assert_eq!(backup.stable_checkpoint().seq, Seq(0), "made another state's checkpoint stable");
+}
