@@ -506,3 +506,28 @@ fn a_swarm_whose_every_log_is_damaged_refuses_to_start() {
     assert_eq!(refuse_if_all_logs_lost([("v1", &a), ("v2", &b), ("v3", &intact)]), Ok(()));
     assert_eq!(refuse_if_all_logs_lost([("v1", &Recovery::Fresh)]), Ok(()));
 }
+
+/// A passive validator learns its bound from its peers, and its log keeps
+/// it: restarted, it resumes with the same bound instead of waiting to hear
+/// a quorum again. Found by mutation testing: restoring the passive state
+/// without its bound survived every test.
+#[test]
+fn a_passive_validator_restarted_keeps_the_bound_it_learned() {
+    let load = workload(BATCH * 3);
+    let genesis = Ledger::with_genesis(&load.genesis).unwrap();
+    let mut cluster = Cluster::new(&genesis);
+    cluster.submit(&load.transfers[..BATCH]);
+    let journal = cluster.journals[1].as_mut().unwrap();
+    let last = journal.store.append(&journal.log, &[]).unwrap();
+    let mut raw = journal.store.raw_record(&journal.log, last.0).unwrap();
+    raw.truncate(raw.len() / 2);
+    journal.store.write_raw_record(&journal.log, last.0, &raw).unwrap();
+    assert!(matches!(cluster.crash_and_recover(1), Recovery::Discarded { .. }));
+    assert_eq!(cluster.replicas[1].passive(), Some(Passive { bound: None }));
+
+    cluster.submit(&load.transfers[BATCH..BATCH * 2]);
+    let learned = cluster.replicas[1].passive();
+    assert!(matches!(learned, Some(Passive { bound: Some(_) })), "no bound learned: {learned:?}");
+    assert!(matches!(cluster.crash_and_recover(1), Recovery::Wal { passive: true, .. }));
+    assert_eq!(cluster.replicas[1].passive(), learned);
+}
