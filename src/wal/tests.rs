@@ -531,3 +531,63 @@ fn a_passive_validator_restarted_keeps_the_bound_it_learned() {
     assert!(matches!(cluster.crash_and_recover(1), Recovery::Wal { passive: true, .. }));
     assert_eq!(cluster.replicas[1].passive(), learned);
 }
+
+/// A backup restarted after executing seq 1 (above its stable checkpoint)
+/// still holds the slot's prepared certificate and the digest it executed:
+/// its VIEW-CHANGE carries the certificate, and it prepares the same batch
+/// again when the new view re-proposes it. Found by mutation testing:
+/// restoring the slot without either survived every test.
+#[test]
+fn a_restarted_backup_carries_its_prepared_certificate_into_the_next_view() {
+    let load = workload(BATCH);
+    let genesis = Ledger::with_genesis(&load.genesis).unwrap();
+    let mut cluster = Cluster::new(&genesis);
+    cluster.submit(&load.transfers);
+    assert_eq!((cluster.replicas[2].last_executed(), cluster.replicas[2].stable_checkpoint().seq), (Seq(1), Seq(0)));
+    assert!(matches!(cluster.crash_and_recover(2), Recovery::Wal { passive: false, .. }));
+    cluster.in_flight.clear();
+
+    let sign = |cluster: &Cluster, from: usize, message: Message| {
+        Arc::new(SignedMessage::sign(message, Epoch(0), AgentId(from as u32), &cluster.specs[from].keypair))
+    };
+    let ask = |cluster: &Cluster, from: usize| {
+        let message = Message::ViewChange {
+            new_view: View(1),
+            stable_seq: Seq(0),
+            stable_digest: crate::crypto::Digest::default(),
+            checkpoint_proof: vec![],
+            prepared: vec![],
+        };
+        sign(cluster, from, message)
+    };
+    let (first, third) = (ask(&cluster, 1), ask(&cluster, 3));
+    let mut outputs = cluster.step(2, Input::Message(first.clone()));
+    outputs.extend(cluster.step(2, Input::Message(third.clone())));
+    let own = outputs
+        .iter()
+        .find_map(|o| match o {
+            Output::Broadcast(m) if matches!(m.message, Message::ViewChange { .. }) => Some(m.clone()),
+            _ => None,
+        })
+        .expect("f+1 VIEW-CHANGEs make it join view 1");
+    let Message::ViewChange { ref prepared, .. } = own.message else { unreachable!() };
+    let slots: Vec<_> =
+        prepared.iter().filter_map(|c| c.slot()).map(|(_, seq, digest, batch)| (seq, digest, batch.clone())).collect();
+    assert_eq!(
+        slots.iter().map(|(seq, ..)| *seq).collect::<Vec<_>>(),
+        vec![Seq(1)],
+        "the certificate of seq 1 was lost"
+    );
+    let (_, digest, batch) = slots[0].clone();
+
+    let again = sign(&cluster, 1, Message::PrePrepare { view: View(1), seq: Seq(1), digest, batch });
+    let message =
+        Message::NewView { view: View(1), view_changes: vec![first, own.clone(), third], pre_prepares: vec![again] };
+    let outputs = cluster.step(2, Input::Message(sign(&cluster, 1, message)));
+    assert_eq!(cluster.replicas[2].view(), View(1));
+    let prepares_again = outputs.iter().any(
+        |o| matches!(o, Output::Broadcast(m) if m.message == Message::Prepare { view: View(1), seq: Seq(1), digest }),
+    );
+    assert!(prepares_again, "it did not prepare the batch it executed at seq 1 again");
+    assert_eq!(cluster.replicas[2].stats().dropped_conflicts_executed, 0);
+}
