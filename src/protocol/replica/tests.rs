@@ -592,3 +592,37 @@ fn a_quorum_signing_another_checkpoint_digest_is_a_disagreement_never_a_stable_c
     assert_eq!(backup.stats().checkpoint_disagreements, 1);
     assert_eq!(backup.stable_checkpoint().seq, Seq(0), "made another state's checkpoint stable");
 }
+
+/// The window (log window 4 above stable checkpoint 0) admits a CHECKPOINT
+/// at its high water mark and drops the next one. Found by mutation
+/// testing: `>` weakened to `>=` or `==` in the check survived.
+#[test]
+fn a_checkpoint_vote_at_the_high_water_mark_is_kept_and_one_beyond_it_dropped() {
+    let f = fixture();
+    let mut backup = f.replica(1);
+    let vote = |from, seq| f.signed(from, Message::Checkpoint { seq: Seq(seq), state_digest: Digest([4; 32]) });
+    backup.step(Micros(0), Input::Message(vote(0, 4)));
+    assert_eq!(backup.stats().dropped_out_of_window, 0, "the high water mark itself is inside the window");
+    backup.step(Micros(0), Input::Message(vote(0, 6)));
+    assert_eq!(backup.stats().dropped_out_of_window, 1);
+}
+
+/// With two batches in flight (`max_in_flight_batches`) the primary cuts no
+/// third, however many requests wait (until a retransmit interval or the
+/// view change timeout passes). Found by mutation
+/// testing: `&&` weakened to `||` in `may_propose` survived.
+#[test]
+fn the_primary_keeps_at_most_max_in_flight_batches_unexecuted() {
+    let f = fixture();
+    let mut primary = f.replica(0);
+    let mut proposed = broadcasts(&primary.step(Micros(0), Input::Requests((0..6).map(|n| f.request(n)).collect())))
+        .into_iter()
+        .filter(|m| matches!(m, Message::PrePrepare { .. }))
+        .count();
+    for now in [1_000, 2_000, 5_000] {
+        let out = primary.step(Micros(now), Input::Tick);
+        proposed += broadcasts(&out).into_iter().filter(|m| matches!(m, Message::PrePrepare { .. })).count();
+    }
+    assert_eq!(proposed, 2);
+    assert_eq!(primary.queued_requests(), 2);
+}
