@@ -626,3 +626,16 @@ fn the_primary_keeps_at_most_max_in_flight_batches_unexecuted() {
     assert_eq!(proposed, 2);
     assert_eq!(primary.queued_requests(), 2);
 }
+
+/// A pre-prepare at the high water mark (stable checkpoint 0 + log window 4)
+/// is inside the window: the backup prepares it. Found by mutation testing:
+/// `>` weakened to `>=` in `admit` survived.
+#[test]
+fn a_pre_prepare_at_the_high_water_mark_is_prepared() {
+    let f = fixture();
+    let mut backup = f.replica(1);
+    let (at_the_mark, digest) = f.pre_prepare(4, vec![f.request(0)]);
+    let out = backup.step(Micros(0), Input::Message(at_the_mark));
+    assert_eq!(broadcasts(&out), vec![&Message::Prepare { view: View(0), seq: Seq(4), digest }]);
+    assert_eq!(backup.stats().dropped_out_of_window, 0);
+}
