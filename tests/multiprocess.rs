@@ -80,6 +80,18 @@ impl Testnet {
         std::fs::read_to_string(self.path("hub/hub.addr")).expect("the hub wrote hub.addr")
     }
 
+    /// Starts the hub again on the address it listened on (`hub`), where its
+    /// node processes, still running, reconnect; runs `transactions` more
+    /// transfers and returns the report and what the hub printed this time.
+    fn restart_hub(&mut self, hub: &str, transactions: usize) -> (Value, String) {
+        let printed_before = self.hub_stderr.lock().unwrap().len();
+        let mut args = hub_args(transactions, 64);
+        args.extend(["--listen".to_owned(), hub.to_owned()]);
+        self.start_hub(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        let report = self.hub_report(Duration::from_secs(60));
+        (report, self.hub_stderr.lock().unwrap()[printed_before..].join("\n"))
+    }
+
     fn wait_for_hub_line(&self, needle: &str, limit: Duration) {
         let lines = self.hub_lines.as_ref().expect("the hub runs");
         let deadline = Instant::now() + limit;
@@ -276,6 +288,15 @@ fn node_processes_convict_a_byzantine_validator_inside_the_hub() {
     let report = net.hub_report(Duration::from_secs(90));
     assert_nothing_lost(&report, 4);
     assert_convicted_and_replaced(&report, "bft-agent-4");
+    // Started again, the hub comes back in the epoch of the replacement, which
+    // it runs from its key and log in the hub's home; the convicted one stays out.
+    let (report, printed) = net.restart_hub(&hub, 300);
+    assert!(printed.contains("waiting for 3 validator processes (epoch 1)"), "{printed}");
+    assert_nothing_lost(&report, 4);
+    let mut names: Vec<&str> = report["agents"].as_array().unwrap().iter().filter_map(|a| a["name"].as_str()).collect();
+    names.sort_unstable();
+    assert_eq!(names, ["bft-agent-1", "bft-agent-2", "bft-agent-3", "bft-agent-5"], "{report:#}");
+    assert_eq!(report["detections"].as_array().map(Vec::len), Some(0), "nobody convicted anew: {report:#}");
 }
 
 #[test]
@@ -433,6 +454,14 @@ fn membership_change_removes_a_node_process_and_adds_a_standby_one_that_survives
     let change = &report["membership_changes"][0];
     assert_eq!(change["added"], serde_json::json!(["bft-agent-5"]), "{report:#}");
     assert_eq!(change["removed"], serde_json::json!(["bft-agent-4"]), "{report:#}");
+    let names: Vec<&str> = report["agents"].as_array().unwrap().iter().filter_map(|a| a["name"].as_str()).collect();
+    assert_eq!(names, ["bft-agent-1", "bft-agent-2", "bft-agent-3", "bft-agent-5"], "{report:#}");
+    // Started again, the hub comes back in epoch 1: it waits for bft-agent-5,
+    // not for the removed bft-agent-4, and makes no change twice.
+    let (report, printed) = net.restart_hub(&hub, 300);
+    assert!(printed.contains("waiting for 4 validator processes (epoch 1)"), "{printed}");
+    assert_nothing_lost(&report, 4);
+    assert_eq!(report["membership_changes"].as_array().map(Vec::len), Some(0), "{report:#}");
     let names: Vec<&str> = report["agents"].as_array().unwrap().iter().filter_map(|a| a["name"].as_str()).collect();
     assert_eq!(names, ["bft-agent-1", "bft-agent-2", "bft-agent-3", "bft-agent-5"], "{report:#}");
 }

@@ -260,7 +260,7 @@ pub struct SwarmHandle {
     pub(super) detector: Addr<DetectorActor>,
     pub(super) quarantine: Addr<QuarantineManager>,
     /// Validators in other processes, by where their status is asked ([`super::remote`]).
-    pub(super) remote: Mutex<BTreeMap<AgentId, Recipient<GetStatus>>>,
+    pub(super) remote: Mutex<BTreeMap<AgentId, super::remote::RemoteLink>>,
     pub(super) journal: Option<Arc<dyn MembershipJournal>>,
 }
 
@@ -671,15 +671,14 @@ impl SwarmHandle {
     /// carry on from there instead of reusing spent nonces).
     pub async fn next_nonces(&self, accounts: Vec<AccountId>) -> Vec<u64> {
         let accounts = Arc::new(accounts);
-        let mut highest = vec![0; accounts.len()];
-        for validator in self.validator_addrs() {
+        let local = self.validator_addrs().into_iter().map(|validator| validator.recipient());
+        let mut answers = Vec::new();
+        for validator in local.chain(self.remote_nonces()) {
             if let Ok(nonces) = validator.send(GetNextNonces(accounts.clone())).await {
-                for (high, nonce) in highest.iter_mut().zip(nonces) {
-                    *high = (*high).max(nonce);
-                }
+                answers.push(nonces);
             }
         }
-        highest
+        vouched_nonces(&answers, accounts.len(), self.committee().f())
     }
 
     /// Waits, at most `max_wait`, until every validator has executed the same
@@ -751,6 +750,20 @@ impl Drop for Swarm {
             arbiter.stop();
         }
     }
+}
+
+/// Each account's next nonce as at least f+1 of the `answers` say it is (all
+/// the answers when fewer came): f lying validators can neither push a nonce
+/// past what the honest ones executed nor hold it back. After
+/// [`SwarmHandle::drain_in_flight`] the honest answers agree.
+fn vouched_nonces(answers: &[Vec<u64>], accounts: usize, f: usize) -> Vec<u64> {
+    (0..accounts)
+        .map(|account| {
+            let mut said: Vec<u64> = answers.iter().filter_map(|nonces| nonces.get(account).copied()).collect();
+            said.sort_unstable_by(|a, b| b.cmp(a));
+            said.get(f.min(said.len().saturating_sub(1))).copied().unwrap_or(0)
+        })
+        .collect()
 }
 
 /// A relaunch's committees, once they are known to start at `genesis` and
@@ -846,5 +859,22 @@ impl ValidatorSeed {
             }
             ValidatorSeed::Durable(recovered) => Validator::recovered(*recovered, route),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::vouched_nonces;
+
+    #[test]
+    fn a_nonce_is_what_f_plus_one_validators_vouch_for() {
+        // f = 1: one liar saying more, or less, moves nothing.
+        let answers = [vec![5, 9], vec![5, 9], vec![500, 0], vec![5, 9]];
+        assert_eq!(vouched_nonces(&answers, 2, 1), [5, 9]);
+        // Fewer answers than f+1: the lowest said; none at all: 0.
+        assert_eq!(vouched_nonces(&[vec![4]], 1, 1), [4]);
+        assert_eq!(vouched_nonces(&[], 1, 1), [0]);
+        // A short answer counts for the accounts it has.
+        assert_eq!(vouched_nonces(&[vec![2], vec![2, 3], vec![2, 3]], 2, 1), [2, 3]);
     }
 }
