@@ -467,6 +467,43 @@ fn membership_change_removes_a_node_process_and_adds_a_standby_one_that_survives
 }
 
 #[test]
+fn a_hub_killed_under_load_comes_back_and_its_next_workload_commits_in_full() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    // bft-agent-4 runs inside the hub, from the hub's log; the others are node processes.
+    let mut net = Testnet::write(4, 1);
+    let args = hub_args(20000, 64);
+    let hub = net.start_hub(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    for index in 0..3 {
+        net.start_durable_node(index, &hub);
+    }
+    net.wait_for_hub_line("workload started", Duration::from_secs(30));
+    std::thread::sleep(Duration::from_millis(400));
+    let mut killed = net.hub.take().expect("the hub runs");
+    killed.kill().expect("SIGKILL the hub");
+    killed.wait().expect("the killed hub is reaped");
+    // Its account nonces come from the validators' ledgers, not from the
+    // killed process: every transfer of the next workload commits or is an overdraft.
+    let (report, printed) = net.restart_hub(&hub, 500);
+    assert!(printed.contains("waiting for 3 validator processes (epoch 0)"), "{printed}");
+    assert_nothing_lost(&report, 4);
+    assert_eq!(report["detections"].as_array().map(Vec::len), Some(0), "nobody convicted: {report:#}");
+}
+
+#[test]
+fn a_hub_home_of_another_swarm_is_refused() {
+    let first = Testnet::write(4, 0);
+    let second = Testnet::write(4, 0);
+    // A hub that runs once writes its record, even when its nodes never come.
+    let ran = Command::new(BIN).arg("hub").arg("--home").arg(first.path("hub")).args(["--wait-secs", "1"]).output();
+    assert!(!ran.unwrap().status.success(), "no node came");
+    std::fs::copy(first.path("hub/membership.json"), second.path("hub/membership.json")).unwrap();
+    let refused = Command::new(BIN).arg("hub").arg("--home").arg(second.path("hub")).output().unwrap();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("membership.json records another swarm than committee.toml"), "{stderr}");
+}
+
+#[test]
 fn testnet_refuses_a_swarm_that_cannot_tolerate_a_fault() {
     let dir = tempfile::tempdir().unwrap();
     let output = Command::new(BIN).args(["testnet", "--validators", "3", "--output"]).arg(dir.path()).output().unwrap();
