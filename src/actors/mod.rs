@@ -33,6 +33,7 @@
 //! `examples/custom_validator.rs` is a compliance officer built this way.
 
 mod client;
+mod committees;
 mod detector;
 mod durable;
 mod journal;

@@ -43,7 +43,7 @@ impl SwarmHandle {
 
     /// Every committee since launch, oldest first.
     pub fn committee_history(&self) -> Vec<Committee> {
-        lock(&self.committees).clone()
+        lock(&self.committees).history().to_vec()
     }
 
     pub fn params(&self) -> &ProtocolParams {

@@ -6,6 +6,7 @@
 //! and the caller's thread only waits.
 
 use super::client::{Begin, Client, ClientRun};
+use super::committees::Committees;
 use super::detector::DetectorActor;
 use super::durable::RecoveredValidator;
 use super::journal::MembershipJournal;
@@ -243,9 +244,8 @@ impl std::ops::Deref for Swarm {
 /// (futures on the caller's thread, or the daemon's API threads), so what
 /// changes with the membership sits behind locks never held across an `.await`.
 pub struct SwarmHandle {
-    pub(super) committee: Mutex<Committee>,
-    /// Every committee since launch, oldest first: a joining validator learns them.
-    pub(super) committees: Mutex<Vec<Committee>>,
+    /// Every committee since genesis and which is in effect: a joining validator learns them.
+    pub(super) committees: Mutex<Committees>,
     pub(super) params: ProtocolParams,
     pub(super) genesis: Ledger,
     pub(super) operator: Option<Keypair>,
@@ -355,8 +355,9 @@ impl Swarm {
     ) -> Swarm {
         let SwarmSpec { params, genesis, operator, .. } = spec;
         // The committee in effect: the one before a change still pending.
-        let pending = options.relaunch.as_ref().is_some_and(|relaunch| relaunch.pending) as usize;
-        let committee = history.iter().rev().nth(pending).cloned().unwrap_or(spec.committee);
+        let pending = options.relaunch.as_ref().is_some_and(|relaunch| relaunch.pending);
+        let committees = Committees::new(if history.is_empty() { vec![spec.committee] } else { history }, pending);
+        let committee = committees.current().clone();
         let LaunchOptions { name: swarm_name, hooks, validator_mailbox, quarantine, wal, journal, .. } = options;
         // Its own thread: fanning events out to hooks never delays routing.
         let hub_arbiter = Arbiter::new();
@@ -381,8 +382,7 @@ impl Swarm {
             let detector =
                 DetectorActor::start_in_arbiter(&detection, move |_| DetectorActor::new(first, events, convicted));
             SwarmHandle {
-                committee: Mutex::new(committee.clone()),
-                committees: Mutex::new(history),
+                committees: Mutex::new(committees),
                 params,
                 genesis,
                 operator,
@@ -446,7 +446,7 @@ impl SwarmHandle {
         let route = self.supervisor.clone().recipient();
         let events = self.hub.clone().recipient();
         let mailbox = self.validator_mailbox;
-        let known = lock(&self.committees).clone();
+        let known = lock(&self.committees).history().to_vec();
         let detector = self.detector.clone().recipient();
         let addr = ActorSupervisor::start_in_arbiter(&arbiter.handle(), move |_| {
             let validator = seed.grow(name, route).with_events(events).with_mailbox(mailbox);
@@ -468,12 +468,12 @@ impl SwarmHandle {
 
     /// The committee of the current membership epoch.
     pub fn committee(&self) -> Committee {
-        lock(&self.committee).clone()
+        lock(&self.committees).current().clone()
     }
 
     /// `agent` as a member of the latest committee that had it.
     pub fn member_in_any_epoch(&self, agent: AgentId) -> Option<Member> {
-        lock(&self.committees).iter().rev().find_map(|committee| committee.member(agent).cloned())
+        lock(&self.committees).member_in_any_epoch(agent).cloned()
     }
 
     /// Enforces again a quarantine a relaunched swarm found in its record:
@@ -574,7 +574,7 @@ impl SwarmHandle {
     ) -> Result<ClientRun, SwarmError> {
         let arbiter = StopOnDrop(Arbiter::new());
         let (result_tx, result_rx) = oneshot::channel();
-        let committees = lock(&self.committees).clone();
+        let committees = lock(&self.committees).history().to_vec();
         let route = self.supervisor.clone().recipient();
         let retry_us = retry_ms.saturating_mul(1000);
         let addr = Client::start_in_arbiter(&arbiter.0.handle(), move |_| {
