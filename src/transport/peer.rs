@@ -186,6 +186,7 @@ impl Handler<GetStatus> for RemoteValidator {
             injected_fault: node.injected_fault.clone(),
             view_history: node.view_history.clone(),
             recovery: None,
+            logged_executed: None,
         })
     }
 }

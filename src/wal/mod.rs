@@ -173,6 +173,8 @@ pub struct Journal {
     pending: Vec<Vec<u8>>,
     /// A checkpoint became stable since the last commit: write a snapshot instead.
     snapshot_due: bool,
+    /// The last sequence number executed that the log holds, as of the last commit.
+    committed_executed: Seq,
 }
 
 impl std::fmt::Debug for Journal {
@@ -270,7 +272,16 @@ fn open_and_read(path: &Path, options: RedbOptions, log: &str, identity: Identit
     if records == 0 {
         store.append(log, &[WalRecord::Identity(identity).encode()])?;
     }
-    let journal = Journal { store, log: log.to_owned(), identity, mirror, pending: Vec::new(), snapshot_due: false };
+    let committed_executed = mirror.last_executed();
+    let journal = Journal {
+        store,
+        log: log.to_owned(),
+        identity,
+        mirror,
+        pending: Vec::new(),
+        snapshot_due: false,
+        committed_executed,
+    };
     Ok((journal, records))
 }
 
@@ -362,7 +373,14 @@ impl Journal {
         } else if !records.is_empty() {
             self.store.append(&self.log, &records)?;
         }
+        self.committed_executed = self.mirror.last_executed();
         Ok(())
+    }
+
+    /// How far a crash now would leave the replica's execution: the last
+    /// sequence number executed that the committed log holds.
+    pub fn committed_executed(&self) -> Seq {
+        self.committed_executed
     }
 
     /// The state the log holds now.
