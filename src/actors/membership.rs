@@ -256,7 +256,7 @@ impl SwarmHandle {
                 self.supervisor.do_send(Unregister(*id));
             }
         }
-        lock(&self.committees).took_effect(&next);
+        lock(&self.committees).took_effect(next);
         let timestamp = timestamp_now();
         let reason = format!("removed by the membership change to epoch {}", next.epoch());
         let mut events: Vec<LifecycleEvent> = removed
