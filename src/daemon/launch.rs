@@ -91,6 +91,8 @@ pub(super) fn launch_if_ready(
         enforce: config.detection.malicious_detection,
         max_wait: MEMBERSHIP_WAIT,
         memory: Some(memory.clone()),
+        // The home is one swarm: started again, it carries on with its convictions.
+        resume: true,
     };
     let name = state.meta.swarm_id.clone();
     let wal = config.storage.wal.then(|| WalOptions::under_home(home.root(), config.storage.fsync));
