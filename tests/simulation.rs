@@ -3,7 +3,7 @@
 
 use bftswarm::sim::{self, Scenario, SimConfig, SimReport};
 
-/// Seeds per scenario; CI runs the default (10,080 seeds in all), a soak run
+/// Seeds per scenario; CI runs the default (10,480 seeds in all), a soak run
 /// raises it. Cheap scenarios (lossy network, mixed faults, crashes and
 /// damaged logs, silent or slow primaries) run the most; those whose runs are
 /// long (equivocating primary, partition, lagging validator, the retired
@@ -210,4 +210,12 @@ fn crashes_with_damaged_logs_never_equivocate_never_convict_and_every_transfer_c
         "only {resumed} of {} runs saw a passive validator learn its bound",
         reports.len()
     );
+}
+
+#[test]
+fn more_than_f_validators_losing_their_logs_at_once_never_equivocate_and_every_transfer_commits() {
+    let reports = run_seeds(0..seed_count(1000) * 2 / 5, |seed| SimConfig::from_seed(seed, Scenario::LostLogsBeyondF));
+    assert_all_pass(&reports);
+    let beyond_f = reports.iter().filter(|r| r.damaged_restarts > (r.validators - 1) / 3).count();
+    assert!(beyond_f > reports.len() * 9 / 10, "only {beyond_f} of {} runs lost more than f logs", reports.len());
 }

@@ -118,5 +118,9 @@ fn log_recovery(name: &str, recovery: &Recovery) {
         Recovery::Discarded { .. } | Recovery::Missing => {
             tracing::info!(validator = %name, "started passive from genesis")
         }
+        Recovery::Unclean { records, stable_checkpoint, last_executed } => tracing::info!(
+            validator = %name, records, %stable_checkpoint, %last_executed,
+            "rebuilt from the write-ahead log, passive: it was not closed cleanly without fsync"
+        ),
     }
 }

@@ -89,6 +89,13 @@ pub enum Scenario {
     /// from genesis. None ever signs two different messages for one slot,
     /// none is convicted, and every transfer commits.
     DamagedLogs,
+    /// f+1 to n-1 validators lose their write-ahead logs at one moment (a
+    /// machine crash under several of them): more than f passive at once, so
+    /// no quorum of active voters is left. The most advanced validator keeps
+    /// its log (without it the history only the others held would be lost for
+    /// good, whatever the protocol). None signs two different messages for one
+    /// slot, none is convicted, and every transfer commits.
+    LostLogsBeyondF,
 }
 
 impl Scenario {
@@ -106,10 +113,11 @@ impl Scenario {
             Scenario::ByzantineAgents => "byzantine-agents",
             Scenario::RetiredCoalition => "retired-coalition",
             Scenario::DamagedLogs => "damaged-logs",
+            Scenario::LostLogsBeyondF => "lost-logs-beyond-f",
         }
     }
 
-    pub const ALL: [Scenario; 12] = [
+    pub const ALL: [Scenario; 13] = [
         Scenario::LossyNetwork,
         Scenario::EquivocatingPrimary,
         Scenario::SilentPrimary,
@@ -122,6 +130,7 @@ impl Scenario {
         Scenario::ByzantineAgents,
         Scenario::RetiredCoalition,
         Scenario::DamagedLogs,
+        Scenario::LostLogsBeyondF,
     ];
 
     pub fn parse(name: &str) -> Option<Scenario> {
@@ -323,6 +332,7 @@ fn assign_faults(config: &SimConfig, committee: &Committee, rng: &mut SeededRng)
         | Scenario::SlowPrimary
         | Scenario::CrashRestart
         | Scenario::DamagedLogs
+        | Scenario::LostLogsBeyondF
         | Scenario::RetiredCoalition
         | Scenario::ByzantineAgents => BTreeMap::new(),
         Scenario::EquivocatingPrimary => BTreeMap::from([(primary, spec(FaultType::Equivocation, 1.0, 0))]),
@@ -382,8 +392,11 @@ pub fn run(config: &SimConfig) -> SimReport {
             verifier: Verifier::new(&committee, config.params.max_batch_size),
             adversaries: specs.iter().map(|spec| Adversary::new(id, key.clone(), *spec, rng.next_u64())).collect(),
             accuser: agent.and_then(|agent| agent.accuses).map(FalseAccuser::new),
-            persisted: matches!(config.scenario, Scenario::CrashRestart | Scenario::DamagedLogs)
-                .then(RecoveredState::default),
+            persisted: matches!(
+                config.scenario,
+                Scenario::CrashRestart | Scenario::DamagedLogs | Scenario::LostLogsBeyondF
+            )
+            .then(RecoveredState::default),
         }
     };
     let mut validators: Vec<SimValidator> =
@@ -455,6 +468,9 @@ pub fn run(config: &SimConfig) -> SimReport {
         _ => Vec::new(),
     };
     let mut damage_rng = rng.fork(0xDA3A6E);
+    // When more than f validators lose their logs at once (one moment per run).
+    let mut mass_loss =
+        (config.scenario == Scenario::LostLogsBeyondF).then(|| Micros(damage_rng.between(5_000, 250_000)));
     let mut signed_slots = restart::SignedSlots::default();
     let mut damaged_restarts = 0usize;
     let mut forged_messages = 0usize;
@@ -490,6 +506,24 @@ pub fn run(config: &SimConfig) -> SimReport {
                 Replica::restore(id, key, committee.clone(), params, genesis.clone(), state, now);
             delivered.forget(id);
             network.schedule_tick(Node::Validator(victim), now);
+        }
+        if mass_loss.is_some_and(|at| at <= now) {
+            let victims = restart::beyond_f_victims(&validators, &mut damage_rng);
+            if !victims.is_empty() {
+                mass_loss = None;
+            }
+            for victim in victims {
+                let state = RecoveredState { passive: Some(Passive::default()), ..RecoveredState::default() };
+                validators[victim].persisted = Some(state.clone());
+                damaged_restarts += 1;
+                invariants.lost_its_state(AgentId(victim as u32));
+                let (id, key) = (AgentId(victim as u32), keys[victim].clone());
+                let params = config.params.clone();
+                validators[victim].replica =
+                    Replica::restore(id, key, committee.clone(), params, genesis.clone(), state, now);
+                delivered.forget(id);
+                network.schedule_tick(Node::Validator(victim), now);
+            }
         }
         match node {
             Node::Operator => {

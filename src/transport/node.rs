@@ -151,6 +151,10 @@ fn describe_recovery(recovery: &Recovery) -> String {
             )
         }
         Recovery::Missing => "its write-ahead log is missing; passive, catching up from peers".into(),
+        Recovery::Unclean { records, last_executed, .. } => format!(
+            "rebuilt from its write-ahead log ({records} records, executed up to seq {last_executed}), which was \
+             not closed cleanly without fsync; passive, catching up from peers"
+        ),
     }
 }
 
