@@ -512,6 +512,26 @@ fn a_hub_killed_under_load_comes_back_and_its_next_workload_commits_in_full() {
 }
 
 #[test]
+fn a_validator_of_the_hub_whose_log_is_gone_comes_back_passive() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    // bft-agent-4 runs inside the hub: no peer's log lies beside its own.
+    let mut net = Testnet::write(4, 1);
+    let args = hub_args(600, 64);
+    let hub = net.start_hub(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    for index in 0..3 {
+        net.start_node(index, &hub);
+    }
+    assert_nothing_lost(&net.hub_report(Duration::from_secs(60)), 4);
+    std::fs::remove_file(net.path("hub/wal/bft-agent-4.redb")).expect("the hub keeps bft-agent-4's log");
+    // The hub's record says the swarm ran: bft-agent-4 cannot prove what it
+    // signed, so it rejoins passive instead of signing its old slots again.
+    let (report, printed) = net.restart_hub(&hub, 300);
+    assert!(printed.contains("the write-ahead log of bft-agent-4 is missing while the swarm ran before"), "{printed}");
+    assert_nothing_lost(&report, 4);
+    assert_eq!(report["detections"].as_array().map(Vec::len), Some(0), "nobody convicted: {report:#}");
+}
+
+#[test]
 fn a_hub_home_of_another_swarm_is_refused() {
     let first = Testnet::write(4, 0);
     let second = Testnet::write(4, 0);

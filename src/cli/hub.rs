@@ -192,7 +192,9 @@ pub fn execute(args: &HubArgs) -> Result<(), CliError> {
     let faults = setup.in_process_faults()?;
     let mut options = setup.launch_options(remote);
     // Like a node, the hub keeps a log for each validator it runs, so that it comes back whole.
-    options.wal = Some(WalOptions::under_home(&args.home, setup.cfg.storage.fsync));
+    // A validator of a hub started again whose log is gone cannot prove what it signed: it rejoins passive.
+    let wal = WalOptions::under_home(&args.home, setup.cfg.storage.fsync).of_a_swarm_that_ran(record.relaunched);
+    options.wal = Some(wal);
     options.relaunch = record.relaunch(&args.home)?;
     options.journal = Some(record.book.clone());
     let pending = options.relaunch.as_ref().is_some_and(|relaunch| relaunch.pending);

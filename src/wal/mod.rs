@@ -50,12 +50,22 @@ pub struct WalOptions {
     /// marked open until a clean close, and a crash brings its validator
     /// back passive.
     pub fsync: bool,
+    /// The caller's own record says this swarm ran before (a hub started
+    /// again): a founder whose log is missing starts passive even with no
+    /// peer's log beside it to tell (the hub's node processes keep theirs in
+    /// their own homes).
+    pub swarm_ran: bool,
 }
 
 impl WalOptions {
     /// The logs of the swarm whose home is `home`.
     pub fn under_home(home: &Path, fsync: bool) -> WalOptions {
-        WalOptions { dir: home.join("wal"), fsync }
+        WalOptions { dir: home.join("wal"), fsync, swarm_ran: false }
+    }
+
+    /// The same logs, of a swarm its launcher knows ran before.
+    pub fn of_a_swarm_that_ran(self, ran: bool) -> WalOptions {
+        WalOptions { swarm_ran: ran, ..self }
     }
 
     pub fn path_of(&self, validator: &str) -> PathBuf {
@@ -226,7 +236,8 @@ pub fn recover(
     std::fs::create_dir_all(&options.dir).map_err(|source| StoreError::Home { path: options.dir.clone(), source })?;
     let path = options.path_of(&spec.name);
     let redb = RedbOptions { fsync: options.fsync, ..RedbOptions::default() };
-    let missing = !path.exists() && spec.joined_in.is_none() && peers_have_run(options, &spec.name);
+    let missing =
+        !path.exists() && spec.joined_in.is_none() && (options.swarm_ran || peers_have_run(options, &spec.name));
     let mark = unsynced_mark(&path);
     let unclean = mark.exists();
     if !options.fsync {
@@ -236,8 +247,8 @@ pub fn recover(
     let (mut journal, mut recovery) = match open_and_read(&path, redb, &spec.name, identity) {
         Ok((journal, _)) if missing => {
             tracing::error!(
-                "the write-ahead log of {} is missing while its peers' logs show the swarm ran: it starts passive \
-                 from genesis and catches up from its peers",
+                "the write-ahead log of {} is missing while the swarm ran before (its peers' logs or its record show \
+                 it): it starts passive from genesis and catches up from its peers",
                 spec.name
             );
             (journal, Recovery::Missing)
