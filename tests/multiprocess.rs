@@ -80,6 +80,18 @@ impl Testnet {
         std::fs::read_to_string(self.path("hub/hub.addr")).expect("the hub wrote hub.addr")
     }
 
+    /// Starts the hub again on the address it listened on (`hub`), where its
+    /// node processes, still running, reconnect; runs `transactions` more
+    /// transfers and returns the report and what the hub printed this time.
+    fn restart_hub(&mut self, hub: &str, transactions: usize) -> (Value, String) {
+        let printed_before = self.hub_stderr.lock().unwrap().len();
+        let mut args = hub_args(transactions, 64);
+        args.extend(["--listen".to_owned(), hub.to_owned()]);
+        self.start_hub(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        let report = self.hub_report(Duration::from_secs(60));
+        (report, self.hub_stderr.lock().unwrap()[printed_before..].join("\n"))
+    }
+
     fn wait_for_hub_line(&self, needle: &str, limit: Duration) {
         let lines = self.hub_lines.as_ref().expect("the hub runs");
         let deadline = Instant::now() + limit;
@@ -276,6 +288,15 @@ fn node_processes_convict_a_byzantine_validator_inside_the_hub() {
     let report = net.hub_report(Duration::from_secs(90));
     assert_nothing_lost(&report, 4);
     assert_convicted_and_replaced(&report, "bft-agent-4");
+    // Started again, the hub comes back in the epoch of the replacement, which
+    // it runs from its key and log in the hub's home; the convicted one stays out.
+    let (report, printed) = net.restart_hub(&hub, 300);
+    assert!(printed.contains("waiting for 3 validator processes (epoch 1)"), "{printed}");
+    assert_nothing_lost(&report, 4);
+    let mut names: Vec<&str> = report["agents"].as_array().unwrap().iter().filter_map(|a| a["name"].as_str()).collect();
+    names.sort_unstable();
+    assert_eq!(names, ["bft-agent-1", "bft-agent-2", "bft-agent-3", "bft-agent-5"], "{report:#}");
+    assert_eq!(report["detections"].as_array().map(Vec::len), Some(0), "nobody convicted anew: {report:#}");
 }
 
 #[test]
@@ -324,6 +345,28 @@ fn sigkill_and_restart_of_f_nodes_during_load_loses_nothing() {
         let rebuilt = format!("{restarted}: rebuilt from its write-ahead log");
         assert!(log.contains(&rebuilt), "{restarted} came back from its log:\n{log}");
     }
+}
+
+#[test]
+fn sigkill_of_a_node_without_fsync_brings_it_back_passive_unconvicted_and_caught_up() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let mut net = Testnet::write(4, 0);
+    let args = hub_args(6000, 16);
+    let hub = net.start_hub(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    for index in 0..4 {
+        net.start_node(index, &hub);
+    }
+    net.wait_for_hub_line("workload started", Duration::from_secs(30));
+    // Its log keeps only redb's last durable commit: it may have signed more than it holds.
+    std::thread::sleep(Duration::from_millis(400));
+    net.kill_node(2);
+    std::thread::sleep(Duration::from_millis(400));
+    net.start_node(2, &hub);
+    let report = net.hub_report(Duration::from_secs(90));
+    assert_nothing_lost(&report, 4);
+    assert_eq!(report["detections"].as_array().map(Vec::len), Some(0), "nobody convicted: {report:#}");
+    let log = std::fs::read_to_string(net.path("bft-agent-3.log")).unwrap();
+    assert!(log.contains("not closed cleanly without fsync; passive"), "bft-agent-3 came back passive:\n{log}");
 }
 
 #[test]
@@ -435,6 +478,71 @@ fn membership_change_removes_a_node_process_and_adds_a_standby_one_that_survives
     assert_eq!(change["removed"], serde_json::json!(["bft-agent-4"]), "{report:#}");
     let names: Vec<&str> = report["agents"].as_array().unwrap().iter().filter_map(|a| a["name"].as_str()).collect();
     assert_eq!(names, ["bft-agent-1", "bft-agent-2", "bft-agent-3", "bft-agent-5"], "{report:#}");
+    // Started again, the hub comes back in epoch 1: it waits for bft-agent-5,
+    // not for the removed bft-agent-4, and makes no change twice.
+    let (report, printed) = net.restart_hub(&hub, 300);
+    assert!(printed.contains("waiting for 4 validator processes (epoch 1)"), "{printed}");
+    assert_nothing_lost(&report, 4);
+    assert_eq!(report["membership_changes"].as_array().map(Vec::len), Some(0), "{report:#}");
+    let names: Vec<&str> = report["agents"].as_array().unwrap().iter().filter_map(|a| a["name"].as_str()).collect();
+    assert_eq!(names, ["bft-agent-1", "bft-agent-2", "bft-agent-3", "bft-agent-5"], "{report:#}");
+}
+
+#[test]
+fn a_hub_killed_under_load_comes_back_and_its_next_workload_commits_in_full() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    // bft-agent-4 runs inside the hub, from the hub's log; the others are node processes.
+    let mut net = Testnet::write(4, 1);
+    let args = hub_args(20000, 64);
+    let hub = net.start_hub(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    for index in 0..3 {
+        net.start_durable_node(index, &hub);
+    }
+    net.wait_for_hub_line("workload started", Duration::from_secs(30));
+    std::thread::sleep(Duration::from_millis(400));
+    let mut killed = net.hub.take().expect("the hub runs");
+    killed.kill().expect("SIGKILL the hub");
+    killed.wait().expect("the killed hub is reaped");
+    // Its account nonces come from the validators' ledgers, not from the
+    // killed process: every transfer of the next workload commits or is an overdraft.
+    let (report, printed) = net.restart_hub(&hub, 500);
+    assert!(printed.contains("waiting for 3 validator processes (epoch 0)"), "{printed}");
+    assert_nothing_lost(&report, 4);
+    assert_eq!(report["detections"].as_array().map(Vec::len), Some(0), "nobody convicted: {report:#}");
+}
+
+#[test]
+fn a_validator_of_the_hub_whose_log_is_gone_comes_back_passive() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    // bft-agent-4 runs inside the hub: no peer's log lies beside its own.
+    let mut net = Testnet::write(4, 1);
+    let args = hub_args(600, 64);
+    let hub = net.start_hub(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    for index in 0..3 {
+        net.start_node(index, &hub);
+    }
+    assert_nothing_lost(&net.hub_report(Duration::from_secs(60)), 4);
+    std::fs::remove_file(net.path("hub/wal/bft-agent-4.redb")).expect("the hub keeps bft-agent-4's log");
+    // The hub's record says the swarm ran: bft-agent-4 cannot prove what it
+    // signed, so it rejoins passive instead of signing its old slots again.
+    let (report, printed) = net.restart_hub(&hub, 300);
+    assert!(printed.contains("the write-ahead log of bft-agent-4 is missing while the swarm ran before"), "{printed}");
+    assert_nothing_lost(&report, 4);
+    assert_eq!(report["detections"].as_array().map(Vec::len), Some(0), "nobody convicted: {report:#}");
+}
+
+#[test]
+fn a_hub_home_of_another_swarm_is_refused() {
+    let first = Testnet::write(4, 0);
+    let second = Testnet::write(4, 0);
+    // A hub that runs once writes its record, even when its nodes never come.
+    let ran = Command::new(BIN).arg("hub").arg("--home").arg(first.path("hub")).args(["--wait-secs", "1"]).output();
+    assert!(!ran.unwrap().status.success(), "no node came");
+    std::fs::copy(first.path("hub/membership.json"), second.path("hub/membership.json")).unwrap();
+    let refused = Command::new(BIN).arg("hub").arg("--home").arg(second.path("hub")).output().unwrap();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("membership.json records another swarm than committee.toml"), "{stderr}");
 }
 
 #[test]

@@ -51,6 +51,15 @@ fn byzantine_7_scenario_detects_quarantines_and_replaces_both_malicious_agents()
     let stored: Vec<&str> = stored.as_array().unwrap().iter().filter_map(|d| d["detected_agent"].as_str()).collect();
     assert_eq!(stored.len(), 2, "{stored:?}");
     assert!(stored.contains(&"bft-agent-5") && stored.contains(&"bft-agent-6"), "{stored:?}");
+    drop(memory);
+    // Another run from the same home, without logs, is a new swarm from
+    // genesis: the first swarm's convictions are not its own (they made this
+    // run report honest agents convicted).
+    let second = run_json(&["--config", "config/silent-primary.toml", "--home", home_arg]);
+    assert_eq!(second["system_integrity"], "intact", "{second:#}");
+    let detected: Vec<&str> =
+        second["detections"].as_array().unwrap().iter().filter_map(|d| d["detected_agent"].as_str()).collect();
+    assert!(detected.iter().all(|agent| *agent == "bft-agent-1"), "{detected:?}");
 }
 
 #[test]

@@ -3,7 +3,7 @@
 
 use bftswarm::sim::{self, Scenario, SimConfig, SimReport};
 
-/// Seeds per scenario; CI runs the default (10,080 seeds in all), a soak run
+/// Seeds per scenario; CI runs the default (10,480 seeds in all), a soak run
 /// raises it. Cheap scenarios (lossy network, mixed faults, crashes and
 /// damaged logs, silent or slow primaries) run the most; those whose runs are
 /// long (equivocating primary, partition, lagging validator, the retired
@@ -49,7 +49,7 @@ fn assert_all_pass(reports: &[SimReport]) {
 
 #[test]
 fn n4_to_n7_lossy_network_keeps_safety_and_commits_everything_after_healing() {
-    let reports = run_seeds(0..seed_count(1000) * 8 / 5, |seed| SimConfig::from_seed(seed, Scenario::LossyNetwork));
+    let reports = run_seeds(0..seed_count(1000) * 3 / 2, |seed| SimConfig::from_seed(seed, Scenario::LossyNetwork));
     assert_all_pass(&reports);
     let completed: usize = reports.iter().map(|r| r.completed).sum();
     let expected: usize = reports.iter().map(|r| r.transactions).sum();
@@ -210,4 +210,29 @@ fn crashes_with_damaged_logs_never_equivocate_never_convict_and_every_transfer_c
         "only {resumed} of {} runs saw a passive validator learn its bound",
         reports.len()
     );
+}
+
+#[test]
+fn more_than_f_validators_losing_their_logs_at_once_never_equivocate_and_every_transfer_commits() {
+    let reports = run_seeds(0..seed_count(1000) * 3 / 10, |seed| SimConfig::from_seed(seed, Scenario::LostLogsBeyondF));
+    assert_all_pass(&reports);
+    let beyond_f = reports.iter().filter(|r| r.damaged_restarts > (r.validators - 1) / 3).count();
+    assert!(beyond_f > reports.len() * 9 / 10, "only {beyond_f} of {} runs lost more than f logs", reports.len());
+}
+
+#[test]
+fn f_liars_in_the_view_change_plane_convince_nobody_and_every_transfer_commits() {
+    let reports = run_seeds(0..seed_count(1000) / 5, |seed| SimConfig::from_seed(seed, Scenario::ViewChangeLiars));
+    assert_all_pass(&reports);
+    let lied = reports.iter().filter(|r| r.lies_told > 0).count();
+    let in_view_changes = reports.iter().filter(|r| r.lies_in_view_changes > 0).count();
+    eprintln!("{lied} of {} runs lied, {in_view_changes} in the view-change plane", reports.len());
+    assert!(lied > reports.len() * 3 / 5, "only {lied} of {} runs told a lie", reports.len());
+    assert!(
+        in_view_changes > reports.len() / 3,
+        "only {in_view_changes} of {} runs lied in a VIEW-CHANGE or NEW-VIEW",
+        reports.len()
+    );
+    let rejected = reports.iter().filter(|r| r.replicas.iter().any(|x| x.stats.dropped_out_of_window > 0)).count();
+    assert!(rejected > reports.len() / 4, "only {rejected} of {} runs met a window check", reports.len());
 }

@@ -58,6 +58,11 @@ impl DurableLog {
         &self.recovery
     }
 
+    /// The last sequence number executed that the committed log holds; none while the log is gone.
+    pub(super) fn logged_executed(&self) -> Option<crate::protocol::Seq> {
+        self.journal.as_ref().map(Journal::committed_executed)
+    }
+
     /// Records one step (the replica as the step left it) and holds its
     /// outputs; true when the caller must schedule a [`FlushLog`].
     pub(super) fn record(&mut self, outputs: Vec<Output>, replica: &Replica) -> bool {
@@ -113,5 +118,9 @@ fn log_recovery(name: &str, recovery: &Recovery) {
         Recovery::Discarded { .. } | Recovery::Missing => {
             tracing::info!(validator = %name, "started passive from genesis")
         }
+        Recovery::Unclean { records, stable_checkpoint, last_executed } => tracing::info!(
+            validator = %name, records, %stable_checkpoint, %last_executed,
+            "rebuilt from the write-ahead log, passive: it was not closed cleanly without fsync"
+        ),
     }
 }

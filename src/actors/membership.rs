@@ -42,7 +42,7 @@ impl SwarmHandle {
         remove: &[AgentId],
         max_wait: Duration,
     ) -> Result<MembershipChanged, SwarmError> {
-        let history = lock(&self.committees).clone();
+        let history = lock(&self.committees).history().to_vec();
         let prefix = name_prefix(&history);
         let used = |name: &str| {
             history.iter().flat_map(Committee::members).any(|m| m.name == name)
@@ -88,7 +88,7 @@ impl SwarmHandle {
         let started = Instant::now();
         let operator = self.operator.clone().ok_or(MembershipError::NoOperator)?;
         let current = self.committee();
-        let history = lock(&self.committees).clone();
+        let history = lock(&self.committees).history().to_vec();
         let retired = |key: &crate::crypto::PublicKey| {
             !current.members().iter().any(|m| m.public_key == *key)
                 && history.iter().flat_map(|c| c.members()).any(|m| m.public_key == *key)
@@ -120,7 +120,7 @@ impl SwarmHandle {
             journal.change_planned(&next, &joiners, remove).map_err(SwarmError::Journal)?;
         }
         let signed = Arc::new(SignedMembershipChange::sign(change, &operator));
-        lock(&self.committees).push(next.clone());
+        lock(&self.committees).announced(next.clone());
         for (member, seed) in seeds {
             self.spawn_seed(member, seed);
         }
@@ -151,7 +151,7 @@ impl SwarmHandle {
         let started = Instant::now();
         let operator = self.operator.clone().ok_or(MembershipError::NoOperator)?;
         let current = self.committee();
-        let next = lock(&self.committees).last().cloned().filter(|c| c.epoch() > current.epoch());
+        let next = lock(&self.committees).pending().cloned();
         let Some(next) = next else { return Err(SwarmError::Relaunch("no membership change is pending".into())) };
         let add: Vec<Member> = next.members().iter().filter(|m| !current.contains(m.id)).cloned().collect();
         let remove: Vec<AgentId> = current.members().iter().map(|m| m.id).filter(|id| !next.contains(*id)).collect();
@@ -256,7 +256,7 @@ impl SwarmHandle {
                 self.supervisor.do_send(Unregister(*id));
             }
         }
-        *lock(&self.committee) = next.clone();
+        lock(&self.committees).took_effect(next);
         let timestamp = timestamp_now();
         let reason = format!("removed by the membership change to epoch {}", next.epoch());
         let mut events: Vec<LifecycleEvent> = removed

@@ -188,6 +188,9 @@ pub struct ValidatorStatus {
     pub view_history: Vec<ViewRecord>,
     /// How the validator came back from its write-ahead log; none without one.
     pub recovery: Option<crate::wal::Recovery>,
+    /// The last sequence number executed that its write-ahead log holds,
+    /// committed (a crash now rebuilds it there); none without a log.
+    pub logged_executed: Option<Seq>,
 }
 
 /// One view change as a validator saw it.

@@ -33,6 +33,7 @@
 //! `examples/custom_validator.rs` is a compliance officer built this way.
 
 mod client;
+mod committees;
 mod detector;
 mod durable;
 mod journal;
@@ -51,11 +52,12 @@ pub use durable::RecoveredValidator;
 pub use journal::{JoinerEntry, MembershipJournal};
 pub use membership::{Joiner, MembershipChanged};
 pub use messages::{
-    BatchExecuted, Deliver, DeliverReply, Destination, Envelope, ForceViewChange, GetRoutingStats, GetStatus,
-    InjectFault, LearnCommittee, ObserveExecutions, Origin, Quarantine, Register, RegisterClient, ReportMisbehaviourTo,
-    Restart, Route, RoutingStats, Unregister, UnregisterClient, ValidatorStatus, ViewRecord,
+    BatchExecuted, Deliver, DeliverReply, Destination, Envelope, ForceViewChange, GetNextNonces, GetRoutingStats,
+    GetStatus, InjectFault, LearnCommittee, ObserveExecutions, Origin, Quarantine, Register, RegisterClient,
+    ReportMisbehaviourTo, Restart, Route, RoutingStats, Unregister, UnregisterClient, ValidatorStatus, ViewRecord,
 };
 pub use quarantine::{DetectionRecord, QuarantinePolicy, DETECTIONS_KEY};
+pub use remote::RemoteLink;
 pub use supervisor::{AgentEntry, Supervisor};
 pub use swarm::{
     params_from_config, with_validator_accounts, LaunchOptions, Relaunch, Swarm, SwarmError, SwarmHandle, SwarmSpec,

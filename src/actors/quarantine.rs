@@ -39,6 +39,11 @@ pub struct QuarantinePolicy {
     pub max_wait: Duration,
     /// Where the detection log is written, if anywhere.
     pub memory: Option<Arc<Mutex<MemoryStore>>>,
+    /// The swarm is the one that wrote `memory`'s detection log, relaunched
+    /// from its logs: carry on with that log. Otherwise the swarm is a new
+    /// one (a run from genesis) and starts a log of its own: an earlier
+    /// swarm's convictions are not this one's.
+    pub resume: bool,
 }
 
 impl Default for QuarantinePolicy {
@@ -48,6 +53,7 @@ impl Default for QuarantinePolicy {
             enforce: false,
             max_wait: Duration::from_secs(30),
             memory: None,
+            resume: false,
         }
     }
 }
@@ -106,10 +112,20 @@ pub struct QuarantineManager {
 }
 
 impl QuarantineManager {
-    /// A manager whose log starts with the records the memory store kept (a
-    /// relaunched swarm carries on with its detection log, never replaces it).
+    /// A manager whose log starts with the records the memory store kept
+    /// when the policy resumes (a relaunched swarm carries on with its
+    /// detection log, never replaces it), or empty, the kept log removed.
     pub fn new(policy: QuarantinePolicy, swarm: Weak<SwarmHandle>, spawner: Recipient<Replace>) -> Self {
-        let records = policy.memory.as_ref().map(kept_records).unwrap_or_default();
+        let records = match (&policy.memory, policy.resume) {
+            (Some(memory), true) => kept_records(memory),
+            (Some(memory), false) => {
+                if let Err(error) = memory.lock().unwrap_or_else(PoisonError::into_inner).delete(DETECTIONS_KEY) {
+                    tracing::warn!(%error, "cannot clear an earlier swarm's detection log");
+                }
+                Vec::new()
+            }
+            (None, _) => Vec::new(),
+        };
         QuarantineManager { policy, swarm, spawner, records }
     }
 

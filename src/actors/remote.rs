@@ -7,16 +7,23 @@
 //! counts it like an in-process one.
 
 use super::detector::Misbehaviour;
-use super::messages::{GetStatus, ValidatorStatus};
+use super::messages::{GetNextNonces, GetStatus, ValidatorStatus};
 use super::swarm::{lock, SwarmHandle};
 use crate::ledger::Ledger;
 use crate::protocol::{AgentId, Committee, ProtocolParams};
 use actix::Recipient;
 
+/// Where a validator in another process is asked what the swarm asks its own validators.
+#[derive(Clone)]
+pub struct RemoteLink {
+    pub status: Recipient<GetStatus>,
+    pub nonces: Recipient<GetNextNonces>,
+}
+
 impl SwarmHandle {
     /// Counts validator `id`, running elsewhere, in [`SwarmHandle::status`]; replaces an earlier connection's.
-    pub fn attach_remote(&self, id: AgentId, status: Recipient<GetStatus>) {
-        lock(&self.remote).insert(id, status);
+    pub fn attach_remote(&self, id: AgentId, link: RemoteLink) {
+        lock(&self.remote).insert(id, link);
     }
 
     /// Where a validator in another process hands its reports, as an in-process one does.
@@ -26,7 +33,7 @@ impl SwarmHandle {
 
     /// How many validators in other processes are attached and still connected.
     pub fn remote_connected(&self) -> usize {
-        lock(&self.remote).values().filter(|recipient| recipient.connected()).count()
+        lock(&self.remote).values().filter(|link| link.status.connected()).count()
     }
 
     /// True when validator `id` runs inside this process.
@@ -36,7 +43,7 @@ impl SwarmHandle {
 
     /// Every committee since launch, oldest first.
     pub fn committee_history(&self) -> Vec<Committee> {
-        lock(&self.committees).clone()
+        lock(&self.committees).history().to_vec()
     }
 
     pub fn params(&self) -> &ProtocolParams {
@@ -49,7 +56,7 @@ impl SwarmHandle {
 
     /// The statuses of the attached validators that answer.
     pub(super) async fn remote_status(&self) -> Vec<ValidatorStatus> {
-        let remote: Vec<Recipient<GetStatus>> = lock(&self.remote).values().cloned().collect();
+        let remote: Vec<Recipient<GetStatus>> = lock(&self.remote).values().map(|link| link.status.clone()).collect();
         let mut statuses = Vec::with_capacity(remote.len());
         for recipient in remote {
             if let Ok(status) = recipient.send(GetStatus).await {
@@ -57,5 +64,10 @@ impl SwarmHandle {
             }
         }
         statuses
+    }
+
+    /// Where the attached validators are asked for their accounts' nonces.
+    pub(super) fn remote_nonces(&self) -> Vec<Recipient<GetNextNonces>> {
+        lock(&self.remote).values().map(|link| link.nonces.clone()).collect()
     }
 }

@@ -6,6 +6,7 @@
 //! and the caller's thread only waits.
 
 use super::client::{Begin, Client, ClientRun};
+use super::committees::Committees;
 use super::detector::DetectorActor;
 use super::durable::RecoveredValidator;
 use super::journal::MembershipJournal;
@@ -243,9 +244,8 @@ impl std::ops::Deref for Swarm {
 /// (futures on the caller's thread, or the daemon's API threads), so what
 /// changes with the membership sits behind locks never held across an `.await`.
 pub struct SwarmHandle {
-    pub(super) committee: Mutex<Committee>,
-    /// Every committee since launch, oldest first: a joining validator learns them.
-    pub(super) committees: Mutex<Vec<Committee>>,
+    /// Every committee since genesis and which is in effect: a joining validator learns them.
+    pub(super) committees: Mutex<Committees>,
     pub(super) params: ProtocolParams,
     pub(super) genesis: Ledger,
     pub(super) operator: Option<Keypair>,
@@ -260,7 +260,7 @@ pub struct SwarmHandle {
     pub(super) detector: Addr<DetectorActor>,
     pub(super) quarantine: Addr<QuarantineManager>,
     /// Validators in other processes, by where their status is asked ([`super::remote`]).
-    pub(super) remote: Mutex<BTreeMap<AgentId, Recipient<GetStatus>>>,
+    pub(super) remote: Mutex<BTreeMap<AgentId, super::remote::RemoteLink>>,
     pub(super) journal: Option<Arc<dyn MembershipJournal>>,
 }
 
@@ -341,8 +341,13 @@ impl Swarm {
                 ));
             }
         }
-        let recoveries = seeds.iter().filter_map(|(member, seed)| seed.recovery().map(|r| (member.name.as_str(), r)));
-        crate::wal::refuse_if_all_logs_lost(recoveries)?;
+        // Validators in other processes keep their own logs: with some, this
+        // process cannot tell that every log is lost.
+        if options.external_validators.is_empty() {
+            let recoveries =
+                seeds.iter().filter_map(|(member, seed)| seed.recovery().map(|r| (member.name.as_str(), r)));
+            crate::wal::refuse_if_all_logs_lost(recoveries)?;
+        }
         let spec = SwarmSpec { committee, validator_keys: Vec::new(), params, genesis, operator };
         Ok(Swarm::start(spec, history, seeds, options))
     }
@@ -355,8 +360,9 @@ impl Swarm {
     ) -> Swarm {
         let SwarmSpec { params, genesis, operator, .. } = spec;
         // The committee in effect: the one before a change still pending.
-        let pending = options.relaunch.as_ref().is_some_and(|relaunch| relaunch.pending) as usize;
-        let committee = history.iter().rev().nth(pending).cloned().unwrap_or(spec.committee);
+        let pending = options.relaunch.as_ref().is_some_and(|relaunch| relaunch.pending);
+        let committees = Committees::new(if history.is_empty() { vec![spec.committee] } else { history }, pending);
+        let committee = committees.current().clone();
         let LaunchOptions { name: swarm_name, hooks, validator_mailbox, quarantine, wal, journal, .. } = options;
         // Its own thread: fanning events out to hooks never delays routing.
         let hub_arbiter = Arbiter::new();
@@ -381,8 +387,7 @@ impl Swarm {
             let detector =
                 DetectorActor::start_in_arbiter(&detection, move |_| DetectorActor::new(first, events, convicted));
             SwarmHandle {
-                committee: Mutex::new(committee.clone()),
-                committees: Mutex::new(history),
+                committees: Mutex::new(committees),
                 params,
                 genesis,
                 operator,
@@ -446,7 +451,7 @@ impl SwarmHandle {
         let route = self.supervisor.clone().recipient();
         let events = self.hub.clone().recipient();
         let mailbox = self.validator_mailbox;
-        let known = lock(&self.committees).clone();
+        let known = lock(&self.committees).history().to_vec();
         let detector = self.detector.clone().recipient();
         let addr = ActorSupervisor::start_in_arbiter(&arbiter.handle(), move |_| {
             let validator = seed.grow(name, route).with_events(events).with_mailbox(mailbox);
@@ -468,12 +473,12 @@ impl SwarmHandle {
 
     /// The committee of the current membership epoch.
     pub fn committee(&self) -> Committee {
-        lock(&self.committee).clone()
+        lock(&self.committees).current().clone()
     }
 
     /// `agent` as a member of the latest committee that had it.
     pub fn member_in_any_epoch(&self, agent: AgentId) -> Option<Member> {
-        lock(&self.committees).iter().rev().find_map(|committee| committee.member(agent).cloned())
+        lock(&self.committees).member_in_any_epoch(agent).cloned()
     }
 
     /// Enforces again a quarantine a relaunched swarm found in its record:
@@ -574,7 +579,7 @@ impl SwarmHandle {
     ) -> Result<ClientRun, SwarmError> {
         let arbiter = StopOnDrop(Arbiter::new());
         let (result_tx, result_rx) = oneshot::channel();
-        let committees = lock(&self.committees).clone();
+        let committees = lock(&self.committees).history().to_vec();
         let route = self.supervisor.clone().recipient();
         let retry_us = retry_ms.saturating_mul(1000);
         let addr = Client::start_in_arbiter(&arbiter.0.handle(), move |_| {
@@ -671,15 +676,14 @@ impl SwarmHandle {
     /// carry on from there instead of reusing spent nonces).
     pub async fn next_nonces(&self, accounts: Vec<AccountId>) -> Vec<u64> {
         let accounts = Arc::new(accounts);
-        let mut highest = vec![0; accounts.len()];
-        for validator in self.validator_addrs() {
+        let local = self.validator_addrs().into_iter().map(|validator| validator.recipient());
+        let mut answers = Vec::new();
+        for validator in local.chain(self.remote_nonces()) {
             if let Ok(nonces) = validator.send(GetNextNonces(accounts.clone())).await {
-                for (high, nonce) in highest.iter_mut().zip(nonces) {
-                    *high = (*high).max(nonce);
-                }
+                answers.push(nonces);
             }
         }
-        highest
+        vouched_nonces(&answers, accounts.len(), self.committee().f())
     }
 
     /// Waits, at most `max_wait`, until every validator has executed the same
@@ -751,6 +755,20 @@ impl Drop for Swarm {
             arbiter.stop();
         }
     }
+}
+
+/// Each account's next nonce as at least f+1 of the `answers` say it is (all
+/// the answers when fewer came): f lying validators can neither push a nonce
+/// past what the honest ones executed nor hold it back. After
+/// [`SwarmHandle::drain_in_flight`] the honest answers agree.
+fn vouched_nonces(answers: &[Vec<u64>], accounts: usize, f: usize) -> Vec<u64> {
+    (0..accounts)
+        .map(|account| {
+            let mut said: Vec<u64> = answers.iter().filter_map(|nonces| nonces.get(account).copied()).collect();
+            said.sort_unstable_by(|a, b| b.cmp(a));
+            said.get(f.min(said.len().saturating_sub(1))).copied().unwrap_or(0)
+        })
+        .collect()
 }
 
 /// A relaunch's committees, once they are known to start at `genesis` and
@@ -846,5 +864,22 @@ impl ValidatorSeed {
             }
             ValidatorSeed::Durable(recovered) => Validator::recovered(*recovered, route),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::vouched_nonces;
+
+    #[test]
+    fn a_nonce_is_what_f_plus_one_validators_vouch_for() {
+        // f = 1: one liar saying more, or less, moves nothing.
+        let answers = [vec![5, 9], vec![5, 9], vec![500, 0], vec![5, 9]];
+        assert_eq!(vouched_nonces(&answers, 2, 1), [5, 9]);
+        // Fewer answers than f+1: the lowest said; none at all: 0.
+        assert_eq!(vouched_nonces(&[vec![4]], 1, 1), [4]);
+        assert_eq!(vouched_nonces(&[], 1, 1), [0]);
+        // A short answer counts for the accounts it has.
+        assert_eq!(vouched_nonces(&[vec![2], vec![2, 3], vec![2, 3]], 2, 1), [2, 3]);
     }
 }

@@ -370,6 +370,7 @@ impl Validator {
             outbound_dropped: self.outbound_dropped,
             view_history: self.view_history.iter().cloned().collect(),
             recovery: self.recovery().cloned(),
+            logged_executed: self.durable.as_ref().and_then(|durable| durable.logged_executed()),
             injected_fault: self.adversary.as_ref().map(|adversary| {
                 let spec = adversary.spec();
                 format!("{} (p = {:.2})", spec.fault_type.name(), spec.probability)

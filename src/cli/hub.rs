@@ -4,18 +4,21 @@
 //! config's `[[faults]]`), waits for the others to connect, optionally submits
 //! a workload and reports like `run`, detections and replacements included.
 
+use super::hub_record::HubRecord;
 use super::report::{RunFacts, RunReport};
-use super::run::{injected_agents, quarantine_policy, replacements_done, workload_spec, MEMBERSHIP_WAIT};
+use super::run::{injected_agents, quarantine_policy, replacements_done, MEMBERSHIP_WAIT};
 use super::testnet::HubCommittee;
 use super::CliError;
 use crate::actors::{ClientRun, DetectionRecord, LaunchOptions, MembershipChanged, Swarm, SwarmSpec, ValidatorStatus};
 use crate::config::SwarmConfig;
 use crate::crypto::{Keypair, PublicKey};
+use crate::daemon::relaunch::carry_on;
+use crate::daemon::tasks::TaskWorkload;
 use crate::faults::FaultType;
 use crate::ledger::{Ledger, SignedTransfer};
 use crate::protocol::{AgentId, ClientId, Committee, Epoch, Member};
 use crate::transport::{parse_public_key, Hub};
-use crate::workload::Workload;
+use crate::wal::WalOptions;
 use actix::Actor;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -171,7 +174,6 @@ fn usage(path: &Path, error: impl std::fmt::Display) -> CliError {
 
 pub fn execute(args: &HubArgs) -> Result<(), CliError> {
     let mut setup = HubSetup::load(&args.home)?;
-    // Without a workload to submit, the config's own count only shapes the (unused) transfers.
     if args.transactions > 0 {
         setup.cfg.workload.transactions = super::run::transfers_to_submit("--transactions", args.transactions)?;
     }
@@ -179,46 +181,65 @@ pub fn execute(args: &HubArgs) -> Result<(), CliError> {
         setup.cfg.client.max_concurrent_requests = window;
     }
     setup.cfg.validate()?;
-    let workload = Workload::generate(&workload_spec(&setup.cfg));
-    let genesis = Ledger::with_genesis(&workload.genesis).map_err(|e| CliError::Usage(e.to_string()))?;
+    let (mut workload, genesis) = TaskWorkload::new(&setup.cfg).map_err(CliError::Usage)?;
     let (spec, remote) = setup.spec(genesis)?;
+    let record = HubRecord::open(&args.home, &setup, &spec.committee)?;
+    if record.relaunched && !setup.cfg.membership.is_empty() {
+        // The plan counts transfers of one run; a hub started again does not make its changes twice.
+        eprintln!("config.toml's [[membership]] changes are made on the hub's first launch only; not again");
+        setup.cfg.membership.clear();
+    }
     let faults = setup.in_process_faults()?;
-    let options = setup.launch_options(remote.clone());
+    let mut options = setup.launch_options(remote);
+    // Like a node, the hub keeps a log for each validator it runs, so that it comes back whole.
+    // A validator of a hub started again whose log is gone cannot prove what it signed: it rejoins passive.
+    let wal = WalOptions::under_home(&args.home, setup.cfg.storage.fsync).of_a_swarm_that_ran(record.relaunched);
+    options.wal = Some(wal);
+    options.relaunch = record.relaunch(&args.home)?;
+    options.journal = Some(record.book.clone());
+    let pending = options.relaunch.as_ref().is_some_and(|relaunch| relaunch.pending);
     let listen = args.listen.clone().unwrap_or_else(|| setup.committee.listen.clone());
-    let facts = RunFacts {
-        swarm_name: setup.cfg.swarm.name.clone(),
-        validators: setup.cfg.validators(),
-        max_failures: setup.cfg.max_failures(),
-        quorum: setup.cfg.quorum(),
-        transfers_submitted: workload.transfers.len(),
-        expected_overdrafts: workload.overdrafts,
-        only_overdrafts_invalid: false,
-    };
     let system = actix::System::new();
     let result = system.block_on(async {
         let hub = start(spec, options, setup.hub_key.clone(), &listen).await?;
+        let swarm = hub.swarm();
+        carry_on(swarm, &record.record, pending, MEMBERSHIP_WAIT);
+        record.refused().into_iter().for_each(|(key, reason)| hub.refuse(key, reason));
         if let Some(listen) = &args.metrics_listen {
             serve_observation(&hub, listen, &args.home)?;
         }
-        for (agent, fault_type, probability, after) in faults {
-            hub.swarm().inject_fault(agent, fault_type, probability, after)?;
+        // A validator replaced since the config was written runs no more: its fault went with it.
+        for (agent, fault_type, probability, after) in faults.into_iter().filter(|f| swarm.committee().contains(f.0)) {
+            swarm.inject_fault(agent, fault_type, probability, after)?;
         }
         let addr_file = args.home.join("hub.addr");
         std::fs::write(&addr_file, hub.local_addr().to_string()).map_err(|e| usage(&addr_file, e))?;
-        eprintln!("hub listening on {}; waiting for {} validator processes", hub.local_addr(), remote.len());
+        let nodes = record.nodes_to_wait_for().len();
+        let epoch = swarm.committee().epoch().0;
+        eprintln!("hub listening on {}; waiting for {nodes} validator processes (epoch {epoch})", hub.local_addr());
         let wait = Duration::from_secs(args.wait_secs);
-        hub.wait_for_nodes(remote.len(), wait).await.map_err(|connected| {
+        hub.wait_for_nodes(nodes, wait).await.map_err(|connected| {
             CliError::Usage(format!(
-                "only {connected} of {} validator processes connected within {} s; start them with `bftswarm node` (see start.sh)",
-                remote.len(),
+                "only {connected} of {nodes} validator processes connected within {} s; start them with `bftswarm node` (see start.sh)",
                 args.wait_secs
             ))
         })?;
-        eprintln!("all {} validator processes connected", remote.len());
+        eprintln!("all {nodes} validator processes connected");
         if args.transactions > 0 {
-            eprintln!("workload started: {} transfers", args.transactions);
-            let standby = setup.standby()?;
-            let (run, statuses, changes, detections) = submit(&hub, workload.transfers, &setup.cfg, standby).await?;
+            let (transfers, overdrafts) = carry_on_workload(swarm, &mut workload, args.transactions, &setup.cfg).await;
+            eprintln!("workload started: {} transfers", transfers.len());
+            let committee = swarm.committee();
+            let facts = RunFacts {
+                swarm_name: setup.cfg.swarm.name.clone(),
+                validators: committee.n(),
+                max_failures: committee.f(),
+                quorum: committee.quorum(),
+                transfers_submitted: transfers.len(),
+                expected_overdrafts: overdrafts,
+                only_overdrafts_invalid: false,
+            };
+            let standby = record.standby(&setup)?;
+            let (run, statuses, changes, detections) = submit(&hub, transfers, &setup.cfg, standby).await?;
             // After membership changes, the committee that ran last is the one to judge.
             let facts = match changes.last() {
                 Some(last) => RunFacts { validators: last.validators, max_failures: last.max_failures, quorum: last.quorum, ..facts },
@@ -246,6 +267,29 @@ pub fn execute(args: &HubArgs) -> Result<(), CliError> {
     let _ = std::fs::remove_file(args.home.join("hub.addr"));
     let _ = std::fs::remove_file(args.home.join("hub.http"));
     result
+}
+
+/// `count` transfers drawn from the funded accounts, each account's nonces
+/// carrying on from the ledger (a hub started again finds them consumed up
+/// to where its swarm got, once what its logs hold has executed); and how
+/// many of them are overdrafts.
+async fn carry_on_workload(
+    swarm: &Swarm,
+    workload: &mut TaskWorkload,
+    count: usize,
+    cfg: &SwarmConfig,
+) -> (Vec<SignedTransfer>, usize) {
+    let drain_limit = Duration::from_millis(cfg.consensus.view_change_timeout_ms.saturating_mul(4))
+        .max(Duration::from_secs(10))
+        .min(cfg.stall_limit());
+    if !swarm.drain_in_flight(drain_limit).await {
+        tracing::warn!(
+            "work recovered from the logs is still in flight; the first transfers may find their nonces consumed"
+        );
+    }
+    workload.carry_on_from(&swarm.next_nonces(workload.account_ids()).await);
+    let (unsigned, overdrafts) = workload.draw(count);
+    (crate::daemon::tasks::sign(&workload.accounts(), unsigned), overdrafts)
 }
 
 /// Serves the hub's metrics, dashboard and event stream on `listen`; writes

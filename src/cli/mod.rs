@@ -10,6 +10,7 @@ mod catch_up;
 pub mod connect;
 pub mod hub;
 mod hub_membership;
+mod hub_record;
 pub mod keys;
 pub mod memory;
 pub mod network;

@@ -59,6 +59,7 @@ fn status(id: u32, seq: u64, digest: u8) -> ValidatorStatus {
         injected_fault: None,
         view_history: Vec::new(),
         recovery: None,
+        logged_executed: None,
     }
 }
 

@@ -157,10 +157,19 @@ pub(crate) fn drive(
     show_progress: bool,
 ) -> Result<DriveResult, CliError> {
     let memory = detection_memory(cfg, home);
+    // Only a swarm launched again from its logs is the one whose convictions the store holds.
+    let resume = wal.as_ref().is_some_and(|wal| has_logs(&wal.dir));
     drive_with(spec, transfers, cfg, wal, show_progress, |options| {
         options.quarantine.memory = memory;
+        options.quarantine.resume = resume;
         options.hooks = std::mem::take(&mut options.hooks).home(home);
     })
+}
+
+/// Whether `dir` holds a validator's write-ahead log (`*.redb`).
+fn has_logs(dir: &Path) -> bool {
+    let Ok(entries) = std::fs::read_dir(dir) else { return false };
+    entries.filter_map(Result::ok).any(|entry| entry.path().extension().is_some_and(|ext| ext == "redb"))
 }
 
 /// The memory store under `home` where detections are written, for runs that
@@ -265,6 +274,7 @@ pub(crate) fn quarantine_policy(cfg: &SwarmConfig) -> QuarantinePolicy {
         enforce: cfg.detection.malicious_detection,
         max_wait: MEMBERSHIP_WAIT,
         memory: None,
+        resume: false,
     }
 }
 

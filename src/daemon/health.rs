@@ -189,6 +189,7 @@ mod tests {
             injected_fault: fault.map(str::to_string),
             view_history: vec![],
             recovery: None,
+            logged_executed: None,
         }
     }
 

@@ -3,12 +3,10 @@
 //! task accounts, command hooks from the config, and the view-change recorder.
 
 use super::home::{write_private, Home};
-use super::membership::{AgentRecord, AgentStatus, MembershipRecord};
+use super::relaunch::{agent_key, carry_on, member_names, record_key, relaunch_from};
 use super::state::{DaemonError, Running, SwarmState};
 use super::view_log::ViewChangeRecorder;
-use crate::actors::{
-    params_from_config, LaunchOptions, MembershipJournal, QuarantinePolicy, Relaunch, Swarm, SwarmSpec,
-};
+use crate::actors::{params_from_config, LaunchOptions, MembershipJournal, QuarantinePolicy, Swarm, SwarmSpec};
 use crate::crypto::Keypair;
 use crate::events::{timestamp_now, EventKind, EventKinds};
 use crate::hooks::Hooks;
@@ -39,7 +37,7 @@ pub(super) fn launch_if_ready(
         None => {
             let mut members = Vec::new();
             for (index, agent) in record.members().into_iter().enumerate() {
-                let public_key = agent_key(home, agent)?.public_key();
+                let public_key = agent_key(home, agent).map_err(internal)?.public_key();
                 members.push(Member { id: AgentId(index as u32), name: agent.name.clone(), public_key });
             }
             Committee::new(Epoch(0), members, Some(config.max_failures()))
@@ -49,7 +47,7 @@ pub(super) fn launch_if_ready(
     let keys = genesis_committee
         .members()
         .iter()
-        .map(|member| record_key(home, &record, &member.name))
+        .map(|member| record_key(home, &record, &member.name).map_err(internal))
         .collect::<Result<Vec<_>, _>>()?;
     let (workload, genesis) = super::tasks::TaskWorkload::new(config).map_err(internal)?;
     let genesis = crate::actors::with_validator_accounts(genesis, &keys, config.workload.validator_balance)
@@ -65,7 +63,7 @@ pub(super) fn launch_if_ready(
         state.book.update(|record| record.started_over())?;
     }
     let record = state.book.read();
-    let relaunch = if config.storage.wal { relaunch_from(&record, home)? } else { None };
+    let relaunch = if config.storage.wal { relaunch_from(&record, home).map_err(internal)? } else { None };
     let pending = relaunch.as_ref().is_some_and(|relaunch| relaunch.pending);
     let history = relaunch.as_ref().map_or_else(|| record.committees.clone(), |r| r.history.clone());
     let names = member_names(&history);
@@ -93,6 +91,8 @@ pub(super) fn launch_if_ready(
         enforce: config.detection.malicious_detection,
         max_wait: MEMBERSHIP_WAIT,
         memory: Some(memory.clone()),
+        // The home is one swarm: started again, it carries on with its convictions.
+        resume: true,
     };
     let name = state.meta.swarm_id.clone();
     let wal = config.storage.wal.then(|| WalOptions::under_home(home.root(), config.storage.fsync));
@@ -109,7 +109,7 @@ pub(super) fn launch_if_ready(
     };
     let swarm = Arc::new(Swarm::launch_with(spec, options).map_err(|e| internal(e.to_string()))?);
     tracing::info!(validators = names.len(), epoch = history.len().saturating_sub(1), "swarm launched");
-    carry_on(&swarm, &record, pending);
+    carry_on(&swarm, &record, pending, MEMBERSHIP_WAIT);
     state.observed.set_swarm(Some(swarm.clone()));
     let mut running = Running { swarm, workload, names, launched_at, agents_arbiter, observers: Vec::new() };
     super::observer::start_observers(&mut running, record.agents.iter());
@@ -117,91 +117,8 @@ pub(super) fn launch_if_ready(
     Ok(())
 }
 
-/// What a relaunched swarm takes up again from its record: the faults the
-/// operator injected into members that still sit, the quarantines of members
-/// not replaced yet (their replacement asked for again unless the pending
-/// change removes them), and the pending change itself.
-fn carry_on(swarm: &Swarm, record: &MembershipRecord, pending: bool) {
-    let committee = swarm.committee();
-    for agent in record.members() {
-        let Some(id) = agent.agent_id.map(AgentId) else { continue };
-        if let Some(fault) = &agent.injected_fault {
-            if let Ok(fault_type) = fault.fault_type.parse() {
-                let _ = swarm.inject_fault(id, fault_type, fault.probability, std::time::Duration::ZERO);
-            }
-        }
-    }
-    let leaving = record.pending.as_ref().map(|pending| pending.removed.clone()).unwrap_or_default();
-    for agent in record.agents.iter().filter(|agent| agent.status == AgentStatus::Quarantined) {
-        let Some(id) = agent.agent_id.map(AgentId).filter(|id| committee.contains(*id)) else { continue };
-        swarm.reinstate_quarantine(id, !leaving.contains(&id));
-    }
-    if pending {
-        let handle = swarm.handle();
-        actix::spawn(async move {
-            match handle.resume_change(MEMBERSHIP_WAIT).await {
-                Ok(changed) => tracing::info!(epoch = changed.epoch, "the pending membership change took effect"),
-                Err(error) => tracing::error!(%error, "the pending membership change did not take effect"),
-            }
-        });
-    }
-}
-
 /// How long a membership change may take to take effect.
 pub(super) const MEMBERSHIP_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
-
-/// A swarm that changed its members comes back in its last epoch: every
-/// committee since genesis, a change still pending, and the keys of every
-/// validator that joined after genesis and still holds (or is about to take) a seat.
-fn relaunch_from(record: &MembershipRecord, home: &Home) -> Result<Option<Relaunch>, DaemonError> {
-    let mut history = record.committees.clone();
-    let pending = match &record.pending {
-        Some(change) if history.last().is_some_and(|last| change.next.epoch() > last.epoch()) => {
-            history.push(change.next.clone());
-            true
-        }
-        _ => false,
-    };
-    if history.len() < 2 {
-        return Ok(None);
-    }
-    let founders = &history[0];
-    let seated = history.iter().rev().take(1 + pending as usize).flat_map(|committee| committee.members());
-    let mut joined = Vec::new();
-    for member in seated.filter(|member| !founders.contains(member.id)) {
-        if !joined.iter().any(|(name, _)| name == &member.name) {
-            joined.push((member.name.clone(), record_key(home, record, &member.name)?));
-        }
-    }
-    let joined = joined.into_iter().map(|(_, key)| key).collect();
-    Ok(Some(Relaunch { history, joined, pending }))
-}
-
-/// The private key of the agent the record names `name`.
-fn record_key(home: &Home, record: &MembershipRecord, name: &str) -> Result<Keypair, DaemonError> {
-    let agent = record.get(name).ok_or_else(|| {
-        DaemonError::Internal(format!("{name} of the committee is missing from {}", home.membership().display()))
-    })?;
-    agent_key(home, agent)
-}
-
-/// A registered validator's private key, from the home.
-pub(super) fn agent_key(home: &Home, agent: &AgentRecord) -> Result<Keypair, DaemonError> {
-    Keypair::read_pem_file(&home.root().join(&agent.key_file)).map_err(|e| DaemonError::Internal(e.to_string()))
-}
-
-/// Member names by agent id (the index), over every epoch.
-fn member_names(history: &[Committee]) -> Vec<String> {
-    let mut names = Vec::new();
-    for member in history.iter().flat_map(Committee::members) {
-        let index = member.id.0 as usize;
-        if names.len() <= index {
-            names.resize(index + 1, String::new());
-        }
-        names[index] = member.name.clone();
-    }
-    names
-}
 
 /// The key the daemon signs membership changes with: one per home, kept in
 /// `keys/operator.pem`, so validators recovered from their logs accept the

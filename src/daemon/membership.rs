@@ -72,7 +72,9 @@ pub struct AgentRecord {
     pub capabilities: Vec<String>,
     /// `0x` and 64 hex digits (`-` for an observer).
     pub public_key: String,
-    /// The private key's PEM file, relative to the home (`keys/<name>.pem`).
+    /// The private key's PEM file, relative to the home (`keys/<name>.pem`);
+    /// empty for a validator whose key only its own process holds (a hub's node).
+    #[serde(default)]
     pub key_file: PathBuf,
     pub status: AgentStatus,
     /// The committee id it holds or held (none before it first joined one).
@@ -118,6 +120,11 @@ impl AgentRecord {
     /// In the committee now (a quarantined member still holds its seat until it is replaced).
     pub fn is_member(&self) -> bool {
         matches!(self.status, AgentStatus::Active | AgentStatus::Quarantined)
+    }
+
+    /// Whether this home holds the agent's private key (it runs in this process).
+    pub fn key_kept_here(&self) -> bool {
+        !self.key_file.as_os_str().is_empty()
     }
 
     pub fn is_observer(&self) -> bool {

@@ -17,6 +17,7 @@ pub mod home;
 pub mod membership;
 pub mod process;
 pub mod registry;
+pub mod relaunch;
 pub mod tasks;
 pub mod view_log;
 

@@ -42,7 +42,7 @@ impl Daemon {
                         agent.departure()
                     )));
                 }
-                add.push((name.clone(), super::launch::agent_key(&self.home, agent)?));
+                add.push((name.clone(), super::relaunch::agent_key(&self.home, agent).map_err(DaemonError::Internal)?));
             }
             (running.swarm.clone(), remove, add)
         };

@@ -308,13 +308,23 @@ mod verifier_tests {
         let mut verifier = Verifier::new(&genesis, 8);
         verifier.learn(&next);
         let status = |epoch: u64| {
-            let message = Message::Status { view: crate::protocol::View(0), low_water: Seq(0), last_executed: Seq(0) };
+            let message = Message::Status {
+                view: crate::protocol::View(0),
+                low_water: Seq(0),
+                last_executed: Seq(0),
+                passive: false,
+            };
             SignedMessage::sign(message, Epoch(epoch), AgentId(0), &keys[0])
         };
         assert_eq!(verifier.verify_message(&status(0)), Ok(()), "its old-epoch messages still verify");
         assert_eq!(verifier.verify_message(&status(1)), Err(Rejection::UnknownSender(AgentId(0))));
         let unknown = SignedMessage::sign(
-            Message::Status { view: crate::protocol::View(0), low_water: Seq(0), last_executed: Seq(0) },
+            Message::Status {
+                view: crate::protocol::View(0),
+                low_water: Seq(0),
+                last_executed: Seq(0),
+                passive: false,
+            },
             Epoch(2),
             AgentId(1),
             &keys[1],
@@ -416,6 +426,7 @@ mod verifier_tests {
                     stable_digest: digest,
                     checkpoint_proof: proof,
                     prepared: vec![],
+                    passive: false,
                 },
                 Epoch(1),
                 AgentId(4),

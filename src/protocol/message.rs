@@ -68,7 +68,9 @@ pub enum Message {
     /// The sender's ledger digest after executing `seq`.
     Checkpoint { seq: Seq, state_digest: Digest },
     /// "I am stuck here": peers answer by resending what the sender lacks.
-    Status { view: View, low_water: Seq, last_executed: Seq },
+    /// `passive`: the sender lost the record of what it signed, so where it
+    /// stands says nothing about where the swarm was.
+    Status { view: View, low_water: Seq, last_executed: Seq, passive: bool },
     /// The ledger at a stable checkpoint, for a peer that fell behind it, with
     /// the quorum of signed CHECKPOINT messages that proves its digest. The
     /// receiver trusts the proof and the digest, never the sender.
@@ -82,12 +84,16 @@ pub enum Message {
     },
     /// The sender suspects the primary and moves to `new_view`, carrying its
     /// stable checkpoint (with proof) and every certificate it prepared above it.
+    /// `passive`: the sender lost its log, so certificates it once held may be
+    /// missing; a NEW-VIEW counts such VIEW-CHANGEs apart
+    /// ([`crate::protocol::view_change::enough_view_changes`]).
     ViewChange {
         new_view: View,
         stable_seq: Seq,
         stable_digest: Digest,
         checkpoint_proof: Vec<Arc<SignedMessage>>,
         prepared: Vec<PreparedCertificate>,
+        passive: bool,
     },
     /// The new primary's proof that `view` starts: a quorum of VIEW-CHANGEs and
     /// the pre-prepares computed from them, which every backup recomputes.
@@ -149,10 +155,10 @@ impl Message {
             Message::Checkpoint { seq, state_digest } | Message::StateSnapshot { seq, state_digest, .. } => {
                 header.u64(seq.0).bytes32(&state_digest.0)
             }
-            Message::Status { view, low_water, last_executed } => {
-                header.u64(view.0).u64(low_water.0).u64(last_executed.0)
+            Message::Status { view, low_water, last_executed, passive } => {
+                header.u64(view.0).u64(low_water.0).u64(last_executed.0).u8(u8::from(*passive))
             }
-            Message::ViewChange { new_view, stable_seq, stable_digest, checkpoint_proof, prepared } => {
+            Message::ViewChange { new_view, stable_seq, stable_digest, checkpoint_proof, prepared, passive } => {
                 let certificates = prepared.iter().flat_map(|c| std::iter::once(&c.pre_prepare).chain(&c.prepares));
                 header
                     .u64(new_view.0)
@@ -160,6 +166,7 @@ impl Message {
                     .bytes32(&stable_digest.0)
                     .bytes32(&embedded_digest(checkpoint_proof.iter()))
                     .bytes32(&embedded_digest(certificates))
+                    .u8(u8::from(*passive))
             }
             Message::NewView { view, view_changes, pre_prepares } => header
                 .u64(view.0)

@@ -10,7 +10,7 @@ use super::committee::Committee;
 use super::membership::{checkpoint_digest, SignedMembershipChange};
 use super::message::{Message, PreparedCertificate, Reply, Request, SignedMessage};
 use super::types::{AgentId, Epoch, Seq, View};
-use super::view_change::plan_new_view;
+use super::view_change::{enough_view_changes, plan_new_view};
 use crate::crypto::Digest;
 use crate::crypto::{verify_batch, Signature};
 use crate::ledger::AccountId;
@@ -354,7 +354,7 @@ fn proves_checkpoint(epochs: &Epochs, seq: Seq, digest: Digest, proof: &[Arc<Sig
 /// a quorum of the view change's epoch really prepared, below the requested
 /// view and above the checkpoint.
 fn valid_view_change_content(epochs: &Epochs, signed: &SignedMessage) -> bool {
-    let Message::ViewChange { new_view, stable_seq, stable_digest, checkpoint_proof, prepared } = &signed.message
+    let Message::ViewChange { new_view, stable_seq, stable_digest, checkpoint_proof, prepared, .. } = &signed.message
     else {
         return false;
     };
@@ -426,7 +426,7 @@ fn valid_new_view(
             return false;
         }
     }
-    if senders.len() < known.committee.quorum() {
+    if !enough_view_changes(&known.committee, view_changes) {
         return false;
     }
     let plan = plan_new_view(view_changes);
@@ -566,6 +566,7 @@ mod tests {
                     stable_digest: Digest::default(),
                     checkpoint_proof: vec![],
                     prepared,
+                    passive: false,
                 },
             )
         };

@@ -195,7 +195,19 @@ fn view_change(
     prepared: Vec<PreparedCertificate>,
 ) -> Arc<SignedMessage> {
     let (stable_seq, stable_digest) = (Seq(stable.0), stable.1);
-    sign(old, 0, 2, Message::ViewChange { new_view: View(1), stable_seq, stable_digest, checkpoint_proof, prepared })
+    sign(
+        old,
+        0,
+        2,
+        Message::ViewChange {
+            new_view: View(1),
+            stable_seq,
+            stable_digest,
+            checkpoint_proof,
+            prepared,
+            passive: false,
+        },
+    )
 }
 
 #[test]
@@ -265,6 +277,7 @@ fn new_view_case() -> NewViewCase {
             stable_digest: Digest::default(),
             checkpoint_proof: vec![],
             prepared,
+            passive: false,
         };
         sign(&old, 0, from, message)
     };
@@ -290,6 +303,7 @@ impl NewViewCase {
             stable_digest: Digest::default(),
             checkpoint_proof,
             prepared: vec![],
+            passive: false,
         };
         sign(&self.old, 0, from, message)
     }
@@ -374,8 +388,14 @@ fn a_new_view_plan_starts_above_the_highest_checkpoint_it_was_shown() {
     let (b, at_four) = (batch(1), Digest([4; 32]));
     let ask = |from: u32, stable_seq: u64, stable_digest: Digest, prepared: Vec<PreparedCertificate>| {
         let stable_seq = Seq(stable_seq);
-        let message =
-            Message::ViewChange { new_view: View(1), stable_seq, stable_digest, checkpoint_proof: vec![], prepared };
+        let message = Message::ViewChange {
+            new_view: View(1),
+            stable_seq,
+            stable_digest,
+            checkpoint_proof: vec![],
+            prepared,
+            passive: false,
+        };
         sign(&old, 0, from, message)
     };
     let view_changes = vec![

@@ -2,7 +2,19 @@
 //! new primary builds its pre-prepares from this plan and every backup (its
 //! verifier) recomputes it, so a faulty primary cannot drop or alter a batch
 //! that may have committed.
+//!
+//! Which VIEW-CHANGEs are enough ([`enough_view_changes`]): a NEW-VIEW must
+//! see every batch that may have committed, and a passive sender (its log
+//! lost) may have lost the certificates it held. A quorum of senders that
+//! kept their logs is enough, as in the paper: with at most f members
+//! faulty or passive, it meets every prepared quorum in an honest member
+//! that still holds its certificate. With more than f passive (several logs
+//! lost at once, beyond what a quorum can mask) no such quorum exists; then
+//! the NEW-VIEW waits for every member's VIEW-CHANGE, so every member that
+//! kept its log, and so every certificate any of them holds, is heard.
+//! (Nothing can recover a batch whose every certificate was in lost logs.)
 
+use super::committee::Committee;
 use super::message::{Batch, Message, PreparedCertificate, SignedMessage};
 use super::types::{Seq, View};
 use crate::crypto::Digest;
@@ -19,6 +31,17 @@ pub struct NewViewPlan {
     /// For every sequence number in (min_seq, max_seq]: the batch prepared in
     /// the highest view, or an empty (null) batch where none prepared.
     pub slots: BTreeMap<Seq, (Digest, Arc<Batch>)>,
+}
+
+/// Whether these VIEW-CHANGEs (verified, from distinct members of
+/// `committee`, for one view) may start the view: a quorum of senders that
+/// kept their logs, or every member (see the module comment).
+pub fn enough_view_changes(committee: &Committee, view_changes: &[Arc<SignedMessage>]) -> bool {
+    let intact = view_changes
+        .iter()
+        .filter(|signed| matches!(signed.message, Message::ViewChange { passive: false, .. }))
+        .count();
+    intact >= committee.quorum() || (view_changes.len() >= committee.n() && intact > 0)
 }
 
 /// Plans the new view from VIEW-CHANGE messages (already verified). Messages

@@ -74,6 +74,20 @@ pub fn draw_agents(rng: &mut SeededRng, validators: usize) -> Vec<ByzantineAgent
         .collect()
 }
 
+/// The f liars of [`super::Scenario::ViewChangeLiars`], drawn at random, the
+/// first in half the runs the view-0 primary (whose withheld pre-prepares
+/// start the view changes it lies in); they have no fault of [`crate::faults`].
+pub fn liars(rng: &mut SeededRng, validators: usize) -> Vec<ByzantineAgent> {
+    let f = (validators - 1) / 3;
+    let mut candidates: Vec<AgentId> = (0..validators as u32).map(AgentId).collect();
+    let first = if rng.chance(0.5) { 0 } else { rng.below(validators as u64) as usize };
+    let mut ids = vec![candidates.remove(first)];
+    while ids.len() < f {
+        ids.push(candidates.remove(rng.below(candidates.len() as u64) as usize));
+    }
+    ids.into_iter().map(|id| ByzantineAgent { id, faults: Vec::new(), twin: false, accuses: None }).collect()
+}
+
 /// A coalition of f false accusers (agents 1..=f: not the first primary, whose
 /// twins would be convicted of equivocation before they lie) against one
 /// honest victim, early in the run; with `twin`, the first runs as twins.

@@ -87,6 +87,7 @@ impl RetiredCoalition {
             stable_digest: state_digest,
             checkpoint_proof: proof.clone(),
             prepared: Vec::new(),
+            passive: false,
         };
         let mut forged = vec![(sender.0, sign(snapshot, sender)), (sender.0, sign(view_change, sender))];
         forged.extend(proof.into_iter().map(|vote| (vote.sender, vote)));

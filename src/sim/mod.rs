@@ -13,6 +13,7 @@ mod invariants;
 mod network;
 mod operator;
 mod restart;
+mod view_change_liar;
 
 pub use byzantine::{ByzantineAgent, FalseAccusation};
 pub use invariants::Violation;
@@ -89,6 +90,19 @@ pub enum Scenario {
     /// from genesis. None ever signs two different messages for one slot,
     /// none is convicted, and every transfer commits.
     DamagedLogs,
+    /// f+1 to n-1 validators lose their write-ahead logs at one moment (a
+    /// machine crash under several of them): more than f passive at once, so
+    /// no quorum of active voters is left. The most advanced validator keeps
+    /// its log (without it the history only the others held would be lost for
+    /// good, whatever the protocol). None signs two different messages for one
+    /// slot, none is convicted, and every transfer commits.
+    LostLogsBeyondF,
+    /// f Byzantine agents lie in the view-change plane (see
+    /// [`view_change_liar`]): fabricated or withheld certificates in their
+    /// VIEW-CHANGEs, NEW-VIEWs with a wrong plan, pre-prepares beyond the
+    /// high water mark, replayed stale CHECKPOINTs. Safety holds, no honest
+    /// agent is convicted, and every transfer commits.
+    ViewChangeLiars,
 }
 
 impl Scenario {
@@ -106,10 +120,12 @@ impl Scenario {
             Scenario::ByzantineAgents => "byzantine-agents",
             Scenario::RetiredCoalition => "retired-coalition",
             Scenario::DamagedLogs => "damaged-logs",
+            Scenario::LostLogsBeyondF => "lost-logs-beyond-f",
+            Scenario::ViewChangeLiars => "view-change-liars",
         }
     }
 
-    pub const ALL: [Scenario; 12] = [
+    pub const ALL: [Scenario; 14] = [
         Scenario::LossyNetwork,
         Scenario::EquivocatingPrimary,
         Scenario::SilentPrimary,
@@ -122,6 +138,8 @@ impl Scenario {
         Scenario::ByzantineAgents,
         Scenario::RetiredCoalition,
         Scenario::DamagedLogs,
+        Scenario::LostLogsBeyondF,
+        Scenario::ViewChangeLiars,
     ];
 
     pub fn parse(name: &str) -> Option<Scenario> {
@@ -215,6 +233,7 @@ impl SimConfig {
             reconfiguration,
             byzantine: match scenario {
                 Scenario::ByzantineAgents => byzantine::draw_agents(&mut SeededRng::new(seed ^ 0xB1_2A57), validators),
+                Scenario::ViewChangeLiars => byzantine::liars(&mut SeededRng::new(seed ^ 0x71E5), validators),
                 _ => Vec::new(),
             },
         }
@@ -264,6 +283,9 @@ pub struct SimReport {
     pub damaged_restarts: usize,
     /// Messages the retired coalition forged and sent.
     pub forged_messages: usize,
+    /// Lies the view-change liars told, and of those in VIEW-CHANGEs and NEW-VIEWs.
+    pub lies_told: usize,
+    pub lies_in_view_changes: usize,
     /// The newest membership epoch honest validators moved to.
     pub epoch: u64,
     /// Each validator at the end: where it stands, for reading a failing seed.
@@ -304,7 +326,7 @@ fn byzantine_agents(
     committee: &Committee,
     rng: &mut SeededRng,
 ) -> BTreeMap<AgentId, ByzantineAgent> {
-    if config.scenario == Scenario::ByzantineAgents {
+    if matches!(config.scenario, Scenario::ByzantineAgents | Scenario::ViewChangeLiars) {
         return config.byzantine.iter().map(|agent| (agent.id, agent.clone())).collect();
     }
     let faulty = |(id, spec)| (id, ByzantineAgent { id, faults: vec![spec], twin: false, accuses: None });
@@ -323,6 +345,8 @@ fn assign_faults(config: &SimConfig, committee: &Committee, rng: &mut SeededRng)
         | Scenario::SlowPrimary
         | Scenario::CrashRestart
         | Scenario::DamagedLogs
+        | Scenario::LostLogsBeyondF
+        | Scenario::ViewChangeLiars
         | Scenario::RetiredCoalition
         | Scenario::ByzantineAgents => BTreeMap::new(),
         Scenario::EquivocatingPrimary => BTreeMap::from([(primary, spec(FaultType::Equivocation, 1.0, 0))]),
@@ -348,6 +372,8 @@ struct SimValidator {
     verifier: Verifier,
     adversaries: Vec<Adversary>,
     accuser: Option<FalseAccuser>,
+    /// Lies in the view-change plane (a Byzantine agent of [`Scenario::ViewChangeLiars`]).
+    liar: Option<view_change_liar::ViewChangeLiar>,
     /// What its write-ahead log holds, for a validator that may crash and restart.
     persisted: Option<RecoveredState>,
 }
@@ -382,8 +408,13 @@ pub fn run(config: &SimConfig) -> SimReport {
             verifier: Verifier::new(&committee, config.params.max_batch_size),
             adversaries: specs.iter().map(|spec| Adversary::new(id, key.clone(), *spec, rng.next_u64())).collect(),
             accuser: agent.and_then(|agent| agent.accuses).map(FalseAccuser::new),
-            persisted: matches!(config.scenario, Scenario::CrashRestart | Scenario::DamagedLogs)
-                .then(RecoveredState::default),
+            liar: (config.scenario == Scenario::ViewChangeLiars && agent.is_some())
+                .then(|| view_change_liar::ViewChangeLiar::new(id, key.clone(), &config.params, rng.next_u64())),
+            persisted: matches!(
+                config.scenario,
+                Scenario::CrashRestart | Scenario::DamagedLogs | Scenario::LostLogsBeyondF
+            )
+            .then(RecoveredState::default),
         }
     };
     let mut validators: Vec<SimValidator> =
@@ -455,6 +486,18 @@ pub fn run(config: &SimConfig) -> SimReport {
         _ => Vec::new(),
     };
     let mut damage_rng = rng.fork(0xDA3A6E);
+    // When more than f validators lose their logs at once (one moment per run).
+    let mut mass_loss =
+        (config.scenario == Scenario::LostLogsBeyondF).then(|| Micros(damage_rng.between(5_000, 250_000)));
+    // When the operator forces a view change, so that the liars lead views and lie in them.
+    let mut forced_view_changes: Vec<Micros> = match config.scenario {
+        Scenario::ViewChangeLiars => {
+            let mut at: Vec<Micros> = (0..rng.between(3, 7)).map(|_| Micros(rng.between(10_000, 1_500_000))).collect();
+            at.sort();
+            at
+        }
+        _ => Vec::new(),
+    };
     let mut signed_slots = restart::SignedSlots::default();
     let mut damaged_restarts = 0usize;
     let mut forged_messages = 0usize;
@@ -490,6 +533,30 @@ pub fn run(config: &SimConfig) -> SimReport {
                 Replica::restore(id, key, committee.clone(), params, genesis.clone(), state, now);
             delivered.forget(id);
             network.schedule_tick(Node::Validator(victim), now);
+        }
+        while forced_view_changes.first().is_some_and(|at| *at <= now) {
+            forced_view_changes.remove(0);
+            for i in 0..validators.len() {
+                network.send(now, Node::Operator, Node::Validator(i), Payload::ForceViewChange);
+            }
+        }
+        if mass_loss.is_some_and(|at| at <= now) {
+            let victims = restart::beyond_f_victims(&validators, &mut damage_rng);
+            if !victims.is_empty() {
+                mass_loss = None;
+            }
+            for victim in victims {
+                let state = RecoveredState { passive: Some(Passive::default()), ..RecoveredState::default() };
+                validators[victim].persisted = Some(state.clone());
+                damaged_restarts += 1;
+                invariants.lost_its_state(AgentId(victim as u32));
+                let (id, key) = (AgentId(victim as u32), keys[victim].clone());
+                let params = config.params.clone();
+                validators[victim].replica =
+                    Replica::restore(id, key, committee.clone(), params, genesis.clone(), state, now);
+                delivered.forget(id);
+                network.schedule_tick(Node::Validator(victim), now);
+            }
         }
         match node {
             Node::Operator => {
@@ -591,6 +658,7 @@ pub fn run(config: &SimConfig) -> SimReport {
                             Payload::Membership(change) => {
                                 validator.verifier.verify_membership(&change).then_some(Input::Membership(change))
                             }
+                            Payload::ForceViewChange => Some(Input::ForceViewChange),
                             Payload::Reply(_) => None,
                         };
                         let Some(input) = input else { break 'step };
@@ -600,6 +668,9 @@ pub fn run(config: &SimConfig) -> SimReport {
                         }
                         for adversary in &mut validator.adversaries {
                             outputs = adversary.rewrite(now, outputs, validator.replica.committee());
+                        }
+                        if let Some(liar) = &mut validator.liar {
+                            outputs = liar.rewrite(outputs, validator.replica.committee());
                         }
                         let mut joined = Vec::new();
                         for output in outputs {
@@ -688,6 +759,7 @@ pub fn run(config: &SimConfig) -> SimReport {
                                 verifier,
                                 adversaries: Vec::new(),
                                 accuser: None,
+                                liar: None,
                                 persisted: None,
                             });
                             network.schedule_tick(Node::Validator(index), now);
@@ -756,6 +828,8 @@ pub fn run(config: &SimConfig) -> SimReport {
         convicted,
         damaged_restarts,
         forged_messages,
+        lies_told: validators.iter().filter_map(|v| v.liar.as_ref()).map(|liar| liar.told).sum(),
+        lies_in_view_changes: validators.iter().filter_map(|v| v.liar.as_ref()).map(|l| l.told_in_view_changes).sum(),
         epoch: committees.keys().next_back().map_or(0, |epoch| epoch.0),
         replicas: validators
             .iter()

@@ -46,6 +46,8 @@ pub enum Payload {
     Consensus(AgentId, Arc<SignedMessage>),
     Reply(Arc<Reply>),
     Membership(Arc<SignedMembershipChange>),
+    /// An operator suspects the primary: move to the next view now.
+    ForceViewChange,
 }
 
 impl Clone for Payload {
@@ -56,6 +58,7 @@ impl Clone for Payload {
             Payload::Consensus(from, message) => Payload::Consensus(*from, message.clone()),
             Payload::Reply(reply) => Payload::Reply(reply.clone()),
             Payload::Membership(change) => Payload::Membership(change.clone()),
+            Payload::ForceViewChange => Payload::ForceViewChange,
         }
     }
 }

@@ -27,6 +27,33 @@ pub fn crash_schedule(rng: &mut SeededRng, validators: usize, count: u64, within
     crashes
 }
 
+/// Who loses its log in [`super::Scenario::LostLogsBeyondF`]: f+1 to n-1
+/// validators, all but one that is at least as far as each of them (in
+/// view and in execution), so the history they signed is still held by an
+/// intact log. None while no validator is that far (the run tries again at
+/// the next event).
+pub fn beyond_f_victims(validators: &[super::SimValidator], rng: &mut SeededRng) -> Vec<usize> {
+    let reach =
+        |v: &super::SimValidator| (v.replica.view(), v.replica.last_executed(), v.replica.stable_checkpoint().seq);
+    let Some(keeper) = (0..validators.len()).find(|&k| {
+        let (view, executed, stable) = reach(&validators[k]);
+        validators.iter().all(|v| {
+            let (v_view, v_executed, v_stable) = reach(v);
+            v_view <= view && v_executed <= executed && v_stable <= stable
+        })
+    }) else {
+        return Vec::new();
+    };
+    let n = validators.len();
+    let f = (n - 1) / 3;
+    let count = rng.between(f as u64 + 1, n as u64 - 1) as usize;
+    let mut others: Vec<usize> = (0..n).filter(|&i| i != keeper).collect();
+    while others.len() > count {
+        others.remove(rng.below(others.len() as u64) as usize);
+    }
+    others
+}
+
 #[derive(Default)]
 pub struct SignedSlots {
     /// (signer, epoch, kind, view, seq): the signature binds the epoch, so a

@@ -8,7 +8,7 @@
 use crate::actors::{Destination, Envelope, Origin, ViewRecord};
 use crate::crypto::{Digest, PublicKey, Signature};
 use crate::detect::Report;
-use crate::ledger::Ledger;
+use crate::ledger::{AccountId, Ledger};
 use crate::protocol::{AgentId, Committee, Epoch, ProtocolParams, Seq, View};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -24,7 +24,7 @@ pub const MAX_FRAME_BYTES: usize = 64 * 1024 * 1024;
 pub const HANDSHAKE_FRAME_BYTES: usize = 4 * 1024;
 
 /// Bumped when frames change incompatibly; a node of another version is refused.
-pub const PROTOCOL_VERSION: u16 = 2;
+pub const PROTOCOL_VERSION: u16 = 3;
 
 /// Length-prefixed frames (4-byte big-endian length), bounded by [`MAX_FRAME_BYTES`].
 pub fn codec() -> LengthDelimitedCodec {
@@ -89,6 +89,11 @@ pub enum Frame {
     /// Node → hub: what the validator's verifier refused and its replica
     /// proved, for the swarm's detector; the hub keeps only the node's own.
     Reports(Vec<Report>),
+    /// Hub → node: the next nonce of each of these accounts in the node's
+    /// ledger (a workload carries on from them); `query` pairs the answer.
+    AskNonces { query: u64, accounts: Vec<AccountId> },
+    /// Node → hub: the answer to [`Frame::AskNonces`], in its accounts' order.
+    Nonces { query: u64, nonces: Vec<u64> },
 }
 
 /// What a node needs to run its validator: who it is, every committee so
@@ -110,6 +115,8 @@ pub struct NodeStatus {
     pub epoch: Epoch,
     pub member: bool,
     pub last_executed: Seq,
+    /// Slots prepared or committed but not executed yet (work a restart recovered).
+    pub slots_in_flight: u64,
     pub stable_checkpoint: Seq,
     pub stable_digest: Digest,
     pub ledger_digest: Digest,
@@ -138,6 +145,8 @@ impl Frame {
             Frame::Route(_) => "route",
             Frame::Status(_) => "status",
             Frame::Reports(_) => "reports",
+            Frame::AskNonces { .. } => "ask-nonces",
+            Frame::Nonces { .. } => "nonces",
         }
     }
 

@@ -9,7 +9,7 @@ use super::gate::QuarantineGate;
 use super::handshake::{admit_node, Connection, HandshakeError};
 use super::link::tune;
 use super::peer::{relay, Disconnected, HubSide, RemoteValidator};
-use crate::actors::{Register, Swarm};
+use crate::actors::{Register, RemoteLink, Swarm};
 use crate::crypto::{Keypair, PublicKey};
 use crate::events::{EventKind, EventKinds};
 use crate::hooks::Subscribe;
@@ -223,7 +223,7 @@ async fn serve(conn: Connection<TcpStream>, welcome: Welcome, from: SocketAddr, 
         }
         let recipient = peer.clone().recipient();
         swarm.supervisor().do_send(Register { id, name: name.clone(), public_key, recipient });
-        swarm.attach_remote(id, peer.clone().recipient());
+        swarm.attach_remote(id, RemoteLink { status: peer.clone().recipient(), nonces: peer.clone().recipient() });
     };
     let faulty = shared.faulty.clone();
     let hub = HubSide { supervisor: swarm.supervisor().clone(), detector: swarm.detector(), faulty };

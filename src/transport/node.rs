@@ -11,8 +11,8 @@ use super::handshake::{join_hub, HandshakeError};
 use super::link::{tune, write_frames, Outbox};
 use super::peer::{next_within, SILENCE_LIMIT};
 use crate::actors::{
-    Deliver, GetStatus, InjectFault, Misbehaviour, RecoveredValidator, ReportMisbehaviourTo, Route, Validator,
-    ValidatorStatus, SUPERVISOR_MAILBOX,
+    Deliver, GetNextNonces, GetStatus, InjectFault, Misbehaviour, RecoveredValidator, ReportMisbehaviourTo, Route,
+    Validator, ValidatorStatus, SUPERVISOR_MAILBOX,
 };
 use crate::crypto::{Keypair, PublicKey};
 use crate::faults::FaultSpec;
@@ -151,6 +151,10 @@ fn describe_recovery(recovery: &Recovery) -> String {
             )
         }
         Recovery::Missing => "its write-ahead log is missing; passive, catching up from peers".into(),
+        Recovery::Unclean { records, last_executed, .. } => format!(
+            "rebuilt from its write-ahead log ({records} records, executed up to seq {last_executed}), which was \
+             not closed cleanly without fsync; passive, catching up from peers"
+        ),
     }
 }
 
@@ -172,7 +176,15 @@ async fn relay(
                 Frame::Deliver { envelopes, .. } if envelopes.is_empty() => {}
                 // A full mailbox drops the delivery; retransmission recovers it.
                 Frame::Deliver { from, envelopes } => drop(validator.try_send(Deliver { from, envelopes })),
-                other => return Err(WireError::Unexpected { expected: "deliver", got: other.kind() }),
+                Frame::AskNonces { query, accounts } => {
+                    let (validator, outbox) = (validator.clone(), outbox.clone());
+                    actix_rt::spawn(async move {
+                        if let Ok(nonces) = validator.send(GetNextNonces(Arc::new(accounts))).await {
+                            outbox.push(&Frame::Nonces { query, nonces }, 0);
+                        }
+                    });
+                }
+                other => return Err(WireError::Unexpected { expected: "deliver or ask-nonces", got: other.kind() }),
             }
         }
         Err(WireError::Closed)
@@ -205,6 +217,7 @@ fn summary(status: &ValidatorStatus, link_dropped: u64) -> NodeStatus {
         epoch: status.epoch,
         member: status.member,
         last_executed: status.last_executed,
+        slots_in_flight: status.slots_in_flight as u64,
         stable_checkpoint: status.stable_checkpoint,
         stable_digest: status.stable_digest,
         ledger_digest: status.ledger_digest,

@@ -7,18 +7,22 @@ use super::frame::{Frame, NodeStatus, WireError};
 use super::handshake::Connection;
 use super::link::{write_frames, Outbox};
 use crate::actors::{
-    Deliver, Destination, GetStatus, Misbehaviour, Origin, Route, Supervisor, ValidatorStatus, AGENT_MAILBOX,
+    Deliver, Destination, GetNextNonces, GetStatus, Misbehaviour, Origin, Route, Supervisor, ValidatorStatus,
+    AGENT_MAILBOX,
 };
 use crate::crypto::PublicKey;
 use crate::detect::Report;
 use crate::protocol::{AgentId, ReplicaStats};
-use actix::{Actor, ActorContext, Addr, AsyncContext, Context, Handler, Message, MessageResult, Recipient};
+use actix::{
+    Actor, ActorContext, Addr, AsyncContext, Context, Handler, Message, MessageResult, Recipient, ResponseFuture,
+};
 use futures_util::StreamExt;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
+use tokio::sync::oneshot;
 
 /// Stands in for a validator of another process: what the supervisor
 /// delivers to it is queued for the node's socket.
@@ -34,6 +38,20 @@ pub struct RemoteValidator {
     /// Reports the node sent in another member's name, or the detector's full mailbox refused.
     reports_dropped: Arc<ReportsDropped>,
     latest: NodeStatus,
+    /// Nonce queries sent to the node and not answered yet, by query number.
+    asked: BTreeMap<u64, oneshot::Sender<Vec<u64>>>,
+    next_query: u64,
+}
+
+/// How long the hub waits for a node to say its accounts' nonces.
+const NONCES_WAIT: Duration = Duration::from_secs(5);
+
+/// The node answered a nonce query.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct NoncesAnswered {
+    query: u64,
+    nonces: Vec<u64>,
 }
 
 /// The node's reports the hub did not hand to the detector, by why.
@@ -97,6 +115,33 @@ impl Handler<StatusReport> for RemoteValidator {
     }
 }
 
+impl Handler<GetNextNonces> for RemoteValidator {
+    type Result = ResponseFuture<Vec<u64>>;
+
+    /// Asks the node; a node that does not answer in time answers nothing.
+    fn handle(&mut self, GetNextNonces(accounts): GetNextNonces, _: &mut Context<Self>) -> Self::Result {
+        let (query, (answer, answered)) = (self.next_query, oneshot::channel());
+        self.next_query += 1;
+        // Answers to queries that timed out are never sent: forget them.
+        self.asked.retain(|_, waiting| !waiting.is_closed());
+        self.asked.insert(query, answer);
+        self.outbox.push(&Frame::AskNonces { query, accounts: accounts.to_vec() }, 0);
+        Box::pin(async move {
+            tokio::time::timeout(NONCES_WAIT, answered).await.ok().and_then(Result::ok).unwrap_or_default()
+        })
+    }
+}
+
+impl Handler<NoncesAnswered> for RemoteValidator {
+    type Result = ();
+
+    fn handle(&mut self, NoncesAnswered { query, nonces }: NoncesAnswered, _: &mut Context<Self>) {
+        if let Some(waiting) = self.asked.remove(&query) {
+            let _ = waiting.send(nonces);
+        }
+    }
+}
+
 impl Handler<Disconnected> for RemoteValidator {
     type Result = ();
 
@@ -128,7 +173,7 @@ impl Handler<GetStatus> for RemoteValidator {
             epoch: node.epoch,
             member: node.member,
             last_executed: node.last_executed,
-            slots_in_flight: 0,
+            slots_in_flight: usize::try_from(node.slots_in_flight).unwrap_or(usize::MAX),
             stable_checkpoint: node.stable_checkpoint,
             stable_digest: node.stable_digest,
             ledger_digest: node.ledger_digest,
@@ -141,6 +186,7 @@ impl Handler<GetStatus> for RemoteValidator {
             injected_fault: node.injected_fault.clone(),
             view_history: node.view_history.clone(),
             recovery: None,
+            logged_executed: None,
         })
     }
 }
@@ -178,6 +224,8 @@ pub async fn relay(
         routes_dropped: routes_dropped.clone(),
         reports_dropped: reports_dropped.clone(),
         latest: NodeStatus { member: true, ..NodeStatus::default() },
+        asked: BTreeMap::new(),
+        next_query: 0,
     }
     .start();
     started(&peer);
@@ -198,7 +246,13 @@ pub async fn relay(
                     peer.do_send(StatusReport(*status))
                 }
                 Frame::Reports(reports) => hand_to_detector(id, reports, &detector, &reports_dropped),
-                other => return Err(WireError::Unexpected { expected: "route, status or reports", got: other.kind() }),
+                Frame::Nonces { query, nonces } => peer.do_send(NoncesAnswered { query, nonces }),
+                other => {
+                    return Err(WireError::Unexpected {
+                        expected: "route, status, reports or nonces",
+                        got: other.kind(),
+                    })
+                }
             }
         }
         Err(WireError::Closed)

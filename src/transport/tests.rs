@@ -69,6 +69,8 @@ fn encode_real_frames() -> Vec<Vec<u8>> {
         Frame::Status(Box::default()),
         Frame::Refused { reason: "no".into() },
         Frame::Reports(reports_by(AgentId(1))),
+        Frame::AskNonces { query: 7, accounts: vec![AccountId(keypair.public_key())] },
+        Frame::Nonces { query: 7, nonces: vec![3, u64::MAX] },
     ];
     frames.iter().map(|frame| frame.encode().unwrap().to_vec()).collect()
 }

@@ -11,6 +11,15 @@
 //! from genesis, passive (it cannot prove what it signed, so it votes only
 //! past everything it could have voted on), and catches up from its peers.
 //! A swarm whose every log is lost refuses to start ([`refuse_if_all_logs_lost`]).
+//!
+//! Without fsync a crash rolls the log back silently: redb keeps only its
+//! last durable commit, so a killed process (or machine) may come back
+//! believing it signed less than it did, and sign another message in a slot
+//! it signed before. So a log opened without fsync is marked open, durably
+//! (`<file>.unsynced`), before its first commit; a clean close makes every
+//! commit durable and then removes the mark. A log found still marked was
+//! not closed cleanly: its validator keeps what the log holds but starts
+//! passive ([`Recovery::Unclean`]), like one whose log was damaged.
 
 mod record;
 #[cfg(test)]
@@ -37,14 +46,26 @@ pub struct WalOptions {
     pub dir: PathBuf,
     /// Wait for the disk on every group commit. Off, a crash may lose the last
     /// commits (up to 63: redb keeps non-durable commits in memory until a
-    /// durable one), a process killed with SIGKILL included.
+    /// durable one), a process killed with SIGKILL included; such a log is
+    /// marked open until a clean close, and a crash brings its validator
+    /// back passive.
     pub fsync: bool,
+    /// The caller's own record says this swarm ran before (a hub started
+    /// again): a founder whose log is missing starts passive even with no
+    /// peer's log beside it to tell (the hub's node processes keep theirs in
+    /// their own homes).
+    pub swarm_ran: bool,
 }
 
 impl WalOptions {
     /// The logs of the swarm whose home is `home`.
     pub fn under_home(home: &Path, fsync: bool) -> WalOptions {
-        WalOptions { dir: home.join("wal"), fsync }
+        WalOptions { dir: home.join("wal"), fsync, swarm_ran: false }
+    }
+
+    /// The same logs, of a swarm its launcher knows ran before.
+    pub fn of_a_swarm_that_ran(self, ran: bool) -> WalOptions {
+        WalOptions { swarm_ran: ran, ..self }
     }
 
     pub fn path_of(&self, validator: &str) -> PathBuf {
@@ -100,6 +121,12 @@ pub enum WalError {
     NoIdentity { log: String },
     #[error("validator {0} is not a member of its committee")]
     NotAMember(String),
+    #[error("cannot write the open mark {} of a WAL without fsync: {source}", path.display())]
+    Mark {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("cannot move the damaged WAL {} aside: {source}", path.display())]
     MoveAside {
         path: PathBuf,
@@ -122,12 +149,22 @@ pub enum Recovery {
     /// A founder's log is missing while its peers' logs show the swarm ran:
     /// started from genesis, passive, catching up from its peers.
     Missing,
+    /// Written without fsync and not closed cleanly (the process or the
+    /// machine crashed): its last commits may be lost, so it was rebuilt from
+    /// what the log holds, passive, and catches up from its peers.
+    Unclean { records: u64, stable_checkpoint: Seq, last_executed: Seq },
 }
 
 impl Recovery {
     /// The validator cannot prove what it signed before this start.
     pub fn lost_its_record(&self) -> bool {
-        matches!(self, Recovery::Discarded { .. } | Recovery::Missing | Recovery::Wal { passive: true, .. })
+        matches!(
+            self,
+            Recovery::Discarded { .. }
+                | Recovery::Missing
+                | Recovery::Unclean { .. }
+                | Recovery::Wal { passive: true, .. }
+        )
     }
 }
 
@@ -135,7 +172,8 @@ impl Recovery {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RecoveryError {
     #[error(
-        "every validator's write-ahead log is damaged or missing ({}): none can prove what it signed, so the swarm \
+        "every validator's write-ahead log is damaged, missing or cut short by a crash without fsync ({}): none can \
+         prove what it signed, so the swarm \
          cannot resume without risking equivocation; restore the logs from a backup, or remove the wal directory \
          to start a new swarm from genesis",
         logs.join(", ")
@@ -169,10 +207,14 @@ pub struct Journal {
     log: String,
     identity: Identity,
     mirror: RecoveredState,
+    /// The open mark of a log written without fsync, removed on a clean close.
+    unsynced_mark: Option<PathBuf>,
     /// Encoded records of the steps since the last commit.
     pending: Vec<Vec<u8>>,
     /// A checkpoint became stable since the last commit: write a snapshot instead.
     snapshot_due: bool,
+    /// The last sequence number executed that the log holds, as of the last commit.
+    committed_executed: Seq,
 }
 
 impl std::fmt::Debug for Journal {
@@ -194,12 +236,19 @@ pub fn recover(
     std::fs::create_dir_all(&options.dir).map_err(|source| StoreError::Home { path: options.dir.clone(), source })?;
     let path = options.path_of(&spec.name);
     let redb = RedbOptions { fsync: options.fsync, ..RedbOptions::default() };
-    let missing = !path.exists() && spec.joined_in.is_none() && peers_have_run(options, &spec.name);
-    let (mut journal, recovery) = match open_and_read(&path, redb, &spec.name, identity) {
+    let missing =
+        !path.exists() && spec.joined_in.is_none() && (options.swarm_ran || peers_have_run(options, &spec.name));
+    let mark = unsynced_mark(&path);
+    let unclean = mark.exists();
+    if !options.fsync {
+        // Durable before the first commit that is not: a crash from here on is seen.
+        set_mark(&mark)?;
+    }
+    let (mut journal, mut recovery) = match open_and_read(&path, redb, &spec.name, identity) {
         Ok((journal, _)) if missing => {
             tracing::error!(
-                "the write-ahead log of {} is missing while its peers' logs show the swarm ran: it starts passive \
-                 from genesis and catches up from its peers",
+                "the write-ahead log of {} is missing while the swarm ran before (its peers' logs or its record show \
+                 it): it starts passive from genesis and catches up from its peers",
                 spec.name
             );
             (journal, Recovery::Missing)
@@ -231,11 +280,34 @@ pub fn recover(
             (journal, Recovery::Discarded { error: error.to_string(), moved_to })
         }
     };
-    if matches!(recovery, Recovery::Discarded { .. } | Recovery::Missing) {
+    let rolled_back = match &recovery {
+        Recovery::Wal { records, stable_checkpoint, last_executed, .. } => {
+            Some((*records, *stable_checkpoint, *last_executed))
+        }
+        // Even its identity may have been in the commits the crash lost.
+        Recovery::Fresh => Some((0, Seq(0), Seq(0))),
+        Recovery::Discarded { .. } | Recovery::Missing | Recovery::Unclean { .. } => None,
+    };
+    if let (true, Some((records, stable_checkpoint, last_executed))) = (unclean, rolled_back) {
+        tracing::error!(
+            "the write-ahead log of {} was written without fsync and not closed cleanly (the process or the machine \
+             crashed): its last commits may be lost, so it starts passive from what the log holds and catches up \
+             from its peers",
+            spec.name
+        );
+        recovery = Recovery::Unclean { records, stable_checkpoint, last_executed };
+    }
+    if matches!(recovery, Recovery::Discarded { .. } | Recovery::Missing | Recovery::Unclean { .. }) {
         // Durable before the replica runs: a crash while passive must not
         // bring it back as a replica that trusts its new, short log.
         journal.mirror.passive = Some(Passive::default());
         journal.store.append(&journal.log, &[WalRecord::Passive(journal.mirror.passive).encode()])?;
+    }
+    if options.fsync {
+        // Every commit from here on is durable, the passive record above included.
+        clear_mark(&mark);
+    } else {
+        journal.unsynced_mark = Some(mark);
     }
     let replica = spec.new_replica(identity.agent).restored(journal.mirror.clone(), now);
     Ok((replica, journal, recovery))
@@ -270,7 +342,17 @@ fn open_and_read(path: &Path, options: RedbOptions, log: &str, identity: Identit
     if records == 0 {
         store.append(log, &[WalRecord::Identity(identity).encode()])?;
     }
-    let journal = Journal { store, log: log.to_owned(), identity, mirror, pending: Vec::new(), snapshot_due: false };
+    let committed_executed = mirror.last_executed();
+    let journal = Journal {
+        store,
+        log: log.to_owned(),
+        identity,
+        mirror,
+        unsynced_mark: None,
+        pending: Vec::new(),
+        snapshot_due: false,
+        committed_executed,
+    };
     Ok((journal, records))
 }
 
@@ -312,6 +394,42 @@ fn fold_log(
         if done {
             return Ok((identity, state, count));
         }
+    }
+}
+
+/// The mark of `<file>` open without fsync: `<file>.unsynced`.
+fn unsynced_mark(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".unsynced");
+    PathBuf::from(name)
+}
+
+/// Creates the mark and makes it durable (the file and its directory entry).
+fn set_mark(mark: &Path) -> Result<(), WalError> {
+    let durable = || -> std::io::Result<()> {
+        std::fs::File::create(mark)?.sync_all()?;
+        sync_directory_of(mark)
+    };
+    durable().map_err(|source| WalError::Mark { path: mark.to_owned(), source })
+}
+
+/// Removes the mark once every commit is durable; a mark left behind only
+/// makes the next start passive, so a failure is logged, not returned.
+fn clear_mark(mark: &Path) {
+    let removed = match std::fs::remove_file(mark) {
+        Ok(()) => sync_directory_of(mark),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(error) => Err(error),
+    };
+    if let Err(error) = removed {
+        tracing::warn!(mark = %mark.display(), %error, "cannot remove the write-ahead log's open mark; the next start is passive");
+    }
+}
+
+fn sync_directory_of(path: &Path) -> std::io::Result<()> {
+    match path.parent() {
+        Some(dir) => std::fs::File::open(dir)?.sync_all(),
+        None => Ok(()),
     }
 }
 
@@ -362,11 +480,29 @@ impl Journal {
         } else if !records.is_empty() {
             self.store.append(&self.log, &records)?;
         }
+        self.committed_executed = self.mirror.last_executed();
         Ok(())
+    }
+
+    /// How far a crash now would leave the replica's execution: the last
+    /// sequence number executed that the committed log holds.
+    pub fn committed_executed(&self) -> Seq {
+        self.committed_executed
     }
 
     /// The state the log holds now.
     pub fn state(&self) -> &RecoveredState {
         &self.mirror
+    }
+}
+
+impl Drop for Journal {
+    /// A clean close: every commit made durable, then the open mark removed.
+    fn drop(&mut self) {
+        let Some(mark) = self.unsynced_mark.take() else { return };
+        match self.store.sync() {
+            Ok(()) => clear_mark(&mark),
+            Err(error) => tracing::warn!(log = %self.log, %error, "final sync of the write-ahead log failed"),
+        }
     }
 }

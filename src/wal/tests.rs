@@ -507,6 +507,64 @@ fn a_swarm_whose_every_log_is_damaged_refuses_to_start() {
     assert_eq!(refuse_if_all_logs_lost([("v1", &Recovery::Fresh)]), Ok(()));
 }
 
+/// Without fsync, a crash keeps only what redb made durable: the log comes
+/// back shorter than what the validator signed, and looks intact. The open
+/// mark tells: that validator comes back passive with what its log holds,
+/// and does not vote again in a slot it voted in.
+#[test]
+fn a_log_without_fsync_that_was_not_closed_cleanly_comes_back_passive() {
+    let load = workload(BATCH * 6);
+    let genesis = Ledger::with_genesis(&load.genesis).unwrap();
+    let mut cluster = Cluster::new(&genesis);
+    cluster.submit(&load.transfers[..BATCH]);
+    // The disk as a SIGKILL (or a machine crash) now would leave it.
+    let path = cluster.options.path_of("v2");
+    let files = [path.clone(), unsynced_mark(&path)];
+    let disk: Vec<_> =
+        files.iter().filter(|file| file.exists()).map(|file| (file, std::fs::read(file).unwrap())).collect();
+    for chunk in load.transfers[BATCH..BATCH * 3].chunks(BATCH) {
+        cluster.submit(chunk);
+    }
+    let pre_prepare = cluster.pre_prepare_of(&load.transfers[BATCH * 3..BATCH * 4]);
+    let voted = cluster.step(1, Input::Message(pre_prepare.clone()));
+    assert!(voted.iter().any(|o| matches!(o, Output::Broadcast(m) if matches!(m.message, Message::Prepare { .. }))));
+    cluster.in_flight.clear();
+
+    // The process is gone; what it committed after the moment above never reached the disk.
+    cluster.journals[1] = None;
+    for file in &files {
+        let _ = std::fs::remove_file(file);
+    }
+    for (file, bytes) in &disk {
+        std::fs::write(file, bytes).unwrap();
+    }
+    let (replica, journal, recovery) = recover(&cluster.options, &cluster.specs[1], Micros(cluster.now)).unwrap();
+    assert!(matches!(recovery, Recovery::Unclean { .. }), "{recovery:?}");
+    assert!(recovery.lost_its_record());
+    assert!(replica.is_passive());
+    (cluster.replicas[1], cluster.journals[1]) = (replica, Some(journal));
+
+    let Message::PrePrepare { view, seq, .. } = pre_prepare.message else { unreachable!() };
+    let other = Arc::new(Batch::of(
+        load.transfers[BATCH * 5..].iter().map(|tx| Request { client: ClientId(0), tx: tx.clone() }).collect(),
+    ));
+    let message = Message::PrePrepare { view, seq, digest: other.digest(), batch: other };
+    let conflicting = Arc::new(SignedMessage::sign(message, Epoch(0), AgentId(0), &cluster.specs[0].keypair));
+    let outputs = cluster.step(1, Input::Message(conflicting));
+    let votes = outputs
+        .iter()
+        .filter(|o| matches!(o, Output::Broadcast(m) if matches!(m.message, Message::Prepare { .. } | Message::Commit { .. })))
+        .count();
+    assert_eq!(votes, 0, "the validator whose log rolled back voted again in {seq:?}");
+
+    // A clean close makes every commit durable and removes the mark: the next start is not passive.
+    cluster.journals[0] = None;
+    assert!(!unsynced_mark(&cluster.options.path_of("v1")).exists());
+    let (replica, _, recovery) = recover(&cluster.options, &cluster.specs[0], Micros(cluster.now)).unwrap();
+    assert!(matches!(recovery, Recovery::Wal { passive: false, .. }), "{recovery:?}");
+    assert!(!replica.is_passive());
+}
+
 /// A passive validator learns its bound from its peers, and its log keeps
 /// it: restarted, it resumes with the same bound instead of waiting to hear
 /// a quorum again. Found by mutation testing: restoring the passive state
@@ -557,6 +615,7 @@ fn a_restarted_backup_carries_its_prepared_certificate_into_the_next_view() {
             stable_digest: crate::crypto::Digest::default(),
             checkpoint_proof: vec![],
             prepared: vec![],
+            passive: false,
         };
         sign(cluster, from, message)
     };

@@ -208,7 +208,12 @@ impl Replica {
     /// execution is in order, and an overloaded replica must not resend a window
     /// of batches for every slow interval.
     fn resend_unfinished(&mut self, out: &mut Vec<Output>) {
-        let status = Message::Status { view: self.view, low_water: self.stable.seq, last_executed: self.last_executed };
+        let status = Message::Status {
+            view: self.view,
+            low_water: self.stable.seq,
+            last_executed: self.last_executed,
+            passive: self.is_passive(),
+        };
         let signed = self.sign(status);
         self.stats.status_sent += 1;
         out.push(Output::Broadcast(signed));

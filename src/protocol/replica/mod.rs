@@ -410,7 +410,7 @@ impl Replica {
             }
             Message::Commit { view, seq, digest } => self.on_vote(Vote::Commit, signed.clone(), view, seq, digest, out),
             Message::Checkpoint { seq, state_digest } => self.on_checkpoint(signed.clone(), seq, state_digest, out),
-            Message::Status { view, last_executed, low_water } => {
+            Message::Status { view, last_executed, low_water, .. } => {
                 self.on_status(now, signed.sender, view, low_water, last_executed, out)
             }
             Message::StateSnapshot { seq, state_digest, ref ledger, ref membership, ref proof } => {

@@ -411,6 +411,7 @@ fn view_change(f: &Fixture, from: u32, prepared: Vec<PreparedCertificate>) -> Ar
         stable_digest,
         checkpoint_proof: vec![],
         prepared,
+        passive: false,
     };
     f.signed(from, message)
 }

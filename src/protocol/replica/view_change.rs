@@ -6,7 +6,7 @@ use super::{Changing, Output, Queued, Replica};
 use crate::crypto::Digest;
 use crate::protocol::message::{Message, SignedMessage};
 use crate::protocol::types::{AgentId, Micros, Seq, View};
-use crate::protocol::view_change::{plan_new_view, NewViewPlan};
+use crate::protocol::view_change::{enough_view_changes, plan_new_view, NewViewPlan};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -69,9 +69,16 @@ impl Replica {
         if target <= self.view || self.changing.is_some_and(|changing| target <= changing.target) {
             return;
         }
+        // Passive: it may have asked for this view before its log was lost.
+        // Past its bound it asks for the first view it may (beyond every view
+        // its peers were in), so that more than f passive members can still
+        // move the swarm to a view in which they all vote.
+        let target = self.first_view_it_may_ask_for().map_or(target, |first| target.max(first));
+        if target <= self.view || self.changing.is_some_and(|changing| target <= changing.target) {
+            return;
+        }
         if !self.may_ask_for_view(target) {
-            // Passive: it may have asked for this view before its log was
-            // lost. Its timers restart, so it waits instead of spinning.
+            // No bound yet: its timers restart, so it waits instead of spinning.
             self.stats.votes_withheld_passive += 1;
             self.stall_since = Some(now);
             for queued in &mut self.queue {
@@ -91,6 +98,7 @@ impl Replica {
             stable_digest: self.stable.state_digest,
             checkpoint_proof: self.stable.proof.clone(),
             prepared,
+            passive: self.is_passive(),
         });
         self.view_changes.insert(self.me, view_change.clone());
         self.stats.view_changes_started += 1;
@@ -149,7 +157,7 @@ impl Replica {
         }
         let view_changes: Vec<Arc<SignedMessage>> =
             self.view_changes.values().filter(|vc| view_change_target(vc) == Some(target)).cloned().collect();
-        if view_changes.len() < self.committee.quorum() {
+        if !enough_view_changes(&self.committee, &view_changes) {
             return;
         }
         let plan = plan_new_view(&view_changes);
