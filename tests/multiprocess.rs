@@ -80,6 +80,34 @@ impl Testnet {
         std::fs::read_to_string(self.path("hub/hub.addr")).expect("the hub wrote hub.addr")
     }
 
+    /// A testnet whose hub runs a workload of `transactions` (`window` in
+    /// flight) over all its node processes (`durable`: with fsync), once the
+    /// workload started; and the hub's address.
+    fn under_load(
+        validators: usize,
+        in_process: usize,
+        (transactions, window): (usize, usize),
+        durable: bool,
+    ) -> (Testnet, String) {
+        let mut net = Testnet::write(validators, in_process);
+        let hub = net.start_hub_with_workload(transactions, window);
+        for index in 0..validators - in_process {
+            if durable {
+                net.start_durable_node(index, &hub);
+            } else {
+                net.start_node(index, &hub);
+            }
+        }
+        net.wait_for_hub_line("workload started", Duration::from_secs(30));
+        (net, hub)
+    }
+
+    /// Starts the hub with a workload of `transactions` (`window` in flight); returns its address.
+    fn start_hub_with_workload(&mut self, transactions: usize, window: usize) -> String {
+        let args = hub_args(transactions, window);
+        self.start_hub(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    }
+
     /// Starts the hub again on the address it listened on (`hub`), where its
     /// node processes, still running, reconnect; runs `transactions` more
     /// transfers and returns the report and what the hub printed this time.
@@ -204,6 +232,13 @@ fn hub_args(transactions: usize, window: usize) -> Vec<String> {
         .to_vec()
 }
 
+/// The report's validators by name, sorted (the order they joined varies with restarts).
+fn agent_names(report: &Value) -> Vec<&str> {
+    let mut names: Vec<&str> = report["agents"].as_array().unwrap().iter().filter_map(|a| a["name"].as_str()).collect();
+    names.sort_unstable();
+    names
+}
+
 /// Every transfer completed exactly once, the ledgers agree and every validator settled on them.
 fn assert_nothing_lost(report: &Value, validators: u64) {
     eprintln!("elapsed {} ms, view {}", report["elapsed_ms"], report["view"]);
@@ -218,8 +253,7 @@ fn assert_nothing_lost(report: &Value, validators: u64) {
 
 fn run_workload(validators: usize, in_process: usize, transactions: usize) -> Value {
     let mut net = Testnet::write(validators, in_process);
-    let args = hub_args(transactions, 64);
-    let hub = net.start_hub(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let hub = net.start_hub_with_workload(transactions, 64);
     for index in 0..validators - in_process {
         net.start_node(index, &hub);
     }
@@ -266,7 +300,7 @@ fn assert_convicted_and_replaced(report: &Value, agent: &str) {
     assert_eq!(record["action"], "quarantined", "{report:#}");
     assert!(record["replaced_by"].is_string(), "a fresh validator took its seat: {report:#}");
     assert_eq!(report["false_positive_rate"].as_f64(), Some(0.0), "{report:#}");
-    let names: Vec<&str> = report["agents"].as_array().unwrap().iter().filter_map(|a| a["name"].as_str()).collect();
+    let names = agent_names(report);
     assert!(!names.contains(&agent), "the convicted agent left the committee: {names:?}");
 }
 
@@ -280,8 +314,7 @@ fn node_processes_convict_a_byzantine_validator_inside_the_hub() {
         &net,
         "\n[[faults]]\nagent = \"bft-agent-4\"\nfault_type = \"signature-corruption\"\nprobability = 0.5\n",
     );
-    let args = hub_args(2000, 64);
-    let hub = net.start_hub(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let hub = net.start_hub_with_workload(2000, 64);
     for index in 0..3 {
         net.start_node(index, &hub);
     }
@@ -293,8 +326,7 @@ fn node_processes_convict_a_byzantine_validator_inside_the_hub() {
     let (report, printed) = net.restart_hub(&hub, 300);
     assert!(printed.contains("waiting for 3 validator processes (epoch 1)"), "{printed}");
     assert_nothing_lost(&report, 4);
-    let mut names: Vec<&str> = report["agents"].as_array().unwrap().iter().filter_map(|a| a["name"].as_str()).collect();
-    names.sort_unstable();
+    let names = agent_names(&report);
     assert_eq!(names, ["bft-agent-1", "bft-agent-2", "bft-agent-3", "bft-agent-5"], "{report:#}");
     assert_eq!(report["detections"].as_array().map(Vec::len), Some(0), "nobody convicted anew: {report:#}");
 }
@@ -303,8 +335,7 @@ fn node_processes_convict_a_byzantine_validator_inside_the_hub() {
 fn a_byzantine_node_process_is_convicted_refused_and_replaced() {
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     let mut net = Testnet::write(4, 0);
-    let args = hub_args(2000, 64);
-    let hub = net.start_hub(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let hub = net.start_hub_with_workload(2000, 64);
     for index in 0..3 {
         net.start_node(index, &hub);
     }
@@ -322,8 +353,7 @@ fn a_byzantine_node_process_is_convicted_refused_and_replaced() {
 fn sigkill_and_restart_of_f_nodes_during_load_loses_nothing() {
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     let mut net = Testnet::write(7, 0);
-    let args = hub_args(8000, 16);
-    let hub = net.start_hub(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let hub = net.start_hub_with_workload(8000, 16);
     for index in 0..7 {
         match index {
             2 | 5 => net.start_durable_node(index, &hub),
@@ -350,13 +380,7 @@ fn sigkill_and_restart_of_f_nodes_during_load_loses_nothing() {
 #[test]
 fn sigkill_of_a_node_without_fsync_brings_it_back_passive_unconvicted_and_caught_up() {
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
-    let mut net = Testnet::write(4, 0);
-    let args = hub_args(6000, 16);
-    let hub = net.start_hub(&args.iter().map(String::as_str).collect::<Vec<_>>());
-    for index in 0..4 {
-        net.start_node(index, &hub);
-    }
-    net.wait_for_hub_line("workload started", Duration::from_secs(30));
+    let (mut net, hub) = Testnet::under_load(4, 0, (6000, 16), false);
     // Its log keeps only redb's last durable commit: it may have signed more than it holds.
     std::thread::sleep(Duration::from_millis(400));
     net.kill_node(2);
@@ -372,13 +396,7 @@ fn sigkill_of_a_node_without_fsync_brings_it_back_passive_unconvicted_and_caught
 #[test]
 fn sigstop_partition_of_the_primary_recovers_after_sigcont() {
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
-    let mut net = Testnet::write(4, 0);
-    let args = hub_args(6000, 16);
-    let hub = net.start_hub(&args.iter().map(String::as_str).collect::<Vec<_>>());
-    for index in 0..4 {
-        net.start_node(index, &hub);
-    }
-    net.wait_for_hub_line("workload started", Duration::from_secs(30));
+    let (mut net, _hub) = Testnet::under_load(4, 0, (6000, 16), false);
     std::thread::sleep(Duration::from_millis(300));
     // The primary stops answering: the others move to a new view and go on without it.
     net.signal(0, libc::SIGSTOP);
@@ -448,8 +466,7 @@ fn membership_change_removes_a_node_process_and_adds_a_standby_one_that_survives
     let config = net.path("hub/config.toml");
     let change = "\n[[membership]]\nafter_transfers = 800\nadd = 1\nremove = [\"bft-agent-4\"]\n";
     std::fs::write(&config, std::fs::read_to_string(&config).unwrap() + change).unwrap();
-    let args = hub_args(10000, 16);
-    let hub = net.start_hub(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let hub = net.start_hub_with_workload(10000, 16);
     for index in 0..4 {
         net.start_node(index, &hub);
     }
@@ -476,7 +493,7 @@ fn membership_change_removes_a_node_process_and_adds_a_standby_one_that_survives
     let change = &report["membership_changes"][0];
     assert_eq!(change["added"], serde_json::json!(["bft-agent-5"]), "{report:#}");
     assert_eq!(change["removed"], serde_json::json!(["bft-agent-4"]), "{report:#}");
-    let names: Vec<&str> = report["agents"].as_array().unwrap().iter().filter_map(|a| a["name"].as_str()).collect();
+    let names = agent_names(&report);
     assert_eq!(names, ["bft-agent-1", "bft-agent-2", "bft-agent-3", "bft-agent-5"], "{report:#}");
     // Started again, the hub comes back in epoch 1: it waits for bft-agent-5,
     // not for the removed bft-agent-4, and makes no change twice.
@@ -484,7 +501,7 @@ fn membership_change_removes_a_node_process_and_adds_a_standby_one_that_survives
     assert!(printed.contains("waiting for 4 validator processes (epoch 1)"), "{printed}");
     assert_nothing_lost(&report, 4);
     assert_eq!(report["membership_changes"].as_array().map(Vec::len), Some(0), "{report:#}");
-    let names: Vec<&str> = report["agents"].as_array().unwrap().iter().filter_map(|a| a["name"].as_str()).collect();
+    let names = agent_names(&report);
     assert_eq!(names, ["bft-agent-1", "bft-agent-2", "bft-agent-3", "bft-agent-5"], "{report:#}");
 }
 
@@ -492,13 +509,7 @@ fn membership_change_removes_a_node_process_and_adds_a_standby_one_that_survives
 fn a_hub_killed_under_load_comes_back_and_its_next_workload_commits_in_full() {
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     // bft-agent-4 runs inside the hub, from the hub's log; the others are node processes.
-    let mut net = Testnet::write(4, 1);
-    let args = hub_args(20000, 64);
-    let hub = net.start_hub(&args.iter().map(String::as_str).collect::<Vec<_>>());
-    for index in 0..3 {
-        net.start_durable_node(index, &hub);
-    }
-    net.wait_for_hub_line("workload started", Duration::from_secs(30));
+    let (mut net, hub) = Testnet::under_load(4, 1, (20000, 64), true);
     std::thread::sleep(Duration::from_millis(400));
     let mut killed = net.hub.take().expect("the hub runs");
     killed.kill().expect("SIGKILL the hub");
@@ -516,8 +527,7 @@ fn a_validator_of_the_hub_whose_log_is_gone_comes_back_passive() {
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     // bft-agent-4 runs inside the hub: no peer's log lies beside its own.
     let mut net = Testnet::write(4, 1);
-    let args = hub_args(600, 64);
-    let hub = net.start_hub(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let hub = net.start_hub_with_workload(600, 64);
     for index in 0..3 {
         net.start_node(index, &hub);
     }
