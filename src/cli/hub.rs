@@ -184,9 +184,12 @@ pub fn execute(args: &HubArgs) -> Result<(), CliError> {
     let (mut workload, genesis) = TaskWorkload::new(&setup.cfg).map_err(CliError::Usage)?;
     let (spec, remote) = setup.spec(genesis)?;
     let record = HubRecord::open(&args.home, &setup, &spec.committee)?;
-    if record.relaunched && !setup.cfg.membership.is_empty() {
+    if record.changed_membership() && !setup.cfg.membership.is_empty() {
         // The plan counts transfers of one run; a hub started again does not make its changes twice.
-        eprintln!("config.toml's [[membership]] changes are made on the hub's first launch only; not again");
+        eprintln!(
+            "this swarm's membership changed already (epoch {}): config.toml's [[membership]] changes are not made again",
+            record.record.committees.len().saturating_sub(1)
+        );
         setup.cfg.membership.clear();
     }
     let faults = setup.in_process_faults()?;

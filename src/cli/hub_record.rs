@@ -48,6 +48,12 @@ impl HubRecord {
         Ok(HubRecord { record: book.read(), book, relaunched })
     }
 
+    /// Whether a membership change was ever made or announced (the config's
+    /// plan, or a replacement): then the plan is not made again.
+    pub fn changed_membership(&self) -> bool {
+        self.record.committees.len() > 1 || self.record.pending.is_some()
+    }
+
     /// How the swarm comes back: none on a first launch.
     pub fn relaunch(&self, home: &Path) -> Result<Option<Relaunch>, CliError> {
         crate::daemon::relaunch::relaunch_from(&self.record, &Home::at(home)).map_err(CliError::Usage)
