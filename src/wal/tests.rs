@@ -459,17 +459,7 @@ fn a_validator_whose_log_was_truncated_rejoins_passive_and_is_never_convicted() 
     assert!(matches!(recovery, Recovery::Discarded { .. }), "{recovery:?}");
     assert!(cluster.replicas[1].is_passive());
 
-    let Message::PrePrepare { view, seq, .. } = pre_prepare.message else { unreachable!() };
-    let other = Arc::new(Batch::of(
-        load.transfers[BATCH * 5..BATCH * 6].iter().map(|tx| Request { client: ClientId(0), tx: tx.clone() }).collect(),
-    ));
-    let message = Message::PrePrepare { view, seq, digest: other.digest(), batch: other };
-    let conflicting = Arc::new(SignedMessage::sign(message, Epoch(0), AgentId(0), &cluster.specs[0].keypair));
-    let outputs = cluster.step(1, Input::Message(conflicting));
-    let votes = outputs
-        .iter()
-        .filter(|o| matches!(o, Output::Broadcast(m) if matches!(m.message, Message::Prepare { .. } | Message::Commit { .. })))
-        .count();
+    let (seq, votes) = votes_for_another_batch(&mut cluster, &pre_prepare, &load.transfers[BATCH * 5..BATCH * 6]);
     assert_eq!(votes, 0, "the validator that lost its log voted again in {seq:?}");
     // A crash while passive keeps it passive: the log says so.
     assert!(matches!(cluster.crash_and_recover(1), Recovery::Wal { passive: true, .. }));
@@ -544,17 +534,7 @@ fn a_log_without_fsync_that_was_not_closed_cleanly_comes_back_passive() {
     assert!(replica.is_passive());
     (cluster.replicas[1], cluster.journals[1]) = (replica, Some(journal));
 
-    let Message::PrePrepare { view, seq, .. } = pre_prepare.message else { unreachable!() };
-    let other = Arc::new(Batch::of(
-        load.transfers[BATCH * 5..].iter().map(|tx| Request { client: ClientId(0), tx: tx.clone() }).collect(),
-    ));
-    let message = Message::PrePrepare { view, seq, digest: other.digest(), batch: other };
-    let conflicting = Arc::new(SignedMessage::sign(message, Epoch(0), AgentId(0), &cluster.specs[0].keypair));
-    let outputs = cluster.step(1, Input::Message(conflicting));
-    let votes = outputs
-        .iter()
-        .filter(|o| matches!(o, Output::Broadcast(m) if matches!(m.message, Message::Prepare { .. } | Message::Commit { .. })))
-        .count();
+    let (seq, votes) = votes_for_another_batch(&mut cluster, &pre_prepare, &load.transfers[BATCH * 5..]);
     assert_eq!(votes, 0, "the validator whose log rolled back voted again in {seq:?}");
 
     // A clean close makes every commit durable and removes the mark: the next start is not passive.
@@ -649,4 +629,26 @@ fn a_restarted_backup_carries_its_prepared_certificate_into_the_next_view() {
     );
     assert!(prepares_again, "it did not prepare the batch it executed at seq 1 again");
     assert_eq!(cluster.replicas[2].stats().dropped_conflicts_executed, 0);
+}
+
+/// The primary pre-prepares `transfers` in the slot of `pre_prepare`, which
+/// validator 1 saw before: the slot, and how many PREPAREs and COMMITs
+/// validator 1 sends for the conflicting batch (a validator that cannot prove
+/// what it signed must send none).
+fn votes_for_another_batch(
+    cluster: &mut Cluster,
+    pre_prepare: &SignedMessage,
+    transfers: &[SignedTransfer],
+) -> (Seq, usize) {
+    let Message::PrePrepare { view, seq, .. } = pre_prepare.message else { unreachable!() };
+    let other =
+        Arc::new(Batch::of(transfers.iter().map(|tx| Request { client: ClientId(0), tx: tx.clone() }).collect()));
+    let message = Message::PrePrepare { view, seq, digest: other.digest(), batch: other };
+    let conflicting = Arc::new(SignedMessage::sign(message, Epoch(0), AgentId(0), &cluster.specs[0].keypair));
+    let outputs = cluster.step(1, Input::Message(conflicting));
+    let votes = outputs
+        .iter()
+        .filter(|o| matches!(o, Output::Broadcast(m) if matches!(m.message, Message::Prepare { .. } | Message::Commit { .. })))
+        .count();
+    (seq, votes)
 }
