@@ -334,7 +334,8 @@ mod verifier_tests {
 
     /// A replica still in epoch 0 is sent a snapshot from epoch 1: the
     /// membership history it carries (operator-signed) tells it who signs
-    /// there; a forged history does not verify.
+    /// there, and once f+1 members of epoch 1 vouch for where epoch 1 starts,
+    /// the snapshot verifies; a forged history does not.
     #[test]
     fn a_snapshot_from_a_later_epoch_verifies_through_its_membership_history() {
         let (keys, genesis, change, _) = setup();
@@ -350,7 +351,7 @@ mod verifier_tests {
                 &keys[i],
             ))
         };
-        let snapshot = |membership: Arc<MembershipState>| {
+        let snapshot = |membership: Arc<MembershipState>, sender: usize| {
             let proof = vec![vote(1), vote(2), vote(4)];
             let message = Message::StateSnapshot {
                 seq: Seq(10),
@@ -359,10 +360,12 @@ mod verifier_tests {
                 membership,
                 proof,
             };
-            SignedMessage::sign(message, Epoch(1), AgentId(4), &keys[4])
+            SignedMessage::sign(message, Epoch(1), AgentId(sender as u32), &keys[sender])
         };
         let mut verifier = Verifier::new(&genesis, 8);
-        assert_eq!(verifier.verify_message(&snapshot(membership)), Ok(()));
+        let unvouched = verifier.verify_message(&snapshot(membership.clone(), 4));
+        assert_eq!(unvouched, Err(Rejection::UnvouchedEpochStarts(AgentId(4))), "one member's word");
+        assert_eq!(verifier.verify_message(&snapshot(membership, 1)), Ok(()));
         assert!(verifier.committee(Epoch(1)).is_some_and(|c| c.contains(AgentId(4))), "it learned epoch 1");
 
         let forged_change = SignedMembershipChange::sign(change.change.clone(), &Keypair::from_seed([5; 32]));
@@ -372,7 +375,8 @@ mod verifier_tests {
             scheduled: None,
         });
         let mut fresh = Verifier::new(&genesis, 8);
-        assert!(fresh.verify_message(&snapshot(forged)).is_err());
+        assert!(fresh.verify_message(&snapshot(forged.clone(), 4)).is_err());
+        assert!(fresh.verify_message(&snapshot(forged, 1)).is_err());
         assert!(fresh.committee(Epoch(1)).is_none());
     }
 

@@ -8,6 +8,7 @@
 
 pub mod client;
 mod committee;
+mod epoch_starts;
 mod evidence;
 pub mod membership;
 mod message;

@@ -7,6 +7,7 @@
 //! [`Rejection`] is counted and, where it proves something, becomes evidence.
 
 use super::committee::Committee;
+use super::epoch_starts::StartVouches;
 use super::membership::{checkpoint_digest, SignedMembershipChange};
 use super::message::{Message, PreparedCertificate, Reply, Request, SignedMessage};
 use super::types::{AgentId, Epoch, Seq, View};
@@ -34,6 +35,8 @@ pub enum Rejection {
     InvalidClientSignature { sender: AgentId, index: usize },
     #[error("state snapshot from {0} is not proven by a quorum of checkpoint signatures over its digest")]
     UnprovenSnapshot(AgentId),
+    #[error("state snapshot from {0} is proven by an epoch whose start f+1 members of the newest epoch have not yet vouched for")]
+    UnvouchedEpochStarts(AgentId),
     #[error("view-change from {0} carries an invalid checkpoint proof or prepared certificate")]
     InvalidViewChange(AgentId),
     #[error("new-view from {0} is not backed by a quorum of valid view-changes or does not match them")]
@@ -51,6 +54,8 @@ pub struct Verifier {
     accounts: HashMap<AccountId, Option<VerifyingKey>>,
     max_batch_size: usize,
     verified: RecentDigests,
+    /// Where epochs start, as peers vouch for it (a joiner is not told).
+    starts: StartVouches,
 }
 
 #[derive(Clone)]
@@ -116,6 +121,7 @@ impl Verifier {
             accounts: HashMap::new(),
             max_batch_size,
             verified: RecentDigests { seen: HashSet::new(), order: VecDeque::new() },
+            starts: StartVouches::default(),
         }
     }
 
@@ -173,27 +179,8 @@ impl Verifier {
     }
 
     fn verify_uncached(&mut self, signed: &SignedMessage) -> Result<(), Rejection> {
-        if let Message::StateSnapshot { seq, state_digest, ledger, membership, proof } = &signed.message {
-            // The snapshot may come from an epoch this verifier has not seen:
-            // its membership history, signed by the operator, says who signs there.
-            let mut epochs = self.epochs.clone();
-            if let Some(genesis) = epochs.values().next().map(|known| known.committee.clone()) {
-                for committee in membership.committees(&genesis).unwrap_or_default() {
-                    let known = epochs.entry(committee.epoch()).or_insert_with(|| EpochKeys::new(&committee));
-                    // A joiner is handed the committees before their boundaries are decided:
-                    // the state fills in a start it did not know, never changes a known one.
-                    if known.committee.starts_after() == Seq(0) && committee.starts_after() != Seq(0) {
-                        *known = EpochKeys::new(&committee);
-                    }
-                }
-            }
-            check_signature(&epochs, signed)?;
-            let digest = checkpoint_digest(ledger.state_digest(), membership);
-            if digest != *state_digest || !proves_checkpoint(&epochs, *seq, *state_digest, proof) {
-                return Err(Rejection::UnprovenSnapshot(signed.sender));
-            }
-            self.epochs = epochs;
-            return Ok(());
+        if matches!(signed.message, Message::StateSnapshot { .. }) {
+            return self.verify_snapshot(signed);
         }
         check_signature(&self.epochs, signed)?;
         if let Message::PrePrepare { digest, batch, .. } = &signed.message {
@@ -225,6 +212,54 @@ impl Verifier {
             }
             _ => Ok(()),
         }
+    }
+
+    /// A snapshot may come from an epoch this verifier has not seen: its
+    /// membership history, signed by the operator, says who signs there. Where
+    /// those epochs start is only the sender's word, a vouch (see
+    /// [`super::epoch_starts`]); the proof is checked against the starts this
+    /// verifier knows or f+1 members of the newest epoch vouched for.
+    fn verify_snapshot(&mut self, signed: &SignedMessage) -> Result<(), Rejection> {
+        let Message::StateSnapshot { seq, state_digest, ledger, membership, proof } = &signed.message else {
+            return Ok(());
+        };
+        let unproven = Rejection::UnprovenSnapshot(signed.sender);
+        let Some(first) = self.epochs.values().next().map(|known| known.committee.clone()) else {
+            return Err(unproven);
+        };
+        let presented = membership.committees(&first).unwrap_or_default();
+        let mut shown = self.epochs.clone();
+        for committee in &presented {
+            shown.entry(committee.epoch()).or_insert_with(|| EpochKeys::new(&committee.clone().starting_after(Seq(0))));
+        }
+        check_signature(&shown, signed)?;
+        if checkpoint_digest(ledger.state_digest(), membership) != *state_digest {
+            return Err(unproven);
+        }
+        // The sender signed the digest, which covers the starts of its history.
+        if presented.iter().any(|committee| committee.epoch() == signed.epoch) {
+            let starts =
+                presented.iter().skip(1).take_while(|c| c.epoch() <= signed.epoch).map(Committee::starts_after);
+            self.starts.vouch(signed.sender, signed.epoch, starts.collect());
+        }
+        let newest_known = self.epochs.keys().next_back().copied().unwrap_or_default();
+        let vouched = self.starts.vouched(newest_known, |epoch| shown.get(&epoch).map(|known| &known.committee));
+        if let Some((through, starts)) = vouched {
+            for (committee, start) in presented.iter().skip(1).zip(starts).filter(|(c, _)| c.epoch() <= through) {
+                let known = self.epochs.entry(committee.epoch()).or_insert_with(|| EpochKeys::new(committee));
+                if known.committee.starts_after() == Seq(0) {
+                    *known = EpochKeys::new(&committee.clone().starting_after(start));
+                }
+            }
+        }
+        if !proves_checkpoint(&self.epochs, *seq, *state_digest, proof) {
+            let undecided = self.epochs.values().skip(1).any(|known| known.committee.starts_after() == Seq(0))
+                || presented.last().is_some_and(|newest| !self.epochs.contains_key(&newest.epoch()));
+            return Err(if undecided { Rejection::UnvouchedEpochStarts(signed.sender) } else { unproven });
+        }
+        // Proven by the committee in force at `seq`: its history, starts included, is the swarm's.
+        presented.iter().for_each(|committee| self.learn(committee));
+        Ok(())
     }
 
     /// Splits client requests into those with valid signatures and the rest,
