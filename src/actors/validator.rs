@@ -168,6 +168,11 @@ impl Validator {
                         let me = self.replica.id();
                         self.reports.extend(report_rejection(me, channel, &message, &rejection));
                     }
+                    if let Rejection::WrongEpoch { expected, received } = &rejection {
+                        if received > expected {
+                            outputs.extend(self.replica.step(now(), Input::LaterEpochHeard(*received)));
+                        }
+                    }
                     self.count_rejected(rejection_name(&rejection), 1)
                 }
             },

@@ -48,7 +48,7 @@ impl Replica {
         }
         if seq.0 > self.stable.seq.0 + self.params.log_window {
             self.stats.dropped_out_of_window += 1;
-            self.retransmit.saw_beyond_window = true;
+            self.retransmit.saw_ahead = true;
             return;
         }
         let recorded = record_vote(&mut self.checkpoints.entry(seq).or_default().votes, signed, state_digest);
@@ -189,10 +189,10 @@ impl Replica {
             || !self.queued_ids.is_empty()
             || self.changing.is_some()
             || self.checkpoints.values().any(|entry| entry.own.is_some())
-            || self.retransmit.saw_beyond_window
+            || self.retransmit.saw_ahead
             || self.lacks_membership_history()
             || self.is_passive();
-        self.retransmit.saw_beyond_window = false;
+        self.retransmit.saw_ahead = false;
         // Back off while stuck so a stalled swarm does not flood itself; reset on progress.
         self.retransmit.idle_checks = if progressed || !waiting { 0 } else { self.retransmit.idle_checks + 1 };
         let backoff = 1u64 << self.retransmit.idle_checks.saturating_sub(1).min(4);

@@ -207,9 +207,14 @@ impl Replica {
     /// Whether a message of another epoch is taken: a snapshot (it carries its
     /// own membership history), a STATUS from a peer left in an older epoch
     /// (it needs this replica's help). Messages of the next epoch are held
-    /// until the switch; the rest is dropped.
+    /// until the switch; the rest is dropped. A message of a later epoch means
+    /// this replica may have missed the end of its own: it asks its peers
+    /// where they are at its next progress check.
     pub(super) fn admit_other_epoch(&mut self, signed: &Arc<SignedMessage>) -> bool {
         let epoch = self.committee.epoch();
+        if signed.epoch > epoch {
+            self.retransmit.saw_ahead = true;
+        }
         match signed.message {
             Message::StateSnapshot { .. } => true,
             Message::Status { .. } if signed.epoch < epoch => true,

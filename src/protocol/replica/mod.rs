@@ -33,6 +33,12 @@ pub enum Input {
     /// A membership change whose operator signature the caller has verified:
     /// the primary orders it, every replica holds it in case the primary does not.
     Membership(Arc<SignedMembershipChange>),
+    /// A message signed in an epoch the caller's verifier does not know (its
+    /// signature unchecked): this replica may have missed the end of its
+    /// epoch, and with it every message it could verify. It asks its peers
+    /// (STATUS) at its next progress check, as when it sees votes beyond its
+    /// window; anyone can send this, so it costs at most that one STATUS.
+    LaterEpochHeard(crate::protocol::Epoch),
 }
 
 /// What the caller must do after a step, in order.
@@ -213,7 +219,8 @@ pub struct StableCheckpoint {
 struct Retransmit {
     next_check: Option<Micros>,
     progress_mark: (Seq, Seq),
-    saw_beyond_window: bool,
+    /// Saw a vote beyond its window, or a message of a later epoch: it may be behind.
+    saw_ahead: bool,
     /// Consecutive checks without progress; the resend interval doubles with each, up to 16x.
     idle_checks: u32,
     answered_at: BTreeMap<AgentId, Micros>,
@@ -366,6 +373,11 @@ impl Replica {
                 self.start_view_change(target, now, &mut out);
             }
             Input::Membership(change) => self.on_membership_change(change, &mut out),
+            Input::LaterEpochHeard(epoch) => {
+                if epoch > self.committee.epoch() {
+                    self.retransmit.saw_ahead = true;
+                }
+            }
         }
         self.propose_batches(now, &mut out);
         if self.last_executed != executed_before {

@@ -154,7 +154,7 @@ impl Replica {
             false
         } else if seq.0 > self.stable.seq.0 + self.params.log_window {
             self.stats.dropped_out_of_window += 1;
-            self.retransmit.saw_beyond_window = true;
+            self.retransmit.saw_ahead = true;
             false
         } else {
             true

@@ -675,3 +675,56 @@ fn a_passive_replica_makes_its_checkpoint_stable_on_its_peers_signatures_without
     let signers: Vec<AgentId> = backup.stable_checkpoint().proof.iter().map(|vote| vote.sender).collect();
     assert_eq!(signers, vec![AgentId(0), AgentId(2), AgentId(3)]);
 }
+
+/// An idle replica that hears of a later epoch (a message its verifier could
+/// not check, or one of a later epoch it knows) may have missed the end of
+/// its own: it asks its peers at the next progress check. One of its own
+/// epoch asks nothing.
+#[test]
+fn an_idle_replica_that_hears_of_a_later_epoch_asks_its_peers_where_they_are() {
+    let f = fixture();
+    let statuses = |heard: Input| {
+        let mut replica = f.replica(1);
+        let mut sent = Vec::new();
+        for (at, input) in [(0, Input::Tick), (1, heard), (10_001, Input::Tick)] {
+            sent.extend(replica.step(Micros(at), input));
+        }
+        broadcasts(&sent).into_iter().filter(|m| matches!(m, Message::Status { .. })).count()
+    };
+    let checkpoint = |epoch: u64| {
+        let message = Message::Checkpoint { seq: Seq(2), state_digest: Digest([7; 32]) };
+        Input::Message(Arc::new(SignedMessage::sign(message, Epoch(epoch), AgentId(2), &f.keys[2])))
+    };
+    assert_eq!(statuses(Input::LaterEpochHeard(Epoch(1))), 1);
+    assert_eq!(statuses(checkpoint(1)), 1);
+    assert_eq!(statuses(Input::LaterEpochHeard(Epoch(0))), 0);
+    assert_eq!(statuses(Input::Tick), 0);
+}
+
+/// A backup holding the operator's membership change suspects a primary that
+/// leaves it out of every batch, as it would one that drops requests; an
+/// idle backup with nothing held suspects nobody.
+#[test]
+fn a_primary_that_never_orders_a_held_membership_change_is_suspected() {
+    let f = fixture();
+    let joiner = crate::protocol::Member {
+        id: AgentId(4),
+        name: "a-5".into(),
+        public_key: Keypair::from_seed([40; 32]).public_key(),
+    };
+    let change = crate::protocol::MembershipChange { from_epoch: Epoch(0), add: vec![joiner], remove: vec![], f: None };
+    let signed = Arc::new(crate::protocol::SignedMembershipChange::sign(change, &Keypair::from_seed([77; 32])));
+    let view_changes = |held: bool| {
+        let mut backup = f.replica(1);
+        let mut sent = backup.step(Micros(0), Input::Tick);
+        if held {
+            sent.extend(backup.step(Micros(1), Input::Membership(signed.clone())));
+        }
+        for at in (10_000..=120_000).step_by(10_000) {
+            sent.extend(backup.step(Micros(at), Input::Tick));
+        }
+        broadcasts(&sent).into_iter().filter(|m| matches!(m, Message::ViewChange { .. })).count()
+    };
+    assert!(view_changes(true) > 0, "the held change did not make the primary suspect");
+    assert_eq!(view_changes(false), 0);
+}

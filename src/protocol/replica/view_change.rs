@@ -45,7 +45,9 @@ impl Replica {
 
     pub(super) fn check_view_timers(&mut self, now: Micros, out: &mut Vec<Output>) {
         self.prune_queue();
-        let outstanding = !self.queued_ids.is_empty() || !self.ordered_ids.is_empty();
+        // A membership change held and not yet executed is work too: a primary
+        // that leaves it out of every batch is suspected like one that drops requests.
+        let outstanding = !self.queued_ids.is_empty() || !self.ordered_ids.is_empty() || self.pending_change.is_some();
         if !outstanding {
             self.stall_since = None;
         } else if self.stall_since.is_none() {
