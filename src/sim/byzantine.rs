@@ -88,6 +88,17 @@ pub fn liars(rng: &mut SeededRng, validators: usize) -> Vec<ByzantineAgent> {
     ids.into_iter().map(|id| ByzantineAgent { id, faults: Vec::new(), twin: false, accuses: None }).collect()
 }
 
+/// The view-change liars of [`super::Scenario::RetiredCoalition`]: f of the
+/// `founders` validators the operator adds (ids `founders..2 * founders`),
+/// who stay when the founders retire and conspire with them.
+pub fn joining_liars(rng: &mut SeededRng, founders: usize) -> Vec<ByzantineAgent> {
+    let mut candidates: Vec<u32> = (founders as u32..2 * founders as u32).collect();
+    (0..(founders - 1) / 3)
+        .map(|_| candidates.remove(rng.below(candidates.len() as u64) as usize))
+        .map(|id| ByzantineAgent { id: AgentId(id), faults: Vec::new(), twin: false, accuses: None })
+        .collect()
+}
+
 /// A coalition of f false accusers (agents 1..=f: not the first primary, whose
 /// twins would be convicted of equivocation before they lie) against one
 /// honest victim, early in the run; with `twin`, the first runs as twins.

@@ -24,7 +24,7 @@ use crate::faults::{Adversary, FaultSpec, FaultType};
 use crate::ledger::{AccountId, Ledger};
 use crate::protocol::{
     AgentId, ClientCore, ClientId, ClientInput, ClientOutput, Committee, Epoch, Input, Member, Micros, Output, Passive,
-    ProtocolParams, RecoveredState, Replica, Verifier,
+    ProtocolParams, RecoveredState, Rejection, Replica, Verifier,
 };
 use crate::rng::SeededRng;
 use crate::workload::{Workload, WorkloadSpec};
@@ -80,10 +80,12 @@ pub enum Scenario {
     /// and every transfer commits.
     ByzantineAgents,
     /// The operator adds as many validators as there are founders, then
-    /// removes every founder; the retired founders, a quorum of the first
-    /// epoch, forge checkpoint proofs, a snapshot of a forged ledger and
-    /// view changes (see [`forger`]). Nobody installs the forgery, and every
-    /// transfer commits.
+    /// removes every founder, then adds one more (a joiner told no epoch
+    /// starts). The retired founders, a quorum of the first epoch, forge
+    /// checkpoint proofs, a snapshot of a forged ledger and view changes (see
+    /// [`forger`]), with f of the added validators as accomplices that also
+    /// lie in the view changes the operator forces. Nobody installs the
+    /// forgery, no honest agent is convicted, and every transfer commits.
     RetiredCoalition,
     /// [`Scenario::CrashRestart`] with more crashes, some of which find the
     /// write-ahead log damaged or missing: that validator restarts passive
@@ -210,12 +212,14 @@ impl SimConfig {
                 remove: rng.between(1, 2) as usize,
                 start_us: rng.between(0, 100_000),
                 founders_first: false,
+                late_joiner: false,
             }),
             Scenario::RetiredCoalition => Some(ReconfigurationPlan {
                 add: validators,
                 remove: validators,
                 start_us: rng.between(0, 100_000),
                 founders_first: true,
+                late_joiner: true,
             }),
             _ => None,
         };
@@ -234,6 +238,7 @@ impl SimConfig {
             byzantine: match scenario {
                 Scenario::ByzantineAgents => byzantine::draw_agents(&mut SeededRng::new(seed ^ 0xB1_2A57), validators),
                 Scenario::ViewChangeLiars => byzantine::liars(&mut SeededRng::new(seed ^ 0x71E5), validators),
+                Scenario::RetiredCoalition => byzantine::joining_liars(&mut SeededRng::new(seed ^ 0x2E71), validators),
                 _ => Vec::new(),
             },
         }
@@ -259,6 +264,9 @@ pub struct ReconfigurationPlan {
     pub start_us: u64,
     /// Removes founders before validators added later.
     pub founders_first: bool,
+    /// A third change adds one validator once the second is made: a joiner
+    /// that comes after the founders retired.
+    pub late_joiner: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -326,7 +334,7 @@ fn byzantine_agents(
     committee: &Committee,
     rng: &mut SeededRng,
 ) -> BTreeMap<AgentId, ByzantineAgent> {
-    if matches!(config.scenario, Scenario::ByzantineAgents | Scenario::ViewChangeLiars) {
+    if matches!(config.scenario, Scenario::ByzantineAgents | Scenario::ViewChangeLiars | Scenario::RetiredCoalition) {
         return config.byzantine.iter().map(|agent| (agent.id, agent.clone())).collect();
     }
     let faulty = |(id, spec)| (id, ByzantineAgent { id, faults: vec![spec], twin: false, accuses: None });
@@ -441,10 +449,13 @@ pub fn run(config: &SimConfig) -> SimReport {
                 })
                 .collect()
         };
-        let changes = vec![
+        let mut changes = vec![
             PlannedChange { add: add_members(plan.add, &mut rng), remove: 0 },
             PlannedChange { add: Vec::new(), remove: plan.remove },
         ];
+        if plan.late_joiner {
+            changes.push(PlannedChange { add: add_members(1, &mut rng), remove: 0 });
+        }
         let founders = plan.founders_first.then_some(config.validators);
         Operator::new(operator_key.clone(), changes, plan.start_us, 50_000, rng.fork(7))
             .removing_founders_first(founders)
@@ -455,6 +466,8 @@ pub fn run(config: &SimConfig) -> SimReport {
             keys.clone(),
             balances.clone(),
             config.params.checkpoint_interval,
+            Epoch(operator.as_ref().map_or(0, |operator| operator.planned() as u64)),
+            faults.keys().filter_map(|id| Some((*id, operator.as_ref()?.key_of(*id)?))).collect(),
         )
     });
     let client_id = ClientId(0);
@@ -496,6 +509,12 @@ pub fn run(config: &SimConfig) -> SimReport {
             at.sort();
             at
         }
+        // The liars among the joiners lead views only after the founders retired.
+        Scenario::RetiredCoalition => {
+            let mut at: Vec<Micros> = (0..rng.between(2, 5)).map(|_| Micros(rng.between(150_000, 600_000))).collect();
+            at.sort();
+            at
+        }
         _ => Vec::new(),
     };
     let mut signed_slots = restart::SignedSlots::default();
@@ -504,11 +523,20 @@ pub fn run(config: &SimConfig) -> SimReport {
     let mut equivocations = Vec::new();
     let mut events = 0u64;
     let mut done_at: Option<Micros> = None;
+    let mut settled_at: Option<Micros> = None;
     while let Some((now, node, payload)) = network.next_event() {
         let reconfigured = operator
             .as_ref()
             .is_none_or(|operator| operator.finished(committees.keys().next_back().copied().unwrap_or_default()));
-        if now.0 > config.time_limit_us || (reconfigured && done_at.is_some_and(|t| now.0 > t.0 + 200_000)) {
+        // Settled once the workload is done and the last change is made; a
+        // validator that joined last gets as long to catch up as the rest, and
+        // one left behind gets past the longest back-off between its STATUS
+        // (16 retransmit intervals).
+        if reconfigured && done_at.is_some() && settled_at.is_none() {
+            settled_at = Some(now);
+        }
+        let tail = config.params.retransmit_interval_us.saturating_mul(20).max(200_000);
+        if now.0 > config.time_limit_us || settled_at.is_some_and(|t| now.0 > t.0 + tail) {
             break;
         }
         events += 1;
@@ -567,8 +595,13 @@ pub fn run(config: &SimConfig) -> SimReport {
                         network.send(now, Node::Operator, Node::Validator(i), Payload::Membership(change.clone()));
                     }
                 }
-                let highest = validators.iter().map(|v| v.replica.last_executed()).max().unwrap_or_default();
-                let forged = coalition.as_mut().map(|c| c.forge(&newest, highest)).unwrap_or_default();
+                let ahead = validators.iter().max_by_key(|v| v.replica.last_executed()).map(|v| &v.replica);
+                let forged = match (coalition.as_mut(), ahead) {
+                    (Some(coalition), Some(ahead)) => {
+                        coalition.forge(&newest, ahead.last_executed(), ahead.membership())
+                    }
+                    _ => Vec::new(),
+                };
                 forged_messages += forged.len();
                 for (channel, message) in forged {
                     for i in 0..validators.len() {
@@ -652,7 +685,12 @@ pub fn run(config: &SimConfig) -> SimReport {
                                 }
                                 Err(rejection) => {
                                     detection.on_rejection(now, me, channel, &message, &rejection);
-                                    None
+                                    match rejection {
+                                        Rejection::WrongEpoch { expected, received } if received > expected => {
+                                            Some(Input::LaterEpochHeard(received))
+                                        }
+                                        _ => None,
+                                    }
                                 }
                             },
                             Payload::Membership(change) => {
@@ -744,11 +782,15 @@ pub fn run(config: &SimConfig) -> SimReport {
                             let Some(joined_committee) = committees.values().find(|c| c.contains(id)).cloned() else {
                                 continue;
                             };
+                            // Handed the committees as the swarm handle hands them: announced
+                            // before the checkpoints that start them are decided.
                             let mut verifier = Verifier::new(&committee, config.params.max_batch_size);
-                            committees.values().for_each(|known| verifier.learn(known));
+                            committees.values().for_each(|known| {
+                                verifier.learn(&known.clone().starting_after(crate::protocol::Seq(0)))
+                            });
                             let replica = Replica::joining(
                                 id,
-                                key,
+                                key.clone(),
                                 committee.clone(),
                                 joined_committee,
                                 config.params.clone(),
@@ -759,10 +801,17 @@ pub fn run(config: &SimConfig) -> SimReport {
                                 verifier,
                                 adversaries: Vec::new(),
                                 accuser: None,
-                                liar: None,
+                                liar: faults.contains_key(&id).then(|| {
+                                    let seed = config.seed ^ u64::from(id.0);
+                                    view_change_liar::ViewChangeLiar::new(id, key.clone(), &config.params, seed)
+                                }),
                                 persisted: None,
                             });
                             network.schedule_tick(Node::Validator(index), now);
+                            // A retired coalition strikes at once, before the joiner learns anything.
+                            if coalition.is_some() {
+                                network.schedule_tick(Node::Operator, now);
+                            }
                         }
                         if let Some(lagging) = config.faults.isolated {
                             let interval = config.params.checkpoint_interval;
@@ -801,7 +850,8 @@ pub fn run(config: &SimConfig) -> SimReport {
     // A validator that was isolated, or added, ends within a checkpoint interval of the others.
     let highest = validators.iter().map(|v| v.replica.last_executed().0).max().unwrap_or(0);
     for (index, validator) in validators.iter().enumerate() {
-        let watched = config.faults.isolated == Some(index) || index >= config.validators;
+        let byzantine = faults.contains_key(&AgentId(index as u32));
+        let watched = !byzantine && (config.faults.isolated == Some(index) || index >= config.validators);
         let executed = validator.replica.last_executed().0;
         if watched && !validator.replica.is_retired() && executed + config.params.checkpoint_interval < highest {
             violations.push(Violation::NeverCaughtUp { replica: AgentId(index as u32), executed, highest });
