@@ -173,7 +173,7 @@ impl Verifier {
     }
 
     fn verify_uncached(&mut self, signed: &SignedMessage) -> Result<(), Rejection> {
-        if let Message::StateSnapshot { seq, state_digest, ledger, membership, proof } = &signed.message {
+        if let Message::StateSnapshot { seq, state_digest, state, membership, proof } = &signed.message {
             // The snapshot may come from an epoch this verifier has not seen:
             // its membership history, signed by the operator, says who signs there.
             let mut epochs = self.epochs.clone();
@@ -188,7 +188,7 @@ impl Verifier {
                 }
             }
             check_signature(&epochs, signed)?;
-            let digest = checkpoint_digest(ledger.state_digest(), membership);
+            let digest = checkpoint_digest(state.root(), membership);
             if digest != *state_digest || !proves_checkpoint(&epochs, *seq, *state_digest, proof) {
                 return Err(Rejection::UnprovenSnapshot(signed.sender));
             }
@@ -449,6 +449,7 @@ fn valid_new_view(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::app::Application;
     use crate::crypto::Keypair;
     use crate::ledger::{Ledger, Transfer, TxId};
     use crate::protocol::{Batch, ClientId, View};
@@ -623,7 +624,8 @@ mod tests {
         };
         let snapshot = |proof: Vec<Arc<SignedMessage>>, ledger: Arc<Ledger>| {
             let membership = membership.clone();
-            let message = Message::StateSnapshot { seq: Seq(10), state_digest: digest, ledger, membership, proof };
+            let state = Arc::new(ledger.snapshot());
+            let message = Message::StateSnapshot { seq: Seq(10), state_digest: digest, state, membership, proof };
             SignedMessage::sign(message, Epoch(0), AgentId(3), &keys[3])
         };
         let quorum = vec![vote(0, digest), vote(1, digest), vote(2, digest)];
