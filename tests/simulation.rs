@@ -244,7 +244,7 @@ fn f_liars_in_the_view_change_plane_convince_nobody_and_every_transfer_commits()
 /// board's rules over the agreed outcomes, every step answered.
 #[test]
 fn the_task_board_runs_through_the_same_replica_and_every_replica_agrees_on_its_digest() {
-    let reports: Vec<_> = (0..seed_count(1000) / 5).map(sim::task_board::run).collect();
+    let reports: Vec<_> = (0..seed_count(1000) / 10).map(sim::task_board::run).collect();
     let failures: Vec<String> = reports
         .iter()
         .filter(|r| !r.passed())

@@ -117,7 +117,7 @@ impl Application for TaskBoard {
     /// Two chunks: the tasks, then the agents; postcard-encoded (the board is small).
     fn snapshot(&self) -> Snapshot {
         let tasks: Vec<(u8, Option<[u8; 32]>)> = self.tasks.iter().map(encode_task).collect();
-        let agents: Vec<([u8; 32], u64, Option<([u8; 32], Vec<u8>)>)> = self
+        let agents: EncodedAgents = self
             .agents
             .iter()
             .map(|(id, agent)| {
@@ -133,8 +133,7 @@ impl Application for TaskBoard {
         let [tasks, agents] = snapshot.chunks.as_slice() else { return Err(fail(0, "a board has two chunks")) };
         let tasks: Vec<(u8, Option<[u8; 32]>)> = postcard::from_bytes(&tasks.0).map_err(|_| fail(0, "tasks"))?;
         let tasks = tasks.into_iter().map(decode_task).collect::<Option<Vec<_>>>().ok_or(fail(0, "bad task"))?;
-        type Encoded = Vec<([u8; 32], u64, Option<([u8; 32], Vec<u8>)>)>;
-        let agents: Encoded = postcard::from_bytes(&agents.0).map_err(|_| fail(1, "agents"))?;
+        let agents: EncodedAgents = postcard::from_bytes(&agents.0).map_err(|_| fail(1, "agents"))?;
         let mut board = TaskBoard { tasks, agents: BTreeMap::new() };
         for (id, next_nonce, last) in agents {
             let last = match last {
@@ -160,6 +159,9 @@ impl Application for TaskBoard {
         }
     }
 }
+
+/// Each agent's key, next nonce, and last step (its digest, its encoded outcome).
+type EncodedAgents = Vec<([u8; 32], u64, Option<([u8; 32], Vec<u8>)>)>;
 
 fn encode_task(state: &TaskState) -> (u8, Option<[u8; 32]>) {
     match state {

@@ -114,10 +114,10 @@ impl Agreement {
                     self.violations.push(format!("{me} executed another batch or outcome at {}", executed.seq));
                 }
             }
-            Output::CheckpointStable { seq, ledger_digest: app_digest, .. } => {
-                if *self.checkpoints.entry(*seq).or_insert(*app_digest) != *app_digest {
-                    self.violations.push(format!("{me} holds another application digest at checkpoint {seq}"));
-                }
+            Output::CheckpointStable { seq, ledger_digest: app_digest, .. }
+                if *self.checkpoints.entry(*seq).or_insert(*app_digest) != *app_digest =>
+            {
+                self.violations.push(format!("{me} holds another application digest at checkpoint {seq}"));
             }
             _ => {}
         }
