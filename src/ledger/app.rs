@@ -24,18 +24,13 @@ impl Application for Ledger {
 
     fn check(&self, request: &Request) -> Result<(), Refusal> {
         let transfer = &request.tx.transfer;
-        let Some(sender) = self.accounts.get(&transfer.from) else { return Ok(()) };
-        if transfer.nonce >= sender.next_nonce {
-            return Ok(());
-        }
-        let replay = transfer.nonce + 1 == sender.next_nonce
-            && sender.last.is_some_and(|last| last.digest == Digest::of(&transfer.signing_bytes()));
-        match replay {
-            true => Err(Refusal::Executed),
-            false => {
-                let reason = RejectReason::NonceConsumed { received: transfer.nonce };
-                Err(Refusal::Rejected(TxOutcome::Rejected(reason)))
-            }
+        if !self.nonce_consumed(transfer) {
+            Ok(())
+        } else if self.nonce_spent(transfer) {
+            let reason = RejectReason::NonceConsumed { received: transfer.nonce };
+            Err(Refusal::Rejected(TxOutcome::Rejected(reason)))
+        } else {
+            Err(Refusal::Executed)
         }
     }
 

@@ -267,3 +267,24 @@ mod snapshots {
         assert_eq!(ledger.query(b"short"), Vec::<u8>::new());
     }
 }
+
+#[test]
+fn check_orders_a_fresh_nonce_replays_the_transfer_that_used_it_and_refuses_any_other() {
+    use crate::app::{Application, Refusal};
+    use crate::protocol::{ClientId, Request};
+    let (alice_keys, alice) = account(1);
+    let (_, bob) = account(2);
+    let mut ledger = Ledger::with_genesis(&[(alice, 100)]).unwrap();
+    let request =
+        |amount, nonce| Request { client: ClientId(1), tx: transfer(alice, bob, amount, nonce).sign(&alice_keys) };
+    let first = request(10, 0);
+    assert_eq!(ledger.check(&first), Ok(()));
+    let executions = Application::execute(&mut ledger, std::slice::from_ref(&first));
+    assert_eq!(executions, [Execution::Applied(TxOutcome::Committed)]);
+    assert_eq!(ledger.check(&first), Err(Refusal::Executed));
+    let consumed = TxOutcome::Rejected(RejectReason::NonceConsumed { received: 0 });
+    assert_eq!(ledger.check(&request(11, 0)), Err(Refusal::Rejected(consumed)));
+    assert_eq!(ledger.check(&request(11, 5)), Ok(()), "ahead of the nonce: ordered, then rejected as out of order");
+    assert_eq!(Ledger::conflict_key(&request(11, 0)), Ledger::conflict_key(&first));
+    assert_ne!(Ledger::conflict_key(&request(10, 1)), Ledger::conflict_key(&first));
+}
