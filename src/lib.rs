@@ -53,6 +53,7 @@
 pub mod actors;
 pub mod agents;
 pub mod api;
+pub mod app;
 pub mod cli;
 pub mod config;
 pub mod crypto;

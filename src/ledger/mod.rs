@@ -5,7 +5,10 @@
 //! batch: every honest replica that executes the same batches in the same order
 //! holds the same balances and the same digest.
 
+mod app;
 mod transfer;
+
+pub use app::ACCOUNTS_PER_CHUNK;
 
 pub use transfer::{AccountId, SignedTransfer, Transfer, TxId};
 
@@ -54,13 +57,18 @@ pub enum RejectReason {
     },
     ZeroAmount,
     SelfTransfer,
+    /// Another application's own rule refused the request; `code` is that
+    /// application's (the ledger never refuses this way).
+    Refused {
+        code: u64,
+    },
 }
 
 impl RejectReason {
-    pub const KINDS: usize = 5;
+    pub const KINDS: usize = 6;
     /// Stable names for reports and counters, by [`RejectReason::index`].
     pub const NAMES: [&'static str; Self::KINDS] =
-        ["wrong-nonce", "insufficient-funds", "zero-amount", "self-transfer", "nonce-consumed"];
+        ["wrong-nonce", "insufficient-funds", "zero-amount", "self-transfer", "nonce-consumed", "refused"];
 
     pub fn index(&self) -> usize {
         match self {
@@ -69,6 +77,7 @@ impl RejectReason {
             RejectReason::ZeroAmount => 2,
             RejectReason::SelfTransfer => 3,
             RejectReason::NonceConsumed { .. } => 4,
+            RejectReason::Refused { .. } => 5,
         }
     }
 
@@ -253,49 +262,6 @@ impl Ledger {
     pub fn balance_sum(&self) -> u128 {
         self.accounts.values().map(|a| a.balance as u128).sum()
     }
-
-    /// A digest over every account, its balance and nonce, in key order. The
-    /// accounts are laid out in one buffer first: blake3 hashes a large input
-    /// many times faster than many small updates.
-    pub fn state_digest(&self) -> Digest {
-        const DOMAIN: &[u8] = b"bftswarm/ledger/v2";
-        let mut bytes = Vec::with_capacity(DOMAIN.len() + 8 + self.accounts.len() * 122);
-        bytes.extend_from_slice(DOMAIN);
-        bytes.extend_from_slice(&self.total_supply.to_le_bytes());
-        bytes.extend_from_slice(&self.totals.committed.to_le_bytes());
-        for rejected in self.totals.rejected {
-            bytes.extend_from_slice(&rejected.to_le_bytes());
-        }
-        for (id, account) in &self.accounts {
-            bytes.extend_from_slice(&id.0 .0);
-            bytes.extend_from_slice(&account.balance.to_le_bytes());
-            bytes.extend_from_slice(&account.next_nonce.to_le_bytes());
-            encode_last(&account.last, &mut bytes);
-        }
-        Digest::of(&bytes)
-    }
-}
-
-/// Fixed-width encoding of an account's last transfer for the state digest.
-fn encode_last(last: &Option<LastTransfer>, bytes: &mut Vec<u8>) {
-    let Some(LastTransfer { id, digest, outcome }) = last else {
-        bytes.push(0);
-        return;
-    };
-    bytes.push(1);
-    bytes.extend_from_slice(&id.0);
-    bytes.extend_from_slice(&digest.0);
-    let (tag, a, b) = match outcome {
-        TxOutcome::Committed => (0u8, 0, 0),
-        TxOutcome::Rejected(RejectReason::WrongNonce { expected, received }) => (1, *expected, *received),
-        TxOutcome::Rejected(RejectReason::InsufficientFunds { balance, amount }) => (2, *balance, *amount),
-        TxOutcome::Rejected(RejectReason::ZeroAmount) => (3, 0, 0),
-        TxOutcome::Rejected(RejectReason::SelfTransfer) => (4, 0, 0),
-        TxOutcome::Rejected(RejectReason::NonceConsumed { received }) => (5, *received, 0),
-    };
-    bytes.push(tag);
-    bytes.extend_from_slice(&a.to_le_bytes());
-    bytes.extend_from_slice(&b.to_le_bytes());
 }
 
 #[cfg(test)]

@@ -184,3 +184,107 @@ fn totals_are_under_the_state_digest_and_travel_with_a_snapshot() {
     assert_eq!(restored.totals(), rejected_once.totals());
     assert_eq!(restored.state_digest(), rejected_once.state_digest());
 }
+
+mod snapshots {
+    use super::*;
+    use crate::app::{merkle_path, Application, Chunk, Snapshot};
+
+    /// A ledger of `accounts` funded accounts where every kind of last transfer occurs.
+    fn busy_ledger(accounts: usize) -> Ledger {
+        let ids: Vec<AccountId> = (0..accounts).map(|i| account_of(i as u64)).collect();
+        let balances: Vec<(AccountId, u64)> = ids.iter().map(|id| (*id, 100)).collect();
+        let mut ledger = Ledger::with_genesis(&balances).unwrap();
+        for (i, from) in ids.iter().enumerate() {
+            let to = ids[(i + 1) % ids.len()];
+            let amount = [10, 0, 1_000, 5][i % 4];
+            let to = if i % 4 == 3 { *from } else { to };
+            ledger.execute(&transfer(*from, to, amount, 0));
+        }
+        ledger.execute(&transfer(ids[0], ids[1 % ids.len()], 1, 0));
+        ledger.execute(&transfer(ids[0], ids[1 % ids.len()], 1, 9));
+        ledger
+    }
+
+    fn account_of(i: u64) -> AccountId {
+        let mut seed = [0u8; 32];
+        seed[..8].copy_from_slice(&i.to_le_bytes());
+        AccountId(Keypair::from_seed(seed).public_key())
+    }
+
+    #[test]
+    fn a_ledger_restored_from_its_chunks_is_the_same_ledger_and_its_digest_is_their_root() {
+        for accounts in [1, ACCOUNTS_PER_CHUNK, ACCOUNTS_PER_CHUNK * 2 + 3] {
+            let ledger = busy_ledger(accounts);
+            let snapshot = ledger.snapshot();
+            assert_eq!(snapshot.chunks.len(), 1 + accounts.div_ceil(ACCOUNTS_PER_CHUNK));
+            assert_eq!(snapshot.root(), ledger.digest());
+            assert_eq!(Ledger::restore(&snapshot), Ok(ledger.clone()), "{accounts} accounts");
+        }
+    }
+
+    #[test]
+    fn one_account_is_proven_against_the_digest_by_its_chunk_alone() {
+        let ledger = busy_ledger(ACCOUNTS_PER_CHUNK * 3);
+        let snapshot = ledger.snapshot();
+        let hashes: Vec<_> = snapshot.chunks.iter().map(Chunk::hash).collect();
+        let path = merkle_path(&hashes, 2).unwrap();
+        assert!(Snapshot::verify_chunk(ledger.digest(), &snapshot.chunks[2], &path));
+        let mut richer = snapshot.chunks[2].clone();
+        richer.0[32] ^= 0x80;
+        assert!(!Snapshot::verify_chunk(ledger.digest(), &richer, &path));
+    }
+
+    #[test]
+    fn damaged_or_non_canonical_chunks_are_refused_with_the_chunk_named() {
+        let ledger = busy_ledger(ACCOUNTS_PER_CHUNK * 2);
+        let good = ledger.snapshot();
+        let damage = |change: &dyn Fn(&mut Snapshot)| {
+            let mut snapshot = good.clone();
+            change(&mut snapshot);
+            Ledger::restore(&snapshot).map(|_| ()).map_err(|error| (error.chunk, error.reason))
+        };
+        assert_eq!(damage(&|s| s.chunks.clear()), Err((0, "no header chunk")));
+        assert_eq!(damage(&|s| s.chunks[0].0[0] = b'x'), Err((0, "not a ledger snapshot")));
+        assert_eq!(damage(&|s| s.chunks[0].0.push(0)), Err((0, "trailing bytes")));
+        assert_eq!(damage(&|s| s.chunks[1].0.truncate(100)), Err((1, "cut short")));
+        assert_eq!(damage(&|s| s.chunks.swap(1, 2)), Err((2, "accounts out of order")));
+        assert_eq!(damage(&|s| s.chunks.push(s.chunks[2].clone())), Err((3, "accounts out of order")));
+        assert_eq!(damage(&|s| s.chunks.push(Chunk(Vec::new()))), Err((3, "accounts not cut as the ledger cuts them")));
+        assert_eq!(damage(&|s| s.chunks[2].0[32] ^= 1), Err((0, "balances do not add up to the supply")));
+        // The first account's last-transfer tag.
+        assert_eq!(damage(&|s| s.chunks[1].0[48] = 7), Err((1, "bad last-transfer tag")));
+        assert_eq!(damage(&|_| ()), Ok(()));
+    }
+
+    #[test]
+    fn a_balance_query_answers_balance_and_next_nonce() {
+        let (_, alice) = account(1);
+        let (_, bob) = account(2);
+        let mut ledger = Ledger::with_genesis(&[(alice, 100)]).unwrap();
+        ledger.execute(&transfer(alice, bob, 30, 0));
+        let answer = ledger.query(&alice.0 .0);
+        assert_eq!(answer, [70u64.to_le_bytes(), 1u64.to_le_bytes()].concat());
+        assert_eq!(ledger.query(b"short"), Vec::<u8>::new());
+    }
+}
+
+#[test]
+fn check_orders_a_fresh_nonce_replays_the_transfer_that_used_it_and_refuses_any_other() {
+    use crate::app::{Application, Refusal};
+    use crate::protocol::{ClientId, Request};
+    let (alice_keys, alice) = account(1);
+    let (_, bob) = account(2);
+    let mut ledger = Ledger::with_genesis(&[(alice, 100)]).unwrap();
+    let request =
+        |amount, nonce| Request { client: ClientId(1), tx: transfer(alice, bob, amount, nonce).sign(&alice_keys) };
+    let first = request(10, 0);
+    assert_eq!(ledger.check(&first), Ok(()));
+    let executions = Application::execute(&mut ledger, std::slice::from_ref(&first));
+    assert_eq!(executions, [Execution::Applied(TxOutcome::Committed)]);
+    assert_eq!(ledger.check(&first), Err(Refusal::Executed));
+    let consumed = TxOutcome::Rejected(RejectReason::NonceConsumed { received: 0 });
+    assert_eq!(ledger.check(&request(11, 0)), Err(Refusal::Rejected(consumed)));
+    assert_eq!(ledger.check(&request(11, 5)), Ok(()), "ahead of the nonce: ordered, then rejected as out of order");
+    assert_eq!(Ledger::conflict_key(&request(11, 0)), Ledger::conflict_key(&first));
+    assert_ne!(Ledger::conflict_key(&request(10, 1)), Ledger::conflict_key(&first));
+}

@@ -2,6 +2,7 @@
 //! start only when f+1 members of the newest epoch vouch for it, never on the
 //! word of the snapshot it is offered.
 
+use crate::app::Application;
 use crate::crypto::Keypair;
 use crate::ledger::{AccountId, Ledger};
 use crate::protocol::membership::checkpoint_digest;
@@ -66,19 +67,20 @@ impl History {
         (sender_epoch, sender): (u64, usize),
         rich: u64,
     ) -> SignedMessage {
-        let ledger = Arc::new(Ledger::with_genesis(&[(AccountId(self.keys[0].public_key()), rich)]).unwrap());
+        let ledger = Ledger::with_genesis(&[(AccountId(self.keys[0].public_key()), rich)]).unwrap();
+        let state = Arc::new(ledger.snapshot());
         let membership = Arc::new(MembershipState {
             applied: self.changes.clone(),
             boundaries: boundaries.iter().map(|&b| Seq(b)).collect(),
             scheduled: None,
         });
-        let state_digest = checkpoint_digest(ledger.state_digest(), &membership);
+        let state_digest = checkpoint_digest(state.root(), &membership);
         let vote = |i: usize| {
             let message = Message::Checkpoint { seq: Seq(seq), state_digest };
             Arc::new(SignedMessage::sign(message, Epoch(proof_epoch), AgentId(i as u32), &self.keys[i]))
         };
         let proof = signers.iter().map(|&i| vote(i)).collect();
-        let message = Message::StateSnapshot { seq: Seq(seq), state_digest, ledger, membership, proof };
+        let message = Message::StateSnapshot { seq: Seq(seq), state_digest, state, membership, proof };
         SignedMessage::sign(message, Epoch(sender_epoch), AgentId(sender as u32), &self.keys[sender])
     }
 }

@@ -273,6 +273,7 @@ mod tests {
 #[cfg(test)]
 mod verifier_tests {
     use super::*;
+    use crate::app::Application;
     use crate::ledger::{AccountId, Ledger};
     use crate::protocol::message::{Message, SignedMessage};
     use crate::protocol::verify::{Rejection, Verifier};
@@ -356,7 +357,7 @@ mod verifier_tests {
             let message = Message::StateSnapshot {
                 seq: Seq(10),
                 state_digest: digest,
-                ledger: ledger.clone(),
+                state: Arc::new(ledger.snapshot()),
                 membership,
                 proof,
             };
@@ -407,7 +408,7 @@ mod verifier_tests {
             let message = Message::StateSnapshot {
                 seq: Seq(seq),
                 state_digest: digest,
-                ledger: forged_ledger.clone(),
+                state: Arc::new(forged_ledger.snapshot()),
                 membership,
                 proof,
             };

@@ -3,8 +3,9 @@
 
 use super::membership::{MembershipState, SignedMembershipChange};
 use super::types::{AgentId, ClientId, Epoch, Seq, View};
+use crate::app::Snapshot;
 use crate::crypto::{Digest, Keypair, Signature, SigningBytes};
-use crate::ledger::{Ledger, SignedTransfer, TxId, TxOutcome};
+use crate::ledger::{SignedTransfer, TxId, TxOutcome};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
@@ -71,14 +72,15 @@ pub enum Message {
     /// `passive`: the sender lost the record of what it signed, so where it
     /// stands says nothing about where the swarm was.
     Status { view: View, low_water: Seq, last_executed: Seq, passive: bool },
-    /// The ledger at a stable checkpoint, for a peer that fell behind it, with
-    /// the quorum of signed CHECKPOINT messages that proves its digest. The
-    /// receiver trusts the proof and the digest, never the sender.
-    /// The membership changes travel with the ledger: a replica that missed one learns it here.
+    /// The application's state at a stable checkpoint, as chunks, for a peer
+    /// that fell behind it, with the quorum of signed CHECKPOINT messages that
+    /// proves its digest. The receiver trusts the proof and the digest, never
+    /// the sender. The membership changes travel with the state: a replica
+    /// that missed one learns it here.
     StateSnapshot {
         seq: Seq,
         state_digest: Digest,
-        ledger: Arc<Ledger>,
+        state: Arc<Snapshot>,
         membership: Arc<MembershipState>,
         proof: Vec<Arc<SignedMessage>>,
     },

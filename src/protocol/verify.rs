@@ -220,7 +220,7 @@ impl Verifier {
     /// [`super::epoch_starts`]); the proof is checked against the starts this
     /// verifier knows or f+1 members of the newest epoch vouched for.
     fn verify_snapshot(&mut self, signed: &SignedMessage) -> Result<(), Rejection> {
-        let Message::StateSnapshot { seq, state_digest, ledger, membership, proof } = &signed.message else {
+        let Message::StateSnapshot { seq, state_digest, state, membership, proof } = &signed.message else {
             return Ok(());
         };
         let unproven = Rejection::UnprovenSnapshot(signed.sender);
@@ -233,7 +233,7 @@ impl Verifier {
             shown.entry(committee.epoch()).or_insert_with(|| EpochKeys::new(&committee.clone().starting_after(Seq(0))));
         }
         check_signature(&shown, signed)?;
-        if checkpoint_digest(ledger.state_digest(), membership) != *state_digest {
+        if checkpoint_digest(state.root(), membership) != *state_digest {
             return Err(unproven);
         }
         // The sender signed the digest, which covers the starts of its history.
@@ -484,6 +484,7 @@ fn valid_new_view(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::app::Application;
     use crate::crypto::Keypair;
     use crate::ledger::{Ledger, Transfer, TxId};
     use crate::protocol::{Batch, ClientId, View};
@@ -658,7 +659,8 @@ mod tests {
         };
         let snapshot = |proof: Vec<Arc<SignedMessage>>, ledger: Arc<Ledger>| {
             let membership = membership.clone();
-            let message = Message::StateSnapshot { seq: Seq(10), state_digest: digest, ledger, membership, proof };
+            let state = Arc::new(ledger.snapshot());
+            let message = Message::StateSnapshot { seq: Seq(10), state_digest: digest, state, membership, proof };
             SignedMessage::sign(message, Epoch(0), AgentId(3), &keys[3])
         };
         let quorum = vec![vote(0, digest), vote(1, digest), vote(2, digest)];

@@ -22,6 +22,7 @@
 //! A validator that installed the forged ledger would break agreement and
 //! conserve no supply: the invariants catch it.
 
+use crate::app::Application;
 use crate::crypto::Keypair;
 use crate::ledger::{AccountId, Ledger};
 use crate::protocol::membership::checkpoint_digest;
@@ -99,13 +100,13 @@ impl RetiredCoalition {
             *balance += 1_000_000;
         }
         let Ok(ledger) = Ledger::with_genesis(&balances) else { return Vec::new() };
-        let ledger = Arc::new(ledger);
+        let state = Arc::new(ledger.snapshot());
         let membership = Arc::new(if self.attempts % 2 == 1 {
             moved_starts(real, seq, interval)
         } else {
             MembershipState::default()
         });
-        let state_digest = checkpoint_digest(ledger.state_digest(), &membership);
+        let state_digest = checkpoint_digest(state.root(), &membership);
         let sign = |message: Message, (id, key): (AgentId, &Keypair)| {
             Arc::new(SignedMessage::sign(message, Epoch(0), id, key))
         };
@@ -115,7 +116,7 @@ impl RetiredCoalition {
             .map(|signer| sign(Message::Checkpoint { seq, state_digest }, *signer))
             .collect();
         let sender = retired[0];
-        let snapshot = Message::StateSnapshot { seq, state_digest, ledger, membership, proof: proof.clone() };
+        let snapshot = Message::StateSnapshot { seq, state_digest, state, membership, proof: proof.clone() };
         let view_change = Message::ViewChange {
             new_view: View(u64::from(self.attempts)),
             stable_seq: seq,

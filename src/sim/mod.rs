@@ -13,6 +13,7 @@ mod invariants;
 mod network;
 mod operator;
 mod restart;
+pub mod task_board;
 mod view_change_liar;
 
 pub use byzantine::{ByzantineAgent, FalseAccusation};

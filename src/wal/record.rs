@@ -208,7 +208,7 @@ fn stable_checkpoint(replica: &Replica) -> RecoveredCheckpoint {
         seq: stable.seq,
         state_digest: stable.state_digest,
         proof: stable.proof.clone(),
-        ledger: replica.stable_ledger().clone(),
+        ledger: replica.stable_app().clone(),
         membership: replica.stable_membership().clone(),
     }
 }

@@ -43,6 +43,7 @@
 //! checkpoint (or its view) passes the bound it is active for good.
 
 use super::Replica;
+use crate::app::Application;
 use crate::protocol::message::{Message, SignedMessage};
 use crate::protocol::recovered::Passive;
 use crate::protocol::types::{AgentId, Seq, View};
@@ -95,10 +96,10 @@ fn says_passive(signed: &SignedMessage) -> Option<bool> {
     }
 }
 
-impl Replica {
+impl<A: Application> Replica<A> {
     /// This replica lost the record of what it signed: it stays passive
     /// until it learns a bound past all of it (see the module comment).
-    pub fn forget_what_it_signed(mut self) -> Replica {
+    pub fn forget_what_it_signed(mut self) -> Replica<A> {
         self.amnesia = Some(Amnesia::default());
         self
     }

@@ -2,19 +2,18 @@
 //! the water marks move) and retransmission for replicas that stopped progressing.
 
 use super::{record_vote, vote_digest, Output, Replica, StableCheckpoint, StateAt};
+use crate::app::{Application, Snapshot};
 use crate::crypto::Digest;
-use crate::ledger::Ledger;
 use crate::protocol::membership::{checkpoint_digest, MembershipState};
 use crate::protocol::message::{Message, SignedMessage};
 use crate::protocol::types::{AgentId, Micros, Seq, View};
 use std::sync::Arc;
 
-impl Replica {
+impl<A: Application> Replica<A> {
     pub(super) fn take_checkpoint(&mut self, seq: Seq, out: &mut Vec<Output>) {
-        let ledger_digest = self.ledger.state_digest();
-        let state_digest = checkpoint_digest(ledger_digest, &self.membership);
-        let ledger = Arc::new(self.ledger.clone());
-        let state = StateAt { ledger, ledger_digest, membership: Arc::new(self.membership.clone()) };
+        let app_digest = self.app.digest();
+        let state_digest = checkpoint_digest(app_digest, &self.membership);
+        let state = StateAt::new(Arc::new(self.app.clone()), app_digest, Arc::new(self.membership.clone()));
         self.snapshots.insert(seq, state);
         if !self.may_sign_checkpoint(seq) {
             // Passive: the checkpoint still becomes stable on a quorum of its peers' signatures.
@@ -98,14 +97,14 @@ impl Replica {
         self.snapshots = self.snapshots.split_off(&above);
         self.forget_old_outcomes(seq);
         self.stats.checkpoints_stable += 1;
-        let ledger_digest = self.stable_state.ledger_digest;
+        let ledger_digest = self.stable_state.app_digest;
         out.push(Output::CheckpointStable { seq, state_digest, ledger_digest });
         self.switch_epoch_if_due(seq, out);
     }
 
     /// Installs a verified snapshot of a stable checkpoint this replica has not
     /// reached. The caller's verifier checked the quorum proof and that the
-    /// ledger hashes to the proven digest.
+    /// chunks hash to the proven digest; the application decodes them.
     ///
     /// The membership history comes with the state: a replica that missed a
     /// change moves to the epoch the state is in (the verifier checked each
@@ -114,7 +113,7 @@ impl Replica {
         &mut self,
         seq: Seq,
         state_digest: Digest,
-        ledger: Arc<Ledger>,
+        chunks: Arc<Snapshot>,
         membership: Arc<MembershipState>,
         proof: Vec<Arc<SignedMessage>>,
         out: &mut Vec<Output>,
@@ -129,8 +128,15 @@ impl Replica {
             self.stats.dropped_malformed += 1;
             return;
         };
-        let state = StateAt { ledger_digest: ledger.state_digest(), ledger, membership };
-        self.ledger = (*state.ledger).clone();
+        // The chunks are proven; an application that cannot decode them, or
+        // decodes them into another state, is told nothing it can use.
+        let app_digest = chunks.root();
+        let Some(app) = A::restore(&chunks).ok().filter(|app| app.digest() == app_digest) else {
+            self.stats.dropped_malformed += 1;
+            return;
+        };
+        let state = StateAt { app: Arc::new(app), app_digest, membership, chunks: chunks.into() };
+        self.app = (*state.app).clone();
         self.membership = (*state.membership).clone();
         self.stable_state = state;
         self.last_executed = seq;
@@ -145,12 +151,12 @@ impl Replica {
         self.execute_ready(out);
     }
 
-    /// After a state transfer, queued requests whose nonce the installed ledger
-    /// already consumed can never be ordered again (the other replicas answered
+    /// After a state transfer, queued requests the installed state already
+    /// executed or refuses (the ledger: their nonce is consumed) can never be ordered again (the other replicas answered
     /// them): waiting for them would only make this replica suspect the primary.
     fn drop_queued_executed_elsewhere(&mut self) {
         for queued in &self.queue {
-            if self.ledger.nonce_consumed(&queued.request.tx.transfer) {
+            if self.app.check(&queued.request).is_err() {
                 self.queued_ids.remove(&queued.request.tx_id());
             }
         }
@@ -271,7 +277,7 @@ impl Replica {
             resend.push(self.sign(Message::StateSnapshot {
                 seq: self.stable.seq,
                 state_digest: self.stable.state_digest,
-                ledger: self.stable_state.ledger.clone(),
+                state: self.stable_state.chunks(),
                 membership: self.stable_state.membership.clone(),
                 proof: self.stable.proof.clone(),
             }));

@@ -9,6 +9,7 @@
 //! the boundary are dropped and their requests queued again for the new one.
 
 use super::{Output, Queued, Replica};
+use crate::app::Application;
 use crate::protocol::committee::Committee;
 use crate::protocol::membership::{MembershipError, SignedMembershipChange};
 use crate::protocol::message::{Batch, Message, SignedMessage};
@@ -18,7 +19,7 @@ use std::sync::Arc;
 /// Most messages of the next epoch held while this replica has not switched yet.
 const MAX_NEXT_EPOCH_MESSAGES: usize = 4096;
 
-impl Replica {
+impl<A: Application> Replica<A> {
     pub(super) fn on_membership_change(&mut self, change: Arc<SignedMembershipChange>, _out: &mut Vec<Output>) {
         let digest = change.digest();
         let known = self.pending_change.as_ref().is_some_and(|pending| pending.digest() == digest)

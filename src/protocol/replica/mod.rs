@@ -15,11 +15,12 @@ use super::membership::{checkpoint_digest, MembershipState, SignedMembershipChan
 use super::message::{Batch, Message, PreparedCertificate, Reply, Request, SignedMessage};
 use super::params::ProtocolParams;
 use super::types::{AgentId, ClientId, Micros, Seq, View};
+use crate::app::{Application, Snapshot};
 use crate::crypto::{Digest, Keypair};
-use crate::ledger::{AccountId, Execution, Ledger, SignedTransfer, TxId, TxOutcome};
+use crate::ledger::{Execution, Ledger, SignedTransfer, TxId, TxOutcome};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 pub enum Input {
     /// Client requests whose signatures the caller has verified.
@@ -47,10 +48,11 @@ pub enum Output {
     Broadcast(Arc<SignedMessage>),
     SendTo(AgentId, Arc<SignedMessage>),
     Reply(Arc<Reply>),
-    /// A batch was executed on the ledger.
+    /// A batch was executed on the application.
     Executed(Executed),
     /// 2f+1 replicas signed the same state digest at `seq`; the log below it is
-    /// gone. `state_digest` covers the ledger (`ledger_digest`) and the membership.
+    /// gone. `state_digest` covers the application's digest (`ledger_digest`, named
+    /// for the first application) and the membership.
     CheckpointStable {
         seq: Seq,
         state_digest: Digest,
@@ -201,10 +203,22 @@ struct CheckpointVotes {
 
 /// The replicated state at a checkpoint: what a peer that fell behind is sent.
 #[derive(Clone, Debug)]
-struct StateAt {
-    ledger: Arc<Ledger>,
-    ledger_digest: Digest,
+struct StateAt<A> {
+    app: Arc<A>,
+    app_digest: Digest,
     membership: Arc<MembershipState>,
+    /// The application's chunks, encoded the first time a peer needs them.
+    chunks: OnceLock<Arc<Snapshot>>,
+}
+
+impl<A: Application> StateAt<A> {
+    fn new(app: Arc<A>, app_digest: Digest, membership: Arc<MembershipState>) -> StateAt<A> {
+        StateAt { app, app_digest, membership, chunks: OnceLock::new() }
+    }
+
+    fn chunks(&self) -> Arc<Snapshot> {
+        self.chunks.get_or_init(|| Arc::new(self.app.snapshot())).clone()
+    }
 }
 
 /// The last stable checkpoint and the 2f+1 signed messages that prove it.
@@ -226,7 +240,8 @@ struct Retransmit {
     answered_at: BTreeMap<AgentId, Micros>,
 }
 
-pub struct Replica {
+/// One validator's PBFT state machine over the application `A` it replicates.
+pub struct Replica<A: Application = Ledger> {
     me: AgentId,
     keypair: Keypair,
     committee: Committee,
@@ -235,7 +250,7 @@ pub struct Replica {
     genesis_committee: Committee,
     params: ProtocolParams,
     view: View,
-    ledger: Ledger,
+    app: A,
     membership: MembershipState,
     /// A change from the operator not yet ordered, and whether a pre-prepare carries it.
     pending_change: Option<Arc<SignedMembershipChange>>,
@@ -250,9 +265,9 @@ pub struct Replica {
     checkpoints: BTreeMap<Seq, CheckpointVotes>,
     stable: StableCheckpoint,
     /// The state at the stable checkpoint, sent to peers that fell behind it.
-    stable_state: StateAt,
+    stable_state: StateAt<A>,
     /// Own states at checkpoints not yet stable.
-    snapshots: BTreeMap<Seq, StateAt>,
+    snapshots: BTreeMap<Seq, StateAt<A>>,
     last_executed: Seq,
     /// The primary's next sequence number to assign.
     next_seq: Seq,
@@ -262,13 +277,14 @@ pub struct Replica {
     /// Ids of the requests in `queue` still to be proposed; entries of the queue
     /// not in this set were ordered meanwhile and are skipped.
     queued_ids: HashSet<TxId>,
-    /// The queued request spending each (account, nonce); entries whose request
-    /// left the queue are dropped lazily. Finds the other half of a double spend.
-    queued_spends: HashMap<(AccountId, u64), TxId>,
+    /// The queued request holding each conflict key (the ledger's: account and
+    /// nonce); entries whose request left the queue are dropped lazily. Finds
+    /// the other half of a double spend.
+    queued_spends: HashMap<A::ConflictKey, TxId>,
     /// Further queued requests spending an (account, nonce) already in
     /// `queued_spends`: the rare second half of a double spend that reached
     /// this replica too, so whichever half executes drops the other.
-    queued_spend_rivals: HashMap<(AccountId, u64), Vec<TxId>>,
+    queued_spend_rivals: HashMap<A::ConflictKey, Vec<TxId>>,
     /// Set while a view change starts because a queued request waited a timeout.
     requests_waited: bool,
     /// Ids of requests in an accepted pre-prepare, not yet executed.
@@ -291,17 +307,11 @@ pub struct Replica {
     stats: ReplicaStats,
 }
 
-impl Replica {
-    pub fn new(
-        me: AgentId,
-        keypair: Keypair,
-        committee: Committee,
-        params: ProtocolParams,
-        genesis: Ledger,
-    ) -> Replica {
+impl<A: Application> Replica<A> {
+    pub fn new(me: AgentId, keypair: Keypair, committee: Committee, params: ProtocolParams, genesis: A) -> Replica<A> {
         let membership = MembershipState::default();
-        let ledger_digest = genesis.state_digest();
-        let genesis_digest = checkpoint_digest(ledger_digest, &membership);
+        let app_digest = genesis.digest();
+        let genesis_digest = checkpoint_digest(app_digest, &membership);
         Replica {
             me,
             keypair,
@@ -309,7 +319,7 @@ impl Replica {
             committee,
             params,
             view: View(0),
-            ledger: genesis.clone(),
+            app: genesis.clone(),
             membership: membership.clone(),
             pending_change: None,
             pending_change_ordered: false,
@@ -319,7 +329,7 @@ impl Replica {
             log: BTreeMap::new(),
             checkpoints: BTreeMap::new(),
             stable: StableCheckpoint { seq: Seq(0), state_digest: genesis_digest, proof: Vec::new() },
-            stable_state: StateAt { ledger: Arc::new(genesis), ledger_digest, membership: Arc::new(membership) },
+            stable_state: StateAt::new(Arc::new(genesis), app_digest, Arc::new(membership)),
             snapshots: BTreeMap::new(),
             last_executed: Seq(0),
             next_seq: Seq(1),
@@ -350,8 +360,8 @@ impl Replica {
         genesis_committee: Committee,
         committee: Committee,
         params: ProtocolParams,
-        genesis: Ledger,
-    ) -> Replica {
+        genesis: A,
+    ) -> Replica<A> {
         let mut replica = Replica::new(me, keypair, committee, params, genesis);
         replica.genesis_committee = genesis_committee;
         replica
@@ -425,9 +435,9 @@ impl Replica {
             Message::Status { view, last_executed, low_water, .. } => {
                 self.on_status(now, signed.sender, view, low_water, last_executed, out)
             }
-            Message::StateSnapshot { seq, state_digest, ref ledger, ref membership, ref proof } => {
-                let (ledger, membership, proof) = (ledger.clone(), membership.clone(), proof.clone());
-                self.on_state_snapshot(seq, state_digest, ledger, membership, proof, out)
+            Message::StateSnapshot { seq, state_digest, ref state, ref membership, ref proof } => {
+                let (state, membership, proof) = (state.clone(), membership.clone(), proof.clone());
+                self.on_state_snapshot(seq, state_digest, state, membership, proof, out)
             }
             Message::ViewChange { new_view, .. } => self.on_view_change(signed.clone(), new_view, now, out),
             Message::NewView { view, ref view_changes, ref pre_prepares } => {
@@ -485,8 +495,9 @@ impl Replica {
         &self.params
     }
 
-    pub fn ledger(&self) -> &Ledger {
-        &self.ledger
+    /// The application's state after the last executed batch.
+    pub fn app(&self) -> &A {
+        &self.app
     }
 
     pub fn last_executed(&self) -> Seq {
@@ -529,6 +540,13 @@ impl Replica {
     /// was in flight when the process died).
     pub fn slots_in_flight(&self) -> usize {
         self.log.range(Seq(self.last_executed.0 + 1)..).count()
+    }
+}
+
+impl Replica<Ledger> {
+    /// The transfer ledger after the last executed batch.
+    pub fn ledger(&self) -> &Ledger {
+        &self.app
     }
 }
 

@@ -1,8 +1,10 @@
 //! The normal case: requests, batching, PRE-PREPARE → PREPARE → COMMIT, execution.
 
 use super::{record_vote, vote_digest, Executed, Output, Queued, Replica, Vote};
+use crate::app::Application;
+use crate::app::Refusal;
 use crate::crypto::Digest;
-use crate::ledger::{Execution, RejectReason, TxId, TxOutcome};
+use crate::ledger::{Execution, TxId, TxOutcome};
 use crate::protocol::evidence::Evidence;
 use crate::protocol::message::{Batch, Message, PreparedCertificate, Reply, Request, SignedMessage};
 use crate::protocol::types::{AgentId, ClientId, Micros, Seq, View};
@@ -10,7 +12,7 @@ use std::collections::hash_map::Entry;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-impl Replica {
+impl<A: Application> Replica<A> {
     pub(super) fn on_requests(&mut self, now: Micros, requests: Vec<Request>, out: &mut Vec<Output>) {
         let mut answered_again: BTreeMap<ClientId, Vec<(TxId, TxOutcome)>> = BTreeMap::new();
         for request in requests {
@@ -23,39 +25,20 @@ impl Replica {
             }
             if self.queued_ids.contains(&id) || self.ordered_ids.contains(&id) {
                 self.stats.dropped_duplicate += 1;
-            } else if self.ledger.nonce_spent(&request.tx.transfer) {
-                // Never ordered, but answered: another transfer consumed the
-                // nonce in the agreed ledger, so f+1 replicas saying so is the
-                // truth, and a client (one restarted, or a double spender's
-                // victim) learns the outcome instead of waiting for ever.
+            } else if let Err(Refusal::Rejected(outcome)) = self.app.check(&request) {
+                // Never ordered, but answered: the agreed state refuses it
+                // (the ledger: another transfer consumed the nonce), so f+1
+                // replicas saying so is the truth, and a client (one
+                // restarted, or a double spender's victim) learns the outcome
+                // instead of waiting for ever.
                 self.stats.double_spends_dropped += 1;
-                let received = request.tx.transfer.nonce;
-                let outcome = TxOutcome::Rejected(RejectReason::NonceConsumed { received });
                 answered_again.entry(request.client).or_default().push((id, outcome));
             } else if self.queue.len() >= self.params.max_pending_requests {
                 self.stats.requests_dropped_queue_full += 1;
             } else {
                 self.queued_ids.insert(id);
-                let transfer = &request.tx.transfer;
-                let key = (transfer.from, transfer.nonce);
-                match self.queued_spends.entry(key) {
-                    Entry::Occupied(first) if self.queued_ids.contains(first.get()) => {
-                        self.queued_spend_rivals.entry(key).or_default().push(id);
-                    }
-                    Entry::Occupied(mut left_the_queue) => {
-                        left_the_queue.insert(id);
-                    }
-                    Entry::Vacant(vacant) => {
-                        vacant.insert(id);
-                    }
-                }
-                if self.queued_spends.len() > 2 * self.params.max_pending_requests + 64 {
-                    let queued_ids = &self.queued_ids;
-                    self.queued_spends.retain(|_, id| queued_ids.contains(id));
-                    self.queued_spend_rivals.retain(|_, ids| {
-                        ids.retain(|id| queued_ids.contains(id));
-                        !ids.is_empty()
-                    });
+                if let Some(key) = A::conflict_key(&request) {
+                    self.note_conflict_key(key, id);
                 }
                 self.queue.push_back(Queued { request, arrived: now });
                 self.stats.requests_queued += 1;
@@ -65,6 +48,29 @@ impl Replica {
             self.stats.requests_answered_again += outcomes.len() as u64;
             let reply = self.sign_reply(self.last_executed, client, outcomes);
             out.push(Output::Reply(reply));
+        }
+    }
+
+    /// Remembers which queued request holds `key`, and any rival holding it too.
+    fn note_conflict_key(&mut self, key: A::ConflictKey, id: TxId) {
+        match self.queued_spends.entry(key) {
+            Entry::Occupied(first) if self.queued_ids.contains(first.get()) => {
+                self.queued_spend_rivals.entry(key).or_default().push(id);
+            }
+            Entry::Occupied(mut left_the_queue) => {
+                left_the_queue.insert(id);
+            }
+            Entry::Vacant(vacant) => {
+                vacant.insert(id);
+            }
+        }
+        if self.queued_spends.len() > 2 * self.params.max_pending_requests + 64 {
+            let queued_ids = &self.queued_ids;
+            self.queued_spends.retain(|_, id| queued_ids.contains(id));
+            self.queued_spend_rivals.retain(|_, ids| {
+                ids.retain(|id| queued_ids.contains(id));
+                !ids.is_empty()
+            });
         }
     }
 
@@ -313,8 +319,7 @@ impl Replica {
             if let Some(slot) = self.log.get_mut(&seq) {
                 slot.executed = Some(digest);
             }
-            let executions: Vec<Execution> =
-                batch.requests.iter().map(|request| self.ledger.apply(&request.tx.transfer)).collect();
+            let executions = self.app.execute(&batch.requests);
             self.last_executed = seq;
             self.drop_conflicting_spends(&batch, out);
             self.record_outcomes(seq, &batch, &executions, out);
@@ -329,8 +334,8 @@ impl Replica {
         }
     }
 
-    /// A queued transfer spending a nonce an executed one just consumed can
-    /// never commit: it is dropped (so nobody waits for it to be ordered) and
+    /// A queued request with the conflict key of an executed one (the ledger:
+    /// a transfer spending a nonce an executed one just consumed) can never commit: it is dropped (so nobody waits for it to be ordered) and
     /// the two signed spends are reported as proof of a double spend.
     fn drop_conflicting_spends(&mut self, batch: &Batch, out: &mut Vec<Output>) {
         if self.queued_spends.is_empty() {
@@ -338,7 +343,7 @@ impl Replica {
         }
         for request in &batch.requests {
             let executed = &request.tx;
-            let key = (executed.transfer.from, executed.transfer.nonce);
+            let Some(key) = A::conflict_key(request) else { continue };
             let Some(first) = self.queued_spends.remove(&key) else { continue };
             // Almost always empty: no need to hash the key again.
             let rivals = if self.queued_spend_rivals.is_empty() {

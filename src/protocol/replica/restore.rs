@@ -9,6 +9,7 @@
 //! (for clients that retry) and the water marks are those of before the crash.
 
 use super::{Changing, Replica, Slot, StableCheckpoint, StateAt};
+use crate::app::Application;
 use crate::crypto::Keypair;
 use crate::ledger::{Ledger, TxOutcome};
 use crate::protocol::committee::Committee;
@@ -19,7 +20,7 @@ use crate::protocol::types::{AgentId, Micros, Seq};
 use crate::protocol::Message;
 use std::sync::Arc;
 
-impl Replica {
+impl Replica<Ledger> {
     /// The replica as it was when `state` was persisted: a founder of the
     /// first epoch, `committee` being that epoch's and `genesis` the ledger
     /// when `state` holds no stable checkpoint. See [`Replica::restored`].
@@ -46,12 +47,12 @@ impl Replica {
         let mut replica = self;
         let me = replica.me;
         if let Some(stable) = &state.stable {
-            replica.ledger = (*stable.ledger).clone();
+            replica.app = (*stable.ledger).clone();
             replica.stable =
                 StableCheckpoint { seq: stable.seq, state_digest: stable.state_digest, proof: stable.proof.clone() };
             let ledger_digest = stable.ledger.state_digest();
             let membership = stable.membership.clone();
-            replica.stable_state = StateAt { ledger: stable.ledger.clone(), ledger_digest, membership };
+            replica.stable_state = StateAt::new(stable.ledger.clone(), ledger_digest, membership);
             replica.last_executed = stable.seq;
             replica.adopt_membership(&stable.membership);
             // Silent: the epoch change went out before the crash.
@@ -86,7 +87,9 @@ impl Replica {
         replica.stall_since = Some(now);
         replica
     }
+}
 
+impl<A: Application> Replica<A> {
     /// Executes a batch that was executed before the crash: the same ledger
     /// changes and remembered outcomes as the first time, no messages.
     fn execute_again(&mut self, seq: Seq, batch: &Arc<Batch>) {
@@ -95,8 +98,9 @@ impl Replica {
             // Scheduling again is silent: the outputs went out before the crash.
             self.execute_membership(seq, change, &mut Vec::new());
         }
-        for request in &batch.requests {
-            let outcome = self.ledger.apply(&request.tx.transfer).outcome();
+        let executions = self.app.execute(&batch.requests);
+        for (request, execution) in batch.requests.iter().zip(executions) {
+            let outcome = execution.outcome();
             match outcome {
                 TxOutcome::Committed => self.stats.txs_committed += 1,
                 TxOutcome::Rejected(_) => self.stats.txs_rejected += 1,
@@ -109,10 +113,10 @@ impl Replica {
         self.last_executed = seq;
         self.stats.batches_executed += 1;
         if seq.0 % self.params.checkpoint_interval == 0 {
-            let ledger_digest = self.ledger.state_digest();
-            let ledger = Arc::new(self.ledger.clone());
+            let app_digest = self.app.digest();
+            let app = Arc::new(self.app.clone());
             let membership = Arc::new(self.membership.clone());
-            self.snapshots.insert(seq, StateAt { ledger, ledger_digest, membership });
+            self.snapshots.insert(seq, StateAt::new(app, app_digest, membership));
         }
     }
 
@@ -168,9 +172,9 @@ impl Replica {
         self.last_new_view.as_ref()
     }
 
-    /// The ledger at the stable checkpoint.
-    pub fn stable_ledger(&self) -> &Arc<Ledger> {
-        &self.stable_state.ledger
+    /// The application's state at the stable checkpoint.
+    pub fn stable_app(&self) -> &Arc<A> {
+        &self.stable_state.app
     }
 
     /// The membership history at the stable checkpoint.

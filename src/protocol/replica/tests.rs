@@ -728,3 +728,36 @@ fn a_primary_that_never_orders_a_held_membership_change_is_suspected() {
     assert!(view_changes(true) > 0, "the held change did not make the primary suspect");
     assert_eq!(view_changes(false), 0);
 }
+
+/// The verifier proves a snapshot's chunks against the digest, not that the
+/// application can read them: chunks it cannot decode (or that decode into
+/// another state) are dropped, and the replica keeps its own state.
+#[test]
+fn a_proven_snapshot_the_application_cannot_decode_is_dropped_and_changes_nothing() {
+    use crate::app::{Application, Chunk, Snapshot};
+    let f = fixture();
+    let mut backup = f.replica(1);
+    let mut richer = Ledger::with_genesis(&[(AccountId(f.account.public_key()), 5_000)]).unwrap().snapshot();
+    // Corrupt the only account record's balance: the chunks no longer add up to the supply.
+    richer.chunks[1].0[32] ^= 1;
+    let garbage = Snapshot { chunks: vec![Chunk(b"not a ledger".to_vec())] };
+    let mut moved = f.genesis.clone();
+    moved.execute(&f.request(0).tx.transfer);
+    let snapshot_of = |state: Snapshot| {
+        let state_digest = checkpoint_digest(state.root(), &MembershipState::default());
+        let proof = (0..3).map(|i| f.signed(i, Message::Checkpoint { seq: Seq(4), state_digest })).collect();
+        let membership = Arc::new(MembershipState::default());
+        let snapshot = Message::StateSnapshot { seq: Seq(4), state_digest, state: Arc::new(state), membership, proof };
+        f.signed(2, snapshot)
+    };
+    for state in [richer, garbage] {
+        backup.step(Micros(0), Input::Message(snapshot_of(state)));
+    }
+    assert_eq!(backup.stats().dropped_malformed, 2);
+    assert_eq!(backup.stats().snapshots_installed, 0);
+    assert_eq!((backup.last_executed(), backup.ledger().digest()), (Seq(0), f.genesis.digest()));
+    // The same proof over chunks that decode: installed.
+    backup.step(Micros(0), Input::Message(snapshot_of(moved.snapshot())));
+    assert_eq!(backup.stats().snapshots_installed, 1);
+    assert_eq!((backup.last_executed(), backup.ledger()), (Seq(4), &moved));
+}

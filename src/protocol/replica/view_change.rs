@@ -3,6 +3,7 @@
 //! committed kept at its sequence number.
 
 use super::{Changing, Output, Queued, Replica};
+use crate::app::Application;
 use crate::crypto::Digest;
 use crate::protocol::message::{Message, SignedMessage};
 use crate::protocol::types::{AgentId, Micros, Seq, View};
@@ -13,7 +14,7 @@ use std::sync::Arc;
 /// Timeouts double per failed view change, up to 2^6 times the configured one.
 const MAX_TIMEOUT_DOUBLINGS: u32 = 6;
 
-impl Replica {
+impl<A: Application> Replica<A> {
     /// How long outstanding work may wait: doubles for each view installed
     /// since execution last progressed.
     fn view_change_timeout(&self) -> u64 {
