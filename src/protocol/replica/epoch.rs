@@ -228,3 +228,7 @@ impl Replica {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "edge_tests.rs"]
+mod edge_tests;

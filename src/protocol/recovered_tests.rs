@@ -1,0 +1,86 @@
+//! Folding a replica's own messages into its recovered state: what is kept,
+//! what a restart then recognizes as already signed, and what lies at or
+//! below the stable checkpoint and is not kept.
+
+use super::*;
+use crate::crypto::Keypair;
+use crate::ledger::Ledger;
+use crate::protocol::{Batch, Epoch, MembershipState};
+
+const ME: AgentId = AgentId(0);
+
+fn key() -> Keypair {
+    Keypair::from_seed([3; 32])
+}
+
+fn own(message: Message) -> Arc<SignedMessage> {
+    Arc::new(SignedMessage::sign(message, Epoch(0), ME, &key()))
+}
+
+fn pre_prepare(view: u64, seq: u64) -> Arc<SignedMessage> {
+    let batch = Arc::new(Batch::of(Vec::new()));
+    own(Message::PrePrepare { view: View(view), seq: Seq(seq), digest: batch.digest(), batch })
+}
+
+fn view_change(new_view: u64) -> Arc<SignedMessage> {
+    own(Message::ViewChange {
+        new_view: View(new_view),
+        stable_seq: Seq(0),
+        stable_digest: Digest([0; 32]),
+        checkpoint_proof: Vec::new(),
+        prepared: Vec::new(),
+        passive: false,
+    })
+}
+
+/// A pre-prepare, PREPARE, COMMIT and CHECKPOINT of this replica, all at `seq`.
+fn slot_messages(seq: u64) -> Vec<Arc<SignedMessage>> {
+    let (seq, digest) = (Seq(seq), Digest([7; 32]));
+    vec![
+        pre_prepare(1, seq.0),
+        own(Message::Prepare { view: View(1), seq, digest }),
+        own(Message::Commit { view: View(1), seq, digest }),
+        own(Message::Checkpoint { seq, state_digest: digest }),
+    ]
+}
+
+fn stable_at(seq: u64) -> RecoveredCheckpoint {
+    RecoveredCheckpoint {
+        seq: Seq(seq),
+        state_digest: Digest([1; 32]),
+        proof: Vec::new(),
+        ledger: Arc::new(Ledger::with_genesis(&[]).unwrap()),
+        membership: Arc::new(MembershipState::default()),
+    }
+}
+
+#[test]
+fn every_own_message_recorded_is_recognized_after_a_restart_and_recording_it_again_changes_nothing() {
+    let mut state = RecoveredState { view: View(1), ..RecoveredState::default() };
+    for signed in slot_messages(1).into_iter().chain([view_change(2)]) {
+        assert!(!state.holds_own(&signed), "{:?} before it is recorded", signed.message);
+        state.record_own(signed.clone());
+        assert!(state.holds_own(&signed), "{:?} is not recognized once recorded", signed.message);
+        let once = state.clone();
+        state.record_own(signed);
+        assert_eq!(state, once, "recording a message twice changed the state");
+    }
+    // The primary's own pre-prepare is its slot's pre-prepare, and an audit sees it.
+    assert_eq!(state.own_messages(ME).len(), 5);
+    assert!(state.batch_for(Seq(1), Batch::of(Vec::new()).digest()).is_some());
+}
+
+#[test]
+fn own_messages_at_or_below_the_stable_checkpoint_or_asking_for_a_past_view_are_not_kept() {
+    let mut state = RecoveredState { view: View(2), ..RecoveredState::default() };
+    state.make_stable(stable_at(4));
+    for signed in slot_messages(3).into_iter().chain(slot_messages(4)).chain([view_change(2)]) {
+        state.record_own(signed.clone());
+        assert!(!state.holds_own(&signed), "{:?} was kept", signed.message);
+    }
+    assert_eq!(state, RecoveredState { view: View(2), stable: Some(stable_at(4)), ..RecoveredState::default() });
+    for signed in slot_messages(5).into_iter().chain([view_change(3)]) {
+        state.record_own(signed.clone());
+        assert!(state.holds_own(&signed), "{:?} was not kept", signed.message);
+    }
+}

@@ -1,0 +1,108 @@
+//! The replica's rules at their edges, found by mutation testing (README,
+//! "Mutation testing"): a timer acts at its deadline, not a tick later; a
+//! membership change handed in again while it is being ordered is not
+//! ordered twice.
+
+use crate::crypto::{Digest, Keypair};
+use crate::ledger::{AccountId, Ledger, Transfer, TxId};
+use crate::protocol::{
+    AgentId, Batch, ClientId, Committee, Epoch, Input, Member, MembershipChange, Message, Micros, Output,
+    ProtocolParams, Replica, Request, Seq, SignedMembershipChange, SignedMessage, View,
+};
+use std::sync::Arc;
+
+const RETRANSMIT_US: u64 = 10_000;
+
+struct Fixture {
+    keys: Vec<Keypair>,
+    committee: Committee,
+    account: Keypair,
+    genesis: Ledger,
+}
+
+fn fixture() -> Fixture {
+    let keys: Vec<Keypair> = (0..4u8).map(|i| Keypair::from_seed([i + 1; 32])).collect();
+    let public_keys: Vec<_> = keys.iter().map(Keypair::public_key).collect();
+    let committee = Committee::numbered(Epoch(0), &public_keys, "a", None).unwrap();
+    let account = Keypair::from_seed([99; 32]);
+    let genesis = Ledger::with_genesis(&[(AccountId(account.public_key()), 1_000)]).unwrap();
+    Fixture { keys, committee, account, genesis }
+}
+
+fn params() -> ProtocolParams {
+    ProtocolParams {
+        checkpoint_interval: 2,
+        log_window: 4,
+        max_batch_size: 2,
+        batch_delay_us: 1_000,
+        max_in_flight_batches: 2,
+        retransmit_interval_us: RETRANSMIT_US,
+        max_pending_requests: 10,
+        outcome_retention_checkpoints: 1,
+        view_change_timeout_us: 50_000,
+    }
+}
+
+impl Fixture {
+    fn replica(&self, i: u32) -> Replica {
+        Replica::new(AgentId(i), self.keys[i as usize].clone(), self.committee.clone(), params(), self.genesis.clone())
+    }
+
+    fn pre_prepare(&self, seq: u64) -> (Arc<SignedMessage>, Digest) {
+        let from = AccountId(self.account.public_key());
+        let to = AccountId(self.keys[0].public_key());
+        let transfer = Transfer { id: TxId([1; 16]), from, to, amount: 10, nonce: 0, memo: None };
+        let request = Request { client: ClientId(7), tx: transfer.sign(&self.account) };
+        let batch = Arc::new(Batch::of(vec![request]));
+        let digest = batch.digest();
+        let message = Message::PrePrepare { view: View(0), seq: Seq(seq), digest, batch };
+        (Arc::new(SignedMessage::sign(message, Epoch(0), AgentId(0), &self.keys[0])), digest)
+    }
+}
+
+fn broadcasts(outputs: &[Output]) -> Vec<&Message> {
+    outputs
+        .iter()
+        .filter_map(|o| if let Output::Broadcast(signed) = o { Some(&signed.message) } else { None })
+        .collect()
+}
+
+#[test]
+fn a_stuck_backup_asks_for_what_it_lacks_at_its_retransmit_deadline_not_a_tick_later() {
+    let f = fixture();
+    let mut backup = f.replica(1);
+    let (pre_prepare, digest) = f.pre_prepare(1);
+    backup.step(Micros(0), Input::Message(pre_prepare));
+    // Its prepare reached no one: nothing moves until the retransmit timer.
+    let deadline = backup.next_deadline();
+    assert_eq!(deadline, Some(Micros(RETRANSMIT_US)));
+    assert!(broadcasts(&backup.step(Micros(RETRANSMIT_US - 1), Input::Tick)).is_empty());
+    let out = backup.step(Micros(RETRANSMIT_US), Input::Tick);
+    let sent = broadcasts(&out);
+    assert!(
+        matches!(sent[..], [Message::Status { last_executed: Seq(0), .. }, Message::Prepare { seq: Seq(1), digest: d, .. }] if *d == digest),
+        "at its deadline the backup sent {sent:?}"
+    );
+    assert_eq!(backup.stats().status_sent, 1);
+    assert!(backup.next_deadline() > deadline, "the next check is later");
+}
+
+#[test]
+fn a_membership_change_handed_in_again_while_it_is_being_ordered_is_a_duplicate_not_proposed_again() {
+    let f = fixture();
+    let operator = Keypair::from_seed([50; 32]);
+    let joiner = Member { id: AgentId(4), name: "a5".into(), public_key: Keypair::from_seed([60; 32]).public_key() };
+    let change = MembershipChange { from_epoch: Epoch(0), add: vec![joiner], remove: Vec::new(), f: None };
+    let change = Arc::new(SignedMembershipChange::sign(change, &operator));
+    let mut primary = f.replica(0);
+    let out = primary.step(Micros(0), Input::Membership(change.clone()));
+    let sent = broadcasts(&out);
+    assert!(
+        matches!(sent[..], [Message::PrePrepare { seq: Seq(1), batch, .. }] if batch.membership.as_ref() == Some(&change)),
+        "the primary orders the change at once: {sent:?}"
+    );
+    // The operator's tool hands it in again (a retry, or to every validator).
+    let out = primary.step(Micros(1), Input::Membership(change));
+    assert_eq!(broadcasts(&out), Vec::<&Message>::new(), "the change was proposed twice");
+    assert_eq!(primary.stats().dropped_duplicate, 1);
+}
