@@ -184,3 +184,17 @@ fn totals_are_under_the_state_digest_and_travel_with_a_snapshot() {
     assert_eq!(restored.totals(), rejected_once.totals());
     assert_eq!(restored.state_digest(), rejected_once.state_digest());
 }
+
+#[test]
+fn a_nonce_is_consumed_once_a_transfer_with_it_executed_and_not_before() {
+    let (_, alice) = account(1);
+    let (_, bob) = account(2);
+    let mut ledger = Ledger::with_genesis(&[(alice, 100)]).unwrap();
+    assert!(!ledger.nonce_consumed(&transfer(alice, bob, 1, 0)));
+    assert_eq!(ledger.execute(&transfer(alice, bob, 1, 0)), TxOutcome::Committed);
+    // Another transfer with the spent nonce is consumed; the next nonce and an unknown sender are not.
+    let rival = Transfer { id: TxId([77; 16]), ..transfer(alice, bob, 2, 0) };
+    assert!(ledger.nonce_consumed(&rival));
+    assert!(!ledger.nonce_consumed(&transfer(alice, bob, 1, 1)));
+    assert!(!ledger.nonce_consumed(&transfer(bob, alice, 1, 0)));
+}

@@ -62,8 +62,12 @@ fn every_own_message_recorded_is_recognized_after_a_restart_and_recording_it_aga
         state.record_own(signed.clone());
         assert!(state.holds_own(&signed), "{:?} is not recognized once recorded", signed.message);
         let once = state.clone();
-        state.record_own(signed);
+        state.record_own(signed.clone());
         assert_eq!(state, once, "recording a message twice changed the state");
+        // Another message of this replica for the same slot is not the one it holds.
+        let mut other = (*signed).clone();
+        other.signature = own(Message::Prepare { view: View(9), seq: Seq(9), digest: Digest([9; 32]) }).signature;
+        assert!(!state.holds_own(&other), "{:?} held by its sender alone", other.message);
     }
     // The primary's own pre-prepare is its slot's pre-prepare, and an audit sees it.
     assert_eq!(state.own_messages(ME).len(), 5);
@@ -83,4 +87,36 @@ fn own_messages_at_or_below_the_stable_checkpoint_or_asking_for_a_past_view_are_
         state.record_own(signed.clone());
         assert!(state.holds_own(&signed), "{:?} was not kept", signed.message);
     }
+}
+
+#[test]
+fn a_pre_prepare_of_an_older_view_never_replaces_the_one_of_a_newer_view() {
+    let mut state = RecoveredState::default();
+    state.accept_pre_prepare(pre_prepare(2, 1));
+    state.record_own(own(Message::Prepare { view: View(2), seq: Seq(1), digest: Digest([7; 32]) }));
+    let before = state.clone();
+    state.accept_pre_prepare(pre_prepare(1, 1));
+    assert_eq!(state, before, "an older view's pre-prepare changed the slot");
+    assert!(state.holds_pre_prepare(&pre_prepare(2, 1)));
+}
+
+#[test]
+fn entering_a_view_ends_the_view_change_and_takes_the_new_views_pre_prepares() {
+    let mut state = RecoveredState { view: View(1), ..RecoveredState::default() };
+    state.accept_pre_prepare(pre_prepare(1, 1));
+    state.record_own(own(Message::Prepare { view: View(1), seq: Seq(1), digest: Digest([7; 32]) }));
+    state.record_own(view_change(2));
+    let new_view = Arc::new(SignedMessage::sign(
+        Message::NewView { view: View(2), view_changes: Vec::new(), pre_prepares: vec![pre_prepare(2, 1)] },
+        Epoch(0),
+        AgentId(2),
+        &Keypair::from_seed([4; 32]),
+    ));
+    state.enter_view(View(2), Some(new_view.clone()));
+    assert_eq!((state.view, state.view_change.clone(), state.new_view.clone()), (View(2), None, Some(new_view)));
+    let slot = &state.slots[&Seq(1)];
+    assert_eq!((slot.pre_prepare.clone(), slot.prepare.clone()), (Some(pre_prepare(2, 1)), None));
+    // An older view announced late never takes the replica back.
+    state.enter_view(View(1), None);
+    assert_eq!(state.view, View(2));
 }

@@ -652,3 +652,18 @@ fn votes_for_another_batch(
         .count();
     (seq, votes)
 }
+
+#[test]
+fn a_founder_without_a_log_starts_passive_when_its_launcher_knows_the_swarm_ran() {
+    let genesis = Ledger::with_genesis(&workload(BATCH).genesis).unwrap();
+    let spec = Cluster::new(&genesis).specs[0].clone();
+    // A node process keeps only its own log in its home: no peer's log beside it tells.
+    let start = |ran: bool| {
+        let home = tempfile::tempdir().unwrap();
+        let options = WalOptions::under_home(home.path(), true).of_a_swarm_that_ran(ran);
+        let (replica, _journal, recovery) = recover(&options, &spec, Micros(0)).unwrap();
+        (recovery, replica.passive().is_some())
+    };
+    assert_eq!(start(false), (Recovery::Fresh, false), "a first launch");
+    assert_eq!(start(true), (Recovery::Missing, true), "the hub's record says it ran: the log was lost");
+}

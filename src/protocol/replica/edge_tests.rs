@@ -1,7 +1,7 @@
 //! The replica's rules at their edges, found by mutation testing (README,
 //! "Mutation testing"): a timer acts at its deadline, not a tick later; a
 //! membership change handed in again while it is being ordered is not
-//! ordered twice.
+//! ordered twice; evidence found is counted.
 
 use crate::crypto::{Digest, Keypair};
 use crate::ledger::{AccountId, Ledger, Transfer, TxId};
@@ -48,10 +48,11 @@ impl Fixture {
         Replica::new(AgentId(i), self.keys[i as usize].clone(), self.committee.clone(), params(), self.genesis.clone())
     }
 
-    fn pre_prepare(&self, seq: u64) -> (Arc<SignedMessage>, Digest) {
+    /// The primary's pre-prepare of one transfer with `nonce` at `seq`.
+    fn pre_prepare(&self, seq: u64, nonce: u64) -> (Arc<SignedMessage>, Digest) {
         let from = AccountId(self.account.public_key());
         let to = AccountId(self.keys[0].public_key());
-        let transfer = Transfer { id: TxId([1; 16]), from, to, amount: 10, nonce: 0, memo: None };
+        let transfer = Transfer { id: TxId([nonce as u8 + 1; 16]), from, to, amount: 10, nonce, memo: None };
         let request = Request { client: ClientId(7), tx: transfer.sign(&self.account) };
         let batch = Arc::new(Batch::of(vec![request]));
         let digest = batch.digest();
@@ -71,8 +72,9 @@ fn broadcasts(outputs: &[Output]) -> Vec<&Message> {
 fn a_stuck_backup_asks_for_what_it_lacks_at_its_retransmit_deadline_not_a_tick_later() {
     let f = fixture();
     let mut backup = f.replica(1);
-    let (pre_prepare, digest) = f.pre_prepare(1);
+    let (pre_prepare, digest) = f.pre_prepare(1, 0);
     backup.step(Micros(0), Input::Message(pre_prepare));
+    assert_eq!((backup.log_len(), backup.params()), (1, &params()));
     // Its prepare reached no one: nothing moves until the retransmit timer.
     let deadline = backup.next_deadline();
     assert_eq!(deadline, Some(Micros(RETRANSMIT_US)));
@@ -105,4 +107,16 @@ fn a_membership_change_handed_in_again_while_it_is_being_ordered_is_a_duplicate_
     let out = primary.step(Micros(1), Input::Membership(change));
     assert_eq!(broadcasts(&out), Vec::<&Message>::new(), "the change was proposed twice");
     assert_eq!(primary.stats().dropped_duplicate, 1);
+}
+
+#[test]
+fn every_equivocation_found_is_reported_and_counted() {
+    let f = fixture();
+    let mut backup = f.replica(1);
+    backup.step(Micros(0), Input::Message(f.pre_prepare(1, 0).0));
+    for (at, nonce) in [(1, 1), (2, 2)] {
+        let out = backup.step(Micros(at), Input::Message(f.pre_prepare(1, nonce).0));
+        assert!(out.iter().any(|o| matches!(o, Output::Evidence(e) if e.accused() == AgentId(0))), "{out:?}");
+        assert_eq!(backup.stats().evidence_found, at);
+    }
 }
