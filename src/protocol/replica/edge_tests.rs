@@ -153,3 +153,18 @@ fn a_snapshot_installed_is_counted_and_a_stale_one_is_dropped() {
     behind.step(Micros(1), Input::Message(snapshot(2)));
     assert_eq!((behind.stats().snapshots_installed, behind.stats().dropped_stale), (1, 1));
 }
+
+#[test]
+fn a_membership_change_from_another_epoch_is_dropped_as_stale_and_counted() {
+    let f = fixture();
+    let operator = Keypair::from_seed([50; 32]);
+    let mut primary = f.replica(0);
+    for (at, from_epoch) in [(0, 1), (1, 2)] {
+        let change =
+            MembershipChange { from_epoch: Epoch(from_epoch), add: Vec::new(), remove: vec![AgentId(3)], f: None };
+        let out =
+            primary.step(Micros(at), Input::Membership(Arc::new(SignedMembershipChange::sign(change, &operator))));
+        assert_eq!(broadcasts(&out), Vec::<&Message>::new(), "a change of epoch {from_epoch} was ordered in epoch 0");
+        assert_eq!(primary.stats().dropped_stale, at + 1);
+    }
+}

@@ -295,3 +295,7 @@ fn view_change_target(signed: &SignedMessage) -> Option<View> {
         _ => None,
     }
 }
+
+#[cfg(test)]
+#[path = "drop_tests.rs"]
+mod drop_tests;

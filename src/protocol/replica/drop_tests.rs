@@ -1,0 +1,157 @@
+//! What a backup drops, and that each drop and each replayed transfer is
+//! counted by its reason; the view-change timer fires at its deadline.
+//! Written against mutants cargo-mutants left alive (README, "Mutation testing").
+
+use crate::crypto::{Digest, Keypair};
+use crate::ledger::{AccountId, Execution, Ledger, Transfer, TxId, TxOutcome};
+use crate::protocol::membership::checkpoint_digest;
+use crate::protocol::{
+    AgentId, Batch, ClientId, Committee, Epoch, Input, MembershipState, Message, Micros, Output, ProtocolParams,
+    Replica, Request, Seq, SignedMessage, View,
+};
+use std::sync::Arc;
+
+const VIEW_CHANGE_TIMEOUT_US: u64 = 50_000;
+
+struct Fixture {
+    keys: Vec<Keypair>,
+    account: Keypair,
+    backup: Replica,
+}
+
+fn fixture() -> Fixture {
+    let keys: Vec<Keypair> = (0..4u8).map(|i| Keypair::from_seed([i + 1; 32])).collect();
+    let public_keys: Vec<_> = keys.iter().map(Keypair::public_key).collect();
+    let committee = Committee::numbered(Epoch(0), &public_keys, "a", None).unwrap();
+    let account = Keypair::from_seed([99; 32]);
+    let genesis = Ledger::with_genesis(&[(AccountId(account.public_key()), 1_000)]).unwrap();
+    let params = ProtocolParams {
+        checkpoint_interval: 2,
+        log_window: 4,
+        max_batch_size: 2,
+        batch_delay_us: 1_000,
+        max_in_flight_batches: 2,
+        retransmit_interval_us: 10_000,
+        max_pending_requests: 10,
+        outcome_retention_checkpoints: 1,
+        view_change_timeout_us: VIEW_CHANGE_TIMEOUT_US,
+    };
+    let backup = Replica::new(AgentId(1), keys[1].clone(), committee, params, genesis);
+    Fixture { keys, account, backup }
+}
+
+impl Fixture {
+    fn request(&self, nonce: u64) -> Request {
+        let from = AccountId(self.account.public_key());
+        let to = AccountId(self.keys[0].public_key());
+        let transfer = Transfer { id: TxId([nonce as u8 + 1; 16]), from, to, amount: 10, nonce, memo: None };
+        Request { client: ClientId(7), tx: transfer.sign(&self.account) }
+    }
+
+    fn signed(&self, from: u32, epoch: u64, message: Message) -> Arc<SignedMessage> {
+        Arc::new(SignedMessage::sign(message, Epoch(epoch), AgentId(from), &self.keys[from as usize]))
+    }
+
+    fn step(&mut self, at: u64, input: Input) -> Vec<Output> {
+        self.backup.step(Micros(at), input)
+    }
+
+    /// The primary's pre-prepare of `requests` at `seq`, then the others' prepares and commits:
+    /// the backup executes it. What it executed.
+    fn commit(&mut self, at: u64, seq: u64, requests: Vec<Request>) -> Vec<Execution> {
+        let batch = Arc::new(Batch::of(requests));
+        let (view, seq, digest) = (View(0), Seq(seq), batch.digest());
+        let mut messages = vec![self.signed(0, 0, Message::PrePrepare { view, seq, digest, batch })];
+        messages.extend([2, 3].map(|from| self.signed(from, 0, Message::Prepare { view, seq, digest })));
+        messages.extend([0, 2].map(|from| self.signed(from, 0, Message::Commit { view, seq, digest })));
+        let mut executions = Vec::new();
+        for message in messages {
+            for output in self.step(at, Input::Message(message)) {
+                if let Output::Executed(executed) = output {
+                    executions.extend(executed.executions.clone());
+                }
+            }
+        }
+        executions
+    }
+}
+
+fn broadcasts(outputs: &[Output]) -> Vec<&Message> {
+    outputs
+        .iter()
+        .filter_map(|o| if let Output::Broadcast(signed) = o { Some(&signed.message) } else { None })
+        .collect()
+}
+
+#[test]
+fn a_request_or_view_change_received_twice_and_a_new_view_of_the_current_view_are_counted_as_dropped() {
+    let mut f = fixture();
+    let request = f.request(0);
+    f.step(0, Input::Requests(vec![request.clone()]));
+    f.step(1, Input::Requests(vec![request]));
+    assert_eq!((f.backup.queued_requests(), f.backup.stats().dropped_duplicate), (1, 1));
+    let stable_digest = checkpoint_digest(f.backup.ledger().state_digest(), &MembershipState::default());
+    let view_change = f.signed(
+        2,
+        0,
+        Message::ViewChange {
+            new_view: View(1),
+            stable_seq: Seq(0),
+            stable_digest,
+            checkpoint_proof: Vec::new(),
+            prepared: Vec::new(),
+            passive: false,
+        },
+    );
+    f.step(2, Input::Message(view_change.clone()));
+    f.step(3, Input::Message(view_change));
+    assert_eq!(f.backup.stats().dropped_duplicate, 2);
+    let new_view = Message::NewView { view: View(0), view_changes: Vec::new(), pre_prepares: Vec::new() };
+    assert!(broadcasts(&f.step(4, Input::Message(f.signed(0, 0, new_view)))).is_empty());
+    assert_eq!((f.backup.view(), f.backup.stats().dropped_stale), (View(0), 1));
+}
+
+#[test]
+fn a_vote_of_another_epoch_counts_for_nothing_and_is_counted_as_dropped() {
+    let mut f = fixture();
+    let batch = Arc::new(Batch::of(vec![f.request(0)]));
+    let (view, seq, digest) = (View(0), Seq(1), batch.digest());
+    f.step(0, Input::Message(f.signed(0, 0, Message::PrePrepare { view, seq, digest, batch })));
+    for (at, from) in [(1, 2), (2, 3)] {
+        let prepare = f.signed(from, 1, Message::Prepare { view, seq, digest });
+        assert!(broadcasts(&f.step(at, Input::Message(prepare))).is_empty(), "prepared on votes of epoch 1");
+    }
+    assert_eq!(f.backup.stats().dropped_wrong_epoch, 2);
+}
+
+#[test]
+fn while_changing_view_a_vote_of_another_view_is_counted_as_dropped() {
+    let mut f = fixture();
+    f.step(0, Input::ForceViewChange);
+    assert_eq!(f.backup.changing_to(), Some(View(1)));
+    let prepare = f.signed(2, 0, Message::Prepare { view: View(1), seq: Seq(1), digest: Digest([5; 32]) });
+    assert!(broadcasts(&f.step(1, Input::Message(prepare))).is_empty());
+    assert_eq!(f.backup.stats().dropped_view_changing, 1);
+}
+
+#[test]
+fn a_transfer_ordered_again_is_replayed_not_applied_twice_and_counted() {
+    let mut f = fixture();
+    let request = f.request(0);
+    assert_eq!(f.commit(0, 1, vec![request.clone()]), vec![Execution::Applied(TxOutcome::Committed)]);
+    let replayed = f.commit(1, 2, vec![request]);
+    assert!(matches!(replayed[..], [Execution::Replayed(TxOutcome::Committed)]), "{replayed:?}");
+    let stats = f.backup.stats();
+    assert_eq!((stats.txs_committed, stats.txs_replayed, stats.batches_executed), (1, 1, 2));
+}
+
+#[test]
+fn a_backup_whose_request_waits_asks_for_the_next_view_at_the_deadline_not_a_tick_later() {
+    let mut f = fixture();
+    f.step(0, Input::Requests(vec![f.request(0)]));
+    f.step(VIEW_CHANGE_TIMEOUT_US - 1, Input::Tick);
+    assert_eq!(f.backup.changing_to(), None);
+    let out = f.step(VIEW_CHANGE_TIMEOUT_US, Input::Tick);
+    assert_eq!(f.backup.changing_to(), Some(View(1)));
+    assert!(broadcasts(&out).iter().any(|m| matches!(m, Message::ViewChange { new_view: View(1), .. })));
+}
