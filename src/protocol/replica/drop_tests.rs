@@ -155,3 +155,18 @@ fn a_backup_whose_request_waits_asks_for_the_next_view_at_the_deadline_not_a_tic
     assert_eq!(f.backup.changing_to(), Some(View(1)));
     assert!(broadcasts(&out).iter().any(|m| matches!(m, Message::ViewChange { new_view: View(1), .. })));
 }
+
+#[test]
+fn a_peer_is_answered_at_most_once_per_retransmit_interval_and_the_rest_counted() {
+    let mut f = fixture();
+    f.commit(0, 1, vec![f.request(0)]);
+    let status =
+        f.signed(2, 0, Message::Status { view: View(0), low_water: Seq(0), last_executed: Seq(0), passive: false });
+    let answers = |out: &[Output]| out.iter().filter(|o| matches!(o, Output::SendTo(AgentId(2), _))).count();
+    assert!(answers(&f.step(1, Input::Message(status.clone()))) > 0, "the peer behind is sent what it lacks");
+    for at in [2, 3] {
+        assert_eq!(answers(&f.step(at, Input::Message(status.clone()))), 0);
+    }
+    let stats = f.backup.stats();
+    assert_eq!((stats.status_answered, stats.status_rate_limited), (1, 2));
+}

@@ -299,3 +299,7 @@ fn view_change_target(signed: &SignedMessage) -> Option<View> {
 #[cfg(test)]
 #[path = "drop_tests.rs"]
 mod drop_tests;
+
+#[cfg(test)]
+#[path = "new_view_tests.rs"]
+mod new_view_tests;
