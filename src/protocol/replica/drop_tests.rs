@@ -170,3 +170,14 @@ fn a_peer_is_answered_at_most_once_per_retransmit_interval_and_the_rest_counted(
     let stats = f.backup.stats();
     assert_eq!((stats.status_answered, stats.status_rate_limited), (1, 2));
 }
+
+#[test]
+fn a_passive_replica_without_a_bound_withholds_its_view_change_and_counts_it() {
+    let Fixture { backup, .. } = fixture();
+    let mut passive = backup.forget_what_it_signed();
+    for (at, withheld) in [(0, 1), (1, 2)] {
+        let out = passive.step(Micros(at), Input::ForceViewChange);
+        assert!(broadcasts(&out).iter().all(|m| !matches!(m, Message::ViewChange { .. })), "{out:?}");
+        assert_eq!((passive.changing_to(), passive.stats().votes_withheld_passive), (None, withheld));
+    }
+}

@@ -178,3 +178,7 @@ impl Replica {
         &self.stable_state.membership
     }
 }
+
+#[cfg(test)]
+#[path = "restore_tests.rs"]
+mod tests;
