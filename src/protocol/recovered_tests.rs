@@ -120,3 +120,20 @@ fn entering_a_view_ends_the_view_change_and_takes_the_new_views_pre_prepares() {
     state.enter_view(View(1), None);
     assert_eq!(state.view, View(2));
 }
+
+#[test]
+fn a_prepared_certificate_recorded_is_held_and_one_with_other_prepares_is_not() {
+    let mut state = RecoveredState::default();
+    state.accept_pre_prepare(pre_prepare(1, 1));
+    let prepare = |from: u8| {
+        let message = Message::Prepare { view: View(1), seq: Seq(1), digest: Batch::of(Vec::new()).digest() };
+        Arc::new(SignedMessage::sign(message, Epoch(0), AgentId(from.into()), &Keypair::from_seed([from; 32])))
+    };
+    assert!(state.record_prepared(View(1), Seq(1), vec![prepare(1), prepare(2)]));
+    let certificate = |prepares| PreparedCertificate { pre_prepare: pre_prepare(1, 1), prepares };
+    assert!(state.holds_certificate(Seq(1), &certificate(vec![prepare(1), prepare(2)])));
+    assert!(!state.holds_certificate(Seq(1), &certificate(vec![prepare(1), prepare(2), prepare(3)])));
+    assert!(!state.holds_certificate(Seq(2), &certificate(vec![prepare(1), prepare(2)])));
+    // No pre-prepare of that view is recorded: nothing to certify.
+    assert!(!state.record_prepared(View(2), Seq(1), vec![prepare(1), prepare(2)]));
+}
