@@ -196,3 +196,7 @@ impl Replica {
 #[cfg(test)]
 #[path = "amnesia_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "passive_vote_tests.rs"]
+mod passive_vote_tests;
