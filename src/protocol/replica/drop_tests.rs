@@ -1,5 +1,6 @@
 //! What a backup drops, and that each drop and each replayed transfer is
-//! counted by its reason; the view-change timer fires at its deadline.
+//! counted by its reason; the view-change timer fires at its deadline; what
+//! it remembers past a stable checkpoint and sends a peer left below it.
 //! Written against mutants cargo-mutants left alive (README, "Mutation testing").
 
 use crate::crypto::{Digest, Keypair};
@@ -180,4 +181,61 @@ fn a_passive_replica_without_a_bound_withholds_its_view_change_and_counts_it() {
         assert!(broadcasts(&out).iter().all(|m| !matches!(m, Message::ViewChange { .. })), "{out:?}");
         assert_eq!((passive.changing_to(), passive.stats().votes_withheld_passive), (None, withheld));
     }
+}
+
+impl Fixture {
+    /// Seqs 1 and 2 executed (transfers of nonces 0 and 1) and checkpoint 2
+    /// made stable on the CHECKPOINTs of validators 0 and 2.
+    fn stable_at_2(&mut self) {
+        self.commit(0, 1, vec![self.request(0)]);
+        self.commit(0, 2, vec![self.request(1)]);
+        let state_digest = checkpoint_digest(self.backup.ledger().state_digest(), &MembershipState::default());
+        for from in [0, 2] {
+            self.step(1, Input::Message(self.signed(from, 0, Message::Checkpoint { seq: Seq(2), state_digest })));
+        }
+        assert_eq!(self.backup.stable_checkpoint().seq, Seq(2));
+    }
+}
+
+#[test]
+fn a_checkpoint_vote_between_checkpoint_boundaries_is_malformed_and_counted() {
+    let mut f = fixture();
+    let off = f.signed(2, 0, Message::Checkpoint { seq: Seq(1), state_digest: Digest([3; 32]) });
+    f.step(0, Input::Message(off));
+    assert_eq!(f.backup.stats().dropped_malformed, 1);
+}
+
+#[test]
+fn outcomes_of_the_last_checkpoint_interval_are_remembered_for_clients_that_retry() {
+    let mut f = fixture();
+    f.stable_at_2();
+    let out = f.step(2, Input::Requests(vec![f.request(0)]));
+    let answered: Vec<_> = out
+        .iter()
+        .filter_map(|o| if let Output::Reply(reply) = o { Some(reply.outcomes.clone()) } else { None })
+        .collect();
+    assert_eq!(answered, vec![vec![(f.request(0).tx_id(), TxOutcome::Committed)]], "not answered from memory");
+    assert_eq!(f.backup.stats().requests_answered_again, 1);
+}
+
+#[test]
+fn a_peer_below_the_stable_checkpoint_is_sent_its_proof() {
+    let mut f = fixture();
+    f.stable_at_2();
+    // The peer executed seq 2 but never saw a quorum of CHECKPOINTs.
+    let status =
+        f.signed(2, 0, Message::Status { view: View(0), low_water: Seq(0), last_executed: Seq(2), passive: false });
+    let out = f.step(2, Input::Message(status));
+    let mut signers: Vec<AgentId> = out
+        .iter()
+        .filter_map(|o| match o {
+            Output::SendTo(AgentId(2), m) if matches!(m.message, Message::Checkpoint { seq: Seq(2), .. }) => {
+                Some(m.sender)
+            }
+            _ => None,
+        })
+        .collect();
+    signers.sort();
+    signers.dedup();
+    assert!(signers.len() >= 3, "the proof of checkpoint 2 was not sent: {signers:?}");
 }

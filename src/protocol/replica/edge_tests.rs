@@ -168,3 +168,14 @@ fn a_membership_change_from_another_epoch_is_dropped_as_stale_and_counted() {
         assert_eq!(primary.stats().dropped_stale, at + 1);
     }
 }
+
+#[test]
+fn a_backup_holding_a_request_the_primary_has_not_ordered_asks_for_what_it_lacks() {
+    let f = fixture();
+    let mut backup = f.replica(1);
+    let request = f.pre_prepare(1, 0).0;
+    let Message::PrePrepare { batch, .. } = &request.message else { unreachable!() };
+    backup.step(Micros(0), Input::Requests(batch.requests.clone()));
+    let out = backup.step(Micros(RETRANSMIT_US), Input::Tick);
+    assert!(matches!(broadcasts(&out)[..], [Message::Status { .. }]), "{out:?}");
+}
