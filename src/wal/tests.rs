@@ -667,3 +667,23 @@ fn a_founder_without_a_log_starts_passive_when_its_launcher_knows_the_swarm_ran(
     assert_eq!(start(false), (Recovery::Fresh, false), "a first launch");
     assert_eq!(start(true), (Recovery::Missing, true), "the hub's record says it ran: the log was lost");
 }
+
+#[test]
+fn a_second_membership_change_takes_effect_after_the_first() {
+    let load = workload(BATCH * 2);
+    let genesis = Ledger::with_genesis(&load.genesis).unwrap();
+    let mut cluster = Cluster::new(&genesis);
+    cluster.submit(&load.transfers[..BATCH]);
+    let member =
+        Member { id: AgentId(N as u32), name: "v5".into(), public_key: Keypair::from_seed([42; 32]).public_key() };
+    let add = MembershipChange { from_epoch: Epoch(0), add: vec![member], remove: Vec::new(), f: None };
+    cluster.change_membership(add);
+    cluster.submit(&load.transfers[BATCH..]);
+    let remove = MembershipChange { from_epoch: Epoch(1), add: Vec::new(), remove: vec![AgentId(N as u32)], f: None };
+    let last = cluster.change_membership(remove);
+    for replica in &cluster.replicas {
+        assert_eq!((replica.committee().epoch(), replica.committee().n()), (Epoch(2), 4), "{:?}", replica.id());
+    }
+    assert_eq!(last.epoch(), Epoch(2));
+    assert!(cluster.evidence.is_empty(), "{:?}", cluster.evidence);
+}
