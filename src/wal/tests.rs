@@ -687,3 +687,33 @@ fn a_second_membership_change_takes_effect_after_the_first() {
     assert_eq!(last.epoch(), Epoch(2));
     assert!(cluster.evidence.is_empty(), "{:?}", cluster.evidence);
 }
+
+#[test]
+fn batches_pipelined_past_an_epoch_boundary_are_ordered_again_in_the_new_epoch() {
+    let load = workload(BATCH * 5);
+    let genesis = Ledger::with_genesis(&load.genesis).unwrap();
+    let mut cluster = Cluster::new(&genesis);
+    for chunk in load.transfers[..BATCH * 2].chunks(BATCH) {
+        cluster.submit(chunk);
+    }
+    // The change is ordered at seq 3 (due at checkpoint 4); the primary pipelines seqs 4 to 6 before it executes.
+    let member =
+        Member { id: AgentId(N as u32), name: "v5".into(), public_key: Keypair::from_seed([42; 32]).public_key() };
+    let add = MembershipChange { from_epoch: Epoch(0), add: vec![member], remove: Vec::new(), f: None };
+    let signed = Arc::new(SignedMembershipChange::sign(add, &cluster.operator));
+    for i in 0..N {
+        cluster.step(i, Input::Membership(signed.clone()));
+    }
+    let requests: Vec<Request> =
+        load.transfers[BATCH * 2..].iter().map(|tx| Request { client: ClientId(0), tx: tx.clone() }).collect();
+    for i in 0..N {
+        cluster.step(i, Input::Requests(requests.clone()));
+    }
+    cluster.deliver_all();
+    cluster.tick(3);
+    for replica in &cluster.replicas {
+        let stats = replica.stats();
+        assert_eq!(replica.committee().epoch(), Epoch(1));
+        assert_eq!(stats.txs_committed + stats.txs_rejected, (BATCH * 5) as u64, "{:?}: {stats:?}", replica.id());
+    }
+}
