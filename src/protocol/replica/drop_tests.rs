@@ -239,3 +239,32 @@ fn a_peer_below_the_stable_checkpoint_is_sent_its_proof() {
     signers.dedup();
     assert!(signers.len() >= 3, "the proof of checkpoint 2 was not sent: {signers:?}");
 }
+
+#[test]
+fn requests_beyond_the_pending_limit_are_dropped_and_counted() {
+    let mut f = fixture();
+    let requests: Vec<Request> = (0..11).map(|nonce| f.request(nonce)).collect();
+    f.step(0, Input::Requests(requests));
+    let stats = f.backup.stats();
+    assert_eq!((f.backup.queued_requests(), stats.requests_queued, stats.requests_dropped_queue_full), (10, 10, 1));
+}
+
+#[test]
+fn a_vote_at_or_below_the_stable_checkpoint_is_stale_and_counted() {
+    let mut f = fixture();
+    f.stable_at_2();
+    let before = f.backup.stats().dropped_stale;
+    let late = f.signed(3, 0, Message::Commit { view: View(0), seq: Seq(2), digest: Digest([1; 32]) });
+    assert!(broadcasts(&f.step(2, Input::Message(late))).is_empty());
+    assert_eq!(f.backup.stats().dropped_stale, before + 1);
+}
+
+#[test]
+fn a_request_executed_meanwhile_leaves_the_queue_and_starts_no_view_change() {
+    let mut f = fixture();
+    let request = f.request(0);
+    f.step(0, Input::Requests(vec![request.clone()]));
+    f.commit(1, 1, vec![request]);
+    f.step(2 * VIEW_CHANGE_TIMEOUT_US, Input::Tick);
+    assert_eq!((f.backup.changing_to(), f.backup.stats().view_changes_started), (None, 0));
+}

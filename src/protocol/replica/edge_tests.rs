@@ -179,3 +179,16 @@ fn a_backup_holding_a_request_the_primary_has_not_ordered_asks_for_what_it_lacks
     let out = backup.step(Micros(RETRANSMIT_US), Input::Tick);
     assert!(matches!(broadcasts(&out)[..], [Message::Status { .. }]), "{out:?}");
 }
+
+#[test]
+fn a_replica_knows_each_committee_once_a_joiner_its_own_too() {
+    let f = fixture();
+    let epochs = |replica: &Replica| replica.known_committees().iter().map(Committee::epoch).collect::<Vec<_>>();
+    assert_eq!(epochs(&f.replica(0)), vec![Epoch(0)]);
+    let joiner_key = Keypair::from_seed([60; 32]);
+    let joiner = Member { id: AgentId(4), name: "a5".into(), public_key: joiner_key.public_key() };
+    let change = MembershipChange { from_epoch: Epoch(0), add: vec![joiner], remove: Vec::new(), f: None };
+    let joined = change.apply(&f.committee).unwrap().starting_after(Seq(2));
+    let replica = Replica::joining(AgentId(4), joiner_key, f.committee.clone(), joined, params(), f.genesis.clone());
+    assert_eq!(epochs(&replica), vec![Epoch(0), Epoch(1)]);
+}
