@@ -268,3 +268,37 @@ fn a_request_executed_meanwhile_leaves_the_queue_and_starts_no_view_change() {
     f.step(2 * VIEW_CHANGE_TIMEOUT_US, Input::Tick);
     assert_eq!((f.backup.changing_to(), f.backup.stats().view_changes_started), (None, 0));
 }
+
+#[test]
+fn a_view_change_for_the_current_view_is_stale_and_counted() {
+    let mut f = fixture();
+    let stable_digest = checkpoint_digest(f.backup.ledger().state_digest(), &MembershipState::default());
+    let message = Message::ViewChange {
+        new_view: View(0),
+        stable_seq: Seq(0),
+        stable_digest,
+        checkpoint_proof: Vec::new(),
+        prepared: Vec::new(),
+        passive: false,
+    };
+    f.step(0, Input::Message(f.signed(2, 0, message)));
+    assert_eq!(f.backup.stats().dropped_stale, 1);
+}
+
+#[test]
+fn a_backup_whose_pre_prepared_batch_never_commits_asks_for_the_next_view() {
+    let mut f = fixture();
+    let batch = Arc::new(Batch::of(vec![f.request(0)]));
+    let (view, seq, digest) = (View(0), Seq(1), batch.digest());
+    f.step(0, Input::Message(f.signed(0, 0, Message::PrePrepare { view, seq, digest, batch })));
+    f.step(VIEW_CHANGE_TIMEOUT_US, Input::Tick);
+    assert_eq!(f.backup.changing_to(), Some(View(1)));
+}
+
+#[test]
+fn a_view_change_forced_again_asks_for_the_view_after_the_one_asked_for() {
+    let mut f = fixture();
+    f.step(0, Input::ForceViewChange);
+    f.step(1, Input::ForceViewChange);
+    assert_eq!((f.backup.changing_to(), f.backup.stats().view_changes_started), (Some(View(2)), 2));
+}
