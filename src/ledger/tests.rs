@@ -198,3 +198,20 @@ fn a_nonce_is_consumed_once_a_transfer_with_it_executed_and_not_before() {
     assert!(!ledger.nonce_consumed(&transfer(alice, bob, 1, 1)));
     assert!(!ledger.nonce_consumed(&transfer(bob, alice, 1, 0)));
 }
+
+#[test]
+fn the_state_digest_covers_each_accounts_last_transfer() {
+    let (_, alice) = account(1);
+    let (_, bob) = account(2);
+    let after = |id: u8| {
+        let mut ledger = Ledger::with_genesis(&[(alice, 100)]).unwrap();
+        assert_eq!(
+            ledger.execute(&Transfer { id: TxId([id; 16]), ..transfer(alice, bob, 10, 0) }),
+            TxOutcome::Committed
+        );
+        ledger
+    };
+    // Same balances and nonces; another transfer last: a replay would be answered differently.
+    assert_ne!(after(1).state_digest(), after(2).state_digest());
+    assert_eq!(after(1).state_digest(), after(1).state_digest());
+}
