@@ -717,3 +717,19 @@ fn batches_pipelined_past_an_epoch_boundary_are_ordered_again_in_the_new_epoch()
         assert_eq!(stats.txs_committed + stats.txs_rejected, (BATCH * 5) as u64, "{:?}: {stats:?}", replica.id());
     }
 }
+
+#[test]
+fn a_log_damaged_again_is_moved_aside_beside_the_first_never_over_it() {
+    let genesis = Ledger::with_genesis(&workload(BATCH).genesis).unwrap();
+    let spec = Cluster::new(&genesis).specs[0].clone();
+    let home = tempfile::tempdir().unwrap();
+    let options = WalOptions::under_home(home.path(), true);
+    for n in 1..=3 {
+        std::fs::create_dir_all(&options.dir).unwrap();
+        std::fs::write(options.path_of(&spec.name), b"not a log").unwrap();
+        let (_, _journal, recovery) = recover(&options, &spec, Micros(0)).unwrap();
+        let Recovery::Discarded { moved_to, .. } = recovery else { panic!("garbage was replayed: {recovery:?}") };
+        assert!(moved_to.to_string_lossy().ends_with(&format!(".damaged-{n}")), "{moved_to:?}");
+        assert_eq!(std::fs::read(&moved_to).unwrap(), b"not a log", "an earlier damaged log was overwritten");
+    }
+}
