@@ -1,5 +1,6 @@
 //! The client's lifecycle: it is done only when nothing waits and nothing is
-//! in flight, and it resends what goes unanswered for a retry period.
+//! in flight, it resends what goes unanswered for a retry period, and a
+//! forged reply counts for nothing.
 
 use super::*;
 use crate::crypto::Keypair;
@@ -94,4 +95,21 @@ fn an_unanswered_request_is_sent_again_once_its_retry_period_passed() {
     // The caller may wake late: the request is resent all the same.
     assert_eq!(sent(&s.client.step(Micros(RETRY_US * 3 / 2), ClientInput::Tick)), vec![first]);
     assert_eq!(s.client.stats().resent, 1);
+    // Checked four times per retry period from then on.
+    assert_eq!(s.client.next_deadline(), Some(Micros(RETRY_US * 3 / 2 + RETRY_US / 4)));
+}
+
+#[test]
+fn a_reply_with_a_bad_signature_counts_for_nothing_and_is_counted() {
+    let mut s = setup();
+    s.client.step(Micros(0), ClientInput::Tick);
+    let outcomes = vec![(s.transfers[0].transfer.id, TxOutcome::Committed)];
+    for replica in 0..2u32 {
+        // Signed by another validator's key than the one it names.
+        let key = &s.keys[(replica as usize + 2) % 4];
+        let forged = Reply::sign(Epoch(0), AgentId(replica), View(0), Seq(1), ClientId(0), outcomes.clone(), key);
+        let out = s.client.step(Micros(1), ClientInput::Reply(Arc::new(forged)));
+        assert!(out.iter().all(|o| !matches!(o, ClientOutput::Completed(_))), "completed on forged replies");
+    }
+    assert_eq!((s.client.stats().replies_bad_signature, s.client.in_flight()), (2, 1));
 }
