@@ -137,3 +137,13 @@ fn a_prepared_certificate_recorded_is_held_and_one_with_other_prepares_is_not() 
     // No pre-prepare of that view is recorded: nothing to certify.
     assert!(!state.record_prepared(View(2), Seq(1), vec![prepare(1), prepare(2)]));
 }
+
+#[test]
+fn the_batch_of_a_slot_is_found_only_under_its_own_digest() {
+    let mut state = RecoveredState::default();
+    state.accept_pre_prepare(pre_prepare(1, 1));
+    let digest = Batch::of(Vec::new()).digest();
+    assert_eq!(state.batch_for(Seq(1), digest).map(|batch| batch.digest()), Some(digest));
+    assert!(state.batch_for(Seq(1), Digest([9; 32])).is_none(), "another batch's digest found this one");
+    assert!(state.batch_for(Seq(2), digest).is_none());
+}
