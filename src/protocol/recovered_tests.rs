@@ -147,3 +147,35 @@ fn the_batch_of_a_slot_is_found_only_under_its_own_digest() {
     assert!(state.batch_for(Seq(1), Digest([9; 32])).is_none(), "another batch's digest found this one");
     assert!(state.batch_for(Seq(2), digest).is_none());
 }
+
+#[test]
+fn the_recovered_ledger_is_the_checkpoints_with_the_executed_batches_applied_in_order() {
+    let owner = Keypair::from_seed([20; 32]);
+    let from = crate::ledger::AccountId(owner.public_key());
+    let to = crate::ledger::AccountId(key().public_key());
+    let genesis = Ledger::with_genesis(&[(from, 100)]).unwrap();
+    let transfer = |nonce: u64| crate::ledger::Transfer {
+        id: crate::ledger::TxId([nonce as u8 + 1; 16]),
+        from,
+        to,
+        amount: 10,
+        nonce,
+        memo: None,
+    };
+    let batch = |nonce| {
+        Arc::new(Batch::of(vec![super::super::Request {
+            client: crate::protocol::ClientId(0),
+            tx: transfer(nonce).sign(&owner),
+        }]))
+    };
+    let mut state = RecoveredState::default();
+    state.record_executed(Seq(1), batch(0));
+    state.record_executed(Seq(2), batch(1));
+    // Seq 4 follows a hole: not executed yet.
+    state.record_executed(Seq(4), batch(3));
+    let mut expected = genesis.clone();
+    for nonce in 0..2 {
+        expected.execute(&transfer(nonce));
+    }
+    assert_eq!(state.ledger(&genesis).state_digest(), expected.state_digest());
+}

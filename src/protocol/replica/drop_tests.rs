@@ -302,3 +302,15 @@ fn a_view_change_forced_again_asks_for_the_view_after_the_one_asked_for() {
     f.step(1, Input::ForceViewChange);
     assert_eq!((f.backup.changing_to(), f.backup.stats().view_changes_started), (Some(View(2)), 2));
 }
+
+#[test]
+fn a_vote_received_twice_is_counted_once_as_a_duplicate() {
+    let mut f = fixture();
+    let batch = Arc::new(Batch::of(vec![f.request(0)]));
+    let (view, seq, digest) = (View(0), Seq(1), batch.digest());
+    f.step(0, Input::Message(f.signed(0, 0, Message::PrePrepare { view, seq, digest, batch })));
+    let prepare = f.signed(2, 0, Message::Prepare { view, seq, digest });
+    f.step(1, Input::Message(prepare.clone()));
+    assert!(broadcasts(&f.step(2, Input::Message(prepare))).is_empty(), "the same prepare counted twice");
+    assert_eq!(f.backup.stats().dropped_duplicate, 1);
+}
