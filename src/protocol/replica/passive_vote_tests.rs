@@ -13,8 +13,8 @@ use std::sync::Arc;
 
 /// Member 3 lost its log; its three peers, intact, say they are in view 0 with
 /// nothing executed: its bound is view 1, seq 4 (one window). Then a NEW-VIEW
-/// of `view` proposes seq 1: whether it prepares.
-fn prepares_in(view: u64) -> bool {
+/// of `view` proposes seq 1: whether it prepares, and whether it is still passive.
+fn prepares_in(view: u64) -> (bool, bool) {
     let keys: Vec<Keypair> = (0..4u8).map(|i| Keypair::from_seed([i + 1; 32])).collect();
     let public_keys: Vec<_> = keys.iter().map(Keypair::public_key).collect();
     let committee = Committee::numbered(Epoch(0), &public_keys, "a", None).unwrap();
@@ -38,11 +38,13 @@ fn prepares_in(view: u64) -> bool {
     };
     let out = passive.step(Micros(1), Input::Message(signed(primary, new_view)));
     assert_eq!(passive.view(), View(view));
-    out.iter().any(|o| matches!(o, Output::Broadcast(m) if matches!(m.message, Message::Prepare { .. })))
+    let prepared =
+        out.iter().any(|o| matches!(o, Output::Broadcast(m) if matches!(m.message, Message::Prepare { .. })));
+    (prepared, passive.is_passive())
 }
 
 #[test]
-fn a_passive_replica_prepares_no_slot_in_its_bounds_view_and_does_in_the_next() {
-    assert!(!prepares_in(1), "it may have prepared seq 1 in view 1 before its log was lost");
-    assert!(prepares_in(2));
+fn a_passive_replica_stays_passive_through_its_bounds_view_and_votes_in_the_next() {
+    assert_eq!(prepares_in(1), (false, true), "it may have prepared seq 1 in view 1 before its log was lost");
+    assert_eq!(prepares_in(2), (true, false), "past its bound it votes, and is passive no more");
 }
