@@ -4,7 +4,7 @@
 //! Written against mutants cargo-mutants left alive (README, "Mutation testing").
 
 use crate::crypto::{Digest, Keypair};
-use crate::ledger::{AccountId, Execution, Ledger, Transfer, TxId, TxOutcome};
+use crate::ledger::{AccountId, Execution, Ledger, RejectReason, Transfer, TxId, TxOutcome};
 use crate::protocol::membership::checkpoint_digest;
 use crate::protocol::{
     AgentId, Batch, ClientId, Committee, Epoch, Input, MembershipState, Message, Micros, Output, ProtocolParams,
@@ -313,4 +313,41 @@ fn a_vote_received_twice_is_counted_once_as_a_duplicate() {
     f.step(1, Input::Message(prepare.clone()));
     assert!(broadcasts(&f.step(2, Input::Message(prepare))).is_empty(), "the same prepare counted twice");
     assert_eq!(f.backup.stats().dropped_duplicate, 1);
+}
+
+#[test]
+fn outcomes_older_than_the_retention_are_forgotten() {
+    let mut f = fixture();
+    f.stable_at_2();
+    f.commit(3, 3, vec![f.request(2)]);
+    f.commit(3, 4, vec![f.request(3)]);
+    let state_digest = checkpoint_digest(f.backup.ledger().state_digest(), &MembershipState::default());
+    for from in [0, 2] {
+        f.step(4, Input::Message(f.signed(from, 0, Message::Checkpoint { seq: Seq(4), state_digest })));
+    }
+    assert_eq!(f.backup.stable_checkpoint().seq, Seq(4));
+    // One checkpoint interval is kept (seqs 3 and 4): seq 3's outcome is answered from
+    // memory, seq 1's is forgotten (its nonce is consumed, which is all a retry learns).
+    let answered = |out: Vec<Output>| -> Vec<TxOutcome> {
+        out.iter().filter_map(|o| if let Output::Reply(reply) = o { Some(reply.outcomes[0].1) } else { None }).collect()
+    };
+    assert_eq!(answered(f.step(5, Input::Requests(vec![f.request(2)]))), vec![TxOutcome::Committed]);
+    let forgotten = answered(f.step(5, Input::Requests(vec![f.request(0)])));
+    assert!(
+        matches!(forgotten[..], [TxOutcome::Rejected(RejectReason::NonceConsumed { received: 0 })]),
+        "{forgotten:?}"
+    );
+}
+
+#[test]
+fn a_peer_left_in_an_older_view_is_sent_the_new_view() {
+    let mut f = fixture();
+    let new_view =
+        f.signed(2, 0, Message::NewView { view: View(2), view_changes: Vec::new(), pre_prepares: Vec::new() });
+    f.step(0, Input::Message(new_view.clone()));
+    assert_eq!(f.backup.view(), View(2));
+    let status = |view| Message::Status { view: View(view), low_water: Seq(0), last_executed: Seq(0), passive: false };
+    let sent = |out: Vec<Output>| out.iter().any(|o| matches!(o, Output::SendTo(AgentId(2), m) if *m == new_view));
+    assert!(sent(f.step(1, Input::Message(f.signed(2, 0, status(0))))), "the peer in view 0 was not sent the NEW-VIEW");
+    assert!(!sent(f.step(VIEW_CHANGE_TIMEOUT_US, Input::Message(f.signed(2, 0, status(2))))));
 }
