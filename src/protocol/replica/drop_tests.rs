@@ -351,3 +351,27 @@ fn a_peer_left_in_an_older_view_is_sent_the_new_view() {
     assert!(sent(f.step(1, Input::Message(f.signed(2, 0, status(0))))), "the peer in view 0 was not sent the NEW-VIEW");
     assert!(!sent(f.step(VIEW_CHANGE_TIMEOUT_US, Input::Message(f.signed(2, 0, status(2))))));
 }
+
+#[test]
+fn a_copy_spending_a_consumed_nonce_is_answered_and_counted_as_a_double_spend() {
+    let mut f = fixture();
+    f.commit(0, 1, vec![f.request(0)]);
+    let mut rival = f.request(0).tx.transfer.clone();
+    rival.id = TxId([200; 16]);
+    let rival = Request { client: ClientId(8), tx: rival.sign(&f.account) };
+    let out = f.step(1, Input::Requests(vec![rival]));
+    assert_eq!(out.iter().filter(|o| matches!(o, Output::Reply(_))).count(), 1);
+    assert_eq!((f.backup.queued_requests(), f.backup.stats().double_spends_dropped), (0, 1));
+}
+
+#[test]
+fn slots_in_flight_counts_the_pre_prepared_slots_above_the_last_executed() {
+    let mut f = fixture();
+    assert_eq!(f.backup.slots_in_flight(), 0);
+    for seq in 1..=2 {
+        let batch = Arc::new(Batch::of(vec![f.request(seq - 1)]));
+        let (view, seq, digest) = (View(0), Seq(seq), batch.digest());
+        f.step(0, Input::Message(f.signed(0, 0, Message::PrePrepare { view, seq, digest, batch })));
+    }
+    assert_eq!(f.backup.slots_in_flight(), 2);
+}
