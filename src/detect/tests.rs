@@ -234,3 +234,13 @@ fn a_strike_counts_only_against_the_primary_of_its_view() {
     assert!(!detector.is_convicted(AgentId(1)));
     assert_eq!(detector.stats().strikes_not_against_primary, 6);
 }
+
+#[test]
+fn a_double_spend_a_replica_found_is_reported_as_proof_against_both_transfers() {
+    let (_, committee) = setup();
+    let owner = Keypair::from_seed([60; 32]);
+    let (executed, conflicting) = (Box::new(spend(&owner, 7, 0, 1)), Box::new(spend(&owner, 8, 0, 2)));
+    let output = crate::protocol::Output::DoubleSpend { executed: executed.clone(), conflicting: conflicting.clone() };
+    let proof = Proof::DoubleSpend { first: executed, second: conflicting };
+    assert_eq!(report_output(AgentId(2), &output, &committee), Some(Report::Proof { reporter: AgentId(2), proof }));
+}

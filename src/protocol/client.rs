@@ -261,3 +261,7 @@ mod tests {
         assert_eq!(completed(client.step(Micros(5), reply(1, 2, TxOutcome::Committed))), Some(TxOutcome::Committed));
     }
 }
+
+#[cfg(test)]
+#[path = "client_tests.rs"]
+mod lifecycle_tests;

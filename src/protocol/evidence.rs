@@ -69,3 +69,7 @@ fn digest_of(message: &Message) -> Option<crate::crypto::Digest> {
         | Message::NewView { .. } => None,
     }
 }
+
+#[cfg(test)]
+#[path = "evidence_tests.rs"]
+mod tests;

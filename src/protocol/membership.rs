@@ -445,3 +445,7 @@ mod verifier_tests {
         assert_eq!(verifier.verify_message(&view_change(current_proof, 50)), Ok(()));
     }
 }
+
+#[cfg(test)]
+#[path = "membership_tests.rs"]
+mod fault_tests;

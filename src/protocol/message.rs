@@ -252,3 +252,7 @@ impl Reply {
             .finish()
     }
 }
+
+#[cfg(test)]
+#[path = "message_tests.rs"]
+mod tests;

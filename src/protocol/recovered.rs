@@ -252,3 +252,7 @@ impl RecoveredState {
         ledger
     }
 }
+
+#[cfg(test)]
+#[path = "recovered_tests.rs"]
+mod tests;

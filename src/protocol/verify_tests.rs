@@ -409,3 +409,24 @@ fn a_new_view_plan_starts_above_the_highest_checkpoint_it_was_shown() {
     let slots: Vec<(Seq, Digest)> = plan.slots.iter().map(|(seq, (digest, _))| (*seq, *digest)).collect();
     assert_eq!(slots, vec![(Seq(5), null), (Seq(6), b.digest())]);
 }
+
+#[test]
+fn a_membership_change_counts_only_signed_by_the_operator_of_the_newest_committee() {
+    let (old_operator, new_operator) = (Keypair::from_seed([40; 32]), Keypair::from_seed([41; 32]));
+    let genesis = committee(0, &keys(1), 0).with_operator(old_operator.public_key());
+    let change = |from_epoch: u64, operator: &Keypair| {
+        let change = crate::protocol::MembershipChange {
+            from_epoch: Epoch(from_epoch),
+            add: Vec::new(),
+            remove: vec![AgentId(3)],
+            f: None,
+        };
+        crate::protocol::SignedMembershipChange::sign(change, operator)
+    };
+    let mut verifier = Verifier::new(&genesis, 8);
+    assert!(verifier.verify_membership(&change(0, &old_operator)));
+    assert!(!verifier.verify_membership(&change(0, &new_operator)));
+    verifier.learn(&committee(1, &keys(11), 10).with_operator(new_operator.public_key()));
+    assert!(verifier.verify_membership(&change(1, &new_operator)));
+    assert!(!verifier.verify_membership(&change(1, &old_operator)), "the old operator still counts");
+}

@@ -73,3 +73,7 @@ pub fn plan_new_view(view_changes: &[Arc<SignedMessage>]) -> NewViewPlan {
         .collect();
     NewViewPlan { min_seq, min_digest, max_seq, slots }
 }
+
+#[cfg(test)]
+#[path = "view_change_tests.rs"]
+mod tests;

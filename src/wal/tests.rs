@@ -652,3 +652,84 @@ fn votes_for_another_batch(
         .count();
     (seq, votes)
 }
+
+#[test]
+fn a_founder_without_a_log_starts_passive_when_its_launcher_knows_the_swarm_ran() {
+    let genesis = Ledger::with_genesis(&workload(BATCH).genesis).unwrap();
+    let spec = Cluster::new(&genesis).specs[0].clone();
+    // A node process keeps only its own log in its home: no peer's log beside it tells.
+    let start = |ran: bool| {
+        let home = tempfile::tempdir().unwrap();
+        let options = WalOptions::under_home(home.path(), true).of_a_swarm_that_ran(ran);
+        let (replica, _journal, recovery) = recover(&options, &spec, Micros(0)).unwrap();
+        (recovery, replica.passive().is_some())
+    };
+    assert_eq!(start(false), (Recovery::Fresh, false), "a first launch");
+    assert_eq!(start(true), (Recovery::Missing, true), "the hub's record says it ran: the log was lost");
+}
+
+#[test]
+fn a_second_membership_change_takes_effect_after_the_first() {
+    let load = workload(BATCH * 2);
+    let genesis = Ledger::with_genesis(&load.genesis).unwrap();
+    let mut cluster = Cluster::new(&genesis);
+    cluster.submit(&load.transfers[..BATCH]);
+    let member =
+        Member { id: AgentId(N as u32), name: "v5".into(), public_key: Keypair::from_seed([42; 32]).public_key() };
+    let add = MembershipChange { from_epoch: Epoch(0), add: vec![member], remove: Vec::new(), f: None };
+    cluster.change_membership(add);
+    cluster.submit(&load.transfers[BATCH..]);
+    let remove = MembershipChange { from_epoch: Epoch(1), add: Vec::new(), remove: vec![AgentId(N as u32)], f: None };
+    let last = cluster.change_membership(remove);
+    for replica in &cluster.replicas {
+        assert_eq!((replica.committee().epoch(), replica.committee().n()), (Epoch(2), 4), "{:?}", replica.id());
+    }
+    assert_eq!(last.epoch(), Epoch(2));
+    assert!(cluster.evidence.is_empty(), "{:?}", cluster.evidence);
+}
+
+#[test]
+fn batches_pipelined_past_an_epoch_boundary_are_ordered_again_in_the_new_epoch() {
+    let load = workload(BATCH * 5);
+    let genesis = Ledger::with_genesis(&load.genesis).unwrap();
+    let mut cluster = Cluster::new(&genesis);
+    for chunk in load.transfers[..BATCH * 2].chunks(BATCH) {
+        cluster.submit(chunk);
+    }
+    // The change is ordered at seq 3 (due at checkpoint 4); the primary pipelines seqs 4 to 6 before it executes.
+    let member =
+        Member { id: AgentId(N as u32), name: "v5".into(), public_key: Keypair::from_seed([42; 32]).public_key() };
+    let add = MembershipChange { from_epoch: Epoch(0), add: vec![member], remove: Vec::new(), f: None };
+    let signed = Arc::new(SignedMembershipChange::sign(add, &cluster.operator));
+    for i in 0..N {
+        cluster.step(i, Input::Membership(signed.clone()));
+    }
+    let requests: Vec<Request> =
+        load.transfers[BATCH * 2..].iter().map(|tx| Request { client: ClientId(0), tx: tx.clone() }).collect();
+    for i in 0..N {
+        cluster.step(i, Input::Requests(requests.clone()));
+    }
+    cluster.deliver_all();
+    cluster.tick(3);
+    for replica in &cluster.replicas {
+        let stats = replica.stats();
+        assert_eq!(replica.committee().epoch(), Epoch(1));
+        assert_eq!(stats.txs_committed + stats.txs_rejected, (BATCH * 5) as u64, "{:?}: {stats:?}", replica.id());
+    }
+}
+
+#[test]
+fn a_log_damaged_again_is_moved_aside_beside_the_first_never_over_it() {
+    let genesis = Ledger::with_genesis(&workload(BATCH).genesis).unwrap();
+    let spec = Cluster::new(&genesis).specs[0].clone();
+    let home = tempfile::tempdir().unwrap();
+    let options = WalOptions::under_home(home.path(), true);
+    for n in 1..=3 {
+        std::fs::create_dir_all(&options.dir).unwrap();
+        std::fs::write(options.path_of(&spec.name), b"not a log").unwrap();
+        let (_, _journal, recovery) = recover(&options, &spec, Micros(0)).unwrap();
+        let Recovery::Discarded { moved_to, .. } = recovery else { panic!("garbage was replayed: {recovery:?}") };
+        assert!(moved_to.to_string_lossy().ends_with(&format!(".damaged-{n}")), "{moved_to:?}");
+        assert_eq!(std::fs::read(&moved_to).unwrap(), b"not a log", "an earlier damaged log was overwritten");
+    }
+}

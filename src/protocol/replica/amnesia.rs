@@ -197,3 +197,7 @@ impl<A: Application> Replica<A> {
 #[cfg(test)]
 #[path = "amnesia_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "passive_vote_tests.rs"]
+mod passive_vote_tests;

@@ -234,3 +234,7 @@ impl<A: Application> Replica<A> {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "edge_tests.rs"]
+mod edge_tests;

@@ -182,3 +182,7 @@ impl<A: Application> Replica<A> {
         &self.stable_state.membership
     }
 }
+
+#[cfg(test)]
+#[path = "restore_tests.rs"]
+mod tests;

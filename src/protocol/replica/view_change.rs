@@ -298,3 +298,11 @@ fn view_change_target(signed: &SignedMessage) -> Option<View> {
         _ => None,
     }
 }
+
+#[cfg(test)]
+#[path = "drop_tests.rs"]
+mod drop_tests;
+
+#[cfg(test)]
+#[path = "new_view_tests.rs"]
+mod new_view_tests;
