@@ -34,11 +34,11 @@ pub(super) struct StartVouches {
 impl StartVouches {
     /// `sender`, a member of `epoch` whose signature was checked, vouches that
     /// the epochs after the first start after `starts` (in order, through
-    /// `epoch`). A list that leaves a start undecided is no vouch.
+    /// `epoch`). Nothing about the list is checked: a list that more than f
+    /// members of one epoch vouch for is an honest member's, complete through
+    /// its epoch with every start decided; a liar's list wins nothing alone.
     pub(super) fn vouch(&mut self, sender: AgentId, epoch: Epoch, starts: Vec<Seq>) {
-        if starts.iter().all(|start| start.0 > 0) {
-            self.by_sender.insert(sender, (epoch, starts));
-        }
+        self.by_sender.insert(sender, (epoch, starts));
     }
 
     /// The starts that more than f members of one epoch at or after

@@ -237,11 +237,8 @@ impl Verifier {
             return Err(unproven);
         }
         // The sender signed the digest, which covers the starts of its history.
-        if presented.iter().any(|committee| committee.epoch() == signed.epoch) {
-            let starts =
-                presented.iter().skip(1).take_while(|c| c.epoch() <= signed.epoch).map(Committee::starts_after);
-            self.starts.vouch(signed.sender, signed.epoch, starts.collect());
-        }
+        let starts = presented.iter().skip(1).take_while(|c| c.epoch() <= signed.epoch).map(Committee::starts_after);
+        self.starts.vouch(signed.sender, signed.epoch, starts.collect());
         let newest_known = self.epochs.keys().next_back().copied().unwrap_or_default();
         let vouched = self.starts.vouched(newest_known, |epoch| shown.get(&epoch).map(|known| &known.committee));
         if let Some((through, starts)) = vouched {

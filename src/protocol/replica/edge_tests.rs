@@ -3,77 +3,25 @@
 //! membership change handed in again while it is being ordered is not
 //! ordered twice; evidence found and snapshots installed are counted.
 
-use crate::crypto::{Digest, Keypair};
-use crate::ledger::{AccountId, Ledger, Transfer, TxId};
+use crate::crypto::Keypair;
+use crate::ledger::{AccountId, Transfer, TxId};
 use crate::protocol::membership::checkpoint_digest;
 use crate::protocol::{
-    AgentId, Batch, ClientId, Committee, Epoch, Input, Member, MembershipChange, MembershipState, Message, Micros,
-    Output, ProtocolParams, Replica, Request, Seq, SignedMembershipChange, SignedMessage, View,
+    AgentId, Committee, Epoch, Input, Member, MembershipChange, MembershipState, Message, Micros, Output, Replica, Seq,
+    SignedMembershipChange, SignedMessage,
 };
 use std::sync::Arc;
 
+use crate::protocol::replica::tests::{broadcasts, fixture, params};
+
+/// `params()`'s retransmit interval.
 const RETRANSMIT_US: u64 = 10_000;
-
-struct Fixture {
-    keys: Vec<Keypair>,
-    committee: Committee,
-    account: Keypair,
-    genesis: Ledger,
-}
-
-fn fixture() -> Fixture {
-    let keys: Vec<Keypair> = (0..4u8).map(|i| Keypair::from_seed([i + 1; 32])).collect();
-    let public_keys: Vec<_> = keys.iter().map(Keypair::public_key).collect();
-    let committee = Committee::numbered(Epoch(0), &public_keys, "a", None).unwrap();
-    let account = Keypair::from_seed([99; 32]);
-    let genesis = Ledger::with_genesis(&[(AccountId(account.public_key()), 1_000)]).unwrap();
-    Fixture { keys, committee, account, genesis }
-}
-
-fn params() -> ProtocolParams {
-    ProtocolParams {
-        checkpoint_interval: 2,
-        log_window: 4,
-        max_batch_size: 2,
-        batch_delay_us: 1_000,
-        max_in_flight_batches: 2,
-        retransmit_interval_us: RETRANSMIT_US,
-        max_pending_requests: 10,
-        outcome_retention_checkpoints: 1,
-        view_change_timeout_us: 50_000,
-    }
-}
-
-impl Fixture {
-    fn replica(&self, i: u32) -> Replica {
-        Replica::new(AgentId(i), self.keys[i as usize].clone(), self.committee.clone(), params(), self.genesis.clone())
-    }
-
-    /// The primary's pre-prepare of one transfer with `nonce` at `seq`.
-    fn pre_prepare(&self, seq: u64, nonce: u64) -> (Arc<SignedMessage>, Digest) {
-        let from = AccountId(self.account.public_key());
-        let to = AccountId(self.keys[0].public_key());
-        let transfer = Transfer { id: TxId([nonce as u8 + 1; 16]), from, to, amount: 10, nonce, memo: None };
-        let request = Request { client: ClientId(7), tx: transfer.sign(&self.account) };
-        let batch = Arc::new(Batch::of(vec![request]));
-        let digest = batch.digest();
-        let message = Message::PrePrepare { view: View(0), seq: Seq(seq), digest, batch };
-        (Arc::new(SignedMessage::sign(message, Epoch(0), AgentId(0), &self.keys[0])), digest)
-    }
-}
-
-fn broadcasts(outputs: &[Output]) -> Vec<&Message> {
-    outputs
-        .iter()
-        .filter_map(|o| if let Output::Broadcast(signed) = o { Some(&signed.message) } else { None })
-        .collect()
-}
 
 #[test]
 fn a_stuck_backup_asks_for_what_it_lacks_at_its_retransmit_deadline_then_backs_off() {
     let f = fixture();
     let mut backup = f.replica(1);
-    let (pre_prepare, digest) = f.pre_prepare(1, 0);
+    let (pre_prepare, digest) = f.pre_prepare(1, vec![f.request(0)]);
     backup.step(Micros(0), Input::Message(pre_prepare));
     assert_eq!((backup.log_len(), backup.params()), (1, &params()));
     // Its prepare reached no one: nothing moves until the retransmit timer.
@@ -118,9 +66,9 @@ fn a_membership_change_handed_in_again_while_it_is_being_ordered_is_a_duplicate_
 fn every_equivocation_found_is_reported_and_counted() {
     let f = fixture();
     let mut backup = f.replica(1);
-    backup.step(Micros(0), Input::Message(f.pre_prepare(1, 0).0));
+    backup.step(Micros(0), Input::Message(f.pre_prepare(1, vec![f.request(0)]).0));
     for (at, nonce) in [(1, 1), (2, 2)] {
-        let out = backup.step(Micros(at), Input::Message(f.pre_prepare(1, nonce).0));
+        let out = backup.step(Micros(at), Input::Message(f.pre_prepare(1, vec![f.request(nonce)]).0));
         assert!(out.iter().any(|o| matches!(o, Output::Evidence(e) if e.accused() == AgentId(0))), "{out:?}");
         assert_eq!(backup.stats().evidence_found, at);
     }
@@ -173,7 +121,7 @@ fn a_membership_change_from_another_epoch_is_dropped_as_stale_and_counted() {
 fn a_backup_holding_a_request_the_primary_has_not_ordered_asks_for_what_it_lacks() {
     let f = fixture();
     let mut backup = f.replica(1);
-    let request = f.pre_prepare(1, 0).0;
+    let request = f.pre_prepare(1, vec![f.request(0)]).0;
     let Message::PrePrepare { batch, .. } = &request.message else { unreachable!() };
     backup.step(Micros(0), Input::Requests(batch.requests.clone()));
     let out = backup.step(Micros(RETRANSMIT_US), Input::Tick);

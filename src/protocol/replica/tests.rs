@@ -5,14 +5,15 @@ use crate::crypto::Keypair;
 use crate::ledger::{AccountId, Execution, RejectReason, Transfer};
 use crate::protocol::Epoch;
 
-struct Fixture {
-    keys: Vec<Keypair>,
-    committee: Committee,
-    account: Keypair,
-    genesis: Ledger,
+// Shared with the other test files of the replica (`edge_tests.rs`).
+pub(super) struct Fixture {
+    pub(super) keys: Vec<Keypair>,
+    pub(super) committee: Committee,
+    pub(super) account: Keypair,
+    pub(super) genesis: Ledger,
 }
 
-fn fixture() -> Fixture {
+pub(super) fn fixture() -> Fixture {
     let keys: Vec<Keypair> = (0..4u8).map(|i| Keypair::from_seed([i + 1; 32])).collect();
     let public_keys: Vec<_> = keys.iter().map(Keypair::public_key).collect();
     let committee = Committee::numbered(Epoch(0), &public_keys, "a", None).unwrap();
@@ -21,7 +22,7 @@ fn fixture() -> Fixture {
     Fixture { keys, committee, account, genesis }
 }
 
-fn params() -> ProtocolParams {
+pub(super) fn params() -> ProtocolParams {
     ProtocolParams {
         checkpoint_interval: 2,
         log_window: 4,
@@ -36,11 +37,11 @@ fn params() -> ProtocolParams {
 }
 
 impl Fixture {
-    fn replica(&self, i: u32) -> Replica {
+    pub(super) fn replica(&self, i: u32) -> Replica {
         Replica::new(AgentId(i), self.keys[i as usize].clone(), self.committee.clone(), params(), self.genesis.clone())
     }
 
-    fn request(&self, nonce: u64) -> Request {
+    pub(super) fn request(&self, nonce: u64) -> Request {
         let from = AccountId(self.account.public_key());
         let to = AccountId(self.keys[0].public_key());
         let transfer = Transfer { id: TxId([nonce as u8 + 1; 16]), from, to, amount: 10, nonce, memo: None };
@@ -51,14 +52,14 @@ impl Fixture {
         Arc::new(SignedMessage::sign(message, Epoch(0), AgentId(from), &self.keys[from as usize]))
     }
 
-    fn pre_prepare(&self, seq: u64, requests: Vec<Request>) -> (Arc<SignedMessage>, Digest) {
+    pub(super) fn pre_prepare(&self, seq: u64, requests: Vec<Request>) -> (Arc<SignedMessage>, Digest) {
         let batch = Arc::new(Batch::of(requests));
         let digest = batch.digest();
         (self.signed(0, Message::PrePrepare { view: View(0), seq: Seq(seq), digest, batch }), digest)
     }
 }
 
-fn broadcasts(outputs: &[Output]) -> Vec<&Message> {
+pub(super) fn broadcasts(outputs: &[Output]) -> Vec<&Message> {
     pick(outputs, |o| if let Output::Broadcast(signed) = o { Some(&signed.message) } else { None })
 }
 
