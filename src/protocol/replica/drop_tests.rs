@@ -4,14 +4,15 @@
 //! Written against mutants cargo-mutants left alive (README, "Mutation testing").
 
 use crate::crypto::{Digest, Keypair};
-use crate::ledger::{AccountId, Execution, Ledger, RejectReason, Transfer, TxId, TxOutcome};
+use crate::ledger::{AccountId, Execution, RejectReason, Transfer, TxId, TxOutcome};
 use crate::protocol::membership::checkpoint_digest;
 use crate::protocol::{
-    AgentId, Batch, ClientId, Committee, Epoch, Input, MembershipState, Message, Micros, Output, ProtocolParams,
-    Replica, Request, Seq, SignedMessage, View,
+    AgentId, Batch, ClientId, Epoch, Input, MembershipState, Message, Micros, Output, Replica, Request, Seq,
+    SignedMessage, View,
 };
 use std::sync::Arc;
 
+/// The shared fixture's view-change timeout (`tests::params`).
 const VIEW_CHANGE_TIMEOUT_US: u64 = 50_000;
 
 struct Fixture {
@@ -21,24 +22,8 @@ struct Fixture {
 }
 
 fn fixture() -> Fixture {
-    let keys: Vec<Keypair> = (0..4u8).map(|i| Keypair::from_seed([i + 1; 32])).collect();
-    let public_keys: Vec<_> = keys.iter().map(Keypair::public_key).collect();
-    let committee = Committee::numbered(Epoch(0), &public_keys, "a", None).unwrap();
-    let account = Keypair::from_seed([99; 32]);
-    let genesis = Ledger::with_genesis(&[(AccountId(account.public_key()), 1_000)]).unwrap();
-    let params = ProtocolParams {
-        checkpoint_interval: 2,
-        log_window: 4,
-        max_batch_size: 2,
-        batch_delay_us: 1_000,
-        max_in_flight_batches: 2,
-        retransmit_interval_us: 10_000,
-        max_pending_requests: 10,
-        outcome_retention_checkpoints: 1,
-        view_change_timeout_us: VIEW_CHANGE_TIMEOUT_US,
-    };
-    let backup = Replica::new(AgentId(1), keys[1].clone(), committee, params, genesis);
-    Fixture { keys, account, backup }
+    let shared = crate::protocol::replica::tests::fixture();
+    Fixture { keys: shared.keys.clone(), account: shared.account.clone(), backup: shared.replica(1) }
 }
 
 impl Fixture {
