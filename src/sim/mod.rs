@@ -525,6 +525,11 @@ pub fn run(config: &SimConfig) -> SimReport {
     let mut events = 0u64;
     let mut done_at: Option<Micros> = None;
     let mut settled_at: Option<Micros> = None;
+    // A crashed validator as it comes back from what its log holds.
+    let restored = |victim: usize, state: RecoveredState, now: Micros| {
+        let (id, key, params) = (AgentId(victim as u32), keys[victim].clone(), config.params.clone());
+        Replica::restore(id, key, committee.clone(), params, genesis.clone(), state, now)
+    };
     while let Some((now, node, payload)) = network.next_event() {
         let reconfigured = operator
             .as_ref()
@@ -556,11 +561,8 @@ pub fn run(config: &SimConfig) -> SimReport {
                 damaged_restarts += 1;
                 invariants.lost_its_state(AgentId(victim as u32));
             }
-            let (id, key) = (AgentId(victim as u32), keys[victim].clone());
-            let params = config.params.clone();
-            validators[victim].replica =
-                Replica::restore(id, key, committee.clone(), params, genesis.clone(), state, now);
-            delivered.forget(id);
+            validators[victim].replica = restored(victim, state, now);
+            delivered.forget(AgentId(victim as u32));
             network.schedule_tick(Node::Validator(victim), now);
         }
         while forced_view_changes.first().is_some_and(|at| *at <= now) {
@@ -579,11 +581,8 @@ pub fn run(config: &SimConfig) -> SimReport {
                 validators[victim].persisted = Some(state.clone());
                 damaged_restarts += 1;
                 invariants.lost_its_state(AgentId(victim as u32));
-                let (id, key) = (AgentId(victim as u32), keys[victim].clone());
-                let params = config.params.clone();
-                validators[victim].replica =
-                    Replica::restore(id, key, committee.clone(), params, genesis.clone(), state, now);
-                delivered.forget(id);
+                validators[victim].replica = restored(victim, state, now);
+                delivered.forget(AgentId(victim as u32));
                 network.schedule_tick(Node::Validator(victim), now);
             }
         }
