@@ -3,16 +3,17 @@
 //! open the log, fold its records, restore the replica (the checkpoint's
 //! ledger and every batch executed above it, executed again).
 //!
-//! The log is made by a committee of four pure replicas (messages delivered
-//! in process, as in the simulation) whose backup `v2` persists every step;
-//! it stops 99 batches past a checkpoint, the most a log ever holds above one.
-//! Transfers carry no valid signature: replicas trust their caller's
-//! verification, and recovery never verifies its own log.
+//! The log is made by a committee of four (messages delivered in process, as
+//! in the simulation): three pure replicas and the backup `v2`, a node whose
+//! every step is persisted; it stops 99 batches past a checkpoint, the most a
+//! log ever holds above one. Transfers are signed (the node verifies what it
+//! is handed); recovery never verifies its own log.
 //!
 //! `cargo bench --bench recovery`
 
-use bftswarm::crypto::{Keypair, Signature};
+use bftswarm::crypto::Keypair;
 use bftswarm::ledger::{AccountId, Ledger, SignedTransfer, Transfer, TxId};
+use bftswarm::node::{Arrival, Node};
 use bftswarm::protocol::{
     AgentId, ClientId, Committee, Epoch, Input, Micros, Output, ProtocolParams, Replica, Request,
 };
@@ -29,30 +30,30 @@ const CHECKPOINT_INTERVAL: u64 = 100;
 /// The replica whose log is measured (a backup: it logs prepares and commits too).
 const LOGGED: usize = 1;
 
-fn accounts() -> Vec<AccountId> {
-    (0..ACCOUNTS)
-        .map(|i| AccountId(Keypair::from_seed(*blake3::hash(&i.to_le_bytes()).as_bytes()).public_key()))
-        .collect()
+fn accounts() -> Vec<Keypair> {
+    (0..ACCOUNTS).map(|i| Keypair::from_seed(*blake3::hash(&i.to_le_bytes()).as_bytes())).collect()
 }
 
-fn transfer(accounts: &[AccountId], i: usize) -> SignedTransfer {
+fn transfer(accounts: &[Keypair], i: usize) -> SignedTransfer {
     let from = i % ACCOUNTS;
     let transfer = Transfer {
         id: TxId((i as u128).to_le_bytes()),
-        from: accounts[from],
-        to: accounts[(from + 1 + i / ACCOUNTS) % ACCOUNTS],
+        from: AccountId(accounts[from].public_key()),
+        to: AccountId(accounts[(from + 1 + i / ACCOUNTS) % ACCOUNTS].public_key()),
         amount: 1,
         nonce: (i / ACCOUNTS) as u64,
         memo: None,
     };
-    SignedTransfer { transfer, signature: Signature([0; 64]) }
+    transfer.sign(&accounts[from])
 }
 
 /// Runs the committee over `TRANSFERS` (plus enough to stop 99 batches past a
 /// checkpoint) and returns the logged replica's spec and the log's options.
 fn build_log(dir: &std::path::Path) -> (ReplicaSpec, WalOptions, u64) {
     let accounts = accounts();
-    let genesis = Ledger::with_genesis(&accounts.iter().map(|a| (*a, 1_000_000)).collect::<Vec<_>>()).unwrap();
+    let genesis =
+        Ledger::with_genesis(&accounts.iter().map(|a| (AccountId(a.public_key()), 1_000_000)).collect::<Vec<_>>())
+            .unwrap();
     let keys: Vec<Keypair> = (0..4).map(|i| Keypair::from_seed([i as u8 + 1; 32])).collect();
     let public: Vec<_> = keys.iter().map(Keypair::public_key).collect();
     let committee = Committee::numbered(Epoch(0), &public, "v", None).unwrap();
@@ -68,7 +69,13 @@ fn build_log(dir: &std::path::Path) -> (ReplicaSpec, WalOptions, u64) {
     let spec =
         ReplicaSpec { name: "v2".into(), keypair: keys[LOGGED].clone(), committee, params, genesis, joined_in: None };
     let options = WalOptions::under_home(dir, false);
-    let (_, mut journal, _): (Replica, Journal, Recovery) = recover(&options, &spec, Micros(0)).unwrap();
+    let (mut node, mut journal, _): (Node, Journal, Recovery) = recover(&options, &spec, Micros(0)).unwrap();
+    // The logged node's step: persisted, then its outbox opened by the receipt.
+    let mut logged_step = |now: Micros, arrival: Arrival| -> Vec<Output> {
+        let ready = node.step(now, arrival);
+        let receipt = journal.persist(ready.write, node.logged_state().unwrap()).unwrap();
+        ready.outbox.release(&receipt).unwrap()
+    };
     let batches = (TRANSFERS / BATCH) as u64;
     let batches = batches + (CHECKPOINT_INTERVAL - 1) - batches % CHECKPOINT_INTERVAL;
     for b in 0..batches as usize {
@@ -76,24 +83,25 @@ fn build_log(dir: &std::path::Path) -> (ReplicaSpec, WalOptions, u64) {
             (b * BATCH..(b + 1) * BATCH).map(|i| Request { client: ClientId(0), tx: transfer(&accounts, i) }).collect();
         let mut pending: VecDeque<(usize, Output)> = VecDeque::new();
         for (i, replica) in replicas.iter_mut().enumerate() {
-            let outputs = replica.step(Micros(b as u64), Input::Requests(requests.clone()));
-            if i == LOGGED {
-                journal.persist(&outputs, replica).unwrap();
-            }
+            let outputs = match i {
+                LOGGED => logged_step(Micros(b as u64), Arrival::Requests(requests.clone())),
+                _ => replica.step(Micros(b as u64), Input::Requests(requests.clone())),
+            };
             pending.extend(outputs.into_iter().map(|o| (i, o)));
         }
         while let Some((from, output)) = pending.pop_front() {
             let Output::Broadcast(message) = output else { continue };
             for (to, replica) in replicas.iter_mut().enumerate().filter(|(to, _)| *to != from) {
-                let outputs = replica.step(Micros(b as u64), Input::Message(message.clone()));
-                if to == LOGGED {
-                    journal.persist(&outputs, replica).unwrap();
-                }
+                let outputs = match to {
+                    LOGGED => logged_step(Micros(b as u64), Arrival::message(message.clone())),
+                    _ => replica.step(Micros(b as u64), Input::Message(message.clone())),
+                };
                 pending.extend(outputs.into_iter().map(|o| (to, o)));
             }
         }
     }
-    assert_eq!(replicas[LOGGED].last_executed().0, batches, "every batch committed");
+    drop(logged_step);
+    assert_eq!(node.replica().last_executed().0, batches, "every batch committed");
     (spec, options, batches)
 }
 
@@ -113,10 +121,10 @@ fn recovery(c: &mut Criterion) {
     group.measurement_time(Duration::from_secs(10));
     group.bench_function("validator_1m_transfers_checkpoint_100", |b| {
         b.iter(|| {
-            let (replica, journal, recovery) = recover(&options, &spec, Micros(0)).unwrap();
+            let (node, journal, recovery) = recover(&options, &spec, Micros(0)).unwrap();
             assert!(matches!(recovery, Recovery::Wal { .. }));
-            assert_eq!(replica.last_executed().0, batches);
-            black_box((replica, journal))
+            assert_eq!(node.replica().last_executed().0, batches);
+            black_box((node, journal))
         })
     });
     group.finish();

@@ -63,6 +63,7 @@ pub mod events;
 pub mod faults;
 pub mod hooks;
 pub mod ledger;
+pub mod node;
 pub mod observe;
 pub mod protocol;
 pub mod rng;

@@ -1,34 +1,36 @@
-//! The write-ahead log side of a durable validator: the replica rebuilt from
+//! The write-ahead log side of a durable validator: the node rebuilt from
 //! the log before the actor starts ([`RecoveredValidator`]), and the log kept
-//! while it runs ([`DurableLog`]): each step is recorded as it happens, the
-//! outputs are held, and one commit per mailbox drain lets them go.
+//! while it runs ([`DurableLog`]): each step's write is recorded as it
+//! happens, its outbox is held, and one commit per mailbox drain opens them.
 
 use super::now;
-use crate::protocol::{Output, Replica};
+use crate::node::{LogWrite, Node, Outbox, Receipt};
+use crate::protocol::{Output, RecoveredState};
 use crate::wal::{Journal, Recovery, ReplicaSpec, WalError, WalOptions};
 
-/// A replica rebuilt from its write-ahead log, with the open log: what
+/// A node rebuilt from its write-ahead log, with the open log: what
 /// [`super::Validator::recovered`] starts from. Opened on the caller's thread
 /// so that a log that cannot be opened is an error of the launch.
 pub struct RecoveredValidator {
     pub(super) spec: ReplicaSpec,
-    pub(super) replica: Replica,
+    pub(super) node: Node,
     pub(super) log: DurableLog,
 }
 
 impl RecoveredValidator {
     pub fn open(spec: ReplicaSpec, options: WalOptions) -> Result<RecoveredValidator, WalError> {
-        let (replica, journal, recovery) = crate::wal::recover(&options, &spec, now())?;
+        let (node, journal, recovery) = crate::wal::recover(&options, &spec, now())?;
         log_recovery(&spec.name, &recovery);
         let log = DurableLog {
             options,
             spec: spec.clone(),
             journal: Some(journal),
             recovery,
-            unsent: Vec::new(),
+            held: Vec::new(),
+            receipt: Receipt::default(),
             flush_scheduled: false,
         };
-        Ok(RecoveredValidator { spec, replica, log })
+        Ok(RecoveredValidator { spec, node, log })
     }
 
     pub fn recovery(&self) -> &Recovery {
@@ -36,14 +38,17 @@ impl RecoveredValidator {
     }
 }
 
-/// A running validator's log and the outputs waiting for its next commit.
+/// A running validator's log and the outboxes waiting for its next commit.
 pub(super) struct DurableLog {
     options: WalOptions,
     spec: ReplicaSpec,
     /// None after a failed reopen: the validator then sends nothing, as a crashed one.
     journal: Option<Journal>,
     recovery: Recovery,
-    unsent: Vec<Output>,
+    /// Outboxes of steps whose writes are not committed yet, in step order.
+    held: Vec<Outbox>,
+    /// The newest receipt the log gave: what it holds for sure.
+    receipt: Receipt,
     flush_scheduled: bool,
 }
 
@@ -63,41 +68,53 @@ impl DurableLog {
         self.journal.as_ref().map(Journal::committed_executed)
     }
 
-    /// Records one step (the replica as the step left it) and holds its
-    /// outputs; true when the caller must schedule a [`FlushLog`].
-    pub(super) fn record(&mut self, outputs: Vec<Output>, replica: &Replica) -> bool {
-        if let Some(journal) = &mut self.journal {
-            journal.record(&outputs, replica);
+    /// Records one step's write; its outbox comes back when the log already
+    /// holds all it depends on, else it waits for the next commit (the
+    /// caller schedules a [`FlushLog`] when this says so).
+    pub(super) fn record(&mut self, write: LogWrite, outbox: Outbox) -> (Option<Vec<Output>>, bool) {
+        let Some(journal) = &mut self.journal else { return (None, false) };
+        journal.record(write);
+        // A step whose outbox opens with the last receipt came after every
+        // held one was committed: nothing earlier is waiting, order is kept.
+        match outbox.release(&self.receipt) {
+            Ok(outputs) => return (Some(outputs), false),
+            Err(outbox) => self.held.push(outbox),
         }
-        self.unsent.extend(outputs);
-        !std::mem::replace(&mut self.flush_scheduled, true)
+        (None, !std::mem::replace(&mut self.flush_scheduled, true))
     }
 
     /// Commits what was recorded and hands back the outputs that may now be
     /// sent; none when the log is gone. On an error nothing may be sent.
-    pub(super) fn commit(&mut self) -> Result<Option<Vec<Output>>, WalError> {
+    pub(super) fn commit(&mut self, logged: Option<&RecoveredState>) -> Result<Option<Vec<Output>>, WalError> {
         self.flush_scheduled = false;
-        let outputs = std::mem::take(&mut self.unsent);
-        match self.journal.as_mut().map(Journal::commit) {
-            Some(Ok(())) => Ok(Some(outputs)),
-            Some(Err(error)) => Err(error),
-            None => Ok(None),
+        let held = std::mem::take(&mut self.held);
+        let (Some(journal), Some(logged)) = (self.journal.as_mut(), logged) else { return Ok(None) };
+        self.receipt = journal.commit(logged)?;
+        let mut outputs = Vec::new();
+        for outbox in held {
+            match outbox.release(&self.receipt) {
+                Ok(released) => outputs.extend(released),
+                // The receipt covers every recorded write; kept for the next commit all the same.
+                Err(outbox) => self.held.push(outbox),
+            }
         }
+        Ok(Some(outputs))
     }
 
     /// Forgets everything not committed (as a crash does) and rebuilds the
-    /// replica from the log; none if the log cannot be reopened.
-    pub(super) fn reopen(&mut self) -> Option<Replica> {
-        self.unsent.clear();
+    /// node from the log; none if the log cannot be reopened.
+    pub(super) fn reopen(&mut self) -> Option<Node> {
+        self.held.clear();
+        self.receipt = Receipt::default();
         self.flush_scheduled = false;
         // Closes the file first: redb locks it for one open database.
         self.journal = None;
         match crate::wal::recover(&self.options, &self.spec, now()) {
-            Ok((replica, journal, recovery)) => {
+            Ok((node, journal, recovery)) => {
                 log_recovery(&self.spec.name, &recovery);
                 self.journal = Some(journal);
                 self.recovery = recovery;
-                Some(replica)
+                Some(node)
             }
             Err(error) => {
                 tracing::error!(validator = %self.spec.name, %error, "cannot reopen the write-ahead log; the validator stays silent");

@@ -1,13 +1,12 @@
-//! A validator: one [`Replica`] and the [`Verifier`] that guards it.
+//! A validator: the actix shell around one [`Node`], which verifies, steps
+//! the replica and says what to persist and send; this actor only does the
+//! I/O. Each delivery is stepped on the validator's own thread; refusals are
+//! counted by reason; the outputs of one delivery go to the supervisor as one
+//! [`Route`], and the lifecycle events they imply to the event hub as one `Publish`.
 //!
-//! Everything that arrives is verified here, on the validator's own thread,
-//! before the replica sees it; a rejection is counted by reason and dropped.
-//! The outputs of one delivery go to the supervisor as one [`Route`], and the
-//! lifecycle events they imply to the event hub as one `Publish`.
-//!
-//! A durable validator ([`Validator::recovered`]) first makes what those
-//! outputs depend on durable in its write-ahead log ([`crate::wal`]), one
-//! group commit per mailbox drain, and only then sends them. It runs under an actix
+//! A durable validator ([`Validator::recovered`]) hands each step's write to
+//! its write-ahead log ([`crate::wal`]), one group commit per mailbox drain,
+//! and sends a step's outbox only once the commit's receipt opens it. It runs under an actix
 //! `Supervisor`: stopped ([`Restart`], or a failed write), it is started again
 //! from its log, exactly as after a crash of the process.
 
@@ -20,11 +19,12 @@ use super::messages::{
 use super::timer::DeadlineTimer;
 use super::{now, AGENT_MAILBOX};
 use crate::crypto::Keypair;
-use crate::detect::{report_output, report_rejection, Report};
+use crate::detect::Report;
 use crate::faults::Adversary;
 use crate::hooks::{EventEmitter, Publish};
 use crate::ledger::AccountId;
-use crate::protocol::{AgentId, Input, Micros, Output, Rejection, Replica, Verifier, View};
+use crate::node::{Arrival, Node, Ready};
+use crate::protocol::{AgentId, Micros, Output, Replica, View};
 use crate::wal::Recovery;
 use actix::{Actor, ActorContext, AsyncContext, Context, Handler, MessageResult, Recipient, Supervised};
 use std::collections::{BTreeMap, VecDeque};
@@ -38,8 +38,7 @@ const DOUBLE_SPEND_AMOUNT: u64 = 100;
 
 pub struct Validator {
     name: String,
-    replica: Replica,
-    verifier: Verifier,
+    node: Node,
     route: Recipient<Route>,
     /// Hook point for observers of executed batches (auditors, hooks, metrics).
     observers: Vec<Recipient<BatchExecuted>>,
@@ -59,8 +58,6 @@ pub struct Validator {
     view_history: VecDeque<ViewRecord>,
     /// The write-ahead log, for a durable validator.
     durable: Option<DurableLog>,
-    /// Committees of earlier epochs this validator was started with; kept for a rebuild.
-    known_committees: Vec<crate::protocol::Committee>,
     /// Where rejections and proofs of misbehaviour are reported.
     detector: Option<Recipient<Misbehaviour>>,
     /// Reports of the current delivery, sent once it is handled.
@@ -69,12 +66,13 @@ pub struct Validator {
 
 impl Validator {
     pub fn new(name: String, replica: Replica, route: Recipient<Route>) -> Validator {
-        let mut verifier = Verifier::new(replica.committee(), replica.params().max_batch_size);
-        replica.known_committees().iter().for_each(|committee| verifier.learn(committee));
+        Validator::of_node(name, Node::new(replica), route)
+    }
+
+    fn of_node(name: String, node: Node, route: Recipient<Route>) -> Validator {
         Validator {
             name,
-            replica,
-            verifier,
+            node,
             route,
             observers: Vec::new(),
             timer: DeadlineTimer::default(),
@@ -87,7 +85,6 @@ impl Validator {
             suspecting_since: None,
             view_history: VecDeque::new(),
             durable: None,
-            known_committees: Vec::new(),
             detector: None,
             reports: Vec::new(),
         }
@@ -96,16 +93,15 @@ impl Validator {
     /// Verifies messages of these committees too: a validator that joins in a
     /// later epoch must check the earlier epochs' checkpoint proofs.
     pub fn with_known_committees(mut self, committees: &[crate::protocol::Committee]) -> Validator {
-        committees.iter().for_each(|committee| self.verifier.learn(committee));
-        self.known_committees = committees.to_vec();
+        self.node = self.node.with_known_committees(committees);
         self
     }
 
     /// A durable validator, from a replica rebuilt from its write-ahead log;
     /// it persists every step from now on.
     pub fn recovered(recovered: RecoveredValidator, route: Recipient<Route>) -> Validator {
-        let RecoveredValidator { spec, replica, log } = recovered;
-        let mut validator = Validator::new(spec.name, replica, route).with_keypair(spec.keypair);
+        let RecoveredValidator { spec, node, log } = recovered;
+        let mut validator = Validator::of_node(spec.name, node, route).with_keypair(spec.keypair);
         validator.durable = Some(log);
         validator
     }
@@ -115,14 +111,11 @@ impl Validator {
         self.durable.as_ref().map(DurableLog::recovery)
     }
 
-    /// Drops everything in memory and rebuilds the replica from the log.
+    /// Drops everything in memory and rebuilds the node from the log.
     fn rebuild_from_wal(&mut self) {
         let Some(durable) = &mut self.durable else { return };
-        if let Some(replica) = durable.reopen() {
-            self.verifier = Verifier::new(replica.committee(), replica.params().max_batch_size);
-            self.known_committees.iter().for_each(|committee| self.verifier.learn(committee));
-            replica.known_committees().iter().for_each(|committee| self.verifier.learn(committee));
-            self.replica = replica;
+        if let Some(rebuilt) = durable.reopen() {
+            self.node.restart(rebuilt);
         }
         self.timer = DeadlineTimer::default();
         self.suspecting_since = None;
@@ -153,56 +146,63 @@ impl Validator {
     }
 
     pub fn replica(&self) -> &Replica {
-        &self.replica
+        self.node.replica()
     }
 
-    fn receive(&mut self, from: Origin, envelope: Envelope, outputs: &mut Vec<Output>) {
+    /// What one envelope becomes for the node; none for what a validator
+    /// never takes (counted), or requests an injected fault dropped.
+    fn arrival(&mut self, from: Origin, envelope: Envelope) -> Option<Arrival> {
         match envelope {
-            Envelope::Consensus(message) => match self.verifier.verify_message(&message) {
-                Ok(()) => {
-                    crate::observe::signatures_verified(1);
-                    outputs.extend(self.replica.step(now(), Input::Message(message)))
-                }
-                Err(rejection) => {
-                    if let (Origin::Validator(channel), Some(_)) = (from, &self.detector) {
-                        let me = self.replica.id();
-                        self.reports.extend(report_rejection(me, channel, &message, &rejection));
-                    }
-                    if let Rejection::WrongEpoch { expected, received } = &rejection {
-                        if received > expected {
-                            outputs.extend(self.replica.step(now(), Input::LaterEpochHeard(*received)));
-                        }
-                    }
-                    self.count_rejected(rejection_name(&rejection), 1)
-                }
-            },
+            Envelope::Consensus(message) => {
+                let channel = match from {
+                    Origin::Validator(channel) => Some(channel),
+                    _ => None,
+                };
+                Some(Arrival::Message { channel, message })
+            }
             Envelope::Requests(requests) => {
                 // The supervisor shares one batch among validators; copy only when shared.
                 let requests = Arc::try_unwrap(requests).unwrap_or_else(|shared| (*shared).clone());
-                let (valid, invalid) = self.verifier.verify_requests(requests);
-                crate::observe::signatures_verified((valid.len() + invalid.len()) as u64);
-                if !invalid.is_empty() {
-                    self.count_rejected("invalid-client-signature".into(), invalid.len() as u64);
-                }
+                crate::observe::signatures_verified(requests.len() as u64);
                 if self.adversary.is_some() {
                     self.attempt_double_spend();
                 }
-                let valid = match &mut self.adversary {
-                    Some(adversary) => adversary.filter_requests(now(), valid),
-                    None => valid,
+                let requests = match &mut self.adversary {
+                    Some(adversary) => adversary.filter_requests(now(), requests),
+                    None => requests,
                 };
-                if !valid.is_empty() {
-                    outputs.extend(self.replica.step(now(), Input::Requests(valid)));
-                }
+                (!requests.is_empty()).then_some(Arrival::Requests(requests))
             }
-            Envelope::Membership(change) => {
-                if self.verifier.verify_membership(&change) {
-                    outputs.extend(self.replica.step(now(), Input::Membership(change)));
-                } else {
-                    self.count_rejected("unsigned-membership-change".into(), 1);
-                }
+            Envelope::Membership(change) => Some(Arrival::Membership(change)),
+            Envelope::Reply(_) => {
+                self.count_rejected("reply-sent-to-validator".into(), 1);
+                None
             }
-            Envelope::Reply(_) => self.count_rejected("reply-sent-to-validator".into(), 1),
+        }
+    }
+
+    /// Takes in one step's result: refusals counted, reports kept for the
+    /// detector, the write handed to the log; what may be sent is added to
+    /// `sendable`. True when a log commit must be scheduled.
+    fn take_in(&mut self, ready: Ready, sendable: &mut Vec<Output>) -> bool {
+        let Ready { write, outbox, reports, refused, deadline: _ } = ready;
+        for refused in &refused {
+            self.count_rejected(refused.name(), refused.count());
+        }
+        if self.detector.is_some() {
+            self.reports.extend(reports);
+        }
+        match &mut self.durable {
+            Some(durable) => {
+                let (released, flush) = durable.record(write, outbox);
+                sendable.extend(released.into_iter().flatten());
+                flush
+            }
+            // A node without a log has nothing to wait for.
+            None => {
+                sendable.extend(outbox.send_now().unwrap_or_default());
+                false
+            }
         }
     }
 
@@ -211,8 +211,9 @@ impl Validator {
     fn attempt_double_spend(&mut self) {
         let (Some(adversary), Some(keypair)) = (&mut self.adversary, &self.keypair) else { return };
         let account = AccountId(keypair.public_key());
-        let nonce = self.replica.ledger().account(&account).next_nonce;
-        let spends = adversary.double_spend(now(), nonce, DOUBLE_SPEND_AMOUNT, self.replica.committee());
+        let replica = self.node.replica();
+        let nonce = replica.ledger().account(&account).next_nonce;
+        let spends = adversary.double_spend(now(), nonce, DOUBLE_SPEND_AMOUNT, replica.committee());
         if spends.is_empty() {
             return;
         }
@@ -220,7 +221,7 @@ impl Validator {
             .into_iter()
             .map(|(peer, spend)| (Destination::Validator(peer), Envelope::Requests(Arc::new(vec![spend]))))
             .collect();
-        let _ = self.route.try_send(Route { from: Origin::Validator(self.replica.id()), items });
+        let _ = self.route.try_send(Route { from: Origin::Validator(self.node.replica().id()), items });
     }
 
     /// Sends this delivery's reports to the detector, stamped now.
@@ -239,22 +240,19 @@ impl Validator {
         *self.inbound_rejected.entry(reason).or_default() += count;
     }
 
-    /// A durable validator records the step in its log and holds the outputs
-    /// until the log is committed, once per mailbox drain (group commit);
-    /// otherwise they are sent at once.
-    fn carry_out(&mut self, outputs: Vec<Output>, ctx: &mut Context<Self>) {
-        let Some(durable) = &mut self.durable else {
-            return self.send(outputs, ctx);
-        };
-        if durable.record(outputs, &self.replica) {
+    /// Carries out one step outside a delivery (a tick, a forced view change).
+    fn carry_out(&mut self, ready: Ready, ctx: &mut Context<Self>) {
+        let mut sendable = Vec::new();
+        if self.take_in(ready, &mut sendable) {
             // Handled after every message already in the mailbox.
             ctx.notify(FlushLog);
         }
+        self.send(sendable, ctx);
     }
 
     fn flush(&mut self, ctx: &mut Context<Self>) {
         let Some(durable) = &mut self.durable else { return };
-        match durable.commit() {
+        match durable.commit(self.node.logged_state()) {
             Ok(Some(outputs)) => self.send(outputs, ctx),
             // The log could not be reopened: send nothing, as a crashed validator.
             Ok(None) => {}
@@ -269,19 +267,16 @@ impl Validator {
     /// Sends what must be sent as one route, tells observers what was
     /// executed, then re-arms the timer for the replica's next deadline.
     fn send(&mut self, outputs: Vec<Output>, ctx: &mut Context<Self>) {
-        let me = self.replica.id();
+        let me = self.node.replica().id();
         let outputs = match &mut self.adversary {
-            Some(adversary) => adversary.rewrite(now(), outputs, self.replica.committee()),
+            Some(adversary) => adversary.rewrite(now(), outputs, self.node.replica().committee()),
             None => outputs,
         };
         let mut items = Vec::with_capacity(outputs.len());
         for output in outputs {
-            crate::observe::validator_output(&self.name, &output, self.replica.committee());
+            crate::observe::validator_output(&self.name, &output, self.node.replica().committee());
             if let Some(events) = &mut self.events {
                 events.observe(me, &output);
-            }
-            if self.detector.is_some() {
-                self.reports.extend(report_output(me, &output, self.replica.committee()));
             }
             match output {
                 Output::Broadcast(message) => {
@@ -297,17 +292,16 @@ impl Validator {
                 Output::ViewChanged { view, primary, triggered_by, recovered } => {
                     self.record_view(view, primary, triggered_by, recovered)
                 }
-                Output::CheckpointStable { .. } => {}
-                Output::EpochScheduled { committee, .. } => self.verifier.learn(&committee),
+                // The node's verifier learned the committee in the step.
+                Output::CheckpointStable { .. } | Output::EpochScheduled { .. } => {}
                 Output::EpochChanged { committee, member } => {
-                    self.verifier.learn(&committee);
                     tracing::info!(validator = %self.name, epoch = %committee.epoch(), member, "membership epoch changed");
                 }
                 Output::MembershipRefused { seq, reason } => {
                     tracing::warn!(validator = %self.name, %seq, %reason, "membership change refused");
                 }
                 Output::Evidence(evidence) => {
-                    let accused = crate::observe::name_in(self.replica.committee(), evidence.accused());
+                    let accused = crate::observe::name_in(self.node.replica().committee(), evidence.accused());
                     tracing::warn!(validator = %self.name, %accused, "evidence of misbehaviour");
                 }
                 Output::DoubleSpend { executed, .. } => {
@@ -328,7 +322,7 @@ impl Validator {
         }
         self.send_reports();
         let held = self.adversary.as_ref().and_then(Adversary::next_deadline);
-        let deadline = self.replica.next_deadline().into_iter().chain(held).min();
+        let deadline = self.node.replica().next_deadline().into_iter().chain(held).min();
         self.timer.arm(ctx, now(), deadline, Validator::on_timer);
     }
 
@@ -336,7 +330,7 @@ impl Validator {
         if self.observers.is_empty() {
             return;
         }
-        let agent = self.replica.id();
+        let agent = self.node.replica().id();
         // A slow or stopped observer loses events; it never slows consensus.
         self.observers.retain(|observer| {
             let event = BatchExecuted { agent, executed: executed.clone() };
@@ -346,12 +340,12 @@ impl Validator {
 
     fn on_timer(&mut self, ctx: &mut Context<Self>) {
         self.timer.fired();
-        let outputs = self.replica.step(now(), Input::Tick);
-        self.carry_out(outputs, ctx);
+        let ready = self.node.step(now(), Arrival::Tick);
+        self.carry_out(ready, ctx);
     }
 
     fn status(&self) -> ValidatorStatus {
-        let replica = &self.replica;
+        let replica = self.node.replica();
         let ledger = replica.ledger();
         let stable = replica.stable_checkpoint();
         ValidatorStatus {
@@ -384,7 +378,7 @@ impl Validator {
     }
 
     fn record_view(&mut self, view: View, new_primary: AgentId, triggered_by: Vec<AgentId>, recovered: usize) {
-        let committee = self.replica.committee();
+        let committee = self.node.replica().committee();
         let (old_view, duration_ms) = match self.suspecting_since.take() {
             Some((from, since)) => (from, now().saturating_sub(since) as f64 / 1000.0),
             None => (View(view.0.saturating_sub(1)), 0.0),
@@ -403,25 +397,12 @@ impl Validator {
     }
 
     fn verifier_key(&self) -> crate::crypto::PublicKey {
-        let committee = self.replica.committee();
-        committee.member(self.replica.id()).map(|member| member.public_key).unwrap_or(crate::crypto::PublicKey([0; 32]))
+        let committee = self.node.replica().committee();
+        committee
+            .member(self.node.replica().id())
+            .map(|member| member.public_key)
+            .unwrap_or(crate::crypto::PublicKey([0; 32]))
     }
-}
-
-/// A stable counter name for a rejection, from its variant: `BadSignature(..)`
-/// becomes `bad-signature`. Derived rather than listed so that a new kind of
-/// rejection gets a name without touching the runtime.
-fn rejection_name(rejection: &Rejection) -> String {
-    let debug = format!("{rejection:?}");
-    let variant = debug.split(|c: char| !c.is_ascii_alphanumeric()).next().unwrap_or("unknown");
-    let mut name = String::with_capacity(variant.len() + 4);
-    for (i, c) in variant.chars().enumerate() {
-        if c.is_ascii_uppercase() && i > 0 {
-            name.push('-');
-        }
-        name.push(c.to_ascii_lowercase());
-    }
-    name
 }
 
 impl Actor for Validator {
@@ -429,8 +410,8 @@ impl Actor for Validator {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(self.mailbox);
-        crate::observe::validator_started(&self.name, &self.replica, self.recovery());
-        self.timer.arm(ctx, now(), self.replica.next_deadline(), Validator::on_timer);
+        crate::observe::validator_started(&self.name, self.node.replica(), self.recovery());
+        self.timer.arm(ctx, now(), self.node.replica().next_deadline(), Validator::on_timer);
     }
 }
 
@@ -460,13 +441,23 @@ impl Handler<Deliver> for Validator {
     type Result = ();
 
     fn handle(&mut self, Deliver { from, envelopes }: Deliver, ctx: &mut Context<Self>) {
-        let mut outputs = Vec::new();
+        let mut sendable = Vec::new();
+        let mut flush = false;
         for envelope in envelopes {
-            self.receive(from, envelope, &mut outputs);
+            let Some(arrival) = self.arrival(from, envelope) else { continue };
+            let verifying = matches!(arrival, Arrival::Message { .. });
+            let ready = self.node.step(now(), arrival);
+            if verifying && ready.refused.is_empty() {
+                crate::observe::signatures_verified(1);
+            }
+            flush |= self.take_in(ready, &mut sendable);
         }
-        self.carry_out(outputs, ctx);
-        // Rejections leave no output to carry; report them now.
-        self.send_reports();
+        if flush {
+            // Handled after every message already in the mailbox.
+            ctx.notify(FlushLog);
+        }
+        // What needs no commit leaves now, as one route; reports too.
+        self.send(sendable, ctx);
     }
 }
 
@@ -478,8 +469,9 @@ impl Handler<InjectFault> for Validator {
             tracing::warn!(agent = %self.name, "cannot inject a fault: the validator has no keypair of its own");
             return;
         };
-        let seed = u64::from(self.replica.id().0) ^ now().0;
-        self.adversary = Some(Adversary::new(self.replica.id(), keypair, spec, seed));
+        let id = self.node.replica().id();
+        let seed = u64::from(id.0) ^ now().0;
+        self.adversary = Some(Adversary::new(id, keypair, spec, seed));
     }
 }
 
@@ -487,8 +479,8 @@ impl Handler<ForceViewChange> for Validator {
     type Result = ();
 
     fn handle(&mut self, _: ForceViewChange, ctx: &mut Context<Self>) {
-        let outputs = self.replica.step(now(), Input::ForceViewChange);
-        self.carry_out(outputs, ctx);
+        let ready = self.node.step(now(), Arrival::ForceViewChange);
+        self.carry_out(ready, ctx);
     }
 }
 
@@ -504,7 +496,7 @@ impl Handler<GetNextNonces> for Validator {
     type Result = MessageResult<GetNextNonces>;
 
     fn handle(&mut self, GetNextNonces(accounts): GetNextNonces, _: &mut Context<Self>) -> Self::Result {
-        let ledger = self.replica.ledger();
+        let ledger = self.node.replica().ledger();
         MessageResult(accounts.iter().map(|account| ledger.account(account).next_nonce).collect())
     }
 }
@@ -522,18 +514,5 @@ impl Handler<ReportMisbehaviourTo> for Validator {
 
     fn handle(&mut self, ReportMisbehaviourTo(detector): ReportMisbehaviourTo, _: &mut Context<Self>) {
         self.detector = Some(detector);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::protocol::{AgentId, Epoch};
-
-    #[test]
-    fn rejection_names_are_kebab_case_variant_names() {
-        assert_eq!(rejection_name(&Rejection::BadSignature(AgentId(3))), "bad-signature");
-        let wrong_epoch = Rejection::WrongEpoch { expected: Epoch(0), received: Epoch(1) };
-        assert_eq!(rejection_name(&wrong_epoch), "wrong-epoch");
     }
 }

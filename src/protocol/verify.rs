@@ -142,6 +142,11 @@ impl Verifier {
         self.epochs.get(&epoch).map(|known| &known.committee)
     }
 
+    /// Every committee this verifier knows, oldest epoch first.
+    pub fn committees(&self) -> impl Iterator<Item = &Committee> {
+        self.epochs.values().map(|known| &known.committee)
+    }
+
     /// The newest committee this verifier knows.
     pub fn latest_committee(&self) -> Option<&Committee> {
         self.epochs.values().next_back().map(|known| &known.committee)

@@ -21,6 +21,13 @@ use std::collections::{BTreeSet, HashMap};
 /// (receiver, signer, epoch, kind, view, seq)
 type SlotAtReceiver = (AgentId, AgentId, u64, MessageKind, u64, u64);
 
+/// A delivered message's slot at its receiver, and its digest.
+#[derive(Clone, Copy, Debug)]
+pub struct Candidate {
+    key: SlotAtReceiver,
+    digest: Digest,
+}
+
 #[derive(Clone, Copy, Debug)]
 struct Delivered {
     signer: AgentId,
@@ -52,8 +59,9 @@ impl DeliveredEquivocations {
         }
     }
 
-    /// `receiver` (honest) verified `signed` and is about to step its replica with it.
-    pub fn on_delivery(&mut self, receiver: AgentId, signed: &SignedMessage, replica: &Replica) {
+    /// What `receiver` (honest) would prove if its node takes `signed`, read
+    /// from its replica before the step; see [`DeliveredEquivocations::on_delivery`].
+    pub fn candidate(&self, receiver: AgentId, signed: &SignedMessage, replica: &Replica) -> Option<Candidate> {
         let (view, seq, digest) = match signed.message {
             Message::PrePrepare { view, seq, digest, .. } if signed.sender == replica.committee().primary(view) => {
                 (view, seq, digest)
@@ -62,19 +70,26 @@ impl DeliveredEquivocations {
                 (view, seq, digest)
             }
             Message::Commit { view, seq, digest } => (view, seq, digest),
-            _ => return,
+            _ => return None,
         };
         let stable = replica.stable_checkpoint().seq.0;
         let in_window = seq.0 > stable && seq.0 <= stable + replica.params().log_window;
         let current = signed.epoch == replica.committee().epoch() && view == replica.view();
         if !in_window || !current || signed.sender == receiver {
-            return;
+            return None;
         }
         let key = (receiver, signed.sender, signed.epoch.0, signed.message.kind(), view.0, seq.0);
+        Some(Candidate { key, digest })
+    }
+
+    /// The node verified the message of `candidate` and stepped its replica with it.
+    pub fn on_delivery(&mut self, candidate: Option<Candidate>) {
+        let Some(Candidate { key, digest }) = candidate else { return };
         let first = *self.first.entry(key).or_insert(digest);
         if first != digest {
             self.delivered += 1;
-            self.pending.push(Delivered { signer: signed.sender, receiver, view: view.0, seq: seq.0 });
+            let (receiver, signer, _, _, view, seq) = key;
+            self.pending.push(Delivered { signer, receiver, view, seq });
         }
     }
 

@@ -1,13 +1,12 @@
-//! Detection in the simulation: every validator's verifier rejections and
-//! evidence go to one [`Detector`], as they would to the detector actor; a
+//! Detection in the simulation: every validator's node's reports (what its
+//! verifier refused, what its replica proved) go to one [`Detector`], as they would to the detector actor; a
 //! conviction of an agent that is not Byzantine in this run is a violation
 //! (the false-positive rate must be 0).
 
 use super::invariants::Violation;
-use crate::detect::{report_output, report_rejection, DetectionRules, Detector, Report};
-use crate::protocol::{AgentId, Committee, Micros, Output, Rejection, SignedMessage, View};
+use crate::detect::{DetectionRules, Detector, Report};
+use crate::protocol::{AgentId, Committee, Micros, View};
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
 
 pub struct SimDetection {
     detector: Detector,
@@ -46,27 +45,6 @@ impl SimDetection {
     pub fn on_committee(&mut self, committee: &Committee) {
         self.f = committee.f();
         self.detector.update_committee(committee.clone());
-    }
-
-    /// `receiver`'s verifier refused `message`, handed over by `channel`.
-    pub fn on_rejection(
-        &mut self,
-        now: Micros,
-        receiver: AgentId,
-        channel: AgentId,
-        message: &Arc<SignedMessage>,
-        rejection: &Rejection,
-    ) {
-        if let Some(report) = report_rejection(receiver, channel, message, rejection) {
-            self.report(now, report);
-        }
-    }
-
-    /// What `reporter`'s replica found: evidence, a double spend, a censorship strike.
-    pub fn on_output(&mut self, now: Micros, reporter: AgentId, output: &Output, committee: &Committee) {
-        if let Some(report) = report_output(reporter, output, committee) {
-            self.report(now, report);
-        }
     }
 
     /// A report as it reaches the detector: a validator's own, or a lie.

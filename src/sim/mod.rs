@@ -23,9 +23,10 @@ use crate::crypto::Keypair;
 use crate::detect::DetectionRules;
 use crate::faults::{Adversary, FaultSpec, FaultType};
 use crate::ledger::{AccountId, Ledger};
+use crate::node::{Arrival, Node as ValidatorNode, Receipt, Refused};
 use crate::protocol::{
-    AgentId, ClientCore, ClientId, ClientInput, ClientOutput, Committee, Epoch, Input, Member, Micros, Output, Passive,
-    ProtocolParams, RecoveredState, Rejection, Replica, Verifier,
+    AgentId, ClientCore, ClientId, ClientInput, ClientOutput, Committee, Epoch, Member, Micros, Output, Passive,
+    ProtocolParams, RecoveredState, Replica,
 };
 use crate::rng::SeededRng;
 use crate::workload::{Workload, WorkloadSpec};
@@ -374,17 +375,24 @@ fn assign_faults(config: &SimConfig, committee: &Committee, rng: &mut SeededRng)
     }
 }
 
-/// A validator in the simulation: an honest replica, or one whose outputs
+/// A validator in the simulation: an honest node, or one whose outputs
 /// adversaries rewrite (one after the other), or that lies to the detector.
 struct SimValidator {
-    replica: Replica,
-    verifier: Verifier,
+    /// Logged, for a validator that may crash and restart: its log is the
+    /// node's own mirror of what a write-ahead log would hold (only the disk is left out).
+    node: ValidatorNode,
+    /// The newest write its log took: every write is durable as soon as it is asked for.
+    receipt: Receipt,
     adversaries: Vec<Adversary>,
     accuser: Option<FalseAccuser>,
     /// Lies in the view-change plane (a Byzantine agent of [`Scenario::ViewChangeLiars`]).
     liar: Option<view_change_liar::ViewChangeLiar>,
-    /// What its write-ahead log holds, for a validator that may crash and restart.
-    persisted: Option<RecoveredState>,
+}
+
+impl SimValidator {
+    fn replica(&self) -> &Replica {
+        self.node.replica()
+    }
 }
 
 pub fn run(config: &SimConfig) -> SimReport {
@@ -412,18 +420,19 @@ pub fn run(config: &SimConfig) -> SimReport {
     let new_validator = |id: AgentId, key: &Keypair, rng: &mut SeededRng| {
         let agent = faults.get(&id);
         let specs = agent.map_or(&[][..], |agent| &agent.faults[..]);
+        let replica = Replica::new(id, key.clone(), committee.clone(), config.params.clone(), genesis.clone());
+        let logged =
+            matches!(config.scenario, Scenario::CrashRestart | Scenario::DamagedLogs | Scenario::LostLogsBeyondF);
         SimValidator {
-            replica: Replica::new(id, key.clone(), committee.clone(), config.params.clone(), genesis.clone()),
-            verifier: Verifier::new(&committee, config.params.max_batch_size),
+            node: match logged {
+                true => ValidatorNode::logged(replica, RecoveredState::default()),
+                false => ValidatorNode::new(replica),
+            },
+            receipt: Receipt::default(),
             adversaries: specs.iter().map(|spec| Adversary::new(id, key.clone(), *spec, rng.next_u64())).collect(),
             accuser: agent.and_then(|agent| agent.accuses).map(FalseAccuser::new),
             liar: (config.scenario == Scenario::ViewChangeLiars && agent.is_some())
                 .then(|| view_change_liar::ViewChangeLiar::new(id, key.clone(), &config.params, rng.next_u64())),
-            persisted: matches!(
-                config.scenario,
-                Scenario::CrashRestart | Scenario::DamagedLogs | Scenario::LostLogsBeyondF
-            )
-            .then(RecoveredState::default),
         }
     };
     let mut validators: Vec<SimValidator> =
@@ -528,7 +537,8 @@ pub fn run(config: &SimConfig) -> SimReport {
     // A crashed validator as it comes back from what its log holds.
     let restored = |victim: usize, state: RecoveredState, now: Micros| {
         let (id, key, params) = (AgentId(victim as u32), keys[victim].clone(), config.params.clone());
-        Replica::restore(id, key, committee.clone(), params, genesis.clone(), state, now)
+        let replica = Replica::restore(id, key, committee.clone(), params, genesis.clone(), state.clone(), now);
+        ValidatorNode::logged(replica, state)
     };
     while let Some((now, node, payload)) = network.next_event() {
         let reconfigured = operator
@@ -548,20 +558,20 @@ pub fn run(config: &SimConfig) -> SimReport {
         events += 1;
         while let Some(&(_, victim)) = crashes.first().filter(|(at, _)| *at <= now) {
             crashes.remove(0);
-            let Some(mut state) = validators[victim].persisted.clone() else { continue };
+            let Some(mut state) = validators[victim].node.logged_state().cloned() else { continue };
             // A damaged or missing log (cut mid-record, corrupt): the validator
             // starts passive from genesis. At most one is passive at a time, so a
             // quorum of active validators remains to learn its bound from.
             let damaged = config.scenario == Scenario::DamagedLogs
                 && damage_rng.chance(0.6)
-                && !validators.iter().any(|v| v.replica.is_passive());
+                && !validators.iter().any(|v| v.replica().is_passive());
             if damaged {
                 state = RecoveredState { passive: Some(Passive::default()), ..RecoveredState::default() };
-                validators[victim].persisted = Some(state.clone());
                 damaged_restarts += 1;
                 invariants.lost_its_state(AgentId(victim as u32));
             }
-            validators[victim].replica = restored(victim, state, now);
+            validators[victim].node.restart(restored(victim, state, now));
+            validators[victim].receipt = Receipt::default();
             delivered.forget(AgentId(victim as u32));
             network.schedule_tick(Node::Validator(victim), now);
         }
@@ -578,10 +588,10 @@ pub fn run(config: &SimConfig) -> SimReport {
             }
             for victim in victims {
                 let state = RecoveredState { passive: Some(Passive::default()), ..RecoveredState::default() };
-                validators[victim].persisted = Some(state.clone());
                 damaged_restarts += 1;
                 invariants.lost_its_state(AgentId(victim as u32));
-                validators[victim].replica = restored(victim, state, now);
+                validators[victim].node.restart(restored(victim, state, now));
+                validators[victim].receipt = Receipt::default();
                 delivered.forget(AgentId(victim as u32));
                 network.schedule_tick(Node::Validator(victim), now);
             }
@@ -595,7 +605,7 @@ pub fn run(config: &SimConfig) -> SimReport {
                         network.send(now, Node::Operator, Node::Validator(i), Payload::Membership(change.clone()));
                     }
                 }
-                let ahead = validators.iter().max_by_key(|v| v.replica.last_executed()).map(|v| &v.replica);
+                let ahead = validators.iter().max_by_key(|v| v.replica().last_executed()).map(SimValidator::replica);
                 let forged = match (coalition.as_mut(), ahead) {
                     (Some(coalition), Some(ahead)) => {
                         coalition.forge(&newest, ahead.last_executed(), ahead.membership())
@@ -658,66 +668,64 @@ pub fn run(config: &SimConfig) -> SimReport {
                         if let Some(lie) = validator.accuser.as_mut().and_then(|accuser| accuser.report(now, me)) {
                             detection.report(now, lie);
                         }
-                        let input = match payload {
-                            Payload::Tick => Some(Input::Tick),
-                            Payload::Requests(requests) => {
-                                let (mut admitted, _invalid) = validator.verifier.verify_requests(requests);
+                        let mut delivery = None;
+                        let arrival = match payload {
+                            Payload::Tick => Arrival::Tick,
+                            Payload::Requests(mut requests) => {
                                 // Only first members are faulty; those added later hold no account.
                                 let account = keys.get(index).map(|key| AccountId(key.public_key()));
-                                let ledger = validator.replica.ledger();
+                                let ledger = validator.replica().ledger();
                                 let nonce = account.map_or(0, |account| ledger.account(&account).next_nonce);
                                 for adversary in &mut validator.adversaries {
-                                    let committee = validator.replica.committee();
+                                    let committee = validator.node.replica().committee();
                                     for (peer, spend) in adversary.double_spend(now, nonce, 1, committee) {
                                         let to = Node::Validator(peer.0 as usize);
                                         network.send(now, Node::Validator(index), to, Payload::Requests(vec![spend]));
                                     }
-                                    admitted = adversary.filter_requests(now, admitted);
+                                    requests = adversary.filter_requests(now, requests);
                                 }
-                                Some(Input::Requests(admitted))
+                                Arrival::Requests(requests)
                             }
-                            Payload::Consensus(channel, message) => match validator.verifier.verify_message(&message) {
-                                Ok(()) => {
-                                    if !faults.contains_key(&me) {
-                                        delivered.on_delivery(me, &message, &validator.replica);
-                                    }
-                                    Some(Input::Message(message))
+                            Payload::Consensus(channel, message) => {
+                                if !faults.contains_key(&me) {
+                                    delivery = delivered.candidate(me, &message, validator.replica());
                                 }
-                                Err(rejection) => {
-                                    detection.on_rejection(now, me, channel, &message, &rejection);
-                                    match rejection {
-                                        Rejection::WrongEpoch { expected, received } if received > expected => {
-                                            Some(Input::LaterEpochHeard(received))
-                                        }
-                                        _ => None,
-                                    }
-                                }
-                            },
-                            Payload::Membership(change) => {
-                                validator.verifier.verify_membership(&change).then_some(Input::Membership(change))
+                                Arrival::Message { channel: Some(channel), message }
                             }
-                            Payload::ForceViewChange => Some(Input::ForceViewChange),
-                            Payload::Reply(_) => None,
+                            Payload::Membership(change) => Arrival::Membership(change),
+                            Payload::ForceViewChange => Arrival::ForceViewChange,
+                            Payload::Reply(_) => break 'step,
                         };
-                        let Some(input) = input else { break 'step };
-                        let mut outputs = validator.replica.step(now, input);
-                        if let Some(persisted) = &mut validator.persisted {
-                            crate::wal::fold_step(persisted, &outputs, &validator.replica);
+                        let ready = validator.node.step(now, arrival);
+                        for report in ready.reports {
+                            detection.report(now, report);
                         }
+                        // A refused message the replica never saw changes nothing (one of a
+                        // later epoch makes it ask its peers).
+                        if ready.refused.iter().any(Refused::kept_from_replica) {
+                            break 'step;
+                        }
+                        if ready.refused.is_empty() {
+                            delivered.on_delivery(delivery);
+                        }
+                        // The log is the node's own mirror: each write is durable at once.
+                        validator.receipt = validator.receipt.and(ready.write.written_at_once());
+                        let Ok(mut outputs) = ready.outbox.release(&validator.receipt) else {
+                            unreachable!("the receipt of the newest write opens every outbox")
+                        };
                         for adversary in &mut validator.adversaries {
-                            outputs = adversary.rewrite(now, outputs, validator.replica.committee());
+                            outputs = adversary.rewrite(now, outputs, validator.node.replica().committee());
                         }
                         if let Some(liar) = &mut validator.liar {
-                            outputs = liar.rewrite(outputs, validator.replica.committee());
+                            outputs = liar.rewrite(outputs, validator.node.replica().committee());
                         }
                         let mut joined = Vec::new();
                         for output in outputs {
-                            invariants.on_output(me, &output, &validator.replica);
-                            detection.on_output(now, me, &output, validator.replica.committee());
+                            invariants.on_output(me, &output, validator.node.replica());
                             let lie = validator
                                 .accuser
                                 .as_ref()
-                                .and_then(|a| a.strike(me, &output, validator.replica.committee()));
+                                .and_then(|a| a.strike(me, &output, validator.node.replica().committee()));
                             if let Some(lie) = lie {
                                 detection.report(now, lie);
                             }
@@ -748,7 +756,6 @@ pub fn run(config: &SimConfig) -> SimReport {
                                 }
                                 Output::EpochScheduled { committee: next, .. }
                                 | Output::EpochChanged { committee: next, .. } => {
-                                    validator.verifier.learn(&next);
                                     if !faults.contains_key(&me) && !committees.contains_key(&next.epoch()) {
                                         client.learn_committee(&next);
                                         joined.extend(next.members().iter().map(|m| m.id));
@@ -767,9 +774,7 @@ pub fn run(config: &SimConfig) -> SimReport {
                         }
                         let held = validator.adversaries.iter().filter_map(Adversary::next_deadline);
                         let lie = validator.accuser.as_ref().and_then(FalseAccuser::next_deadline);
-                        if let Some(deadline) =
-                            validator.replica.next_deadline().into_iter().chain(held).chain(lie).min()
-                        {
+                        if let Some(deadline) = ready.deadline.into_iter().chain(held).chain(lie).min() {
                             network.schedule_tick(Node::Validator(index), deadline);
                         }
                         // Validators added by a change start (empty) as soon as it is scheduled; they catch up by state transfer.
@@ -784,10 +789,9 @@ pub fn run(config: &SimConfig) -> SimReport {
                             };
                             // Handed the committees as the swarm handle hands them: announced
                             // before the checkpoints that start them are decided.
-                            let mut verifier = Verifier::new(&committee, config.params.max_batch_size);
-                            committees.values().for_each(|known| {
-                                verifier.learn(&known.clone().starting_after(crate::protocol::Seq(0)))
-                            });
+                            let announced: Vec<Committee> = std::iter::once(committee.clone())
+                                .chain(committees.values().map(|c| c.clone().starting_after(crate::protocol::Seq(0))))
+                                .collect();
                             let replica = Replica::joining(
                                 id,
                                 key.clone(),
@@ -797,15 +801,14 @@ pub fn run(config: &SimConfig) -> SimReport {
                                 genesis.clone(),
                             );
                             validators.push(SimValidator {
-                                replica,
-                                verifier,
+                                node: ValidatorNode::handed(replica, &announced),
+                                receipt: Receipt::default(),
                                 adversaries: Vec::new(),
                                 accuser: None,
                                 liar: faults.contains_key(&id).then(|| {
                                     let seed = config.seed ^ u64::from(id.0);
                                     view_change_liar::ViewChangeLiar::new(id, key.clone(), &config.params, seed)
                                 }),
-                                persisted: None,
                             });
                             network.schedule_tick(Node::Validator(index), now);
                             // A retired coalition strikes at once, before the joiner learns anything.
@@ -819,7 +822,7 @@ pub fn run(config: &SimConfig) -> SimReport {
                                 .iter()
                                 .enumerate()
                                 .filter(|(i, _)| *i != lagging)
-                                .map(|(_, v)| v.replica.stable_checkpoint().seq.0)
+                                .map(|(_, v)| v.replica().stable_checkpoint().seq.0)
                                 .min()
                                 .unwrap_or(0);
                             if ahead >= 10 * interval || client.is_done() {
@@ -848,12 +851,12 @@ pub fn run(config: &SimConfig) -> SimReport {
         }
     }
     // A validator that was isolated, or added, ends within a checkpoint interval of the others.
-    let highest = validators.iter().map(|v| v.replica.last_executed().0).max().unwrap_or(0);
+    let highest = validators.iter().map(|v| v.replica().last_executed().0).max().unwrap_or(0);
     for (index, validator) in validators.iter().enumerate() {
         let byzantine = faults.contains_key(&AgentId(index as u32));
         let watched = !byzantine && (config.faults.isolated == Some(index) || index >= config.validators);
-        let executed = validator.replica.last_executed().0;
-        if watched && !validator.replica.is_retired() && executed + config.params.checkpoint_interval < highest {
+        let executed = validator.replica().last_executed().0;
+        if watched && !validator.replica().is_retired() && executed + config.params.checkpoint_interval < highest {
             violations.push(Violation::NeverCaughtUp { replica: AgentId(index as u32), executed, highest });
         }
     }
@@ -871,10 +874,10 @@ pub fn run(config: &SimConfig) -> SimReport {
         completed: client.stats().completed as usize,
         events,
         sim_time_us: network.now().0,
-        evidence: validators.iter().map(|v| v.replica.stats().evidence_found as usize).sum(),
+        evidence: validators.iter().map(|v| v.replica().stats().evidence_found as usize).sum(),
         delivered_equivocations,
         honest_primary_strikes,
-        highest_executed: validators.iter().map(|v| v.replica.last_executed().0).max().unwrap_or(0),
+        highest_executed: validators.iter().map(|v| v.replica().last_executed().0).max().unwrap_or(0),
         convicted,
         damaged_restarts,
         forged_messages,
@@ -884,15 +887,15 @@ pub fn run(config: &SimConfig) -> SimReport {
         replicas: validators
             .iter()
             .map(|v| ReplicaSummary {
-                id: v.replica.id(),
-                view: v.replica.view().0,
-                changing_to: v.replica.changing_to().map(|view| view.0),
-                epoch: v.replica.committee().epoch().0,
-                last_executed: v.replica.last_executed().0,
-                stable_checkpoint: v.replica.stable_checkpoint().seq.0,
-                queued_requests: v.replica.queued_requests(),
-                log_len: v.replica.log_len(),
-                stats: v.replica.stats().clone(),
+                id: v.replica().id(),
+                view: v.replica().view().0,
+                changing_to: v.replica().changing_to().map(|view| view.0),
+                epoch: v.replica().committee().epoch().0,
+                last_executed: v.replica().last_executed().0,
+                stable_checkpoint: v.replica().stable_checkpoint().seq.0,
+                queued_requests: v.replica().queued_requests(),
+                log_len: v.replica().log_len(),
+                stats: v.replica().stats().clone(),
             })
             .collect(),
     }
@@ -906,8 +909,8 @@ fn swap_twin(validators: &mut [SimValidator], twins: &mut BTreeMap<usize, SimVal
 }
 
 fn highest_honest_view(validators: &[SimValidator], byzantine: &BTreeMap<AgentId, ByzantineAgent>) -> u64 {
-    let honest = validators.iter().filter(|v| !byzantine.contains_key(&v.replica.id()));
-    honest.map(|v| v.replica.view().0).max().unwrap_or(0)
+    let honest = validators.iter().filter(|v| !byzantine.contains_key(&v.replica().id()));
+    honest.map(|v| v.replica().view().0).max().unwrap_or(0)
 }
 
 /// How many validator nodes exist so far: the first committee's, plus those added since.

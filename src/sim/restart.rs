@@ -1,8 +1,8 @@
 //! Crashes and restarts in the simulation, and the invariant they threaten.
 //!
-//! A durable validator keeps what its write-ahead log would hold after each
-//! step ([`crate::wal::fold_step`], the same fold the log uses; only the disk
-//! is left out). A crash throws its replica away and restores one from that
+//! A durable validator's node keeps what its write-ahead log would hold after
+//! each step ([`crate::node::Node::logged_state`], what the real log is told
+//! to write; only the disk is left out). A crash throws its replica away and restores one from that
 //! state, as a restarted process does from its log.
 //!
 //! No honest replica may ever sign two different messages for one slot:
@@ -33,8 +33,9 @@ pub fn crash_schedule(rng: &mut SeededRng, validators: usize, count: u64, within
 /// intact log. None while no validator is that far (the run tries again at
 /// the next event).
 pub fn beyond_f_victims(validators: &[super::SimValidator], rng: &mut SeededRng) -> Vec<usize> {
-    let reach =
-        |v: &super::SimValidator| (v.replica.view(), v.replica.last_executed(), v.replica.stable_checkpoint().seq);
+    let reach = |v: &super::SimValidator| {
+        (v.replica().view(), v.replica().last_executed(), v.replica().stable_checkpoint().seq)
+    };
     let Some(keeper) = (0..validators.len()).find(|&k| {
         let (view, executed, stable) = reach(&validators[k]);
         validators.iter().all(|v| {

@@ -16,9 +16,10 @@ use crate::app::task_board::TaskBoard;
 use crate::app::Application;
 use crate::crypto::{Digest, Keypair};
 use crate::ledger::{AccountId, Execution, SignedTransfer, Transfer, TxId, TxOutcome};
+use crate::node::{Arrival, Node as ValidatorNode, Refused};
 use crate::protocol::{
-    AgentId, Batch, ClientCore, ClientId, ClientInput, ClientOutput, Committee, Epoch, Input, Micros, Output,
-    ProtocolParams, Replica, Request, Seq, Verifier,
+    AgentId, Batch, ClientCore, ClientId, ClientInput, ClientOutput, Committee, Epoch, Micros, Output, ProtocolParams,
+    Replica, Request, Seq,
 };
 use crate::rng::SeededRng;
 use std::collections::BTreeMap;
@@ -89,11 +90,6 @@ impl Agents {
         }
         steps
     }
-}
-
-struct Validator {
-    replica: Replica<TaskBoard>,
-    verifier: Verifier,
 }
 
 /// What the honest replicas executed, and the violations of agreement.
@@ -194,12 +190,17 @@ pub fn run(seed: u64) -> TaskBoardReport {
         tasks: 3 * HONEST_AGENTS as u64 + 1,
     };
     let genesis = TaskBoard::with_tasks(agents.tasks);
-    let mut nodes: Vec<Validator> = keys
+    let mut nodes: Vec<ValidatorNode<TaskBoard>> = keys
         .iter()
         .enumerate()
-        .map(|(i, key)| Validator {
-            replica: Replica::new(AgentId(i as u32), key.clone(), committee.clone(), params.clone(), genesis.clone()),
-            verifier: Verifier::new(&committee, params.max_batch_size),
+        .map(|(i, key)| {
+            ValidatorNode::new(Replica::new(
+                AgentId(i as u32),
+                key.clone(),
+                committee.clone(),
+                params.clone(),
+                genesis.clone(),
+            ))
         })
         .collect();
     let workload = agents.workload();
@@ -223,8 +224,8 @@ pub fn run(seed: u64) -> TaskBoardReport {
     let mut done_at: Option<Micros> = None;
     let mut isolated = true;
     while let Some((now, node, payload)) = network.next_event() {
-        let highest = nodes.iter().map(|v| v.replica.last_executed()).max().unwrap_or_default();
-        let level = nodes.iter().all(|v| v.replica.last_executed() == highest);
+        let highest = nodes.iter().map(|v| v.replica().last_executed()).max().unwrap_or_default();
+        let level = nodes.iter().all(|v| v.replica().last_executed() == highest);
         if now.0 > TIME_LIMIT_US || (level && done_at.is_some_and(|t| now.0 > t.0 + 300_000)) {
             break;
         }
@@ -264,19 +265,19 @@ pub fn run(seed: u64) -> TaskBoardReport {
             }
             Node::Validator(index) => {
                 let validator = &mut nodes[index];
-                let input = match payload {
-                    Payload::Tick => Some(Input::Tick),
-                    Payload::Requests(requests) => {
-                        Some(Input::Requests(validator.verifier.verify_requests(requests).0))
-                    }
-                    Payload::Consensus(_, message) => {
-                        validator.verifier.verify_message(&message).is_ok().then_some(Input::Message(message))
-                    }
-                    _ => None,
+                let arrival = match payload {
+                    Payload::Tick => Arrival::Tick,
+                    Payload::Requests(requests) => Arrival::Requests(requests),
+                    Payload::Consensus(_, message) => Arrival::message(message),
+                    _ => continue,
                 };
-                let Some(input) = input else { continue };
+                let ready = validator.step(now, arrival);
+                if ready.refused.iter().any(Refused::kept_from_replica) {
+                    continue;
+                }
                 let me = AgentId(index as u32);
-                for output in validator.replica.step(now, input) {
+                // Nothing is logged: the outbox opens at once.
+                for output in ready.outbox.send_now().unwrap_or_default() {
                     agreement.on_output(me, &output);
                     match output {
                         Output::Broadcast(message) => {
@@ -292,7 +293,7 @@ pub fn run(seed: u64) -> TaskBoardReport {
                         _ => {}
                     }
                 }
-                if let Some(deadline) = validator.replica.next_deadline() {
+                if let Some(deadline) = ready.deadline {
                     network.schedule_tick(node, deadline);
                 }
             }
@@ -310,7 +311,7 @@ pub fn run(seed: u64) -> TaskBoardReport {
         reference.execute(&batch.requests);
     }
     for (index, validator) in nodes.iter().enumerate() {
-        let replica = &validator.replica;
+        let replica = validator.replica();
         if replica.app().digest() != reference.digest() {
             violations.push(format!("validator {index} ends on another board (executed {})", replica.last_executed()));
         }
@@ -321,8 +322,8 @@ pub fn run(seed: u64) -> TaskBoardReport {
         violations,
         steps,
         completed,
-        highest_executed: nodes.iter().map(|v| v.replica.last_executed().0).max().unwrap_or(0),
-        snapshots_installed: nodes[lagging].replica.stats().snapshots_installed,
+        highest_executed: nodes.iter().map(|v| v.replica().last_executed().0).max().unwrap_or(0),
+        snapshots_installed: nodes[lagging].replica().stats().snapshots_installed,
         done_by,
     }
 }

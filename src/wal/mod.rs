@@ -2,9 +2,11 @@
 //! written before anything that depends on it leaves the validator.
 //!
 //! One redb file per validator (`<home>/wal/<validator>.redb`), so validators
-//! wait for the disk in parallel. Each step of the replica appends its records
-//! as one group commit ([`Journal::persist`]); at each stable checkpoint one
-//! snapshot record replaces everything before it. On start, [`recover`] folds
+//! wait for the disk in parallel. The node says what each step must persist
+//! ([`crate::node::LogWrite`]); the journal appends the writes of one mailbox
+//! drain as one group commit ([`Journal::commit`]) and hands back the receipt
+//! that lets their messages leave; at each stable checkpoint one snapshot
+//! record replaces everything before it. On start, [`recover`] folds
 //! the log back into a [`RecoveredState`] and restores the replica from it. A
 //! log that fails its checksums, cannot be decoded, or belongs to another
 //! validator is moved aside with a one-line error: the validator then starts
@@ -21,17 +23,15 @@
 //! not closed cleanly: its validator keeps what the log holds but starts
 //! passive ([`Recovery::Unclean`]), like one whose log was damaged.
 
-mod record;
 #[cfg(test)]
 mod tests;
 
-pub use record::{fold_step, FoldError, Identity, Recorder, WalRecord};
+pub use crate::node::{FoldError, Identity, WalRecord};
 
 use crate::crypto::Keypair;
 use crate::ledger::Ledger;
-use crate::protocol::{
-    AgentId, Committee, Micros, Output, Passive, ProtocolParams, RecoveredState, Replica, Seq, View,
-};
+use crate::node::{LogWrite, Node, Receipt};
+use crate::protocol::{AgentId, Committee, Micros, Passive, ProtocolParams, RecoveredState, Replica, Seq, View};
 use crate::store::{LogIndex, RedbOptions, RedbStore, Storage, StoreError};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -201,18 +201,20 @@ pub fn refuse_if_all_logs_lost<'a>(
     Err(RecoveryError::AllLogsDamaged { logs: lost })
 }
 
-/// A validator's open log and the state it holds.
+/// A validator's open log; what it holds is its node's
+/// [`Node::logged_state`] (the node folds every write it asks for).
 pub struct Journal {
     store: RedbStore,
     log: String,
     identity: Identity,
-    mirror: RecoveredState,
     /// The open mark of a log written without fsync, removed on a clean close.
     unsynced_mark: Option<PathBuf>,
     /// Encoded records of the steps since the last commit.
     pending: Vec<Vec<u8>>,
     /// A checkpoint became stable since the last commit: write a snapshot instead.
     snapshot_due: bool,
+    /// Covers every write recorded since the last commit, once it is committed.
+    pending_receipt: Receipt,
     /// The last sequence number executed that the log holds, as of the last commit.
     committed_executed: Seq,
 }
@@ -223,15 +225,11 @@ impl std::fmt::Debug for Journal {
     }
 }
 
-/// Opens the log of `spec.name` under `options.dir` and rebuilds the replica
-/// from it. A damaged log is moved aside (logged, and reported in the
+/// Opens the log of `spec.name` under `options.dir` and rebuilds the node
+/// (its replica, and the mirror of what the log holds) from it. A damaged log is moved aside (logged, and reported in the
 /// [`Recovery`]); only errors that leave no way to keep a log are returned:
 /// the file is locked by another process, or the directory is unusable.
-pub fn recover(
-    options: &WalOptions,
-    spec: &ReplicaSpec,
-    now: Micros,
-) -> Result<(Replica, Journal, Recovery), WalError> {
+pub fn recover(options: &WalOptions, spec: &ReplicaSpec, now: Micros) -> Result<(Node, Journal, Recovery), WalError> {
     let identity = spec.identity().ok_or_else(|| WalError::NotAMember(spec.name.clone()))?;
     std::fs::create_dir_all(&options.dir).map_err(|source| StoreError::Home { path: options.dir.clone(), source })?;
     let path = options.path_of(&spec.name);
@@ -244,20 +242,19 @@ pub fn recover(
         // Durable before the first commit that is not: a crash from here on is seen.
         set_mark(&mark)?;
     }
-    let (mut journal, mut recovery) = match open_and_read(&path, redb, &spec.name, identity) {
-        Ok((journal, _)) if missing => {
+    let (mut journal, mut state, mut recovery) = match open_and_read(&path, redb, &spec.name, identity) {
+        Ok((journal, _, _)) if missing => {
             tracing::error!(
                 "the write-ahead log of {} is missing while the swarm ran before (its peers' logs or its record show \
                  it): it starts passive from genesis and catches up from its peers",
                 spec.name
             );
-            (journal, Recovery::Missing)
+            (journal, RecoveredState::default(), Recovery::Missing)
         }
-        Ok((journal, records)) => {
+        Ok((journal, state, records)) => {
             let recovery = if records == 0 {
                 Recovery::Fresh
             } else {
-                let state = &journal.mirror;
                 Recovery::Wal {
                     records,
                     view: state.view,
@@ -266,7 +263,7 @@ pub fn recover(
                     passive: state.passive.is_some(),
                 }
             };
-            (journal, recovery)
+            (journal, state, recovery)
         }
         Err(WalError::Store(StoreError::Locked { path })) => return Err(StoreError::Locked { path }.into()),
         Err(error) => {
@@ -276,8 +273,8 @@ pub fn recover(
                 moved_to.display(),
                 spec.name
             );
-            let (journal, _) = open_and_read(&path, redb, &spec.name, identity)?;
-            (journal, Recovery::Discarded { error: error.to_string(), moved_to })
+            let (journal, state, _) = open_and_read(&path, redb, &spec.name, identity)?;
+            (journal, state, Recovery::Discarded { error: error.to_string(), moved_to })
         }
     };
     let rolled_back = match &recovery {
@@ -300,8 +297,8 @@ pub fn recover(
     if matches!(recovery, Recovery::Discarded { .. } | Recovery::Missing | Recovery::Unclean { .. }) {
         // Durable before the replica runs: a crash while passive must not
         // bring it back as a replica that trusts its new, short log.
-        journal.mirror.passive = Some(Passive::default());
-        journal.store.append(&journal.log, &[WalRecord::Passive(journal.mirror.passive).encode()])?;
+        state.passive = Some(Passive::default());
+        journal.store.append(&journal.log, &[WalRecord::Passive(state.passive).encode()])?;
     }
     if options.fsync {
         // Every commit from here on is durable, the passive record above included.
@@ -309,8 +306,8 @@ pub fn recover(
     } else {
         journal.unsynced_mark = Some(mark);
     }
-    let replica = spec.new_replica(identity.agent).restored(journal.mirror.clone(), now);
-    Ok((replica, journal, recovery))
+    let replica = spec.new_replica(identity.agent).restored(state.clone(), now);
+    Ok((Node::logged(replica, state), journal, recovery))
 }
 
 /// Whether another validator's log under `options.dir` holds more than its
@@ -336,24 +333,29 @@ pub fn read_state(path: &Path, log: &str) -> Result<(Identity, RecoveredState), 
     identity.map(|identity| (identity, state)).ok_or_else(|| WalError::NoIdentity { log: log.to_owned() })
 }
 
-fn open_and_read(path: &Path, options: RedbOptions, log: &str, identity: Identity) -> Result<(Journal, u64), WalError> {
+fn open_and_read(
+    path: &Path,
+    options: RedbOptions,
+    log: &str,
+    identity: Identity,
+) -> Result<(Journal, RecoveredState, u64), WalError> {
     let mut store = RedbStore::open_file(path, options)?;
-    let (_, mirror, records) = fold_log(&store, log, Some(identity))?;
+    let (_, state, records) = fold_log(&store, log, Some(identity))?;
     if records == 0 {
         store.append(log, &[WalRecord::Identity(identity).encode()])?;
     }
-    let committed_executed = mirror.last_executed();
+    let committed_executed = state.last_executed();
     let journal = Journal {
         store,
         log: log.to_owned(),
         identity,
-        mirror,
         unsynced_mark: None,
         pending: Vec::new(),
         snapshot_due: false,
+        pending_receipt: Receipt::default(),
         committed_executed,
     };
-    Ok((journal, records))
+    Ok((journal, state, records))
 }
 
 /// Folds every record of `log`; with `expected`, refuses a log of another identity.
@@ -451,48 +453,44 @@ fn move_aside(path: &Path) -> Result<PathBuf, WalError> {
 }
 
 impl Journal {
-    /// Makes durable what the outputs of one replica step depend on, as one
-    /// group commit. Call before any of `outputs` leaves the validator.
-    pub fn persist(&mut self, outputs: &[Output], replica: &Replica) -> Result<(), WalError> {
-        self.record(outputs, replica);
-        self.commit()
+    /// Makes one step's write durable at once; the receipt opens its outbox.
+    pub fn persist(&mut self, write: LogWrite, logged: &RecoveredState) -> Result<Receipt, WalError> {
+        self.record(write);
+        self.commit(logged)
     }
 
-    /// Takes in what one step did, right after the step (the replica is read
-    /// as the step left it); nothing is durable before [`Journal::commit`].
-    pub fn record(&mut self, outputs: &[Output], replica: &Replica) {
-        let (records, stable) = fold_step(&mut self.mirror, outputs, replica);
-        self.snapshot_due |= stable;
+    /// Takes in what one step asks to persist; nothing is durable before [`Journal::commit`].
+    pub fn record(&mut self, write: LogWrite) {
+        let (records, snapshot, receipt) = write.into_parts();
+        self.pending_receipt = self.pending_receipt.and(receipt);
+        self.snapshot_due |= snapshot;
         if !self.snapshot_due {
             self.pending.extend(records.iter().map(WalRecord::encode));
         }
     }
 
     /// Writes everything recorded since the last commit as one group commit;
-    /// after a stable checkpoint, one snapshot that replaces the whole log.
-    pub fn commit(&mut self) -> Result<(), WalError> {
+    /// after a stable checkpoint, one snapshot of `logged` (the node's
+    /// [`Node::logged_state`], which every recorded write is folded into)
+    /// that replaces the whole log. The receipt covers every recorded write.
+    pub fn commit(&mut self, logged: &RecoveredState) -> Result<Receipt, WalError> {
         let _timed = crate::observe::WalCommitTimer::start();
         let records = std::mem::take(&mut self.pending);
         if std::mem::take(&mut self.snapshot_due) {
-            let snapshot = WalRecord::Snapshot { identity: self.identity, state: self.mirror.clone() };
+            let snapshot = WalRecord::Snapshot { identity: self.identity, state: logged.clone() };
             let at = self.store.append(&self.log, &[snapshot.encode()])?;
             self.store.truncate_before(&self.log, at)?;
         } else if !records.is_empty() {
             self.store.append(&self.log, &records)?;
         }
-        self.committed_executed = self.mirror.last_executed();
-        Ok(())
+        self.committed_executed = logged.last_executed();
+        Ok(self.pending_receipt)
     }
 
     /// How far a crash now would leave the replica's execution: the last
     /// sequence number executed that the committed log holds.
     pub fn committed_executed(&self) -> Seq {
         self.committed_executed
-    }
-
-    /// The state the log holds now.
-    pub fn state(&self) -> &RecoveredState {
-        &self.mirror
     }
 }
 

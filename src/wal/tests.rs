@@ -1,12 +1,13 @@
-//! Recovery of replicas from their logs, on a committee of four pure replicas
+//! Recovery of replicas from their logs, on a committee of four pure nodes
 //! whose messages are delivered synchronously and whose every step is
-//! persisted, as the validator actor does.
+//! persisted before its outbox is sent, as the validator actor does.
 
 use super::*;
 use crate::crypto::Keypair;
 use crate::ledger::{Ledger, SignedTransfer};
+use crate::node::{Arrival, Node};
 use crate::protocol::{
-    AgentId, Batch, ClientId, Epoch, Evidence, Input, Member, MembershipChange, Message, Request,
+    AgentId, Batch, ClientId, Epoch, Evidence, Member, MembershipChange, Message, Output, Request,
     SignedMembershipChange, SignedMessage,
 };
 use crate::workload::{Workload, WorkloadSpec};
@@ -22,7 +23,7 @@ struct Cluster {
     /// Signs membership changes.
     operator: Keypair,
     specs: Vec<ReplicaSpec>,
-    replicas: Vec<Replica>,
+    replicas: Vec<Node>,
     journals: Vec<Option<Journal>>,
     /// Outputs not yet delivered: (from, message, to-or-everyone).
     in_flight: VecDeque<(usize, Arc<SignedMessage>, Option<AgentId>)>,
@@ -94,11 +95,14 @@ impl Cluster {
         cluster
     }
 
-    fn step(&mut self, i: usize, input: Input) -> Vec<Output> {
+    fn step(&mut self, i: usize, arrival: Arrival) -> Vec<Output> {
         self.now += 10;
-        let outputs = self.replicas[i].step(Micros(self.now), input);
+        let node = &mut self.replicas[i];
+        let ready = node.step(Micros(self.now), arrival);
         let journal = self.journals[i].as_mut().expect("replica is running");
-        journal.persist(&outputs, &self.replicas[i]).unwrap();
+        let logged = node.logged_state().expect("a recovered node is logged");
+        let receipt = journal.persist(ready.write, logged).unwrap();
+        let outputs = ready.outbox.release(&receipt).expect("the receipt of the step's own write opens its outbox");
         for output in &outputs {
             match output {
                 Output::Broadcast(m) if !self.muted[i] => self.in_flight.push_back((i, m.clone(), None)),
@@ -114,7 +118,7 @@ impl Cluster {
         while let Some((from, message, to)) = self.in_flight.pop_front() {
             for i in (0..self.replicas.len()).filter(|&i| i != from && to.is_none_or(|to| to.0 as usize == i)) {
                 if self.journals[i].is_some() {
-                    self.step(i, Input::Message(message.clone()));
+                    self.step(i, Arrival::message(message.clone()));
                 }
             }
         }
@@ -125,7 +129,7 @@ impl Cluster {
             transfers.iter().map(|tx| Request { client: ClientId(0), tx: tx.clone() }).collect();
         for i in 0..self.replicas.len() {
             if self.journals[i].is_some() {
-                self.step(i, Input::Requests(requests.clone()));
+                self.step(i, Arrival::Requests(requests.clone()));
             }
         }
         self.deliver_all();
@@ -135,7 +139,7 @@ impl Cluster {
     fn pre_prepare_of(&mut self, transfers: &[SignedTransfer]) -> Arc<SignedMessage> {
         let requests: Vec<Request> =
             transfers.iter().map(|tx| Request { client: ClientId(0), tx: tx.clone() }).collect();
-        let outputs = self.step(0, Input::Requests(requests));
+        let outputs = self.step(0, Arrival::Requests(requests));
         let pre_prepare = outputs.iter().find_map(|o| match o {
             Output::Broadcast(m) if matches!(m.message, Message::PrePrepare { .. }) => Some(m.clone()),
             _ => None,
@@ -149,7 +153,7 @@ impl Cluster {
         for _ in 0..rounds {
             self.now += 300_000;
             for i in 0..self.replicas.len() {
-                self.step(i, Input::Tick);
+                self.step(i, Arrival::Tick);
             }
             self.deliver_all();
         }
@@ -158,10 +162,10 @@ impl Cluster {
     /// Hands `change`, signed by the operator, to every replica and runs
     /// until it has taken effect; the committee it leads to.
     fn change_membership(&mut self, change: MembershipChange) -> Committee {
-        let next = change.apply(self.replicas[0].committee()).unwrap();
+        let next = change.apply(self.replicas[0].replica().committee()).unwrap();
         let signed = Arc::new(SignedMembershipChange::sign(change, &self.operator));
         for i in 0..self.replicas.len() {
-            self.step(i, Input::Membership(signed.clone()));
+            self.step(i, Arrival::Membership(signed.clone()));
         }
         self.deliver_all();
         self.tick(2);
@@ -203,6 +207,7 @@ fn every_replica_rebuilt_from_its_log_holds_the_ledger_view_and_checkpoint_it_ha
     let before: Vec<_> = cluster
         .replicas
         .iter()
+        .map(Node::replica)
         .map(|r| (digest_of(r), r.last_executed(), r.view(), r.stable_checkpoint().seq, r.stats().txs_committed))
         .collect();
     assert!(before[0].1 .0 >= 10, "the run executed {:?}", before[0].1);
@@ -212,7 +217,7 @@ fn every_replica_rebuilt_from_its_log_holds_the_ledger_view_and_checkpoint_it_ha
         let Recovery::Wal { last_executed, stable_checkpoint, .. } = recovery else {
             panic!("replica {i} did not recover from its log: {recovery:?}");
         };
-        let replica = &cluster.replicas[i];
+        let replica = cluster.replicas[i].replica();
         assert_eq!((last_executed, stable_checkpoint), (before.1, before.3), "replica {i}");
         assert_eq!(digest_of(replica), before.0, "replica {i}");
         assert_eq!(replica.last_executed(), before.1, "replica {i}");
@@ -230,9 +235,9 @@ fn every_replica_rebuilt_from_its_log_holds_the_ledger_view_and_checkpoint_it_ha
     for chunk in more.transfers[BATCH * 14..].chunks(BATCH) {
         cluster.submit(chunk);
     }
-    let first = (digest_of(&cluster.replicas[0]), cluster.replicas[0].last_executed());
+    let first = (digest_of(cluster.replicas[0].replica()), cluster.replicas[0].replica().last_executed());
     assert!(first.1 > before[0].1, "nothing executed after the restart");
-    assert!(cluster.replicas.iter().all(|r| (digest_of(r), r.last_executed()) == first));
+    assert!(cluster.replicas.iter().map(Node::replica).all(|r| (digest_of(r), r.last_executed()) == first));
     assert!(cluster.evidence.is_empty(), "{:?}", cluster.evidence);
 }
 
@@ -246,7 +251,7 @@ fn a_restarted_primary_never_assigns_a_sequence_number_it_already_assigned() {
     cluster.muted[0] = true;
     let requests: Vec<Request> =
         load.transfers[BATCH..BATCH * 2].iter().map(|tx| Request { client: ClientId(0), tx: tx.clone() }).collect();
-    let lost = cluster.step(0, Input::Requests(requests));
+    let lost = cluster.step(0, Arrival::Requests(requests));
     let lost_seq = lost
         .iter()
         .find_map(|o| match o {
@@ -263,7 +268,7 @@ fn a_restarted_primary_never_assigns_a_sequence_number_it_already_assigned() {
 
     let requests: Vec<Request> =
         load.transfers[BATCH * 2..].iter().map(|tx| Request { client: ClientId(0), tx: tx.clone() }).collect();
-    let outputs = cluster.step(0, Input::Requests(requests));
+    let outputs = cluster.step(0, Arrival::Requests(requests));
     let proposed: Vec<_> = outputs
         .iter()
         .filter_map(|o| match o {
@@ -285,7 +290,7 @@ fn a_restarted_backup_reports_a_conflicting_pre_prepare_instead_of_preparing_it(
     let mut cluster = Cluster::new(&genesis);
     // Backup 1 receives the pre-prepare and prepares it; nothing else arrives.
     let pre_prepare = cluster.pre_prepare_of(&load.transfers[..BATCH]);
-    cluster.step(1, Input::Message(pre_prepare.clone()));
+    cluster.step(1, Arrival::message(pre_prepare.clone()));
     cluster.in_flight.clear();
     cluster.crash_and_recover(1);
 
@@ -296,7 +301,7 @@ fn a_restarted_backup_reports_a_conflicting_pre_prepare_instead_of_preparing_it(
     ));
     let message = Message::PrePrepare { view, seq, digest: other.digest(), batch: other };
     let conflicting = Arc::new(SignedMessage::sign(message, Epoch(0), AgentId(0), &cluster.specs[0].keypair));
-    let outputs = cluster.step(1, Input::Message(conflicting));
+    let outputs = cluster.step(1, Arrival::message(conflicting));
     let prepares = outputs
         .iter()
         .filter(|o| matches!(o, Output::Broadcast(m) if matches!(m.message, Message::Prepare { .. })))
@@ -324,7 +329,7 @@ fn a_damaged_log_is_moved_aside_and_the_replica_starts_from_genesis_then_catches
     let Recovery::Discarded { error, moved_to } = recovery else { panic!("expected a discarded log: {recovery:?}") };
     assert!(error.contains("checksum mismatch") && error.contains("v3"), "{error}");
     assert!(moved_to.exists(), "{moved_to:?}");
-    assert_eq!(cluster.replicas[2].last_executed(), crate::protocol::Seq(0));
+    assert_eq!(cluster.replicas[2].replica().last_executed(), crate::protocol::Seq(0));
 
     // The others go on; the restarted replica catches up by state transfer.
     for chunk in load.transfers[BATCH * 10..].chunks(BATCH) {
@@ -333,15 +338,15 @@ fn a_damaged_log_is_moved_aside_and_the_replica_starts_from_genesis_then_catches
     for _ in 0..3 {
         cluster.now += 1_000_000;
         for i in 0..N {
-            cluster.step(i, Input::Tick);
+            cluster.step(i, Arrival::Tick);
         }
         cluster.deliver_all();
     }
-    let expected = digest_of(&cluster.replicas[0]);
-    assert_eq!(digest_of(&cluster.replicas[2]), expected);
+    let expected = digest_of(cluster.replicas[0].replica());
+    assert_eq!(digest_of(cluster.replicas[2].replica()), expected);
     // A second restart recovers from the new log, not from genesis.
     assert!(matches!(cluster.crash_and_recover(2), Recovery::Wal { .. }));
-    assert_eq!(digest_of(&cluster.replicas[2]), expected);
+    assert_eq!(digest_of(cluster.replicas[2].replica()), expected);
 }
 
 /// Where a replica is: (ledger, last executed, view, stable checkpoint, epoch, member).
@@ -363,30 +368,33 @@ fn a_validator_that_joined_later_rebuilds_from_its_log_in_the_epoch_it_joined() 
     let member = Member { id: AgentId(N as u32), name: "v5".into(), public_key: key.public_key() };
     let add = MembershipChange { from_epoch: Epoch(0), add: vec![member], remove: Vec::new(), f: None };
     let joined = cluster.change_membership(add);
-    assert!(cluster.replicas.iter().all(|r| r.committee().epoch() == Epoch(1)), "the change took effect");
+    assert!(
+        cluster.replicas.iter().map(Node::replica).all(|r| r.committee().epoch() == Epoch(1)),
+        "the change took effect"
+    );
 
     let spec = ReplicaSpec { name: "v5".into(), keypair: key, joined_in: Some(joined), ..cluster.specs[0].clone() };
     assert_eq!(cluster.start(spec.clone()), Recovery::Fresh);
     cluster.tick(3);
-    let caught_up = position(&cluster.replicas[N]);
-    assert_eq!(caught_up.0, digest_of(&cluster.replicas[0]), "the joiner caught up by state transfer");
+    let caught_up = position(cluster.replicas[N].replica());
+    assert_eq!(caught_up.0, digest_of(cluster.replicas[0].replica()), "the joiner caught up by state transfer");
     assert!(caught_up.5, "the joiner runs as a member: {caught_up:?}");
 
     // Right after its state transfer, its stable checkpoint is the one the change took effect at.
     let recovery = cluster.crash_and_recover(N);
     assert!(matches!(recovery, Recovery::Wal { .. }), "{recovery:?}");
-    assert_eq!(position(&cluster.replicas[N]), caught_up);
+    assert_eq!(position(cluster.replicas[N].replica()), caught_up);
 
     // It takes part: what follows commits everywhere, then it rebuilds from its log again.
     for chunk in load.transfers[BATCH * 4..].chunks(BATCH) {
         cluster.submit(chunk);
     }
-    let before = position(&cluster.replicas[N]);
+    let before = position(cluster.replicas[N].replica());
     assert!(before.1 > caught_up.1 && before.3 > caught_up.3, "{before:?} after {caught_up:?}");
-    assert!(cluster.replicas.iter().all(|r| position(r) == before), "the ledgers agree");
+    assert!(cluster.replicas.iter().map(Node::replica).all(|r| position(r) == before), "the ledgers agree");
     let recovery = cluster.crash_and_recover(N);
     assert!(matches!(recovery, Recovery::Wal { .. }), "{recovery:?}");
-    assert_eq!(position(&cluster.replicas[N]), before);
+    assert_eq!(position(cluster.replicas[N].replica()), before);
     assert!(cluster.evidence.is_empty(), "{:?}", cluster.evidence);
 
     // The log is this key's: another key joining under the same name does not replay it.
@@ -399,7 +407,7 @@ fn a_validator_that_joined_later_rebuilds_from_its_log_in_the_epoch_it_joined() 
     let (replica, _, recovery) = recover(&cluster.options, &impostor, Micros(0)).unwrap();
     let Recovery::Discarded { error, .. } = recovery else { panic!("replayed another key's log: {recovery:?}") };
     assert!(error.contains("not by this validator's key"), "{error}");
-    assert_eq!(replica.last_executed(), Seq(0));
+    assert_eq!(replica.replica().last_executed(), Seq(0));
 }
 
 #[test]
@@ -415,7 +423,7 @@ fn a_log_of_another_genesis_is_not_replayed() {
     let Recovery::Discarded { error, .. } = recovery else { panic!("replayed another's log: {recovery:?}") };
     let genesis = genesis.state_digest().to_string();
     assert!(error.contains(&format!("for genesis {}…, not by this validator's key", &genesis[..8])), "{error}");
-    assert_eq!(replica.last_executed(), crate::protocol::Seq(0));
+    assert_eq!(replica.replica().last_executed(), crate::protocol::Seq(0));
 }
 
 #[test]
@@ -446,7 +454,7 @@ fn a_validator_whose_log_was_truncated_rejoins_passive_and_is_never_convicted() 
         cluster.submit(chunk);
     }
     let pre_prepare = cluster.pre_prepare_of(&load.transfers[BATCH * 3..BATCH * 4]);
-    let prepared = cluster.step(1, Input::Message(pre_prepare.clone()));
+    let prepared = cluster.step(1, Arrival::message(pre_prepare.clone()));
     assert!(prepared.iter().any(|o| matches!(o, Output::Broadcast(m) if matches!(m.message, Message::Prepare { .. }))));
     cluster.in_flight.clear();
 
@@ -457,13 +465,13 @@ fn a_validator_whose_log_was_truncated_rejoins_passive_and_is_never_convicted() 
     journal.store.write_raw_record(&journal.log, last.0, &raw).unwrap();
     let recovery = cluster.crash_and_recover(1);
     assert!(matches!(recovery, Recovery::Discarded { .. }), "{recovery:?}");
-    assert!(cluster.replicas[1].is_passive());
+    assert!(cluster.replicas[1].replica().is_passive());
 
     let (seq, votes) = votes_for_another_batch(&mut cluster, &pre_prepare, &load.transfers[BATCH * 5..BATCH * 6]);
     assert_eq!(votes, 0, "the validator that lost its log voted again in {seq:?}");
     // A crash while passive keeps it passive: the log says so.
     assert!(matches!(cluster.crash_and_recover(1), Recovery::Wal { passive: true, .. }));
-    assert!(cluster.replicas[1].is_passive());
+    assert!(cluster.replicas[1].replica().is_passive());
 
     // The honest primary goes on (its batch for that slot reaches everyone).
     cluster.in_flight.push_back((0, pre_prepare, None));
@@ -472,13 +480,17 @@ fn a_validator_whose_log_was_truncated_rejoins_passive_and_is_never_convicted() 
         cluster.submit(chunk);
     }
     cluster.tick(3);
-    let expected = digest_of(&cluster.replicas[0]);
+    let expected = digest_of(cluster.replicas[0].replica());
     for i in 0..N {
-        assert_eq!(digest_of(&cluster.replicas[i]), expected, "replica {i}");
+        assert_eq!(digest_of(cluster.replicas[i].replica()), expected, "replica {i}");
     }
     assert!(cluster.evidence.iter().all(|(_, e)| e.accused() != AgentId(1)), "{:?}", cluster.evidence);
-    assert!(!cluster.replicas[1].is_passive(), "still passive at {:?}", cluster.replicas[1].stable_checkpoint().seq);
-    assert!(cluster.replicas[1].stats().votes_withheld_passive > 0);
+    assert!(
+        !cluster.replicas[1].replica().is_passive(),
+        "still passive at {:?}",
+        cluster.replicas[1].replica().stable_checkpoint().seq
+    );
+    assert!(cluster.replicas[1].replica().stats().votes_withheld_passive > 0);
 }
 
 /// With every log damaged no validator can prove what it signed: the swarm
@@ -516,7 +528,7 @@ fn a_log_without_fsync_that_was_not_closed_cleanly_comes_back_passive() {
         cluster.submit(chunk);
     }
     let pre_prepare = cluster.pre_prepare_of(&load.transfers[BATCH * 3..BATCH * 4]);
-    let voted = cluster.step(1, Input::Message(pre_prepare.clone()));
+    let voted = cluster.step(1, Arrival::message(pre_prepare.clone()));
     assert!(voted.iter().any(|o| matches!(o, Output::Broadcast(m) if matches!(m.message, Message::Prepare { .. }))));
     cluster.in_flight.clear();
 
@@ -531,7 +543,7 @@ fn a_log_without_fsync_that_was_not_closed_cleanly_comes_back_passive() {
     let (replica, journal, recovery) = recover(&cluster.options, &cluster.specs[1], Micros(cluster.now)).unwrap();
     assert!(matches!(recovery, Recovery::Unclean { .. }), "{recovery:?}");
     assert!(recovery.lost_its_record());
-    assert!(replica.is_passive());
+    assert!(replica.replica().is_passive());
     (cluster.replicas[1], cluster.journals[1]) = (replica, Some(journal));
 
     let (seq, votes) = votes_for_another_batch(&mut cluster, &pre_prepare, &load.transfers[BATCH * 5..]);
@@ -542,7 +554,7 @@ fn a_log_without_fsync_that_was_not_closed_cleanly_comes_back_passive() {
     assert!(!unsynced_mark(&cluster.options.path_of("v1")).exists());
     let (replica, _, recovery) = recover(&cluster.options, &cluster.specs[0], Micros(cluster.now)).unwrap();
     assert!(matches!(recovery, Recovery::Wal { passive: false, .. }), "{recovery:?}");
-    assert!(!replica.is_passive());
+    assert!(!replica.replica().is_passive());
 }
 
 /// A passive validator learns its bound from its peers, and its log keeps
@@ -561,13 +573,13 @@ fn a_passive_validator_restarted_keeps_the_bound_it_learned() {
     raw.truncate(raw.len() / 2);
     journal.store.write_raw_record(&journal.log, last.0, &raw).unwrap();
     assert!(matches!(cluster.crash_and_recover(1), Recovery::Discarded { .. }));
-    assert_eq!(cluster.replicas[1].passive(), Some(Passive { bound: None }));
+    assert_eq!(cluster.replicas[1].replica().passive(), Some(Passive { bound: None }));
 
     cluster.submit(&load.transfers[BATCH..BATCH * 2]);
-    let learned = cluster.replicas[1].passive();
+    let learned = cluster.replicas[1].replica().passive();
     assert!(matches!(learned, Some(Passive { bound: Some(_) })), "no bound learned: {learned:?}");
     assert!(matches!(cluster.crash_and_recover(1), Recovery::Wal { passive: true, .. }));
-    assert_eq!(cluster.replicas[1].passive(), learned);
+    assert_eq!(cluster.replicas[1].replica().passive(), learned);
 }
 
 /// A backup restarted after executing seq 1 (above its stable checkpoint)
@@ -581,7 +593,10 @@ fn a_restarted_backup_carries_its_prepared_certificate_into_the_next_view() {
     let genesis = Ledger::with_genesis(&load.genesis).unwrap();
     let mut cluster = Cluster::new(&genesis);
     cluster.submit(&load.transfers);
-    assert_eq!((cluster.replicas[2].last_executed(), cluster.replicas[2].stable_checkpoint().seq), (Seq(1), Seq(0)));
+    assert_eq!(
+        (cluster.replicas[2].replica().last_executed(), cluster.replicas[2].replica().stable_checkpoint().seq),
+        (Seq(1), Seq(0))
+    );
     assert!(matches!(cluster.crash_and_recover(2), Recovery::Wal { passive: false, .. }));
     cluster.in_flight.clear();
 
@@ -600,8 +615,8 @@ fn a_restarted_backup_carries_its_prepared_certificate_into_the_next_view() {
         sign(cluster, from, message)
     };
     let (first, third) = (ask(&cluster, 1), ask(&cluster, 3));
-    let mut outputs = cluster.step(2, Input::Message(first.clone()));
-    outputs.extend(cluster.step(2, Input::Message(third.clone())));
+    let mut outputs = cluster.step(2, Arrival::message(first.clone()));
+    outputs.extend(cluster.step(2, Arrival::message(third.clone())));
     let own = outputs
         .iter()
         .find_map(|o| match o {
@@ -622,13 +637,13 @@ fn a_restarted_backup_carries_its_prepared_certificate_into_the_next_view() {
     let again = sign(&cluster, 1, Message::PrePrepare { view: View(1), seq: Seq(1), digest, batch });
     let message =
         Message::NewView { view: View(1), view_changes: vec![first, own.clone(), third], pre_prepares: vec![again] };
-    let outputs = cluster.step(2, Input::Message(sign(&cluster, 1, message)));
-    assert_eq!(cluster.replicas[2].view(), View(1));
+    let outputs = cluster.step(2, Arrival::message(sign(&cluster, 1, message)));
+    assert_eq!(cluster.replicas[2].replica().view(), View(1));
     let prepares_again = outputs.iter().any(
         |o| matches!(o, Output::Broadcast(m) if m.message == Message::Prepare { view: View(1), seq: Seq(1), digest }),
     );
     assert!(prepares_again, "it did not prepare the batch it executed at seq 1 again");
-    assert_eq!(cluster.replicas[2].stats().dropped_conflicts_executed, 0);
+    assert_eq!(cluster.replicas[2].replica().stats().dropped_conflicts_executed, 0);
 }
 
 /// The primary pre-prepares `transfers` in the slot of `pre_prepare`, which
@@ -645,7 +660,7 @@ fn votes_for_another_batch(
         Arc::new(Batch::of(transfers.iter().map(|tx| Request { client: ClientId(0), tx: tx.clone() }).collect()));
     let message = Message::PrePrepare { view, seq, digest: other.digest(), batch: other };
     let conflicting = Arc::new(SignedMessage::sign(message, Epoch(0), AgentId(0), &cluster.specs[0].keypair));
-    let outputs = cluster.step(1, Input::Message(conflicting));
+    let outputs = cluster.step(1, Arrival::message(conflicting));
     let votes = outputs
         .iter()
         .filter(|o| matches!(o, Output::Broadcast(m) if matches!(m.message, Message::Prepare { .. } | Message::Commit { .. })))
@@ -662,7 +677,7 @@ fn a_founder_without_a_log_starts_passive_when_its_launcher_knows_the_swarm_ran(
         let home = tempfile::tempdir().unwrap();
         let options = WalOptions::under_home(home.path(), true).of_a_swarm_that_ran(ran);
         let (replica, _journal, recovery) = recover(&options, &spec, Micros(0)).unwrap();
-        (recovery, replica.passive().is_some())
+        (recovery, replica.replica().passive().is_some())
     };
     assert_eq!(start(false), (Recovery::Fresh, false), "a first launch");
     assert_eq!(start(true), (Recovery::Missing, true), "the hub's record says it ran: the log was lost");
@@ -681,7 +696,7 @@ fn a_second_membership_change_takes_effect_after_the_first() {
     cluster.submit(&load.transfers[BATCH..]);
     let remove = MembershipChange { from_epoch: Epoch(1), add: Vec::new(), remove: vec![AgentId(N as u32)], f: None };
     let last = cluster.change_membership(remove);
-    for replica in &cluster.replicas {
+    for replica in cluster.replicas.iter().map(Node::replica) {
         assert_eq!((replica.committee().epoch(), replica.committee().n()), (Epoch(2), 4), "{:?}", replica.id());
     }
     assert_eq!(last.epoch(), Epoch(2));
@@ -702,16 +717,16 @@ fn batches_pipelined_past_an_epoch_boundary_are_ordered_again_in_the_new_epoch()
     let add = MembershipChange { from_epoch: Epoch(0), add: vec![member], remove: Vec::new(), f: None };
     let signed = Arc::new(SignedMembershipChange::sign(add, &cluster.operator));
     for i in 0..N {
-        cluster.step(i, Input::Membership(signed.clone()));
+        cluster.step(i, Arrival::Membership(signed.clone()));
     }
     let requests: Vec<Request> =
         load.transfers[BATCH * 2..].iter().map(|tx| Request { client: ClientId(0), tx: tx.clone() }).collect();
     for i in 0..N {
-        cluster.step(i, Input::Requests(requests.clone()));
+        cluster.step(i, Arrival::Requests(requests.clone()));
     }
     cluster.deliver_all();
     cluster.tick(3);
-    for replica in &cluster.replicas {
+    for replica in cluster.replicas.iter().map(Node::replica) {
         let stats = replica.stats();
         assert_eq!(replica.committee().epoch(), Epoch(1));
         assert_eq!(stats.txs_committed + stats.txs_rejected, (BATCH * 5) as u64, "{:?}: {stats:?}", replica.id());

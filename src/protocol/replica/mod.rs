@@ -43,7 +43,7 @@ pub enum Input {
 }
 
 /// What the caller must do after a step, in order.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum Output {
     Broadcast(Arc<SignedMessage>),
     SendTo(AgentId, Arc<SignedMessage>),
@@ -104,7 +104,7 @@ pub enum Output {
     },
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Executed {
     pub seq: Seq,
     pub view: View,

@@ -1,6 +1,7 @@
-//! The records of a validator's write-ahead log, how they are encoded, how
-//! they are derived from the outputs of one replica step, and how they fold
-//! back into a [`RecoveredState`].
+//! The records of a validator's write-ahead log: their format, how the node
+//! derives them from one replica step, and how they fold back into a
+//! [`RecoveredState`]. Pure: the node decides what to persist, the
+//! [`crate::wal`] writes it.
 //!
 //! Records are derived from what the replica emits — the messages it signed,
 //! the views it entered, the batches it executed, the checkpoints that became
@@ -8,7 +9,9 @@
 //! each vote, read from the replica after the step. A record that would not
 //! change the state (a resent vote) is not written.
 
+use crate::app::Application;
 use crate::crypto::{Digest, PublicKey};
+use crate::ledger::Ledger;
 use crate::protocol::{
     slot_of, AgentId, Batch, Message, Output, Passive, RecoveredCheckpoint, RecoveredState, Replica, Seq,
     SignedMessage, View,
@@ -94,19 +97,15 @@ impl WalRecord {
 
 /// Derives the records of one step from its outputs, folding each into
 /// `mirror` (the state the log holds) as it goes, so nothing is written twice.
-pub struct Recorder<'a> {
+struct Recorder<'a, A: Application> {
     mirror: &'a mut RecoveredState,
-    replica: &'a Replica,
+    replica: &'a Replica<A>,
     records: Vec<WalRecord>,
     stable: bool,
 }
 
-impl<'a> Recorder<'a> {
-    pub fn new(mirror: &'a mut RecoveredState, replica: &'a Replica) -> Recorder<'a> {
-        Recorder { mirror, replica, records: Vec::new(), stable: false }
-    }
-
-    pub fn observe(&mut self, output: &Output) {
+impl<'a, A: Application> Recorder<'a, A> {
+    fn observe(&mut self, output: &Output) {
         match output {
             Output::Broadcast(signed) | Output::SendTo(_, signed) if signed.sender == self.replica.id() => {
                 self.own(signed)
@@ -124,12 +123,6 @@ impl<'a> Recorder<'a> {
             Output::CheckpointStable { .. } => self.stable = true,
             _ => {}
         }
-    }
-
-    /// The records to append, and whether a checkpoint became stable (then
-    /// the caller writes a snapshot instead).
-    pub fn finish(self) -> (Vec<WalRecord>, bool) {
-        (self.records, self.stable)
     }
 
     fn own(&mut self, signed: &Arc<SignedMessage>) {
@@ -180,29 +173,45 @@ impl<'a> Recorder<'a> {
     }
 }
 
-/// Folds one step into `mirror` and returns its records, and whether a
-/// checkpoint became stable (`mirror` is then cut at it, and a log writes one
-/// snapshot of `mirror` instead of the records). What a log holds after a
-/// step is exactly `mirror`; the simulation keeps only the mirror.
-pub fn fold_step(mirror: &mut RecoveredState, outputs: &[Output], replica: &Replica) -> (Vec<WalRecord>, bool) {
-    let mut recorder = Recorder::new(mirror, replica);
-    // Before the votes it allows: a passive replica's new bound is durable
-    // before any vote that relies on it leaves.
-    if recorder.mirror.passive != replica.passive() {
-        recorder.push(WalRecord::Passive(replica.passive()));
-    }
-    for output in outputs {
-        recorder.observe(output);
-    }
-    let (records, stable) = recorder.finish();
-    if stable {
-        mirror.make_stable(stable_checkpoint(replica));
-    }
-    (records, stable)
+/// What a node's log holds: the state a restart rebuilds the replica from,
+/// kept in step with every step's records. Only the ledger's replicas are
+/// logged this session: the log's snapshot record holds a [`Ledger`].
+pub(crate) struct LogMirror<A: Application> {
+    pub(crate) state: RecoveredState,
+    /// The replica's stable checkpoint as the log keeps it (the application's state in it).
+    stable_of: fn(&Replica<A>) -> RecoveredCheckpoint,
 }
 
-/// The stable checkpoint the replica holds now, as the log keeps it.
-fn stable_checkpoint(replica: &Replica) -> RecoveredCheckpoint {
+impl LogMirror<Ledger> {
+    pub(crate) fn of_ledger(state: RecoveredState) -> LogMirror<Ledger> {
+        LogMirror { state, stable_of: ledger_checkpoint }
+    }
+}
+
+impl<A: Application> LogMirror<A> {
+    /// Folds one step into the mirror and returns its records, and whether a
+    /// checkpoint became stable (the mirror is then cut at it, and a log
+    /// writes one snapshot of the mirror instead of the records).
+    pub(crate) fn fold_step(&mut self, outputs: &[Output], replica: &Replica<A>) -> (Vec<WalRecord>, bool) {
+        let mut recorder = Recorder { mirror: &mut self.state, replica, records: Vec::new(), stable: false };
+        // Before the votes it allows: a passive replica's new bound is durable
+        // before any vote that relies on it leaves.
+        if recorder.mirror.passive != replica.passive() {
+            recorder.push(WalRecord::Passive(replica.passive()));
+        }
+        for output in outputs {
+            recorder.observe(output);
+        }
+        let (records, stable) = (recorder.records, recorder.stable);
+        if stable {
+            self.state.make_stable((self.stable_of)(replica));
+        }
+        (records, stable)
+    }
+}
+
+/// The stable checkpoint a ledger replica holds now, as the log keeps it.
+fn ledger_checkpoint(replica: &Replica<Ledger>) -> RecoveredCheckpoint {
     let stable = replica.stable_checkpoint();
     RecoveredCheckpoint {
         seq: stable.seq,
