@@ -63,6 +63,7 @@ fn build_log(dir: &std::path::Path) -> (ReplicaSpec, WalOptions, u64) {
         max_batch_size: BATCH,
         ..ProtocolParams::default()
     };
+    // The replica at LOGGED stands in for the node below and is never stepped.
     let mut replicas: Vec<Replica> = (0..4)
         .map(|i| Replica::new(AgentId(i as u32), keys[i].clone(), committee.clone(), params.clone(), genesis.clone()))
         .collect();
@@ -100,7 +101,6 @@ fn build_log(dir: &std::path::Path) -> (ReplicaSpec, WalOptions, u64) {
             }
         }
     }
-    drop(logged_step);
     assert_eq!(node.replica().last_executed().0, batches, "every batch committed");
     (spec, options, batches)
 }

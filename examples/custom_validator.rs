@@ -1,19 +1,25 @@
 //! A custom validator: your own actix actor takes a seat in the committee.
 //!
-//! It joins exactly as the built-in validators do — it registers with the
-//! supervisor, verifies everything it is delivered with the protocol's
-//! `Verifier`, steps the protocol's `Replica`, and routes what the replica
-//! says to send back through the hub — and adds a behaviour of its own: a
-//! compliance officer that flags every transfer above a limit it executes.
-//! Its votes are as good as anyone's; it signs with its own key only.
+//! It joins exactly as the built-in validators do: it registers with the
+//! supervisor and drives the protocol's pure `Node` (which verifies what
+//! arrives, steps the replica, learns new committees and says what to send
+//! and when to wake up), routing what the node says to send back through the
+//! hub. Its own behaviour is a few lines on top: a compliance officer that
+//! flags every transfer above a limit it executes. Its votes are as good as
+//! anyone's; it signs with its own key only. It keeps no write-ahead log, so
+//! its node has nothing to persist and its outbox opens at once (the
+//! built-in `Validator` shows the durable variant).
 //!
 //!     cargo run --example custom_validator -- 400
 
-use actix::{Actor, AsyncContext, Context, Handler};
-use bftswarm::actors::{now, Deliver, Destination, Envelope, LaunchOptions, Origin, Register, Route, Swarm, SwarmSpec};
+use actix::{Actor, Context, Handler};
+use bftswarm::actors::{
+    now, DeadlineTimer, Deliver, Envelope, LaunchOptions, Origin, Register, Route, Swarm, SwarmSpec,
+};
 use bftswarm::config::SwarmConfig;
 use bftswarm::ledger::{Execution, Ledger, TxOutcome};
-use bftswarm::protocol::{AgentId, ClientId, Input, Output, Replica, Verifier};
+use bftswarm::node::{Arrival, Node, Refused};
+use bftswarm::protocol::{AgentId, ClientId, Executed, Output, Replica};
 use bftswarm::workload::{Workload, WorkloadSpec};
 use std::collections::BTreeSet;
 use std::sync::atomic::AtomicU64;
@@ -31,45 +37,50 @@ pub struct ComplianceReport {
 }
 
 pub struct ComplianceValidator {
-    replica: Replica,
-    verifier: Verifier,
+    node: Node,
     hub: actix::Recipient<Route>,
+    timer: DeadlineTimer,
     limit: u64,
     report: Arc<Mutex<ComplianceReport>>,
 }
 
 impl ComplianceValidator {
-    fn step(&mut self, input: Input) {
-        let outputs = self.replica.step(now(), input);
-        let me = self.replica.id();
+    /// Its own behaviour: flag the committed transfers above the limit.
+    fn audit(&self, executed: &Executed) {
+        let mut report = self.report.lock().unwrap();
+        for (request, execution) in executed.batch.requests.iter().zip(&executed.executions) {
+            let amount = request.tx.transfer.amount;
+            if *execution == Execution::Applied(TxOutcome::Committed) && amount > self.limit {
+                report.flagged.push(amount);
+            }
+        }
+        report.last_executed = executed.seq.0;
+        report.ledger_digest = self.node.replica().ledger().state_digest().to_string();
+    }
+
+    /// The loop every validator runs: step the node, send what it says, wake up when it asks.
+    fn step(&mut self, arrival: Arrival, ctx: &mut Context<Self>) {
+        let ready = self.node.step(now(), arrival);
+        self.report.lock().unwrap().rejected_inbound += ready.refused.iter().map(Refused::count).sum::<u64>();
+        let me = self.node.replica().id();
         let mut items = Vec::new();
-        for output in outputs {
-            match output {
-                Output::Broadcast(message) => {
-                    items.push((Destination::AllValidatorsExcept(me), Envelope::Consensus(message)))
-                }
-                Output::SendTo(to, message) => items.push((Destination::Validator(to), Envelope::Consensus(message))),
-                Output::Reply(reply) => items.push((Destination::Client(reply.client), Envelope::Reply(reply))),
-                Output::Executed(executed) => {
-                    let mut report = self.report.lock().unwrap();
-                    for (request, execution) in executed.batch.requests.iter().zip(&executed.executions) {
-                        let amount = request.tx.transfer.amount;
-                        if *execution == Execution::Applied(TxOutcome::Committed) && amount > self.limit {
-                            report.flagged.push(amount);
-                        }
-                    }
-                    report.last_executed = executed.seq.0;
-                    report.ledger_digest = self.replica.ledger().state_digest().to_string();
-                }
-                // Whatever else the replica reports (checkpoints, view changes,
-                // membership epochs) this validator leaves to the built-in tooling.
-                _ => {}
+        // No log: nothing to wait for before sending.
+        for output in ready.outbox.send_now().unwrap_or_default() {
+            match Route::item(me, output) {
+                Ok(item) => items.push(item),
+                Err(Output::Executed(executed)) => self.audit(&executed),
+                // Checkpoints, view changes, evidence: left to the built-in tooling.
+                Err(_) => {}
             }
         }
         if !items.is_empty() {
             // A full hub drops the route; the protocol's retransmission recovers it.
             let _ = self.hub.try_send(Route { from: Origin::Validator(me), items });
         }
+        self.timer.arm(ctx, now(), ready.deadline, |validator, ctx| {
+            validator.timer.fired();
+            validator.step(Arrival::Tick, ctx)
+        });
     }
 }
 
@@ -77,30 +88,28 @@ impl Actor for ComplianceValidator {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        // The replica's timers: a tick every few milliseconds is enough here.
-        ctx.run_interval(Duration::from_millis(5), |validator, _| validator.step(Input::Tick));
+        self.step(Arrival::Tick, ctx);
     }
 }
 
 impl Handler<Deliver> for ComplianceValidator {
     type Result = ();
 
-    fn handle(&mut self, Deliver { envelopes, .. }: Deliver, _: &mut Context<Self>) {
+    fn handle(&mut self, Deliver { from, envelopes }: Deliver, ctx: &mut Context<Self>) {
         for envelope in envelopes {
-            match envelope {
-                Envelope::Consensus(message) => match self.verifier.verify_message(&message) {
-                    Ok(()) => self.step(Input::Message(message)),
-                    Err(_) => self.report.lock().unwrap().rejected_inbound += 1,
-                },
-                Envelope::Requests(requests) => {
-                    let (valid, _forged) = self.verifier.verify_requests((*requests).clone());
-                    self.step(Input::Requests(valid));
+            let arrival = match envelope {
+                Envelope::Consensus(message) => {
+                    let channel = if let Origin::Validator(peer) = from { Some(peer) } else { None };
+                    Arrival::Message { channel, message }
                 }
-                Envelope::Membership(change) if self.verifier.verify_membership(&change) => {
-                    self.step(Input::Membership(change))
+                Envelope::Requests(requests) => Arrival::Requests(Arc::unwrap_or_clone(requests)),
+                Envelope::Membership(change) => Arrival::Membership(change),
+                Envelope::Reply(_) => {
+                    self.report.lock().unwrap().rejected_inbound += 1;
+                    continue;
                 }
-                Envelope::Membership(_) | Envelope::Reply(_) => self.report.lock().unwrap().rejected_inbound += 1,
-            }
+            };
+            self.step(arrival, ctx);
         }
     }
 }
@@ -132,9 +141,9 @@ pub async fn run_with_compliance(count: usize, limit: u64) -> (ComplianceReport,
 
     let report = Arc::new(Mutex::new(ComplianceReport::default()));
     let officer = ComplianceValidator {
-        replica: Replica::new(me, keypair, committee.clone(), params.clone(), genesis),
-        verifier: Verifier::new(&committee, params.max_batch_size),
+        node: Node::new(Replica::new(me, keypair, committee, params, genesis)),
         hub: swarm.supervisor().clone().recipient(),
+        timer: DeadlineTimer::default(),
         limit,
         report: report.clone(),
     }

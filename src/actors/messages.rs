@@ -6,7 +6,7 @@
 
 use crate::crypto::{Digest, PublicKey};
 use crate::protocol::{
-    AgentId, ClientId, Committee, Epoch, Executed, ReplicaStats, Reply, Request, Seq, SignedMembershipChange,
+    AgentId, ClientId, Committee, Epoch, Executed, Output, ReplicaStats, Reply, Request, Seq, SignedMembershipChange,
     SignedMessage, View,
 };
 use actix::{Message, Recipient};
@@ -54,6 +54,20 @@ pub enum Origin {
 pub struct Route {
     pub from: Origin,
     pub items: Vec<(Destination, Envelope)>,
+}
+
+impl Route {
+    /// Where one output of validator `me`'s node goes: a message to its
+    /// peers or one of them, a reply to its client. A fact (an executed
+    /// batch, a view change …) is no item and comes back.
+    pub fn item(me: AgentId, output: Output) -> Result<(Destination, Envelope), Output> {
+        match output {
+            Output::Broadcast(message) => Ok((Destination::AllValidatorsExcept(me), Envelope::Consensus(message))),
+            Output::SendTo(to, message) => Ok((Destination::Validator(to), Envelope::Consensus(message))),
+            Output::Reply(reply) => Ok((Destination::Client(reply.client), Envelope::Reply(reply))),
+            fact => Err(fact),
+        }
+    }
 }
 
 /// What the supervisor delivers to a validator: its share of one [`Route`],

@@ -63,6 +63,7 @@ pub use swarm::{
     params_from_config, with_validator_accounts, LaunchOptions, Relaunch, Swarm, SwarmError, SwarmHandle, SwarmSpec,
     PRE_TASK_ACTOR_TIMEOUT,
 };
+pub use timer::DeadlineTimer;
 pub use validator::Validator;
 
 use crate::protocol::Micros;

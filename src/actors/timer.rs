@@ -10,14 +10,14 @@ use std::time::Duration;
 const MIN_DELAY_US: u64 = 50;
 
 #[derive(Default)]
-pub(super) struct DeadlineTimer {
+pub struct DeadlineTimer {
     armed: Option<(Micros, SpawnHandle)>,
 }
 
 impl DeadlineTimer {
     /// Arms a timer for `deadline` unless one fires at or before it already;
     /// a later one is cancelled, so at most one is pending.
-    pub(super) fn arm<A>(
+    pub fn arm<A>(
         &mut self,
         ctx: &mut Context<A>,
         now: Micros,
@@ -41,7 +41,7 @@ impl DeadlineTimer {
     }
 
     /// Called first thing when the timer fires: nothing is pending any more.
-    pub(super) fn fired(&mut self) {
+    pub fn fired(&mut self) {
         self.armed = None;
     }
 }

@@ -278,12 +278,15 @@ impl Validator {
             if let Some(events) = &mut self.events {
                 events.observe(me, &output);
             }
-            match output {
-                Output::Broadcast(message) => {
-                    items.push((Destination::AllValidatorsExcept(me), Envelope::Consensus(message)))
+            let fact = match Route::item(me, output) {
+                Ok(item) => {
+                    items.push(item);
+                    continue;
                 }
-                Output::SendTo(to, message) => items.push((Destination::Validator(to), Envelope::Consensus(message))),
-                Output::Reply(reply) => items.push((Destination::Client(reply.client), Envelope::Reply(reply))),
+                Err(fact) => fact,
+            };
+            match fact {
+                Output::Broadcast(_) | Output::SendTo(..) | Output::Reply(_) => {}
                 Output::Executed(executed) => self.notify_observers(executed),
                 // Counted in the replica's stats; hooks hear of it through the emitter.
                 Output::ViewChangeStarted { from, .. } => {

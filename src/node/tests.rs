@@ -1,1 +1,254 @@
+//! The node's steps asserted whole: each test compares one [`Ready`] with
+//! `==`, the records, the outbox and the gate on it, the reports, the
+//! refusals and the deadline together.
 
+use super::*;
+use crate::crypto::{Digest, Keypair, Signature};
+use crate::detect::{AccusationReason, Report};
+use crate::ledger::{AccountId, Transfer, TxId};
+use crate::protocol::{Batch, ClientId, Message, ProtocolParams, Seq, View};
+
+const RETRANSMIT_US: u64 = 10_000;
+const VIEW_CHANGE_US: u64 = 50_000;
+
+struct Fixture {
+    keys: Vec<Keypair>,
+    committee: Committee,
+    account: Keypair,
+    genesis: Ledger,
+}
+
+fn fixture() -> Fixture {
+    let keys: Vec<Keypair> = (0..4u8).map(|i| Keypair::from_seed([i + 1; 32])).collect();
+    let public_keys: Vec<_> = keys.iter().map(Keypair::public_key).collect();
+    let committee = Committee::numbered(Epoch(0), &public_keys, "n", None).unwrap();
+    let account = Keypair::from_seed([99; 32]);
+    let genesis = Ledger::with_genesis(&[(AccountId(account.public_key()), 1_000)]).unwrap();
+    Fixture { keys, committee, account, genesis }
+}
+
+fn params() -> ProtocolParams {
+    ProtocolParams {
+        checkpoint_interval: 2,
+        log_window: 4,
+        max_batch_size: 2,
+        batch_delay_us: 1_000,
+        max_in_flight_batches: 2,
+        retransmit_interval_us: RETRANSMIT_US,
+        max_pending_requests: 10,
+        outcome_retention_checkpoints: 1,
+        view_change_timeout_us: VIEW_CHANGE_US,
+    }
+}
+
+impl Fixture {
+    fn replica(&self, i: u32) -> Replica {
+        Replica::new(AgentId(i), self.keys[i as usize].clone(), self.committee.clone(), params(), self.genesis.clone())
+    }
+
+    /// Backup `i`, every step of which is logged (a fresh log).
+    fn logged_backup(&self, i: u32) -> Node {
+        Node::logged(self.replica(i), RecoveredState::default())
+    }
+
+    fn request(&self, nonce: u64) -> Request {
+        let from = AccountId(self.account.public_key());
+        let to = AccountId(self.keys[0].public_key());
+        let transfer = Transfer { id: TxId([nonce as u8 + 1; 16]), from, to, amount: 10, nonce, memo: None };
+        Request { client: ClientId(7), tx: transfer.sign(&self.account) }
+    }
+
+    fn signed(&self, from: u32, epoch: Epoch, message: Message) -> Arc<SignedMessage> {
+        Arc::new(SignedMessage::sign(message, epoch, AgentId(from), &self.keys[from as usize]))
+    }
+
+    /// The primary's PRE-PREPARE of one request at `seq`, and its digest.
+    fn pre_prepare(&self, seq: u64) -> (Arc<SignedMessage>, Digest) {
+        let batch = Arc::new(Batch::of(vec![self.request(seq - 1)]));
+        let digest = batch.digest();
+        (self.signed(0, Epoch(0), Message::PrePrepare { view: View(0), seq: Seq(seq), digest, batch }), digest)
+    }
+}
+
+fn nothing_written() -> LogWrite {
+    LogWrite::new(None, Vec::new(), false)
+}
+
+#[test]
+fn a_backups_prepare_waits_for_the_durable_record_of_the_pre_prepare_it_accepted() {
+    let fx = fixture();
+    let mut backup = fx.logged_backup(1);
+    let (pre_prepare, digest) = fx.pre_prepare(1);
+
+    let ready = backup.step(Micros(100), Arrival::Message { channel: Some(AgentId(0)), message: pre_prepare.clone() });
+
+    let prepare = fx.signed(1, Epoch(0), Message::Prepare { view: View(0), seq: Seq(1), digest });
+    let expected = Ready {
+        // The pre-prepare behind the vote, then the vote: both before the vote leaves.
+        write: LogWrite::new(Some(1), vec![WalRecord::PrePrepare(pre_prepare), WalRecord::Own(prepare.clone())], false),
+        outbox: Outbox::new(vec![Output::Broadcast(prepare.clone())], Some(1)),
+        reports: Vec::new(),
+        refused: Vec::new(),
+        // The next progress check (the view-change timer runs later).
+        deadline: Some(Micros(100 + RETRANSMIT_US)),
+    };
+    assert_eq!(ready, expected);
+    let Ready { write, outbox, .. } = ready;
+    // Nothing opens the outbox before the log took the write…
+    let outbox = outbox.send_now().expect_err("a vote left before its record was durable");
+    let outbox = outbox.release(&Receipt::default()).expect_err("an older receipt opened the outbox");
+    // …and the write's own receipt does.
+    assert_eq!(outbox.release(&write.written_at_once()), Ok(vec![Output::Broadcast(prepare)]));
+}
+
+#[test]
+fn a_step_that_writes_nothing_still_waits_for_the_writes_before_it() {
+    let fx = fixture();
+    let mut backup = fx.logged_backup(1);
+    let (pre_prepare, _) = fx.pre_prepare(1);
+    let first = backup.step(Micros(100), Arrival::message(pre_prepare.clone()));
+    // The same pre-prepare again: the replica drops it, the log holds it already.
+    let again = backup.step(Micros(200), Arrival::message(pre_prepare));
+    assert_eq!(again.write, nothing_written());
+    assert_eq!(again.outbox, Outbox::new(Vec::new(), Some(1)));
+    // A group commit: the first write's receipt opens both outboxes.
+    let receipt = first.write.written_at_once();
+    assert!(again.outbox.release(&receipt).is_ok());
+    assert!(first.outbox.release(&receipt).is_ok());
+}
+
+#[test]
+fn a_forged_signature_relayed_by_a_peer_is_refused_and_accuses_the_channel() {
+    let fx = fixture();
+    let mut backup = Node::new(fx.replica(1));
+    let (pre_prepare, _) = fx.pre_prepare(1);
+    let mut forged = (*pre_prepare).clone();
+    forged.signature = Signature([7; 64]);
+    let before = backup.replica().next_deadline();
+
+    let ready = backup.step(Micros(100), Arrival::Message { channel: Some(AgentId(2)), message: Arc::new(forged) });
+
+    let expected = Ready {
+        write: nothing_written(),
+        outbox: Outbox::new(Vec::new(), None),
+        // The channel that handed it over is accused, not the signer it names.
+        reports: vec![Report::Accusation {
+            accuser: AgentId(1),
+            accused: AgentId(2),
+            reason: AccusationReason::BadSignature,
+        }],
+        refused: vec![Refused::Message(Rejection::BadSignature(AgentId(0)))],
+        // The replica never saw it: its timers are as they were.
+        deadline: before,
+    };
+    assert_eq!(ready, expected);
+    assert_eq!(backup.replica().stats(), fx.replica(1).stats());
+}
+
+#[test]
+fn a_message_of_a_later_epoch_makes_the_node_ask_its_peers_at_its_next_check() {
+    let fx = fixture();
+    let mut backup = Node::new(fx.replica(1));
+    let status = Message::Status { view: View(0), low_water: Seq(0), last_executed: Seq(0), passive: false };
+    let first = backup.step(Micros(0), Arrival::Tick);
+    assert_eq!(first.deadline, Some(Micros(RETRANSMIT_US)));
+
+    let later = fx.signed(2, Epoch(3), status.clone());
+    let ready = backup.step(Micros(100), Arrival::Message { channel: Some(AgentId(2)), message: later });
+    let expected = Ready {
+        write: nothing_written(),
+        outbox: Outbox::new(Vec::new(), None),
+        // Anyone can send an unknown epoch: no accusation.
+        reports: Vec::new(),
+        refused: vec![Refused::Message(Rejection::WrongEpoch { expected: Epoch(0), received: Epoch(3) })],
+        deadline: Some(Micros(RETRANSMIT_US)),
+    };
+    assert_eq!(ready, expected);
+    assert!(!ready.refused[0].kept_from_replica(), "the replica steps to ask for what it missed");
+
+    // At its next progress check it asks its peers (STATUS), as a replica that saw votes beyond its window.
+    let tick = backup.step(Micros(RETRANSMIT_US), Arrival::Tick);
+    let own_status = fx.signed(1, Epoch(0), status);
+    let expected = Ready {
+        write: nothing_written(),
+        outbox: Outbox::new(vec![Output::Broadcast(own_status)], None),
+        reports: Vec::new(),
+        refused: Vec::new(),
+        deadline: Some(Micros(2 * RETRANSMIT_US)),
+    };
+    assert_eq!(tick, expected);
+}
+
+#[test]
+fn a_backup_holding_a_request_sets_its_deadline_to_suspect_the_primary() {
+    let fx = fixture();
+    let mut backup = Node::new(fx.replica(1));
+    let idle = backup.step(Micros(0), Arrival::Tick);
+    assert_eq!(idle.deadline, Some(Micros(RETRANSMIT_US)));
+
+    let ready = backup.step(Micros(5_000), Arrival::Requests(vec![fx.request(0)]));
+    let expected = Ready {
+        write: nothing_written(),
+        outbox: Outbox::new(Vec::new(), None),
+        reports: Vec::new(),
+        refused: Vec::new(),
+        // The progress check comes first; the view-change timer runs from the request's arrival.
+        deadline: Some(Micros(RETRANSMIT_US)),
+    };
+    assert_eq!(ready, expected);
+    // Past the progress checks, the next deadline is the view change: the request waited a whole timeout.
+    let mut now = RETRANSMIT_US;
+    let mut deadlines = Vec::new();
+    while now < 5_000 + VIEW_CHANGE_US {
+        let ready = backup.step(Micros(now), Arrival::Tick);
+        assert!(ready.outbox.outputs().iter().all(|o| !matches!(o, Output::ViewChangeStarted { .. })));
+        now = ready.deadline.expect("a backup holding a request always has a deadline").0;
+        deadlines.push(now);
+    }
+    assert_eq!(deadlines.last(), Some(&(5_000 + VIEW_CHANGE_US)), "{deadlines:?}");
+    let suspect = backup.step(Micros(now), Arrival::Tick);
+    assert!(suspect
+        .outbox
+        .outputs()
+        .iter()
+        .any(|o| matches!(o, Output::ViewChangeStarted { from: View(0), to: View(1), requests_waited: true })));
+    // The same request's censorship strike against the primary goes to the detector.
+    assert_eq!(
+        suspect.reports,
+        vec![Report::CensorshipStrike { reporter: AgentId(1), primary: AgentId(0), view: View(0) }]
+    );
+}
+
+#[test]
+fn a_client_signature_that_does_not_verify_is_counted_and_the_valid_requests_go_on() {
+    let fx = fixture();
+    let mut primary = Node::new(fx.replica(0));
+    let mut forged = fx.request(1);
+    forged.tx.signature = Signature([1; 64]);
+    let ready = primary.step(Micros(0), Arrival::Requests(vec![fx.request(0), forged]));
+    assert_eq!(ready.refused, vec![Refused::InvalidClientSignatures(1)]);
+    assert!(!ready.refused[0].kept_from_replica());
+    let proposed: Vec<_> = ready
+        .outbox
+        .outputs()
+        .iter()
+        .filter_map(|o| match o {
+            Output::Broadcast(m) => match &m.message {
+                Message::PrePrepare { batch, .. } => Some(batch.requests.clone()),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect();
+    assert_eq!(proposed, vec![vec![fx.request(0)]]);
+}
+
+#[test]
+fn refusals_are_counted_under_kebab_case_names() {
+    assert_eq!(Refused::Message(Rejection::BadSignature(AgentId(3))).name(), "bad-signature");
+    let wrong_epoch = Rejection::WrongEpoch { expected: Epoch(0), received: Epoch(1) };
+    assert_eq!(Refused::Message(wrong_epoch).name(), "wrong-epoch");
+    assert_eq!(Refused::InvalidClientSignatures(3).name(), "invalid-client-signature");
+    assert_eq!(Refused::InvalidClientSignatures(3).count(), 3);
+    assert_eq!(Refused::UnsignedMembershipChange.name(), "unsigned-membership-change");
+}
