@@ -11,8 +11,9 @@
 //!
 //! `cargo bench --bench recovery`
 
+use bftswarm::app::{SignedTx, Tx};
 use bftswarm::crypto::{Keypair, Signature};
-use bftswarm::ledger::{AccountId, Ledger, SignedTransfer, Transfer, TxId};
+use bftswarm::ledger::{AccountId, Ledger, TxId};
 use bftswarm::protocol::{
     AgentId, ClientId, Committee, Epoch, Input, Micros, Output, ProtocolParams, Replica, Request,
 };
@@ -35,17 +36,16 @@ fn accounts() -> Vec<AccountId> {
         .collect()
 }
 
-fn transfer(accounts: &[AccountId], i: usize) -> SignedTransfer {
+fn transfer(accounts: &[AccountId], i: usize) -> SignedTx {
     let from = i % ACCOUNTS;
-    let transfer = Transfer {
-        id: TxId((i as u128).to_le_bytes()),
-        from: accounts[from],
-        to: accounts[(from + 1 + i / ACCOUNTS) % ACCOUNTS],
-        amount: 1,
-        nonce: (i / ACCOUNTS) as u64,
-        memo: None,
-    };
-    SignedTransfer { transfer, signature: Signature([0; 64]) }
+    let transfer = Tx::transfer(
+        TxId((i as u128).to_le_bytes()),
+        accounts[from],
+        accounts[(from + 1 + i / ACCOUNTS) % ACCOUNTS],
+        1,
+        (i / ACCOUNTS) as u64,
+    );
+    SignedTx { tx: transfer, signature: Signature([0; 64]) }
 }
 
 /// Runs the committee over `TRANSFERS` (plus enough to stop 99 batches past a

@@ -12,10 +12,11 @@
 //! completes it.
 
 use super::network::{Network, NetworkFaults, Node, Payload};
-use crate::app::task_board::TaskBoard;
-use crate::app::Application;
+use crate::app::task_board::{BoardOp, TaskBoard};
+use crate::app::SignedTx;
+use crate::app::{Application, Op};
 use crate::crypto::{Digest, Keypair};
-use crate::ledger::{AccountId, Execution, SignedTransfer, Transfer, TxId, TxOutcome};
+use crate::ledger::{AccountId, Execution, TxId, TxOutcome};
 use crate::protocol::{
     AgentId, Batch, ClientCore, ClientId, ClientInput, ClientOutput, Committee, Epoch, Input, Micros, Output,
     ProtocolParams, Replica, Request, Seq, Verifier,
@@ -54,14 +55,13 @@ struct Agents {
 }
 
 impl Agents {
-    fn step(&self, agent: usize, task: u64, nonce: u64) -> SignedTransfer {
+    fn step(&self, agent: usize, op: BoardOp, nonce: u64) -> SignedTx {
         let key = &self.keys[agent];
-        let from = AccountId(key.public_key());
         let mut id = [0u8; 16];
         id[..8].copy_from_slice(&nonce.to_le_bytes());
         id[8] = agent as u8;
-        id[9..].copy_from_slice(&task.to_le_bytes()[..7]);
-        Transfer { id: TxId(id), from, to: from, amount: task, nonce, memo: None }.sign(key)
+        id[9..].copy_from_slice(&op.encode()[..7]);
+        op.tx(TxId(id), AccountId(key.public_key()), nonce).sign(key)
     }
 
     fn index_of(&self, account: &AccountId) -> Option<usize> {
@@ -70,8 +70,8 @@ impl Agents {
 
     /// Each honest agent claims and completes three tasks of its own, then
     /// races the others for the shared one; the Byzantine agent (last) tries
-    /// to steal a claim and to complete tasks that are not its own.
-    fn workload(&self) -> Vec<SignedTransfer> {
+    /// to steal claims and to complete tasks that are not its own.
+    fn workload(&self) -> Vec<SignedTx> {
         let shared = self.tasks - 1;
         let byzantine = HONEST_AGENTS;
         let mut steps = Vec::new();
@@ -81,11 +81,13 @@ impl Agents {
                     0..=5 => (agent + HONEST_AGENTS * (round as usize / 2)) as u64,
                     _ => shared,
                 };
-                steps.push(self.step(agent, task, round));
+                let op = if round % 2 == 0 { BoardOp::Claim(task) } else { BoardOp::Complete(task) };
+                steps.push(self.step(agent, op, round));
             }
         }
-        for (nonce, task) in [0, 1, shared, 2].into_iter().enumerate() {
-            steps.insert(nonce * 3, self.step(byzantine, task, nonce as u64));
+        let attacks = [BoardOp::Complete(0), BoardOp::Claim(1), BoardOp::Claim(shared), BoardOp::Complete(2)];
+        for (nonce, op) in attacks.into_iter().enumerate() {
+            steps.insert(nonce * 3, self.step(byzantine, op, nonce as u64));
         }
         steps
     }
@@ -123,9 +125,9 @@ impl Agreement {
         }
     }
 
-    /// The board's rules over the agreed outcomes, in order: the first
-    /// committed step on a task claims it, a second completes it and must
-    /// come from the claimer, there is no third. Returns who completed what.
+    /// The board's rules over the agreed outcomes, in order: a committed
+    /// claim takes an open task, a committed completion must come from the
+    /// claimer of a task not yet done. Returns who completed what.
     fn check_rules(&mut self, agents: &Agents) -> Vec<usize> {
         let mut tasks: BTreeMap<u64, (AccountId, bool)> = BTreeMap::new();
         let mut done_by = vec![0; agents.keys.len()];
@@ -140,18 +142,33 @@ impl Agreement {
                 if *execution != Execution::Applied(TxOutcome::Committed) {
                     continue;
                 }
-                let (agent, task) = (request.tx.transfer.from, request.tx.transfer.amount);
-                match tasks.get_mut(&task) {
+                let agent = request.tx.from();
+                let op = match &request.tx.tx.op {
+                    Op::App(bytes) => BoardOp::decode(bytes),
+                    _ => None,
+                };
+                let Some(op) = op else {
+                    self.violations.push(format!("a request that is no board step committed at {seq}"));
+                    continue;
+                };
+                let (BoardOp::Claim(task) | BoardOp::Complete(task)) = op;
+                match (op, tasks.get_mut(&task)) {
                     _ if task >= agents.tasks => self.violations.push(format!("task {task} does not exist")),
-                    None => {
+                    (BoardOp::Claim(_), None) => {
                         tasks.insert(task, (agent, false));
                     }
-                    Some((claimer, done @ false)) if *claimer == agent => {
+                    (BoardOp::Claim(_), Some(_)) => self.violations.push(format!("task {task} claimed twice")),
+                    (BoardOp::Complete(_), Some((claimer, done @ false))) if *claimer == agent => {
                         *done = true;
                         done_by[agents.index_of(&agent).unwrap_or(0)] += 1;
                     }
-                    Some((_, false)) => self.violations.push(format!("task {task} completed by another agent")),
-                    Some((_, true)) => self.violations.push(format!("task {task} stepped after it was done")),
+                    (BoardOp::Complete(_), None) => self.violations.push(format!("task {task} completed unclaimed")),
+                    (BoardOp::Complete(_), Some((_, false))) => {
+                        self.violations.push(format!("task {task} completed by another agent"))
+                    }
+                    (BoardOp::Complete(_), Some((_, true))) => {
+                        self.violations.push(format!("task {task} completed after it was done"))
+                    }
                 }
             }
         }
@@ -209,7 +226,7 @@ pub fn run(seed: u64) -> TaskBoardReport {
     // The Byzantine agent signs two different steps with one nonce and hands
     // each to half of the validators.
     let byzantine = HONEST_AGENTS;
-    let twice = [agents.step(byzantine, 3, 4), agents.step(byzantine, 5, 4)];
+    let twice = [agents.step(byzantine, BoardOp::Claim(3), 4), agents.step(byzantine, BoardOp::Claim(5), 4)];
     for i in 0..validators {
         let request = Request { client: ClientId(1), tx: twice[i % 2].clone() };
         network.send(Micros(0), Node::Operator, Node::Validator(i), Payload::Requests(vec![request]));
@@ -306,8 +323,8 @@ pub fn run(seed: u64) -> TaskBoardReport {
     }
     // Every replica ends on the state a fresh board reaches by executing the agreed batches.
     let mut reference = genesis;
-    for (_, batch, _) in agreement.batches.values() {
-        reference.execute(&batch.requests);
+    for (seq, (_, batch, _)) in &agreement.batches {
+        reference.execute(*seq, &batch.requests);
     }
     for (index, validator) in nodes.iter().enumerate() {
         let replica = &validator.replica;
