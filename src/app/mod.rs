@@ -13,6 +13,7 @@
 //! it) and outcomes in the reply's ([`TxOutcome`]); each application executes
 //! the operations ([`Op`]) that are its own and rejects the others.
 
+pub mod memory;
 mod merkle;
 pub mod task_board;
 mod tx;
@@ -61,6 +62,20 @@ pub trait Application: Clone + Debug + Send + Sync + 'static {
 
     /// Answers a read-only query (the application defines both encodings).
     fn query(&self, query: &[u8]) -> Vec<u8>;
+
+    /// The index of the [`Application::snapshot`] chunk that answers `query`
+    /// on its own, so the answer can be proven with that chunk and its
+    /// [`MerklePath`]; none when no single chunk does (the default).
+    fn proving_chunk(&self, _query: &[u8]) -> Option<usize> {
+        None
+    }
+
+    /// Reads the answer to `query` out of that chunk alone, offline: the
+    /// bytes [`Application::query`] answers on the state the chunk belongs
+    /// to. None when the chunk cannot answer it (it is not that query's chunk).
+    fn answer_from_chunk(_query: &[u8], _chunk: &Chunk) -> Option<Vec<u8>> {
+        None
+    }
 }
 
 /// Why a request is not ordered.
