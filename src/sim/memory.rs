@@ -103,12 +103,14 @@ fn put(namespace: &str, key: &str, value: &[u8], ttl: Option<u64>) -> MemoryOp {
 }
 
 type Batches = BTreeMap<Seq, (Digest, Arc<Batch>, Vec<Execution>)>;
+/// (namespace, key) → (value, writer, expires at).
+type Entries = BTreeMap<(String, String), (Vec<u8>, AccountId, Option<Seq>)>;
 
 /// The memory's rules, modelled apart from its code: (namespace, key) →
 /// (value, writer, expires at), from the agreed committed writes in order.
 #[derive(Default)]
 struct Model {
-    entries: BTreeMap<(String, String), (Vec<u8>, AccountId, Option<Seq>)>,
+    entries: Entries,
     expired: usize,
 }
 
@@ -159,7 +161,7 @@ impl Model {
 }
 
 pub fn run(seed: u64) -> MemoryReport {
-    let mut rng = SeededRng::new(seed ^ 0x3E30_4A7);
+    let mut rng = SeededRng::new(seed ^ 0x03E3_04A7);
     let validators = [4, 5, 7][rng.below(3) as usize];
     let params = ProtocolParams {
         checkpoint_interval: 2,
@@ -249,7 +251,7 @@ pub fn run(seed: u64) -> MemoryReport {
 fn check_final_state(replica: &crate::protocol::Replica<Memory>, model: &Model, violations: &mut Vec<String>) {
     let memory = replica.app();
     let namespaces = ["swarm", "shared"];
-    let held: BTreeMap<(String, String), (Vec<u8>, AccountId, Option<Seq>)> = namespaces
+    let held: Entries = namespaces
         .iter()
         .flat_map(|namespace| {
             memory.list(namespace, "").map(|(key, entry)| {
