@@ -60,7 +60,7 @@ pub enum Output {
         ledger_digest: Digest,
     },
     Evidence(Evidence),
-    /// Two signed transfers spending one nonce of one account: `executed` was
+    /// Two signed transactions on one nonce of one signer: `executed` was
     /// ordered and consumed it, `conflicting` waited in this replica's queue
     /// (sent to other validators than `executed` was) and is dropped.
     DoubleSpend {
