@@ -4,8 +4,9 @@
 //!
 //! `cargo bench --bench protocol`
 
+use bftswarm::app::SignedTx;
 use bftswarm::crypto::{verify_batch, Keypair, Signature, SigningBytes};
-use bftswarm::ledger::{Ledger, SignedTransfer};
+use bftswarm::ledger::Ledger;
 use bftswarm::protocol::{
     AgentId, Batch, ClientId, Committee, Epoch, Input, Micros, Output, ProtocolParams, Replica, Request, Verifier,
 };
@@ -37,10 +38,10 @@ fn crypto(c: &mut Criterion) {
     group.bench_function("sign", |b| b.iter(|| keypair.sign(black_box(&message))));
     group.bench_function("verify", |b| b.iter(|| signature.verify(&key, black_box(&message))));
     let signed = workload(BATCH).transfers;
-    let messages: Vec<Vec<u8>> = signed.iter().map(|t| t.transfer.signing_bytes()).collect();
+    let messages: Vec<Vec<u8>> = signed.iter().map(|t| t.tx.signing_bytes()).collect();
     let refs: Vec<&[u8]> = messages.iter().map(Vec::as_slice).collect();
     let signatures: Vec<Signature> = signed.iter().map(|t| t.signature).collect();
-    let keys: Vec<VerifyingKey> = signed.iter().map(|t| t.transfer.from.0.verifying_key().unwrap()).collect();
+    let keys: Vec<VerifyingKey> = signed.iter().map(|t| t.from().0.verifying_key().unwrap()).collect();
     group.throughput(Throughput::Elements(BATCH as u64));
     group.bench_function("verify_batch_256", |b| b.iter(|| verify_batch(&refs, &signatures, &keys)));
     group.finish();
@@ -58,7 +59,7 @@ fn ledger_and_digest(c: &mut Criterion) {
             || genesis.clone(),
             |mut ledger| {
                 for tx in &load.transfers {
-                    ledger.execute(&tx.transfer);
+                    ledger.execute(&tx.tx);
                 }
                 ledger
             },
@@ -92,7 +93,7 @@ fn swarm(n: usize, genesis: &Ledger) -> Swarm {
 }
 
 /// One batch from client request to execution on every replica; returns executions seen.
-fn commit_one_batch(swarm: &mut Swarm, transfers: Vec<SignedTransfer>) -> usize {
+fn commit_one_batch(swarm: &mut Swarm, transfers: Vec<SignedTx>) -> usize {
     let requests = transfers.into_iter().map(|tx| Request { client: ClientId(0), tx }).collect();
     let (valid, _) = swarm.verifiers[0].verify_requests(requests);
     let mut pending: Vec<(usize, Output)> =
@@ -125,7 +126,7 @@ fn whole_batch(c: &mut Criterion) {
     for n in [4usize, 7] {
         let load = workload(BATCH * 64);
         let genesis = Ledger::with_genesis(&load.genesis).unwrap();
-        let mut chunks = load.transfers.chunks(BATCH).map(<[SignedTransfer]>::to_vec).cycle();
+        let mut chunks = load.transfers.chunks(BATCH).map(<[SignedTx]>::to_vec).cycle();
         let mut state = swarm(n, &genesis);
         group.bench_function(format!("n{n}"), |b| {
             b.iter_batched(

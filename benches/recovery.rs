@@ -11,8 +11,9 @@
 //!
 //! `cargo bench --bench recovery`
 
+use bftswarm::app::{SignedTx, Tx};
 use bftswarm::crypto::Keypair;
-use bftswarm::ledger::{AccountId, Ledger, SignedTransfer, Transfer, TxId};
+use bftswarm::ledger::{AccountId, Ledger, TxId};
 use bftswarm::node::{Arrival, Node};
 use bftswarm::protocol::{
     AgentId, ClientId, Committee, Epoch, Input, Micros, Output, ProtocolParams, Replica, Request,
@@ -34,16 +35,15 @@ fn accounts() -> Vec<Keypair> {
     (0..ACCOUNTS).map(|i| Keypair::from_seed(*blake3::hash(&i.to_le_bytes()).as_bytes())).collect()
 }
 
-fn transfer(accounts: &[Keypair], i: usize) -> SignedTransfer {
+fn transfer(accounts: &[Keypair], i: usize) -> SignedTx {
     let from = i % ACCOUNTS;
-    let transfer = Transfer {
-        id: TxId((i as u128).to_le_bytes()),
-        from: AccountId(accounts[from].public_key()),
-        to: AccountId(accounts[(from + 1 + i / ACCOUNTS) % ACCOUNTS].public_key()),
-        amount: 1,
-        nonce: (i / ACCOUNTS) as u64,
-        memo: None,
-    };
+    let transfer = Tx::transfer(
+        TxId((i as u128).to_le_bytes()),
+        AccountId(accounts[from].public_key()),
+        AccountId(accounts[(from + 1 + i / ACCOUNTS) % ACCOUNTS].public_key()),
+        1,
+        (i / ACCOUNTS) as u64,
+    );
     transfer.sign(&accounts[from])
 }
 

@@ -90,7 +90,7 @@ impl Auditor {
             let seq = executed.seq.0;
             for (index, request) in executed.batch.requests.iter().enumerate() {
                 let outcome = match request.tx.verify() {
-                    true => self.ledger.apply(&request.tx.transfer),
+                    true => self.ledger.apply(&request.tx.tx),
                     false => {
                         self.alarm(format!("seq {seq}: transfer {} has an invalid signature", request.tx_id()));
                         continue;

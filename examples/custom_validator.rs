@@ -49,7 +49,7 @@ impl ComplianceValidator {
     fn audit(&self, executed: &Executed) {
         let mut report = self.report.lock().unwrap();
         for (request, execution) in executed.batch.requests.iter().zip(&executed.executions) {
-            let amount = request.tx.transfer.amount;
+            let amount = request.tx.tx.as_transfer().map_or(0, |t| t.amount);
             if *execution == Execution::Applied(TxOutcome::Committed) && amount > self.limit {
                 report.flagged.push(amount);
             }
@@ -153,7 +153,7 @@ pub async fn run_with_compliance(count: usize, limit: u64) -> (ComplianceReport,
     swarm.supervisor().send(register).await.unwrap();
 
     let amounts: std::collections::HashMap<_, _> =
-        workload.transfers.iter().map(|tx| (tx.transfer.id, tx.transfer.amount)).collect();
+        workload.transfers.iter().map(|tx| (tx.id(), tx.tx.as_transfer().map_or(0, |t| t.amount))).collect();
     let progress = Arc::new(AtomicU64::new(0));
     let run = swarm.run_client(ClientId(1), workload.transfers, 40, 2_000, progress).await.unwrap();
     let committed: Vec<u64> =

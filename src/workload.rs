@@ -1,8 +1,9 @@
 //! The client workload: accounts with genesis balances and transfers among them,
 //! drawn from a seed and signed before any clock starts.
 
+use crate::app::{SignedTx, Tx};
 use crate::crypto::Keypair;
-use crate::ledger::{AccountId, SignedTransfer, Transfer, TxId};
+use crate::ledger::{AccountId, TxId};
 use crate::rng::SeededRng;
 
 #[derive(Clone, Debug, PartialEq)]
@@ -19,7 +20,7 @@ pub struct WorkloadSpec {
 pub struct Workload {
     pub accounts: Vec<Keypair>,
     pub genesis: Vec<(AccountId, u64)>,
-    pub transfers: Vec<SignedTransfer>,
+    pub transfers: Vec<SignedTx>,
     /// How many transfers were generated as overdrafts (expected rejections).
     pub overdrafts: usize,
 }
@@ -36,7 +37,7 @@ impl Workload {
         let supply = spec.initial_balance.saturating_mul(ids.len() as u64);
         let mut nonces = vec![0u64; ids.len()];
         let mut overdrafts = 0;
-        let unsigned: Vec<(usize, Transfer)> = (0..spec.transactions)
+        let unsigned: Vec<(usize, Tx)> = (0..spec.transactions)
             .map(|i| {
                 let from = i % ids.len();
                 let to = (from + 1 + rng.below(ids.len() as u64 - 1) as usize) % ids.len();
@@ -45,8 +46,7 @@ impl Workload {
                 let amount = if overdraft { supply.saturating_add(1) } else { rng.between(1, spec.max_amount.max(1)) };
                 let nonce = nonces[from];
                 nonces[from] += 1;
-                let transfer =
-                    Transfer { id: TxId(rng.bytes()), from: ids[from], to: ids[to], amount, nonce, memo: None };
+                let transfer = Tx::transfer(TxId(rng.bytes()), ids[from], ids[to], amount, nonce);
                 (from, transfer)
             })
             .collect();
@@ -55,7 +55,7 @@ impl Workload {
     }
 }
 
-pub(crate) fn sign_in_parallel(accounts: &[Keypair], unsigned: Vec<(usize, Transfer)>) -> Vec<SignedTransfer> {
+pub(crate) fn sign_in_parallel(accounts: &[Keypair], unsigned: Vec<(usize, Tx)>) -> Vec<SignedTx> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
     let chunk = unsigned.len().div_ceil(threads).max(1);
     std::thread::scope(|scope| {
@@ -90,7 +90,7 @@ mod tests {
         let b = Workload::generate(&spec(7));
         assert_eq!(a.transfers, b.transfers);
         assert_eq!(a.transfers.len(), 40);
-        assert!(a.transfers.iter().all(SignedTransfer::verify));
+        assert!(a.transfers.iter().all(SignedTx::verify));
         assert_ne!(Workload::generate(&spec(8)).transfers, a.transfers);
     }
 
@@ -99,10 +99,10 @@ mod tests {
         let workload = Workload::generate(&spec(3));
         for account in &workload.genesis {
             let nonces: Vec<u64> =
-                workload.transfers.iter().filter(|t| t.transfer.from == account.0).map(|t| t.transfer.nonce).collect();
+                workload.transfers.iter().filter(|t| t.from() == account.0).map(|t| t.nonce()).collect();
             assert_eq!(nonces, (0..nonces.len() as u64).collect::<Vec<_>>());
         }
-        let big = workload.transfers.iter().filter(|t| t.transfer.amount > 5000).count();
+        let big = workload.transfers.iter().filter(|t| t.tx.as_transfer().is_some_and(|t| t.amount > 5000)).count();
         assert_eq!(big, workload.overdrafts);
         assert!(workload.overdrafts > 0);
     }

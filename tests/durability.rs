@@ -4,8 +4,9 @@
 //! damaged log is reported and its validator catches up from its peers.
 
 use bftswarm::actors::{LaunchOptions, Swarm, SwarmSpec, ValidatorStatus};
+use bftswarm::app::SignedTx;
 use bftswarm::config::SwarmConfig;
-use bftswarm::ledger::{Ledger, SignedTransfer, TxOutcome};
+use bftswarm::ledger::{Ledger, TxOutcome};
 use bftswarm::protocol::{AgentId, ClientId, Seq};
 use bftswarm::wal::{Recovery, WalOptions};
 use bftswarm::workload::{Workload, WorkloadSpec};
@@ -14,7 +15,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-fn setup(transactions: usize) -> (SwarmSpec, Vec<SignedTransfer>) {
+fn setup(transactions: usize) -> (SwarmSpec, Vec<SignedTx>) {
     let config =
         SwarmConfig::from_toml_str("[swarm]\nmax_agents = 4\n[consensus]\ncheckpoint_interval = 10\n").unwrap();
     let workload = Workload::generate(&WorkloadSpec {
@@ -34,7 +35,7 @@ fn launch(spec: &SwarmSpec, home: &Path) -> Swarm {
     Swarm::launch_with(spec.clone(), options).expect("the logs open")
 }
 
-async fn commit_all(swarm: &Swarm, client: u32, transfers: &[SignedTransfer]) {
+async fn commit_all(swarm: &Swarm, client: u32, transfers: &[SignedTx]) {
     let progress = Arc::new(AtomicU64::new(0));
     let run = swarm.run_client(ClientId(client), transfers.to_vec(), 20, 500, progress).await.unwrap();
     assert_eq!(run.completions.len(), transfers.len());

@@ -62,7 +62,7 @@ fn honest_batch() -> (Ledger, Executed) {
     let genesis = Ledger::with_genesis(&workload.genesis).unwrap();
     let requests: Vec<Request> = workload.transfers.into_iter().map(|tx| Request { client: ClientId(1), tx }).collect();
     let mut ledger = genesis.clone();
-    let executions = requests.iter().map(|r| ledger.apply(&r.tx.transfer)).collect();
+    let executions = requests.iter().map(|r| ledger.apply(&r.tx.tx)).collect();
     let batch = Arc::new(Batch::of(requests));
     (genesis, Executed { seq: Seq(1), view: View(0), digest: batch.digest(), batch, executions })
 }
@@ -94,7 +94,7 @@ fn custom_agent_auditor_is_silent_on_an_honest_batch_and_alarms_on_tampered_ones
     // A batch whose contents were changed after it was agreed on.
     let mut tampered = honest.clone();
     let mut batch = (*tampered.batch).clone();
-    batch.requests[0].tx.transfer.amount += 1;
+    batch.requests[0].tx.tx.as_transfer_mut().unwrap().amount += 1;
     tampered.batch = Arc::new(batch);
     let report = audit(genesis.clone(), vec![tampered]);
     assert_eq!(report.batches_applied, 0);

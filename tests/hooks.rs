@@ -5,10 +5,11 @@
 
 use actix::{Actor, Arbiter, Context, Handler};
 use bftswarm::actors::{LaunchOptions, Swarm, SwarmError, SwarmSpec};
+use bftswarm::app::SignedTx;
 use bftswarm::config::{HookEntry, SwarmConfig};
 use bftswarm::events::{EventKind, EventKinds, LifecycleEvent};
 use bftswarm::hooks::{HookEvent, Hooks, PreTask, Veto};
-use bftswarm::ledger::{Ledger, SignedTransfer, TxOutcome};
+use bftswarm::ledger::{Ledger, TxOutcome};
 use bftswarm::protocol::ClientId;
 use bftswarm::workload::{Workload, WorkloadSpec};
 use std::os::unix::fs::PermissionsExt;
@@ -17,7 +18,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-fn swarm_spec(transactions: usize) -> (SwarmSpec, Vec<SignedTransfer>) {
+fn swarm_spec(transactions: usize) -> (SwarmSpec, Vec<SignedTx>) {
     let config = SwarmConfig::from_toml_str("[swarm]\nmax_agents = 4\n").unwrap();
     let workload = Workload::generate(&WorkloadSpec {
         seed: 5,
@@ -92,7 +93,7 @@ fn entry(event: &str, command: &std::path::Path, timeout_ms: u64) -> HookEntry {
     HookEntry { event: event.into(), command: command.display().to_string(), timeout_ms }
 }
 
-async fn run_all(swarm: &Swarm, transfers: Vec<SignedTransfer>) {
+async fn run_all(swarm: &Swarm, transfers: Vec<SignedTx>) {
     let count = transfers.len();
     let run = swarm.run_client(ClientId(1), transfers, 50, 2_000, Arc::new(AtomicU64::new(0))).await.unwrap();
     assert_eq!(run.completions.len(), count);

@@ -20,6 +20,7 @@ use super::quarantine::{
 };
 use super::supervisor::Supervisor;
 use super::validator::Validator;
+use crate::app::SignedTx;
 use crate::config::SwarmConfig;
 use crate::crypto::Keypair;
 use crate::events::{timestamp_now, EventKinds, LifecycleEvent};
@@ -27,7 +28,7 @@ use crate::faults::{FaultSpec, FaultType};
 use crate::hooks::{
     launch_events, EventHub, GetHookStats, HookEvent, HookId, HookStats, Hooks, Publish, RunTaskHooks, Subscribe, Veto,
 };
-use crate::ledger::{AccountId, GenesisError, Ledger, SignedTransfer};
+use crate::ledger::{AccountId, GenesisError, Ledger};
 use crate::protocol::{
     AgentId, ClientCore, ClientId, Committee, CommitteeError, Epoch, Member, ProtocolParams, Replica,
 };
@@ -572,7 +573,7 @@ impl SwarmHandle {
     pub async fn run_client(
         &self,
         client: ClientId,
-        transfers: Vec<SignedTransfer>,
+        transfers: Vec<SignedTx>,
         window: usize,
         retry_ms: u64,
         progress: Arc<AtomicU64>,
@@ -603,7 +604,7 @@ impl SwarmHandle {
     pub async fn run_client_until_stalled(
         &self,
         client: ClientId,
-        transfers: Vec<SignedTransfer>,
+        transfers: Vec<SignedTx>,
         (window, retry_ms): (usize, u64),
         progress: Arc<AtomicU64>,
         stall_limit: Duration,

@@ -308,7 +308,7 @@ impl Validator {
                     tracing::warn!(validator = %self.name, %accused, "evidence of misbehaviour");
                 }
                 Output::DoubleSpend { executed, .. } => {
-                    tracing::warn!(validator = %self.name, account = %executed.transfer.from, "double spend");
+                    tracing::warn!(validator = %self.name, account = %executed.tx.from, "double spend");
                 }
             }
         }

@@ -8,20 +8,22 @@
 //! randomness. Every method is deterministic: honest replicas that execute the
 //! same batches in the same order hold the same state and the same digest.
 //!
-//! Requests still come in the swarm's one signed format ([`Request`]: an
-//! account's signed `Transfer`-shaped operation, batch-verified by the
-//! verifier before the application sees it) and outcomes in the reply's
-//! ([`TxOutcome`]); an application reads the operation's fields its own way
-//! (see [`task_board`]).
+//! Requests come in the swarm's one signed format ([`Request`] carries a
+//! [`SignedTx`], batch-verified by the verifier before the application sees
+//! it) and outcomes in the reply's ([`TxOutcome`]); each application executes
+//! the operations ([`Op`]) that are its own and rejects the others.
 
+pub mod memory;
 mod merkle;
 pub mod task_board;
+mod tx;
 
 pub use merkle::{merkle_path, merkle_root, verify_path, MerklePath};
+pub use tx::{MemoryOp, Op, SignedTx, Transfer, Tx};
 
 use crate::crypto::Digest;
 use crate::ledger::{Execution, TxOutcome};
-use crate::protocol::Request;
+use crate::protocol::{Request, Seq};
 use serde::{Deserialize, Serialize};
 use std::fmt::Debug;
 use std::hash::Hash;
@@ -37,9 +39,11 @@ pub trait Application: Clone + Debug + Send + Sync + 'static {
     /// Validation before ordering, against the state executed so far.
     fn check(&self, request: &Request) -> Result<(), Refusal>;
 
-    /// Executes one ordered batch whose signatures the verifier checked: one
-    /// execution per request, in order, the same on every replica.
-    fn execute(&mut self, requests: &[Request]) -> Vec<Execution>;
+    /// Executes the ordered batch at `seq` whose signatures the verifier
+    /// checked: one execution per request, in order, the same on every
+    /// replica. `seq` is consensus time (every replica executes a batch at
+    /// the same one), the only clock an application may read.
+    fn execute(&mut self, seq: Seq, requests: &[Request]) -> Vec<Execution>;
 
     /// What `request` consumes, if two requests can conflict at all.
     fn conflict_key(request: &Request) -> Option<Self::ConflictKey>;
@@ -58,6 +62,20 @@ pub trait Application: Clone + Debug + Send + Sync + 'static {
 
     /// Answers a read-only query (the application defines both encodings).
     fn query(&self, query: &[u8]) -> Vec<u8>;
+
+    /// The index of the [`Application::snapshot`] chunk that answers `query`
+    /// on its own, so the answer can be proven with that chunk and its
+    /// [`MerklePath`]; none when no single chunk does (the default).
+    fn proving_chunk(&self, _query: &[u8]) -> Option<usize> {
+        None
+    }
+
+    /// Reads the answer to `query` out of that chunk alone, offline: the
+    /// bytes [`Application::query`] answers on the state the chunk belongs
+    /// to. None when the chunk cannot answer it (it is not that query's chunk).
+    fn answer_from_chunk(_query: &[u8], _chunk: &Chunk) -> Option<Vec<u8>> {
+        None
+    }
 }
 
 /// Why a request is not ordered.

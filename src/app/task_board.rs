@@ -3,21 +3,60 @@
 //! only its claimer completes it. The simulation runs it under Byzantine
 //! agents (see `sim::task_board`).
 //!
-//! A request is the swarm's signed operation read the board's way:
-//! `from` is the agent, `amount` the task number, and the operation is the
-//! task's next step for that agent (claim an open task, complete one's own
-//! claim). Nonces give replay protection exactly as the ledger's do.
+//! A request is a signed [`Tx`] whose operation is the board's own
+//! ([`BoardOp`], carried as [`Op::App`] bytes): `from` is the agent. Any other
+//! operation is rejected as unsupported. Nonces give replay protection
+//! exactly as the ledger's do.
 
-use super::{merkle_root, Application, Chunk, Refusal, RestoreError, Snapshot};
+use super::{merkle_root, Application, Chunk, Op, Refusal, RestoreError, Snapshot, Tx};
 use crate::crypto::{Digest, PublicKey};
-use crate::ledger::{AccountId, Execution, RejectReason, TxOutcome};
-use crate::protocol::Request;
+use crate::ledger::{AccountId, Execution, RejectReason, TxId, TxOutcome};
+use crate::protocol::{Request, Seq};
 use std::collections::BTreeMap;
 
 /// Why the board refused a step ([`RejectReason::Refused`]'s code).
 pub const NO_SUCH_TASK: u64 = 1;
 pub const CLAIMED_BY_ANOTHER: u64 = 2;
 pub const ALREADY_DONE: u64 = 3;
+/// Completing a task nobody claimed.
+pub const NOT_CLAIMED: u64 = 4;
+/// Claiming a task one already holds.
+pub const ALREADY_CLAIMED: u64 = 5;
+/// App bytes that are not a [`BoardOp`].
+pub const MALFORMED_OP: u64 = 6;
+
+/// The board's operation: a tag byte (1 claim, 2 complete), then the task
+/// number (8 bytes, little endian).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BoardOp {
+    Claim(u64),
+    Complete(u64),
+}
+
+impl BoardOp {
+    pub fn encode(self) -> Vec<u8> {
+        let (tag, task) = match self {
+            BoardOp::Claim(task) => (1u8, task),
+            BoardOp::Complete(task) => (2, task),
+        };
+        [&[tag][..], &task.to_le_bytes()].concat()
+    }
+
+    pub fn decode(bytes: &[u8]) -> Option<BoardOp> {
+        let (&tag, task) = bytes.split_first()?;
+        let task = u64::from_le_bytes(task.try_into().ok()?);
+        match tag {
+            1 => Some(BoardOp::Claim(task)),
+            2 => Some(BoardOp::Complete(task)),
+            _ => None,
+        }
+    }
+
+    /// The unsigned transaction carrying this step.
+    pub fn tx(self, id: TxId, agent: AccountId, nonce: u64) -> Tx {
+        Tx { id, from: agent, nonce, op: Op::App(self.encode()) }
+    }
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TaskState {
@@ -52,20 +91,25 @@ impl TaskBoard {
         &self.tasks
     }
 
-    fn step(&mut self, agent: AccountId, task: u64) -> TxOutcome {
+    fn step(&mut self, agent: AccountId, op: &Op) -> TxOutcome {
         let refused = |code| TxOutcome::Rejected(RejectReason::Refused { code });
+        let Op::App(bytes) = op else { return TxOutcome::Rejected(RejectReason::UnsupportedOp) };
+        let Some(op) = BoardOp::decode(bytes) else { return refused(MALFORMED_OP) };
+        let (BoardOp::Claim(task) | BoardOp::Complete(task)) = op;
         let Some(state) = self.tasks.get_mut(task as usize) else { return refused(NO_SUCH_TASK) };
-        match *state {
-            TaskState::Open => *state = TaskState::Claimed(agent),
-            TaskState::Claimed(claimer) if claimer == agent => *state = TaskState::Done(agent),
-            TaskState::Claimed(_) => return refused(CLAIMED_BY_ANOTHER),
-            TaskState::Done(_) => return refused(ALREADY_DONE),
+        match (op, *state) {
+            (BoardOp::Claim(_), TaskState::Open) => *state = TaskState::Claimed(agent),
+            (BoardOp::Complete(_), TaskState::Claimed(claimer)) if claimer == agent => *state = TaskState::Done(agent),
+            (BoardOp::Claim(_), TaskState::Claimed(claimer)) if claimer == agent => return refused(ALREADY_CLAIMED),
+            (_, TaskState::Claimed(_)) => return refused(CLAIMED_BY_ANOTHER),
+            (BoardOp::Complete(_), TaskState::Open) => return refused(NOT_CLAIMED),
+            (_, TaskState::Done(_)) => return refused(ALREADY_DONE),
         }
         TxOutcome::Committed
     }
 
     fn apply(&mut self, request: &Request) -> Execution {
-        let op = &request.tx.transfer;
+        let op = &request.tx.tx;
         let digest = request.tx.digest();
         let agent = self.agents.get(&op.from).copied().unwrap_or_default();
         if let Some((last, outcome)) = agent.last {
@@ -81,7 +125,7 @@ impl TaskBoard {
             };
             return Execution::Applied(TxOutcome::Rejected(reason));
         }
-        let outcome = self.step(op.from, op.amount);
+        let outcome = self.step(op.from, &op.op);
         self.agents.insert(op.from, Agent { next_nonce: op.nonce + 1, last: Some((digest, outcome)) });
         Execution::Applied(outcome)
     }
@@ -91,7 +135,7 @@ impl Application for TaskBoard {
     type ConflictKey = (AccountId, u64);
 
     fn check(&self, request: &Request) -> Result<(), Refusal> {
-        let op = &request.tx.transfer;
+        let op = &request.tx.tx;
         let agent = self.agents.get(&op.from).copied().unwrap_or_default();
         if op.nonce >= agent.next_nonce {
             return Ok(());
@@ -102,12 +146,13 @@ impl Application for TaskBoard {
         }
     }
 
-    fn execute(&mut self, requests: &[Request]) -> Vec<Execution> {
+    /// The board has no notion of time.
+    fn execute(&mut self, _seq: Seq, requests: &[Request]) -> Vec<Execution> {
         requests.iter().map(|request| self.apply(request)).collect()
     }
 
     fn conflict_key(request: &Request) -> Option<(AccountId, u64)> {
-        Some((request.tx.transfer.from, request.tx.transfer.nonce))
+        Some((request.tx.from(), request.tx.nonce()))
     }
 
     fn digest(&self) -> Digest {

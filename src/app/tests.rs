@@ -1,11 +1,14 @@
 //! The Merkle tree and the snapshot helpers every application relies on, and
 //! the task board's rules.
 
-use super::task_board::{TaskBoard, TaskState, ALREADY_DONE, CLAIMED_BY_ANOTHER, NO_SUCH_TASK};
+use super::task_board::{
+    BoardOp, TaskBoard, TaskState, ALREADY_CLAIMED, ALREADY_DONE, CLAIMED_BY_ANOTHER, MALFORMED_OP, NOT_CLAIMED,
+    NO_SUCH_TASK,
+};
 use super::*;
 use crate::crypto::Keypair;
-use crate::ledger::{AccountId, RejectReason, Transfer, TxId};
-use crate::protocol::ClientId;
+use crate::ledger::{AccountId, RejectReason, TxId};
+use crate::protocol::{ClientId, Seq};
 
 fn leaves(count: usize) -> Vec<Digest> {
     (0..count).map(|i| Digest::of(&(i as u64).to_le_bytes())).collect()
@@ -55,15 +58,25 @@ fn a_snapshot_chunk_is_checked_alone_against_the_root() {
     assert!(!Snapshot::verify_chunk(root, &tampered, &path));
 }
 
-fn step(agent: &Keypair, task: u64, nonce: u64) -> Request {
+fn step(agent: &Keypair, op: BoardOp, nonce: u64) -> Request {
     let from = AccountId(agent.public_key());
+    let task = match op {
+        BoardOp::Claim(task) | BoardOp::Complete(task) => task,
+    };
     let id = TxId([nonce as u8, agent.public_key().0[0], task as u8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
-    let tx = Transfer { id, from, to: from, amount: task, nonce, memo: None }.sign(agent);
-    Request { client: ClientId(1), tx }
+    Request { client: ClientId(1), tx: op.tx(id, from, nonce).sign(agent) }
+}
+
+fn claim(agent: &Keypair, task: u64, nonce: u64) -> Request {
+    step(agent, BoardOp::Claim(task), nonce)
+}
+
+fn complete(agent: &Keypair, task: u64, nonce: u64) -> Request {
+    step(agent, BoardOp::Complete(task), nonce)
 }
 
 fn outcomes(board: &mut TaskBoard, requests: &[Request]) -> Vec<TxOutcome> {
-    board.execute(requests).into_iter().map(|execution| execution.outcome()).collect()
+    board.execute(Seq(1), requests).into_iter().map(|execution| execution.outcome()).collect()
 }
 
 #[test]
@@ -73,12 +86,22 @@ fn a_task_is_claimed_once_and_completed_only_by_its_claimer() {
     let refused = |code| TxOutcome::Rejected(RejectReason::Refused { code });
     let got = outcomes(
         &mut board,
-        &[step(&alice, 0, 0), step(&mallory, 0, 0), step(&mallory, 0, 1), step(&alice, 0, 1), step(&mallory, 7, 2)],
+        &[
+            complete(&alice, 0, 0),
+            claim(&alice, 0, 1),
+            claim(&alice, 0, 2),
+            claim(&mallory, 0, 0),
+            complete(&mallory, 0, 1),
+            complete(&alice, 0, 3),
+            claim(&mallory, 7, 2),
+        ],
     );
     assert_eq!(
         got,
         [
+            refused(NOT_CLAIMED),
             TxOutcome::Committed,
+            refused(ALREADY_CLAIMED),
             refused(CLAIMED_BY_ANOTHER),
             refused(CLAIMED_BY_ANOTHER),
             TxOutcome::Committed,
@@ -86,7 +109,7 @@ fn a_task_is_claimed_once_and_completed_only_by_its_claimer() {
         ]
     );
     assert_eq!(board.task(0), Some(TaskState::Done(AccountId(alice.public_key()))));
-    assert_eq!(outcomes(&mut board, &[step(&alice, 0, 2)]), [refused(ALREADY_DONE)]);
+    assert_eq!(outcomes(&mut board, &[claim(&alice, 0, 4), complete(&alice, 0, 5)]), [refused(ALREADY_DONE); 2]);
     assert_eq!(board.task(1), Some(TaskState::Open));
 }
 
@@ -94,12 +117,12 @@ fn a_task_is_claimed_once_and_completed_only_by_its_claimer() {
 fn a_replayed_step_changes_nothing_and_a_second_step_on_one_nonce_is_refused() {
     let alice = Keypair::from_seed([1; 32]);
     let mut board = TaskBoard::with_tasks(3);
-    let claim = step(&alice, 0, 0);
-    board.execute(std::slice::from_ref(&claim));
+    let claim = claim(&alice, 0, 0);
+    board.execute(Seq(1), std::slice::from_ref(&claim));
     let before = board.digest();
-    assert_eq!(board.execute(std::slice::from_ref(&claim)), [Execution::Replayed(TxOutcome::Committed)]);
+    assert_eq!(board.execute(Seq(2), std::slice::from_ref(&claim)), [Execution::Replayed(TxOutcome::Committed)]);
     assert_eq!(board.check(&claim), Err(Refusal::Executed));
-    let rival = step(&alice, 1, 0);
+    let rival = step(&alice, BoardOp::Claim(1), 0);
     let consumed = TxOutcome::Rejected(RejectReason::NonceConsumed { received: 0 });
     assert_eq!(board.check(&rival), Err(Refusal::Rejected(consumed)));
     assert_eq!(TaskBoard::conflict_key(&rival), TaskBoard::conflict_key(&claim));
@@ -112,7 +135,7 @@ fn a_replayed_step_changes_nothing_and_a_second_step_on_one_nonce_is_refused() {
 fn a_board_restored_from_its_snapshot_is_the_same_board() {
     let (alice, bob) = (Keypair::from_seed([1; 32]), Keypair::from_seed([2; 32]));
     let mut board = TaskBoard::with_tasks(4);
-    board.execute(&[step(&alice, 0, 0), step(&bob, 1, 0), step(&bob, 1, 1), step(&bob, 0, 2)]);
+    board.execute(Seq(1), &[claim(&alice, 0, 0), claim(&bob, 1, 0), complete(&bob, 1, 1), claim(&bob, 0, 2)]);
     let snapshot = board.snapshot();
     assert_eq!(snapshot.root(), board.digest());
     let restored = TaskBoard::restore(&snapshot).unwrap();
@@ -126,4 +149,19 @@ fn a_board_restored_from_its_snapshot_is_the_same_board() {
     assert_eq!(query.remove(0), 2, "task 1 is done");
     assert_eq!(query, bob.public_key().0);
     assert_eq!(board.query(&[1, 2]), Vec::<u8>::new());
+}
+
+#[test]
+fn the_board_reads_only_its_own_operation_and_refuses_bytes_it_cannot_decode() {
+    let alice = Keypair::from_seed([1; 32]);
+    let from = AccountId(alice.public_key());
+    let mut board = TaskBoard::with_tasks(2);
+    let transfer = Tx::transfer(TxId([1; 16]), from, from, 0, 0);
+    let garbage = Tx { id: TxId([2; 16]), from, nonce: 1, op: Op::App(vec![9, 0]) };
+    let requests: Vec<Request> =
+        [transfer, garbage].into_iter().map(|tx| Request { client: ClientId(1), tx: tx.sign(&alice) }).collect();
+    let refused = TxOutcome::Rejected(RejectReason::Refused { code: MALFORMED_OP });
+    assert_eq!(outcomes(&mut board, &requests), [TxOutcome::Rejected(RejectReason::UnsupportedOp), refused]);
+    assert_eq!(board.tasks(), [TaskState::Open; 2]);
+    assert_eq!(BoardOp::decode(&BoardOp::Complete(7).encode()), Some(BoardOp::Complete(7)));
 }

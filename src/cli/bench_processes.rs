@@ -5,8 +5,9 @@
 use super::hub::{start, submit, HubSetup};
 use super::CliError;
 use crate::actors::{ClientRun, ValidatorStatus};
+use crate::app::SignedTx;
 use crate::config::SwarmConfig;
-use crate::ledger::{Ledger, SignedTransfer};
+use crate::ledger::Ledger;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -23,7 +24,7 @@ pub struct ProcessRun {
 
 /// Runs `transfers` against n = `cfg.validators()` node processes (write-ahead
 /// logs without fsync, in a scratch directory removed afterwards).
-pub fn run(cfg: &SwarmConfig, genesis: Ledger, transfers: Vec<SignedTransfer>) -> Result<ProcessRun, CliError> {
+pub fn run(cfg: &SwarmConfig, genesis: Ledger, transfers: Vec<SignedTx>) -> Result<ProcessRun, CliError> {
     let n = cfg.validators();
     let dir = std::env::temp_dir().join(format!("bftswarm-bench-{}-n{n}", std::process::id()));
     let _cleanup = RemoveOnDrop(dir.clone());

@@ -10,12 +10,13 @@ use super::run::{injected_agents, quarantine_policy, replacements_done, MEMBERSH
 use super::testnet::HubCommittee;
 use super::CliError;
 use crate::actors::{ClientRun, DetectionRecord, LaunchOptions, MembershipChanged, Swarm, SwarmSpec, ValidatorStatus};
+use crate::app::SignedTx;
 use crate::config::SwarmConfig;
 use crate::crypto::{Keypair, PublicKey};
 use crate::daemon::relaunch::carry_on;
 use crate::daemon::tasks::TaskWorkload;
 use crate::faults::FaultType;
-use crate::ledger::{Ledger, SignedTransfer};
+use crate::ledger::Ledger;
 use crate::protocol::{AgentId, ClientId, Committee, Epoch, Member};
 use crate::transport::{parse_public_key, Hub};
 use crate::wal::WalOptions;
@@ -281,7 +282,7 @@ async fn carry_on_workload(
     workload: &mut TaskWorkload,
     count: usize,
     cfg: &SwarmConfig,
-) -> (Vec<SignedTransfer>, usize) {
+) -> (Vec<SignedTx>, usize) {
     let drain_limit = Duration::from_millis(cfg.consensus.view_change_timeout_ms.saturating_mul(4))
         .max(Duration::from_secs(10))
         .min(cfg.stall_limit());
@@ -340,7 +341,7 @@ pub type Submitted = (ClientRun, Vec<ValidatorStatus>, Vec<MembershipChanged>, V
 /// convicted agent's replacement, then for every validator to settle.
 pub async fn submit(
     hub: &Hub,
-    transfers: Vec<SignedTransfer>,
+    transfers: Vec<SignedTx>,
     cfg: &SwarmConfig,
     standby: Vec<(String, PublicKey)>,
 ) -> Result<Submitted, CliError> {

@@ -11,9 +11,10 @@
 use super::run::workload_spec;
 use super::CliError;
 use crate::actors::{LaunchOptions, Swarm, SwarmSpec};
+use crate::app::{SignedTx, Tx};
 use crate::config::SwarmConfig;
 use crate::crypto::Keypair;
-use crate::ledger::{AccountId, Ledger, SignedTransfer, Transfer, TxId, TxOutcome};
+use crate::ledger::{AccountId, Ledger, TxId, TxOutcome};
 use crate::protocol::ClientId;
 use crate::wal::WalOptions;
 use std::collections::HashMap;
@@ -64,19 +65,18 @@ impl ProbeWorkload {
     }
 
     /// Transfer `j` of `round`: from the round's account j mod 8, with nonce j / 8.
-    pub fn transfer(&self, round: usize, j: usize) -> (usize, SignedTransfer) {
+    pub fn transfer(&self, round: usize, j: usize) -> (usize, SignedTx) {
         let from = round * ACCOUNTS_PER_ROUND + j % ACCOUNTS_PER_ROUND;
         let to = round * ACCOUNTS_PER_ROUND + (j + 1) % ACCOUNTS_PER_ROUND;
         let id: [u8; 16] =
             blake3::hash(format!("probe-{round}-{j}").as_bytes()).as_bytes()[..16].try_into().unwrap_or_default();
-        let transfer = Transfer {
-            id: TxId(id),
-            from: AccountId(self.accounts[from].public_key()),
-            to: AccountId(self.accounts[to].public_key()),
-            amount: 1 + (j % 7) as u64,
-            nonce: (j / ACCOUNTS_PER_ROUND) as u64,
-            memo: None,
-        };
+        let transfer = Tx::transfer(
+            TxId(id),
+            AccountId(self.accounts[from].public_key()),
+            AccountId(self.accounts[to].public_key()),
+            1 + (j % 7) as u64,
+            (j / ACCOUNTS_PER_ROUND) as u64,
+        );
         (from, transfer.sign(&self.accounts[from]))
     }
 }
@@ -88,8 +88,7 @@ pub fn execute(args: &ProbeArgs) -> Result<(), CliError> {
     let cfg = SwarmConfig::load(args.config.as_deref())?;
     let workload = ProbeWorkload::new()?;
     let spec = SwarmSpec::from_config(&cfg, workload.genesis.clone(), workload_spec(&cfg).seed)?;
-    let transfers: Vec<(usize, SignedTransfer)> =
-        (0..args.transfers).map(|j| workload.transfer(args.round, j)).collect();
+    let transfers: Vec<(usize, SignedTx)> = (0..args.transfers).map(|j| workload.transfer(args.round, j)).collect();
     let wal = WalOptions::under_home(&args.home, cfg.storage.fsync);
     let (window, retry_ms) = (CHUNK, cfg.client.request_retry_ms);
     let system = actix::System::new();
@@ -101,10 +100,10 @@ pub fn execute(args: &ProbeArgs) -> Result<(), CliError> {
             print_line(&format!("recovered {} {recovery}", status.name))?;
         }
         let index: HashMap<TxId, (usize, u64)> =
-            transfers.iter().map(|(from, tx)| (tx.transfer.id, (*from, tx.transfer.nonce))).collect();
+            transfers.iter().map(|(from, tx)| (tx.id(), (*from, tx.nonce()))).collect();
         for (chunk_no, chunk) in transfers.chunks(CHUNK).enumerate() {
             let client = ClientId((args.round * 100_000 + chunk_no) as u32);
-            let chunk: Vec<SignedTransfer> = chunk.iter().map(|(_, tx)| tx.clone()).collect();
+            let chunk: Vec<SignedTx> = chunk.iter().map(|(_, tx)| tx.clone()).collect();
             let run = swarm.run_client(client, chunk, window, retry_ms, Arc::new(AtomicU64::new(0))).await?;
             for completion in run.completions {
                 let (from, nonce) = index.get(&completion.tx_id).copied().unwrap_or_default();

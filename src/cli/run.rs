@@ -9,10 +9,11 @@ use crate::actors::{
     ClientRun, DetectionRecord, LaunchOptions, MembershipChanged, QuarantinePolicy, Swarm, SwarmSpec, ValidatorStatus,
 };
 use crate::agents::AgentDefinition;
+use crate::app::SignedTx;
 use crate::config::{SwarmConfig, MAX_TRANSACTIONS};
 use crate::faults::FaultType;
 use crate::hooks::Hooks;
-use crate::ledger::{Ledger, SignedTransfer};
+use crate::ledger::Ledger;
 use crate::protocol::AgentId;
 use crate::protocol::ClientId;
 use crate::store::{MemoryStore, RedbOptions};
@@ -150,7 +151,7 @@ fn every_honest_transfer_is_funded(cfg: &SwarmConfig) -> bool {
 /// validators' settled statuses.
 pub(crate) fn drive(
     spec: SwarmSpec,
-    transfers: Vec<SignedTransfer>,
+    transfers: Vec<SignedTx>,
     cfg: &SwarmConfig,
     home: &Path,
     wal: Option<WalOptions>,
@@ -200,7 +201,7 @@ pub(crate) fn injected_agents(cfg: &SwarmConfig) -> Vec<String> {
 /// actix System, so it may start hook actors).
 pub(crate) fn drive_with(
     spec: SwarmSpec,
-    transfers: Vec<SignedTransfer>,
+    transfers: Vec<SignedTx>,
     cfg: &SwarmConfig,
     wal: Option<WalOptions>,
     show_progress: bool,

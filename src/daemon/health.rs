@@ -182,7 +182,7 @@ mod tests {
             ledger_digest: Digest::of(digest),
             balance_sum: 100,
             total_supply: 100,
-            ledger_totals: Some(LedgerTotals { committed: seq * 10, rejected: [seq, 0, 0, 1, 0, 0] }),
+            ledger_totals: Some(LedgerTotals { committed: seq * 10, rejected: [seq, 0, 0, 1, 0, 0, 0] }),
             stats: ReplicaStats::default(),
             inbound_rejected: BTreeMap::new(),
             outbound_dropped: 0,

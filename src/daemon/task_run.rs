@@ -101,7 +101,7 @@ impl Daemon {
         &self,
         task_id: u64,
         request: &TaskRequest,
-        transfers: Vec<crate::ledger::SignedTransfer>,
+        transfers: Vec<crate::app::SignedTx>,
         launch: Launch,
         progress: Arc<AtomicU64>,
     ) -> Result<(), String> {

@@ -3,9 +3,10 @@
 //! from the last task), and what a task reports while it runs and at its end.
 
 use crate::actors::ClientRun;
+use crate::app::{SignedTx, Tx};
 use crate::config::SwarmConfig;
 use crate::crypto::Keypair;
-use crate::ledger::{AccountId, Ledger, SignedTransfer, Transfer, TxId, TxOutcome};
+use crate::ledger::{AccountId, Ledger, TxId, TxOutcome};
 use crate::rng::SeededRng;
 use crate::workload::{sign_in_parallel, Workload, WorkloadSpec};
 use serde::{Deserialize, Serialize};
@@ -62,7 +63,7 @@ impl TaskWorkload {
 
     /// The next `count` transfers, unsigned (cheap: done under the daemon's
     /// lock so nonces never interleave), and how many are overdrafts.
-    pub fn draw(&mut self, count: usize) -> (Vec<(usize, Transfer)>, usize) {
+    pub fn draw(&mut self, count: usize) -> (Vec<(usize, Tx)>, usize) {
         let accounts = self.ids.len();
         let mut overdrafts = 0;
         let transfers = (0..count)
@@ -77,7 +78,7 @@ impl TaskWorkload {
                 let nonce = self.nonces[from];
                 self.nonces[from] += 1;
                 let id = TxId(self.rng.bytes());
-                (from, Transfer { id, from: self.ids[from], to: self.ids[to], amount, nonce, memo: None })
+                (from, Tx::transfer(id, self.ids[from], self.ids[to], amount, nonce))
             })
             .collect();
         (transfers, overdrafts)
@@ -108,7 +109,7 @@ impl TaskWorkload {
 }
 
 /// Signs drawn transfers with their senders' keys, on every core.
-pub fn sign(accounts: &[Keypair], unsigned: Vec<(usize, Transfer)>) -> Vec<SignedTransfer> {
+pub fn sign(accounts: &[Keypair], unsigned: Vec<(usize, Tx)>) -> Vec<SignedTx> {
     sign_in_parallel(accounts, unsigned)
 }
 
@@ -218,7 +219,7 @@ mod tests {
         let signed = sign(&workload.accounts(), first.into_iter().chain(second).collect());
         for transfer in &signed {
             assert!(transfer.verify());
-            assert_eq!(ledger.execute(&transfer.transfer), TxOutcome::Committed);
+            assert_eq!(ledger.execute(&transfer.tx), TxOutcome::Committed);
         }
     }
 

@@ -1,7 +1,7 @@
 //! Self-verifying evidence: proofs of misbehaviour that anyone holding the
 //! committee can check on their own, without trusting the reporter.
 
-use crate::ledger::SignedTransfer;
+use crate::app::SignedTx;
 use crate::protocol::{AgentId, Committee, Evidence, Message, SignedMessage};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -12,7 +12,7 @@ pub enum Proof {
     Equivocation(Evidence),
     /// Two valid, different transfers from one account with one nonce; the
     /// account is an agent's own (its key is the agent's key).
-    DoubleSpend { first: Box<SignedTransfer>, second: Box<SignedTransfer> },
+    DoubleSpend { first: Box<SignedTx>, second: Box<SignedTx> },
     /// A pre-prepare signed by the view's primary whose batch matches its
     /// digest and carries, at `index`, a transfer whose signature is invalid.
     InvalidProposal { pre_prepare: Arc<SignedMessage>, index: usize },
@@ -51,7 +51,7 @@ impl Proof {
         match self {
             Proof::Equivocation(evidence) => Some(evidence.accused()),
             Proof::DoubleSpend { first, .. } => {
-                committee.members().iter().find(|m| m.public_key == first.transfer.from.0).map(|m| m.id)
+                committee.members().iter().find(|m| m.public_key == first.tx.from.0).map(|m| m.id)
             }
             Proof::InvalidProposal { pre_prepare, .. } => Some(pre_prepare.sender),
         }
@@ -62,7 +62,7 @@ impl Proof {
         match self {
             Proof::Equivocation(evidence) => evidence.verify(committee),
             Proof::DoubleSpend { first, second } => {
-                let (a, b) = (&first.transfer, &second.transfer);
+                let (a, b) = (&first.tx, &second.tx);
                 self.accused(committee).is_some()
                     && a.from == b.from
                     && a.nonce == b.nonce
@@ -95,10 +95,10 @@ impl Proof {
             }),
             Proof::DoubleSpend { first, second } => serde_json::json!({
                 "kind": "two signed spends with one nonce",
-                "account": first.transfer.from.0.to_string(),
-                "nonce": first.transfer.nonce,
-                "first_tx": first.transfer.id.to_string(),
-                "second_tx": second.transfer.id.to_string(),
+                "account": first.tx.from.0.to_string(),
+                "nonce": first.tx.nonce,
+                "first_tx": first.tx.id.to_string(),
+                "second_tx": second.tx.id.to_string(),
             }),
             Proof::InvalidProposal { pre_prepare, index } => serde_json::json!({
                 "kind": "signed pre-prepare with an invalid transfer",

@@ -1,6 +1,7 @@
 use super::*;
+use crate::app::Tx;
 use crate::crypto::Keypair;
-use crate::ledger::{AccountId, Transfer, TxId};
+use crate::ledger::{AccountId, TxId};
 use crate::protocol::{Batch, ClientId, Epoch, Evidence, Member, Message, Request, Seq, SignedMessage};
 use std::sync::Arc;
 
@@ -15,10 +16,10 @@ fn setup() -> (Vec<Keypair>, Committee) {
     (keys, Committee::new(Epoch(0), members, None).unwrap())
 }
 
-fn spend(owner: &Keypair, to: u8, nonce: u64, id: u8) -> crate::ledger::SignedTransfer {
+fn spend(owner: &Keypair, to: u8, nonce: u64, id: u8) -> crate::app::SignedTx {
     let from = AccountId(owner.public_key());
     let to = AccountId(Keypair::from_seed([to; 32]).public_key());
-    Transfer { id: TxId([id; 16]), from, to, amount: 10, nonce, memo: None }.sign(owner)
+    Tx::transfer(TxId([id; 16]), from, to, 10, nonce).sign(owner)
 }
 
 fn pre_prepare(keys: &[Keypair], sender: usize, requests: Vec<Request>) -> Arc<SignedMessage> {
@@ -90,7 +91,7 @@ fn a_primary_signed_pre_prepare_with_a_forged_transfer_convicts_the_primary() {
     let owner = Keypair::from_seed([70; 32]);
     let honest = Request { client: ClientId(0), tx: spend(&owner, 1, 0, 1) };
     let mut forged = Request { client: ClientId(0), tx: spend(&owner, 1, 1, 2) };
-    forged.tx.transfer.amount = 1_000_000;
+    forged.tx.tx.as_transfer_mut().unwrap().amount = 1_000_000;
     let proof =
         Proof::InvalidProposal { pre_prepare: pre_prepare(&keys, 0, vec![honest.clone(), forged.clone()]), index: 1 };
     assert!(proof.verify(&committee));

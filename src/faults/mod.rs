@@ -6,8 +6,9 @@
 //! Pure, like the protocol: the actix validator and the simulation run the same
 //! [`Adversary`] around an honest [`crate::protocol::Replica`].
 
+use crate::app::{Op, Tx};
 use crate::crypto::Keypair;
-use crate::ledger::{AccountId, Transfer, TxId};
+use crate::ledger::{AccountId, TxId};
 use crate::protocol::{AgentId, Batch, ClientId, Committee, Member, Message, Micros, Output, Request, SignedMessage};
 use crate::rng::SeededRng;
 use serde::{Deserialize, Serialize};
@@ -168,8 +169,7 @@ impl Adversary {
         let from = AccountId(self.keypair.public_key());
         let spend = |to: &Member, id: [u8; 16]| Request {
             client: spender_client(self.me),
-            tx: Transfer { id: TxId(id), from, to: AccountId(to.public_key), amount, nonce: next_nonce, memo: None }
-                .sign(&self.keypair),
+            tx: Tx::transfer(TxId(id), from, AccountId(to.public_key), amount, next_nonce).sign(&self.keypair),
         };
         let first = spend(peers[0], self.rng.bytes::<16>());
         let second = spend(peers[split], self.rng.bytes::<16>());
@@ -245,13 +245,17 @@ impl Adversary {
         Arc::new(corrupted)
     }
 
-    /// The same pre-prepare with its first transfer's amount raised by one:
+    /// The same pre-prepare with its first transfer's amount (another
+    /// operation's nonce) raised by one:
     /// the client's signature no longer covers it, the primary's does.
     fn forge_proposal(&self, original: &Arc<SignedMessage>, committee: &Committee) -> Arc<SignedMessage> {
         let Message::PrePrepare { view, seq, batch, .. } = &original.message else { return original.clone() };
         let mut forged = (**batch).clone();
         if let Some(first) = forged.requests.first_mut() {
-            first.tx.transfer.amount = first.tx.transfer.amount.wrapping_add(1);
+            match &mut first.tx.tx.op {
+                Op::Transfer(transfer) => transfer.amount = transfer.amount.wrapping_add(1),
+                _ => first.tx.tx.nonce = first.tx.tx.nonce.wrapping_add(1),
+            }
         }
         let forged = Arc::new(forged);
         let message = Message::PrePrepare { view: *view, seq: *seq, digest: forged.digest(), batch: forged };

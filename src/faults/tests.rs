@@ -45,14 +45,7 @@ fn equivocating_primary_sends_two_batches_to_two_groups() {
     let from = crate::ledger::AccountId(owner.public_key());
     let requests: Vec<Request> = (0..2u64)
         .map(|nonce| {
-            let transfer = crate::ledger::Transfer {
-                id: crate::ledger::TxId([nonce as u8; 16]),
-                from,
-                to: from,
-                amount: 1,
-                nonce,
-                memo: None,
-            };
+            let transfer = Tx::transfer(crate::ledger::TxId([nonce as u8; 16]), from, from, 1, nonce);
             Request { client: crate::protocol::ClientId(0), tx: transfer.sign(&owner) }
         })
         .collect();
@@ -80,8 +73,7 @@ fn censorship_drops_requests_before_the_replica_sees_them_and_other_faults_do_no
     let (keys, _) = setup();
     let owner = Keypair::from_seed([50; 32]);
     let from = crate::ledger::AccountId(owner.public_key());
-    let transfer =
-        crate::ledger::Transfer { id: crate::ledger::TxId([1; 16]), from, to: from, amount: 1, nonce: 0, memo: None };
+    let transfer = Tx::transfer(crate::ledger::TxId([1; 16]), from, from, 1, 0);
     let request = Request { client: crate::protocol::ClientId(0), tx: transfer.sign(&owner) };
     let mut censoring = adversary(&keys, FaultType::Censorship, 1.0, 0);
     assert!(censoring.filter_requests(Micros(0), vec![request.clone()]).is_empty());
@@ -111,8 +103,7 @@ fn fault_names_parse_and_unknown_ones_are_a_clear_error() {
 fn pre_prepare_of_one_transfer(keys: &[Keypair]) -> Output {
     let owner = Keypair::from_seed([50; 32]);
     let from = crate::ledger::AccountId(owner.public_key());
-    let transfer =
-        crate::ledger::Transfer { id: crate::ledger::TxId([1; 16]), from, to: from, amount: 5, nonce: 0, memo: None };
+    let transfer = Tx::transfer(crate::ledger::TxId([1; 16]), from, from, 5, 0);
     let batch = Arc::new(Batch::of(vec![Request { client: crate::protocol::ClientId(0), tx: transfer.sign(&owner) }]));
     let message = Message::PrePrepare { view: View(0), seq: Seq(1), digest: batch.digest(), batch };
     Output::Broadcast(Arc::new(SignedMessage::sign(message, Epoch(0), AgentId(0), &keys[0])))

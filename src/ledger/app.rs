@@ -10,12 +10,11 @@
 use super::{Account, AccountId, Execution, LastTransfer, Ledger, LedgerTotals, RejectReason, TxId, TxOutcome};
 use crate::app::{merkle_root, Application, Chunk, Refusal, RestoreError, Snapshot};
 use crate::crypto::{Digest, PublicKey};
-use crate::protocol::Request;
+use crate::protocol::{Request, Seq};
 
 /// Accounts per snapshot chunk: about 30 KiB of records.
 pub const ACCOUNTS_PER_CHUNK: usize = 256;
-const DOMAIN: &[u8] = b"bftswarm/ledger/v3";
-/// Bytes of one account record without and with its last transfer.
+const DOMAIN: &[u8] = b"bftswarm/ledger/v4";
 /// Bytes of one account record with its last transfer (without: 49).
 const RECORD_LAST: usize = 32 + 8 + 8 + 1 + 16 + 32 + 1 + 8 + 8;
 
@@ -23,23 +22,26 @@ impl Application for Ledger {
     type ConflictKey = (AccountId, u64);
 
     fn check(&self, request: &Request) -> Result<(), Refusal> {
-        let transfer = &request.tx.transfer;
-        if !self.nonce_consumed(transfer) {
+        let tx = &request.tx.tx;
+        if tx.as_transfer().is_none() {
+            Err(Refusal::Rejected(TxOutcome::Rejected(RejectReason::UnsupportedOp)))
+        } else if !self.nonce_consumed(tx) {
             Ok(())
-        } else if self.nonce_spent(transfer) {
-            let reason = RejectReason::NonceConsumed { received: transfer.nonce };
+        } else if self.nonce_spent(tx) {
+            let reason = RejectReason::NonceConsumed { received: tx.nonce };
             Err(Refusal::Rejected(TxOutcome::Rejected(reason)))
         } else {
             Err(Refusal::Executed)
         }
     }
 
-    fn execute(&mut self, requests: &[Request]) -> Vec<Execution> {
-        requests.iter().map(|request| self.apply(&request.tx.transfer)).collect()
+    /// Transfers do not depend on the sequence number.
+    fn execute(&mut self, _seq: Seq, requests: &[Request]) -> Vec<Execution> {
+        requests.iter().map(|request| self.apply(&request.tx.tx)).collect()
     }
 
     fn conflict_key(request: &Request) -> Option<(AccountId, u64)> {
-        Some((request.tx.transfer.from, request.tx.transfer.nonce))
+        Some((request.tx.from(), request.tx.nonce()))
     }
 
     fn digest(&self) -> Digest {
@@ -120,6 +122,7 @@ fn encode_last(last: &Option<LastTransfer>, bytes: &mut Vec<u8>) {
         TxOutcome::Rejected(RejectReason::SelfTransfer) => (4, 0, 0),
         TxOutcome::Rejected(RejectReason::NonceConsumed { received }) => (5, *received, 0),
         TxOutcome::Rejected(RejectReason::Refused { code }) => (6, *code, 0),
+        TxOutcome::Rejected(RejectReason::UnsupportedOp) => (7, 0, 0),
     };
     bytes.push(tag);
     bytes.extend_from_slice(&a.to_le_bytes());
@@ -212,6 +215,7 @@ fn decode_last(reader: &mut Reader<'_>) -> Result<Option<LastTransfer>, RestoreE
         4 if (a, b) == (0, 0) => RejectReason::SelfTransfer,
         5 if b == 0 => RejectReason::NonceConsumed { received: a },
         6 if b == 0 => RejectReason::Refused { code: a },
+        7 if (a, b) == (0, 0) => RejectReason::UnsupportedOp,
         _ => return reader.fail("bad outcome"),
     };
     Ok(Some(LastTransfer { id, digest, outcome: TxOutcome::Rejected(reason) }))

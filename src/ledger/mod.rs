@@ -10,7 +10,9 @@ mod transfer;
 
 pub use app::ACCOUNTS_PER_CHUNK;
 
-pub use transfer::{AccountId, SignedTransfer, Transfer, TxId};
+pub use transfer::{AccountId, TxId};
+
+use crate::app::{Transfer, Tx};
 
 use crate::crypto::Digest;
 use serde::{Deserialize, Serialize};
@@ -62,13 +64,23 @@ pub enum RejectReason {
     Refused {
         code: u64,
     },
+    /// The application does not execute this kind of operation (the ledger:
+    /// anything but a transfer).
+    UnsupportedOp,
 }
 
 impl RejectReason {
-    pub const KINDS: usize = 6;
+    pub const KINDS: usize = 7;
     /// Stable names for reports and counters, by [`RejectReason::index`].
-    pub const NAMES: [&'static str; Self::KINDS] =
-        ["wrong-nonce", "insufficient-funds", "zero-amount", "self-transfer", "nonce-consumed", "refused"];
+    pub const NAMES: [&'static str; Self::KINDS] = [
+        "wrong-nonce",
+        "insufficient-funds",
+        "zero-amount",
+        "self-transfer",
+        "nonce-consumed",
+        "refused",
+        "unsupported-op",
+    ];
 
     pub fn index(&self) -> usize {
         match self {
@@ -78,6 +90,7 @@ impl RejectReason {
             RejectReason::SelfTransfer => 3,
             RejectReason::NonceConsumed { .. } => 4,
             RejectReason::Refused { .. } => 5,
+            RejectReason::UnsupportedOp => 6,
         }
     }
 
@@ -168,44 +181,45 @@ impl Ledger {
         Ok(())
     }
 
-    /// Whether a transfer with this nonce (this one or another) already executed.
-    pub fn nonce_consumed(&self, transfer: &Transfer) -> bool {
-        self.accounts.get(&transfer.from).is_some_and(|sender| transfer.nonce < sender.next_nonce)
+    /// Whether a transaction with this nonce (this one or another) already executed.
+    pub fn nonce_consumed(&self, tx: &Tx) -> bool {
+        self.accounts.get(&tx.from).is_some_and(|sender| tx.nonce < sender.next_nonce)
     }
 
-    /// True when the transfer's nonce is already consumed by another transfer:
+    /// True when the transaction's nonce is already consumed by another one:
     /// ordering it could only reject it (a double spend, or a stale copy).
-    /// The very transfer that consumed it is not: ordering it again replays its outcome.
-    pub fn nonce_spent(&self, transfer: &Transfer) -> bool {
-        let Some(sender) = self.accounts.get(&transfer.from) else { return false };
-        if transfer.nonce >= sender.next_nonce {
+    /// The very transaction that consumed it is not: ordering it again replays its outcome.
+    pub fn nonce_spent(&self, tx: &Tx) -> bool {
+        let Some(sender) = self.accounts.get(&tx.from) else { return false };
+        if tx.nonce >= sender.next_nonce {
             return false;
         }
-        let replay = transfer.nonce + 1 == sender.next_nonce
-            && sender.last.is_some_and(|last| last.digest == Digest::of(&transfer.signing_bytes()));
+        let replay = tx.nonce + 1 == sender.next_nonce
+            && sender.last.is_some_and(|last| last.digest == Digest::of(&tx.signing_bytes()));
         !replay
     }
 
-    /// Executes a transfer whose signature the caller has verified and says
-    /// what the client is told.
-    pub fn execute(&mut self, transfer: &Transfer) -> TxOutcome {
-        self.apply(transfer).outcome()
+    /// Executes a transaction whose signature the caller has verified and
+    /// says what the client is told.
+    pub fn execute(&mut self, tx: &Tx) -> TxOutcome {
+        self.apply(tx).outcome()
     }
 
-    /// Applies a transfer whose signature the caller has verified.
+    /// Applies a transaction whose signature the caller has verified.
     ///
-    /// A transfer with the right nonce consumes it even when it is rejected for
-    /// funds, so a client learns the outcome once and its next nonce is known.
-    pub fn apply(&mut self, transfer: &Transfer) -> Execution {
-        let sender = self.accounts.get(&transfer.from).copied().unwrap_or_default();
-        let digest = Digest::of(&transfer.signing_bytes());
+    /// One with the right nonce consumes it even when it is rejected (for
+    /// funds, or because it is not a transfer), so a client learns the outcome
+    /// once and its next nonce is known.
+    pub fn apply(&mut self, tx: &Tx) -> Execution {
+        let sender = self.accounts.get(&tx.from).copied().unwrap_or_default();
+        let digest = Digest::of(&tx.signing_bytes());
         if let Some(last) = sender.last {
-            if last.digest == digest && transfer.nonce + 1 == sender.next_nonce {
+            if last.digest == digest && tx.nonce + 1 == sender.next_nonce {
                 return Execution::Replayed(last.outcome);
             }
         }
-        if transfer.nonce != sender.next_nonce {
-            let (expected, received) = (sender.next_nonce, transfer.nonce);
+        if tx.nonce != sender.next_nonce {
+            let (expected, received) = (sender.next_nonce, tx.nonce);
             let reason = match received < expected {
                 true => RejectReason::NonceConsumed { received },
                 false => RejectReason::WrongNonce { expected, received },
@@ -213,32 +227,24 @@ impl Ledger {
             self.totals.rejected[reason.index()] += 1;
             return Execution::Applied(TxOutcome::Rejected(reason));
         }
-        let outcome = self.check_funds(transfer, sender.balance);
-        let sender_entry = self.accounts.entry(transfer.from).or_default();
+        let transfer = tx.as_transfer();
+        let outcome = match transfer {
+            Some(transfer) => check_funds(tx.from, transfer, sender.balance),
+            None => TxOutcome::Rejected(RejectReason::UnsupportedOp),
+        };
+        let sender_entry = self.accounts.entry(tx.from).or_default();
         sender_entry.next_nonce += 1;
-        sender_entry.last = Some(LastTransfer { id: transfer.id, digest, outcome });
+        sender_entry.last = Some(LastTransfer { id: tx.id, digest, outcome });
         match outcome {
             TxOutcome::Committed => self.totals.committed += 1,
             TxOutcome::Rejected(reason) => self.totals.rejected[reason.index()] += 1,
         }
-        if outcome == TxOutcome::Committed {
+        if let (TxOutcome::Committed, Some(transfer)) = (outcome, transfer) {
             sender_entry.balance -= transfer.amount;
             // Cannot overflow: the total supply fits in u64 and is conserved.
             self.accounts.entry(transfer.to).or_default().balance += transfer.amount;
         }
         Execution::Applied(outcome)
-    }
-
-    fn check_funds(&self, transfer: &Transfer, balance: u64) -> TxOutcome {
-        if transfer.amount == 0 {
-            TxOutcome::Rejected(RejectReason::ZeroAmount)
-        } else if transfer.from == transfer.to {
-            TxOutcome::Rejected(RejectReason::SelfTransfer)
-        } else if transfer.amount > balance {
-            TxOutcome::Rejected(RejectReason::InsufficientFunds { balance, amount: transfer.amount })
-        } else {
-            TxOutcome::Committed
-        }
     }
 
     pub fn account(&self, id: &AccountId) -> Account {
@@ -261,6 +267,18 @@ impl Ledger {
     /// Sum of all balances; equals `total_supply` unless execution is broken.
     pub fn balance_sum(&self) -> u128 {
         self.accounts.values().map(|a| a.balance as u128).sum()
+    }
+}
+
+fn check_funds(from: AccountId, transfer: &Transfer, balance: u64) -> TxOutcome {
+    if transfer.amount == 0 {
+        TxOutcome::Rejected(RejectReason::ZeroAmount)
+    } else if from == transfer.to {
+        TxOutcome::Rejected(RejectReason::SelfTransfer)
+    } else if transfer.amount > balance {
+        TxOutcome::Rejected(RejectReason::InsufficientFunds { balance, amount: transfer.amount })
+    } else {
+        TxOutcome::Committed
     }
 }
 

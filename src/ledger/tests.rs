@@ -1,4 +1,5 @@
 use super::*;
+use crate::app::{MemoryOp, Op};
 use crate::crypto::Keypair;
 
 fn account(seed: u8) -> (Keypair, AccountId) {
@@ -7,8 +8,8 @@ fn account(seed: u8) -> (Keypair, AccountId) {
     (keypair, id)
 }
 
-fn transfer(from: AccountId, to: AccountId, amount: u64, nonce: u64) -> Transfer {
-    Transfer { id: TxId([nonce as u8; 16]), from, to, amount, nonce, memo: None }
+fn transfer(from: AccountId, to: AccountId, amount: u64, nonce: u64) -> Tx {
+    Tx::transfer(TxId([nonce as u8; 16]), from, to, amount, nonce)
 }
 
 #[test]
@@ -65,7 +66,7 @@ fn the_last_transfer_executed_again_is_answered_with_its_outcome_and_changes_not
     assert_eq!(ledger.apply(&first), Execution::Replayed(TxOutcome::Committed));
     assert_eq!(ledger, after_first);
     // An older transfer, or another one reusing the nonce, is a wrong nonce.
-    let conflicting = Transfer { id: TxId([42; 16]), ..transfer(alice, bob, 30, 0) };
+    let conflicting = Tx { id: TxId([42; 16]), ..transfer(alice, bob, 30, 0) };
     assert!(matches!(
         ledger.apply(&conflicting),
         Execution::Applied(TxOutcome::Rejected(RejectReason::NonceConsumed { .. }))
@@ -106,10 +107,10 @@ fn signatures_bind_every_field() {
     let signed = transfer(alice, bob, 10, 0).sign(&alice_keys);
     assert!(signed.verify());
     let mut tampered = signed.clone();
-    tampered.transfer.amount = 11;
+    tampered.tx.as_transfer_mut().unwrap().amount = 11;
     assert!(!tampered.verify());
     let mut memo = signed.clone();
-    memo.transfer.memo = Some(String::new());
+    memo.tx.as_transfer_mut().unwrap().memo = Some(String::new());
     assert!(!memo.verify(), "an empty memo differs from no memo");
 }
 
@@ -279,7 +280,7 @@ fn check_orders_a_fresh_nonce_replays_the_transfer_that_used_it_and_refuses_any_
         |amount, nonce| Request { client: ClientId(1), tx: transfer(alice, bob, amount, nonce).sign(&alice_keys) };
     let first = request(10, 0);
     assert_eq!(ledger.check(&first), Ok(()));
-    let executions = Application::execute(&mut ledger, std::slice::from_ref(&first));
+    let executions = Application::execute(&mut ledger, crate::protocol::Seq(1), std::slice::from_ref(&first));
     assert_eq!(executions, [Execution::Applied(TxOutcome::Committed)]);
     assert_eq!(ledger.check(&first), Err(Refusal::Executed));
     let consumed = TxOutcome::Rejected(RejectReason::NonceConsumed { received: 0 });
@@ -297,7 +298,7 @@ fn a_nonce_is_consumed_once_a_transfer_with_it_executed_and_not_before() {
     assert!(!ledger.nonce_consumed(&transfer(alice, bob, 1, 0)));
     assert_eq!(ledger.execute(&transfer(alice, bob, 1, 0)), TxOutcome::Committed);
     // Another transfer with the spent nonce is consumed; the next nonce and an unknown sender are not.
-    let rival = Transfer { id: TxId([77; 16]), ..transfer(alice, bob, 2, 0) };
+    let rival = Tx { id: TxId([77; 16]), ..transfer(alice, bob, 2, 0) };
     assert!(ledger.nonce_consumed(&rival));
     assert!(!ledger.nonce_consumed(&transfer(alice, bob, 1, 1)));
     assert!(!ledger.nonce_consumed(&transfer(bob, alice, 1, 0)));
@@ -309,13 +310,34 @@ fn the_state_digest_covers_each_accounts_last_transfer() {
     let (_, bob) = account(2);
     let after = |id: u8| {
         let mut ledger = Ledger::with_genesis(&[(alice, 100)]).unwrap();
-        assert_eq!(
-            ledger.execute(&Transfer { id: TxId([id; 16]), ..transfer(alice, bob, 10, 0) }),
-            TxOutcome::Committed
-        );
+        assert_eq!(ledger.execute(&Tx { id: TxId([id; 16]), ..transfer(alice, bob, 10, 0) }), TxOutcome::Committed);
         ledger
     };
     // Same balances and nonces; another transfer last: a replay would be answered differently.
     assert_ne!(after(1).state_digest(), after(2).state_digest());
     assert_eq!(after(1).state_digest(), after(1).state_digest());
+}
+
+#[test]
+fn the_ledger_refuses_an_operation_that_is_not_a_transfer_before_ordering_and_rejects_it_if_ordered() {
+    use crate::app::{Application, Refusal};
+    use crate::protocol::{ClientId, Request, Seq};
+    let (alice_keys, alice) = account(1);
+    let mut ledger = Ledger::with_genesis(&[(alice, 100)]).unwrap();
+    let put = MemoryOp::Put { namespace: "ns".into(), key: "k".into(), value: b"1".to_vec(), ttl: None };
+    let unsupported = TxOutcome::Rejected(RejectReason::UnsupportedOp);
+    for op in [Op::Memory(put), Op::App(vec![1, 2])] {
+        let nonce = ledger.account(&alice).next_nonce;
+        let tx = Tx { id: TxId([nonce as u8 + 1; 16]), from: alice, nonce, op };
+        let request = Request { client: ClientId(1), tx: tx.sign(&alice_keys) };
+        assert_eq!(ledger.check(&request), Err(Refusal::Rejected(unsupported)));
+        // Ordered anyway (a Byzantine primary): rejected, the nonce consumed, no balance moved.
+        assert_eq!(
+            Application::execute(&mut ledger, Seq(1), std::slice::from_ref(&request)),
+            [Execution::Applied(unsupported)]
+        );
+        assert_eq!(ledger.account(&alice), Account { next_nonce: nonce + 1, ..ledger.account(&alice) });
+        assert_eq!(ledger.account(&alice).balance, 100);
+    }
+    assert_eq!(ledger.totals().rejected_by_reason().get("unsupported-op"), Some(&2));
 }

@@ -20,7 +20,8 @@ use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
 /// First byte of every encoded record; a record of another format is refused.
-const FORMAT: u8 = 1;
+/// 2: requests carry a signed `Tx` with an operation (1 carried a transfer).
+pub(crate) const FORMAT: u8 = 2;
 
 /// Whose log this is: a log of another validator or another genesis is never replayed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -54,6 +55,8 @@ pub enum WalRecord {
 pub enum FoldError {
     #[error("it is not a record of this format ({0})")]
     Undecodable(String),
+    #[error("it was written by another bftswarm release (record format {found}, this release reads {FORMAT})")]
+    OtherFormat { found: u8 },
     #[error("it executes batch {seq} that no earlier record holds")]
     MissingBatch { seq: Seq },
 }
@@ -69,7 +72,7 @@ impl WalRecord {
     pub fn decode(bytes: &[u8]) -> Result<WalRecord, FoldError> {
         match bytes.split_first() {
             Some((&FORMAT, body)) => postcard::from_bytes(body).map_err(|e| FoldError::Undecodable(e.to_string())),
-            Some((other, _)) => Err(FoldError::Undecodable(format!("format byte {other}"))),
+            Some((&found, _)) => Err(FoldError::OtherFormat { found }),
             None => Err(FoldError::Undecodable("empty".into())),
         }
     }

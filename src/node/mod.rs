@@ -93,6 +93,11 @@ impl<A: Application> Node<A> {
         &self.replica
     }
 
+    /// The replica, once nothing will be stepped any more (a finished simulation's states).
+    pub fn into_replica(self) -> Replica<A> {
+        self.replica
+    }
+
     /// The committee of `epoch`, if this node knows it.
     pub fn committee(&self, epoch: Epoch) -> Option<&Committee> {
         self.verifier.committee(epoch)

@@ -5,7 +5,8 @@
 use super::*;
 use crate::crypto::{Digest, Keypair, Signature};
 use crate::detect::{AccusationReason, Report};
-use crate::ledger::{AccountId, Transfer, TxId};
+use crate::app::Tx;
+use crate::ledger::{AccountId, TxId};
 use crate::protocol::{Batch, ClientId, Message, ProtocolParams, Seq, View};
 
 const RETRANSMIT_US: u64 = 10_000;
@@ -54,7 +55,7 @@ impl Fixture {
     fn request(&self, nonce: u64) -> Request {
         let from = AccountId(self.account.public_key());
         let to = AccountId(self.keys[0].public_key());
-        let transfer = Transfer { id: TxId([nonce as u8 + 1; 16]), from, to, amount: 10, nonce, memo: None };
+        let transfer = Tx::transfer(TxId([nonce as u8 + 1; 16]), from, to, 10, nonce);
         Request { client: ClientId(7), tx: transfer.sign(&self.account) }
     }
 

@@ -6,7 +6,8 @@ use super::committee::Committee;
 use super::message::{Reply, Request};
 use super::types::{AgentId, ClientId, Epoch, Micros};
 use super::verify::Verifier;
-use crate::ledger::{AccountId, SignedTransfer, TxId, TxOutcome};
+use crate::app::SignedTx;
+use crate::ledger::{AccountId, TxId, TxOutcome};
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::sync::Arc;
 
@@ -53,7 +54,7 @@ struct InFlight {
 pub struct ClientCore {
     id: ClientId,
     verifier: Verifier,
-    waiting: VecDeque<SignedTransfer>,
+    waiting: VecDeque<SignedTx>,
     window: usize,
     retry_us: u64,
     in_flight: BTreeMap<TxId, InFlight>,
@@ -66,7 +67,7 @@ impl ClientCore {
     pub fn new(
         id: ClientId,
         committee: Committee,
-        transfers: Vec<SignedTransfer>,
+        transfers: Vec<SignedTx>,
         window: usize,
         retry_us: u64,
     ) -> ClientCore {
@@ -143,7 +144,7 @@ impl ClientCore {
                 .count();
             if matching >= needed {
                 if let Some(done) = self.in_flight.remove(tx_id) {
-                    self.busy_accounts.remove(&done.request.tx.transfer.from);
+                    self.busy_accounts.remove(&done.request.tx.from());
                     self.stats.completed += 1;
                     let latency_us = now.saturating_sub(done.first_sent);
                     out.push(ClientOutput::Completed(Completion { tx_id: *tx_id, outcome: *outcome, latency_us }));
@@ -162,7 +163,7 @@ impl ClientCore {
             let Some(tx) = self.waiting.pop_front() else {
                 break;
             };
-            if !self.busy_accounts.insert(tx.transfer.from) {
+            if !self.busy_accounts.insert(tx.from()) {
                 skipped.push(tx);
                 continue;
             }
@@ -209,8 +210,9 @@ impl ClientCore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::app::Tx;
     use crate::crypto::Keypair;
-    use crate::ledger::{RejectReason, Transfer};
+    use crate::ledger::RejectReason;
     use crate::protocol::{Member, Seq, View};
 
     fn member(i: u32) -> (Member, Keypair) {
@@ -230,13 +232,13 @@ mod tests {
         };
         let owner = Keypair::from_seed([50; 32]);
         let from = crate::ledger::AccountId(owner.public_key());
-        let tx = Transfer { id: TxId([1; 16]), from, to: from, amount: 1, nonce: 0, memo: None }.sign(&owner);
+        let tx = Tx::transfer(TxId([1; 16]), from, from, 1, 0).sign(&owner);
         let mut client = ClientCore::new(ClientId(0), committee(0, [0, 1, 2, 3]), vec![tx.clone()], 1, 1_000_000);
         client.learn_committee(&committee(1, [1, 2, 3, 4]));
         client.step(Micros(0), ClientInput::Tick);
         let lie = TxOutcome::Rejected(RejectReason::ZeroAmount);
         let reply = |epoch: u64, replica: usize, outcome: TxOutcome| {
-            let outcomes = vec![(tx.transfer.id, outcome)];
+            let outcomes = vec![(tx.id(), outcome)];
             let signed = Reply::sign(
                 Epoch(epoch),
                 AgentId(replica as u32),

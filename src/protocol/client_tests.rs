@@ -3,15 +3,15 @@
 //! forged reply counts for nothing.
 
 use super::*;
+use crate::app::Tx;
 use crate::crypto::Keypair;
-use crate::ledger::Transfer;
 use crate::protocol::{Seq, View};
 
 const RETRY_US: u64 = 1_000;
 
 struct Setup {
     keys: Vec<Keypair>,
-    transfers: Vec<SignedTransfer>,
+    transfers: Vec<SignedTx>,
     client: ClientCore,
 }
 
@@ -23,10 +23,9 @@ fn setup() -> Setup {
     let committee = Committee::numbered(Epoch(0), &public_keys, "v", None).unwrap();
     let owner = Keypair::from_seed([50; 32]);
     let from = AccountId(owner.public_key());
-    let transfers: Vec<SignedTransfer> = (0..2u8)
+    let transfers: Vec<SignedTx> = (0..2u8)
         .map(|nonce| {
-            let transfer =
-                Transfer { id: TxId([nonce + 1; 16]), from, to: from, amount: 1, nonce: nonce.into(), memo: None };
+            let transfer = Tx::transfer(TxId([nonce + 1; 16]), from, from, 1, nonce.into());
             transfer.sign(&owner)
         })
         .collect();
@@ -39,7 +38,7 @@ impl Setup {
     fn accept(&mut self, now: u64, tx: usize) -> Vec<TxId> {
         let mut completed = Vec::new();
         for replica in 0..2 {
-            let outcomes = vec![(self.transfers[tx].transfer.id, TxOutcome::Committed)];
+            let outcomes = vec![(self.transfers[tx].id(), TxOutcome::Committed)];
             let reply = Reply::sign(
                 Epoch(0),
                 AgentId(replica),
@@ -73,7 +72,7 @@ fn sent(outputs: &[ClientOutput]) -> Vec<TxId> {
 fn a_client_is_done_only_when_nothing_waits_and_nothing_is_in_flight() {
     let mut s = setup();
     assert!(!s.client.is_done(), "done before it sent anything");
-    let first = s.transfers[0].transfer.id;
+    let first = s.transfers[0].id();
     assert_eq!(sent(&s.client.step(Micros(0), ClientInput::Tick)), vec![first]);
     assert_eq!(s.client.in_flight(), 1, "the second waits for the first");
     assert!(!s.client.is_done());
@@ -81,14 +80,14 @@ fn a_client_is_done_only_when_nothing_waits_and_nothing_is_in_flight() {
     // The second is in flight now, nothing waits.
     assert_eq!(s.client.in_flight(), 1);
     assert!(!s.client.is_done(), "done with a transfer in flight");
-    assert_eq!(s.accept(20, 1), vec![s.transfers[1].transfer.id]);
+    assert_eq!(s.accept(20, 1), vec![s.transfers[1].id()]);
     assert!(s.client.is_done());
 }
 
 #[test]
 fn an_unanswered_request_is_sent_again_once_its_retry_period_passed() {
     let mut s = setup();
-    let first = s.transfers[0].transfer.id;
+    let first = s.transfers[0].id();
     s.client.step(Micros(0), ClientInput::Tick);
     assert_eq!(s.client.next_deadline(), Some(Micros(RETRY_US)));
     assert!(sent(&s.client.step(Micros(RETRY_US - 1), ClientInput::Tick)).is_empty(), "resent too early");
@@ -103,7 +102,7 @@ fn an_unanswered_request_is_sent_again_once_its_retry_period_passed() {
 fn a_reply_with_a_bad_signature_counts_for_nothing_and_is_counted() {
     let mut s = setup();
     s.client.step(Micros(0), ClientInput::Tick);
-    let outcomes = vec![(s.transfers[0].transfer.id, TxOutcome::Committed)];
+    let outcomes = vec![(s.transfers[0].id(), TxOutcome::Committed)];
     for replica in 0..2u32 {
         // Signed by another validator's key than the one it names.
         let key = &s.keys[(replica as usize + 2) % 4];

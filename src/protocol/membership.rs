@@ -182,12 +182,18 @@ impl MembershipState {
     }
 }
 
-/// The digest a checkpoint signs: the ledger's and the membership's together.
-pub fn checkpoint_digest(ledger_digest: Digest, membership: &MembershipState) -> Digest {
+/// The digest a checkpoint signs: the application's and the membership's together.
+pub fn checkpoint_digest(app_digest: Digest, membership: &MembershipState) -> Digest {
+    checkpoint_digest_of(app_digest, membership.digest())
+}
+
+/// [`checkpoint_digest`] from the membership's digest alone (what a
+/// certified answer carries instead of the whole membership history).
+pub fn checkpoint_digest_of(app_digest: Digest, membership_digest: Digest) -> Digest {
     let mut hasher = blake3::Hasher::new();
     hasher.update(b"bftswarm/checkpoint/v1");
-    hasher.update(&ledger_digest.0);
-    hasher.update(&membership.digest().0);
+    hasher.update(&app_digest.0);
+    hasher.update(&membership_digest.0);
     Digest(*hasher.finalize().as_bytes())
 }
 

@@ -3,22 +3,22 @@
 
 use super::membership::{MembershipState, SignedMembershipChange};
 use super::types::{AgentId, ClientId, Epoch, Seq, View};
-use crate::app::Snapshot;
+use crate::app::{SignedTx, Snapshot};
 use crate::crypto::{Digest, Keypair, Signature, SigningBytes};
-use crate::ledger::{SignedTransfer, TxId, TxOutcome};
+use crate::ledger::{TxId, TxOutcome};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
-/// A client's signed transfer and where to send the reply.
+/// A client's signed transaction and where to send the reply.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Request {
     pub client: ClientId,
-    pub tx: SignedTransfer,
+    pub tx: SignedTx,
 }
 
 impl Request {
     pub fn tx_id(&self) -> TxId {
-        self.tx.transfer.id
+        self.tx.id()
     }
 }
 
@@ -44,7 +44,7 @@ impl Batch {
         hasher.update(&(self.requests.len() as u64).to_le_bytes());
         for request in &self.requests {
             hasher.update(&request.client.0.to_le_bytes());
-            let signed = request.tx.transfer.signing_bytes();
+            let signed = request.tx.tx.signing_bytes();
             hasher.update(&(signed.len() as u64).to_le_bytes());
             hasher.update(&signed);
             hasher.update(&request.tx.signature.0);

@@ -6,6 +6,7 @@
 //! batches, stable checkpoints, evidence. No actix, no clock, no disk, no
 //! randomness: the same code runs in the actor runtime and in the simulation.
 
+pub mod certified;
 pub mod client;
 mod committee;
 mod epoch_starts;
@@ -19,6 +20,7 @@ mod types;
 pub mod verify;
 pub mod view_change;
 
+pub use certified::{verify_certified, CertificateError, CertifiedAnswer, VerifiedAnswer};
 pub use client::{ClientCore, ClientInput, ClientOutput, ClientStats, Completion};
 pub use committee::{quorum_size, Committee, CommitteeError, Member};
 pub use evidence::Evidence;

@@ -246,7 +246,7 @@ impl RecoveredState {
         let last = self.last_executed();
         for batch in self.executed.range(..=last).map(|(_, batch)| batch) {
             for request in &batch.requests {
-                ledger.apply(&request.tx.transfer);
+                ledger.apply(&request.tx.tx);
             }
         }
         ledger

@@ -3,6 +3,7 @@
 //! below the stable checkpoint and is not kept.
 
 use super::*;
+use crate::app::Tx;
 use crate::crypto::Keypair;
 use crate::ledger::Ledger;
 use crate::protocol::{Batch, Epoch, MembershipState};
@@ -154,14 +155,7 @@ fn the_recovered_ledger_is_the_checkpoints_with_the_executed_batches_applied_in_
     let from = crate::ledger::AccountId(owner.public_key());
     let to = crate::ledger::AccountId(key().public_key());
     let genesis = Ledger::with_genesis(&[(from, 100)]).unwrap();
-    let transfer = |nonce: u64| crate::ledger::Transfer {
-        id: crate::ledger::TxId([nonce as u8 + 1; 16]),
-        from,
-        to,
-        amount: 10,
-        nonce,
-        memo: None,
-    };
+    let transfer = |nonce: u64| Tx::transfer(crate::ledger::TxId([nonce as u8 + 1; 16]), from, to, 10, nonce);
     let batch = |nonce| {
         Arc::new(Batch::of(vec![super::super::Request {
             client: crate::protocol::ClientId(0),

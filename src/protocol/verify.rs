@@ -297,13 +297,13 @@ impl Verifier {
                 continue;
             }
             digests.push(digest);
-            match self.account_key(&request.tx.transfer.from) {
+            match self.account_key(&request.tx.from()) {
                 Some(key) => keys.push(key),
                 None => return Some(index),
             }
             unverified.push(index);
         }
-        let messages: Vec<Vec<u8>> = unverified.iter().map(|&i| requests[i].tx.transfer.signing_bytes()).collect();
+        let messages: Vec<Vec<u8>> = unverified.iter().map(|&i| requests[i].tx.tx.signing_bytes()).collect();
         let message_refs: Vec<&[u8]> = messages.iter().map(Vec::as_slice).collect();
         let signatures: Vec<Signature> = unverified.iter().map(|&i| requests[i].tx.signature).collect();
         if verify_batch(&message_refs, &signatures, &keys) {
@@ -316,7 +316,7 @@ impl Verifier {
     }
 
     fn verify_one(&mut self, request: &Request) -> bool {
-        match self.account_key(&request.tx.transfer.from) {
+        match self.account_key(&request.tx.from()) {
             Some(key) => request.tx.verify_with(&key),
             None => false,
         }
@@ -487,8 +487,9 @@ fn valid_new_view(
 mod tests {
     use super::*;
     use crate::app::Application;
+    use crate::app::Tx;
     use crate::crypto::Keypair;
-    use crate::ledger::{Ledger, Transfer, TxId};
+    use crate::ledger::{Ledger, TxId};
     use crate::protocol::{Batch, ClientId, View};
 
     fn committee(keys: &[Keypair]) -> Committee {
@@ -498,7 +499,7 @@ mod tests {
 
     fn request(owner: &Keypair, nonce: u64) -> Request {
         let from = AccountId(owner.public_key());
-        let transfer = Transfer { id: TxId([nonce as u8; 16]), from, to: from, amount: 1, nonce, memo: None };
+        let transfer = Tx::transfer(TxId([nonce as u8; 16]), from, from, 1, nonce);
         Request { client: ClientId(0), tx: transfer.sign(owner) }
     }
 
@@ -532,7 +533,7 @@ mod tests {
             *batch = Arc::new(Batch::of(vec![request(&owner, 5)]));
         }
         let mut forged = request(&owner, 2);
-        forged.tx.transfer.amount = 1_000;
+        forged.tx.tx.as_transfer_mut().unwrap().amount = 1_000;
         let forged_client = pre_prepare(&keys, vec![request(&owner, 0), forged]);
         let too_large = pre_prepare(&keys, (0..9).map(|n| request(&owner, n)).collect());
         let cases = [
@@ -557,7 +558,7 @@ mod tests {
         assert_eq!(valid.len(), 1);
         assert!(verifier.verified.contains(&request(&owner, 0).tx.digest()));
         let mut forged = request(&owner, 0);
-        forged.tx.transfer.amount = 2;
+        forged.tx.tx.as_transfer_mut().unwrap().amount = 2;
         let message = pre_prepare(&keys, vec![request(&owner, 0), forged]);
         let rejection = Rejection::InvalidClientSignature { sender: AgentId(0), index: 1 };
         assert_eq!(verifier.verify_message(&message), Err(rejection.clone()));
@@ -638,7 +639,7 @@ mod tests {
         let owner = Keypair::from_seed([50; 32]);
         let mut verifier = Verifier::new(&committee(&keys), 8);
         let mut forged = request(&owner, 1);
-        forged.tx.transfer.nonce = 7;
+        forged.tx.tx.nonce = 7;
         let (valid, invalid) = verifier.verify_requests(vec![request(&owner, 0), forged.clone(), request(&owner, 2)]);
         assert_eq!(valid, vec![request(&owner, 0), request(&owner, 2)]);
         assert_eq!(invalid, vec![forged]);

@@ -5,8 +5,9 @@
 //! left alive (README, "Mutation testing").
 
 use super::*;
+use crate::app::Tx;
 use crate::crypto::Keypair;
-use crate::ledger::{Transfer, TxId};
+use crate::ledger::TxId;
 use crate::protocol::{Batch, ClientId};
 
 /// Four validators, ids 0..4, with keys from seeds `first..first + 4`.
@@ -49,7 +50,7 @@ fn checkpoint(keys: &[Keypair], epoch: u64, from: u32, seq: u64, digest: Digest)
 fn batch(nonce: u64) -> Arc<Batch> {
     let owner = Keypair::from_seed([50; 32]);
     let from = crate::ledger::AccountId(owner.public_key());
-    let transfer = Transfer { id: TxId([nonce as u8; 16]), from, to: from, amount: 1, nonce, memo: None };
+    let transfer = Tx::transfer(TxId([nonce as u8; 16]), from, from, 1, nonce);
     Arc::new(Batch::of(vec![Request { client: ClientId(0), tx: transfer.sign(&owner) }]))
 }
 

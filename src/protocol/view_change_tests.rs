@@ -2,6 +2,7 @@
 //! the highest view, whatever order the VIEW-CHANGEs came in.
 
 use super::*;
+use crate::app::Tx;
 use crate::crypto::Keypair;
 use crate::protocol::{AgentId, Epoch, PreparedCertificate, Request};
 
@@ -37,7 +38,7 @@ fn the_plan_keeps_the_batch_prepared_in_the_highest_view() {
         let owner = Keypair::from_seed([9; 32]);
         let from = crate::ledger::AccountId(owner.public_key());
         let id = crate::ledger::TxId([nonce as u8; 16]);
-        let tx = crate::ledger::Transfer { id, from, to: from, amount: 1, nonce, memo: None }.sign(&owner);
+        let tx = Tx::transfer(id, from, from, 1, nonce).sign(&owner);
         Request { client: crate::protocol::ClientId(0), tx }
     };
     let (older, newer) = (prepared_in(1, vec![transfer(0)]), prepared_in(2, vec![transfer(1)]));

@@ -5,11 +5,13 @@
 //! One seed is one reproducible run: a failing seed prints the command that
 //! replays it.
 
+mod app_run;
 mod byzantine;
 mod delivered;
 mod detection;
 mod forger;
 mod invariants;
+pub mod memory;
 mod network;
 mod operator;
 mod restart;

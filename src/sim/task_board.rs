@@ -1,32 +1,25 @@
 //! The simulation's second application: the same replica, verifier and client
-//! running the [`TaskBoard`] instead of the ledger, on the same seeded lossy
-//! network, with one validator cut off until it must catch up by state
-//! transfer (the board's chunks), and a Byzantine agent that steals claims,
-//! completes other agents' tasks and signs two steps with one nonce.
+//! running the [`TaskBoard`] instead of the ledger (through
+//! [`super::app_run`], which checks agreement on every batch and on the
+//! board's digest, with one validator catching up by the board's chunks),
+//! and a Byzantine agent that steals claims, completes other agents' tasks
+//! and signs two steps with one nonce.
 //!
-//! What it checks holds for any application: every seq executes one batch
-//! everywhere, and every stable checkpoint and every final state carries one
-//! application digest, the one a fresh board gets by executing the agreed
-//! batches. On top, the board's own rules, read from the agreed outcomes
-//! (not from the board's code): a task is claimed once, only its claimer
-//! completes it.
+//! On top, the board's own rules, read from the agreed outcomes (not from
+//! the board's code): a task is claimed once, only its claimer completes it.
 
-use super::network::{Network, NetworkFaults, Node, Payload};
-use crate::app::task_board::TaskBoard;
-use crate::app::Application;
+use super::app_run::{self, AppScenario};
+use super::network::NetworkFaults;
+use crate::app::task_board::{BoardOp, TaskBoard};
+use crate::app::{Op, SignedTx};
 use crate::crypto::{Digest, Keypair};
-use crate::ledger::{AccountId, Execution, SignedTransfer, Transfer, TxId, TxOutcome};
-use crate::node::{Arrival, Node as ValidatorNode, Refused};
-use crate::protocol::{
-    AgentId, Batch, ClientCore, ClientId, ClientInput, ClientOutput, Committee, Epoch, Micros, Output, ProtocolParams,
-    Replica, Request, Seq,
-};
+use crate::ledger::{AccountId, Execution, TxId, TxOutcome};
+use crate::protocol::{Batch, ClientId, ProtocolParams, Request, Seq};
 use crate::rng::SeededRng;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 const HONEST_AGENTS: usize = 4;
-const TIME_LIMIT_US: u64 = 30_000_000;
 
 #[derive(Clone, Debug)]
 pub struct TaskBoardReport {
@@ -55,14 +48,13 @@ struct Agents {
 }
 
 impl Agents {
-    fn step(&self, agent: usize, task: u64, nonce: u64) -> SignedTransfer {
+    fn step(&self, agent: usize, op: BoardOp, nonce: u64) -> SignedTx {
         let key = &self.keys[agent];
-        let from = AccountId(key.public_key());
         let mut id = [0u8; 16];
         id[..8].copy_from_slice(&nonce.to_le_bytes());
         id[8] = agent as u8;
-        id[9..].copy_from_slice(&task.to_le_bytes()[..7]);
-        Transfer { id: TxId(id), from, to: from, amount: task, nonce, memo: None }.sign(key)
+        id[9..].copy_from_slice(&op.encode()[..7]);
+        op.tx(TxId(id), AccountId(key.public_key()), nonce).sign(key)
     }
 
     fn index_of(&self, account: &AccountId) -> Option<usize> {
@@ -71,8 +63,8 @@ impl Agents {
 
     /// Each honest agent claims and completes three tasks of its own, then
     /// races the others for the shared one; the Byzantine agent (last) tries
-    /// to steal a claim and to complete tasks that are not its own.
-    fn workload(&self) -> Vec<SignedTransfer> {
+    /// to steal claims and to complete tasks that are not its own.
+    fn workload(&self) -> Vec<SignedTx> {
         let shared = self.tasks - 1;
         let byzantine = HONEST_AGENTS;
         let mut steps = Vec::new();
@@ -82,77 +74,64 @@ impl Agents {
                     0..=5 => (agent + HONEST_AGENTS * (round as usize / 2)) as u64,
                     _ => shared,
                 };
-                steps.push(self.step(agent, task, round));
+                let op = if round % 2 == 0 { BoardOp::Claim(task) } else { BoardOp::Complete(task) };
+                steps.push(self.step(agent, op, round));
             }
         }
-        for (nonce, task) in [0, 1, shared, 2].into_iter().enumerate() {
-            steps.insert(nonce * 3, self.step(byzantine, task, nonce as u64));
+        let attacks = [BoardOp::Complete(0), BoardOp::Claim(1), BoardOp::Claim(shared), BoardOp::Complete(2)];
+        for (nonce, op) in attacks.into_iter().enumerate() {
+            steps.insert(nonce * 3, self.step(byzantine, op, nonce as u64));
         }
         steps
     }
 }
 
-/// What the honest replicas executed, and the violations of agreement.
-#[derive(Default)]
-struct Agreement {
-    batches: BTreeMap<Seq, (Digest, Arc<Batch>, Vec<Execution>)>,
-    checkpoints: BTreeMap<Seq, Digest>,
-    violations: Vec<String>,
-}
-
-impl Agreement {
-    fn on_output(&mut self, me: AgentId, output: &Output) {
-        match output {
-            Output::Executed(executed) => {
-                let entry = (executed.digest, executed.batch.clone(), executed.executions.clone());
-                let first = self.batches.entry(executed.seq).or_insert(entry);
-                if first.0 != executed.digest || first.2 != executed.executions {
-                    self.violations.push(format!("{me} executed another batch or outcome at {}", executed.seq));
+/// The board's rules over the agreed outcomes, in order: a committed
+/// claim takes an open task, a committed completion must come from the
+/// claimer of a task not yet done. Returns who completed what.
+fn check_rules(
+    batches: &BTreeMap<Seq, (Digest, Arc<Batch>, Vec<Execution>)>,
+    agents: &Agents,
+    violations: &mut Vec<String>,
+) -> Vec<usize> {
+    let mut tasks: BTreeMap<u64, (AccountId, bool)> = BTreeMap::new();
+    let mut done_by = vec![0; agents.keys.len()];
+    for (seq, (_, batch, executions)) in batches {
+        for (request, execution) in batch.requests.iter().zip(executions) {
+            if *execution != Execution::Applied(TxOutcome::Committed) {
+                continue;
+            }
+            let agent = request.tx.from();
+            let op = match &request.tx.tx.op {
+                Op::App(bytes) => BoardOp::decode(bytes),
+                _ => None,
+            };
+            let Some(op) = op else {
+                violations.push(format!("a request that is no board step committed at {seq}"));
+                continue;
+            };
+            let (BoardOp::Claim(task) | BoardOp::Complete(task)) = op;
+            match (op, tasks.get_mut(&task)) {
+                _ if task >= agents.tasks => violations.push(format!("task {task} does not exist")),
+                (BoardOp::Claim(_), None) => {
+                    tasks.insert(task, (agent, false));
                 }
-            }
-            Output::CheckpointStable { seq, ledger_digest: app_digest, .. }
-                if *self.checkpoints.entry(*seq).or_insert(*app_digest) != *app_digest =>
-            {
-                self.violations.push(format!("{me} holds another application digest at checkpoint {seq}"));
-            }
-            _ => {}
-        }
-    }
-
-    /// The board's rules over the agreed outcomes, in order: the first
-    /// committed step on a task claims it, a second completes it and must
-    /// come from the claimer, there is no third. Returns who completed what.
-    fn check_rules(&mut self, agents: &Agents) -> Vec<usize> {
-        let mut tasks: BTreeMap<u64, (AccountId, bool)> = BTreeMap::new();
-        let mut done_by = vec![0; agents.keys.len()];
-        let mut expected = Seq(1);
-        for (seq, (_, batch, executions)) in &self.batches {
-            if *seq != expected {
-                self.violations.push(format!("no batch agreed at {expected}"));
-                return done_by;
-            }
-            expected = seq.next();
-            for (request, execution) in batch.requests.iter().zip(executions) {
-                if *execution != Execution::Applied(TxOutcome::Committed) {
-                    continue;
+                (BoardOp::Claim(_), Some(_)) => violations.push(format!("task {task} claimed twice")),
+                (BoardOp::Complete(_), Some((claimer, done @ false))) if *claimer == agent => {
+                    *done = true;
+                    done_by[agents.index_of(&agent).unwrap_or(0)] += 1;
                 }
-                let (agent, task) = (request.tx.transfer.from, request.tx.transfer.amount);
-                match tasks.get_mut(&task) {
-                    _ if task >= agents.tasks => self.violations.push(format!("task {task} does not exist")),
-                    None => {
-                        tasks.insert(task, (agent, false));
-                    }
-                    Some((claimer, done @ false)) if *claimer == agent => {
-                        *done = true;
-                        done_by[agents.index_of(&agent).unwrap_or(0)] += 1;
-                    }
-                    Some((_, false)) => self.violations.push(format!("task {task} completed by another agent")),
-                    Some((_, true)) => self.violations.push(format!("task {task} stepped after it was done")),
+                (BoardOp::Complete(_), None) => violations.push(format!("task {task} completed unclaimed")),
+                (BoardOp::Complete(_), Some((_, false))) => {
+                    violations.push(format!("task {task} completed by another agent"))
+                }
+                (BoardOp::Complete(_), Some((_, true))) => {
+                    violations.push(format!("task {task} completed after it was done"))
                 }
             }
         }
-        done_by
     }
+    done_by
 }
 
 pub fn run(seed: u64) -> TaskBoardReport {
@@ -181,149 +160,36 @@ pub fn run(seed: u64) -> TaskBoardReport {
         slow: None,
     };
     let keys: Vec<Keypair> = (0..validators).map(|_| Keypair::from_seed(rng.bytes())).collect();
-    let public_keys: Vec<_> = keys.iter().map(Keypair::public_key).collect();
-    let Ok(committee) = Committee::numbered(Epoch(0), &public_keys, "board-", None) else {
-        panic!("{validators} validators make a valid committee");
-    };
     let agents = Agents {
         keys: (0..=HONEST_AGENTS).map(|_| Keypair::from_seed(rng.bytes())).collect(),
         tasks: 3 * HONEST_AGENTS as u64 + 1,
     };
-    let genesis = TaskBoard::with_tasks(agents.tasks);
-    let mut nodes: Vec<ValidatorNode<TaskBoard>> = keys
-        .iter()
-        .enumerate()
-        .map(|(i, key)| {
-            ValidatorNode::new(Replica::new(
-                AgentId(i as u32),
-                key.clone(),
-                committee.clone(),
-                params.clone(),
-                genesis.clone(),
-            ))
-        })
-        .collect();
-    let workload = agents.workload();
-    let steps = workload.len();
-    let mut client = ClientCore::new(ClientId(0), committee.clone(), workload, rng.between(1, 4) as usize, 60_000);
-    let mut network = Network::new(faults, rng.fork(0xB0A2D));
     // The Byzantine agent signs two different steps with one nonce and hands
     // each to half of the validators.
     let byzantine = HONEST_AGENTS;
-    let twice = [agents.step(byzantine, 3, 4), agents.step(byzantine, 5, 4)];
-    for i in 0..validators {
-        let request = Request { client: ClientId(1), tx: twice[i % 2].clone() };
-        network.send(Micros(0), Node::Operator, Node::Validator(i), Payload::Requests(vec![request]));
-    }
-    network.schedule_tick(Node::Client, Micros(0));
-    for i in 0..validators {
-        network.schedule_tick(Node::Validator(i), Micros(0));
-    }
-    let mut agreement = Agreement::default();
-    let mut completed = 0;
-    let mut done_at: Option<Micros> = None;
-    let mut isolated = true;
-    while let Some((now, node, payload)) = network.next_event() {
-        let highest = nodes.iter().map(|v| v.replica().last_executed()).max().unwrap_or_default();
-        let level = nodes.iter().all(|v| v.replica().last_executed() == highest);
-        if now.0 > TIME_LIMIT_US || (level && done_at.is_some_and(|t| now.0 > t.0 + 300_000)) {
-            break;
-        }
-        // Cut off until the others are three checkpoints past it: the log it
-        // needs is collected by then, so only the board's snapshot helps.
-        if isolated && highest.0 >= 3 * params.checkpoint_interval {
-            network.end_isolation();
-            isolated = false;
-        }
-        match node {
-            Node::Client => {
-                let input = match payload {
-                    Payload::Reply(reply) => ClientInput::Reply(reply),
-                    _ => ClientInput::Tick,
-                };
-                for output in client.step(now, input) {
-                    match output {
-                        ClientOutput::Broadcast(requests) => {
-                            for i in 0..validators {
-                                network.send(
-                                    now,
-                                    Node::Client,
-                                    Node::Validator(i),
-                                    Payload::Requests(requests.clone()),
-                                );
-                            }
-                        }
-                        ClientOutput::Completed(_) => completed += 1,
-                    }
-                }
-                if let Some(deadline) = client.next_deadline() {
-                    network.schedule_tick(Node::Client, deadline);
-                }
-                if client.is_done() && done_at.is_none() {
-                    done_at = Some(now);
-                }
-            }
-            Node::Validator(index) => {
-                let validator = &mut nodes[index];
-                let arrival = match payload {
-                    Payload::Tick => Arrival::Tick,
-                    Payload::Requests(requests) => Arrival::Requests(requests),
-                    Payload::Consensus(_, message) => Arrival::message(message),
-                    _ => continue,
-                };
-                let ready = validator.step(now, arrival);
-                if ready.refused.iter().any(Refused::kept_from_replica) {
-                    continue;
-                }
-                let me = AgentId(index as u32);
-                // Nothing is logged: the outbox opens at once.
-                for output in ready.outbox.send_now().unwrap_or_default() {
-                    agreement.on_output(me, &output);
-                    match output {
-                        Output::Broadcast(message) => {
-                            for peer in (0..validators).filter(|peer| *peer != index) {
-                                let payload = Payload::Consensus(me, message.clone());
-                                network.send(now, node, Node::Validator(peer), payload);
-                            }
-                        }
-                        Output::SendTo(peer, message) => {
-                            network.send(now, node, Node::Validator(peer.0 as usize), Payload::Consensus(me, message))
-                        }
-                        Output::Reply(reply) => network.send(now, node, Node::Client, Payload::Reply(reply)),
-                        _ => {}
-                    }
-                }
-                if let Some(deadline) = ready.deadline {
-                    network.schedule_tick(node, deadline);
-                }
-            }
-            Node::Operator => {}
-        }
-    }
-    let done_by = agreement.check_rules(&agents);
-    let mut violations = std::mem::take(&mut agreement.violations);
-    if !client.is_done() {
-        violations.push(format!("{} of {steps} steps got no outcome", steps - completed));
-    }
-    // Every replica ends on the state a fresh board reaches by executing the agreed batches.
-    let mut reference = genesis;
-    for (_, batch, _) in agreement.batches.values() {
-        reference.execute(&batch.requests);
-    }
-    for (index, validator) in nodes.iter().enumerate() {
-        let replica = validator.replica();
-        if replica.app().digest() != reference.digest() {
-            violations.push(format!("validator {index} ends on another board (executed {})", replica.last_executed()));
-        }
-    }
+    let twice = [agents.step(byzantine, BoardOp::Claim(3), 4), agents.step(byzantine, BoardOp::Claim(5), 4)];
+    let injected = (0..validators).map(|i| (i, Request { client: ClientId(1), tx: twice[i % 2].clone() })).collect();
+    let scenario = AppScenario {
+        params,
+        faults,
+        lagging,
+        keys,
+        genesis: TaskBoard::with_tasks(agents.tasks),
+        workload: agents.workload(),
+        window: rng.between(1, 4) as usize,
+        injected,
+        later: None,
+    };
+    let mut run = app_run::run(scenario, rng);
+    let done_by = check_rules(&run.batches, &agents, &mut run.violations);
     TaskBoardReport {
         seed,
         validators,
-        violations,
-        steps,
-        completed,
-        highest_executed: nodes.iter().map(|v| v.replica().last_executed().0).max().unwrap_or(0),
-        snapshots_installed: nodes[lagging].replica().stats().snapshots_installed,
+        highest_executed: run.highest_executed().0,
+        violations: run.violations,
+        steps: run.steps,
+        completed: run.completed,
+        snapshots_installed: run.snapshots_installed,
         done_by,
     }
 }

@@ -4,9 +4,10 @@
 use super::frame::{codec, Frame, Welcome, MAX_FRAME_BYTES};
 use super::handshake::{admit_node, join_hub, HandshakeError};
 use crate::actors::{Destination, Envelope, Origin};
+use crate::app::Tx;
 use crate::crypto::{Digest, Keypair};
 use crate::detect::{AccusationReason, Proof, Report};
-use crate::ledger::{AccountId, Ledger, Transfer, TxId};
+use crate::ledger::{AccountId, Ledger, TxId};
 use crate::protocol::{
     AgentId, Batch, ClientId, Committee, Epoch, Evidence, Message, ProtocolParams, Request, Seq, SignedMessage, View,
 };
@@ -17,14 +18,9 @@ use tokio_util::codec::{Decoder, Framed};
 
 fn request(seed: u8) -> Request {
     let owner = Keypair::from_seed([seed; 32]);
-    let transfer = Transfer {
-        id: TxId([seed; 16]),
-        from: AccountId(owner.public_key()),
-        to: AccountId(Keypair::from_seed([seed.wrapping_add(1); 32]).public_key()),
-        amount: 7,
-        nonce: 0,
-        memo: Some("rent".into()),
-    };
+    let to = AccountId(Keypair::from_seed([seed.wrapping_add(1); 32]).public_key());
+    let mut transfer = Tx::transfer(TxId([seed; 16]), AccountId(owner.public_key()), to, 7, 0);
+    transfer.as_transfer_mut().unwrap().memo = Some("rent".into());
     Request { client: ClientId(1), tx: transfer.sign(&owner) }
 }
 

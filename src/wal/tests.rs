@@ -3,8 +3,9 @@
 //! persisted before its outbox is sent, as the validator actor does.
 
 use super::*;
+use crate::app::SignedTx;
 use crate::crypto::Keypair;
-use crate::ledger::{Ledger, SignedTransfer};
+use crate::ledger::Ledger;
 use crate::node::{Arrival, Node};
 use crate::protocol::{
     AgentId, Batch, ClientId, Epoch, Evidence, Member, MembershipChange, Message, Output, Request,
@@ -124,7 +125,7 @@ impl Cluster {
         }
     }
 
-    fn submit(&mut self, transfers: &[SignedTransfer]) {
+    fn submit(&mut self, transfers: &[SignedTx]) {
         let requests: Vec<Request> =
             transfers.iter().map(|tx| Request { client: ClientId(0), tx: tx.clone() }).collect();
         for i in 0..self.replicas.len() {
@@ -136,7 +137,7 @@ impl Cluster {
     }
 
     /// Hands `transfers` to the primary alone and returns the PRE-PREPARE it signs; nothing is delivered.
-    fn pre_prepare_of(&mut self, transfers: &[SignedTransfer]) -> Arc<SignedMessage> {
+    fn pre_prepare_of(&mut self, transfers: &[SignedTx]) -> Arc<SignedMessage> {
         let requests: Vec<Request> =
             transfers.iter().map(|tx| Request { client: ClientId(0), tx: tx.clone() }).collect();
         let outputs = self.step(0, Arrival::Requests(requests));
@@ -650,11 +651,7 @@ fn a_restarted_backup_carries_its_prepared_certificate_into_the_next_view() {
 /// validator 1 saw before: the slot, and how many PREPAREs and COMMITs
 /// validator 1 sends for the conflicting batch (a validator that cannot prove
 /// what it signed must send none).
-fn votes_for_another_batch(
-    cluster: &mut Cluster,
-    pre_prepare: &SignedMessage,
-    transfers: &[SignedTransfer],
-) -> (Seq, usize) {
+fn votes_for_another_batch(cluster: &mut Cluster, pre_prepare: &SignedMessage, transfers: &[SignedTx]) -> (Seq, usize) {
     let Message::PrePrepare { view, seq, .. } = pre_prepare.message else { unreachable!() };
     let other =
         Arc::new(Batch::of(transfers.iter().map(|tx| Request { client: ClientId(0), tx: tx.clone() }).collect()));
@@ -747,4 +744,40 @@ fn a_log_damaged_again_is_moved_aside_beside_the_first_never_over_it() {
         assert!(moved_to.to_string_lossy().ends_with(&format!(".damaged-{n}")), "{moved_to:?}");
         assert_eq!(std::fs::read(&moved_to).unwrap(), b"not a log", "an earlier damaged log was overwritten");
     }
+}
+
+/// Logs written before requests carried a signed `Tx` (record format 1: their
+/// PRE-PREPAREs hold the old transfer encoding) are never decoded as this
+/// format: each is moved aside with a message naming the format, and a swarm
+/// whose every log is of the old format refuses to start.
+#[test]
+fn a_log_of_the_previous_record_format_is_moved_aside_and_a_swarm_of_only_such_logs_refuses_to_start() {
+    let genesis = Ledger::with_genesis(&workload(BATCH).genesis).unwrap();
+    let mut cluster = Cluster::new(&genesis);
+    let mut recoveries = Vec::new();
+    for i in 0..N {
+        cluster.journals[i] = None;
+        let spec = &cluster.specs[i];
+        let path = cluster.options.path_of(&spec.name);
+        std::fs::remove_file(&path).unwrap();
+        let mut store = RedbStore::open_file(&path, RedbOptions::default()).unwrap();
+        let identity = spec.identity().unwrap();
+        let old = |record: &WalRecord| [&[1u8][..], &record.encode()[1..]].concat();
+        // Its identity is this validator's: only the format tells the log apart.
+        let pre_prepare = [1u8, 0x42, 0x00, 0x07];
+        store.append(&spec.name, &[old(&WalRecord::Identity(identity)), pre_prepare.to_vec()]).unwrap();
+        drop(store);
+        let (replica, _, recovery) = recover(&cluster.options, spec, Micros(0)).unwrap();
+        let Recovery::Discarded { error, moved_to } = &recovery else { panic!("replayed an old log: {recovery:?}") };
+        assert!(
+            error.contains("WAL record 1 of")
+                && error.contains("another bftswarm release (record format 1, this release reads 2)"),
+            "{error}"
+        );
+        assert!(moved_to.exists());
+        assert_eq!(replica.replica().last_executed(), Seq(0));
+        recoveries.push((spec.name.clone(), recovery));
+    }
+    let refused = refuse_if_all_logs_lost(recoveries.iter().map(|(name, recovery)| (name.as_str(), recovery)));
+    assert!(matches!(refused, Err(RecoveryError::AllLogsDamaged { logs }) if logs.len() == N));
 }

@@ -3,8 +3,9 @@
 //! VIEW-CHANGEs may start a view.
 
 use super::super::Replica;
+use crate::app::Tx;
 use crate::crypto::Keypair;
-use crate::ledger::{AccountId, Ledger, Transfer, TxId};
+use crate::ledger::{AccountId, Ledger, TxId};
 use crate::protocol::message::{Message, SignedMessage};
 use crate::protocol::view_change::enough_view_changes;
 use crate::protocol::{
@@ -71,14 +72,13 @@ impl Swarm {
     }
 
     fn request(&self) -> Request {
-        let transfer = Transfer {
-            id: TxId([1; 16]),
-            from: AccountId(self.account.public_key()),
-            to: AccountId(self.keys[0].public_key()),
-            amount: 10,
-            nonce: 0,
-            memo: None,
-        };
+        let transfer = Tx::transfer(
+            TxId([1; 16]),
+            AccountId(self.account.public_key()),
+            AccountId(self.keys[0].public_key()),
+            10,
+            0,
+        );
         Request { client: ClientId(7), tx: transfer.sign(&self.account) }
     }
 }

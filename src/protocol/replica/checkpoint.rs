@@ -4,12 +4,34 @@
 use super::{record_vote, vote_digest, Output, Replica, StableCheckpoint, StateAt};
 use crate::app::{Application, Snapshot};
 use crate::crypto::Digest;
+use crate::protocol::certified::CertifiedAnswer;
 use crate::protocol::membership::{checkpoint_digest, MembershipState};
 use crate::protocol::message::{Message, SignedMessage};
 use crate::protocol::types::{AgentId, Micros, Seq, View};
 use std::sync::Arc;
 
 impl<A: Application> Replica<A> {
+    /// `query` answered on the state at the stable checkpoint, with the chunk
+    /// that holds the answer, its Merkle path and the checkpoint's quorum
+    /// proof ([`crate::protocol::verify_certified`] checks it offline). None
+    /// before the first stable checkpoint (genesis is certified by nobody),
+    /// or when the application proves no single chunk answers this query.
+    pub fn certified_query(&self, query: &[u8]) -> Option<CertifiedAnswer> {
+        if self.stable.proof.is_empty() {
+            return None;
+        }
+        let state = &self.stable_state;
+        let membership = state.membership.digest();
+        CertifiedAnswer::build(
+            &*state.app,
+            &state.chunks(),
+            query,
+            membership,
+            self.stable.seq,
+            self.stable.proof.clone(),
+        )
+    }
+
     pub(super) fn take_checkpoint(&mut self, seq: Seq, out: &mut Vec<Output>) {
         let app_digest = self.app.digest();
         let state_digest = checkpoint_digest(app_digest, &self.membership);

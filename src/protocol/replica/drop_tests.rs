@@ -3,8 +3,9 @@
 //! it remembers past a stable checkpoint and sends a peer left below it.
 //! Written against mutants cargo-mutants left alive (README, "Mutation testing").
 
+use crate::app::Tx;
 use crate::crypto::{Digest, Keypair};
-use crate::ledger::{AccountId, Execution, RejectReason, Transfer, TxId, TxOutcome};
+use crate::ledger::{AccountId, Execution, RejectReason, TxId, TxOutcome};
 use crate::protocol::membership::checkpoint_digest;
 use crate::protocol::{
     AgentId, Batch, ClientId, Epoch, Input, MembershipState, Message, Micros, Output, Replica, Request, Seq,
@@ -30,7 +31,7 @@ impl Fixture {
     fn request(&self, nonce: u64) -> Request {
         let from = AccountId(self.account.public_key());
         let to = AccountId(self.keys[0].public_key());
-        let transfer = Transfer { id: TxId([nonce as u8 + 1; 16]), from, to, amount: 10, nonce, memo: None };
+        let transfer = Tx::transfer(TxId([nonce as u8 + 1; 16]), from, to, 10, nonce);
         Request { client: ClientId(7), tx: transfer.sign(&self.account) }
     }
 
@@ -341,7 +342,7 @@ fn a_peer_left_in_an_older_view_is_sent_the_new_view() {
 fn a_copy_spending_a_consumed_nonce_is_answered_and_counted_as_a_double_spend() {
     let mut f = fixture();
     f.commit(0, 1, vec![f.request(0)]);
-    let mut rival = f.request(0).tx.transfer.clone();
+    let mut rival = f.request(0).tx.tx.clone();
     rival.id = TxId([200; 16]);
     let rival = Request { client: ClientId(8), tx: rival.sign(&f.account) };
     let out = f.step(1, Input::Requests(vec![rival]));

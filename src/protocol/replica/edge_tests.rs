@@ -3,8 +3,9 @@
 //! membership change handed in again while it is being ordered is not
 //! ordered twice; evidence found and snapshots installed are counted.
 
+use crate::app::Tx;
 use crate::crypto::Keypair;
-use crate::ledger::{AccountId, Transfer, TxId};
+use crate::ledger::{AccountId, TxId};
 use crate::protocol::membership::checkpoint_digest;
 use crate::protocol::{
     AgentId, Committee, Epoch, Input, Member, MembershipChange, MembershipState, Message, Micros, Output, Replica, Seq,
@@ -81,7 +82,7 @@ fn a_snapshot_installed_is_counted_and_a_stale_one_is_dropped() {
     let mut ledger = f.genesis.clone();
     let from = AccountId(f.account.public_key());
     let to = AccountId(f.keys[0].public_key());
-    ledger.execute(&Transfer { id: TxId([1; 16]), from, to, amount: 10, nonce: 0, memo: None });
+    ledger.execute(&Tx::transfer(TxId([1; 16]), from, to, 10, 0));
     let membership = Arc::new(MembershipState::default());
     let state_digest = checkpoint_digest(ledger.state_digest(), &membership);
     let snapshot = |seq: u64| {

@@ -15,9 +15,10 @@ use super::membership::{checkpoint_digest, MembershipState, SignedMembershipChan
 use super::message::{Batch, Message, PreparedCertificate, Reply, Request, SignedMessage};
 use super::params::ProtocolParams;
 use super::types::{AgentId, ClientId, Micros, Seq, View};
+use crate::app::SignedTx;
 use crate::app::{Application, Snapshot};
 use crate::crypto::{Digest, Keypair};
-use crate::ledger::{Execution, Ledger, SignedTransfer, TxId, TxOutcome};
+use crate::ledger::{Execution, Ledger, TxId, TxOutcome};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, OnceLock};
@@ -59,12 +60,12 @@ pub enum Output {
         ledger_digest: Digest,
     },
     Evidence(Evidence),
-    /// Two signed transfers spending one nonce of one account: `executed` was
+    /// Two signed transactions on one nonce of one signer: `executed` was
     /// ordered and consumed it, `conflicting` waited in this replica's queue
     /// (sent to other validators than `executed` was) and is dropped.
     DoubleSpend {
-        executed: Box<SignedTransfer>,
-        conflicting: Box<SignedTransfer>,
+        executed: Box<SignedTx>,
+        conflicting: Box<SignedTx>,
     },
     /// This replica suspects the primary of `from` and asks for view `to`;
     /// `requests_waited` when a request it holds waited a whole timeout

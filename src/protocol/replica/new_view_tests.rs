@@ -2,8 +2,9 @@
 //! a pre-prepare that never prepared, and a membership change it carried.
 //! Written against mutants cargo-mutants left alive (README, "Mutation testing").
 
+use crate::app::Tx;
 use crate::crypto::Keypair;
-use crate::ledger::{AccountId, Ledger, Transfer, TxId};
+use crate::ledger::{AccountId, Ledger, TxId};
 use crate::protocol::membership::checkpoint_digest;
 use crate::protocol::{
     AgentId, Batch, ClientId, Committee, Epoch, Input, MembershipChange, MembershipState, Message, Micros, Output,
@@ -22,7 +23,7 @@ fn the_new_primary_orders_again_the_requests_and_the_membership_change_of_a_batc
     let signed =
         |from: usize, message| Arc::new(SignedMessage::sign(message, Epoch(0), AgentId(from as u32), &keys[from]));
     let from = AccountId(account.public_key());
-    let transfer = Transfer { id: TxId([1; 16]), from, to: from, amount: 1, nonce: 0, memo: None };
+    let transfer = Tx::transfer(TxId([1; 16]), from, from, 1, 0);
     let request = Request { client: ClientId(7), tx: transfer.sign(&account) };
     let change = MembershipChange { from_epoch: Epoch(0), add: Vec::new(), remove: vec![AgentId(3)], f: None };
     let change = Arc::new(SignedMembershipChange::sign(change, &Keypair::from_seed([50; 32])));

@@ -319,7 +319,7 @@ impl<A: Application> Replica<A> {
             if let Some(slot) = self.log.get_mut(&seq) {
                 slot.executed = Some(digest);
             }
-            let executions = self.app.execute(&batch.requests);
+            let executions = self.app.execute(seq, &batch.requests);
             self.last_executed = seq;
             self.drop_conflicting_spends(&batch, out);
             self.record_outcomes(seq, &batch, &executions, out);
@@ -352,7 +352,7 @@ impl<A: Application> Replica<A> {
                 self.queued_spend_rivals.remove(&key).unwrap_or_default()
             };
             for queued in std::iter::once(first).chain(rivals) {
-                if queued == executed.transfer.id || !self.queued_ids.remove(&queued) {
+                if queued == executed.tx.id || !self.queued_ids.remove(&queued) {
                     continue;
                 }
                 self.stats.double_spends_dropped += 1;

@@ -98,7 +98,7 @@ impl<A: Application> Replica<A> {
             // Scheduling again is silent: the outputs went out before the crash.
             self.execute_membership(seq, change, &mut Vec::new());
         }
-        let executions = self.app.execute(&batch.requests);
+        let executions = self.app.execute(seq, &batch.requests);
         for (request, execution) in batch.requests.iter().zip(executions) {
             let outcome = execution.outcome();
             match outcome {

@@ -4,8 +4,9 @@
 //! peer is then given). Written against a mutant cargo-mutants left alive
 //! (README, "Mutation testing").
 
+use crate::app::Tx;
 use crate::crypto::Keypair;
-use crate::ledger::{AccountId, Ledger, Transfer, TxId};
+use crate::ledger::{AccountId, Ledger, TxId};
 use crate::protocol::membership::checkpoint_digest;
 use crate::protocol::{
     AgentId, Batch, ClientId, Committee, Epoch, Input, MembershipState, Message, Micros, ProtocolParams,
@@ -24,13 +25,13 @@ fn a_checkpoint_made_stable_after_a_restart_holds_the_ledger_at_that_checkpoint(
     let params = ProtocolParams { checkpoint_interval: 2, log_window: 4, ..ProtocolParams::default() };
     let to = AccountId(keys[0].public_key());
     let batch = |nonce: u64| {
-        let transfer = Transfer { id: TxId([nonce as u8 + 1; 16]), from, to, amount: 10, nonce, memo: None };
+        let transfer = Tx::transfer(TxId([nonce as u8 + 1; 16]), from, to, 10, nonce);
         Arc::new(Batch::of(vec![Request { client: ClientId(7), tx: transfer.sign(&account) }]))
     };
     // Before the crash: seqs 1 and 2 executed, its own CHECKPOINT of 2 signed, no quorum yet.
     let mut at_checkpoint = genesis.clone();
     for nonce in 0..2 {
-        at_checkpoint.execute(&batch(nonce).requests[0].tx.transfer);
+        at_checkpoint.execute(&batch(nonce).requests[0].tx.tx);
     }
     let state_digest = checkpoint_digest(at_checkpoint.state_digest(), &MembershipState::default());
     let checkpoint = |from: usize| {

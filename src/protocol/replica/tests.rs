@@ -1,8 +1,9 @@
 //! The replica's rules, one step at a time, asserting the exact outputs.
 
 use super::*;
+use crate::app::Tx;
 use crate::crypto::Keypair;
-use crate::ledger::{AccountId, Execution, RejectReason, Transfer};
+use crate::ledger::{AccountId, Execution, RejectReason};
 use crate::protocol::Epoch;
 
 // Shared with the other test files of the replica (`edge_tests.rs`).
@@ -44,7 +45,7 @@ impl Fixture {
     pub(super) fn request(&self, nonce: u64) -> Request {
         let from = AccountId(self.account.public_key());
         let to = AccountId(self.keys[0].public_key());
-        let transfer = Transfer { id: TxId([nonce as u8 + 1; 16]), from, to, amount: 10, nonce, memo: None };
+        let transfer = Tx::transfer(TxId([nonce as u8 + 1; 16]), from, to, 10, nonce);
         Request { client: ClientId(7), tx: transfer.sign(&self.account) }
     }
 
@@ -358,9 +359,9 @@ fn f_plus_one_view_changes_for_a_higher_view_make_a_replica_join() {
 fn whichever_half_of_a_double_spend_executes_the_other_queued_half_is_dropped_with_proof() {
     let f = fixture();
     let first = f.request(0);
-    let mut rival_transfer = first.tx.transfer.clone();
+    let mut rival_transfer = first.tx.tx.clone();
     rival_transfer.id = TxId([200; 16]);
-    rival_transfer.amount = 20;
+    rival_transfer.as_transfer_mut().unwrap().amount = 20;
     let rival = Request { client: ClientId(7), tx: rival_transfer.sign(&f.account) };
     let mut replicas: Vec<Replica> = (0..4).map(|i| f.replica(i)).collect();
     // Replica 1 queues both halves, the first one first; the primary only sees the rival.
@@ -389,7 +390,7 @@ fn a_request_whose_nonce_another_transfer_consumed_is_answered_nonce_consumed_no
     let out = replicas[0].step(Micros(0), Input::Requests(vec![f.request(0)]));
     run_to_quiescence(&mut replicas, out.into_iter().map(|o| (0, o)).collect());
     // A copy signed with the same nonce by a sender that lost track (a restarted client).
-    let mut stale = f.request(0).tx.transfer.clone();
+    let mut stale = f.request(0).tx.tx.clone();
     stale.id = TxId([150; 16]);
     let stale = Request { client: ClientId(8), tx: stale.sign(&f.account) };
     for replica in &mut replicas {
@@ -743,7 +744,7 @@ fn a_proven_snapshot_the_application_cannot_decode_is_dropped_and_changes_nothin
     richer.chunks[1].0[32] ^= 1;
     let garbage = Snapshot { chunks: vec![Chunk(b"not a ledger".to_vec())] };
     let mut moved = f.genesis.clone();
-    moved.execute(&f.request(0).tx.transfer);
+    moved.execute(&f.request(0).tx.tx);
     let snapshot_of = |state: Snapshot| {
         let state_digest = checkpoint_digest(state.root(), &MembershipState::default());
         let proof = (0..3).map(|i| f.signed(i, Message::Checkpoint { seq: Seq(4), state_digest })).collect();
