@@ -3,9 +3,9 @@
 //! refusals and the deadline together.
 
 use super::*;
+use crate::app::Tx;
 use crate::crypto::{Digest, Keypair, Signature};
 use crate::detect::{AccusationReason, Report};
-use crate::app::Tx;
 use crate::ledger::{AccountId, TxId};
 use crate::protocol::{Batch, ClientId, Message, ProtocolParams, Seq, View};
 
