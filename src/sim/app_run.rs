@@ -27,13 +27,51 @@ use std::sync::Arc;
 /// How long a run may take in simulated time.
 const TIME_LIMIT_US: u64 = 30_000_000;
 
-pub(super) struct AppScenario<A> {
+/// What every application scenario draws alike: the committee's keys, the
+/// protocol's parameters, the lossy network and the validator cut off.
+pub(super) struct Setting {
     pub params: ProtocolParams,
     pub faults: NetworkFaults,
     /// The validator cut off (its isolation in `faults`) until the others are
     /// three checkpoints past it.
     pub lagging: usize,
     pub keys: Vec<Keypair>,
+}
+
+impl Setting {
+    /// 4, 5 or 7 validators, checkpoints every 2 seqs, small batches and
+    /// windows, up to 20 % loss and 10 % duplicates early in the run.
+    pub fn draw(rng: &mut SeededRng) -> Setting {
+        let validators = [4, 5, 7][rng.below(3) as usize];
+        let params = ProtocolParams {
+            checkpoint_interval: 2,
+            log_window: 2 * rng.between(2, 3),
+            max_batch_size: rng.between(1, 3) as usize,
+            batch_delay_us: rng.between(0, 2_000),
+            max_in_flight_batches: rng.between(1, 3),
+            retransmit_interval_us: 20_000,
+            max_pending_requests: 1_000,
+            outcome_retention_checkpoints: 2,
+            view_change_timeout_us: rng.between(150_000, 400_000),
+        };
+        let lagging = rng.between(1, validators as u64 - 1) as usize;
+        let faults = NetworkFaults {
+            drop_probability: rng.below(20) as f64 / 100.0,
+            duplicate_probability: rng.below(10) as f64 / 100.0,
+            min_delay_us: 50,
+            max_delay_us: rng.between(200, 3_000),
+            faulty_until_us: rng.between(0, 300_000),
+            partition: None,
+            isolated: Some(lagging),
+            slow: None,
+        };
+        let keys = (0..validators).map(|_| Keypair::from_seed(rng.bytes())).collect();
+        Setting { params, faults, lagging, keys }
+    }
+}
+
+pub(super) struct AppScenario<A> {
+    pub setting: Setting,
     pub genesis: A,
     pub workload: Vec<SignedTx>,
     pub window: usize,
@@ -91,7 +129,8 @@ impl Agreement {
 }
 
 pub(super) fn run<A: Application>(scenario: AppScenario<A>, mut rng: SeededRng) -> AppRun<A> {
-    let AppScenario { params, faults, lagging, keys, genesis, workload, window, injected, mut later } = scenario;
+    let AppScenario { setting, genesis, workload, window, injected, mut later } = scenario;
+    let Setting { params, faults, lagging, keys } = setting;
     let validators = keys.len();
     let public_keys: Vec<_> = keys.iter().map(Keypair::public_key).collect();
     let Ok(committee) = Committee::numbered(Epoch(0), &public_keys, "app-", None) else {

@@ -12,13 +12,12 @@
 //! its key not deleted nor expired. At the end one replica's certified
 //! answer is verified offline against the committee.
 
-use super::app_run::{self, AppScenario};
-use super::network::NetworkFaults;
+use super::app_run::{self, AppScenario, Setting};
 use crate::app::memory::{decode_get, Memory, MemoryQuery};
 use crate::app::{Application, MemoryOp, Op, SignedTx, Tx};
 use crate::crypto::{Digest, Keypair};
 use crate::ledger::{AccountId, Execution, TxId, TxOutcome};
-use crate::protocol::{verify_certified, Batch, ClientId, ProtocolParams, Request, Seq};
+use crate::protocol::{verify_certified, Batch, ClientId, Request, Seq};
 use crate::rng::SeededRng;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
@@ -162,30 +161,8 @@ impl Model {
 
 pub fn run(seed: u64) -> MemoryReport {
     let mut rng = SeededRng::new(seed ^ 0x03E3_04A7);
-    let validators = [4, 5, 7][rng.below(3) as usize];
-    let params = ProtocolParams {
-        checkpoint_interval: 2,
-        log_window: 2 * rng.between(2, 3),
-        max_batch_size: rng.between(1, 3) as usize,
-        batch_delay_us: rng.between(0, 2_000),
-        max_in_flight_batches: rng.between(1, 3),
-        retransmit_interval_us: 20_000,
-        max_pending_requests: 1_000,
-        outcome_retention_checkpoints: 2,
-        view_change_timeout_us: rng.between(150_000, 400_000),
-    };
-    let lagging = rng.between(1, validators as u64 - 1) as usize;
-    let faults = NetworkFaults {
-        drop_probability: rng.below(20) as f64 / 100.0,
-        duplicate_probability: rng.below(10) as f64 / 100.0,
-        min_delay_us: 50,
-        max_delay_us: rng.between(200, 3_000),
-        faulty_until_us: rng.between(0, 300_000),
-        partition: None,
-        isolated: Some(lagging),
-        slow: None,
-    };
-    let keys: Vec<Keypair> = (0..validators).map(|_| Keypair::from_seed(rng.bytes())).collect();
+    let setting = Setting::draw(&mut rng);
+    let validators = setting.keys.len();
     let writers = Writers { keys: (0..=HONEST_WRITERS).map(|_| Keypair::from_seed(rng.bytes())).collect() };
     let workload = writers.workload(&mut rng);
     let byzantine = HONEST_WRITERS;
@@ -210,10 +187,7 @@ pub fn run(seed: u64) -> MemoryReport {
         later.extend(to_all(&Request { client: ClientId(2), tx: replayed.clone() }));
     }
     let scenario = AppScenario {
-        params,
-        faults,
-        lagging,
-        keys,
+        setting,
         genesis: Memory::default(),
         workload,
         window: rng.between(1, 4) as usize,

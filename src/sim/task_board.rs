@@ -8,13 +8,12 @@
 //! On top, the board's own rules, read from the agreed outcomes (not from
 //! the board's code): a task is claimed once, only its claimer completes it.
 
-use super::app_run::{self, AppScenario};
-use super::network::NetworkFaults;
+use super::app_run::{self, AppScenario, Setting};
 use crate::app::task_board::{BoardOp, TaskBoard};
 use crate::app::{Op, SignedTx};
 use crate::crypto::{Digest, Keypair};
 use crate::ledger::{AccountId, Execution, TxId, TxOutcome};
-use crate::protocol::{Batch, ClientId, ProtocolParams, Request, Seq};
+use crate::protocol::{Batch, ClientId, Request, Seq};
 use crate::rng::SeededRng;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -136,30 +135,8 @@ fn check_rules(
 
 pub fn run(seed: u64) -> TaskBoardReport {
     let mut rng = SeededRng::new(seed ^ 0x7A5C_B0A2D);
-    let validators = [4, 5, 7][rng.below(3) as usize];
-    let params = ProtocolParams {
-        checkpoint_interval: 2,
-        log_window: 2 * rng.between(2, 3),
-        max_batch_size: rng.between(1, 3) as usize,
-        batch_delay_us: rng.between(0, 2_000),
-        max_in_flight_batches: rng.between(1, 3),
-        retransmit_interval_us: 20_000,
-        max_pending_requests: 1_000,
-        outcome_retention_checkpoints: 2,
-        view_change_timeout_us: rng.between(150_000, 400_000),
-    };
-    let lagging = rng.between(1, validators as u64 - 1) as usize;
-    let faults = NetworkFaults {
-        drop_probability: rng.below(20) as f64 / 100.0,
-        duplicate_probability: rng.below(10) as f64 / 100.0,
-        min_delay_us: 50,
-        max_delay_us: rng.between(200, 3_000),
-        faulty_until_us: rng.between(0, 300_000),
-        partition: None,
-        isolated: Some(lagging),
-        slow: None,
-    };
-    let keys: Vec<Keypair> = (0..validators).map(|_| Keypair::from_seed(rng.bytes())).collect();
+    let setting = Setting::draw(&mut rng);
+    let validators = setting.keys.len();
     let agents = Agents {
         keys: (0..=HONEST_AGENTS).map(|_| Keypair::from_seed(rng.bytes())).collect(),
         tasks: 3 * HONEST_AGENTS as u64 + 1,
@@ -170,10 +147,7 @@ pub fn run(seed: u64) -> TaskBoardReport {
     let twice = [agents.step(byzantine, BoardOp::Claim(3), 4), agents.step(byzantine, BoardOp::Claim(5), 4)];
     let injected = (0..validators).map(|i| (i, Request { client: ClientId(1), tx: twice[i % 2].clone() })).collect();
     let scenario = AppScenario {
-        params,
-        faults,
-        lagging,
-        keys,
+        setting,
         genesis: TaskBoard::with_tasks(agents.tasks),
         workload: agents.workload(),
         window: rng.between(1, 4) as usize,
