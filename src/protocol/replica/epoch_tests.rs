@@ -1,0 +1,415 @@
+//! Membership epochs driven by hand on pure replicas (found by mutation
+//! testing, README "Mutation testing"): a change executed and scheduled, the
+//! switch at the stable checkpoint of its boundary, messages of the next
+//! epoch held until then, a retired member falling silent, a joiner
+//! catching up from a snapshot.
+
+use crate::crypto::Digest;
+use crate::crypto::Keypair;
+use crate::protocol::replica::tests::{fixture, params, Fixture};
+use crate::protocol::View;
+use crate::protocol::{
+    AgentId, Committee, Epoch, Input, Member, MembershipChange, Message, Micros, Output, Replica, Seq,
+    SignedMembershipChange, SignedMessage,
+};
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+/// `params()`'s retransmit interval and view-change timeout.
+const RETRANSMIT_US: u64 = 10_000;
+const VIEW_CHANGE_TIMEOUT_US: u64 = 50_000;
+
+/// Four founders (ids 0 to 3) whose committee has an operator, and whoever
+/// joins later; messages are delivered in order, none lost unless cut off.
+struct Swarm {
+    f: Fixture,
+    operator: Keypair,
+    committee: Committee,
+    replicas: Vec<Replica>,
+    /// (from, message, addressee or everyone)
+    in_flight: VecDeque<(usize, Arc<SignedMessage>, Option<AgentId>)>,
+    /// Replicas that receive nothing while set.
+    cut_off: Vec<bool>,
+    /// Every output of every step, by replica.
+    outputs: Vec<(usize, Output)>,
+    /// A replica and the messages it is not given until [`Swarm::release`].
+    withhold: Option<(usize, fn(&SignedMessage) -> bool)>,
+    withheld: Vec<Arc<SignedMessage>>,
+    /// Messages lost on the way to everyone while set.
+    lose: Option<fn(&SignedMessage) -> bool>,
+    now: u64,
+}
+
+fn swarm() -> Swarm {
+    let f = fixture();
+    let operator = Keypair::from_seed([50; 32]);
+    let committee = f.committee.clone().with_operator(operator.public_key());
+    let replicas: Vec<Replica> = (0..4u32)
+        .map(|i| Replica::new(AgentId(i), f.keys[i as usize].clone(), committee.clone(), params(), f.genesis.clone()))
+        .collect();
+    Swarm {
+        f,
+        operator,
+        committee,
+        replicas,
+        in_flight: VecDeque::new(),
+        cut_off: vec![false; 4],
+        outputs: Vec::new(),
+        withhold: None,
+        withheld: Vec::new(),
+        lose: None,
+        now: 0,
+    }
+}
+
+/// The checkpoint votes at the first boundary (seq 2): withheld, they keep a
+/// replica from switching there.
+fn first_boundary_vote(signed: &SignedMessage) -> bool {
+    matches!(signed.message, Message::Checkpoint { seq: Seq(2), .. })
+}
+
+fn joiner_key() -> Keypair {
+    Keypair::from_seed([60; 32])
+}
+
+fn joiner() -> Member {
+    Member { id: AgentId(4), name: "a5".into(), public_key: joiner_key().public_key() }
+}
+
+/// The change adding [`joiner`] to epoch 0's committee.
+fn add_joiner() -> MembershipChange {
+    MembershipChange { from_epoch: Epoch(0), add: vec![joiner()], remove: Vec::new(), f: None }
+}
+
+impl Swarm {
+    fn sign(&self, change: MembershipChange) -> Arc<SignedMembershipChange> {
+        Arc::new(SignedMembershipChange::sign(change, &self.operator))
+    }
+
+    fn step(&mut self, i: usize, input: Input) -> Vec<Output> {
+        self.now += 10;
+        let out = self.replicas[i].step(Micros(self.now), input);
+        for output in &out {
+            match output {
+                Output::Broadcast(m) => self.in_flight.push_back((i, m.clone(), None)),
+                Output::SendTo(to, m) => self.in_flight.push_back((i, m.clone(), Some(*to))),
+                _ => {}
+            }
+            self.outputs.push((i, output.clone()));
+        }
+        out
+    }
+
+    fn deliver_all(&mut self) {
+        while let Some((from, message, to)) = self.in_flight.pop_front() {
+            for i in 0..self.replicas.len() {
+                let addressed = to.is_none_or(|to| to.0 as usize == i);
+                if i == from || !addressed || self.cut_off[i] || self.lose.is_some_and(|lost| lost(&message)) {
+                    continue;
+                }
+                match self.withhold {
+                    Some((held, withheld)) if held == i && withheld(&message) => self.withheld.push(message.clone()),
+                    _ => {
+                        self.step(i, Input::Message(message.clone()));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Hands the requests of `nonces` to every replica and runs to quiescence.
+    fn submit(&mut self, nonces: std::ops::Range<u64>) {
+        let requests: Vec<_> = nonces.map(|nonce| self.f.request(nonce)).collect();
+        for i in 0..self.replicas.len() {
+            self.step(i, Input::Requests(requests.clone()));
+        }
+        self.deliver_all();
+    }
+
+    fn hand_in(&mut self, change: &Arc<SignedMembershipChange>) {
+        for i in 0..self.replicas.len() {
+            self.step(i, Input::Membership(change.clone()));
+        }
+        self.deliver_all();
+    }
+
+    /// Gives the withheld replica what it was not given, and runs on.
+    fn release(&mut self) {
+        let Some((i, _)) = self.withhold.take() else { return };
+        for message in std::mem::take(&mut self.withheld) {
+            self.step(i, Input::Message(message));
+        }
+        self.deliver_all();
+    }
+
+    /// Lets `micros` pass, every replica ticking once.
+    fn tick(&mut self, micros: u64) {
+        self.now += micros;
+        for i in 0..self.replicas.len() {
+            self.step(i, Input::Tick);
+        }
+        self.deliver_all();
+    }
+
+    /// Adds a replica that joins in `committee` (a later epoch) and hears everything from now on.
+    fn join(&mut self, keypair: Keypair, committee: Committee) {
+        let id = AgentId(self.replicas.len() as u32);
+        let genesis = self.f.genesis.clone();
+        self.replicas.push(Replica::joining(id, keypair, self.committee.clone(), committee, params(), genesis));
+        self.cut_off.push(false);
+    }
+
+    fn epochs(&self) -> Vec<Epoch> {
+        self.replicas.iter().map(|replica| replica.committee().epoch()).collect()
+    }
+
+    /// What replica `i` sent (broadcast or to one peer) since output `mark`.
+    fn sent_since(&self, mark: usize, i: usize) -> Vec<(Option<AgentId>, Message)> {
+        let sent = self.outputs[mark..].iter().filter(|(from, _)| *from == i);
+        sent.filter_map(|(_, output)| match output {
+            Output::Broadcast(m) => Some((None, m.message.clone())),
+            Output::SendTo(to, m) => Some((Some(*to), m.message.clone())),
+            _ => None,
+        })
+        .collect()
+    }
+
+    /// The outputs of replica `i` that `select` picks.
+    fn of<T>(&self, i: usize, select: impl Fn(&Output) -> Option<T>) -> Vec<T> {
+        self.outputs.iter().filter(|(from, _)| *from == i).filter_map(|(_, o)| select(o)).collect()
+    }
+}
+
+#[test]
+fn an_ordered_change_is_scheduled_at_the_next_boundary_and_switches_when_its_checkpoint_is_stable() {
+    let mut s = swarm();
+    let change = s.sign(add_joiner());
+    s.hand_in(&change);
+    // Ordered alone in batch 1: due at the checkpoint at 2, which the primary reaches without load.
+    let scheduled = s.of(1, |o| match o {
+        Output::EpochScheduled { executed_at, at, committee } => Some((*executed_at, *at, committee.epoch())),
+        _ => None,
+    });
+    assert_eq!(scheduled, vec![(Seq(1), Seq(2), Epoch(1))]);
+    assert_eq!(s.epochs(), vec![Epoch(1); 4]);
+    for replica in &s.replicas {
+        assert_eq!(replica.committee().n(), 5);
+        assert_eq!(replica.stats().membership_changes_applied, 1);
+        assert_eq!(replica.membership().applied, vec![change.clone()]);
+        assert_eq!(replica.membership().boundaries, vec![Seq(2)]);
+    }
+    let changed = s.of(1, |o| match o {
+        Output::EpochChanged { committee, member } => Some((committee.epoch(), *member)),
+        _ => None,
+    });
+    assert_eq!(changed, vec![(Epoch(1), true)]);
+}
+
+/// A replica whose votes for the boundary's checkpoint are late stays in the
+/// old epoch while its peers run the new one: it answers nothing of the new
+/// epoch yet but holds it, and processes it once it switches. Its peers answer
+/// its STATUS although it is signed in the older epoch.
+#[test]
+fn a_replica_that_switches_late_holds_the_next_epochs_messages_and_replays_them_after_switching() {
+    let mut s = swarm();
+    s.withhold = Some((2, first_boundary_vote));
+    let change = s.sign(add_joiner());
+    s.hand_in(&change);
+    assert_eq!(s.epochs(), vec![Epoch(1), Epoch(1), Epoch(0), Epoch(1)]);
+    // It waits for its checkpoint: it asks its peers, which answer across the epochs.
+    let mark = s.outputs.len();
+    for _ in 0..3 {
+        s.now += RETRANSMIT_US + 1;
+        s.step(2, Input::Tick);
+        s.deliver_all();
+    }
+    assert!(s.sent_since(mark, 2).iter().any(|(_, m)| matches!(m, Message::Status { .. })));
+    assert!(
+        s.sent_since(mark, 0).iter().any(|(to, _)| *to == Some(AgentId(2))),
+        "a STATUS of the older epoch went unanswered"
+    );
+    // Epoch 1 (five members, quorum 4) cannot order without it: its messages wait at replica 2.
+    s.submit(0..2);
+    assert_eq!(s.replicas.iter().map(Replica::last_executed).collect::<Vec<_>>(), vec![Seq(2); 4]);
+    assert_eq!(s.replicas[2].stats().dropped_wrong_epoch, 0, "the next epoch's messages were dropped");
+    s.release();
+    assert_eq!(s.epochs(), vec![Epoch(1); 4]);
+    assert_eq!(s.replicas.iter().map(Replica::last_executed).collect::<Vec<_>>(), vec![Seq(3); 4]);
+}
+
+/// A member removed by the change it was late for retires at the switch and
+/// then takes no part: the messages of the new epoch it held are not replayed.
+#[test]
+fn a_replica_retired_at_a_late_switch_replays_none_of_the_messages_it_held() {
+    let mut s = swarm();
+    s.withhold = Some((3, first_boundary_vote));
+    let replace = MembershipChange { from_epoch: Epoch(0), add: vec![joiner()], remove: vec![AgentId(3)], f: None };
+    let change = s.sign(replace);
+    s.hand_in(&change);
+    assert_eq!(s.epochs(), vec![Epoch(1), Epoch(1), Epoch(1), Epoch(0)]);
+    // Members 0 to 2 are a quorum of the new committee.
+    s.submit(0..2);
+    assert_eq!(s.replicas.iter().map(Replica::last_executed).collect::<Vec<_>>(), [3, 3, 3, 2].map(Seq));
+    let mark = s.outputs.len();
+    s.release();
+    let retired = &s.replicas[3];
+    assert!(retired.is_retired());
+    assert_eq!((retired.committee().epoch(), retired.last_executed()), (Epoch(1), Seq(2)));
+    assert_eq!(s.sent_since(mark, 3), vec![], "a retired replica took part in the new epoch");
+    let changed = s.of(3, |o| match o {
+        Output::EpochChanged { member, .. } => Some(*member),
+        _ => None,
+    });
+    assert_eq!(changed, vec![false]);
+}
+
+/// The messages of the next epoch held before the switch are bounded: the
+/// 4,097th is dropped and counted.
+#[test]
+fn a_replica_holds_at_most_4096_messages_of_the_next_epoch() {
+    let mut s = swarm();
+    s.withhold = Some((2, first_boundary_vote));
+    let change = s.sign(add_joiner());
+    s.hand_in(&change);
+    assert_eq!(s.replicas[2].committee().epoch(), Epoch(0));
+    let dropped = s.replicas[2].stats().dropped_wrong_epoch;
+    for seq in 0..4097 {
+        let prepare = Message::Prepare { view: View(0), seq: Seq(100 + seq), digest: Digest([1; 32]) };
+        let signed = Arc::new(SignedMessage::sign(prepare, Epoch(1), AgentId(1), &s.f.keys[1]));
+        s.replicas[2].step(Micros(s.now), Input::Message(signed));
+    }
+    assert_eq!(s.replicas[2].stats().dropped_wrong_epoch, dropped + 1);
+}
+
+/// Once the change executed (scheduled, the switch not yet made) the replica
+/// no longer holds it: handed in again it is stale, not a duplicate of a held one.
+#[test]
+fn a_change_handed_in_again_after_it_executed_is_stale() {
+    let mut s = swarm();
+    s.withhold = Some((2, first_boundary_vote));
+    let change = s.sign(add_joiner());
+    s.hand_in(&change);
+    assert_eq!(s.replicas[2].committee().epoch(), Epoch(0));
+    let before = s.replicas[2].stats().clone();
+    s.step(2, Input::Membership(change));
+    let after = s.replicas[2].stats();
+    assert_eq!((after.dropped_stale, after.dropped_duplicate), (before.dropped_stale + 1, before.dropped_duplicate));
+}
+
+/// A backup that held another change of the old epoch (the primary ordered a
+/// different one) forgets it at the switch: it can never be ordered there, so
+/// it is no work left undone for which the new primary could be suspected.
+#[test]
+fn a_held_change_of_the_old_epoch_is_forgotten_at_the_switch() {
+    let mut s = swarm();
+    let ordered = s.sign(add_joiner());
+    let other = Member { id: AgentId(5), name: "a6".into(), public_key: Keypair::from_seed([61; 32]).public_key() };
+    let held = s.sign(MembershipChange { from_epoch: Epoch(0), add: vec![other], remove: Vec::new(), f: None });
+    for i in 0..4 {
+        s.step(i, Input::Membership(ordered.clone()));
+    }
+    s.step(1, Input::Membership(held));
+    s.deliver_all();
+    assert_eq!(s.epochs(), vec![Epoch(1); 4]);
+    for _ in 0..8 {
+        s.tick(VIEW_CHANGE_TIMEOUT_US);
+    }
+    let suspected = s.outputs.iter().filter(|(_, o)| matches!(o, Output::ViewChangeStarted { .. })).count();
+    assert_eq!(suspected, 0, "an idle swarm suspected its primary");
+    let refused = s.outputs.iter().filter(|(_, o)| matches!(o, Output::MembershipRefused { .. })).count();
+    assert_eq!(refused, 0);
+}
+
+/// Founders that made the switch themselves hold the whole history: idle in
+/// the new epoch, they ask nobody anything. A validator that joined in it
+/// holds none of it and asks at once, even with nothing to do; the snapshot
+/// it is sent brings the state and the history, and it then takes part.
+#[test]
+fn only_a_joiner_without_the_history_of_its_epoch_asks_when_idle_and_a_snapshot_lets_it_take_part() {
+    let mut s = swarm();
+    let change = s.sign(add_joiner());
+    s.hand_in(&change);
+    for _ in 0..4 {
+        s.tick(RETRANSMIT_US + 1);
+    }
+    let asked: Vec<u64> = s.replicas.iter().map(|replica| replica.stats().status_sent).collect();
+    assert_eq!(asked, vec![0; 4], "idle founders asked for what they hold");
+    let joined = add_joiner().apply(&s.committee).unwrap().starting_after(Seq(2));
+    s.join(joiner_key(), joined);
+    for _ in 0..3 {
+        s.tick(RETRANSMIT_US + 1);
+    }
+    let joiner = &s.replicas[4];
+    assert!(joiner.stats().status_sent > 0, "the joiner never asked");
+    assert_eq!((joiner.stats().snapshots_installed, joiner.last_executed()), (1, Seq(2)));
+    assert_eq!(joiner.membership().applied, vec![change]);
+    assert!(!joiner.is_retired());
+    s.submit(0..2);
+    assert_eq!(s.replicas.iter().map(Replica::last_executed).collect::<Vec<_>>(), vec![Seq(3); 5]);
+}
+
+/// A founder that heard nothing of a change until its peers had switched
+/// catches up by a snapshot, and with it moves into the committee the
+/// snapshot's history leads to: a member of it, or retired if removed.
+#[test]
+fn a_founder_that_missed_a_whole_change_moves_to_its_committee_with_the_snapshot() {
+    let replace = MembershipChange { from_epoch: Epoch(0), add: vec![joiner()], remove: vec![AgentId(3)], f: None };
+    for (change, retired) in [(add_joiner(), false), (replace, true)] {
+        let mut s = swarm();
+        s.cut_off[3] = true;
+        let change = s.sign(change);
+        for i in 0..3 {
+            s.step(i, Input::Membership(change.clone()));
+        }
+        s.deliver_all();
+        assert_eq!(s.epochs(), vec![Epoch(1), Epoch(1), Epoch(1), Epoch(0)]);
+        s.cut_off[3] = false;
+        s.step(3, Input::LaterEpochHeard(Epoch(1)));
+        for _ in 0..3 {
+            s.tick(RETRANSMIT_US + 1);
+        }
+        let late = &s.replicas[3];
+        assert_eq!((late.stats().snapshots_installed, late.last_executed()), (1, Seq(2)));
+        assert_eq!((late.committee().epoch(), late.is_retired()), (Epoch(1), retired), "{:?}", change.change);
+        assert_eq!(late.membership().applied, vec![change]);
+    }
+}
+
+/// A change that cannot apply (it removes a validator that is no member) is
+/// ordered like any other and refused by every replica in the same way.
+#[test]
+fn an_ordered_change_that_cannot_apply_is_refused_by_every_replica_and_counted() {
+    let mut s = swarm();
+    let change = s.sign(MembershipChange { from_epoch: Epoch(0), add: Vec::new(), remove: vec![AgentId(9)], f: None });
+    s.hand_in(&change);
+    for (i, replica) in s.replicas.iter().enumerate() {
+        assert_eq!(replica.committee().epoch(), Epoch(0));
+        assert_eq!((replica.stats().membership_changes_refused, replica.stats().membership_changes_applied), (1, 0));
+        let refused = s.of(i, |o| match o {
+            Output::MembershipRefused { seq, reason } => Some((*seq, reason.clone())),
+            _ => None,
+        });
+        assert_eq!(refused, vec![(Seq(1), "validator 9 is not in the committee, so it cannot be removed".to_string())]);
+    }
+}
+
+/// The change was prepared everywhere but committed nowhere when the primary
+/// was replaced: the NEW-VIEW carries its batch, so the new primary does not
+/// order it a second time (which every replica would then refuse).
+#[test]
+fn a_change_carried_into_a_new_view_is_not_ordered_again_by_the_new_primary() {
+    let mut s = swarm();
+    s.lose = Some(|signed| matches!(signed.message, Message::Commit { .. }));
+    let change = s.sign(add_joiner());
+    s.hand_in(&change);
+    assert_eq!(s.replicas.iter().map(Replica::last_executed).collect::<Vec<_>>(), vec![Seq(0); 4]);
+    s.lose = None;
+    for i in 0..4 {
+        s.step(i, Input::ForceViewChange);
+    }
+    s.deliver_all();
+    assert_eq!(s.replicas.iter().map(Replica::view).collect::<Vec<_>>(), vec![View(1); 4]);
+    assert_eq!(s.epochs(), vec![Epoch(1); 4]);
+    let refused = s.outputs.iter().filter(|(_, o)| matches!(o, Output::MembershipRefused { .. })).count();
+    assert_eq!(refused, 0, "the change was ordered twice");
+}
