@@ -7,11 +7,11 @@
 use crate::crypto::Digest;
 use crate::crypto::Keypair;
 use crate::protocol::replica::tests::{fixture, params, Fixture};
-use crate::protocol::View;
 use crate::protocol::{
     AgentId, Committee, Epoch, Input, Member, MembershipChange, Message, Micros, Output, Replica, Seq,
     SignedMembershipChange, SignedMessage,
 };
+use crate::protocol::{ProtocolParams, View};
 use std::collections::VecDeque;
 use std::sync::Arc;
 
@@ -41,11 +41,17 @@ struct Swarm {
 }
 
 fn swarm() -> Swarm {
+    swarm_with(params())
+}
+
+fn swarm_with(params: ProtocolParams) -> Swarm {
     let f = fixture();
     let operator = Keypair::from_seed([50; 32]);
     let committee = f.committee.clone().with_operator(operator.public_key());
     let replicas: Vec<Replica> = (0..4u32)
-        .map(|i| Replica::new(AgentId(i), f.keys[i as usize].clone(), committee.clone(), params(), f.genesis.clone()))
+        .map(|i| {
+            Replica::new(AgentId(i), f.keys[i as usize].clone(), committee.clone(), params.clone(), f.genesis.clone())
+        })
         .collect();
     Swarm {
         f,
@@ -412,4 +418,49 @@ fn a_change_carried_into_a_new_view_is_not_ordered_again_by_the_new_primary() {
     assert_eq!(s.epochs(), vec![Epoch(1); 4]);
     let refused = s.outputs.iter().filter(|(_, o)| matches!(o, Output::MembershipRefused { .. })).count();
     assert_eq!(refused, 0, "the change was ordered twice");
+}
+
+/// A change executed at seq 3 is due at the checkpoint at 4: the checkpoint
+/// at 2 becoming stable later (its votes were late) does not switch early.
+#[test]
+fn a_checkpoint_below_the_boundary_made_stable_late_does_not_switch_the_epoch() {
+    let mut s = swarm();
+    s.withhold = Some((2, |signed| matches!(signed.message, Message::Checkpoint { .. })));
+    s.submit(0..4);
+    let change = s.sign(add_joiner());
+    s.hand_in(&change);
+    assert_eq!((s.replicas[2].last_executed(), s.replicas[2].stable_checkpoint().seq), (Seq(4), Seq(0)));
+    s.release();
+    let steps = s.of(2, |o| match o {
+        Output::CheckpointStable { seq, .. } => Some(format!("stable {}", seq.0)),
+        Output::EpochScheduled { at, .. } => Some(format!("scheduled at {}", at.0)),
+        Output::EpochChanged { committee, .. } => Some(format!("epoch {}", committee.epoch().0)),
+        _ => None,
+    });
+    assert_eq!(steps, ["scheduled at 4", "stable 2", "stable 4", "epoch 1"]);
+    assert_eq!(s.epochs(), vec![Epoch(1); 4]);
+}
+
+/// Checkpoint votes of the old epoch for sequence numbers past the boundary
+/// (only a faulty member sends them: the old epoch executes nothing there)
+/// are dropped at the switch; kept, one would stand in for its signer's vote
+/// of the new epoch and the checkpoint would never be stable. With a
+/// checkpoint at every sequence number, the first one past the boundary too.
+#[test]
+fn old_epoch_checkpoint_votes_past_the_boundary_are_dropped_at_the_switch() {
+    // (checkpoint interval, the forged vote's seq, requests that fill the batches up to it)
+    for (interval, forged_at, requests) in [(2, 4, 4), (1, 2, 2)] {
+        let mut s = swarm_with(ProtocolParams { checkpoint_interval: interval, ..params() });
+        let forged = Message::Checkpoint { seq: Seq(forged_at), state_digest: Digest([3; 32]) };
+        let forged = Arc::new(SignedMessage::sign(forged, Epoch(0), AgentId(1), &s.f.keys[1]));
+        s.step(0, Input::Message(forged));
+        let change = s.sign(add_joiner());
+        s.hand_in(&change);
+        assert_eq!(s.epochs(), vec![Epoch(1); 4]);
+        s.submit(0..requests);
+        let stable: Vec<Seq> = s.replicas.iter().map(|replica| replica.stable_checkpoint().seq).collect();
+        assert_eq!(stable, vec![Seq(forged_at); 4], "checkpoint interval {interval}");
+        let evidence = s.outputs.iter().filter(|(_, o)| matches!(o, Output::Evidence(_))).count();
+        assert_eq!(evidence, 0, "checkpoint interval {interval}");
+    }
 }
