@@ -770,3 +770,6 @@ mod test_swarm;
 
 #[path = "epoch_tests.rs"]
 mod epoch_tests;
+
+#[path = "passive_checkpoint_tests.rs"]
+mod passive_checkpoint_tests;
