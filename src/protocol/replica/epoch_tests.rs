@@ -8,8 +8,8 @@ use crate::crypto::{Digest, Keypair};
 use crate::protocol::replica::tests::params;
 use crate::protocol::replica::tests::test_swarm::{swarm, swarm_with, RETRANSMIT_US, VIEW_CHANGE_TIMEOUT_US};
 use crate::protocol::{
-    AgentId, Epoch, Input, Member, MembershipChange, Message, Micros, Output, ProtocolParams, Replica, Seq,
-    SignedMessage, View,
+    AgentId, Epoch, Input, Member, MembershipChange, Message, Micros, Output, ProtocolParams, RecoveredCheckpoint,
+    RecoveredState, Replica, Seq, SignedMessage, View,
 };
 use std::sync::Arc;
 
@@ -308,5 +308,34 @@ fn old_epoch_checkpoint_votes_past_the_boundary_are_dropped_at_the_switch() {
         assert_eq!(stable, vec![Seq(forged_at); 4], "checkpoint interval {interval}");
         let evidence = s.outputs.iter().filter(|(_, o)| matches!(o, Output::Evidence(_))).count();
         assert_eq!(evidence, 0, "checkpoint interval {interval}");
+    }
+}
+
+/// A founder rebuilt from a log whose stable checkpoint lies past a change
+/// runs in the committee that checkpoint's history leads to: a member of it,
+/// or retired if the change removed it.
+#[test]
+fn a_founder_restored_from_a_checkpoint_past_a_change_runs_in_the_committee_it_leads_to() {
+    let replace = MembershipChange { from_epoch: Epoch(0), add: vec![joiner()], remove: vec![AgentId(3)], f: None };
+    for (change, retired) in [(add_joiner(), false), (replace, true)] {
+        let mut s = swarm();
+        let change = s.sign(change);
+        s.hand_in(&change);
+        s.submit(0..4);
+        let kept = &s.replicas[0];
+        let stable = kept.stable_checkpoint();
+        assert_eq!((stable.seq, kept.stable_membership().applied.len()), (Seq(4), 1));
+        let checkpoint = RecoveredCheckpoint {
+            seq: stable.seq,
+            state_digest: stable.state_digest,
+            proof: stable.proof.clone(),
+            ledger: kept.stable_app().clone(),
+            membership: kept.stable_membership().clone(),
+        };
+        let state = RecoveredState { stable: Some(checkpoint), ..RecoveredState::default() };
+        let (keypair, genesis) = (s.f.keys[3].clone(), s.f.genesis.clone());
+        let restored = Replica::restore(AgentId(3), keypair, s.committee.clone(), params(), genesis, state, Micros(1));
+        assert_eq!(restored.committee().epoch(), Epoch(1));
+        assert_eq!((restored.is_retired(), restored.last_executed()), (retired, Seq(4)), "{:?}", change.change);
     }
 }
