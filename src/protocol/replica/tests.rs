@@ -773,3 +773,6 @@ mod epoch_tests;
 
 #[path = "passive_checkpoint_tests.rs"]
 mod passive_checkpoint_tests;
+
+#[path = "restart_tests.rs"]
+mod restart_tests;
