@@ -339,3 +339,16 @@ fn a_founder_restored_from_a_checkpoint_past_a_change_runs_in_the_committee_it_l
         assert_eq!((restored.is_retired(), restored.last_executed()), (retired, Seq(4)), "{:?}", change.change);
     }
 }
+
+/// A STATUS signed in a later epoch than this replica's (none scheduled) is
+/// not answered: only a peer left in an older epoch is helped across.
+#[test]
+fn a_status_of_a_later_epoch_is_dropped_not_answered() {
+    let s = swarm();
+    let mut replica = s.replicas.into_iter().nth(1).unwrap();
+    let status = Message::Status { view: View(0), low_water: Seq(0), last_executed: Seq(0), passive: false };
+    let later = Arc::new(SignedMessage::sign(status, Epoch(1), AgentId(2), &s.f.keys[2]));
+    let out = replica.step(Micros(1), Input::Message(later));
+    assert!(out.iter().all(|o| !matches!(o, Output::SendTo(..))), "{out:?}");
+    assert_eq!((replica.stats().status_answered, replica.stats().dropped_wrong_epoch), (0, 1));
+}
