@@ -17,6 +17,9 @@ use std::sync::Arc;
 pub(super) const RETRANSMIT_US: u64 = 10_000;
 pub(super) const VIEW_CHANGE_TIMEOUT_US: u64 = 50_000;
 
+/// Picks the messages a rule applies to (withheld, lost).
+pub(super) type Picks = fn(&SignedMessage) -> bool;
+
 /// Four founders (ids 0 to 3) whose committee has an operator, and whoever
 /// joins later; messages are delivered in order, none lost unless cut off.
 pub(super) struct Swarm {
@@ -31,10 +34,10 @@ pub(super) struct Swarm {
     /// Every output of every step, by replica.
     pub(super) outputs: Vec<(usize, Output)>,
     /// A replica and the messages it is not given until [`Swarm::release`].
-    pub(super) withhold: Option<(usize, fn(&SignedMessage) -> bool)>,
+    pub(super) withhold: Option<(usize, Picks)>,
     pub(super) withheld: Vec<Arc<SignedMessage>>,
     /// Messages lost on the way to everyone while set.
-    pub(super) lose: Option<fn(&SignedMessage) -> bool>,
+    pub(super) lose: Option<Picks>,
     pub(super) now: u64,
 }
 
