@@ -245,3 +245,7 @@ fn a_double_spend_a_replica_found_is_reported_as_proof_against_both_transfers() 
     let proof = Proof::DoubleSpend { first: executed, second: conflicting };
     assert_eq!(report_output(AgentId(2), &output, &committee), Some(Report::Proof { reporter: AgentId(2), proof }));
 }
+
+// What reports the detector ignores and counts, and what a rejection reports.
+#[path = "report_tests.rs"]
+mod report_tests;

@@ -763,3 +763,17 @@ fn a_proven_snapshot_the_application_cannot_decode_is_dropped_and_changes_nothin
     assert_eq!(backup.stats().snapshots_installed, 1);
     assert_eq!((backup.last_executed(), backup.ledger()), (Seq(4), &moved));
 }
+
+// A swarm of replicas driven by hand, and the tests that need one; declared
+// here to leave the replica's own files alone.
+#[path = "test_swarm.rs"]
+mod test_swarm;
+
+#[path = "epoch_tests.rs"]
+mod epoch_tests;
+
+#[path = "passive_checkpoint_tests.rs"]
+mod passive_checkpoint_tests;
+
+#[path = "restart_tests.rs"]
+mod restart_tests;
