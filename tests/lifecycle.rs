@@ -95,6 +95,11 @@ fn n4f1_sigkill_of_the_daemon_under_load_twenty_times_loses_nothing_and_never_st
             "cycle {cycle}: {recovered} committed after the kill, {acknowledged} before"
         );
         let checked = task(&swarm, 200);
+        if checked["committed"] != checked["submitted"] {
+            let log = std::fs::read_to_string(swarm.home.join("daemon.log")).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(150).collect();
+            eprintln!("DAEMON LOG TAIL:\n{}", tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
+        }
         assert_committed_in_full(&checked);
     }
     let health = swarm.json(&["byzantine", "consensus-health"]);
