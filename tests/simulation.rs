@@ -241,6 +241,31 @@ fn f_liars_in_the_view_change_plane_convince_nobody_and_every_transfer_commits()
     assert!(rejected > reports.len() / 4, "only {rejected} of {} runs met a window check", reports.len());
 }
 
+/// One run of an application scenario, as [`assert_application_runs`] reads it.
+struct AppRun<'a> {
+    seed: u64,
+    validators: usize,
+    violations: &'a [String],
+    answered_all: bool,
+    caught_up_by_snapshot: bool,
+}
+
+/// What every application scenario must show over its seeds: no violation,
+/// every request answered, and the cut-off validator caught up by the
+/// application's snapshot in more than three runs in four.
+fn assert_application_runs<'a>(runs: impl Iterator<Item = AppRun<'a>>) {
+    let runs: Vec<AppRun> = runs.collect();
+    let failures: Vec<String> = runs
+        .iter()
+        .filter(|r| !r.violations.is_empty())
+        .map(|r| format!("seed {} (n = {}): {:?}", r.seed, r.validators, r.violations))
+        .collect();
+    assert!(failures.is_empty(), "{} of {} seeds failed:\n{}", failures.len(), runs.len(), failures.join("\n"));
+    assert!(runs.iter().all(|r| r.answered_all));
+    let transferred = runs.iter().filter(|r| r.caught_up_by_snapshot).count();
+    assert!(transferred > runs.len() * 3 / 4, "{transferred} of {} installed a snapshot", runs.len());
+}
+
 /// The second application through the same interface: the task board on a
 /// lossy network, with a validator cut off until it needs the board's
 /// snapshot, and a Byzantine agent stealing claims and signing two steps on
@@ -249,16 +274,14 @@ fn f_liars_in_the_view_change_plane_convince_nobody_and_every_transfer_commits()
 #[test]
 fn the_task_board_runs_through_the_same_replica_and_every_replica_agrees_on_its_digest() {
     let reports: Vec<_> = (0..seed_count(1000) / 10).map(sim::task_board::run).collect();
-    let failures: Vec<String> = reports
-        .iter()
-        .filter(|r| !r.passed())
-        .map(|r| format!("seed {} (n = {}): {:?}", r.seed, r.validators, r.violations))
-        .collect();
-    assert!(failures.is_empty(), "{} of {} seeds failed:\n{}", failures.len(), reports.len(), failures.join("\n"));
-    assert!(reports.iter().all(|r| r.completed == r.steps));
     // The cut-off validator caught up through the board's chunks, not its log.
-    let transferred = reports.iter().filter(|r| r.snapshots_installed > 0).count();
-    assert!(transferred > reports.len() * 3 / 4, "{transferred} of {} installed a snapshot", reports.len());
+    assert_application_runs(reports.iter().map(|r| AppRun {
+        seed: r.seed,
+        validators: r.validators,
+        violations: &r.violations,
+        answered_all: r.completed == r.steps,
+        caught_up_by_snapshot: r.snapshots_installed > 0,
+    }));
     // The Byzantine agent (last) never steps twice on one task, so it completes
     // nothing; it can block at most the five tasks it claims, so the honest
     // agents finish at least the other eight of the thirteen.
@@ -279,15 +302,13 @@ fn the_task_board_runs_through_the_same_replica_and_every_replica_agrees_on_its_
 #[test]
 fn byzantine_tolerant_memory_agrees_expires_in_consensus_time_and_certifies_answers_offline() {
     let reports: Vec<_> = (0..seed_count(1000) / 10).map(sim::memory::run).collect();
-    let failures: Vec<String> = reports
-        .iter()
-        .filter(|r| !r.passed())
-        .map(|r| format!("seed {} (n = {}): {:?}", r.seed, r.validators, r.violations))
-        .collect();
-    assert!(failures.is_empty(), "{} of {} seeds failed:\n{}", failures.len(), reports.len(), failures.join("\n"));
-    assert!(reports.iter().all(|r| r.completed == r.steps));
-    let transferred = reports.iter().filter(|r| r.snapshots_installed > 0).count();
-    assert!(transferred > reports.len() * 3 / 4, "{transferred} of {} installed a snapshot", reports.len());
+    assert_application_runs(reports.iter().map(|r| AppRun {
+        seed: r.seed,
+        validators: r.validators,
+        violations: &r.violations,
+        answered_all: r.completed == r.steps,
+        caught_up_by_snapshot: r.snapshots_installed > 0,
+    }));
     let expired = reports.iter().filter(|r| r.expired > 0).count();
     assert!(expired > reports.len() * 3 / 4, "entries expired mid-run in only {expired} of {} runs", reports.len());
     for report in &reports {
