@@ -12,6 +12,7 @@
 use actix::{Actor, Context, Handler};
 use bftswarm::actors::{BatchExecuted, Swarm, SwarmSpec};
 use bftswarm::agents::AgentDefinition;
+use bftswarm::app::{Application, SwarmApp};
 use bftswarm::config::SwarmConfig;
 use bftswarm::events::{EventKind, LifecycleEvent};
 use bftswarm::hooks::HookEvent;
@@ -35,7 +36,8 @@ pub struct AuditReport {
 }
 
 pub struct Auditor {
-    ledger: Ledger,
+    /// The swarm's built-in application (its ledger and memory), re-executed here.
+    app: SwarmApp,
     next_seq: u64,
     /// Per applied sequence number: the batch digest and the executions, to
     /// compare every other validator's copy of the batch with.
@@ -57,7 +59,17 @@ impl Auditor {
     pub fn new(genesis: Ledger, report: Arc<Mutex<AuditReport>>, mailbox: usize) -> Auditor {
         let (applied, ahead, state_at, expected) = Default::default();
         let last_checkpoint = 0;
-        Auditor { ledger: genesis, next_seq: 1, applied, ahead, state_at, expected, last_checkpoint, mailbox, report }
+        Auditor {
+            app: SwarmApp::new(genesis),
+            next_seq: 1,
+            applied,
+            ahead,
+            state_at,
+            expected,
+            last_checkpoint,
+            mailbox,
+            report,
+        }
     }
 
     fn alarm(&self, message: String) {
@@ -88,9 +100,11 @@ impl Auditor {
     fn apply_ready(&mut self) {
         while let Some(executed) = self.ahead.remove(&self.next_seq) {
             let seq = executed.seq.0;
+            // Consensus time moves with every batch, an empty one too (the memory's TTLs run on it).
+            self.app.execute(executed.seq, &[]);
             for (index, request) in executed.batch.requests.iter().enumerate() {
                 let outcome = match request.tx.verify() {
-                    true => self.ledger.apply(&request.tx.tx),
+                    true => self.app.execute(executed.seq, std::slice::from_ref(request)).remove(0),
                     false => {
                         self.alarm(format!("seq {seq}: transfer {} has an invalid signature", request.tx_id()));
                         continue;
@@ -100,7 +114,7 @@ impl Auditor {
                     self.alarm(format!("seq {seq}: transfer {} re-executes to {outcome:?}", request.tx_id()));
                 }
             }
-            let digest = self.ledger.state_digest().to_string();
+            let digest = self.app.digest().to_string();
             if let Some(stable) = self.expected.remove(&seq) {
                 self.compare_checkpoint(seq, &stable, &digest);
             }

@@ -16,6 +16,7 @@ use actix::{Actor, Context, Handler};
 use bftswarm::actors::{
     now, DeadlineTimer, Deliver, Envelope, LaunchOptions, Origin, Register, Route, Swarm, SwarmSpec,
 };
+use bftswarm::app::{Application, SwarmApp};
 use bftswarm::config::SwarmConfig;
 use bftswarm::ledger::{Execution, Ledger, TxOutcome};
 use bftswarm::node::{Arrival, Node, Refused};
@@ -37,7 +38,7 @@ pub struct ComplianceReport {
 }
 
 pub struct ComplianceValidator {
-    node: Node,
+    node: Node<SwarmApp>,
     hub: actix::Recipient<Route>,
     timer: DeadlineTimer,
     limit: u64,
@@ -55,7 +56,7 @@ impl ComplianceValidator {
             }
         }
         report.last_executed = executed.seq.0;
-        report.ledger_digest = self.node.replica().ledger().state_digest().to_string();
+        report.ledger_digest = self.node.replica().app().digest().to_string();
     }
 
     /// The loop every validator runs: step the node, send what it says, wake up when it asks.
@@ -141,7 +142,7 @@ pub async fn run_with_compliance(count: usize, limit: u64) -> (ComplianceReport,
 
     let report = Arc::new(Mutex::new(ComplianceReport::default()));
     let officer = ComplianceValidator {
-        node: Node::new(Replica::new(me, keypair, committee, params, genesis)),
+        node: Node::new(Replica::new(me, keypair, committee, params, SwarmApp::new(genesis))),
         hub: swarm.supervisor().clone().recipient(),
         timer: DeadlineTimer::default(),
         limit,

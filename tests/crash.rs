@@ -7,6 +7,7 @@
 //!
 //! `BFTSWARM_CRASH_SEED=N cargo test --test crash` replays one schedule of kills.
 
+use bftswarm::app::{Application, SwarmApp};
 use bftswarm::cli::probe::ProbeWorkload;
 use bftswarm::ledger::AccountId;
 use bftswarm::protocol::{AgentId, Message, MessageKind, SignedMessage};
@@ -65,7 +66,7 @@ impl Signed {
     fn audit(&mut self, home: &Path, when: &str) -> usize {
         let wal = WalOptions::under_home(home, true);
         for (i, name) in VALIDATORS.iter().enumerate() {
-            let (_, state) = read_state(&wal.path_of(name), name).unwrap_or_else(|e| panic!("{when}: {e}"));
+            let (_, state) = read_state::<SwarmApp>(&wal.path_of(name), name).unwrap_or_else(|e| panic!("{when}: {e}"));
             for message in state.own_messages(AgentId(i as u32)) {
                 let Some(slot) = Signed::slot(&message) else { continue };
                 let signature = message.signature.0;
@@ -128,12 +129,12 @@ fn kill_9_at_random_moments_loses_no_acknowledged_transfer_and_no_validator_equi
     // with every acknowledged transfer in it.
     let workload = ProbeWorkload::new().unwrap();
     let wal = WalOptions::under_home(&home, true);
-    let ledgers: Vec<_> = VALIDATORS
-        .iter()
-        .map(|name| read_state(&wal.path_of(name), name).unwrap().1.ledger(&workload.genesis))
-        .collect();
-    for (name, ledger) in VALIDATORS.iter().zip(&ledgers) {
-        assert_eq!(ledger.state_digest().to_string(), validators[0][3], "{name}'s log holds another ledger");
+    let genesis = SwarmApp::new(workload.genesis.clone());
+    let apps: Vec<SwarmApp> =
+        VALIDATORS.iter().map(|name| read_state(&wal.path_of(name), name).unwrap().1.app(&genesis)).collect();
+    let ledgers: Vec<_> = apps.iter().map(SwarmApp::ledger).collect();
+    for ((name, ledger), app) in VALIDATORS.iter().zip(&ledgers).zip(&apps) {
+        assert_eq!(app.digest().to_string(), validators[0][3], "{name}'s log holds another state");
         assert_eq!(ledger.balance_sum(), ledger.total_supply() as u128);
     }
     for (from, nonce) in &acked {

@@ -4,6 +4,7 @@
 //! happens, its outbox is held, and one commit per mailbox drain opens them.
 
 use super::now;
+use crate::app::SwarmApp;
 use crate::node::{LogWrite, Node, Outbox, Receipt};
 use crate::protocol::{Output, RecoveredState};
 use crate::wal::{Journal, Recovery, ReplicaSpec, WalError, WalOptions};
@@ -12,13 +13,13 @@ use crate::wal::{Journal, Recovery, ReplicaSpec, WalError, WalOptions};
 /// [`super::Validator::recovered`] starts from. Opened on the caller's thread
 /// so that a log that cannot be opened is an error of the launch.
 pub struct RecoveredValidator {
-    pub(super) spec: ReplicaSpec,
-    pub(super) node: Node,
+    pub(super) spec: ReplicaSpec<SwarmApp>,
+    pub(super) node: Node<SwarmApp>,
     pub(super) log: DurableLog,
 }
 
 impl RecoveredValidator {
-    pub fn open(spec: ReplicaSpec, options: WalOptions) -> Result<RecoveredValidator, WalError> {
+    pub fn open(spec: ReplicaSpec<SwarmApp>, options: WalOptions) -> Result<RecoveredValidator, WalError> {
         let (node, journal, recovery) = crate::wal::recover(&options, &spec, now())?;
         log_recovery(&spec.name, &recovery);
         let log = DurableLog {
@@ -41,7 +42,7 @@ impl RecoveredValidator {
 /// A running validator's log and the outboxes waiting for its next commit.
 pub(super) struct DurableLog {
     options: WalOptions,
-    spec: ReplicaSpec,
+    spec: ReplicaSpec<SwarmApp>,
     /// None after a failed reopen: the validator then sends nothing, as a crashed one.
     journal: Option<Journal>,
     recovery: Recovery,
@@ -71,7 +72,7 @@ impl DurableLog {
     /// Records one step's write; its outbox comes back when the log already
     /// holds all it depends on, else it waits for the next commit (the
     /// caller schedules a [`FlushLog`] when this says so).
-    pub(super) fn record(&mut self, write: LogWrite, outbox: Outbox) -> (Option<Vec<Output>>, bool) {
+    pub(super) fn record(&mut self, write: LogWrite<SwarmApp>, outbox: Outbox) -> (Option<Vec<Output>>, bool) {
         let Some(journal) = &mut self.journal else { return (None, false) };
         journal.record(write);
         // A step whose outbox opens with the last receipt came after every
@@ -85,7 +86,10 @@ impl DurableLog {
 
     /// Commits what was recorded and hands back the outputs that may now be
     /// sent; none when the log is gone. On an error nothing may be sent.
-    pub(super) fn commit(&mut self, logged: Option<&RecoveredState>) -> Result<Option<Vec<Output>>, WalError> {
+    pub(super) fn commit(
+        &mut self,
+        logged: Option<&RecoveredState<SwarmApp>>,
+    ) -> Result<Option<Vec<Output>>, WalError> {
         self.flush_scheduled = false;
         let held = std::mem::take(&mut self.held);
         let (Some(journal), Some(logged)) = (self.journal.as_mut(), logged) else { return Ok(None) };
@@ -103,7 +107,7 @@ impl DurableLog {
 
     /// Forgets everything not committed (as a crash does) and rebuilds the
     /// node from the log; none if the log cannot be reopened.
-    pub(super) fn reopen(&mut self) -> Option<Node> {
+    pub(super) fn reopen(&mut self) -> Option<Node<SwarmApp>> {
         self.held.clear();
         self.receipt = Receipt::default();
         self.flush_scheduled = false;

@@ -8,6 +8,7 @@ use super::detector::DetectorCommittee;
 use super::journal::JoinerEntry;
 use super::messages::{Destination, Envelope, LearnCommittee, Origin, Route, Unregister};
 use super::swarm::{lock, SwarmError, SwarmHandle, ValidatorSeed};
+use crate::app::SwarmApp;
 use crate::crypto::{Keypair, PublicKey};
 use crate::events::{timestamp_now, LifecycleEvent};
 use crate::hooks::Publish;
@@ -198,7 +199,7 @@ impl SwarmHandle {
     ) -> Result<ValidatorSeed, SwarmError> {
         let Some(wal) = &self.wal else {
             let (first, joined, params, genesis) =
-                (genesis_committee.clone(), joined.clone(), self.params.clone(), self.genesis.clone());
+                (genesis_committee.clone(), joined.clone(), self.params.clone(), SwarmApp::new(self.genesis.clone()));
             let replica = Replica::joining(member.id, keypair.clone(), first, joined, params, genesis);
             return Ok(ValidatorSeed::InMemory(Box::new((replica, keypair))));
         };

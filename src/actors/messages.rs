@@ -152,6 +152,19 @@ pub struct GetStatus;
 #[rtype(result = "Vec<u64>")]
 pub struct GetNextNonces(pub std::sync::Arc<Vec<crate::ledger::AccountId>>);
 
+/// Reads a validator's replica without stepping it: a query of its
+/// application (the built-in ledger and memory), a certified answer from its
+/// stable checkpoint. One message type for every read, so a new query needs
+/// no new message.
+pub struct ReadReplica<R>(pub Box<dyn FnOnce(&BuiltinReplica) -> R + Send>);
+
+/// The replica every validator actor runs: over the built-in application.
+pub type BuiltinReplica = crate::protocol::Replica<crate::app::SwarmApp>;
+
+impl<R: Send + 'static> Message for ReadReplica<R> {
+    type Result = R;
+}
+
 /// Makes a validator Byzantine in the given way (fault injection, DESIGN §6).
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -184,7 +197,7 @@ pub struct ValidatorStatus {
     pub slots_in_flight: usize,
     pub stable_checkpoint: Seq,
     pub stable_digest: Digest,
-    /// The digest of the ledger now, after `last_executed`.
+    /// The digest of the application (the ledger and the memory) after `last_executed`.
     pub ledger_digest: Digest,
     pub balance_sum: u128,
     pub total_supply: u64,

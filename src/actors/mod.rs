@@ -53,8 +53,9 @@ pub use journal::{JoinerEntry, MembershipJournal};
 pub use membership::{Joiner, MembershipChanged};
 pub use messages::{
     BatchExecuted, Deliver, DeliverReply, Destination, Envelope, ForceViewChange, GetNextNonces, GetRoutingStats,
-    GetStatus, InjectFault, LearnCommittee, ObserveExecutions, Origin, Quarantine, Register, RegisterClient,
-    ReportMisbehaviourTo, Restart, Route, RoutingStats, Unregister, UnregisterClient, ValidatorStatus, ViewRecord,
+    GetStatus, InjectFault, LearnCommittee, ObserveExecutions, Origin, Quarantine, ReadReplica, Register,
+    RegisterClient, ReportMisbehaviourTo, Restart, Route, RoutingStats, Unregister, UnregisterClient, ValidatorStatus,
+    ViewRecord,
 };
 pub use quarantine::{DetectionRecord, QuarantinePolicy, DETECTIONS_KEY};
 pub use remote::RemoteLink;

@@ -12,7 +12,7 @@ use super::durable::RecoveredValidator;
 use super::journal::MembershipJournal;
 use super::messages::{
     BatchExecuted, ForceViewChange, GetNextNonces, GetRoutingStats, GetStatus, InjectFault, ObserveExecutions,
-    Register, RegisterClient, Restart, RoutingStats, UnregisterClient, ValidatorStatus,
+    ReadReplica, Register, RegisterClient, Restart, RoutingStats, UnregisterClient, ValidatorStatus,
 };
 use super::quarantine::{
     DetectionRecord, GetDetectionLog, OperatorQuarantine, QuarantineManager, QuarantinePolicy, Reinstate,
@@ -21,6 +21,7 @@ use super::quarantine::{
 use super::supervisor::Supervisor;
 use super::validator::Validator;
 use crate::app::SignedTx;
+use crate::app::SwarmApp;
 use crate::config::SwarmConfig;
 use crate::crypto::Keypair;
 use crate::events::{timestamp_now, EventKinds, LifecycleEvent};
@@ -687,6 +688,23 @@ impl SwarmHandle {
         vouched_nonces(&answers, accounts.len(), self.committee().f())
     }
 
+    /// Reads every in-process validator's replica with `read`, in the order
+    /// they joined; a stopped one is left out (validators of node processes
+    /// are not asked: the hub reads them through its own frames).
+    pub async fn read_replicas<R, F>(&self, read: F) -> Vec<R>
+    where
+        R: Send + 'static,
+        F: Fn(&Replica<SwarmApp>) -> R + Clone + Send + 'static,
+    {
+        let mut answers = Vec::new();
+        for validator in self.validator_addrs() {
+            if let Ok(answer) = validator.send(ReadReplica(Box::new(read.clone()))).await {
+                answers.push(answer);
+            }
+        }
+        answers
+    }
+
     /// Waits, at most `max_wait`, until every validator has executed the same
     /// sequence number (a client finishes on f+1 replies, the slowest
     /// validators may still be executing), then returns their statuses.
@@ -810,7 +828,7 @@ impl Drop for StopOnDrop {
 
 /// A validator before its actor starts: a new replica, or one rebuilt from its log.
 pub(super) enum ValidatorSeed {
-    InMemory(Box<(Replica, Keypair)>),
+    InMemory(Box<(Replica<SwarmApp>, Keypair)>),
     Durable(Box<RecoveredValidator>),
 }
 
@@ -823,7 +841,8 @@ impl ValidatorSeed {
         params: &ProtocolParams,
         genesis: &Ledger,
     ) -> ValidatorSeed {
-        let replica = Replica::new(member.id, keypair.clone(), committee.clone(), params.clone(), genesis.clone());
+        let app = SwarmApp::new(genesis.clone());
+        let replica = Replica::new(member.id, keypair.clone(), committee.clone(), params.clone(), app);
         ValidatorSeed::InMemory(Box::new((replica, keypair)))
     }
 
@@ -843,7 +862,7 @@ impl ValidatorSeed {
             keypair,
             committee: genesis_committee.clone(),
             params: params.clone(),
-            genesis: genesis.clone(),
+            genesis: SwarmApp::new(genesis.clone()),
             joined_in: joined_in.cloned(),
         };
         Ok(ValidatorSeed::Durable(Box::new(RecoveredValidator::open(spec, wal.clone())?)))

@@ -14,10 +14,11 @@ use super::detector::Misbehaviour;
 use super::durable::{DurableLog, FlushLog, RecoveredValidator};
 use super::messages::{
     BatchExecuted, Deliver, Destination, Envelope, ForceViewChange, GetNextNonces, GetStatus, InjectFault,
-    ObserveExecutions, Origin, ReportMisbehaviourTo, Restart, Route, ValidatorStatus, ViewRecord,
+    ObserveExecutions, Origin, ReadReplica, ReportMisbehaviourTo, Restart, Route, ValidatorStatus, ViewRecord,
 };
 use super::timer::DeadlineTimer;
 use super::{now, AGENT_MAILBOX};
+use crate::app::{Application, SwarmApp};
 use crate::crypto::Keypair;
 use crate::detect::Report;
 use crate::faults::Adversary;
@@ -38,7 +39,7 @@ const DOUBLE_SPEND_AMOUNT: u64 = 100;
 
 pub struct Validator {
     name: String,
-    node: Node,
+    node: Node<SwarmApp>,
     route: Recipient<Route>,
     /// Hook point for observers of executed batches (auditors, hooks, metrics).
     observers: Vec<Recipient<BatchExecuted>>,
@@ -65,11 +66,11 @@ pub struct Validator {
 }
 
 impl Validator {
-    pub fn new(name: String, replica: Replica, route: Recipient<Route>) -> Validator {
+    pub fn new(name: String, replica: Replica<SwarmApp>, route: Recipient<Route>) -> Validator {
         Validator::of_node(name, Node::new(replica), route)
     }
 
-    fn of_node(name: String, node: Node, route: Recipient<Route>) -> Validator {
+    fn of_node(name: String, node: Node<SwarmApp>, route: Recipient<Route>) -> Validator {
         Validator {
             name,
             node,
@@ -145,7 +146,7 @@ impl Validator {
         self
     }
 
-    pub fn replica(&self) -> &Replica {
+    pub fn replica(&self) -> &Replica<SwarmApp> {
         self.node.replica()
     }
 
@@ -184,7 +185,7 @@ impl Validator {
     /// Takes in one step's result: refusals counted, reports kept for the
     /// detector, the write handed to the log; what may be sent is added to
     /// `sendable`. True when a log commit must be scheduled.
-    fn take_in(&mut self, ready: Ready, sendable: &mut Vec<Output>) -> bool {
+    fn take_in(&mut self, ready: Ready<SwarmApp>, sendable: &mut Vec<Output>) -> bool {
         let Ready { write, outbox, reports, refused, deadline: _ } = ready;
         for refused in &refused {
             self.count_rejected(refused.name(), refused.count());
@@ -241,7 +242,7 @@ impl Validator {
     }
 
     /// Carries out one step outside a delivery (a tick, a forced view change).
-    fn carry_out(&mut self, ready: Ready, ctx: &mut Context<Self>) {
+    fn carry_out(&mut self, ready: Ready<SwarmApp>, ctx: &mut Context<Self>) {
         let mut sendable = Vec::new();
         if self.take_in(ready, &mut sendable) {
             // Handled after every message already in the mailbox.
@@ -363,7 +364,7 @@ impl Validator {
             slots_in_flight: replica.slots_in_flight(),
             stable_checkpoint: stable.seq,
             stable_digest: stable.state_digest,
-            ledger_digest: ledger.state_digest(),
+            ledger_digest: replica.app().digest(),
             balance_sum: ledger.balance_sum(),
             total_supply: ledger.total_supply(),
             ledger_totals: Some(ledger.totals()),
@@ -501,6 +502,14 @@ impl Handler<GetNextNonces> for Validator {
     fn handle(&mut self, GetNextNonces(accounts): GetNextNonces, _: &mut Context<Self>) -> Self::Result {
         let ledger = self.node.replica().ledger();
         MessageResult(accounts.iter().map(|account| ledger.account(account).next_nonce).collect())
+    }
+}
+
+impl<R: Send + 'static> Handler<ReadReplica<R>> for Validator {
+    type Result = MessageResult<ReadReplica<R>>;
+
+    fn handle(&mut self, ReadReplica(read): ReadReplica<R>, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(read(self.node.replica()))
     }
 }
 

@@ -142,12 +142,27 @@ impl Memory {
             .map(|((_, key), entry)| (key.as_str(), entry))
     }
 
+    /// Every entry as (namespace, key, entry), in name order.
+    pub fn entries(&self) -> impl Iterator<Item = (&str, &str, &Entry)> {
+        self.entries.iter().map(|((namespace, key), entry)| (namespace.as_str(), key.as_str(), entry))
+    }
+
     pub fn len(&self) -> usize {
         self.entries.len()
     }
 
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
+    }
+
+    /// The nonce `writer`'s next write must carry.
+    pub fn next_nonce(&self, writer: &AccountId) -> u64 {
+        self.writers.get(writer).map_or(0, |w| w.next_nonce)
+    }
+
+    /// The hash of each snapshot chunk, in order: the leaves of the digest's tree.
+    pub fn chunk_hashes(&self) -> Vec<Digest> {
+        self.snapshot().chunks.iter().map(Chunk::hash).collect()
     }
 
     /// The consensus time the state is at: the last seq executed.
@@ -321,7 +336,7 @@ impl Application for Memory {
     }
 
     fn digest(&self) -> Digest {
-        merkle_root(self.snapshot().chunks.iter().map(Chunk::hash))
+        merkle_root(self.chunk_hashes())
     }
 
     /// The header chunk, then one chunk per bucket (empty buckets included,

@@ -15,10 +15,12 @@
 
 pub mod memory;
 mod merkle;
+mod swarm_app;
 pub mod task_board;
 mod tx;
 
 pub use merkle::{merkle_path, merkle_root, verify_path, MerklePath};
+pub use swarm_app::{verify_memory_get, MemoryProofError, Part, SwarmApp};
 pub use tx::{MemoryOp, Op, SignedTx, Transfer, Tx};
 
 use crate::crypto::Digest;

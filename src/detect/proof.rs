@@ -1,7 +1,7 @@
 //! Self-verifying evidence: proofs of misbehaviour that anyone holding the
 //! committee can check on their own, without trusting the reporter.
 
-use crate::app::SignedTx;
+use crate::app::{Op, SignedTx};
 use crate::protocol::{AgentId, Committee, Evidence, Message, SignedMessage};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -10,8 +10,10 @@ use std::sync::Arc;
 pub enum Proof {
     /// Two valid signatures of one agent on conflicting messages for one slot.
     Equivocation(Evidence),
-    /// Two valid, different transfers from one account with one nonce; the
-    /// account is an agent's own (its key is the agent's key).
+    /// Two valid, different transactions from one account with one nonce of
+    /// one nonce space (two transfers, two memory writes, or two of an
+    /// application's own); the account is an agent's own (its key is the
+    /// agent's key).
     DoubleSpend { first: Box<SignedTx>, second: Box<SignedTx> },
     /// A pre-prepare signed by the view's primary whose batch matches its
     /// digest and carries, at `index`, a transfer whose signature is invalid.
@@ -66,6 +68,7 @@ impl Proof {
                 self.accused(committee).is_some()
                     && a.from == b.from
                     && a.nonce == b.nonce
+                    && nonce_space(&a.op) == nonce_space(&b.op)
                     && first.digest() != second.digest()
                     && first.verify()
                     && second.verify()
@@ -106,5 +109,16 @@ impl Proof {
                 "signature": crate::crypto::hex(&pre_prepare.signature.0[..8]),
             }),
         }
+    }
+}
+
+/// Which nonces a transaction consumes: the built-in application keeps the
+/// ledger's and the memory's apart, so a transfer and a memory write that
+/// share a nonce are both honest.
+fn nonce_space(op: &Op) -> u8 {
+    match op {
+        Op::Transfer(_) => 0,
+        Op::Memory(_) => 1,
+        Op::App(_) => 2,
     }
 }

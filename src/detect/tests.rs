@@ -1,5 +1,5 @@
 use super::*;
-use crate::app::Tx;
+use crate::app::{SignedTx, Tx};
 use crate::crypto::Keypair;
 use crate::ledger::{AccountId, TxId};
 use crate::protocol::{Batch, ClientId, Epoch, Evidence, Member, Message, Request, Seq, SignedMessage};
@@ -60,6 +60,17 @@ fn an_equivocation_proof_convicts_alone_and_a_forged_one_does_not() {
     assert!(detector.report(Micros(3), Report::Proof { reporter: AgentId(1), proof }).is_none(), "convicted once");
 }
 
+fn memory_write(owner: &Keypair, nonce: u64) -> SignedTx {
+    let op = crate::app::MemoryOp::Put { namespace: "ns".into(), key: "k".into(), value: b"1".to_vec(), ttl: None };
+    let tx = crate::app::Tx {
+        id: TxId([9; 16]),
+        from: AccountId(owner.public_key()),
+        nonce,
+        op: crate::app::Op::Memory(op),
+    };
+    tx.sign(owner)
+}
+
 #[test]
 fn two_spends_with_one_nonce_from_an_agents_account_convict_it() {
     let (keys, committee) = setup();
@@ -71,6 +82,8 @@ fn two_spends_with_one_nonce_from_an_agents_account_convict_it() {
     for not_a_proof in [
         Proof::DoubleSpend { first: Box::new(first.clone()), second: Box::new(first.clone()) },
         Proof::DoubleSpend { first: Box::new(first.clone()), second: Box::new(spend(&keys[3], 51, 8, 2)) },
+        // A memory write sharing the transfer's nonce: another nonce space, both honest.
+        Proof::DoubleSpend { first: Box::new(first.clone()), second: Box::new(memory_write(&keys[3], 7)) },
         // An outsider's account: nobody in the committee to convict.
         Proof::DoubleSpend {
             first: Box::new(spend(&Keypair::from_seed([60; 32]), 1, 0, 1)),

@@ -70,9 +70,21 @@ impl Application for Ledger {
 impl Ledger {
     /// The Merkle root over the snapshot's chunks ([`Application::digest`]).
     pub fn state_digest(&self) -> Digest {
-        let mut leaves = Vec::with_capacity(1 + self.accounts.len() / ACCOUNTS_PER_CHUNK + 1);
+        merkle_root(self.chunk_hashes())
+    }
+
+    /// The hash of each snapshot chunk, in order: the leaves of the digest's
+    /// tree, for an application that holds the ledger as one of its parts.
+    pub fn chunk_hashes(&self) -> Vec<Digest> {
+        let mut leaves = Vec::with_capacity(self.chunk_count());
         self.encode_chunks(|bytes| leaves.push(Chunk::hash_bytes(bytes)));
-        merkle_root(leaves)
+        leaves
+    }
+
+    /// How many chunks [`Application::snapshot`] cuts: the header and one per
+    /// [`ACCOUNTS_PER_CHUNK`] accounts.
+    pub fn chunk_count(&self) -> usize {
+        1 + self.accounts.len().div_ceil(ACCOUNTS_PER_CHUNK)
     }
 
     /// Hands each chunk's bytes to `sink`, reusing one buffer.

@@ -21,7 +21,9 @@ use std::sync::Arc;
 
 /// First byte of every encoded record; a record of another format is refused.
 /// 2: requests carry a signed `Tx` with an operation (1 carried a transfer).
-pub(crate) const FORMAT: u8 = 2;
+/// 3: a snapshot record holds the application's snapshot chunks (the swarm's
+/// built-in application: the ledger and the memory), not a serialized ledger.
+pub(crate) const FORMAT: u8 = 3;
 
 /// Whose log this is: a log of another validator or another genesis is never replayed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -32,7 +34,8 @@ pub struct Identity {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum WalRecord {
+#[serde(bound = "")]
+pub enum WalRecord<A: Application = Ledger> {
     /// The first record of a new log.
     Identity(Identity),
     /// The pre-prepare this validator signed as primary or accepted as backup.
@@ -46,7 +49,7 @@ pub enum WalRecord {
     /// A batch was executed; the batch itself only when no recorded pre-prepare carries it.
     Executed { seq: Seq, digest: Digest, batch: Option<Arc<Batch>> },
     /// Everything that still matters at a stable checkpoint; the records before it are dropped.
-    Snapshot { identity: Identity, state: RecoveredState },
+    Snapshot { identity: Identity, state: RecoveredState<A> },
     /// The validator is passive (an earlier log was lost), or no longer (none).
     Passive(Option<Passive>),
 }
@@ -61,7 +64,7 @@ pub enum FoldError {
     MissingBatch { seq: Seq },
 }
 
-impl WalRecord {
+impl<A: Application> WalRecord<A> {
     pub fn encode(&self) -> Vec<u8> {
         let mut bytes = vec![FORMAT];
         // Encoding plain data into a Vec cannot fail; an empty record would be refused when read.
@@ -69,7 +72,7 @@ impl WalRecord {
         bytes
     }
 
-    pub fn decode(bytes: &[u8]) -> Result<WalRecord, FoldError> {
+    pub fn decode(bytes: &[u8]) -> Result<WalRecord<A>, FoldError> {
         match bytes.split_first() {
             Some((&FORMAT, body)) => postcard::from_bytes(body).map_err(|e| FoldError::Undecodable(e.to_string())),
             Some((&found, _)) => Err(FoldError::OtherFormat { found }),
@@ -78,7 +81,7 @@ impl WalRecord {
     }
 
     /// Applies this record to `state` (the identity records are the caller's).
-    pub fn fold_into(self, state: &mut RecoveredState) -> Result<(), FoldError> {
+    pub fn fold_into(self, state: &mut RecoveredState<A>) -> Result<(), FoldError> {
         match self {
             WalRecord::Identity(_) => {}
             WalRecord::PrePrepare(signed) => state.accept_pre_prepare(signed),
@@ -101,9 +104,9 @@ impl WalRecord {
 /// Derives the records of one step from its outputs, folding each into
 /// `mirror` (the state the log holds) as it goes, so nothing is written twice.
 struct Recorder<'a, A: Application> {
-    mirror: &'a mut RecoveredState,
+    mirror: &'a mut RecoveredState<A>,
     replica: &'a Replica<A>,
-    records: Vec<WalRecord>,
+    records: Vec<WalRecord<A>>,
     stable: bool,
 }
 
@@ -168,7 +171,7 @@ impl<'a, A: Application> Recorder<'a, A> {
         }
     }
 
-    fn push(&mut self, record: WalRecord) {
+    fn push(&mut self, record: WalRecord<A>) {
         // Folding what the replica just produced cannot miss a batch: the
         // record carries it unless the mirror holds it.
         let _ = record.clone().fold_into(self.mirror);
@@ -177,25 +180,16 @@ impl<'a, A: Application> Recorder<'a, A> {
 }
 
 /// What a node's log holds: the state a restart rebuilds the replica from,
-/// kept in step with every step's records. Only the ledger's replicas are
-/// logged this session: the log's snapshot record holds a [`Ledger`].
+/// kept in step with every step's records.
 pub(crate) struct LogMirror<A: Application> {
-    pub(crate) state: RecoveredState,
-    /// The replica's stable checkpoint as the log keeps it (the application's state in it).
-    stable_of: fn(&Replica<A>) -> RecoveredCheckpoint,
-}
-
-impl LogMirror<Ledger> {
-    pub(crate) fn of_ledger(state: RecoveredState) -> LogMirror<Ledger> {
-        LogMirror { state, stable_of: ledger_checkpoint }
-    }
+    pub(crate) state: RecoveredState<A>,
 }
 
 impl<A: Application> LogMirror<A> {
     /// Folds one step into the mirror and returns its records, and whether a
     /// checkpoint became stable (the mirror is then cut at it, and a log
     /// writes one snapshot of the mirror instead of the records).
-    pub(crate) fn fold_step(&mut self, outputs: &[Output], replica: &Replica<A>) -> (Vec<WalRecord>, bool) {
+    pub(crate) fn fold_step(&mut self, outputs: &[Output], replica: &Replica<A>) -> (Vec<WalRecord<A>>, bool) {
         let mut recorder = Recorder { mirror: &mut self.state, replica, records: Vec::new(), stable: false };
         // Before the votes it allows: a passive replica's new bound is durable
         // before any vote that relies on it leaves.
@@ -207,20 +201,20 @@ impl<A: Application> LogMirror<A> {
         }
         let (records, stable) = (recorder.records, recorder.stable);
         if stable {
-            self.state.make_stable((self.stable_of)(replica));
+            self.state.make_stable(stable_checkpoint(replica));
         }
         (records, stable)
     }
 }
 
-/// The stable checkpoint a ledger replica holds now, as the log keeps it.
-fn ledger_checkpoint(replica: &Replica<Ledger>) -> RecoveredCheckpoint {
+/// The stable checkpoint a replica holds now, as the log keeps it.
+fn stable_checkpoint<A: Application>(replica: &Replica<A>) -> RecoveredCheckpoint<A> {
     let stable = replica.stable_checkpoint();
     RecoveredCheckpoint {
         seq: stable.seq,
         state_digest: stable.state_digest,
         proof: stable.proof.clone(),
-        ledger: replica.stable_app().clone(),
+        app: replica.stable_app().clone(),
         membership: replica.stable_membership().clone(),
     }
 }

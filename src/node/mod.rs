@@ -104,12 +104,12 @@ impl<A: Application> Node<A> {
     }
 
     /// What the log holds after every write this node asked for; none for a node without a log.
-    pub fn logged_state(&self) -> Option<&RecoveredState> {
+    pub fn logged_state(&self) -> Option<&RecoveredState<A>> {
         self.log.as_ref().map(|log| &log.state)
     }
 
     /// Verifies what arrived, steps the replica with it, and returns everything the step produced.
-    pub fn step(&mut self, now: Micros, arrival: Arrival) -> Ready {
+    pub fn step(&mut self, now: Micros, arrival: Arrival) -> Ready<A> {
         let me = self.replica.id();
         let mut reports = Vec::new();
         let mut refused = Vec::new();
@@ -166,7 +166,7 @@ impl<A: Application> Node<A> {
     }
 
     /// The records of one step, folded into the mirror; numbered when there are any.
-    fn write_for(&mut self, outputs: &[Output]) -> LogWrite {
+    fn write_for(&mut self, outputs: &[Output]) -> LogWrite<A> {
         let Some(log) = &mut self.log else { return LogWrite::new(None, Vec::new(), false) };
         let (records, snapshot) = log.fold_step(outputs, &self.replica);
         if records.is_empty() && !snapshot {
@@ -184,21 +184,19 @@ impl<A: Application> Node<A> {
         self.verifier = verifier_for(&replica, known.iter());
         self.replica = replica;
     }
-}
 
-impl Node<Ledger> {
     /// A node whose every step is logged, starting from `state`, what its
     /// log holds (its replica rebuilt from it, [`Replica::restored`]).
-    pub fn logged(replica: Replica<Ledger>, state: RecoveredState) -> Node<Ledger> {
+    pub fn logged(replica: Replica<A>, state: RecoveredState<A>) -> Node<A> {
         let mut node = Node::new(replica);
-        node.log = Some(LogMirror::of_ledger(state));
+        node.log = Some(LogMirror { state });
         node
     }
 
     /// A crashed node back from its log: `rebuilt`'s replica and log (see
     /// [`Node::logged`]) take this node's place; the committees this node
     /// knows stay known (the committee history is the swarm's, not the log's).
-    pub fn restart(&mut self, rebuilt: Node<Ledger>) {
+    pub fn restart(&mut self, rebuilt: Node<A>) {
         let Node { replica, log, last_write, .. } = rebuilt;
         self.replace_replica(replica);
         self.log = log;

@@ -5,7 +5,9 @@
 //! the types rather than of every driver's care.
 
 use super::log::WalRecord;
+use crate::app::Application;
 use crate::detect::Report;
+use crate::ledger::Ledger;
 use crate::protocol::{Micros, Output, Rejection};
 
 /// Everything one step produced, in the order a driver carries it out:
@@ -13,9 +15,9 @@ use crate::protocol::{Micros, Output, Rejection};
 /// `refused` may go at once (nothing this node signs depends on them).
 #[derive(Debug, PartialEq)]
 #[must_use = "a step's records must be persisted and its outbox sent"]
-pub struct Ready {
+pub struct Ready<A: Application = Ledger> {
     /// What the log must hold before the outbox may leave.
-    pub write: LogWrite,
+    pub write: LogWrite<A>,
     /// The replica's outputs, in order: messages, replies, and the facts
     /// lifecycle events are derived from (executed batches, view changes …).
     pub outbox: Outbox,
@@ -32,10 +34,10 @@ pub struct Ready {
 /// later write covers every earlier one (a group commit).
 #[derive(Debug, PartialEq)]
 #[must_use = "the outbox waits for this write's receipt"]
-pub struct LogWrite {
+pub struct LogWrite<A: Application = Ledger> {
     /// None for a step that changed nothing the log holds.
     number: Option<u64>,
-    pub records: Vec<WalRecord>,
+    pub records: Vec<WalRecord<A>>,
     /// A checkpoint became stable: the log should replace everything it
     /// holds by one snapshot of the node's [`super::Node::logged_state`].
     pub snapshot: bool,
@@ -66,8 +68,8 @@ pub enum Refused {
     UnsignedMembershipChange,
 }
 
-impl LogWrite {
-    pub(super) fn new(number: Option<u64>, records: Vec<WalRecord>, snapshot: bool) -> LogWrite {
+impl<A: Application> LogWrite<A> {
+    pub(super) fn new(number: Option<u64>, records: Vec<WalRecord<A>>, snapshot: bool) -> LogWrite<A> {
         LogWrite { number, records, snapshot }
     }
 
@@ -79,7 +81,7 @@ impl LogWrite {
     /// Hands the records over to be written. Give the receipt to
     /// [`Outbox::release`] only once the write (or a later group commit
     /// that includes it) returned.
-    pub fn into_parts(self) -> (Vec<WalRecord>, bool, Receipt) {
+    pub fn into_parts(self) -> (Vec<WalRecord<A>>, bool, Receipt) {
         (self.records, self.snapshot, Receipt(self.number.unwrap_or(0)))
     }
 

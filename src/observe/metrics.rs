@@ -171,7 +171,11 @@ pub fn validator_output(validator: &str, output: &Output, committee: &Committee)
 }
 
 /// A validator starts (or restarts, from its log when it keeps one).
-pub fn validator_started(validator: &str, replica: &Replica, recovery: Option<&Recovery>) {
+pub fn validator_started<A: crate::app::Application>(
+    validator: &str,
+    replica: &Replica<A>,
+    recovery: Option<&Recovery>,
+) {
     let (epoch, members) = (replica.committee().epoch().0, replica.committee().members().len());
     if let Some(recovery) = recovery {
         let last_executed = replica.last_executed().0;

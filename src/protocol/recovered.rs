@@ -2,7 +2,7 @@
 //! view change, the messages it signed above its stable checkpoint (so it never
 //! signs a different one for the same slot), its prepared certificates, the
 //! batches it executed since the checkpoint, and the checkpoint itself with
-//! its ledger and quorum proof.
+//! its application state and quorum proof.
 //!
 //! The caller (the validator's write-ahead log) folds what each step did into
 //! a [`RecoveredState`] with the methods below and hands the result to
@@ -11,21 +11,23 @@
 
 use super::message::{Batch, Message, PreparedCertificate, SignedMessage};
 use super::types::{AgentId, Seq, View};
+use crate::app::Application;
 use crate::crypto::Digest;
 use crate::ledger::Ledger;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RecoveredState {
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(bound = "")]
+pub struct RecoveredState<A: Application = Ledger> {
     pub view: View,
     /// This replica's own VIEW-CHANGE, while it asks for a view above `view`.
     pub view_change: Option<Arc<SignedMessage>>,
     /// The NEW-VIEW that started `view` (none for view 0).
     pub new_view: Option<Arc<SignedMessage>>,
-    /// The last stable checkpoint; none means the genesis ledger.
-    pub stable: Option<RecoveredCheckpoint>,
+    /// The last stable checkpoint; none means the genesis state.
+    pub stable: Option<RecoveredCheckpoint<A>>,
     /// Slots above the stable checkpoint.
     pub slots: BTreeMap<Seq, RecoveredSlot>,
     /// Batches executed above the stable checkpoint, to execute again on restore.
@@ -45,14 +47,33 @@ pub struct Passive {
     pub bound: Option<(View, Seq)>,
 }
 
-/// A stable checkpoint: the ledger at `seq` and the quorum of signed
-/// CHECKPOINTs that proves its digest.
+impl<A: Application> Default for RecoveredState<A> {
+    fn default() -> Self {
+        RecoveredState {
+            view: View::default(),
+            view_change: None,
+            new_view: None,
+            stable: None,
+            slots: BTreeMap::new(),
+            executed: BTreeMap::new(),
+            checkpoints: BTreeMap::new(),
+            passive: None,
+        }
+    }
+}
+
+/// A stable checkpoint: the application's state at `seq` and the quorum of
+/// signed CHECKPOINTs that proves its digest.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RecoveredCheckpoint {
+#[serde(bound = "")]
+pub struct RecoveredCheckpoint<A: Application = Ledger> {
     pub seq: Seq,
     pub state_digest: Digest,
     pub proof: Vec<Arc<SignedMessage>>,
-    pub ledger: Arc<Ledger>,
+    /// Kept as the application's own snapshot chunks, so any application can
+    /// be logged, and one that does not decode is refused as a damaged log.
+    #[serde(with = "as_snapshot")]
+    pub app: Arc<A>,
     /// The membership history at `seq` (part of the checkpointed state).
     #[serde(default)]
     pub membership: Arc<crate::protocol::MembershipState>,
@@ -87,7 +108,24 @@ fn view_of(signed: &Option<Arc<SignedMessage>>) -> Option<View> {
     signed.as_deref().and_then(slot_of).map(|(view, ..)| view)
 }
 
-impl RecoveredState {
+/// An application written as its snapshot and read back with `restore`.
+mod as_snapshot {
+    use crate::app::{Application, Snapshot};
+    use serde::de::Error;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use std::sync::Arc;
+
+    pub fn serialize<A: Application, S: Serializer>(app: &Arc<A>, serializer: S) -> Result<S::Ok, S::Error> {
+        app.snapshot().serialize(serializer)
+    }
+
+    pub fn deserialize<'de, A: Application, D: Deserializer<'de>>(deserializer: D) -> Result<Arc<A>, D::Error> {
+        let snapshot = Snapshot::deserialize(deserializer)?;
+        A::restore(&snapshot).map(Arc::new).map_err(D::Error::custom)
+    }
+}
+
+impl<A: Application> RecoveredState<A> {
     pub fn stable_seq(&self) -> Seq {
         self.stable.as_ref().map_or(Seq(0), |stable| stable.seq)
     }
@@ -213,8 +251,8 @@ impl RecoveredState {
         }
     }
 
-    /// A checkpoint became stable: everything at or below it is covered by its ledger.
-    pub fn make_stable(&mut self, checkpoint: RecoveredCheckpoint) {
+    /// A checkpoint became stable: everything at or below it is covered by its state.
+    pub fn make_stable(&mut self, checkpoint: RecoveredCheckpoint<A>) {
         if checkpoint.seq <= self.stable_seq() {
             return;
         }
@@ -239,17 +277,15 @@ impl RecoveredState {
         out
     }
 
-    /// The ledger after the executed batches: the checkpoint's (or `genesis`)
-    /// with every executed batch above it applied in order.
-    pub fn ledger(&self, genesis: &Ledger) -> Ledger {
-        let mut ledger = self.stable.as_ref().map_or_else(|| genesis.clone(), |stable| (*stable.ledger).clone());
+    /// The application after the executed batches: the checkpoint's (or
+    /// `genesis`) with every executed batch above it executed in order.
+    pub fn app(&self, genesis: &A) -> A {
+        let mut app = self.stable.as_ref().map_or_else(|| genesis.clone(), |stable| (*stable.app).clone());
         let last = self.last_executed();
-        for batch in self.executed.range(..=last).map(|(_, batch)| batch) {
-            for request in &batch.requests {
-                ledger.apply(&request.tx.tx);
-            }
+        for (seq, batch) in self.executed.range(..=last) {
+            app.execute(*seq, &batch.requests);
         }
-        ledger
+        app
     }
 }
 

@@ -50,14 +50,14 @@ fn stable_at(seq: u64) -> RecoveredCheckpoint {
         seq: Seq(seq),
         state_digest: Digest([1; 32]),
         proof: Vec::new(),
-        ledger: Arc::new(Ledger::with_genesis(&[]).unwrap()),
+        app: Arc::new(Ledger::with_genesis(&[]).unwrap()),
         membership: Arc::new(MembershipState::default()),
     }
 }
 
 #[test]
 fn every_own_message_recorded_is_recognized_after_a_restart_and_recording_it_again_changes_nothing() {
-    let mut state = RecoveredState { view: View(1), ..RecoveredState::default() };
+    let mut state = RecoveredState { view: View(1), ..RecoveredState::<Ledger>::default() };
     for signed in slot_messages(1).into_iter().chain([view_change(2)]) {
         assert!(!state.holds_own(&signed), "{:?} before it is recorded", signed.message);
         state.record_own(signed.clone());
@@ -77,13 +77,16 @@ fn every_own_message_recorded_is_recognized_after_a_restart_and_recording_it_aga
 
 #[test]
 fn own_messages_at_or_below_the_stable_checkpoint_or_asking_for_a_past_view_are_not_kept() {
-    let mut state = RecoveredState { view: View(2), ..RecoveredState::default() };
+    let mut state = RecoveredState { view: View(2), ..RecoveredState::<Ledger>::default() };
     state.make_stable(stable_at(4));
     for signed in slot_messages(3).into_iter().chain(slot_messages(4)).chain([view_change(2)]) {
         state.record_own(signed.clone());
         assert!(!state.holds_own(&signed), "{:?} was kept", signed.message);
     }
-    assert_eq!(state, RecoveredState { view: View(2), stable: Some(stable_at(4)), ..RecoveredState::default() });
+    assert_eq!(
+        state,
+        RecoveredState { view: View(2), stable: Some(stable_at(4)), ..RecoveredState::<Ledger>::default() }
+    );
     for signed in slot_messages(5).into_iter().chain([view_change(3)]) {
         state.record_own(signed.clone());
         assert!(state.holds_own(&signed), "{:?} was not kept", signed.message);
@@ -92,7 +95,7 @@ fn own_messages_at_or_below_the_stable_checkpoint_or_asking_for_a_past_view_are_
 
 #[test]
 fn a_pre_prepare_of_an_older_view_never_replaces_the_one_of_a_newer_view() {
-    let mut state = RecoveredState::default();
+    let mut state = RecoveredState::<Ledger>::default();
     state.accept_pre_prepare(pre_prepare(2, 1));
     state.record_own(own(Message::Prepare { view: View(2), seq: Seq(1), digest: Digest([7; 32]) }));
     let before = state.clone();
@@ -103,7 +106,7 @@ fn a_pre_prepare_of_an_older_view_never_replaces_the_one_of_a_newer_view() {
 
 #[test]
 fn entering_a_view_ends_the_view_change_and_takes_the_new_views_pre_prepares() {
-    let mut state = RecoveredState { view: View(1), ..RecoveredState::default() };
+    let mut state = RecoveredState { view: View(1), ..RecoveredState::<Ledger>::default() };
     state.accept_pre_prepare(pre_prepare(1, 1));
     state.record_own(own(Message::Prepare { view: View(1), seq: Seq(1), digest: Digest([7; 32]) }));
     state.record_own(view_change(2));
@@ -124,7 +127,7 @@ fn entering_a_view_ends_the_view_change_and_takes_the_new_views_pre_prepares() {
 
 #[test]
 fn a_prepared_certificate_recorded_is_held_and_one_with_other_prepares_is_not() {
-    let mut state = RecoveredState::default();
+    let mut state = RecoveredState::<Ledger>::default();
     state.accept_pre_prepare(pre_prepare(1, 1));
     let prepare = |from: u8| {
         let message = Message::Prepare { view: View(1), seq: Seq(1), digest: Batch::of(Vec::new()).digest() };
@@ -141,7 +144,7 @@ fn a_prepared_certificate_recorded_is_held_and_one_with_other_prepares_is_not() 
 
 #[test]
 fn the_batch_of_a_slot_is_found_only_under_its_own_digest() {
-    let mut state = RecoveredState::default();
+    let mut state = RecoveredState::<Ledger>::default();
     state.accept_pre_prepare(pre_prepare(1, 1));
     let digest = Batch::of(Vec::new()).digest();
     assert_eq!(state.batch_for(Seq(1), digest).map(|batch| batch.digest()), Some(digest));
@@ -162,7 +165,7 @@ fn the_recovered_ledger_is_the_checkpoints_with_the_executed_batches_applied_in_
             tx: transfer(nonce).sign(&owner),
         }]))
     };
-    let mut state = RecoveredState::default();
+    let mut state = RecoveredState::<Ledger>::default();
     state.record_executed(Seq(1), batch(0));
     state.record_executed(Seq(2), batch(1));
     // Seq 4 follows a hole: not executed yet.
@@ -171,5 +174,5 @@ fn the_recovered_ledger_is_the_checkpoints_with_the_executed_batches_applied_in_
     for nonce in 0..2 {
         expected.execute(&transfer(nonce));
     }
-    assert_eq!(state.ledger(&genesis).state_digest(), expected.state_digest());
+    assert_eq!(state.app(&genesis).state_digest(), expected.state_digest());
 }

@@ -24,7 +24,8 @@ pub const MAX_FRAME_BYTES: usize = 64 * 1024 * 1024;
 pub const HANDSHAKE_FRAME_BYTES: usize = 4 * 1024;
 
 /// Bumped when frames change incompatibly; a node of another version is refused.
-pub const PROTOCOL_VERSION: u16 = 5;
+/// 6: validators run the built-in application (ledger and memory): digests differ from 5's.
+pub const PROTOCOL_VERSION: u16 = 6;
 
 /// Length-prefixed frames (4-byte big-endian length), bounded by [`MAX_FRAME_BYTES`].
 pub fn codec() -> LengthDelimitedCodec {

@@ -132,6 +132,7 @@ fn start_validator(
     let Some(genesis_committee) = committees.first().cloned() else { return Err(NodeError::NoCommittee) };
     let first_with_id = committees.iter().find(|committee| committee.contains(id));
     let joined_in = first_with_id.filter(|committee| committee.epoch() != genesis_committee.epoch()).cloned();
+    let genesis = crate::app::SwarmApp::new(genesis);
     let spec = ReplicaSpec { name, keypair, committee: genesis_committee, params, genesis, joined_in };
     let recovered = RecoveredValidator::open(spec, WalOptions::under_home(&options.home, options.fsync))?;
     eprintln!("{}: {}", printable(&welcome.name), describe_recovery(recovered.recovery()));

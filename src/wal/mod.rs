@@ -28,6 +28,7 @@ mod tests;
 
 pub use crate::node::{FoldError, Identity, WalRecord};
 
+use crate::app::Application;
 use crate::crypto::Keypair;
 use crate::ledger::Ledger;
 use crate::node::{LogWrite, Node, Receipt};
@@ -73,21 +74,21 @@ impl WalOptions {
     }
 }
 
-/// What a replica is made of besides its log.
+/// What a replica of the application `A` is made of besides its log.
 #[derive(Clone)]
-pub struct ReplicaSpec {
+pub struct ReplicaSpec<A: Application = Ledger> {
     pub name: String,
     pub keypair: Keypair,
     /// The first epoch's committee.
     pub committee: Committee,
     pub params: ProtocolParams,
-    pub genesis: Ledger,
+    pub genesis: A,
     /// The committee of the epoch this validator joined through a membership
     /// change; none for a member of the first epoch.
     pub joined_in: Option<Committee>,
 }
 
-impl ReplicaSpec {
+impl<A: Application> ReplicaSpec<A> {
     /// The committee whose member this validator first was.
     fn own_committee(&self) -> &Committee {
         self.joined_in.as_ref().unwrap_or(&self.committee)
@@ -95,12 +96,12 @@ impl ReplicaSpec {
 
     fn identity(&self) -> Option<Identity> {
         let member = self.own_committee().members().iter().find(|m| m.public_key == self.keypair.public_key())?;
-        Some(Identity { agent: member.id, public_key: member.public_key, genesis: self.genesis.state_digest() })
+        Some(Identity { agent: member.id, public_key: member.public_key, genesis: self.genesis.digest() })
     }
 
     /// The replica before anything of its log is applied: new in the first
     /// epoch, or joining in the epoch it joined.
-    fn new_replica(&self, id: AgentId) -> Replica {
+    fn new_replica(&self, id: AgentId) -> Replica<A> {
         let (keypair, params, genesis) = (self.keypair.clone(), self.params.clone(), self.genesis.clone());
         match &self.joined_in {
             None => Replica::new(id, keypair, self.committee.clone(), params, genesis),
@@ -229,7 +230,11 @@ impl std::fmt::Debug for Journal {
 /// (its replica, and the mirror of what the log holds) from it. A damaged log is moved aside (logged, and reported in the
 /// [`Recovery`]); only errors that leave no way to keep a log are returned:
 /// the file is locked by another process, or the directory is unusable.
-pub fn recover(options: &WalOptions, spec: &ReplicaSpec, now: Micros) -> Result<(Node, Journal, Recovery), WalError> {
+pub fn recover<A: Application>(
+    options: &WalOptions,
+    spec: &ReplicaSpec<A>,
+    now: Micros,
+) -> Result<(Node<A>, Journal, Recovery), WalError> {
     let identity = spec.identity().ok_or_else(|| WalError::NotAMember(spec.name.clone()))?;
     std::fs::create_dir_all(&options.dir).map_err(|source| StoreError::Home { path: options.dir.clone(), source })?;
     let path = options.path_of(&spec.name);
@@ -298,7 +303,7 @@ pub fn recover(options: &WalOptions, spec: &ReplicaSpec, now: Micros) -> Result<
         // Durable before the replica runs: a crash while passive must not
         // bring it back as a replica that trusts its new, short log.
         state.passive = Some(Passive::default());
-        journal.store.append(&journal.log, &[WalRecord::Passive(state.passive).encode()])?;
+        journal.store.append(&journal.log, &[WalRecord::<A>::Passive(state.passive).encode()])?;
     }
     if options.fsync {
         // Every commit from here on is durable, the passive record above included.
@@ -327,22 +332,22 @@ fn peers_have_run(options: &WalOptions, me: &str) -> bool {
 }
 
 /// Reads a whole log back: its state and how many records it held.
-pub fn read_state(path: &Path, log: &str) -> Result<(Identity, RecoveredState), WalError> {
+pub fn read_state<A: Application>(path: &Path, log: &str) -> Result<(Identity, RecoveredState<A>), WalError> {
     let store = RedbStore::open_file(path, RedbOptions::default())?;
     let (identity, state, _) = fold_log(&store, log, None)?;
     identity.map(|identity| (identity, state)).ok_or_else(|| WalError::NoIdentity { log: log.to_owned() })
 }
 
-fn open_and_read(
+fn open_and_read<A: Application>(
     path: &Path,
     options: RedbOptions,
     log: &str,
     identity: Identity,
-) -> Result<(Journal, RecoveredState, u64), WalError> {
+) -> Result<(Journal, RecoveredState<A>, u64), WalError> {
     let mut store = RedbStore::open_file(path, options)?;
     let (_, state, records) = fold_log(&store, log, Some(identity))?;
     if records == 0 {
-        store.append(log, &[WalRecord::Identity(identity).encode()])?;
+        store.append(log, &[WalRecord::<A>::Identity(identity).encode()])?;
     }
     let committed_executed = state.last_executed();
     let journal = Journal {
@@ -359,11 +364,11 @@ fn open_and_read(
 }
 
 /// Folds every record of `log`; with `expected`, refuses a log of another identity.
-fn fold_log(
+fn fold_log<A: Application>(
     store: &RedbStore,
     log: &str,
     expected: Option<Identity>,
-) -> Result<(Option<Identity>, RecoveredState, u64), WalError> {
+) -> Result<(Option<Identity>, RecoveredState<A>, u64), WalError> {
     let mut state = RecoveredState::default();
     let mut identity = None;
     let mut count = 0u64;
@@ -373,7 +378,7 @@ fn fold_log(
         let done = chunk.len() < READ_CHUNK;
         for (index, bytes) in chunk {
             let damaged = |reason| WalError::Damaged { log: log.to_owned(), index: index.0, reason };
-            let record = WalRecord::decode(&bytes).map_err(damaged)?;
+            let record = WalRecord::<A>::decode(&bytes).map_err(damaged)?;
             let found = match &record {
                 WalRecord::Identity(found) | WalRecord::Snapshot { identity: found, .. } => Some(*found),
                 _ => None,
@@ -454,13 +459,17 @@ fn move_aside(path: &Path) -> Result<PathBuf, WalError> {
 
 impl Journal {
     /// Makes one step's write durable at once; the receipt opens its outbox.
-    pub fn persist(&mut self, write: LogWrite, logged: &RecoveredState) -> Result<Receipt, WalError> {
+    pub fn persist<A: Application>(
+        &mut self,
+        write: LogWrite<A>,
+        logged: &RecoveredState<A>,
+    ) -> Result<Receipt, WalError> {
         self.record(write);
         self.commit(logged)
     }
 
     /// Takes in what one step asks to persist; nothing is durable before [`Journal::commit`].
-    pub fn record(&mut self, write: LogWrite) {
+    pub fn record<A: Application>(&mut self, write: LogWrite<A>) {
         let (records, snapshot, receipt) = write.into_parts();
         self.pending_receipt = self.pending_receipt.and(receipt);
         self.snapshot_due |= snapshot;
@@ -473,7 +482,7 @@ impl Journal {
     /// after a stable checkpoint, one snapshot of `logged` (the node's
     /// [`Node::logged_state`], which every recorded write is folded into)
     /// that replaces the whole log. The receipt covers every recorded write.
-    pub fn commit(&mut self, logged: &RecoveredState) -> Result<Receipt, WalError> {
+    pub fn commit<A: Application>(&mut self, logged: &RecoveredState<A>) -> Result<Receipt, WalError> {
         let _timed = crate::observe::WalCommitTimer::start();
         let records = std::mem::take(&mut self.pending);
         if std::mem::take(&mut self.snapshot_due) {

@@ -3,7 +3,7 @@
 //! persisted before its outbox is sent, as the validator actor does.
 
 use super::*;
-use crate::app::SignedTx;
+use crate::app::{SignedTx, SwarmApp};
 use crate::crypto::Keypair;
 use crate::ledger::Ledger;
 use crate::node::{Arrival, Node};
@@ -23,8 +23,8 @@ struct Cluster {
     options: WalOptions,
     /// Signs membership changes.
     operator: Keypair,
-    specs: Vec<ReplicaSpec>,
-    replicas: Vec<Node>,
+    specs: Vec<ReplicaSpec<SwarmApp>>,
+    replicas: Vec<Node<SwarmApp>>,
     journals: Vec<Option<Journal>>,
     /// Outputs not yet delivered: (from, message, to-or-everyone).
     in_flight: VecDeque<(usize, Arc<SignedMessage>, Option<AgentId>)>,
@@ -63,7 +63,7 @@ impl Cluster {
         let public: Vec<_> = keys.iter().map(Keypair::public_key).collect();
         let operator = Keypair::from_seed([99; 32]);
         let committee = Committee::numbered(Epoch(0), &public, "v", None).unwrap().with_operator(operator.public_key());
-        let specs: Vec<ReplicaSpec> = keys
+        let specs: Vec<ReplicaSpec<SwarmApp>> = keys
             .iter()
             .enumerate()
             .map(|(i, keypair)| ReplicaSpec {
@@ -71,7 +71,7 @@ impl Cluster {
                 keypair: keypair.clone(),
                 committee: committee.clone(),
                 params: params(),
-                genesis: genesis.clone(),
+                genesis: SwarmApp::new(genesis.clone()),
                 joined_in: None,
             })
             .collect();
@@ -174,7 +174,7 @@ impl Cluster {
     }
 
     /// Starts a validator from `spec`'s log (a new one: it then catches up).
-    fn start(&mut self, spec: ReplicaSpec) -> Recovery {
+    fn start(&mut self, spec: ReplicaSpec<SwarmApp>) -> Recovery {
         let (replica, journal, recovery) = recover(&self.options, &spec, Micros(self.now)).unwrap();
         self.specs.push(spec);
         self.replicas.push(replica);
@@ -193,8 +193,9 @@ impl Cluster {
     }
 }
 
-fn digest_of(replica: &Replica) -> crate::crypto::Digest {
-    replica.ledger().state_digest()
+/// The digest of the built-in application a validator runs (its ledger and memory).
+fn digest_of(replica: &Replica<SwarmApp>) -> crate::crypto::Digest {
+    replica.app().digest()
 }
 
 #[test]
@@ -229,7 +230,7 @@ fn every_replica_rebuilt_from_its_log_holds_the_ledger_view_and_checkpoint_it_ha
     let journal = cluster.journals[0].as_ref().unwrap();
     let records = journal.store.read_from(&journal.log, LogIndex(0), 1000).unwrap();
     assert!(records.len() < 40, "{} records left after truncation", records.len());
-    assert!(matches!(WalRecord::decode(&records[0].1), Ok(WalRecord::Snapshot { .. })));
+    assert!(matches!(WalRecord::<SwarmApp>::decode(&records[0].1), Ok(WalRecord::Snapshot { .. })));
 
     // The rebuilt committee goes on committing from where it was.
     let more = workload(BATCH * 16);
@@ -351,7 +352,7 @@ fn a_damaged_log_is_moved_aside_and_the_replica_starts_from_genesis_then_catches
 }
 
 /// Where a replica is: (ledger, last executed, view, stable checkpoint, epoch, member).
-fn position(replica: &Replica) -> (crate::crypto::Digest, Seq, View, Seq, Epoch, bool) {
+fn position(replica: &Replica<SwarmApp>) -> (crate::crypto::Digest, Seq, View, Seq, Epoch, bool) {
     let epoch = replica.committee().epoch();
     let member = replica.committee().contains(replica.id()) && !replica.is_retired();
     (digest_of(replica), replica.last_executed(), replica.view(), replica.stable_checkpoint().seq, epoch, member)
@@ -419,24 +420,24 @@ fn a_log_of_another_genesis_is_not_replayed() {
     cluster.submit(&load.transfers);
     cluster.journals[1] = None;
     let mut other = cluster.specs[1].clone();
-    other.genesis = Ledger::with_genesis(&load.genesis[1..]).unwrap();
+    other.genesis = SwarmApp::new(Ledger::with_genesis(&load.genesis[1..]).unwrap());
     let (replica, _, recovery) = recover(&cluster.options, &other, Micros(0)).unwrap();
     let Recovery::Discarded { error, .. } = recovery else { panic!("replayed another's log: {recovery:?}") };
-    let genesis = genesis.state_digest().to_string();
+    let genesis = SwarmApp::new(genesis).digest().to_string();
     assert!(error.contains(&format!("for genesis {}…, not by this validator's key", &genesis[..8])), "{error}");
     assert_eq!(replica.replica().last_executed(), crate::protocol::Seq(0));
 }
 
 #[test]
 fn every_record_survives_encoding_and_garbage_is_an_error_not_a_panic() {
-    let record = WalRecord::Executed {
+    let record = WalRecord::<SwarmApp>::Executed {
         seq: crate::protocol::Seq(3),
         digest: crate::crypto::Digest([1; 32]),
         batch: Some(Arc::new(Batch::default())),
     };
     assert_eq!(WalRecord::decode(&record.encode()), Ok(record));
     for garbage in [&[][..], &[1][..], &[2, 0, 0][..], &[1, 250, 250, 250, 250, 250, 1][..]] {
-        assert!(WalRecord::decode(garbage).is_err(), "{garbage:?}");
+        assert!(WalRecord::<SwarmApp>::decode(garbage).is_err(), "{garbage:?}");
     }
 }
 
@@ -746,10 +747,10 @@ fn a_log_damaged_again_is_moved_aside_beside_the_first_never_over_it() {
     }
 }
 
-/// Logs written before requests carried a signed `Tx` (record format 1: their
-/// PRE-PREPAREs hold the old transfer encoding) are never decoded as this
-/// format: each is moved aside with a message naming the format, and a swarm
-/// whose every log is of the old format refuses to start.
+/// Logs of the previous record format (2: their snapshot records hold a
+/// serialized ledger, not the built-in application's chunks) are never
+/// decoded as this format: each is moved aside with a message naming the
+/// format, and a swarm whose every log is of the old format refuses to start.
 #[test]
 fn a_log_of_the_previous_record_format_is_moved_aside_and_a_swarm_of_only_such_logs_refuses_to_start() {
     let genesis = Ledger::with_genesis(&workload(BATCH).genesis).unwrap();
@@ -762,16 +763,16 @@ fn a_log_of_the_previous_record_format_is_moved_aside_and_a_swarm_of_only_such_l
         std::fs::remove_file(&path).unwrap();
         let mut store = RedbStore::open_file(&path, RedbOptions::default()).unwrap();
         let identity = spec.identity().unwrap();
-        let old = |record: &WalRecord| [&[1u8][..], &record.encode()[1..]].concat();
+        let old = |record: &WalRecord<SwarmApp>| [&[2u8][..], &record.encode()[1..]].concat();
         // Its identity is this validator's: only the format tells the log apart.
-        let pre_prepare = [1u8, 0x42, 0x00, 0x07];
+        let pre_prepare = [2u8, 0x42, 0x00, 0x07];
         store.append(&spec.name, &[old(&WalRecord::Identity(identity)), pre_prepare.to_vec()]).unwrap();
         drop(store);
         let (replica, _, recovery) = recover(&cluster.options, spec, Micros(0)).unwrap();
         let Recovery::Discarded { error, moved_to } = &recovery else { panic!("replayed an old log: {recovery:?}") };
         assert!(
             error.contains("WAL record 1 of")
-                && error.contains("another bftswarm release (record format 1, this release reads 2)"),
+                && error.contains("another bftswarm release (record format 2, this release reads 3)"),
             "{error}"
         );
         assert!(moved_to.exists());

@@ -329,7 +329,7 @@ fn a_founder_restored_from_a_checkpoint_past_a_change_runs_in_the_committee_it_l
             seq: stable.seq,
             state_digest: stable.state_digest,
             proof: stable.proof.clone(),
-            ledger: kept.stable_app().clone(),
+            app: kept.stable_app().clone(),
             membership: kept.stable_membership().clone(),
         };
         let state = RecoveredState { stable: Some(checkpoint), ..RecoveredState::default() };

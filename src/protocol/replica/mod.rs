@@ -551,6 +551,13 @@ impl Replica<Ledger> {
     }
 }
 
+impl Replica<crate::app::SwarmApp> {
+    /// The transfer ledger after the last executed batch (the built-in application's).
+    pub fn ledger(&self) -> &Ledger {
+        self.app.ledger()
+    }
+}
+
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Vote {
     Prepare,

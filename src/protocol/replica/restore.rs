@@ -5,13 +5,13 @@
 //! pre-prepare and the votes it signed before the crash: a conflicting
 //! pre-prepare is then evidence, not a reason to vote again, and a vote it
 //! already sent is never signed with other content. Executed batches are
-//! executed again on the checkpoint's ledger, so the ledger, the outcomes
+//! executed again on the checkpoint's state, so the application, the outcomes
 //! (for clients that retry) and the water marks are those of before the crash.
 
 use super::{Changing, Replica, Slot, StableCheckpoint, StateAt};
 use crate::app::Application;
 use crate::crypto::Keypair;
-use crate::ledger::{Ledger, TxOutcome};
+use crate::ledger::TxOutcome;
 use crate::protocol::committee::Committee;
 use crate::protocol::message::{Batch, PreparedCertificate, SignedMessage};
 use crate::protocol::params::ProtocolParams;
@@ -20,39 +20,39 @@ use crate::protocol::types::{AgentId, Micros, Seq};
 use crate::protocol::Message;
 use std::sync::Arc;
 
-impl Replica<Ledger> {
+impl<A: Application> Replica<A> {
     /// The replica as it was when `state` was persisted: a founder of the
-    /// first epoch, `committee` being that epoch's and `genesis` the ledger
+    /// first epoch, `committee` being that epoch's and `genesis` the state
     /// when `state` holds no stable checkpoint. See [`Replica::restored`].
     pub fn restore(
         me: AgentId,
         keypair: Keypair,
         committee: Committee,
         params: ProtocolParams,
-        genesis: Ledger,
-        state: RecoveredState,
+        genesis: A,
+        state: RecoveredState<A>,
         now: Micros,
-    ) -> Replica {
+    ) -> Replica<A> {
         Replica::new(me, keypair, committee, params, genesis).restored(state, now)
     }
 
     /// This new replica ([`Replica::new`] for a founder, [`Replica::joining`]
     /// for a validator that joined later) brought to where it was when `state`
-    /// was persisted. The stable checkpoint's ledger replaces the genesis one,
+    /// was persisted. The stable checkpoint's state replaces the genesis one,
     /// and its membership history says which epoch the replica is in — past
     /// a change due at that very checkpoint, as the replica was when it made
     /// the checkpoint stable. `now` starts the timer of a view change that
     /// was in progress.
-    pub fn restored(self, state: RecoveredState, now: Micros) -> Replica {
+    pub fn restored(self, state: RecoveredState<A>, now: Micros) -> Replica<A> {
         let mut replica = self;
         let me = replica.me;
         if let Some(stable) = &state.stable {
-            replica.app = (*stable.ledger).clone();
+            replica.app = (*stable.app).clone();
             replica.stable =
                 StableCheckpoint { seq: stable.seq, state_digest: stable.state_digest, proof: stable.proof.clone() };
-            let ledger_digest = stable.ledger.state_digest();
+            let app_digest = stable.app.digest();
             let membership = stable.membership.clone();
-            replica.stable_state = StateAt::new(stable.ledger.clone(), ledger_digest, membership);
+            replica.stable_state = StateAt::new(stable.app.clone(), app_digest, membership);
             replica.last_executed = stable.seq;
             replica.adopt_membership(&stable.membership);
             // Silent: the epoch change went out before the crash.
@@ -87,9 +87,7 @@ impl Replica<Ledger> {
         replica.stall_since = Some(now);
         replica
     }
-}
 
-impl<A: Application> Replica<A> {
     /// Executes a batch that was executed before the crash: the same ledger
     /// changes and remembered outcomes as the first time, no messages.
     fn execute_again(&mut self, seq: Seq, batch: &Arc<Batch>) {
@@ -122,7 +120,7 @@ impl<A: Application> Replica<A> {
 
     /// Puts back the pre-prepares and own votes of the current view, every
     /// prepared certificate, and the primary's next sequence number.
-    fn restore_slots(&mut self, state: &RecoveredState) {
+    fn restore_slots(&mut self, state: &RecoveredState<A>) {
         let (me, view) = (self.me, self.view);
         let mut highest_assigned = self.last_executed.max(self.stable.seq);
         for (seq, recovered) in state.slots.range(self.stable.seq.next()..) {
