@@ -36,7 +36,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/byzantine/quarantine", web::post().to(quarantine))
             .route("/network/latency", web::get().to(latency))
             .route("/memory", web::get().to(memory_retrieve))
-            .route("/memory", web::post().to(memory_store)),
+            .route("/memory", web::post().to(memory_store))
+            .route("/memory/certified", web::get().to(memory_certified))
+            .route("/memory/list", web::get().to(memory_list)),
     );
 }
 
@@ -185,21 +187,56 @@ async fn latency(daemon: State, query: web::Query<Samples>) -> Result {
 #[derive(Deserialize)]
 struct MemoryQuery {
     key: String,
+    namespace: Option<String>,
 }
 
+/// The agreed entry; a key never written through consensus and asked for
+/// without a namespace falls back to the daemon's own records (the view
+/// changes and detections it keeps in its local store).
 async fn memory_retrieve(_: Authorized, daemon: State, query: web::Query<MemoryQuery>) -> Result {
-    let value = daemon.memory_retrieve(&query.key)?;
-    ok(json!({ "key": query.key, "value": value }))
+    let namespace = query.namespace.as_deref().unwrap_or(crate::daemon::DEFAULT_NAMESPACE);
+    if let Some(entry) = daemon.memory_get(namespace, &query.key).await? {
+        let mut answer = serde_json::to_value(entry).map_err(|e| DaemonError::Internal(e.to_string()))?;
+        answer["replicated"] = Value::Bool(true);
+        return ok(answer);
+    }
+    if query.namespace.is_none() {
+        if let Ok(value) = daemon.memory_retrieve(&query.key) {
+            return ok(json!({ "key": query.key, "value": value, "replicated": false }));
+        }
+    }
+    Err(DaemonError::NotFound(format!("nothing is stored under {} in namespace {namespace}", query.key)))
+}
+
+async fn memory_certified(_: Authorized, daemon: State, query: web::Query<MemoryQuery>) -> Result {
+    let namespace = query.namespace.as_deref().unwrap_or(crate::daemon::DEFAULT_NAMESPACE);
+    ok(daemon.memory_certified(namespace, &query.key).await?)
+}
+
+#[derive(Deserialize)]
+struct MemoryListQuery {
+    namespace: Option<String>,
+    #[serde(default)]
+    prefix: String,
+}
+
+/// Keys by prefix in one namespace (`memory list`), or in all (`memory search`).
+async fn memory_list(_: Authorized, daemon: State, query: web::Query<MemoryListQuery>) -> Result {
+    let entries = daemon.memory_list(query.namespace.as_deref(), &query.prefix).await?;
+    ok(json!({ "count": entries.len(), "entries": entries }))
 }
 
 #[derive(Deserialize)]
 struct MemoryPut {
     key: String,
     value: Value,
-    ttl_ms: Option<u64>,
+    namespace: Option<String>,
+    /// Sequence numbers (consensus time) until the value expires.
+    ttl: Option<u64>,
 }
 
+/// Orders the write through consensus; answers once it committed.
 async fn memory_store(_: Authorized, daemon: State, put: web::Json<MemoryPut>) -> Result {
-    daemon.memory_store(&put.key, &put.value, put.ttl_ms.map(Duration::from_millis))?;
-    ok(json!({ "key": put.key, "stored": true }))
+    let namespace = put.namespace.as_deref().unwrap_or(crate::daemon::DEFAULT_NAMESPACE);
+    ok(daemon.memory_put(namespace, &put.key, &put.value, put.ttl).await?)
 }

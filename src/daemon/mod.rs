@@ -31,6 +31,7 @@ mod ops;
 mod quorum;
 mod spawn;
 mod state;
+mod swarm_memory;
 mod task_run;
 
 pub use agent_types::agent_types;
@@ -41,6 +42,7 @@ pub use ops::{ByzantineStatus, LatencyRow, SwarmInfo};
 pub use quorum::QuorumRequest;
 pub use spawn::{AgentRow, SpawnRequest};
 pub use state::{Daemon, DaemonError, SwarmMeta};
+pub use swarm_memory::{value_of, CertifiedView, EntryView, Stored, DEFAULT_NAMESPACE};
 
 use home::Home;
 use process::PidLock;

@@ -104,6 +104,9 @@ pub struct Daemon {
     pub(super) state: tokio::sync::Mutex<SwarmState>,
     pub(super) memory: Arc<Mutex<MemoryStore>>,
     pub(super) tasks: Mutex<BTreeMap<u64, TaskEntry>>,
+    /// Held while the daemon signs and orders replicated memory writes: one
+    /// writer key, so one nonce sequence, written by one writer at a time.
+    pub(super) memory_writes: tokio::sync::Mutex<()>,
     /// Stops the control API's server (`swarm stop`); set once it runs.
     pub stop_handle: std::sync::OnceLock<actix_web::dev::ServerHandle>,
 }
@@ -139,6 +142,7 @@ impl Daemon {
             state: tokio::sync::Mutex::new(state),
             memory: Arc::new(Mutex::new(memory)),
             tasks: Mutex::new(BTreeMap::new()),
+            memory_writes: tokio::sync::Mutex::new(()),
             stop_handle: std::sync::OnceLock::new(),
         })
     }
