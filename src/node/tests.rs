@@ -253,3 +253,85 @@ fn refusals_are_counted_under_kebab_case_names() {
     assert_eq!(Refused::InvalidClientSignatures(3).count(), 3);
     assert_eq!(Refused::UnsignedMembershipChange.name(), "unsigned-membership-change");
 }
+
+/// Logged nodes on a loss-free network whose logs take each write at once.
+struct Network {
+    nodes: Vec<Node>,
+    receipts: Vec<Receipt>,
+    view_changes: usize,
+}
+
+impl Network {
+    fn of(nodes: Vec<Node>) -> Network {
+        let receipts = vec![Receipt::default(); nodes.len()];
+        Network { nodes, receipts, view_changes: 0 }
+    }
+
+    /// Steps node `i`; what it sends, addressed.
+    fn step(&mut self, i: usize, now: u64, arrival: Arrival) -> Vec<(usize, Arc<SignedMessage>)> {
+        let ready = self.nodes[i].step(Micros(now), arrival);
+        self.receipts[i] = self.receipts[i].and(ready.write.written_at_once());
+        let outputs = ready.outbox.release(&self.receipts[i]).expect("the log holds every write");
+        let mut addressed = Vec::new();
+        for output in outputs {
+            match output {
+                Output::Broadcast(message) => {
+                    addressed.extend((0..self.nodes.len()).filter(|&to| to != i).map(|to| (to, message.clone())))
+                }
+                Output::SendTo(to, message) => addressed.push((to.0 as usize, message)),
+                Output::ViewChangeStarted { .. } => self.view_changes += 1,
+                _ => {}
+            }
+        }
+        addressed
+    }
+
+    /// Delivers everything sent at once and ticks every deadline in time
+    /// order, until `until` or until `done`; returns the time reached.
+    fn run(&mut self, mut now: u64, until: u64, done: impl Fn(&[Node]) -> bool) -> u64 {
+        let mut inbox = Vec::new();
+        while !done(&self.nodes) && now <= until {
+            while let Some((to, message)) = inbox.pop() {
+                inbox.extend(self.step(to, now, Arrival::message(message)));
+            }
+            let deadlines =
+                self.nodes.iter().enumerate().filter_map(|(i, n)| Some((n.replica().next_deadline()?.0, i)));
+            let Some((at, i)) = deadlines.min() else { break };
+            now = at.max(now);
+            inbox.extend(self.step(i, now, Arrival::Tick));
+        }
+        now
+    }
+}
+
+#[test]
+fn a_whole_swarm_killed_mid_agreement_finishes_the_batch_by_asking_each_other_not_by_a_view_change() {
+    let fx = fixture();
+    let mut net = Network::of((0..4).map(|i| Node::logged(fx.replica(i), RecoveredState::default())).collect());
+    // The primary orders one request; every backup accepts it and logs its
+    // PREPARE, and then every process dies before any PREPARE arrives.
+    let mut ordered = net.step(0, 100, Arrival::Requests(vec![fx.request(0)]));
+    ordered.extend(net.step(0, 100 + 1_000, Arrival::Tick));
+    assert_eq!(ordered.len(), 3, "one PRE-PREPARE to each backup");
+    for (to, pre_prepare) in ordered {
+        assert_eq!(net.step(to, 1_200, Arrival::message(pre_prepare)).len(), 3, "backup {to} broadcasts its PREPARE");
+    }
+    let restarted_at = 2_000;
+    let restarted = net.nodes.iter().enumerate().map(|(i, node)| {
+        let state = node.logged_state().expect("a logged node").clone();
+        let (key, committee, genesis) = (fx.keys[i].clone(), fx.committee.clone(), fx.genesis.clone());
+        let replica =
+            Replica::restore(AgentId(i as u32), key, committee, params(), genesis, state.clone(), Micros(restarted_at));
+        Node::logged(replica, state)
+    });
+    let mut net = Network::of(restarted.collect());
+    assert!(net.nodes.iter().all(|node| node.replica().last_executed() == Seq(0)));
+
+    // Nothing arrives from outside: the restarted validators must get
+    // going on their own, well before the primary would be suspected.
+    let executed = |nodes: &[Node]| nodes.iter().all(|node| node.replica().last_executed() == Seq(1));
+    let reached = net.run(restarted_at, restarted_at + VIEW_CHANGE_US / 2, executed);
+    assert!(executed(&net.nodes), "the batch was still not executed {} µs after the restart", reached - restarted_at);
+    assert_eq!(net.view_changes, 0);
+    assert!(net.nodes.iter().all(|node| node.replica().view() == View(0)));
+}

@@ -254,11 +254,11 @@ fn a_restarted_primary_never_assigns_a_sequence_number_it_already_assigned() {
     let requests: Vec<Request> =
         load.transfers[BATCH..BATCH * 2].iter().map(|tx| Request { client: ClientId(0), tx: tx.clone() }).collect();
     let lost = cluster.step(0, Arrival::Requests(requests));
-    let lost_seq = lost
+    let (lost_seq, lost_digest) = lost
         .iter()
         .find_map(|o| match o {
             Output::Broadcast(m) => match m.message {
-                Message::PrePrepare { seq, .. } => Some(seq),
+                Message::PrePrepare { seq, digest, .. } => Some((seq, digest)),
                 _ => None,
             },
             _ => None,
@@ -271,11 +271,13 @@ fn a_restarted_primary_never_assigns_a_sequence_number_it_already_assigned() {
     let requests: Vec<Request> =
         load.transfers[BATCH * 2..].iter().map(|tx| Request { client: ClientId(0), tx: tx.clone() }).collect();
     let outputs = cluster.step(0, Arrival::Requests(requests));
+    // Its first progress check after the restart sends the lost PRE-PREPARE
+    // again, as it was; every new batch takes a new sequence number.
     let proposed: Vec<_> = outputs
         .iter()
         .filter_map(|o| match o {
             Output::Broadcast(m) => match m.message {
-                Message::PrePrepare { seq, .. } => Some(seq),
+                Message::PrePrepare { seq, digest, .. } if digest != lost_digest => Some(seq),
                 _ => None,
             },
             _ => None,
@@ -301,12 +303,14 @@ fn a_restarted_backup_reports_a_conflicting_pre_prepare_instead_of_preparing_it(
     let other = Arc::new(Batch::of(
         load.transfers[BATCH..].iter().map(|tx| Request { client: ClientId(0), tx: tx.clone() }).collect(),
     ));
-    let message = Message::PrePrepare { view, seq, digest: other.digest(), batch: other };
+    let other_digest = other.digest();
+    let message = Message::PrePrepare { view, seq, digest: other_digest, batch: other };
     let conflicting = Arc::new(SignedMessage::sign(message, Epoch(0), AgentId(0), &cluster.specs[0].keypair));
     let outputs = cluster.step(1, Arrival::message(conflicting));
+    // (Its first progress check resends its PREPARE of the first batch, as it was.)
     let prepares = outputs
         .iter()
-        .filter(|o| matches!(o, Output::Broadcast(m) if matches!(m.message, Message::Prepare { .. })))
+        .filter(|o| matches!(o, Output::Broadcast(m) if matches!(m.message, Message::Prepare { digest, .. } if digest == other_digest)))
         .count();
     assert_eq!(prepares, 0, "the restarted backup prepared a second batch for {seq:?}");
     assert!(cluster.evidence.iter().any(|(at, e)| *at == 1 && matches!(e, Evidence::Equivocation { .. })));

@@ -273,6 +273,10 @@ impl<A: Application> Replica<A> {
         peer_last_executed: Seq,
         out: &mut Vec<Output>,
     ) {
+        // A peer that executed further: this replica is behind, and asks at its next check.
+        if peer_last_executed > self.last_executed {
+            self.retransmit.saw_ahead = true;
+        }
         if !self.answer_allowed(now, peer) {
             return;
         }

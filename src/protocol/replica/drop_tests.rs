@@ -15,6 +15,8 @@ use std::sync::Arc;
 
 /// The shared fixture's view-change timeout (`tests::params`).
 const VIEW_CHANGE_TIMEOUT_US: u64 = 50_000;
+/// Its retransmit interval: how often a stuck replica checks its progress.
+const RETRANSMIT_US: u64 = 10_000;
 
 struct Fixture {
     keys: Vec<Keypair>,
@@ -156,6 +158,21 @@ fn a_peer_is_answered_at_most_once_per_retransmit_interval_and_the_rest_counted(
     }
     let stats = f.backup.stats();
     assert_eq!((stats.status_answered, stats.status_rate_limited), (1, 2));
+}
+
+/// An idle replica has nothing it waits for, so it never asks; a peer's
+/// STATUS saying it executed further is how it learns it fell behind.
+#[test]
+fn an_idle_replica_that_a_peers_status_shows_behind_asks_its_peers_at_its_next_check() {
+    let mut f = fixture();
+    let asks = |out: &[Output]| broadcasts(out).iter().any(|m| matches!(m, Message::Status { .. }));
+    assert!(!asks(&f.step(0, Input::Tick)));
+    let status = |last| Message::Status { view: View(0), low_water: Seq(0), last_executed: Seq(last), passive: false };
+    // A peer exactly as far: nothing to ask.
+    f.step(1, Input::Message(f.signed(2, 0, status(0))));
+    assert!(!asks(&f.step(RETRANSMIT_US + 1, Input::Tick)));
+    f.step(RETRANSMIT_US + 2, Input::Message(f.signed(3, 0, status(3))));
+    assert!(asks(&f.step(2 * RETRANSMIT_US + 2, Input::Tick)), "the replica behind never asked");
 }
 
 #[test]
@@ -350,9 +367,15 @@ fn a_copy_spending_a_consumed_nonce_is_answered_and_counted_as_a_double_spend() 
     assert_eq!((f.backup.queued_requests(), f.backup.stats().double_spends_dropped), (0, 1));
 }
 
+/// A slot that holds only votes (its pre-prepare never came, or a view
+/// change emptied it) can execute nothing: a daemon waiting for in-flight
+/// work to drain must not wait for it.
 #[test]
-fn slots_in_flight_counts_the_pre_prepared_slots_above_the_last_executed() {
+fn slots_in_flight_counts_the_pre_prepared_slots_above_the_last_executed_and_not_bare_votes() {
     let mut f = fixture();
+    assert_eq!(f.backup.slots_in_flight(), 0);
+    let digest = Batch::of(vec![f.request(5)]).digest();
+    f.step(2, Input::Message(f.signed(2, 0, Message::Prepare { view: View(0), seq: Seq(3), digest })));
     assert_eq!(f.backup.slots_in_flight(), 0);
     for seq in 1..=2 {
         let batch = Arc::new(Batch::of(vec![f.request(seq - 1)]));

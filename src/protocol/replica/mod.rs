@@ -536,11 +536,13 @@ impl<A: Application> Replica<A> {
         self.log.len()
     }
 
-    /// Sequence numbers above the last executed one that the log holds
-    /// something for: work that may still execute (after a restart, what
-    /// was in flight when the process died).
+    /// Sequence numbers above the last executed one that hold a batch or a
+    /// prepared certificate: work that may still execute (after a restart,
+    /// what was in flight when the process died). A slot a view change
+    /// emptied does not count.
     pub fn slots_in_flight(&self) -> usize {
-        self.log.range(Seq(self.last_executed.0 + 1)..).count()
+        let unfinished = |slot: &&Slot| slot.batch.is_some() || slot.certificate.is_some();
+        self.log.range(self.last_executed.next()..).map(|(_, slot)| slot).filter(unfinished).count()
     }
 }
 

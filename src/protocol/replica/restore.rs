@@ -42,7 +42,7 @@ impl<A: Application> Replica<A> {
     /// and its membership history says which epoch the replica is in — past
     /// a change due at that very checkpoint, as the replica was when it made
     /// the checkpoint stable. `now` starts the timer of a view change that
-    /// was in progress.
+    /// was in progress, and its first progress check: a STATUS to its peers.
     pub fn restored(self, state: RecoveredState<A>, now: Micros) -> Replica<A> {
         let mut replica = self;
         let me = replica.me;
@@ -85,6 +85,13 @@ impl<A: Application> Replica<A> {
             replica.resume_passive(passive);
         }
         replica.stall_since = Some(now);
+        replica.now = now;
+        // Its peers may have moved on while it was down, and what it was
+        // voting on may wait for votes that only its peers' memory holds:
+        // it asks them where they are at once, as a stuck replica does.
+        replica.retransmit.next_check = Some(now);
+        replica.retransmit.progress_mark = (replica.last_executed, replica.stable.seq);
+        replica.retransmit.saw_ahead = true;
         replica
     }
 
