@@ -445,6 +445,40 @@ fn every_record_survives_encoding_and_garbage_is_an_error_not_a_panic() {
     }
 }
 
+/// A snapshot record keeps the built-in application as its snapshot chunks:
+/// memory entries come back whole, and a chunk that does not decode makes
+/// the record damaged (an error), never a different state.
+#[test]
+fn a_snapshot_record_keeps_the_memory_and_refuses_a_chunk_that_does_not_decode() {
+    use crate::app::{MemoryOp, Op, Tx};
+    use crate::protocol::RecoveredCheckpoint;
+    let writer = Keypair::from_seed([3; 32]);
+    let from = crate::ledger::AccountId(writer.public_key());
+    let op = MemoryOp::Put { namespace: "ns".into(), key: "plan".into(), value: b"1".to_vec(), ttl: Some(9) };
+    let tx = Tx { id: crate::ledger::TxId([1; 16]), from, nonce: 0, op: Op::Memory(op) };
+    let mut app = SwarmApp::new(Ledger::with_genesis(&workload(1).genesis).unwrap());
+    app.execute(Seq(1), &[Request { client: ClientId(0), tx: tx.sign(&writer) }]);
+    assert!(app.memory().get("ns", "plan").is_some());
+    let stable = RecoveredCheckpoint {
+        seq: Seq(4),
+        state_digest: crate::crypto::Digest([2; 32]),
+        proof: Vec::new(),
+        app: Arc::new(app.clone()),
+        membership: Arc::default(),
+    };
+    let state = RecoveredState { stable: Some(stable), ..RecoveredState::default() };
+    let identity = Identity { agent: AgentId(0), public_key: writer.public_key(), genesis: app.digest() };
+    let record = WalRecord::Snapshot { identity, state };
+    let encoded = record.encode();
+    assert_eq!(WalRecord::<SwarmApp>::decode(&encoded), Ok(record));
+    // One letter of the memory's header chunk changed: the chunks no longer restore a memory.
+    let domain = b"bftswarm/memory-header/v1";
+    let at = encoded.windows(domain.len()).position(|window| window == domain).expect("the memory's header chunk");
+    let mut damaged = encoded.clone();
+    damaged[at] = b'c';
+    assert!(matches!(WalRecord::<SwarmApp>::decode(&damaged), Err(FoldError::Undecodable(_))));
+}
+
 /// Backup 1 prepared a batch, then its log was damaged (its last record cut
 /// mid-record). Restarted, it cannot prove what it signed: it rejoins
 /// passive, so an equivocating primary's second batch for that slot gets no
