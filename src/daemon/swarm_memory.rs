@@ -35,8 +35,10 @@ pub const DEFAULT_NAMESPACE: &str = "default";
 pub const FILLER_NAMESPACE: &str = "bftswarm";
 pub const FILLER_KEY: &str = "checkpoint-filler";
 const WRITER_KEY_FILE: &str = "memory-writer.pem";
-/// The client id of the daemon's memory writes: task ids count up from 1, so they never meet it.
-const MEMORY_CLIENT: ClientId = ClientId(u32::MAX - 1);
+/// The client id of the daemon's memory writes, halfway between the ids
+/// tasks count up from 1 and the ids agents' own spends count down from
+/// `u32::MAX` ([`crate::faults::spender_client`]): neither ever meets it.
+const MEMORY_CLIENT: ClientId = ClientId(1 << 31);
 /// How long a verified read waits for a checkpoint past the key's write.
 const CERTIFY_WAIT: Duration = Duration::from_secs(20);
 
