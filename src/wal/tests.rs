@@ -781,3 +781,35 @@ fn a_log_of_the_previous_record_format_is_moved_aside_and_a_swarm_of_only_such_l
     let refused = refuse_if_all_logs_lost(recoveries.iter().map(|(name, recovery)| (name.as_str(), recovery)));
     assert!(matches!(refused, Err(RecoveryError::AllLogsDamaged { logs }) if logs.len() == N));
 }
+
+/// A founder whose log vanished while its peers' logs beside it show the
+/// swarm ran (they hold more than their identity) may have signed before:
+/// relaunched first, before its peers' logs are open, it starts passive.
+/// Before anything ran, a founder without a log is new.
+#[test]
+fn a_founder_whose_log_vanished_beside_its_peers_logs_starts_passive() {
+    /// Stops every validator, removes `i`'s log and relaunches `i` first, then the others.
+    fn relaunch_without_the_log_of(cluster: &mut Cluster, i: usize) -> Recovery {
+        cluster.journals.iter_mut().for_each(|journal| *journal = None);
+        let path = cluster.options.path_of(&cluster.specs[i].name);
+        std::fs::remove_file(&path).unwrap();
+        let _ = std::fs::remove_file(unsynced_mark(&path));
+        let recovery = cluster.crash_and_recover(i);
+        for peer in (0..N).filter(|&peer| peer != i) {
+            cluster.crash_and_recover(peer);
+        }
+        recovery
+    }
+    let load = workload(BATCH);
+    let genesis = Ledger::with_genesis(&load.genesis).unwrap();
+    let mut cluster = Cluster::new(&genesis);
+    assert_eq!(
+        relaunch_without_the_log_of(&mut cluster, 0),
+        Recovery::Fresh,
+        "its peers' logs hold their identity only"
+    );
+    cluster.submit(&load.transfers);
+    assert_eq!(cluster.replicas[0].replica().last_executed(), Seq(1));
+    assert_eq!(relaunch_without_the_log_of(&mut cluster, 0), Recovery::Missing);
+    assert!(cluster.replicas[0].replica().is_passive());
+}

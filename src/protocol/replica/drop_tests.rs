@@ -361,3 +361,14 @@ fn slots_in_flight_counts_the_pre_prepared_slots_above_the_last_executed() {
     }
     assert_eq!(f.backup.slots_in_flight(), 2);
 }
+
+#[test]
+fn its_own_message_echoed_back_is_dropped_and_counted_as_a_duplicate() {
+    let mut f = fixture();
+    let batch = Arc::new(Batch::of(vec![f.request(0)]));
+    let (view, seq, digest) = (View(0), Seq(1), batch.digest());
+    f.step(0, Input::Message(f.signed(0, 0, Message::PrePrepare { view, seq, digest, batch })));
+    let echo = f.signed(1, 0, Message::Prepare { view, seq, digest });
+    assert!(f.step(1, Input::Message(echo)).is_empty());
+    assert_eq!(f.backup.stats().dropped_duplicate, 1);
+}
