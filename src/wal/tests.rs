@@ -813,3 +813,32 @@ fn a_founder_whose_log_vanished_beside_its_peers_logs_starts_passive() {
     assert_eq!(relaunch_without_the_log_of(&mut cluster, 0), Recovery::Missing);
     assert!(cluster.replicas[0].replica().is_passive());
 }
+
+/// A log longer than one read (`READ_CHUNK` records) is folded whole, each
+/// record once: the record count is exact, and the last record (here: the
+/// validator is passive) is not missed.
+#[test]
+fn a_log_longer_than_one_read_is_folded_whole_and_each_record_counted_once() {
+    let genesis = Ledger::with_genesis(&workload(BATCH).genesis).unwrap();
+    let spec = Cluster::new(&genesis).specs[0].clone();
+    let home = tempfile::tempdir().unwrap();
+    let options = WalOptions::under_home(home.path(), true);
+    std::fs::create_dir_all(&options.dir).unwrap();
+    let records = 2 * READ_CHUNK + 5;
+    let mut log = vec![WalRecord::Identity(spec.identity().unwrap()).encode()];
+    log.extend((2..records).map(|_| WalRecord::Passive(None).encode()));
+    log.push(WalRecord::Passive(Some(Passive::default())).encode());
+    let mut store = RedbStore::open_file(&options.path_of(&spec.name), RedbOptions::default()).unwrap();
+    store.append(&spec.name, &log).unwrap();
+    drop(store);
+    let (replica, _journal, recovery) = recover(&options, &spec, Micros(0)).unwrap();
+    let whole = Recovery::Wal {
+        records: records as u64,
+        view: View(0),
+        stable_checkpoint: Seq(0),
+        last_executed: Seq(0),
+        passive: true,
+    };
+    assert_eq!(recovery, whole);
+    assert!(replica.replica().is_passive());
+}
