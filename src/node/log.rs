@@ -224,3 +224,7 @@ fn ledger_checkpoint(replica: &Replica<Ledger>) -> RecoveredCheckpoint {
         membership: replica.stable_membership().clone(),
     }
 }
+
+#[cfg(test)]
+#[path = "log_tests.rs"]
+mod tests;
