@@ -784,34 +784,36 @@ fn a_log_of_the_previous_record_format_is_moved_aside_and_a_swarm_of_only_such_l
 
 /// A founder whose log vanished while its peers' logs beside it show the
 /// swarm ran (they hold more than their identity) may have signed before:
-/// relaunched first, before its peers' logs are open, it starts passive.
-/// Before anything ran, a founder without a log is new.
+/// it starts passive, even relaunched after its peers, whose logs are open
+/// (locked) by then. Before anything ran, a founder without a log is new.
 #[test]
 fn a_founder_whose_log_vanished_beside_its_peers_logs_starts_passive() {
-    /// Stops every validator, removes `i`'s log and relaunches `i` first, then the others.
+    /// Stops every validator, removes `i`'s log and relaunches them all, `i`
+    /// last, with options made at the launch as a launcher makes them.
     fn relaunch_without_the_log_of(cluster: &mut Cluster, i: usize) -> Recovery {
         cluster.journals.iter_mut().for_each(|journal| *journal = None);
         let path = cluster.options.path_of(&cluster.specs[i].name);
         std::fs::remove_file(&path).unwrap();
         let _ = std::fs::remove_file(unsynced_mark(&path));
-        let recovery = cluster.crash_and_recover(i);
+        cluster.options = WalOptions::under_home(cluster._home.path(), false);
         for peer in (0..N).filter(|&peer| peer != i) {
             cluster.crash_and_recover(peer);
         }
-        recovery
+        cluster.crash_and_recover(i)
     }
     let load = workload(BATCH);
     let genesis = Ledger::with_genesis(&load.genesis).unwrap();
     let mut cluster = Cluster::new(&genesis);
+    let last = N - 1;
     assert_eq!(
-        relaunch_without_the_log_of(&mut cluster, 0),
+        relaunch_without_the_log_of(&mut cluster, last),
         Recovery::Fresh,
         "its peers' logs hold their identity only"
     );
     cluster.submit(&load.transfers);
-    assert_eq!(cluster.replicas[0].replica().last_executed(), Seq(1));
-    assert_eq!(relaunch_without_the_log_of(&mut cluster, 0), Recovery::Missing);
-    assert!(cluster.replicas[0].replica().is_passive());
+    assert_eq!(cluster.replicas[last].replica().last_executed(), Seq(1));
+    assert_eq!(relaunch_without_the_log_of(&mut cluster, last), Recovery::Missing);
+    assert!(cluster.replicas[last].replica().is_passive());
 }
 
 /// A log longer than one read (`READ_CHUNK` records) is folded whole, each
