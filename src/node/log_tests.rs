@@ -1,11 +1,13 @@
-//! What the log records of one step (found by mutation testing, README
-//! "Mutation testing"): each message this validator signed, once; none of
-//! the messages of others it forwards; an executed batch, with the batch
-//! itself only when no recorded pre-prepare carries it.
+//! What the log records of one step, and a node restarted from its log
+//! (found by mutation testing, README "Mutation testing"): each message
+//! this validator signed, once; none of the messages of others it forwards;
+//! an executed batch, with the batch itself only when no recorded
+//! pre-prepare carries it; the rebuilt replica and log in the node's place.
 
 use super::*;
 use crate::crypto::Keypair;
 use crate::ledger::AccountId;
+use crate::node::Node;
 use crate::protocol::{Committee, Epoch, Executed, ProtocolParams};
 
 /// Four validators; the log is replica 0's (view 0's primary).
@@ -63,4 +65,20 @@ fn an_executed_batch_is_recorded_with_its_batch_only_when_no_recorded_pre_prepar
     // Seq 2's pre-prepare is not in the log (a passive replica records none: it signs no vote).
     let (records, _) = mirror.fold_step(&executed(2), &replica);
     assert_eq!(records, vec![WalRecord::Executed { seq: Seq(2), digest, batch: Some(batch.clone()) }]);
+}
+
+/// A crashed node back from its log: the replica and the log rebuilt from
+/// it take the node's place, and the committees the node knew stay known.
+#[test]
+fn a_restarted_node_runs_the_replica_and_log_rebuilt_from_its_log_and_knows_its_committees() {
+    let (keys, replica) = fixture();
+    let public_keys: Vec<_> = keys.iter().map(Keypair::public_key).collect();
+    let later = Committee::numbered(Epoch(1), &public_keys, "l", None).unwrap();
+    let mut node = Node::logged(replica, RecoveredState::default()).with_known_committees(&[later]);
+    let logged = RecoveredState { view: View(3), ..RecoveredState::default() };
+    let rebuilt = fixture().1.restored(logged.clone(), crate::protocol::Micros(0));
+    node.restart(Node::logged(rebuilt, logged.clone()));
+    assert_eq!(node.replica().view(), View(3));
+    assert_eq!(node.logged_state(), Some(&logged));
+    assert!(node.committee(Epoch(1)).is_some(), "the committees it knew are forgotten");
 }
