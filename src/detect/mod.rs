@@ -194,10 +194,6 @@ impl Detector {
         self.convicted.contains_key(&agent)
     }
 
-    pub fn convictions(&self) -> impl Iterator<Item = &Conviction> {
-        self.convicted.values()
-    }
-
     pub fn stats(&self) -> &DetectorStats {
         &self.stats
     }

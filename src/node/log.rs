@@ -218,3 +218,7 @@ fn stable_checkpoint<A: Application>(replica: &Replica<A>) -> RecoveredCheckpoin
         membership: replica.stable_membership().clone(),
     }
 }
+
+#[cfg(test)]
+#[path = "log_tests.rs"]
+mod tests;

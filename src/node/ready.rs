@@ -73,11 +73,6 @@ impl<A: Application> LogWrite<A> {
         LogWrite { number, records, snapshot }
     }
 
-    /// Nothing to write: the step changed nothing the log holds.
-    pub fn is_empty(&self) -> bool {
-        self.number.is_none()
-    }
-
     /// Hands the records over to be written. Give the receipt to
     /// [`Outbox::release`] only once the write (or a later group commit
     /// that includes it) returned.

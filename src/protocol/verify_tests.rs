@@ -431,3 +431,20 @@ fn a_membership_change_counts_only_signed_by_the_operator_of_the_newest_committe
     assert!(verifier.verify_membership(&change(1, &new_operator)));
     assert!(!verifier.verify_membership(&change(1, &old_operator)), "the old operator still counts");
 }
+
+/// The memory of verified messages holds the newest `VERIFIED_MEMORY`
+/// digests, no fewer (a resent message is verified again) and no more.
+#[test]
+fn the_verified_digests_are_remembered_up_to_their_bound_and_the_oldest_forgotten_first() {
+    let digest = |i: usize| Digest(*blake3::hash(&i.to_le_bytes()).as_bytes());
+    let mut recent = RecentDigests { seen: HashSet::new(), order: VecDeque::new() };
+    for i in 0..VERIFIED_MEMORY {
+        recent.insert(digest(i));
+    }
+    recent.insert(digest(0));
+    assert!(recent.contains(&digest(0)) && recent.contains(&digest(VERIFIED_MEMORY - 1)), "full, none forgotten");
+    recent.insert(digest(VERIFIED_MEMORY));
+    assert!(!recent.contains(&digest(0)), "the oldest is forgotten first");
+    assert!(recent.contains(&digest(1)) && recent.contains(&digest(VERIFIED_MEMORY)));
+    assert_eq!((recent.seen.len(), recent.order.len()), (VERIFIED_MEMORY, VERIFIED_MEMORY));
+}

@@ -51,22 +51,27 @@ pub struct WalOptions {
     /// marked open until a clean close, and a crash brings its validator
     /// back passive.
     pub fsync: bool,
-    /// The caller's own record says this swarm ran before (a hub started
-    /// again): a founder whose log is missing starts passive even with no
-    /// peer's log beside it to tell (the hub's node processes keep theirs in
-    /// their own homes).
+    /// This swarm ran before: a founder whose log is missing starts passive.
+    /// Its logs said so when these options were made, or the caller's own
+    /// record says so (a hub started again: its node processes keep their
+    /// logs in their own homes).
     pub swarm_ran: bool,
 }
 
 impl WalOptions {
-    /// The logs of the swarm whose home is `home`.
+    /// The logs of the swarm whose home is `home`, and whether one of them
+    /// shows the swarm ran. Read here, before the launch opens any log: an
+    /// open log is locked, so a founder whose log is missing could not read
+    /// the logs of the peers opened before it.
     pub fn under_home(home: &Path, fsync: bool) -> WalOptions {
-        WalOptions { dir: home.join("wal"), fsync, swarm_ran: false }
+        let dir = home.join("wal");
+        let swarm_ran = some_log_has_run(&dir, None);
+        WalOptions { dir, fsync, swarm_ran }
     }
 
     /// The same logs, of a swarm its launcher knows ran before.
     pub fn of_a_swarm_that_ran(self, ran: bool) -> WalOptions {
-        WalOptions { swarm_ran: ran, ..self }
+        WalOptions { swarm_ran: self.swarm_ran || ran, ..self }
     }
 
     pub fn path_of(&self, validator: &str) -> PathBuf {
@@ -239,8 +244,9 @@ pub fn recover<A: Application>(
     std::fs::create_dir_all(&options.dir).map_err(|source| StoreError::Home { path: options.dir.clone(), source })?;
     let path = options.path_of(&spec.name);
     let redb = RedbOptions { fsync: options.fsync, ..RedbOptions::default() };
-    let missing =
-        !path.exists() && spec.joined_in.is_none() && (options.swarm_ran || peers_have_run(options, &spec.name));
+    let missing = !path.exists()
+        && spec.joined_in.is_none()
+        && (options.swarm_ran || some_log_has_run(&options.dir, Some(&spec.name)));
     let mark = unsynced_mark(&path);
     let unclean = mark.exists();
     if !options.fsync {
@@ -315,15 +321,16 @@ pub fn recover<A: Application>(
     Ok((Node::logged(replica, state), journal, recovery))
 }
 
-/// Whether another validator's log under `options.dir` holds more than its
-/// identity: the swarm has run, so a founder without a log lost it.
-fn peers_have_run(options: &WalOptions, me: &str) -> bool {
-    let Ok(entries) = std::fs::read_dir(&options.dir) else { return false };
+/// Whether a validator's log under `dir` (but `except`'s) holds more than
+/// its identity: the swarm has run, so a founder without a log lost it. A
+/// log open elsewhere (locked) cannot tell.
+fn some_log_has_run(dir: &Path, except: Option<&str>) -> bool {
+    let Ok(entries) = std::fs::read_dir(dir) else { return false };
     entries.filter_map(Result::ok).any(|entry| {
         let path = entry.path();
         let name = path.file_stem().and_then(|stem| stem.to_str()).unwrap_or_default().to_owned();
         path.extension().is_some_and(|ext| ext == "redb")
-            && name != me
+            && except != Some(name.as_str())
             && RedbStore::open_file(&path, RedbOptions::default())
                 .ok()
                 .and_then(|store| store.read_from(&name, LogIndex(0), 2).ok())

@@ -820,3 +820,66 @@ fn a_log_of_the_previous_record_format_is_moved_aside_and_a_swarm_of_only_such_l
     let refused = refuse_if_all_logs_lost(recoveries.iter().map(|(name, recovery)| (name.as_str(), recovery)));
     assert!(matches!(refused, Err(RecoveryError::AllLogsDamaged { logs }) if logs.len() == N));
 }
+
+/// A founder whose log vanished while its peers' logs beside it show the
+/// swarm ran (they hold more than their identity) may have signed before:
+/// it starts passive, even relaunched after its peers, whose logs are open
+/// (locked) by then. Before anything ran, a founder without a log is new.
+#[test]
+fn a_founder_whose_log_vanished_beside_its_peers_logs_starts_passive() {
+    /// Stops every validator, removes `i`'s log and relaunches them all, `i`
+    /// last, with options made at the launch as a launcher makes them.
+    fn relaunch_without_the_log_of(cluster: &mut Cluster, i: usize) -> Recovery {
+        cluster.journals.iter_mut().for_each(|journal| *journal = None);
+        let path = cluster.options.path_of(&cluster.specs[i].name);
+        std::fs::remove_file(&path).unwrap();
+        let _ = std::fs::remove_file(unsynced_mark(&path));
+        cluster.options = WalOptions::under_home(cluster._home.path(), false);
+        for peer in (0..N).filter(|&peer| peer != i) {
+            cluster.crash_and_recover(peer);
+        }
+        cluster.crash_and_recover(i)
+    }
+    let load = workload(BATCH);
+    let genesis = Ledger::with_genesis(&load.genesis).unwrap();
+    let mut cluster = Cluster::new(&genesis);
+    let last = N - 1;
+    assert_eq!(
+        relaunch_without_the_log_of(&mut cluster, last),
+        Recovery::Fresh,
+        "its peers' logs hold their identity only"
+    );
+    cluster.submit(&load.transfers);
+    assert_eq!(cluster.replicas[last].replica().last_executed(), Seq(1));
+    assert_eq!(relaunch_without_the_log_of(&mut cluster, last), Recovery::Missing);
+    assert!(cluster.replicas[last].replica().is_passive());
+}
+
+/// A log longer than one read (`READ_CHUNK` records) is folded whole, each
+/// record once: the record count is exact, and the last record (here: the
+/// validator is passive) is not missed.
+#[test]
+fn a_log_longer_than_one_read_is_folded_whole_and_each_record_counted_once() {
+    let genesis = Ledger::with_genesis(&workload(BATCH).genesis).unwrap();
+    let spec = Cluster::new(&genesis).specs[0].clone();
+    let home = tempfile::tempdir().unwrap();
+    let options = WalOptions::under_home(home.path(), true);
+    std::fs::create_dir_all(&options.dir).unwrap();
+    let records = 2 * READ_CHUNK + 5;
+    let mut log = vec![WalRecord::Identity(spec.identity().unwrap()).encode()];
+    log.extend((2..records).map(|_| WalRecord::Passive(None).encode()));
+    log.push(WalRecord::Passive(Some(Passive::default())).encode());
+    let mut store = RedbStore::open_file(&options.path_of(&spec.name), RedbOptions::default()).unwrap();
+    store.append(&spec.name, &log).unwrap();
+    drop(store);
+    let (replica, _journal, recovery) = recover(&options, &spec, Micros(0)).unwrap();
+    let whole = Recovery::Wal {
+        records: records as u64,
+        view: View(0),
+        stable_checkpoint: Seq(0),
+        last_executed: Seq(0),
+        passive: true,
+    };
+    assert_eq!(recovery, whole);
+    assert!(replica.replica().is_passive());
+}

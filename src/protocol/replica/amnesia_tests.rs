@@ -143,3 +143,18 @@ fn a_new_view_needs_a_quorum_of_intact_senders_or_every_member() {
     assert!(enough_view_changes(&s.committee, &[intact(&[0]), passive(&[1, 2, 3])].concat()));
     assert!(!enough_view_changes(&s.committee, &passive(&[0, 1, 2, 3])));
 }
+
+#[test]
+fn the_bound_is_learned_once_and_counted_once() {
+    let s = swarm();
+    let mut replica = s.passive_replica();
+    replica.step(Micros(0), s.status(0, 5, 10, false));
+    replica.step(Micros(0), s.status(1, 5, 10, false));
+    assert_eq!((replica.passive(), replica.stats().passive_bound_learned), (Some(Passive { bound: None }), 0));
+    replica.step(Micros(0), s.status(2, 5, 10, false));
+    let learned = Some(Passive { bound: Some((View(6), Seq(10 + WINDOW))) });
+    assert_eq!((replica.passive(), replica.stats().passive_bound_learned), (learned, 1));
+    // Heard again, further on: the bound stands, and is not learned again.
+    replica.step(Micros(0), s.status(0, 8, 30, false));
+    assert_eq!((replica.passive(), replica.stats().passive_bound_learned), (learned, 1));
+}

@@ -384,3 +384,44 @@ fn slots_in_flight_counts_the_pre_prepared_slots_above_the_last_executed_and_not
     }
     assert_eq!(f.backup.slots_in_flight(), 2);
 }
+
+#[test]
+fn its_own_message_echoed_back_is_dropped_and_counted_as_a_duplicate() {
+    let mut f = fixture();
+    let batch = Arc::new(Batch::of(vec![f.request(0)]));
+    let (view, seq, digest) = (View(0), Seq(1), batch.digest());
+    f.step(0, Input::Message(f.signed(0, 0, Message::PrePrepare { view, seq, digest, batch })));
+    let echo = f.signed(1, 0, Message::Prepare { view, seq, digest });
+    assert!(f.step(1, Input::Message(echo)).is_empty());
+    assert_eq!(f.backup.stats().dropped_duplicate, 1);
+}
+
+/// The wait for a NEW-VIEW doubles with each view skipped past the current
+/// one: asking for view 2 from view 0, a backup waits twice the timeout.
+#[test]
+fn the_wait_for_a_new_view_doubles_with_each_view_skipped() {
+    let mut f = fixture();
+    f.step(0, Input::ForceViewChange);
+    f.step(1, Input::ForceViewChange);
+    assert_eq!(f.backup.changing_to(), Some(View(2)));
+    f.step(2 * VIEW_CHANGE_TIMEOUT_US, Input::Tick);
+    assert_eq!(f.backup.changing_to(), Some(View(2)), "gave up on view 2 before twice the timeout");
+    f.step(1 + 2 * VIEW_CHANGE_TIMEOUT_US, Input::Tick);
+    assert_eq!(f.backup.changing_to(), Some(View(3)));
+}
+
+/// A primary suspected for a batch that never commits did not make a
+/// request wait (the backup never queued one): no censorship is claimed.
+#[test]
+fn a_view_change_for_a_batch_that_never_commits_says_no_request_waited() {
+    let mut f = fixture();
+    let batch = Arc::new(Batch::of(vec![f.request(0)]));
+    let (view, seq, digest) = (View(0), Seq(1), batch.digest());
+    f.step(0, Input::Message(f.signed(0, 0, Message::PrePrepare { view, seq, digest, batch })));
+    let out = f.step(VIEW_CHANGE_TIMEOUT_US, Input::Tick);
+    let started = out.iter().find_map(|o| match o {
+        Output::ViewChangeStarted { to, requests_waited, .. } => Some((*to, *requests_waited)),
+        _ => None,
+    });
+    assert_eq!(started, Some((View(1), false)));
+}

@@ -1,13 +1,17 @@
 //! A replica rebuilt from what its log kept (found by mutation testing,
 //! README "Mutation testing"): it counts again what it executed again, holds
 //! a pre-prepared batch as work in progress (and suspects a primary that
-//! never gets it committed), and never executes a slot it had only voted in.
+//! never gets it committed), never executes a slot it had only voted in, and
+//! resumes the view change it was in; the NEW-VIEW a log keeps.
 
+use crate::protocol::membership::checkpoint_digest;
 use crate::protocol::replica::tests::test_swarm::{swarm, VIEW_CHANGE_TIMEOUT_US};
 use crate::protocol::replica::tests::{fixture, params};
 use crate::protocol::{
-    AgentId, Input, Message, Micros, Output, RecoveredSlot, RecoveredState, Replica, ReplicaStats, Seq, View,
+    AgentId, Input, MembershipState, Message, Micros, Output, RecoveredSlot, RecoveredState, Replica, ReplicaStats,
+    Seq, SignedMessage, View,
 };
+use std::sync::Arc;
 
 fn restore(state: RecoveredState) -> Replica {
     let f = fixture();
@@ -78,4 +82,60 @@ fn a_restored_backup_executes_a_slot_it_only_prepared_once_a_quorum_commits_not_
         backup.step(Micros(2), Input::Message(f.signed(from, Message::Commit { view: View(0), seq: Seq(1), digest })));
     }
     assert_eq!((backup.last_executed(), backup.stats().txs_committed), (Seq(1), 1));
+}
+
+/// `from`'s VIEW-CHANGE for `new_view` from the genesis checkpoint.
+fn view_change(from: u32, new_view: u64) -> Arc<SignedMessage> {
+    let f = fixture();
+    let stable_digest = checkpoint_digest(f.genesis.state_digest(), &MembershipState::default());
+    f.signed(
+        from,
+        Message::ViewChange {
+            new_view: View(new_view),
+            stable_seq: Seq(0),
+            stable_digest,
+            checkpoint_proof: Vec::new(),
+            prepared: Vec::new(),
+            passive: false,
+        },
+    )
+}
+
+#[test]
+fn a_restored_replica_resumes_its_own_view_change_to_a_view_above_its_own_and_no_other() {
+    let restored_with = |view: u64, view_change: Arc<SignedMessage>| {
+        restore(RecoveredState { view: View(view), view_change: Some(view_change), ..RecoveredState::default() })
+    };
+    let mut asking = restored_with(0, view_change(1, 1));
+    assert_eq!((asking.view(), asking.changing_to()), (View(0), Some(View(1))));
+    // Its timer runs from the restart: at its deadline it asks for the next view.
+    let out = asking.step(Micros(VIEW_CHANGE_TIMEOUT_US + 1), Input::Tick);
+    assert!(out.iter().any(|o| matches!(o, Output::ViewChangeStarted { from: View(0), to: View(2), .. })), "{out:?}");
+    assert_eq!(asking.changing_to(), Some(View(2)));
+    // A VIEW-CHANGE for the view it is in is over; one signed by another is not its own.
+    assert_eq!(restored_with(1, view_change(1, 1)).changing_to(), None);
+    assert_eq!(restored_with(0, view_change(2, 1)).changing_to(), None);
+}
+
+/// Replica 0 (view 0's primary) orders nothing: the others move to view 1,
+/// whose primary (1) sends the NEW-VIEW. Every replica keeps that NEW-VIEW,
+/// which its log records with the view (and a restart resends to a peer
+/// still in view 0).
+#[test]
+fn every_replica_keeps_the_new_view_that_started_its_view() {
+    let mut s = swarm();
+    s.lose = Some(|m| matches!(m.message, Message::PrePrepare { .. }));
+    s.submit(0..1);
+    s.lose = None;
+    assert!(s.replicas.iter().all(|r| r.last_new_view().is_none()));
+    s.tick(VIEW_CHANGE_TIMEOUT_US + 1);
+    let sent = s.of(1, |o| match o {
+        Output::Broadcast(m) if matches!(m.message, Message::NewView { view: View(1), .. }) => Some(m.clone()),
+        _ => None,
+    });
+    assert_eq!(sent.len(), 1, "view 1's primary sends one NEW-VIEW");
+    for replica in &s.replicas {
+        assert_eq!(replica.view(), View(1));
+        assert_eq!(replica.last_new_view(), Some(&sent[0]), "replica {:?}", replica.id());
+    }
 }

@@ -777,3 +777,6 @@ mod passive_checkpoint_tests;
 
 #[path = "restart_tests.rs"]
 mod restart_tests;
+
+#[path = "state_transfer_tests.rs"]
+mod state_transfer_tests;
