@@ -37,7 +37,7 @@ fn pre_prepare(keys: &[Keypair], seq: u64) -> Arc<SignedMessage> {
 #[test]
 fn the_messages_of_others_it_forwards_are_not_recorded_and_its_own_are_recorded_once() {
     let (keys, replica) = fixture();
-    let mut mirror = LogMirror::of_ledger(RecoveredState::default());
+    let mut mirror = LogMirror { state: RecoveredState::default() };
     // Answering a STATUS: the stable checkpoint's proof, signed by others.
     let forwarded: Vec<Output> = (1..4).map(|from| Output::SendTo(AgentId(3), checkpoint(&keys, from))).collect();
     assert_eq!(mirror.fold_step(&forwarded, &replica), (Vec::new(), false));
@@ -52,7 +52,7 @@ fn the_messages_of_others_it_forwards_are_not_recorded_and_its_own_are_recorded_
 #[test]
 fn an_executed_batch_is_recorded_with_its_batch_only_when_no_recorded_pre_prepare_carries_it() {
     let (keys, replica) = fixture();
-    let mut mirror = LogMirror::of_ledger(RecoveredState::default());
+    let mut mirror = LogMirror { state: RecoveredState::default() };
     let batch = Arc::new(Batch::default());
     let digest = batch.digest();
     let executed = |seq: u64| {

@@ -866,9 +866,9 @@ fn a_log_longer_than_one_read_is_folded_whole_and_each_record_counted_once() {
     let options = WalOptions::under_home(home.path(), true);
     std::fs::create_dir_all(&options.dir).unwrap();
     let records = 2 * READ_CHUNK + 5;
-    let mut log = vec![WalRecord::Identity(spec.identity().unwrap()).encode()];
-    log.extend((2..records).map(|_| WalRecord::Passive(None).encode()));
-    log.push(WalRecord::Passive(Some(Passive::default())).encode());
+    let mut log = vec![WalRecord::<SwarmApp>::Identity(spec.identity().unwrap()).encode()];
+    log.extend((2..records).map(|_| WalRecord::<SwarmApp>::Passive(None).encode()));
+    log.push(WalRecord::<SwarmApp>::Passive(Some(Passive::default())).encode());
     let mut store = RedbStore::open_file(&options.path_of(&spec.name), RedbOptions::default()).unwrap();
     store.append(&spec.name, &log).unwrap();
     drop(store);
