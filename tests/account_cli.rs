@@ -1,7 +1,7 @@
 //! The ledger from outside through the real binary and a real daemon: a
 //! user's own key file signs transfers the daemon only relays, balances are
-//! certified and checked offline, a replay is refused as nonce-consumed, and
-//! a wrong key file gets a one-line error.
+//! certified and checked offline, a replay is refused as nonce-consumed, a
+//! tampered signature gets a clear 400 and a wrong key file a one-line error.
 
 mod common;
 
@@ -24,6 +24,21 @@ fn validator_key(swarm: &TestSwarm, name: &str) -> String {
         .find(|path| path.file_name().unwrap().to_string_lossy().contains(name))
         .unwrap_or_else(|| panic!("no key file for {name}"));
     file.to_str().unwrap().to_owned()
+}
+
+/// POSTs `signed` (a signed transaction's bytes) to the control API with the home's token.
+fn post_tx(swarm: &TestSwarm, signed: &[u8]) -> String {
+    let addr = std::fs::read_to_string(swarm.home.join("daemon.addr")).unwrap();
+    let token = std::fs::read_to_string(swarm.home.join("token")).unwrap();
+    let hex: String = signed.iter().map(|b| format!("{b:02x}")).collect();
+    let body = json!({ "signed": hex }).to_string();
+    let request = format!(
+        "POST /v1/tx HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        token.trim(),
+        body.len()
+    );
+    common::raw_request(addr.trim(), &request)
 }
 
 #[test]
@@ -66,7 +81,22 @@ fn n4f1_a_users_own_signed_transfers_are_ordered_and_its_balance_is_certified() 
     );
     let over = swarm.json(&["tx", "submit", "--key", &user_key, "--to", "bft-agent-2", "--amount", "9999", "--json"]);
     assert_eq!((&over["outcome"], &over["reason"]), (&json!("rejected"), &json!("insufficient-funds")), "{over}");
-    assert_eq!(swarm.json(&["account", "show", &me])["balance"], 380);
+    // A refused transfer at its nonce still consumes the nonce (the ledger's rule), and moves nothing.
+    assert_eq!(swarm.json(&["account", "show", &me]), json!({"balance": 380, "next_nonce": 2}));
+
+    // A transfer whose signature no longer matches it, posted as any client
+    // could: a clear 400, and nothing moves.
+    let user_id = bftswarm::ledger::AccountId(user.public_key());
+    let to = bftswarm::ledger::AccountId(Keypair::generate().public_key());
+    let tx = bftswarm::app::Tx::transfer(bftswarm::daemon::tx_id(&user_id, 1), user_id, to, 5, 1);
+    let mut signed = tx.sign(&user);
+    signed.tx.as_transfer_mut().unwrap().amount = 300;
+    let answer = post_tx(&swarm, &postcard::to_allocvec(&signed).unwrap());
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(answer.contains("signature does not verify against its sender"), "{answer}");
+    let garbage = post_tx(&swarm, b"not a transaction");
+    assert!(garbage.starts_with("HTTP/1.1 400") && garbage.contains("does not decode"), "{garbage}");
+    assert_eq!(swarm.json(&["account", "show", &me]), json!({"balance": 380, "next_nonce": 2}));
 
     // A wrong key file: one line naming the file.
     let not_a_key = swarm.path("notes.txt");
