@@ -98,6 +98,10 @@ fn n4f1_a_users_own_signed_transfers_are_ordered_and_its_balance_is_certified() 
     assert!(garbage.starts_with("HTTP/1.1 400") && garbage.contains("does not decode"), "{garbage}");
     assert_eq!(swarm.json(&["account", "show", &me]), json!({"balance": 380, "next_nonce": 2}));
 
+    // An account that is neither a validator's name nor a key.
+    let unknown = swarm.fails(&["account", "show", "bft-agent-9"], 2);
+    assert!(unknown.contains("neither a validator's name nor a 64-hex-digit public key"), "{unknown}");
+
     // A wrong key file: one line naming the file.
     let not_a_key = swarm.path("notes.txt");
     std::fs::write(&not_a_key, "hello\n").unwrap();
