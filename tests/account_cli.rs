@@ -62,11 +62,12 @@ fn n4f1_a_users_own_signed_transfers_are_ordered_and_its_balance_is_certified() 
 
     let paid = swarm.json(&["tx", "submit", "--key", &user_key, "--to", "bft-agent-2", "--amount", "120", "--json"]);
     assert_eq!((&paid["outcome"], &paid["nonce"]), (&json!("committed"), &json!(0)), "{paid}");
+    assert!(paid["seq"].as_u64() > funding["seq"].as_u64(), "{paid} after {funding}");
     let shown = swarm.json(&["account", "show", &me, "--verify", "--json"]);
     assert_eq!((&shown["verified"], &shown["balance"], &shown["next_nonce"]), (&json!(true), &json!(380), &json!(1)));
     let signers = shown["signers"].as_array().unwrap();
     assert!(signers.len() >= 3 && signers.iter().all(|s| s.as_str().unwrap().starts_with("bft-agent-")), "{shown}");
-    assert!(shown["checkpoint_seq"].as_u64() >= paid["executed_by_seq"].as_u64(), "{shown} {paid}");
+    assert!(shown["checkpoint_seq"].as_u64() >= paid["seq"].as_u64(), "{shown} {paid}");
     let agreed = swarm.json(&["account", "show", &me]);
     assert_eq!(agreed, json!({"balance": 380, "next_nonce": 1}));
 

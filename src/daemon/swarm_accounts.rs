@@ -13,8 +13,8 @@ use super::state::{Daemon, DaemonError};
 use super::swarm_memory::{agreed, best_certified, submit_as};
 use crate::actors::Swarm;
 use crate::app::{Op, SignedTx, SwarmApp};
-use crate::ledger::{AccountId, TxOutcome};
-use crate::protocol::{ClientId, Seq};
+use crate::ledger::{AccountId, TxId, TxOutcome};
+use crate::protocol::{AgentId, ClientId, Seq};
 use serde::Serialize;
 use std::sync::Arc;
 
@@ -53,9 +53,11 @@ pub struct Submitted {
     pub outcome: &'static str,
     /// Why it was rejected (e.g. nonce-consumed, insufficient-funds).
     pub reason: Option<String>,
-    /// It executed at or before this seq (the agreeing validators' highest).
-    pub executed_by_seq: u64,
-    /// The validators whose ledger shows it as the sender's last transfer.
+    /// The seq f+1 validators' replies named: the batch that executed it
+    /// (refused before ordering: the seq they had executed).
+    pub seq: u64,
+    /// The validators whose ledger holds it as done (it, or a transfer
+    /// before it, consumed its nonce), read after f+1 replied alike.
     pub validators: Vec<String>,
 }
 
@@ -122,21 +124,8 @@ impl Daemon {
             (self.running_swarm(&state)?, (cfg.client.request_retry_ms, cfg.stall_limit()))
         };
         let (id, from, nonce) = (signed.id(), signed.from(), signed.nonce());
-        let outcome = submit_as(OUTSIDE_CLIENT, &swarm, vec![signed], settings).await?;
-        let names: Vec<(crate::protocol::AgentId, String)> =
-            swarm.committee().members().iter().map(|member| (member.id, member.name.clone())).collect();
-        let executed = swarm
-            .read_replicas(move |replica| {
-                let last = replica.app().ledger().account(&from).last;
-                (replica.id(), replica.last_executed(), last.is_some_and(|last| last.id == id))
-            })
-            .await;
-        let mut by: Vec<(crate::protocol::AgentId, Seq)> =
-            executed.into_iter().filter(|(_, _, done)| *done).map(|(agent, seq, _)| (agent, seq)).collect();
-        by.sort();
-        let name_of =
-            |agent| names.iter().find(|(id, _)| *id == agent).map_or_else(|| agent.to_string(), |n| n.1.clone());
-        let (outcome, reason) = match outcome {
+        let completion = submit_as(OUTSIDE_CLIENT, &swarm, vec![signed], settings).await?;
+        let (outcome, reason) = match completion.outcome {
             TxOutcome::Committed => ("committed", None),
             TxOutcome::Rejected(reason) => ("rejected", Some(reason.name().to_owned())),
         };
@@ -146,10 +135,29 @@ impl Daemon {
             nonce,
             outcome,
             reason,
-            executed_by_seq: by.iter().map(|(_, seq)| seq.0).max().unwrap_or(0),
-            validators: by.into_iter().map(|(agent, _)| name_of(agent)).collect(),
+            seq: completion.seq.0,
+            validators: holding(&swarm, from, id, nonce).await,
         })
     }
+}
+
+/// The validators whose ledger now holds the transfer `id` at `nonce` as
+/// done: it is `from`'s last transfer, or (refused before ordering) that
+/// nonce was already consumed.
+async fn holding(swarm: &Arc<Swarm>, from: AccountId, id: TxId, nonce: u64) -> Vec<String> {
+    let members: Vec<(AgentId, String)> =
+        swarm.committee().members().iter().map(|member| (member.id, member.name.clone())).collect();
+    let done = swarm
+        .read_replicas(move |replica| {
+            let account = replica.app().ledger().account(&from);
+            let last = account.last.is_some_and(|last| last.id == id);
+            (replica.id(), last || account.next_nonce > nonce)
+        })
+        .await;
+    let mut agents: Vec<AgentId> = done.into_iter().filter(|(_, done)| *done).map(|(agent, _)| agent).collect();
+    agents.sort();
+    let name = |agent: AgentId| members.iter().find(|(id, _)| *id == agent).map_or(agent.to_string(), |m| m.1.clone());
+    agents.into_iter().map(name).collect()
 }
 
 /// A 64-hex-digit public key, `0x` optional.

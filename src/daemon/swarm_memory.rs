@@ -23,7 +23,7 @@ use crate::app::memory::{refusal_reason, Entry, MemoryQuery, MAX_LISTED};
 use crate::app::{MemoryOp, Op, SignedTx, SwarmApp, Tx};
 use crate::crypto::Keypair;
 use crate::ledger::{AccountId, RejectReason, TxId, TxOutcome};
-use crate::protocol::{verify_certified, CertifiedAnswer, ClientId, Committee, Replica, Seq};
+use crate::protocol::{verify_certified, CertifiedAnswer, ClientId, Committee, Completion, Replica, Seq};
 use serde::Serialize;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
@@ -275,7 +275,7 @@ impl Daemon {
         signed: Vec<SignedTx>,
         settings: (u64, Duration),
     ) -> Result<TxOutcome, DaemonError> {
-        submit_as(MEMORY_CLIENT, swarm, signed, settings).await
+        Ok(submit_as(MEMORY_CLIENT, swarm, signed, settings).await?.outcome)
     }
 
     /// The daemon's memory writer key, created on first use (0600, in `keys/`).
@@ -291,20 +291,18 @@ impl Daemon {
     }
 }
 
-/// Submits `signed` as `client` and returns the outcome f+1 validators replied.
+/// Submits `signed` as `client` and returns the first completion: the
+/// outcome f+1 validators replied alike, and the seq they named.
 pub(super) async fn submit_as(
     client: ClientId,
     swarm: &Arc<Swarm>,
     signed: Vec<SignedTx>,
     (retry_ms, stall_limit): (u64, Duration),
-) -> Result<TxOutcome, DaemonError> {
+) -> Result<Completion, DaemonError> {
     let progress = Arc::new(AtomicU64::new(0));
     let run = swarm.run_client_until_stalled(client, signed, (1, retry_ms), progress, stall_limit).await;
     let run = run.map_err(|error| DaemonError::Internal(format!("the request was not ordered: {error}")))?;
-    run.completions
-        .first()
-        .map(|completion| completion.outcome)
-        .ok_or_else(|| DaemonError::Internal("the request got no answer".into()))
+    run.completions.first().copied().ok_or_else(|| DaemonError::Internal("the request got no answer".into()))
 }
 
 /// A fresh id for the writer's write at `nonce`: unique even when a write
