@@ -38,7 +38,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/memory", web::get().to(memory_retrieve))
             .route("/memory", web::post().to(memory_store))
             .route("/memory/certified", web::get().to(memory_certified))
-            .route("/memory/list", web::get().to(memory_list)),
+            .route("/memory/list", web::get().to(memory_list))
+            .route("/accounts/{account}", web::get().to(account_show))
+            .route("/accounts/{account}/certified", web::get().to(account_certified))
+            .route("/tx", web::post().to(tx_submit)),
     );
 }
 
@@ -239,4 +242,30 @@ struct MemoryPut {
 async fn memory_store(_: Authorized, daemon: State, put: web::Json<MemoryPut>) -> Result {
     let namespace = put.namespace.as_deref().unwrap_or(crate::daemon::DEFAULT_NAMESPACE);
     ok(daemon.memory_put(namespace, &put.key, &put.value, put.ttl).await?)
+}
+
+/// An account (a validator's name or a public key) as f+1 validators agree on it.
+async fn account_show(_: Authorized, daemon: State, account: web::Path<String>) -> Result {
+    let account = daemon.resolve_account(&account).await?;
+    ok(daemon.account_agreed(account).await?)
+}
+
+/// A certified answer for an account, as recent as what f+1 validators agree on.
+async fn account_certified(_: Authorized, daemon: State, account: web::Path<String>) -> Result {
+    let account = daemon.resolve_account(&account).await?;
+    ok(daemon.account_certified(account).await?)
+}
+
+#[derive(Deserialize)]
+struct TxSubmit {
+    /// A signed transaction, postcard-encoded, in hex.
+    signed: String,
+}
+
+/// A user's signed transfer: its signature is checked, then it is ordered.
+async fn tx_submit(_: Authorized, daemon: State, body: web::Json<TxSubmit>) -> Result {
+    let bad = |why: &str| DaemonError::BadRequest(format!("the signed transaction {why}"));
+    let bytes = crate::crypto::from_hex(&body.signed).ok_or_else(|| bad("is not hex"))?;
+    let signed: crate::app::SignedTx = postcard::from_bytes(&bytes).map_err(|_| bad("does not decode"))?;
+    ok(daemon.submit_transfer(signed).await?)
 }

@@ -20,7 +20,7 @@ pub mod task_board;
 mod tx;
 
 pub use merkle::{merkle_path, merkle_root, verify_path, MerklePath};
-pub use swarm_app::{verify_memory_get, MemoryProofError, Part, SwarmApp};
+pub use swarm_app::{verify_account, verify_memory_get, Part, ProofError, ProvenAccount, SwarmApp};
 pub use tx::{MemoryOp, Op, SignedTx, Transfer, Tx};
 
 use crate::crypto::Digest;

@@ -141,9 +141,10 @@ impl Application for SwarmApp {
         }
     }
 
-    /// A memory get: its bucket, after the ledger's chunks.
+    /// An account: its ledger chunk; a memory get: its bucket, after the ledger's chunks.
     fn proving_chunk(&self, query: &[u8]) -> Option<usize> {
         match query.split_first()? {
+            (&LEDGER_QUERY, rest) => self.ledger.proving_chunk(rest),
             (&MEMORY_QUERY, rest) => Some(self.ledger.chunk_count() + self.memory.proving_chunk(rest)?),
             _ => None,
         }
@@ -154,21 +155,57 @@ impl Application for SwarmApp {
     /// bucket number are inside it), which no ledger chunk does.
     fn answer_from_chunk(query: &[u8], chunk: &Chunk) -> Option<Vec<u8>> {
         match query.split_first()? {
+            (&LEDGER_QUERY, rest) => Ledger::answer_from_chunk(rest, chunk),
             (&MEMORY_QUERY, rest) => Memory::answer_from_chunk(rest, chunk),
             _ => None,
         }
     }
 }
 
-/// Why a certified memory answer is refused.
+/// Why a certified answer to a [`SwarmApp`] query is refused.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum MemoryProofError {
-    #[error("the proof answers another query than {namespace}/{key}")]
-    OtherQuery { namespace: String, key: String },
+pub enum ProofError {
+    #[error("the proof answers another query than {asked}")]
+    OtherQuery { asked: String },
     #[error(transparent)]
     Certificate(#[from] CertificateError),
-    #[error("the proven answer is not a memory entry")]
-    Undecodable,
+    #[error("the proven answer is not {expected}")]
+    Undecodable { expected: &'static str },
+}
+
+/// What a certified answer proves about one account.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProvenAccount {
+    pub balance: u64,
+    pub next_nonce: u64,
+}
+
+/// Checks that `certified` answers exactly `asked` and that its proof holds.
+fn verify_query(
+    certified: &CertifiedAnswer,
+    asked: &[u8],
+    describe: impl FnOnce() -> String,
+    committee: &Committee,
+) -> Result<VerifiedAnswer, ProofError> {
+    if certified.query != asked {
+        return Err(ProofError::OtherQuery { asked: describe() });
+    }
+    Ok(verify_certified::<SwarmApp>(certified, committee)?)
+}
+
+/// Checks offline that `certified` proves `account`'s balance and next nonce
+/// (zeros for an account the ledger does not hold) against `committee`.
+pub fn verify_account(
+    certified: &CertifiedAnswer,
+    account: &AccountId,
+    committee: &Committee,
+) -> Result<(ProvenAccount, VerifiedAnswer), ProofError> {
+    let asked = SwarmApp::ledger_query(account);
+    let verified = verify_query(certified, &asked, || format!("account {account}"), committee)?;
+    let expected = "an account's balance and nonce";
+    let (balance, next_nonce) =
+        crate::ledger::decode_balance(&verified.answer).ok_or(ProofError::Undecodable { expected })?;
+    Ok((ProvenAccount { balance, next_nonce }, verified))
 }
 
 /// Checks offline that `certified` proves the value of `key` in `namespace`
@@ -180,13 +217,10 @@ pub fn verify_memory_get(
     namespace: &str,
     key: &str,
     committee: &Committee,
-) -> Result<(Option<Entry>, VerifiedAnswer), MemoryProofError> {
+) -> Result<(Option<Entry>, VerifiedAnswer), ProofError> {
     let asked = SwarmApp::memory_query(&MemoryQuery::Get { namespace: namespace.to_owned(), key: key.to_owned() });
-    if certified.query != asked {
-        return Err(MemoryProofError::OtherQuery { namespace: namespace.to_owned(), key: key.to_owned() });
-    }
-    let verified = verify_certified::<SwarmApp>(certified, committee)?;
-    let entry = decode_get(&verified.answer).ok_or(MemoryProofError::Undecodable)?;
+    let verified = verify_query(certified, &asked, || format!("{namespace}/{key}"), committee)?;
+    let entry = decode_get(&verified.answer).ok_or(ProofError::Undecodable { expected: "a memory entry" })?;
     Ok((entry, verified))
 }
 

@@ -160,8 +160,12 @@ fn a_memory_answer_is_read_from_its_bucket_and_proven_against_the_whole_digest()
         assert_eq!(SwarmApp::answer_from_chunk(&query, &snapshot.chunks[index - 1]), None);
         assert_eq!(SwarmApp::answer_from_chunk(&query, &snapshot.chunks[0]), None);
     }
-    assert_eq!(app.proving_chunk(&SwarmApp::ledger_query(&account(1))), None);
-    assert_eq!(SwarmApp::answer_from_chunk(&SwarmApp::ledger_query(&account(1)), &snapshot.chunks[0]), None);
+    // An account query is read from a ledger chunk, never from the header or a memory chunk.
+    let ledger_query = SwarmApp::ledger_query(&account(1));
+    assert_eq!(app.proving_chunk(&ledger_query), Some(1));
+    assert_eq!(SwarmApp::answer_from_chunk(&ledger_query, &snapshot.chunks[1]), Some(app.query(&ledger_query)));
+    assert_eq!(SwarmApp::answer_from_chunk(&ledger_query, &snapshot.chunks[0]), None);
+    assert_eq!(SwarmApp::answer_from_chunk(&ledger_query, &snapshot.chunks[2]), None);
 }
 
 /// A committee of four and `app`'s answer to `query`, certified by three of them at seq 8.
@@ -198,20 +202,51 @@ fn a_certified_memory_get_verifies_offline_and_a_tampered_or_foreign_proof_is_re
     outcomes(&mut other, 9, &[put(1, 3, 1, "plan", None)]);
     altered.answer = other.query(&get("plan"));
     let refused = verify_memory_get(&altered, "ns", "plan", &committee);
-    assert_eq!(refused.unwrap_err(), MemoryProofError::Certificate(CertificateError::AnswerAltered));
+    assert_eq!(refused.unwrap_err(), ProofError::Certificate(CertificateError::AnswerAltered));
     let mut chunk_altered = answer.clone();
     let at = chunk_altered.chunk.0.len() - 40;
     chunk_altered.chunk.0[at] ^= 1;
     assert!(verify_memory_get(&chunk_altered, "ns", "plan", &committee).is_err());
     // A true proof of another key is no proof of this one.
     let (_, absent) = certified(&app, &get("absent"));
-    assert!(matches!(verify_memory_get(&absent, "ns", "plan", &committee), Err(MemoryProofError::OtherQuery { .. })));
+    assert!(matches!(verify_memory_get(&absent, "ns", "plan", &committee), Err(ProofError::OtherQuery { .. })));
     // Too few signers.
     let mut short = answer.clone();
     short.checkpoint.truncate(2);
     let refused = verify_memory_get(&short, "ns", "plan", &committee);
     assert_eq!(
         refused.unwrap_err(),
-        MemoryProofError::Certificate(CertificateError::TooFewSigners { signers: 2, quorum: 3 })
+        ProofError::Certificate(CertificateError::TooFewSigners { signers: 2, quorum: 3 })
     );
+}
+
+#[test]
+fn a_certified_account_answer_verifies_offline_and_a_tampered_one_is_refused() {
+    use crate::protocol::CertificateError;
+    let mut app = funded();
+    outcomes(&mut app, 8, &[transfer(1, 1, 0, account(2), 30), put(1, 2, 0, "plan", None)]);
+    let (committee, answer) = certified(&app, &SwarmApp::ledger_query(&account(1)));
+    let (proven, verified) = verify_account(&answer, &account(1), &committee).unwrap();
+    assert_eq!(proven, ProvenAccount { balance: 70, next_nonce: 1 });
+    assert_eq!(verified.signers.len(), 3);
+    // An account the ledger never held is proven absent: nothing to spend, nonce 0.
+    let (committee, absent) = certified(&app, &SwarmApp::ledger_query(&account(9)));
+    let (proven, _) = verify_account(&absent, &account(9), &committee).unwrap();
+    assert_eq!(proven, ProvenAccount { balance: 0, next_nonce: 0 });
+    // A richer balance in the answer, or in the chunk it is read from.
+    let mut richer = answer.clone();
+    richer.answer[0] ^= 0x80;
+    let refused = verify_account(&richer, &account(1), &committee).unwrap_err();
+    assert_eq!(refused, ProofError::Certificate(CertificateError::AnswerAltered));
+    let mut chunk_altered = answer.clone();
+    let key = account(1).0 .0;
+    let record = chunk_altered.chunk.0.windows(32).rposition(|window| window == key).unwrap();
+    chunk_altered.chunk.0[record + 32 + 7] ^= 1;
+    chunk_altered.answer = SwarmApp::answer_from_chunk(&chunk_altered.query, &chunk_altered.chunk).unwrap();
+    let refused = verify_account(&chunk_altered, &account(1), &committee).unwrap_err();
+    assert_eq!(refused, ProofError::Certificate(CertificateError::PathDoesNotProve));
+    // A true proof of another account, or of a memory key, proves nothing about this one.
+    assert!(matches!(verify_account(&absent, &account(1), &committee), Err(ProofError::OtherQuery { .. })));
+    let (_, memory) = certified(&app, &get("plan"));
+    assert!(matches!(verify_account(&memory, &account(1), &committee), Err(ProofError::OtherQuery { .. })));
 }

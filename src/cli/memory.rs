@@ -9,7 +9,7 @@ use super::CliError;
 use crate::app::verify_memory_get;
 use crate::daemon::membership::MembershipRecord;
 use crate::daemon::{value_of, DEFAULT_NAMESPACE};
-use crate::protocol::CertifiedAnswer;
+use crate::protocol::{AgentId, CertifiedAnswer, Committee, VerifiedAnswer};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 
@@ -149,24 +149,10 @@ fn read_proof(file: &Path) -> Result<String, CliError> {
 /// `namespace`/`key` against the committee of its epoch from the home's
 /// membership record, and shows what it proves and who signed it.
 fn verify(home: &crate::daemon::home::Home, certificate: &str, namespace: &str, key: &str) -> Result<Value, CliError> {
-    let refused = |why: String| CliError::Usage(format!("the certified answer is refused: {why}"));
-    let bytes = crate::crypto::from_hex(certificate).ok_or_else(|| refused("it is not hex".into()))?;
-    let certified: CertifiedAnswer =
-        postcard::from_bytes(&bytes).map_err(|_| refused("it is not a certified answer".into()))?;
-    let record = MembershipRecord::load(home).map_err(|e| CliError::Usage(e.to_string()))?;
-    let epoch = certified.checkpoint.first().map(|vote| vote.epoch);
-    let committee = record
-        .committees
-        .iter()
-        .find(|committee| Some(committee.epoch()) == epoch)
-        .ok_or_else(|| refused("no committee of this home signed it".into()))?;
+    let (certified, committee) = decode_certificate(home, certificate)?;
     let (entry, verified) =
-        verify_memory_get(&certified, namespace, key, committee).map_err(|error| refused(error.to_string()))?;
-    let signers: Vec<String> = verified
-        .signers
-        .iter()
-        .map(|id| committee.member(*id).map_or_else(|| id.to_string(), |member| member.name.clone()))
-        .collect();
+        verify_memory_get(&certified, namespace, key, &committee).map_err(|error| refused(error.to_string()))?;
+    let signers = signer_names(&committee, &verified);
     Ok(json!({
         "namespace": namespace,
         "key": key,
@@ -182,8 +168,37 @@ fn verify(home: &crate::daemon::home::Home, certificate: &str, namespace: &str, 
     }))
 }
 
+fn refused(why: String) -> CliError {
+    CliError::Usage(format!("the certified answer is refused: {why}"))
+}
+
+/// A certified answer (hex of its postcard encoding) and the committee of
+/// its epoch from the home's membership record, to check it against.
+pub(super) fn decode_certificate(
+    home: &crate::daemon::home::Home,
+    certificate: &str,
+) -> Result<(CertifiedAnswer, Committee), CliError> {
+    let bytes = crate::crypto::from_hex(certificate).ok_or_else(|| refused("it is not hex".into()))?;
+    let certified: CertifiedAnswer =
+        postcard::from_bytes(&bytes).map_err(|_| refused("it is not a certified answer".into()))?;
+    let record = MembershipRecord::load(home).map_err(|e| CliError::Usage(e.to_string()))?;
+    let epoch = certified.checkpoint.first().map(|vote| vote.epoch);
+    let committee = record
+        .committees
+        .iter()
+        .find(|committee| Some(committee.epoch()) == epoch)
+        .ok_or_else(|| refused("no committee of this home signed it".into()))?;
+    Ok((certified, committee.clone()))
+}
+
+/// The names of the members who certified `verified`.
+pub(super) fn signer_names(committee: &Committee, verified: &VerifiedAnswer) -> Vec<String> {
+    let name = |id: &AgentId| committee.member(*id).map_or_else(|| id.to_string(), |member| member.name.clone());
+    verified.signers.iter().map(name).collect()
+}
+
 /// Encodes a key for a query string: everything but unreserved characters and '/'.
-fn percent_encode(text: &str) -> String {
+pub(super) fn percent_encode(text: &str) -> String {
     text.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => (b as char).to_string(),

@@ -2,6 +2,7 @@
 //! commands (one variant of [`Command`] each), and the mapping of errors to
 //! one line on stderr and an exit code.
 
+pub mod account;
 pub mod agent;
 pub mod bench;
 mod bench_processes;
@@ -70,6 +71,10 @@ pub enum Command {
     Task(task::TaskArgs),
     /// The swarm's persistent memory store.
     Memory(memory::MemoryArgs),
+    /// An account's balance and next nonce, optionally certified.
+    Account(account::AccountArgs),
+    /// Submit your own signed transfer.
+    Tx(account::TxArgs),
     /// Latency to the agents.
     Network(network::NetworkArgs),
     /// The hub of a swarm whose validators run as separate processes: listens for `bftswarm node`.
@@ -168,6 +173,8 @@ pub fn main() -> ExitCode {
         Command::Agent(args) => agent::execute(args),
         Command::Task(args) => task::execute(args),
         Command::Memory(args) => memory::execute(args),
+        Command::Account(args) => account::execute_account(args),
+        Command::Tx(args) => account::execute_tx(args),
         Command::Network(args) => network::execute(args),
         Command::Hub(args) => hub::execute(args),
         Command::Node(args) => node::execute(args),

@@ -17,7 +17,7 @@ fn facts() -> RunFacts {
 }
 
 fn completion(i: u8, outcome: TxOutcome, latency_us: u64) -> Completion {
-    Completion { tx_id: TxId([i; 16]), outcome, latency_us }
+    Completion { tx_id: TxId([i; 16]), outcome, latency_us, seq: Seq(0) }
 }
 
 fn overdraft() -> TxOutcome {

@@ -31,6 +31,7 @@ mod ops;
 mod quorum;
 mod spawn;
 mod state;
+mod swarm_accounts;
 mod swarm_memory;
 mod task_run;
 
@@ -42,7 +43,8 @@ pub use ops::{ByzantineStatus, LatencyRow, SwarmInfo};
 pub use quorum::QuorumRequest;
 pub use spawn::{AgentRow, SpawnRequest};
 pub use state::{Daemon, DaemonError, SwarmMeta};
-pub use swarm_memory::{value_of, CertifiedView, EntryView, Stored, DEFAULT_NAMESPACE};
+pub use swarm_accounts::{parse_account, AccountView, CertifiedAccountView, Submitted};
+pub use swarm_memory::{tx_id, value_of, CertifiedView, EntryView, Stored, DEFAULT_NAMESPACE};
 
 use home::Home;
 use process::PidLock;

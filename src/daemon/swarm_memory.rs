@@ -23,7 +23,7 @@ use crate::app::memory::{refusal_reason, Entry, MemoryQuery, MAX_LISTED};
 use crate::app::{MemoryOp, Op, SignedTx, SwarmApp, Tx};
 use crate::crypto::Keypair;
 use crate::ledger::{AccountId, RejectReason, TxId, TxOutcome};
-use crate::protocol::{verify_certified, CertifiedAnswer, ClientId, Committee, Replica, Seq};
+use crate::protocol::{verify_certified, CertifiedAnswer, ClientId, Committee, Completion, Replica, Seq};
 use serde::Serialize;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
@@ -98,7 +98,7 @@ pub fn value_of(bytes: &[u8]) -> serde_json::Value {
 }
 
 impl Daemon {
-    fn running_swarm(&self, state: &super::state::SwarmState) -> Result<Arc<Swarm>, DaemonError> {
+    pub(super) fn running_swarm(&self, state: &super::state::SwarmState) -> Result<Arc<Swarm>, DaemonError> {
         Ok(state.running()?.swarm.clone())
     }
 
@@ -183,18 +183,31 @@ impl Daemon {
         };
         let wanted = agreed_entry(&swarm, namespace, key).await.map_or(Seq(0), |entry| entry.written_at);
         let query = SwarmApp::memory_query(&MemoryQuery::Get { namespace: namespace.to_owned(), key: key.to_owned() });
+        let answer = self.certified_past(&swarm, &query, wanted, interval, settings).await?;
+        let certificate = crate::crypto::hex(&postcard::to_allocvec(&answer).unwrap_or_default());
+        Ok(CertifiedView {
+            namespace: namespace.to_owned(),
+            key: key.to_owned(),
+            checkpoint_seq: answer.seq.0,
+            certificate,
+        })
+    }
+
+    /// A certified answer to `query` at a stable checkpoint at or past
+    /// `wanted`, ordering filler writes up to the next boundary on an idle swarm.
+    pub(super) async fn certified_past(
+        &self,
+        swarm: &Arc<Swarm>,
+        query: &[u8],
+        wanted: Seq,
+        interval: u64,
+        settings: (u64, Duration),
+    ) -> Result<CertifiedAnswer, DaemonError> {
         let start = Instant::now();
         let mut filled = false;
         loop {
-            if let Some(answer) = best_certified(&swarm, &query).await.filter(|answer| answer.seq >= wanted) {
-                let certificate = crate::crypto::hex(&postcard::to_allocvec(&answer).unwrap_or_default());
-                let view = CertifiedView {
-                    namespace: namespace.to_owned(),
-                    key: key.to_owned(),
-                    checkpoint_seq: answer.seq.0,
-                    certificate,
-                };
-                return Ok(view);
+            if let Some(answer) = best_certified(swarm, query).await.filter(|answer| answer.seq >= wanted) {
+                return Ok(answer);
             }
             if start.elapsed() >= CERTIFY_WAIT {
                 return Err(DaemonError::Internal(format!(
@@ -204,7 +217,7 @@ impl Daemon {
                 )));
             }
             if !filled {
-                self.fill_to_checkpoint(&swarm, wanted, interval, settings).await?;
+                self.fill_to_checkpoint(swarm, wanted, interval, settings).await?;
                 filled = true;
             }
             actix_rt::time::sleep(Duration::from_millis(20)).await;
@@ -260,15 +273,9 @@ impl Daemon {
         &self,
         swarm: &Arc<Swarm>,
         signed: Vec<SignedTx>,
-        (retry_ms, stall_limit): (u64, Duration),
+        settings: (u64, Duration),
     ) -> Result<TxOutcome, DaemonError> {
-        let progress = Arc::new(AtomicU64::new(0));
-        let run = swarm.run_client_until_stalled(MEMORY_CLIENT, signed, (1, retry_ms), progress, stall_limit).await;
-        let run = run.map_err(|error| DaemonError::Internal(format!("the write was not ordered: {error}")))?;
-        run.completions
-            .first()
-            .map(|completion| completion.outcome)
-            .ok_or_else(|| DaemonError::Internal("the write got no answer".into()))
+        Ok(submit_as(MEMORY_CLIENT, swarm, signed, settings).await?.outcome)
     }
 
     /// The daemon's memory writer key, created on first use (0600, in `keys/`).
@@ -284,9 +291,23 @@ impl Daemon {
     }
 }
 
+/// Submits `signed` as `client` and returns the first completion: the
+/// outcome f+1 validators replied alike, and the seq they named.
+pub(super) async fn submit_as(
+    client: ClientId,
+    swarm: &Arc<Swarm>,
+    signed: Vec<SignedTx>,
+    (retry_ms, stall_limit): (u64, Duration),
+) -> Result<Completion, DaemonError> {
+    let progress = Arc::new(AtomicU64::new(0));
+    let run = swarm.run_client_until_stalled(client, signed, (1, retry_ms), progress, stall_limit).await;
+    let run = run.map_err(|error| DaemonError::Internal(format!("the request was not ordered: {error}")))?;
+    run.completions.first().copied().ok_or_else(|| DaemonError::Internal("the request got no answer".into()))
+}
+
 /// A fresh id for the writer's write at `nonce`: unique even when a write
 /// that was never ordered is signed again with its nonce.
-fn tx_id(writer: &AccountId, nonce: u64) -> TxId {
+pub fn tx_id(writer: &AccountId, nonce: u64) -> TxId {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     let material = [&writer.0 .0[..], &nonce.to_le_bytes(), &now.as_nanos().to_le_bytes()].concat();
     let mut id = [0u8; 16];
@@ -311,7 +332,7 @@ async fn agreed_entry(swarm: &Arc<Swarm>, namespace: &str, key: &str) -> Option<
 /// What f+1 validators read alike with `read`; of several such answers, the
 /// one read by the validator furthest ahead (a validator still executing
 /// may hold an older answer, and f+1 of them may even agree on it).
-async fn agreed<R, F>(swarm: &Arc<Swarm>, read: F) -> Option<R>
+pub(super) async fn agreed<R, F>(swarm: &Arc<Swarm>, read: F) -> Option<R>
 where
     R: PartialEq + Send + 'static,
     F: Fn(&Replica<SwarmApp>) -> R + Clone + Send + 'static,
@@ -325,7 +346,7 @@ where
 
 /// The certified answer to `query` at the highest stable checkpoint any
 /// validator holds, that checks against the committee of its epoch.
-async fn best_certified(swarm: &Arc<Swarm>, query: &[u8]) -> Option<CertifiedAnswer> {
+pub(super) async fn best_certified(swarm: &Arc<Swarm>, query: &[u8]) -> Option<CertifiedAnswer> {
     let query = query.to_vec();
     let answers = swarm.read_replicas(move |replica| replica.certified_query(&query)).await;
     let committees = swarm.committee_history();

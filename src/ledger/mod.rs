@@ -8,7 +8,7 @@
 mod app;
 mod transfer;
 
-pub use app::ACCOUNTS_PER_CHUNK;
+pub use app::{decode_balance, ACCOUNTS_PER_CHUNK};
 
 pub use transfer::{AccountId, TxId};
 

@@ -189,6 +189,7 @@ fn totals_are_under_the_state_digest_and_travel_with_a_snapshot() {
 mod snapshots {
     use super::*;
     use crate::app::{merkle_path, Application, Chunk, Snapshot};
+    use crate::ledger::app::ACCOUNT_CHUNK_HEADER as HEADER;
 
     /// A ledger of `accounts` funded accounts where every kind of last transfer occurs.
     fn busy_ledger(accounts: usize) -> Ledger {
@@ -231,7 +232,7 @@ mod snapshots {
         let path = merkle_path(&hashes, 2).unwrap();
         assert!(Snapshot::verify_chunk(ledger.digest(), &snapshot.chunks[2], &path));
         let mut richer = snapshot.chunks[2].clone();
-        richer.0[32] ^= 0x80;
+        richer.0[HEADER + 32] ^= 0x80;
         assert!(!Snapshot::verify_chunk(ledger.digest(), &richer, &path));
     }
 
@@ -247,13 +248,19 @@ mod snapshots {
         assert_eq!(damage(&|s| s.chunks.clear()), Err((0, "no header chunk")));
         assert_eq!(damage(&|s| s.chunks[0].0[0] = b'x'), Err((0, "not a ledger snapshot")));
         assert_eq!(damage(&|s| s.chunks[0].0.push(0)), Err((0, "trailing bytes")));
-        assert_eq!(damage(&|s| s.chunks[1].0.truncate(100)), Err((1, "cut short")));
-        assert_eq!(damage(&|s| s.chunks.swap(1, 2)), Err((2, "accounts out of order")));
-        assert_eq!(damage(&|s| s.chunks.push(s.chunks[2].clone())), Err((3, "accounts out of order")));
-        assert_eq!(damage(&|s| s.chunks.push(Chunk(Vec::new()))), Err((3, "accounts not cut as the ledger cuts them")));
-        assert_eq!(damage(&|s| s.chunks[2].0[32] ^= 1), Err((0, "balances do not add up to the supply")));
+        assert_eq!(damage(&|s| s.chunks[1].0.truncate(HEADER + 100)), Err((1, "cut short")));
+        assert_eq!(damage(&|s| s.chunks[1].0[0] = b'x'), Err((1, "not an account chunk")));
+        assert_eq!(damage(&|s| s.chunks[1].0[HEADER - 33] = 2), Err((1, "bad bound")));
+        let bounds = "bounds are not the neighbouring chunks' keys";
+        assert_eq!(damage(&|s| s.chunks.swap(1, 2)), Err((1, bounds)));
+        assert_eq!(damage(&|s| s.chunks[2].0[HEADER - 65] ^= 1), Err((2, bounds)));
+        assert_eq!(damage(&|s| s.chunks.push(s.chunks[2].clone())), Err((2, bounds)), "chunk 2 is no longer the last");
+        assert_eq!(damage(&|s| s.chunks.push(Chunk(Vec::new()))), Err((3, "cut short")));
+        let empty = |s: &mut Snapshot| s.chunks.push(Chunk(s.chunks[2].0[..HEADER].to_vec()));
+        assert_eq!(damage(&empty), Err((3, "accounts not cut as the ledger cuts them")));
+        assert_eq!(damage(&|s| s.chunks[2].0[HEADER + 32] ^= 1), Err((0, "balances do not add up to the supply")));
         // The first account's last-transfer tag.
-        assert_eq!(damage(&|s| s.chunks[1].0[48] = 7), Err((1, "bad last-transfer tag")));
+        assert_eq!(damage(&|s| s.chunks[1].0[HEADER + 48] = 7), Err((1, "bad last-transfer tag")));
         assert_eq!(damage(&|_| ()), Ok(()));
     }
 
@@ -296,6 +303,40 @@ mod snapshots {
                 assert_eq!(refused, Err((1, "bad outcome")), "{outcome:?}");
             }
         }
+    }
+
+    #[test]
+    fn an_account_or_its_absence_is_read_from_its_chunk_alone_and_no_other_chunk_answers() {
+        let ledger = busy_ledger(ACCOUNTS_PER_CHUNK * 2 + 3);
+        let snapshot = ledger.snapshot();
+        let ids: Vec<AccountId> = ledger.accounts().map(|(id, _)| *id).collect();
+        let mut queries: Vec<[u8; 32]> = ids.iter().map(|id| id.0 .0).collect();
+        // Absent keys: before all, just past each chunk's last account, after all.
+        let mut past = |id: &AccountId| {
+            let mut key = id.0 .0;
+            key[31] = key[31].wrapping_add(1);
+            queries.push(key);
+        };
+        past(&ids[ACCOUNTS_PER_CHUNK - 1]);
+        past(&ids[ACCOUNTS_PER_CHUNK * 2 - 1]);
+        past(&ids[ids.len() - 1]);
+        queries.extend([[0u8; 32], [0xff; 32]]);
+        for key in queries {
+            let index = ledger.proving_chunk(&key).unwrap();
+            let answer = Ledger::answer_from_chunk(&key, &snapshot.chunks[index]);
+            assert_eq!(answer, Some(ledger.query(&key)), "chunk {index}");
+            // A key in the gap between two chunks is proven absent by both; no
+            // chunk answers anything but the truth, and only its own holds an account.
+            for other in (0..snapshot.chunks.len()).filter(|other| *other != index) {
+                let read = Ledger::answer_from_chunk(&key, &snapshot.chunks[other]);
+                let present = ids.iter().any(|id| id.0 .0 == key);
+                assert!(read.is_none() || (!present && read == answer), "chunk {other}");
+            }
+        }
+        let absent = ledger.query(&[0xff; 32]);
+        assert_eq!(crate::ledger::decode_balance(&absent), Some((0, 0)));
+        assert_eq!(Ledger::default().proving_chunk(&[1; 32]), None, "no accounts: no chunk proves anything");
+        assert_eq!(ledger.proving_chunk(b"short"), None);
     }
 
     #[test]

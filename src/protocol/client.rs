@@ -4,7 +4,7 @@
 
 use super::committee::Committee;
 use super::message::{Reply, Request};
-use super::types::{AgentId, ClientId, Epoch, Micros};
+use super::types::{AgentId, ClientId, Epoch, Micros, Seq};
 use super::verify::Verifier;
 use crate::app::SignedTx;
 use crate::ledger::{AccountId, TxId, TxOutcome};
@@ -31,6 +31,9 @@ pub struct Completion {
     pub tx_id: TxId,
     pub outcome: TxOutcome,
     pub latency_us: u64,
+    /// The seq the completing reply names: the batch that executed it (for
+    /// a request refused before ordering, the replica's last executed one).
+    pub seq: Seq,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
@@ -147,7 +150,8 @@ impl ClientCore {
                     self.busy_accounts.remove(&done.request.tx.from());
                     self.stats.completed += 1;
                     let latency_us = now.saturating_sub(done.first_sent);
-                    out.push(ClientOutput::Completed(Completion { tx_id: *tx_id, outcome: *outcome, latency_us }));
+                    let completion = Completion { tx_id: *tx_id, outcome: *outcome, latency_us, seq: reply.seq };
+                    out.push(ClientOutput::Completed(completion));
                 }
             }
         }
