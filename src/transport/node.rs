@@ -168,6 +168,13 @@ async fn relay(
     dropped: Arc<AtomicU64>,
 ) -> Result<(), WireError> {
     let (outbox, queued) = Outbox::bounded(dropped.clone());
+    // The first status goes ahead of anything the validator sends: the hub
+    // learns of a fault injected into it before peers can convict it for that
+    // fault (a restarted validator speaks at once), so the conviction is not
+    // counted against an honest agent.
+    if let Ok(status) = validator.send(GetStatus).await {
+        outbox.push(&Frame::Status(Box::new(summary(&status, dropped.load(Ordering::Relaxed)))), 0);
+    }
     link.do_send(Connected(Some(outbox.clone())));
     let (sink, mut frames) = conn.split();
     let read = async {
