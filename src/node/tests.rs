@@ -3,71 +3,36 @@
 //! refusals and the deadline together.
 
 use super::*;
-use crate::app::Tx;
-use crate::crypto::{Digest, Keypair, Signature};
+use crate::crypto::{Digest, Signature};
 use crate::detect::{AccusationReason, Report};
-use crate::ledger::{AccountId, TxId};
-use crate::protocol::{Batch, ClientId, Message, ProtocolParams, Seq, View};
+use crate::protocol::{Batch, Message, Seq, View};
 
 const RETRANSMIT_US: u64 = 10_000;
 const VIEW_CHANGE_US: u64 = 50_000;
+use crate::protocol::{replica_fixture as fixture, replica_params as params, ReplicaFixture as Fixture};
 
-struct Fixture {
-    keys: Vec<Keypair>,
-    committee: Committee,
-    account: Keypair,
-    genesis: Ledger,
+/// What the node's tests add to the replica tests' fixture.
+trait NodeFixture {
+    fn logged_backup(&self, i: u32) -> Node;
+    fn signed_in(&self, from: u32, epoch: Epoch, message: Message) -> Arc<SignedMessage>;
+    fn one_pre_prepare(&self, seq: u64) -> (Arc<SignedMessage>, Digest);
 }
 
-fn fixture() -> Fixture {
-    let keys: Vec<Keypair> = (0..4u8).map(|i| Keypair::from_seed([i + 1; 32])).collect();
-    let public_keys: Vec<_> = keys.iter().map(Keypair::public_key).collect();
-    let committee = Committee::numbered(Epoch(0), &public_keys, "n", None).unwrap();
-    let account = Keypair::from_seed([99; 32]);
-    let genesis = Ledger::with_genesis(&[(AccountId(account.public_key()), 1_000)]).unwrap();
-    Fixture { keys, committee, account, genesis }
-}
-
-fn params() -> ProtocolParams {
-    ProtocolParams {
-        checkpoint_interval: 2,
-        log_window: 4,
-        max_batch_size: 2,
-        batch_delay_us: 1_000,
-        max_in_flight_batches: 2,
-        retransmit_interval_us: RETRANSMIT_US,
-        max_pending_requests: 10,
-        outcome_retention_checkpoints: 1,
-        view_change_timeout_us: VIEW_CHANGE_US,
-    }
-}
-
-impl Fixture {
-    fn replica(&self, i: u32) -> Replica {
-        Replica::new(AgentId(i), self.keys[i as usize].clone(), self.committee.clone(), params(), self.genesis.clone())
-    }
-
+impl NodeFixture for Fixture {
     /// Backup `i`, every step of which is logged (a fresh log).
     fn logged_backup(&self, i: u32) -> Node {
         Node::logged(self.replica(i), RecoveredState::default())
     }
 
-    fn request(&self, nonce: u64) -> Request {
-        let from = AccountId(self.account.public_key());
-        let to = AccountId(self.keys[0].public_key());
-        let transfer = Tx::transfer(TxId([nonce as u8 + 1; 16]), from, to, 10, nonce);
-        Request { client: ClientId(7), tx: transfer.sign(&self.account) }
-    }
-
-    fn signed(&self, from: u32, epoch: Epoch, message: Message) -> Arc<SignedMessage> {
+    fn signed_in(&self, from: u32, epoch: Epoch, message: Message) -> Arc<SignedMessage> {
         Arc::new(SignedMessage::sign(message, epoch, AgentId(from), &self.keys[from as usize]))
     }
 
     /// The primary's PRE-PREPARE of one request at `seq`, and its digest.
-    fn pre_prepare(&self, seq: u64) -> (Arc<SignedMessage>, Digest) {
+    fn one_pre_prepare(&self, seq: u64) -> (Arc<SignedMessage>, Digest) {
         let batch = Arc::new(Batch::of(vec![self.request(seq - 1)]));
         let digest = batch.digest();
-        (self.signed(0, Epoch(0), Message::PrePrepare { view: View(0), seq: Seq(seq), digest, batch }), digest)
+        (self.signed_in(0, Epoch(0), Message::PrePrepare { view: View(0), seq: Seq(seq), digest, batch }), digest)
     }
 }
 
@@ -79,11 +44,11 @@ fn nothing_written() -> LogWrite {
 fn a_backups_prepare_waits_for_the_durable_record_of_the_pre_prepare_it_accepted() {
     let fx = fixture();
     let mut backup = fx.logged_backup(1);
-    let (pre_prepare, digest) = fx.pre_prepare(1);
+    let (pre_prepare, digest) = fx.one_pre_prepare(1);
 
     let ready = backup.step(Micros(100), Arrival::Message { channel: Some(AgentId(0)), message: pre_prepare.clone() });
 
-    let prepare = fx.signed(1, Epoch(0), Message::Prepare { view: View(0), seq: Seq(1), digest });
+    let prepare = fx.signed_in(1, Epoch(0), Message::Prepare { view: View(0), seq: Seq(1), digest });
     let expected = Ready {
         // The pre-prepare behind the vote, then the vote: both before the vote leaves.
         write: LogWrite::new(Some(1), vec![WalRecord::PrePrepare(pre_prepare), WalRecord::Own(prepare.clone())], false),
@@ -106,7 +71,7 @@ fn a_backups_prepare_waits_for_the_durable_record_of_the_pre_prepare_it_accepted
 fn a_step_that_writes_nothing_still_waits_for_the_writes_before_it() {
     let fx = fixture();
     let mut backup = fx.logged_backup(1);
-    let (pre_prepare, _) = fx.pre_prepare(1);
+    let (pre_prepare, _) = fx.one_pre_prepare(1);
     let first = backup.step(Micros(100), Arrival::message(pre_prepare.clone()));
     // The same pre-prepare again: the replica drops it, the log holds it already.
     let again = backup.step(Micros(200), Arrival::message(pre_prepare));
@@ -122,7 +87,7 @@ fn a_step_that_writes_nothing_still_waits_for_the_writes_before_it() {
 fn a_forged_signature_relayed_by_a_peer_is_refused_and_accuses_the_channel() {
     let fx = fixture();
     let mut backup = Node::new(fx.replica(1));
-    let (pre_prepare, _) = fx.pre_prepare(1);
+    let (pre_prepare, _) = fx.one_pre_prepare(1);
     let mut forged = (*pre_prepare).clone();
     forged.signature = Signature([7; 64]);
     let before = backup.replica().next_deadline();
@@ -154,7 +119,7 @@ fn a_message_of_a_later_epoch_makes_the_node_ask_its_peers_at_its_next_check() {
     let first = backup.step(Micros(0), Arrival::Tick);
     assert_eq!(first.deadline, Some(Micros(RETRANSMIT_US)));
 
-    let later = fx.signed(2, Epoch(3), status.clone());
+    let later = fx.signed_in(2, Epoch(3), status.clone());
     let ready = backup.step(Micros(100), Arrival::Message { channel: Some(AgentId(2)), message: later });
     let expected = Ready {
         write: nothing_written(),
@@ -169,7 +134,7 @@ fn a_message_of_a_later_epoch_makes_the_node_ask_its_peers_at_its_next_check() {
 
     // At its next progress check it asks its peers (STATUS), as a replica that saw votes beyond its window.
     let tick = backup.step(Micros(RETRANSMIT_US), Arrival::Tick);
-    let own_status = fx.signed(1, Epoch(0), status);
+    let own_status = fx.signed_in(1, Epoch(0), status);
     let expected = Ready {
         write: nothing_written(),
         outbox: Outbox::new(vec![Output::Broadcast(own_status)], None),

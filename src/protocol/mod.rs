@@ -16,6 +16,9 @@ mod message;
 mod params;
 mod recovered;
 mod replica;
+/// The replica tests' committee, account and parameters, shared with the node's tests.
+#[cfg(test)]
+pub(crate) use replica::tests::{fixture as replica_fixture, params as replica_params, Fixture as ReplicaFixture};
 mod types;
 pub mod verify;
 pub mod view_change;

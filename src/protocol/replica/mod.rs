@@ -6,7 +6,7 @@ mod epoch;
 mod normal;
 mod restore;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 mod view_change;
 
 use super::committee::Committee;

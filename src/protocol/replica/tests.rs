@@ -7,14 +7,14 @@ use crate::ledger::{AccountId, Execution, RejectReason};
 use crate::protocol::Epoch;
 
 // Shared with the other test files of the replica (`edge_tests.rs`).
-pub(super) struct Fixture {
-    pub(super) keys: Vec<Keypair>,
-    pub(super) committee: Committee,
-    pub(super) account: Keypair,
-    pub(super) genesis: Ledger,
+pub(crate) struct Fixture {
+    pub(crate) keys: Vec<Keypair>,
+    pub(crate) committee: Committee,
+    pub(crate) account: Keypair,
+    pub(crate) genesis: Ledger,
 }
 
-pub(super) fn fixture() -> Fixture {
+pub(crate) fn fixture() -> Fixture {
     let keys: Vec<Keypair> = (0..4u8).map(|i| Keypair::from_seed([i + 1; 32])).collect();
     let public_keys: Vec<_> = keys.iter().map(Keypair::public_key).collect();
     let committee = Committee::numbered(Epoch(0), &public_keys, "a", None).unwrap();
@@ -23,7 +23,7 @@ pub(super) fn fixture() -> Fixture {
     Fixture { keys, committee, account, genesis }
 }
 
-pub(super) fn params() -> ProtocolParams {
+pub(crate) fn params() -> ProtocolParams {
     ProtocolParams {
         checkpoint_interval: 2,
         log_window: 4,
@@ -38,11 +38,11 @@ pub(super) fn params() -> ProtocolParams {
 }
 
 impl Fixture {
-    pub(super) fn replica(&self, i: u32) -> Replica {
+    pub(crate) fn replica(&self, i: u32) -> Replica {
         Replica::new(AgentId(i), self.keys[i as usize].clone(), self.committee.clone(), params(), self.genesis.clone())
     }
 
-    pub(super) fn request(&self, nonce: u64) -> Request {
+    pub(crate) fn request(&self, nonce: u64) -> Request {
         let from = AccountId(self.account.public_key());
         let to = AccountId(self.keys[0].public_key());
         let transfer = Tx::transfer(TxId([nonce as u8 + 1; 16]), from, to, 10, nonce);
