@@ -151,7 +151,8 @@ async fn n4f1_recovery_damaged_log_is_reported_and_its_validator_catches_up_from
     };
     assert!(error.contains("bft-agent-4"), "the error names the log: {error}");
     assert!(moved_to.exists(), "the damaged log is kept for inspection at {moved_to:?}");
-    assert_eq!(status[3].last_executed, Seq(0));
+    // Started from genesis (Discarded); a restarted validator asks its peers at once, so it may have caught up already.
+    assert!(status[3].last_executed <= status[0].last_executed);
     commit_all(&swarm, 2, &transfers[300..]).await;
     let after = converged(&swarm, status[0].last_executed).await;
     assert_agree(&after);
