@@ -2,6 +2,10 @@
 //! functions that these tests call.
 
 #[allow(dead_code)]
+#[path = "../examples/custom_app.rs"]
+mod custom_app;
+
+#[allow(dead_code)]
 #[path = "../examples/custom_agent.rs"]
 mod custom_agent;
 
@@ -46,6 +50,37 @@ async fn custom_validator_takes_part_in_consensus_and_flags_every_large_transfer
     assert!(!expected.is_empty());
     assert_eq!(flagged, expected);
     assert_eq!(report.rejected_inbound, 0);
+}
+
+/// The user's own application on the runtime's actors: a Byzantine primary
+/// proven, convicted and voted out, a Byzantine agent that gets one claim
+/// of its two and no forged or stolen completion, a validator caught up by
+/// state transfer, one rebuilt from its log, and one board on all of them.
+#[actix::test]
+async fn custom_app_task_board_survives_a_byzantine_primary_and_agent_a_view_change_and_a_state_transfer() {
+    use bftswarm::app::task_board::TaskState;
+    let home = tempfile::tempdir().unwrap();
+    let tasks = 24;
+    let run = custom_app::run_task_board(tasks, home.path()).await;
+    assert!(run.disagreeing.is_empty(), "{run:?}");
+    assert_eq!((run.steps, run.committed), (2 * tasks as usize, 2 * tasks as usize), "{run:?}");
+    assert_eq!(run.convicted, [("board-1".to_owned(), "equivocation".to_owned())], "{run:?}");
+    assert!(run.view >= 1, "{run:?}");
+    assert!(run.snapshots_installed_by_cut_off >= 1, "{run:?}");
+    assert!(run.crashed_rebuilt_from_log, "{run:?}");
+    // Sent while board-7 is cut off: the other five honest validators' verifiers.
+    assert_eq!(run.forgery_refused_by, 5, "{run:?}");
+    // Each honest task done by the agent whose share it is, the forged and
+    // stolen completions of task 0 notwithstanding.
+    assert_eq!(run.board.len(), tasks as usize + 2, "{run:?}");
+    for (task, state) in run.board[..tasks as usize].iter().enumerate() {
+        assert_eq!(*state, TaskState::Done(run.honest[task % run.honest.len()]), "task {task}");
+    }
+    // The two claims signed with one nonce: exactly one executed.
+    let byzantine = run.byzantine.unwrap();
+    let prizes = &run.board[tasks as usize..];
+    assert_eq!(prizes.iter().filter(|state| **state == TaskState::Claimed(byzantine)).count(), 1, "{prizes:?}");
+    assert_eq!(prizes.iter().filter(|state| **state == TaskState::Open).count(), 1, "{prizes:?}");
 }
 
 /// A genesis and one honest executed batch of three transfers at seq 1.

@@ -4,7 +4,7 @@
 //! happens, its outbox is held, and one commit per mailbox drain opens them.
 
 use super::now;
-use crate::app::SwarmApp;
+use crate::app::{Application, SwarmApp};
 use crate::node::{LogWrite, Node, Outbox, Receipt};
 use crate::protocol::{Output, RecoveredState};
 use crate::wal::{Journal, Recovery, ReplicaSpec, WalError, WalOptions};
@@ -12,14 +12,14 @@ use crate::wal::{Journal, Recovery, ReplicaSpec, WalError, WalOptions};
 /// A node rebuilt from its write-ahead log, with the open log: what
 /// [`super::Validator::recovered`] starts from. Opened on the caller's thread
 /// so that a log that cannot be opened is an error of the launch.
-pub struct RecoveredValidator {
-    pub(super) spec: ReplicaSpec<SwarmApp>,
-    pub(super) node: Node<SwarmApp>,
-    pub(super) log: DurableLog,
+pub struct RecoveredValidator<A: Application = SwarmApp> {
+    pub(super) spec: ReplicaSpec<A>,
+    pub(super) node: Node<A>,
+    pub(super) log: DurableLog<A>,
 }
 
-impl RecoveredValidator {
-    pub fn open(spec: ReplicaSpec<SwarmApp>, options: WalOptions) -> Result<RecoveredValidator, WalError> {
+impl<A: Application> RecoveredValidator<A> {
+    pub fn open(spec: ReplicaSpec<A>, options: WalOptions) -> Result<RecoveredValidator<A>, WalError> {
         let (node, journal, recovery) = crate::wal::recover(&options, &spec, now())?;
         log_recovery(&spec.name, &recovery);
         let log = DurableLog {
@@ -40,9 +40,9 @@ impl RecoveredValidator {
 }
 
 /// A running validator's log and the outboxes waiting for its next commit.
-pub(super) struct DurableLog {
+pub(super) struct DurableLog<A: Application> {
     options: WalOptions,
-    spec: ReplicaSpec<SwarmApp>,
+    spec: ReplicaSpec<A>,
     /// None after a failed reopen: the validator then sends nothing, as a crashed one.
     journal: Option<Journal>,
     recovery: Recovery,
@@ -59,7 +59,7 @@ pub(super) struct DurableLog {
 #[rtype(result = "()")]
 pub(super) struct FlushLog;
 
-impl DurableLog {
+impl<A: Application> DurableLog<A> {
     pub(super) fn recovery(&self) -> &Recovery {
         &self.recovery
     }
@@ -72,7 +72,7 @@ impl DurableLog {
     /// Records one step's write; its outbox comes back when the log already
     /// holds all it depends on, else it waits for the next commit (the
     /// caller schedules a [`FlushLog`] when this says so).
-    pub(super) fn record(&mut self, write: LogWrite<SwarmApp>, outbox: Outbox) -> (Option<Vec<Output>>, bool) {
+    pub(super) fn record(&mut self, write: LogWrite<A>, outbox: Outbox) -> (Option<Vec<Output>>, bool) {
         let Some(journal) = &mut self.journal else { return (None, false) };
         journal.record(write);
         // A step whose outbox opens with the last receipt came after every
@@ -86,10 +86,7 @@ impl DurableLog {
 
     /// Commits what was recorded and hands back the outputs that may now be
     /// sent; none when the log is gone. On an error nothing may be sent.
-    pub(super) fn commit(
-        &mut self,
-        logged: Option<&RecoveredState<SwarmApp>>,
-    ) -> Result<Option<Vec<Output>>, WalError> {
+    pub(super) fn commit(&mut self, logged: Option<&RecoveredState<A>>) -> Result<Option<Vec<Output>>, WalError> {
         self.flush_scheduled = false;
         let held = std::mem::take(&mut self.held);
         let (Some(journal), Some(logged)) = (self.journal.as_mut(), logged) else { return Ok(None) };
@@ -107,7 +104,7 @@ impl DurableLog {
 
     /// Forgets everything not committed (as a crash does) and rebuilds the
     /// node from the log; none if the log cannot be reopened.
-    pub(super) fn reopen(&mut self) -> Option<Node<SwarmApp>> {
+    pub(super) fn reopen(&mut self) -> Option<Node<A>> {
         self.held.clear();
         self.receipt = Receipt::default();
         self.flush_scheduled = false;

@@ -6,8 +6,8 @@
 
 use crate::crypto::{Digest, PublicKey};
 use crate::protocol::{
-    AgentId, ClientId, Committee, Epoch, Executed, Output, ReplicaStats, Reply, Request, Seq, SignedMembershipChange,
-    SignedMessage, View,
+    AgentId, ClientId, Committee, Epoch, Executed, Output, Replica, ReplicaStats, Reply, Request, Seq,
+    SignedMembershipChange, SignedMessage, View,
 };
 use actix::{Message, Recipient};
 use serde::{Deserialize, Serialize};
@@ -153,15 +153,14 @@ pub struct GetStatus;
 pub struct GetNextNonces(pub std::sync::Arc<Vec<crate::ledger::AccountId>>);
 
 /// Reads a validator's replica without stepping it: a query of its
-/// application (the built-in ledger and memory), a certified answer from its
-/// stable checkpoint. One message type for every read, so a new query needs
-/// no new message.
-pub struct ReadReplica<R>(pub Box<dyn FnOnce(&BuiltinReplica) -> R + Send>);
+/// application (the built-in ledger and memory, or a user's own), a certified
+/// answer from its stable checkpoint. One message type for every read, so a
+/// new query needs no new message.
+pub struct ReadReplica<R, A: crate::app::Application = crate::app::SwarmApp>(
+    pub Box<dyn FnOnce(&Replica<A>) -> R + Send>,
+);
 
-/// The replica every validator actor runs: over the built-in application.
-pub type BuiltinReplica = crate::protocol::Replica<crate::app::SwarmApp>;
-
-impl<R: Send + 'static> Message for ReadReplica<R> {
+impl<R: Send + 'static, A: crate::app::Application> Message for ReadReplica<R, A> {
     type Result = R;
 }
 

@@ -65,7 +65,7 @@ pub use swarm::{
     PRE_TASK_ACTOR_TIMEOUT,
 };
 pub use timer::DeadlineTimer;
-pub use validator::Validator;
+pub use validator::{HostedApp, Validator};
 
 use crate::protocol::Micros;
 use std::sync::OnceLock;

@@ -24,6 +24,7 @@ use crate::detect::Report;
 use crate::faults::Adversary;
 use crate::hooks::{EventEmitter, Publish};
 use crate::ledger::AccountId;
+use crate::ledger::Ledger;
 use crate::node::{Arrival, Node, Ready};
 use crate::protocol::{AgentId, Micros, Output, Replica, View};
 use crate::wal::Recovery;
@@ -31,15 +32,34 @@ use actix::{Actor, ActorContext, AsyncContext, Context, Handler, MessageResult, 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
+/// An application a [`Validator`] actor runs: any [`Application`]. One that
+/// keeps the built-in transfer ledger hands it out, for the validator's status
+/// (balances, supply) and for the double-spend fault, which spends from it;
+/// any other application implements this with its one line, `impl HostedApp for MyApp {}`.
+pub trait HostedApp: Application {
+    /// The transfer ledger this application keeps, if any.
+    fn ledger(&self) -> Option<&Ledger> {
+        None
+    }
+}
+
+impl HostedApp for SwarmApp {
+    fn ledger(&self) -> Option<&Ledger> {
+        Some(SwarmApp::ledger(self))
+    }
+}
+
+impl HostedApp for crate::app::task_board::TaskBoard {}
+
 /// How many view changes a validator remembers for its status.
 const VIEW_HISTORY: usize = 64;
 
 /// What a double-spending agent moves in each of its two conflicting transfers.
 const DOUBLE_SPEND_AMOUNT: u64 = 100;
 
-pub struct Validator {
+pub struct Validator<A: HostedApp = SwarmApp> {
     name: String,
-    node: Node<SwarmApp>,
+    node: Node<A>,
     route: Recipient<Route>,
     /// Hook point for observers of executed batches (auditors, hooks, metrics).
     observers: Vec<Recipient<BatchExecuted>>,
@@ -58,19 +78,19 @@ pub struct Validator {
     suspecting_since: Option<(View, Micros)>,
     view_history: VecDeque<ViewRecord>,
     /// The write-ahead log, for a durable validator.
-    durable: Option<DurableLog>,
+    durable: Option<DurableLog<A>>,
     /// Where rejections and proofs of misbehaviour are reported.
     detector: Option<Recipient<Misbehaviour>>,
     /// Reports of the current delivery, sent once it is handled.
     reports: Vec<Report>,
 }
 
-impl Validator {
-    pub fn new(name: String, replica: Replica<SwarmApp>, route: Recipient<Route>) -> Validator {
+impl<A: HostedApp> Validator<A> {
+    pub fn new(name: String, replica: Replica<A>, route: Recipient<Route>) -> Validator<A> {
         Validator::of_node(name, Node::new(replica), route)
     }
 
-    fn of_node(name: String, node: Node<SwarmApp>, route: Recipient<Route>) -> Validator {
+    fn of_node(name: String, node: Node<A>, route: Recipient<Route>) -> Validator<A> {
         Validator {
             name,
             node,
@@ -93,14 +113,14 @@ impl Validator {
 
     /// Verifies messages of these committees too: a validator that joins in a
     /// later epoch must check the earlier epochs' checkpoint proofs.
-    pub fn with_known_committees(mut self, committees: &[crate::protocol::Committee]) -> Validator {
+    pub fn with_known_committees(mut self, committees: &[crate::protocol::Committee]) -> Validator<A> {
         self.node = self.node.with_known_committees(committees);
         self
     }
 
     /// A durable validator, from a replica rebuilt from its write-ahead log;
     /// it persists every step from now on.
-    pub fn recovered(recovered: RecoveredValidator, route: Recipient<Route>) -> Validator {
+    pub fn recovered(recovered: RecoveredValidator<A>, route: Recipient<Route>) -> Validator<A> {
         let RecoveredValidator { spec, node, log } = recovered;
         let mut validator = Validator::of_node(spec.name, node, route).with_keypair(spec.keypair);
         validator.durable = Some(log);
@@ -123,30 +143,30 @@ impl Validator {
     }
 
     /// The validator's own signing key, which an injected fault may sign with.
-    pub fn with_keypair(mut self, keypair: Keypair) -> Validator {
+    pub fn with_keypair(mut self, keypair: Keypair) -> Validator<A> {
         self.keypair = Some(keypair);
         self
     }
 
     /// Publishes this validator's lifecycle events to `hub`, one message per step.
-    pub fn with_events(mut self, hub: Recipient<Publish>) -> Validator {
+    pub fn with_events(mut self, hub: Recipient<Publish>) -> Validator<A> {
         self.events = Some(EventEmitter::new(hub));
         self
     }
 
     /// Reports what this validator's verifier refuses and its replica proves to `detector`.
-    pub fn with_detector(mut self, detector: Recipient<Misbehaviour>) -> Validator {
+    pub fn with_detector(mut self, detector: Recipient<Misbehaviour>) -> Validator<A> {
         self.detector = Some(detector);
         self
     }
 
     /// Bounds the mailbox at `mailbox` actor messages instead of [`AGENT_MAILBOX`].
-    pub fn with_mailbox(mut self, mailbox: usize) -> Validator {
+    pub fn with_mailbox(mut self, mailbox: usize) -> Validator<A> {
         self.mailbox = mailbox.max(1);
         self
     }
 
-    pub fn replica(&self) -> &Replica<SwarmApp> {
+    pub fn replica(&self) -> &Replica<A> {
         self.node.replica()
     }
 
@@ -185,7 +205,7 @@ impl Validator {
     /// Takes in one step's result: refusals counted, reports kept for the
     /// detector, the write handed to the log; what may be sent is added to
     /// `sendable`. True when a log commit must be scheduled.
-    fn take_in(&mut self, ready: Ready<SwarmApp>, sendable: &mut Vec<Output>) -> bool {
+    fn take_in(&mut self, ready: Ready<A>, sendable: &mut Vec<Output>) -> bool {
         let Ready { write, outbox, reports, refused, deadline: _ } = ready;
         for refused in &refused {
             self.count_rejected(refused.name(), refused.count());
@@ -213,7 +233,9 @@ impl Validator {
         let (Some(adversary), Some(keypair)) = (&mut self.adversary, &self.keypair) else { return };
         let account = AccountId(keypair.public_key());
         let replica = self.node.replica();
-        let nonce = replica.ledger().account(&account).next_nonce;
+        // Only an application that keeps the ledger has money to spend twice.
+        let Some(ledger) = replica.app().ledger() else { return };
+        let nonce = ledger.account(&account).next_nonce;
         let spends = adversary.double_spend(now(), nonce, DOUBLE_SPEND_AMOUNT, replica.committee());
         if spends.is_empty() {
             return;
@@ -242,7 +264,7 @@ impl Validator {
     }
 
     /// Carries out one step outside a delivery (a tick, a forced view change).
-    fn carry_out(&mut self, ready: Ready<SwarmApp>, ctx: &mut Context<Self>) {
+    fn carry_out(&mut self, ready: Ready<A>, ctx: &mut Context<Self>) {
         let mut sendable = Vec::new();
         if self.take_in(ready, &mut sendable) {
             // Handled after every message already in the mailbox.
@@ -327,7 +349,7 @@ impl Validator {
         self.send_reports();
         let held = self.adversary.as_ref().and_then(Adversary::next_deadline);
         let deadline = self.node.replica().next_deadline().into_iter().chain(held).min();
-        self.timer.arm(ctx, now(), deadline, Validator::on_timer);
+        self.timer.arm(ctx, now(), deadline, Self::on_timer);
     }
 
     fn notify_observers(&mut self, executed: crate::protocol::Executed) {
@@ -350,7 +372,7 @@ impl Validator {
 
     fn status(&self) -> ValidatorStatus {
         let replica = self.node.replica();
-        let ledger = replica.ledger();
+        let ledger = replica.app().ledger();
         let stable = replica.stable_checkpoint();
         ValidatorStatus {
             id: replica.id(),
@@ -365,9 +387,9 @@ impl Validator {
             stable_checkpoint: stable.seq,
             stable_digest: stable.state_digest,
             ledger_digest: replica.app().digest(),
-            balance_sum: ledger.balance_sum(),
-            total_supply: ledger.total_supply(),
-            ledger_totals: Some(ledger.totals()),
+            balance_sum: ledger.map_or(0, Ledger::balance_sum),
+            total_supply: ledger.map_or(0, Ledger::total_supply),
+            ledger_totals: ledger.map(Ledger::totals),
             stats: replica.stats().clone(),
             inbound_rejected: self.inbound_rejected.clone(),
             outbound_dropped: self.outbound_dropped,
@@ -409,23 +431,23 @@ impl Validator {
     }
 }
 
-impl Actor for Validator {
+impl<A: HostedApp> Actor for Validator<A> {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(self.mailbox);
         crate::observe::validator_started(&self.name, self.node.replica(), self.recovery());
-        self.timer.arm(ctx, now(), self.node.replica().next_deadline(), Validator::on_timer);
+        self.timer.arm(ctx, now(), self.node.replica().next_deadline(), Self::on_timer);
     }
 }
 
-impl Supervised for Validator {
+impl<A: HostedApp> Supervised for Validator<A> {
     fn restarting(&mut self, _: &mut Context<Self>) {
         self.rebuild_from_wal();
     }
 }
 
-impl Handler<FlushLog> for Validator {
+impl<A: HostedApp> Handler<FlushLog> for Validator<A> {
     type Result = ();
 
     fn handle(&mut self, _: FlushLog, ctx: &mut Context<Self>) {
@@ -433,7 +455,7 @@ impl Handler<FlushLog> for Validator {
     }
 }
 
-impl Handler<Restart> for Validator {
+impl<A: HostedApp> Handler<Restart> for Validator<A> {
     type Result = ();
 
     fn handle(&mut self, _: Restart, ctx: &mut Context<Self>) {
@@ -441,7 +463,7 @@ impl Handler<Restart> for Validator {
     }
 }
 
-impl Handler<Deliver> for Validator {
+impl<A: HostedApp> Handler<Deliver> for Validator<A> {
     type Result = ();
 
     fn handle(&mut self, Deliver { from, envelopes }: Deliver, ctx: &mut Context<Self>) {
@@ -465,7 +487,7 @@ impl Handler<Deliver> for Validator {
     }
 }
 
-impl Handler<InjectFault> for Validator {
+impl<A: HostedApp> Handler<InjectFault> for Validator<A> {
     type Result = ();
 
     fn handle(&mut self, InjectFault(spec): InjectFault, _: &mut Context<Self>) {
@@ -479,7 +501,7 @@ impl Handler<InjectFault> for Validator {
     }
 }
 
-impl Handler<ForceViewChange> for Validator {
+impl<A: HostedApp> Handler<ForceViewChange> for Validator<A> {
     type Result = ();
 
     fn handle(&mut self, _: ForceViewChange, ctx: &mut Context<Self>) {
@@ -488,7 +510,7 @@ impl Handler<ForceViewChange> for Validator {
     }
 }
 
-impl Handler<GetStatus> for Validator {
+impl<A: HostedApp> Handler<GetStatus> for Validator<A> {
     type Result = MessageResult<GetStatus>;
 
     fn handle(&mut self, _: GetStatus, _: &mut Context<Self>) -> Self::Result {
@@ -496,24 +518,25 @@ impl Handler<GetStatus> for Validator {
     }
 }
 
-impl Handler<GetNextNonces> for Validator {
+impl<A: HostedApp> Handler<GetNextNonces> for Validator<A> {
     type Result = MessageResult<GetNextNonces>;
 
     fn handle(&mut self, GetNextNonces(accounts): GetNextNonces, _: &mut Context<Self>) -> Self::Result {
-        let ledger = self.node.replica().ledger();
+        // An application without the ledger vouches for no nonce (an empty answer).
+        let Some(ledger) = self.node.replica().app().ledger() else { return MessageResult(Vec::new()) };
         MessageResult(accounts.iter().map(|account| ledger.account(account).next_nonce).collect())
     }
 }
 
-impl<R: Send + 'static> Handler<ReadReplica<R>> for Validator {
-    type Result = MessageResult<ReadReplica<R>>;
+impl<R: Send + 'static, A: HostedApp> Handler<ReadReplica<R, A>> for Validator<A> {
+    type Result = MessageResult<ReadReplica<R, A>>;
 
-    fn handle(&mut self, ReadReplica(read): ReadReplica<R>, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, ReadReplica(read): ReadReplica<R, A>, _: &mut Context<Self>) -> Self::Result {
         MessageResult(read(self.node.replica()))
     }
 }
 
-impl Handler<ObserveExecutions> for Validator {
+impl<A: HostedApp> Handler<ObserveExecutions> for Validator<A> {
     type Result = ();
 
     fn handle(&mut self, ObserveExecutions(observer): ObserveExecutions, _: &mut Context<Self>) {
@@ -521,7 +544,7 @@ impl Handler<ObserveExecutions> for Validator {
     }
 }
 
-impl Handler<ReportMisbehaviourTo> for Validator {
+impl<A: HostedApp> Handler<ReportMisbehaviourTo> for Validator<A> {
     type Result = ();
 
     fn handle(&mut self, ReportMisbehaviourTo(detector): ReportMisbehaviourTo, _: &mut Context<Self>) {

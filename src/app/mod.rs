@@ -31,12 +31,12 @@ use std::fmt::Debug;
 use std::hash::Hash;
 
 /// A deterministic replicated state machine the replica is generic over.
-pub trait Application: Clone + Debug + Send + Sync + 'static {
+pub trait Application: Clone + Debug + Send + Sync + Unpin + 'static {
     /// Identifies what a request consumes (the ledger: its account and
     /// nonce). Two signed requests with one key exclude each other: once one
     /// executes, the other is dropped unordered and both are reported as
     /// proof that their signer signed twice for one slot.
-    type ConflictKey: Copy + Eq + Hash + Debug + Send + Sync;
+    type ConflictKey: Copy + Eq + Hash + Debug + Send + Sync + Unpin;
 
     /// Validation before ordering, against the state executed so far.
     fn check(&self, request: &Request) -> Result<(), Refusal>;
