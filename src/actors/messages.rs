@@ -156,9 +156,10 @@ pub struct GetNextNonces(pub std::sync::Arc<Vec<crate::ledger::AccountId>>);
 /// application (the built-in ledger and memory, or a user's own), a certified
 /// answer from its stable checkpoint. One message type for every read, so a
 /// new query needs no new message.
-pub struct ReadReplica<R, A: crate::app::Application = crate::app::SwarmApp>(
-    pub Box<dyn FnOnce(&Replica<A>) -> R + Send>,
-);
+pub struct ReadReplica<R, A: crate::app::Application = crate::app::SwarmApp>(pub ReadOf<R, A>);
+
+/// What a [`ReadReplica`] runs on the replica.
+pub type ReadOf<R, A> = Box<dyn FnOnce(&Replica<A>) -> R + Send>;
 
 impl<R: Send + 'static, A: crate::app::Application> Message for ReadReplica<R, A> {
     type Result = R;
