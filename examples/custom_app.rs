@@ -3,7 +3,7 @@
 //! validators (f = 2) that survive a Byzantine primary, a Byzantine agent, a
 //! view change, a crash and a state transfer.
 //!
-//! The application is [`TaskBoard`] (`src/app/task_board.rs`): about 200
+//! The application is [`TaskBoard`] (`src/app/task_board.rs`): about 230
 //! lines written against the public [`bftswarm::app::Application`] trait
 //! only — validation before ordering, execution of an ordered batch with an
 //! outcome per request, a digest, a snapshot in chunks, a query. It lives in

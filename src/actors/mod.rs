@@ -31,6 +31,15 @@
 //! and send its outputs as a [`Route`]. It signs with its own key only and its
 //! messages are verified by every peer like anyone's.
 //! `examples/custom_validator.rs` is a compliance officer built this way.
+//!
+//! # Your own application
+//!
+//! [`Validator`] is generic over the application its replica runs
+//! ([`HostedApp`]: any [`crate::app::Application`]), and so is its
+//! write-ahead log ([`RecoveredValidator`]). Validators of a user's
+//! application register with a [`Supervisor`] like any agent, and a
+//! [`Client`] submits their signed requests. `examples/custom_app.rs` runs a
+//! task board this way. [`Swarm`] itself runs the built-in application.
 
 mod client;
 mod committees;
