@@ -223,9 +223,17 @@ impl<A: Application> RecoveredState<A> {
     /// `view` started (with `new_view`, none for the first view): the view
     /// change is over — even one that asked for a higher view, as the replica
     /// itself leaves it — and the NEW-VIEW's pre-prepares are the slots'
-    /// pre-prepares of the new view.
+    /// pre-prepares of the new view. Views count within an epoch (each starts
+    /// in view 0): a NEW-VIEW of a later epoch than the one held starts a
+    /// view of that epoch, whatever its number; one of an earlier epoch is
+    /// of a view that ended with its epoch.
     pub fn enter_view(&mut self, view: View, new_view: Option<Arc<SignedMessage>>) {
-        self.view = self.view.max(view);
+        let epoch_of = |signed: &Option<Arc<SignedMessage>>| signed.as_ref().map(|signed| signed.epoch);
+        match (epoch_of(&new_view), epoch_of(&self.new_view)) {
+            (Some(new), Some(held)) if new < held => return,
+            (Some(new), Some(held)) if new > held => self.view = view,
+            _ => self.view = self.view.max(view),
+        }
         self.view_change = None;
         if let Some(Message::NewView { pre_prepares, .. }) = new_view.as_deref().map(|nv| &nv.message) {
             for pre_prepare in pre_prepares {

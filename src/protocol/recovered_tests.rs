@@ -125,6 +125,23 @@ fn entering_a_view_ends_the_view_change_and_takes_the_new_views_pre_prepares() {
     assert_eq!(state.view, View(2));
 }
 
+/// Views count within an epoch: the NEW-VIEW of epoch 1's view 1 starts that
+/// view although epoch 0 had reached view 3; one of epoch 0 afterwards changes nothing.
+#[test]
+fn a_new_view_of_a_later_epoch_starts_its_view_whatever_the_view_held() {
+    let new_view = |view: u64, epoch: u64| {
+        let message = Message::NewView { view: View(view), view_changes: Vec::new(), pre_prepares: Vec::new() };
+        Arc::new(SignedMessage::sign(message, Epoch(epoch), AgentId(1), &Keypair::from_seed([4; 32])))
+    };
+    let mut state = RecoveredState::<Ledger>::default();
+    state.enter_view(View(3), Some(new_view(3, 0)));
+    state.enter_view(View(1), Some(new_view(1, 1)));
+    assert_eq!((state.view, state.new_view.as_ref().map(|nv| nv.epoch)), (View(1), Some(Epoch(1))));
+    let before = state.clone();
+    state.enter_view(View(4), Some(new_view(4, 0)));
+    assert_eq!(state, before);
+}
+
 #[test]
 fn a_prepared_certificate_recorded_is_held_and_one_with_other_prepares_is_not() {
     let mut state = RecoveredState::<Ledger>::default();

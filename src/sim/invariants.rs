@@ -25,7 +25,7 @@ pub enum Violation {
     WrongOutcome { tx: TxId, accepted: TxOutcome, honest: Option<TxOutcome> },
     /// The network healed, yet not every transfer completed in time.
     Liveness { completed: usize, expected: usize },
-    /// A replica went back to an earlier view.
+    /// A replica went back to an earlier view (of its epoch, or to an earlier epoch).
     ViewWentBack { replica: AgentId, from: u64, to: u64 },
     /// An honest replica voted, in a later view, for another batch at a
     /// sequence number whose batch already executed: a view change lost a
@@ -57,7 +57,8 @@ pub struct Invariants {
     batches: BTreeMap<u64, (AgentId, Digest)>,
     checkpoints: BTreeMap<u64, (AgentId, Digest)>,
     last_executed: BTreeMap<AgentId, u64>,
-    views: BTreeMap<AgentId, u64>,
+    /// Each replica's (epoch, view).
+    views: BTreeMap<AgentId, (u64, u64)>,
     stable: BTreeMap<AgentId, u64>,
     /// (epoch, seq) -> the batch honest replicas executed there, and the view it committed in.
     executed: HashMap<(u64, u64), (Digest, u64)>,
@@ -104,10 +105,12 @@ impl Invariants {
         if self.byzantine.contains(&replica) {
             return;
         }
-        let view = state.view().0;
-        let previous = self.views.insert(replica, view).unwrap_or(0);
-        if view < previous {
-            self.violations.push(Violation::ViewWentBack { replica, from: previous, to: view });
+        // Views count within an epoch (each starts in view 0): the pair never goes back.
+        let position = (state.committee().epoch().0, state.view().0);
+        let previous = self.views.insert(replica, position).unwrap_or_default();
+        if position < previous {
+            let (from, to) = (previous.1, position.1);
+            self.violations.push(Violation::ViewWentBack { replica, from, to });
         }
         match output {
             Output::Broadcast(signed) => {

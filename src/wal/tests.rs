@@ -416,6 +416,45 @@ fn a_validator_that_joined_later_rebuilds_from_its_log_in_the_epoch_it_joined() 
     assert_eq!(replica.replica().last_executed(), Seq(0));
 }
 
+/// A founder that changed view in epoch 0 and then switched to epoch 1
+/// (which starts in view 0) comes back from its log in epoch 1's view 0, not
+/// in the view its log's last NEW-VIEW names, and takes part.
+#[test]
+fn a_founder_rebuilt_after_an_epoch_change_is_in_the_new_epochs_view_not_the_old_one() {
+    let load = workload(BATCH * 8);
+    let genesis = Ledger::with_genesis(&load.genesis).unwrap();
+    let mut cluster = Cluster::new(&genesis);
+    cluster.submit(&load.transfers[..BATCH]);
+    for i in 0..N {
+        cluster.step(i, Arrival::ForceViewChange);
+    }
+    cluster.deliver_all();
+    assert!(cluster.replicas.iter().all(|node| node.replica().view() == View(1)));
+    cluster.submit(&load.transfers[BATCH..BATCH * 2]);
+    let key = Keypair::from_seed([42; 32]);
+    let member = Member { id: AgentId(N as u32), name: "v5".into(), public_key: key.public_key() };
+    cluster.change_membership(MembershipChange {
+        from_epoch: Epoch(0),
+        add: vec![member],
+        remove: Vec::new(),
+        f: None,
+    });
+    let before = position(cluster.replicas[1].replica());
+    assert_eq!((before.2, before.4), (View(0), Epoch(1)), "{before:?}");
+
+    let recovery = cluster.crash_and_recover(1);
+    assert!(matches!(recovery, Recovery::Wal { .. }), "{recovery:?}");
+    assert_eq!(position(cluster.replicas[1].replica()), before);
+    // The new member is not started: the four founders are a quorum of five and must all take part.
+    for chunk in load.transfers[BATCH * 2..].chunks(BATCH) {
+        cluster.submit(chunk);
+    }
+    let after = position(cluster.replicas[1].replica());
+    assert!(after.1 > before.1, "{after:?} after {before:?}");
+    assert!(cluster.replicas.iter().map(Node::replica).all(|r| position(r) == after), "the ledgers agree");
+    assert!(cluster.evidence.is_empty(), "{:?}", cluster.evidence);
+}
+
 #[test]
 fn a_log_of_another_genesis_is_not_replayed() {
     let load = workload(BATCH);

@@ -13,7 +13,7 @@ use crate::app::Application;
 use crate::protocol::committee::Committee;
 use crate::protocol::membership::{MembershipError, SignedMembershipChange};
 use crate::protocol::message::{Batch, Message, SignedMessage};
-use crate::protocol::types::Seq;
+use crate::protocol::types::{Seq, View};
 use std::sync::Arc;
 
 /// Most messages of the next epoch held while this replica has not switched yet.
@@ -124,7 +124,9 @@ impl<A: Application> Replica<A> {
 
     /// Runs in `committee` from now on. Everything of the old epoch above the
     /// last executed batch is dropped, its requests queued again; the view
-    /// change state starts afresh; timers restart.
+    /// change state starts afresh, in the epoch's view 0 (every replica enters
+    /// the epoch there, a validator that joins it too: no NEW-VIEW of the old
+    /// epoch needs to be shown to anyone); timers restart.
     pub(super) fn enter_epoch(&mut self, committee: Committee, out: &mut Vec<Output>) {
         let now = self.now;
         let above = self.last_executed.next();
@@ -138,6 +140,7 @@ impl<A: Application> Replica<A> {
         self.checkpoints = std::mem::take(&mut self.checkpoints).into_iter().filter(|(seq, _)| *seq < above).collect();
         self.snapshots = std::mem::take(&mut self.snapshots).into_iter().filter(|(seq, _)| *seq < above).collect();
         self.committee = committee;
+        self.view = View(0);
         self.view_changes.clear();
         self.changing = None;
         self.last_new_view = None;

@@ -200,6 +200,36 @@ fn only_a_joiner_without_the_history_of_its_epoch_asks_when_idle_and_a_snapshot_
     assert_eq!(s.replicas.iter().map(Replica::last_executed).collect::<Vec<_>>(), vec![Seq(3); 5]);
 }
 
+/// Found by `examples/custom_app.rs`: the members changed view in epoch 0
+/// (an equivocating primary voted out), then a replacement joined epoch 1.
+/// Every replica enters an epoch in its view 0, so the joiner, which starts
+/// there, takes part at once; it used to wait in view 0 while its peers
+/// carried view 1 into the epoch with no NEW-VIEW there to show it, dropping
+/// their messages as of another view.
+#[test]
+fn a_joiner_takes_part_although_its_peers_changed_view_in_the_epoch_before() {
+    let mut s = swarm();
+    for i in 0..4 {
+        s.step(i, Input::ForceViewChange);
+    }
+    s.deliver_all();
+    assert_eq!(s.replicas.iter().map(Replica::view).collect::<Vec<_>>(), vec![View(1); 4]);
+    let change = s.sign(add_joiner());
+    s.hand_in(&change);
+    let joined = add_joiner().apply(&s.committee).unwrap().starting_after(Seq(2));
+    s.join(joiner_key(), joined);
+    for _ in 0..3 {
+        s.tick(RETRANSMIT_US + 1);
+    }
+    assert_eq!(s.replicas[4].last_executed(), Seq(2));
+    // One batch past the boundary, not a checkpoint: the joiner must execute it in step with its peers.
+    s.submit(0..1);
+    let views: Vec<View> = s.replicas.iter().map(Replica::view).collect();
+    assert_eq!(views, vec![View(0); 5], "every replica entered epoch 1 in its view 0");
+    assert_eq!(s.replicas.iter().map(Replica::last_executed).collect::<Vec<_>>(), vec![Seq(3); 5]);
+    assert_eq!(s.replicas[4].stats().dropped_wrong_view, 0);
+}
+
 /// A founder that heard nothing of a change until its peers had switched
 /// catches up by a snapshot, and with it moves into the committee the
 /// snapshot's history leads to: a member of it, or retired if removed.
@@ -260,7 +290,9 @@ fn a_change_carried_into_a_new_view_is_not_ordered_again_by_the_new_primary() {
         s.step(i, Input::ForceViewChange);
     }
     s.deliver_all();
-    assert_eq!(s.replicas.iter().map(Replica::view).collect::<Vec<_>>(), vec![View(1); 4]);
+    // View 1 executed the change; the switch to epoch 1 then starts its view 0.
+    assert!(s.replicas.iter().all(|replica| replica.stats().views_installed == 1));
+    assert_eq!(s.replicas.iter().map(Replica::view).collect::<Vec<_>>(), vec![View(0); 4]);
     assert_eq!(s.epochs(), vec![Epoch(1); 4]);
     let refused = s.outputs.iter().filter(|(_, o)| matches!(o, Output::MembershipRefused { .. })).count();
     assert_eq!(refused, 0, "the change was ordered twice");

@@ -58,8 +58,13 @@ impl<A: Application> Replica<A> {
             // Silent: the epoch change went out before the crash.
             replica.switch_epoch_if_due(stable.seq, &mut Vec::new());
         }
-        replica.view = state.view;
-        replica.last_new_view = state.new_view.clone();
+        // A view of an epoch that ended (its NEW-VIEW says which) is left with
+        // it: every epoch starts in view 0.
+        let current = replica.committee.epoch();
+        if state.new_view.as_ref().is_none_or(|new_view| new_view.epoch == current) {
+            replica.view = state.view;
+            replica.last_new_view = state.new_view.clone();
+        }
         let last = state.last_executed();
         for (seq, batch) in state.executed.range(..=last) {
             replica.execute_again(*seq, batch);
@@ -72,7 +77,7 @@ impl<A: Application> Replica<A> {
                 entry.votes.insert(me, own.clone());
             }
         }
-        if let Some(view_change) = state.view_change.filter(|vc| vc.sender == me) {
+        if let Some(view_change) = state.view_change.filter(|vc| vc.sender == me && vc.epoch == current) {
             if let Message::ViewChange { new_view, .. } = view_change.message {
                 if new_view > replica.view {
                     let deadline = now.plus(replica.params.view_change_timeout_us);
