@@ -198,8 +198,8 @@ pub async fn audited_run(count: usize) -> (AuditReport, u64) {
     });
     let genesis = Ledger::with_genesis(&workload.genesis).unwrap();
     let spec = SwarmSpec::from_config(&config, genesis, 9).unwrap();
-    // The swarm's genesis: the workload's accounts and the validators' own.
-    let genesis = spec.genesis.clone();
+    // The swarm's genesis ledger: the workload's accounts and the validators' own.
+    let genesis = spec.genesis.ledger().clone();
     let swarm = Swarm::launch(spec);
 
     let report = Arc::new(Mutex::new(AuditReport::default()));

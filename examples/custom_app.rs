@@ -1,7 +1,7 @@
-//! A replicated application of your own, on a real swarm: a task board where
+//! A replicated application of your own on a real swarm: a task board where
 //! agents claim and complete numbered tasks, ordered by PBFT among seven
 //! validators (f = 2) that survive a Byzantine primary, a Byzantine agent, a
-//! view change, a crash and a state transfer.
+//! view change, a crash and a state transfer, and replace whom they convict.
 //!
 //! The application is [`TaskBoard`] (`src/app/task_board.rs`): about 230
 //! lines written against the public [`bftswarm::app::Application`] trait
@@ -9,19 +9,17 @@
 //! outcome per request, a digest, a snapshot in chunks, a query. It lives in
 //! the library so that the deterministic simulation checks it too; yours can
 //! live anywhere. Hosting it takes one more line, `impl HostedApp for
-//! MyApp {}` (the built-in `Validator` actor's bound).
-//!
-//! The runtime is the swarm's own actors, each validator on its own thread:
-//! the [`Supervisor`] routes, each [`Validator<TaskBoard>`] drives the pure
-//! node and keeps a write-ahead log, the runtime's [`Client`] submits and
-//! waits for f+1 matching signed replies. What is the example's own: the
-//! [`Referee`], an actor that feeds what the validators report to the pure
-//! [`Detector`] and quarantines whom it convicts, and the Byzantine agent.
+//! MyApp {}`, and then `Swarm::<MyApp>::launch_with` runs it as it runs the
+//! built-in ledger: validators on their own threads with write-ahead logs,
+//! detection, quarantine and replacement, and validators in other processes
+//! over TCP through a [`Hub`] and [`run_node`].
 //!
 //! The story, in order:
 //! 1. The primary (`board-1`) is Byzantine: it equivocates, proposing two
-//!    batches for each sequence number. The honest validators prove it, the
-//!    referee convicts and quarantines it, and the view changes.
+//!    batches for each sequence number. The honest validators prove it; the
+//!    swarm convicts and quarantines it, the view changes, and a fresh
+//!    validator (`board-8`) takes its seat through a membership epoch,
+//!    catching up by state transfer.
 //! 2. A Byzantine agent signs two claims with one nonce and sends each to
 //!    half of the validators, forges a completion in an honest agent's name,
 //!    and tries to complete a task it never claimed.
@@ -30,24 +28,28 @@
 //!    transfer, the board's chunks checked against the certified digest.
 //! 4. `board-4` crashes in the second half and comes back from its log.
 //!
-//!     cargo run --example custom_app -- 24
+//! With `--tcp`, `board-3` and `board-6` run as node processes' validators
+//! (here: threads with an actix System each) joined to the swarm's hub over
+//! loopback TCP.
+//!
+//!     cargo run --example custom_app -- 24 [--tcp]
 
-use actix::{Actor, Addr, Arbiter, Context, Handler, Supervisor as ActorSupervisor};
 use bftswarm::actors::{
-    now, Begin, Client, ClientRun, Destination, Envelope, GetStatus, InjectFault, Misbehaviour, Origin, Quarantine,
-    ReadReplica, RecoveredValidator, Register, RegisterClient, Restart, Route, Supervisor, Validator, ValidatorStatus,
+    Destination, Envelope, LaunchOptions, Origin, QuarantinePolicy, Register, Route, Swarm, SwarmSpec, Unregister,
+    ValidatorStatus,
 };
 use bftswarm::app::task_board::{BoardOp, TaskBoard, TaskState};
 use bftswarm::app::{Application, SignedTx};
 use bftswarm::crypto::Keypair;
-use bftswarm::detect::{DetectionRules, Detector};
-use bftswarm::faults::{FaultSpec, FaultType};
+use bftswarm::faults::FaultType;
 use bftswarm::ledger::{AccountId, TxId, TxOutcome};
-use bftswarm::protocol::{AgentId, ClientCore, ClientId, Committee, Epoch, ProtocolParams, Request};
-use bftswarm::wal::{Recovery, ReplicaSpec, WalOptions};
+use bftswarm::protocol::{AgentId, ClientId, Committee, Epoch, ProtocolParams, Request};
+use bftswarm::transport::{run_node, Hub, NodeOptions};
+use bftswarm::wal::{Recovery, WalOptions};
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const VALIDATORS: usize = 7;
@@ -58,56 +60,38 @@ const BYZANTINE_PRIMARY: AgentId = AgentId(0);
 const CUT_OFF: AgentId = AgentId(6);
 /// Crashed in the second half, rebuilt from its write-ahead log.
 const CRASHED: AgentId = AgentId(3);
+/// With `--tcp`: validators in node processes, joined over loopback.
+const REMOTE: [AgentId; 2] = [AgentId(2), AgentId(5)];
 
-/// What the run shows, read from the validators at the end.
+/// What the run shows, read from the swarm at the end.
 #[derive(Clone, Debug, Default)]
 pub struct BoardRun {
     /// Honest steps submitted, and those committed on f+1 matching replies.
     pub steps: usize,
     pub committed: usize,
-    /// The board as every honest validator holds it (they agree, or this is empty).
+    /// The board the in-process validators of the final committee hold (they
+    /// agree, or this is empty).
     pub board: Vec<TaskState>,
-    /// Honest validators whose board digest differs from the others'.
+    /// Validators of the final committee whose board digest differs from the
+    /// others' (those in node processes included).
     pub disagreeing: Vec<String>,
-    /// Validators the referee convicted, with the fault proven.
-    pub convicted: Vec<(String, String)>,
-    /// The lowest view an honest validator ended in.
-    pub view: u64,
+    /// Validators of the final committee whose status was read.
+    pub members: Vec<String>,
+    /// Who was convicted of what, and who took the seat.
+    pub convicted: Vec<(String, String, Option<String>)>,
+    /// The most new views any validator installed (view changes completed).
+    pub views_installed: u64,
     pub snapshots_installed_by_cut_off: u64,
     /// The crashed validator came back from its write-ahead log (not from genesis).
     pub crashed_rebuilt_from_log: bool,
-    /// Honest validators whose verifier refused the forged completion.
+    /// Honest validators in this process whose verifier refused the forged completion.
     pub forgery_refused_by: usize,
     pub highest_executed: u64,
-    /// The Byzantine agent's account.
+    /// Validators that ran in node processes, over TCP.
+    pub remote: Vec<String>,
+    /// The Byzantine agent's account, and the honest agents'.
     pub byzantine: Option<AccountId>,
     pub honest: Vec<AccountId>,
-}
-
-/// The example's own agent: the detection pipeline. It feeds what every
-/// validator's verifier refused and replica proved to the pure [`Detector`],
-/// and has the supervisor drop every route of whom it convicts.
-pub struct Referee {
-    detector: Detector,
-    supervisor: Addr<Supervisor>,
-    convicted: Arc<Mutex<Vec<(String, String)>>>,
-}
-
-impl Actor for Referee {
-    type Context = Context<Self>;
-}
-
-impl Handler<Misbehaviour> for Referee {
-    type Result = ();
-
-    fn handle(&mut self, misbehaviour: Misbehaviour, _: &mut Context<Self>) {
-        for report in misbehaviour.reports {
-            let Some(conviction) = self.detector.report(now(), report) else { continue };
-            let name = self.detector.committee().member(conviction.detected_agent).map(|m| m.name.clone());
-            self.supervisor.do_send(Quarantine(conviction.detected_agent));
-            self.convicted.lock().unwrap().push((name.unwrap_or_default(), conviction.fault_type));
-        }
-    }
 }
 
 /// The agents' keys and how they sign a board step.
@@ -141,9 +125,10 @@ impl Agents {
     }
 }
 
-/// Runs the story on a board of `tasks` tasks (an even number, at least 8),
-/// the validators' logs under `home`.
-pub async fn run_task_board(tasks: u64, home: &Path) -> BoardRun {
+/// Runs the story on a board of `tasks` tasks (a multiple of 8), the
+/// validators' logs under `home`; with `tcp`, [`REMOTE`] run as node
+/// processes' validators over loopback. Must run inside an actix System.
+pub async fn run_task_board(tasks: u64, home: &Path, tcp: bool) -> BoardRun {
     let keys: Vec<Keypair> = (0..VALIDATORS as u8).map(|i| Keypair::from_seed([i + 1; 32])).collect();
     let public_keys: Vec<_> = keys.iter().map(Keypair::public_key).collect();
     let committee = Committee::numbered(Epoch(0), &public_keys, "board-", None).expect("seven keys make a committee");
@@ -159,43 +144,33 @@ pub async fn run_task_board(tasks: u64, home: &Path) -> BoardRun {
     };
     // Two more tasks than the honest agents take: the Byzantine agent's prizes.
     let genesis = TaskBoard::with_tasks(tasks + 2);
+    let operator = Keypair::from_seed([99; 32]);
+    let spec = SwarmSpec::new(committee, keys.clone(), params, genesis)
+        .expect("the keys are the committee's")
+        .with_operator(operator.clone());
+    let remote: BTreeSet<AgentId> = if tcp { REMOTE.into() } else { BTreeSet::new() };
+    let options = LaunchOptions {
+        name: "task-board".into(),
+        wal: Some(WalOptions::under_home(home, false)),
+        quarantine: QuarantinePolicy { enforce: true, ..QuarantinePolicy::default() },
+        external_validators: remote.clone(),
+        ..LaunchOptions::default()
+    };
+    let swarm = Arc::new(Swarm::<TaskBoard>::launch_with(spec, options).expect("new logs open"));
+    let nodes = match tcp {
+        true => {
+            let hub = Hub::listen(swarm.clone(), operator.clone(), "127.0.0.1:0").await.expect("a loopback port");
+            let nodes = remote.iter().map(|id| Node::start(home, &hub, &keys[id.0 as usize], &operator)).collect();
+            hub.wait_for_nodes(remote.len(), Duration::from_secs(20)).await.expect("the nodes join the hub");
+            nodes
+        }
+        false => Vec::new(),
+    };
     let agents = Agents { keys: (0..=HONEST_AGENTS as u8).map(|i| Keypair::from_seed([100 + i; 32])).collect() };
     let byzantine = HONEST_AGENTS;
 
-    let mut arbiters = vec![Arbiter::new()];
-    let supervisor = Supervisor::start_in_arbiter(&arbiters[0].handle(), |_| Supervisor::new());
-    let convicted = Arc::new(Mutex::new(Vec::new()));
-    let referee = Referee {
-        detector: Detector::new(committee.clone(), DetectionRules::default()),
-        supervisor: supervisor.clone(),
-        convicted: convicted.clone(),
-    }
-    .start();
-    let wal = WalOptions::under_home(home, false);
-    let mut validators = Vec::new();
-    for (member, keypair) in committee.members().iter().zip(&keys) {
-        let spec = ReplicaSpec {
-            name: member.name.clone(),
-            keypair: keypair.clone(),
-            committee: committee.clone(),
-            params: params.clone(),
-            genesis: genesis.clone(),
-            joined_in: None,
-        };
-        let recovered = RecoveredValidator::open(spec, wal.clone()).expect("a new log opens");
-        let (route, detector) = (supervisor.clone().recipient(), referee.clone().recipient());
-        // Restarted from its log by actix's supervisor when it stops.
-        arbiters.push(Arbiter::new());
-        let addr = ActorSupervisor::start_in_arbiter(&arbiters[arbiters.len() - 1].handle(), move |_| {
-            Validator::<TaskBoard>::recovered(recovered, route).with_detector(detector)
-        });
-        if member.id != CUT_OFF {
-            supervisor.send(register(member, &addr)).await.expect("the supervisor runs");
-        }
-        validators.push(addr);
-    }
-    let equivocate = FaultSpec { fault_type: FaultType::Equivocation, probability: 1.0, after_us: 0 };
-    validators[BYZANTINE_PRIMARY.0 as usize].do_send(InjectFault(equivocate));
+    swarm.inject_fault(BYZANTINE_PRIMARY, FaultType::Equivocation, 1.0, Duration::ZERO).expect("a member");
+    swarm.supervisor().send(Unregister(CUT_OFF)).await.expect("the supervisor runs");
 
     // The Byzantine agent, before the honest work: two claims with one nonce,
     // each to half of the validators; only one can ever execute.
@@ -209,10 +184,12 @@ pub async fn run_task_board(tasks: u64, home: &Path) -> BoardRun {
             half.map(move |v| (Destination::Validator(AgentId(v as u32)), requests(vec![request.clone()])))
         })
         .collect();
-    supervisor.do_send(Route { from: Origin::Client(ClientId(99)), items });
+    swarm.supervisor().do_send(Route { from: Origin::Client(ClientId(99)), items });
 
     let half = tasks / 2;
-    let first = run_client(&supervisor, &committee, ClientId(1), agents.honest_steps(0..half, 0)).await;
+    let progress = Arc::new(AtomicU64::new(0));
+    let first = agents.honest_steps(0..half, 0);
+    let first = swarm.run_client(ClientId(1), first, 16, 300, progress.clone()).await.expect("the client runs");
 
     // Once the others have moved on: a completion forged in agent 0's name,
     // and a completion of agent 0's task with the Byzantine agent's own key.
@@ -222,130 +199,133 @@ pub async fn run_task_board(tasks: u64, home: &Path) -> BoardRun {
         .into_iter()
         .map(|tx| (Destination::AllValidators, requests(vec![Request { client: ClientId(99), tx }])))
         .collect();
-    supervisor.do_send(Route { from: Origin::Client(ClientId(99)), items });
+    swarm.supervisor().do_send(Route { from: Origin::Client(ClientId(99)), items });
 
     // The cut-off validator comes back; its peers' logs are long past what it missed.
-    let cut_off = committee.member(CUT_OFF).expect("a member");
-    supervisor.send(register(cut_off, &validators[CUT_OFF.0 as usize])).await.expect("the supervisor runs");
-    validators[CRASHED.0 as usize].do_send(Restart);
-    let second_steps = agents.honest_steps(half..tasks, (half / HONEST_AGENTS as u64) * 2);
-    let second = run_client(&supervisor, &committee, ClientId(2), second_steps).await;
+    let cut_off = swarm.member_in_any_epoch(CUT_OFF).expect("a member");
+    let recipient = swarm.validator(CUT_OFF).expect("runs in this process").recipient();
+    let register = Register { id: CUT_OFF, name: cut_off.name, public_key: cut_off.public_key, recipient };
+    swarm.supervisor().send(register).await.expect("the supervisor runs");
+    swarm.restart(CRASHED).expect("runs in this process");
+    let second = agents.honest_steps(half..tasks, (half / HONEST_AGENTS as u64) * 2);
+    let second = swarm.run_client(ClientId(2), second, 16, 300, progress).await.expect("the client runs");
 
-    let honest: Vec<_> = validators.iter().enumerate().filter(|(i, _)| *i != BYZANTINE_PRIMARY.0 as usize).collect();
-    let statuses = settle(&honest.iter().map(|(_, addr)| (*addr).clone()).collect::<Vec<_>>()).await;
-    let mut boards = Vec::new();
-    for (_, addr) in &honest {
-        let read =
-            ReadReplica::<_, TaskBoard>(Box::new(|replica| (replica.app().tasks().to_vec(), replica.app().digest())));
-        boards.push(addr.send(read).await.expect("a validator answers"));
-    }
-    let reference =
-        boards.iter().map(|(_, digest)| *digest).max_by_key(|d| boards.iter().filter(|b| b.1 == *d).count());
-    let disagreeing = statuses
-        .iter()
-        .zip(&boards)
-        .filter(|(_, (_, digest))| Some(*digest) != reference)
-        .map(|(status, _)| status.name.clone())
-        .collect::<Vec<_>>();
+    // Until the replacement has taken the convicted primary's seat and every member caught up.
+    let started = Instant::now();
+    let (log, statuses) = loop {
+        let log = swarm.detection_log().await.unwrap_or_default();
+        let statuses = swarm.settled_status(Duration::from_secs(5)).await;
+        let replaced = log.iter().any(|record| record.replaced_by.is_some());
+        let members: Vec<&ValidatorStatus> = statuses.iter().filter(|s| s.member).collect();
+        let level = members.windows(2).all(|pair| pair[0].last_executed == pair[1].last_executed);
+        if (replaced && level) || started.elapsed() > Duration::from_secs(30) {
+            break (log, statuses);
+        }
+        actix_rt::time::sleep(Duration::from_millis(50)).await;
+    };
+    let members: Vec<&ValidatorStatus> = statuses.iter().filter(|s| s.member).collect();
+    let digests = members.iter().map(|s| s.ledger_digest).collect::<Vec<_>>();
+    let reference = digests.iter().max_by_key(|d| digests.iter().filter(|other| other == d).count()).copied();
+    let boards = swarm.read_replicas(|replica| (replica.app().tasks().to_vec(), replica.app().digest())).await;
+    let board = boards.iter().find(|(_, digest)| Some(*digest) == reference).map(|(board, _)| board.clone());
+    let committed = first.completions.iter().chain(&second.completions);
     let run = BoardRun {
         steps: first.completions.len() + second.completions.len(),
-        committed: [&first, &second]
+        committed: committed.filter(|c| c.outcome == TxOutcome::Committed).count(),
+        board: board.unwrap_or_default(),
+        disagreeing: members.iter().filter(|s| Some(s.ledger_digest) != reference).map(|s| s.name.clone()).collect(),
+        members: members.iter().map(|s| s.name.clone()).collect(),
+        convicted: log
             .iter()
-            .flat_map(|run| &run.completions)
-            .filter(|c| c.outcome == TxOutcome::Committed)
-            .count(),
-        board: if disagreeing.is_empty() { boards[0].0.clone() } else { Vec::new() },
-        disagreeing,
-        convicted: convicted.lock().unwrap().clone(),
-        view: statuses.iter().map(|s| s.view.0).min().unwrap_or(0),
-        snapshots_installed_by_cut_off: statuses
-            .iter()
-            .find(|s| s.id == CUT_OFF)
-            .map_or(0, |s| s.stats.snapshots_installed),
-        crashed_rebuilt_from_log: statuses
-            .iter()
-            .find(|s| s.id == CRASHED)
+            .map(|r| (r.detected_agent.clone(), r.fault_type.clone(), r.replaced_by.clone()))
+            .collect(),
+        views_installed: statuses.iter().map(|s| s.stats.views_installed).max().unwrap_or(0),
+        snapshots_installed_by_cut_off: status_of(&statuses, CUT_OFF).map_or(0, |s| s.stats.snapshots_installed),
+        crashed_rebuilt_from_log: status_of(&statuses, CRASHED)
             .is_some_and(|s| matches!(s.recovery, Some(Recovery::Wal { .. }))),
         forgery_refused_by: statuses
             .iter()
-            .filter(|s| s.inbound_rejected.contains_key("invalid-client-signature"))
+            .filter(|s| s.id != BYZANTINE_PRIMARY && s.inbound_rejected.contains_key("invalid-client-signature"))
             .count(),
         highest_executed: statuses.iter().map(|s| s.last_executed.0).max().unwrap_or(0),
+        remote: remote.iter().filter_map(|id| swarm.member_in_any_epoch(*id)).map(|m| m.name).collect(),
         byzantine: Some(agents.account(byzantine)),
         honest: (0..HONEST_AGENTS).map(|agent| agents.account(agent)).collect(),
     };
-    // Stops every validator: their logs are closed when the threads end.
-    for arbiter in arbiters {
-        arbiter.stop();
-        let _ = arbiter.join();
+    nodes.into_iter().for_each(Node::stop);
+    if let Ok(swarm) = Arc::try_unwrap(swarm) {
+        swarm.stop();
     }
     run
 }
 
-fn register(member: &bftswarm::protocol::Member, addr: &Addr<Validator<TaskBoard>>) -> Register {
-    Register {
-        id: member.id,
-        name: member.name.clone(),
-        public_key: member.public_key,
-        recipient: addr.clone().recipient(),
-    }
+fn status_of(statuses: &[ValidatorStatus], id: AgentId) -> Option<&ValidatorStatus> {
+    statuses.iter().find(|s| s.id == id)
 }
 
 fn requests(requests: Vec<Request>) -> Envelope {
     Envelope::Requests(Arc::new(requests))
 }
 
-/// The runtime's client: submits `steps`, one in flight per agent, each done
-/// on f+1 matching signed replies.
-async fn run_client(
-    supervisor: &Addr<Supervisor>,
-    committee: &Committee,
-    id: ClientId,
-    steps: Vec<SignedTx>,
-) -> ClientRun {
-    let (done, result) = tokio::sync::oneshot::channel();
-    let core = ClientCore::new(id, committee.clone(), steps, 16, 300_000);
-    let route = supervisor.clone().recipient();
-    let client = Client::new(id, core, route, Arc::new(AtomicU64::new(0)), done).start();
-    supervisor.send(RegisterClient { id, recipient: client.clone().recipient() }).await.expect("the supervisor runs");
-    client.do_send(Begin);
-    result.await.expect("the client reports its run")
+/// A node process's validator: its own thread and actix System, its own
+/// home (and log), joined to the hub over TCP by [`run_node`].
+struct Node {
+    stop: tokio::sync::oneshot::Sender<()>,
+    thread: std::thread::JoinHandle<()>,
 }
 
-/// The validators' statuses once all of them executed the same seq (or 20 s passed).
-async fn settle(validators: &[Addr<Validator<TaskBoard>>]) -> Vec<ValidatorStatus> {
-    let started = Instant::now();
-    loop {
-        let mut statuses = Vec::new();
-        for addr in validators {
-            statuses.push(addr.send(GetStatus).await.expect("a validator answers"));
-        }
-        let level = statuses.windows(2).all(|pair| pair[0].last_executed == pair[1].last_executed);
-        if level || started.elapsed() > Duration::from_secs(20) {
-            return statuses;
-        }
-        actix_rt::time::sleep(Duration::from_millis(50)).await;
+impl Node {
+    fn start(home: &Path, hub: &Hub<TaskBoard>, keypair: &Keypair, hub_key: &Keypair) -> Node {
+        let options = NodeOptions {
+            home: home.join(format!("node-{}", keypair.public_key())),
+            hub: hub.local_addr().to_string(),
+            keypair: keypair.clone(),
+            hub_key: hub_key.public_key(),
+            fsync: false,
+            fault: None,
+        };
+        let (stop, stopped) = tokio::sync::oneshot::channel();
+        let thread = std::thread::spawn(move || {
+            actix::System::new().block_on(async move {
+                tokio::select! {
+                    ended = run_node::<TaskBoard>(options) => eprintln!("node ended: {ended:?}"),
+                    _ = stopped => {}
+                }
+            })
+        });
+        Node { stop, thread }
+    }
+
+    fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.thread.join();
     }
 }
 
 fn main() {
-    let tasks = std::env::args().nth(1).and_then(|n| n.parse().ok()).unwrap_or(24u64).max(8) / 2 * 2;
+    let mut args = std::env::args().skip(1);
+    let tasks = args.next().and_then(|n| n.parse().ok()).unwrap_or(24u64).max(8) / 8 * 8;
+    let tcp = std::env::args().any(|arg| arg == "--tcp");
     let home = tempfile::tempdir().expect("a temporary directory for the validators' logs");
-    let run = actix::System::new().block_on(run_task_board(tasks, home.path()));
+    let run = actix::System::new().block_on(run_task_board(tasks, home.path(), tcp));
     println!("{} of {} honest steps committed, up to seq {}", run.committed, run.steps, run.highest_executed);
-    for (name, fault) in &run.convicted {
-        println!("convicted and quarantined: {name} ({fault})");
+    for (name, fault, replaced_by) in &run.convicted {
+        let replacement = replaced_by.as_deref().unwrap_or("nobody yet");
+        println!("convicted and quarantined: {name} ({fault}); its seat went to {replacement}");
     }
-    println!("every honest validator ended in view {} or later", run.view);
+    if !run.remote.is_empty() {
+        println!("over TCP: {}", run.remote.join(", "));
+    }
+    println!("view changes: {}; the final committee: {}", run.views_installed, run.members.join(", "));
     println!("board-7 caught up by installing {} snapshot(s)", run.snapshots_installed_by_cut_off);
     println!("board-4 came back from its write-ahead log: {}", run.crashed_rebuilt_from_log);
-    println!("{} honest validators refused the forged completion", run.forgery_refused_by);
+    println!("{} honest validators here refused the forged completion", run.forgery_refused_by);
     let done = run.board.iter().filter(|state| matches!(state, TaskState::Done(_))).count();
     let byzantine = run.byzantine.expect("set by the run");
     let grabbed = run.board.iter().filter(|state| **state == TaskState::Claimed(byzantine)).count();
     println!("{done} tasks done by their claimers; the Byzantine agent holds {grabbed} task(s)");
-    if !run.disagreeing.is_empty() {
-        println!("validators on another board: {}", run.disagreeing.join(", "));
+    if !run.disagreeing.is_empty() || run.board.is_empty() {
+        println!("members on another board: {}", run.disagreeing.join(", "));
         std::process::exit(1);
     }
 }

@@ -131,7 +131,7 @@ pub async fn run_with_compliance(count: usize, limit: u64) -> (ComplianceReport,
     });
     let genesis = Ledger::with_genesis(&workload.genesis).unwrap();
     let spec = SwarmSpec::from_config(&config, genesis, 21).unwrap();
-    // The swarm's genesis: the workload's accounts and the validators' own.
+    // The swarm's genesis: the workload's accounts and the validators' own, and an empty memory.
     let genesis = spec.genesis.clone();
     let me = AgentId(3);
     let member = spec.committee.member(me).unwrap().clone();
@@ -142,7 +142,7 @@ pub async fn run_with_compliance(count: usize, limit: u64) -> (ComplianceReport,
 
     let report = Arc::new(Mutex::new(ComplianceReport::default()));
     let officer = ComplianceValidator {
-        node: Node::new(Replica::new(me, keypair, committee, params, SwarmApp::new(genesis))),
+        node: Node::new(Replica::new(me, keypair, committee, params, genesis)),
         hub: swarm.supervisor().clone().recipient(),
         timer: DeadlineTimer::default(),
         limit,

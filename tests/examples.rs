@@ -52,24 +52,19 @@ async fn custom_validator_takes_part_in_consensus_and_flags_every_large_transfer
     assert_eq!(report.rejected_inbound, 0);
 }
 
-/// The user's own application on the runtime's actors: a Byzantine primary
-/// proven, convicted and voted out, a Byzantine agent that gets one claim
-/// of its two and no forged or stolen completion, a validator caught up by
-/// state transfer, one rebuilt from its log, and one board on all of them.
-#[actix::test]
-async fn custom_app_task_board_survives_a_byzantine_primary_and_agent_a_view_change_and_a_state_transfer() {
+/// What every run of the task board example must show, over TCP or not.
+fn assert_the_board_story(run: &custom_app::BoardRun, tasks: u64) {
     use bftswarm::app::task_board::TaskState;
-    let home = tempfile::tempdir().unwrap();
-    let tasks = 24;
-    let run = custom_app::run_task_board(tasks, home.path()).await;
     assert!(run.disagreeing.is_empty(), "{run:?}");
     assert_eq!((run.steps, run.committed), (2 * tasks as usize, 2 * tasks as usize), "{run:?}");
-    assert_eq!(run.convicted, [("board-1".to_owned(), "equivocation".to_owned())], "{run:?}");
-    assert!(run.view >= 1, "{run:?}");
+    // The equivocating primary proven, quarantined and replaced through a membership epoch.
+    let convicted = [("board-1".to_owned(), "equivocation".to_owned(), Some("board-8".to_owned()))];
+    assert_eq!(run.convicted, convicted, "{run:?}");
+    assert_eq!(run.members.len(), 7, "{run:?}");
+    assert!(run.members.contains(&"board-8".to_owned()) && !run.members.contains(&"board-1".to_owned()), "{run:?}");
+    assert!(run.views_installed >= 1, "{run:?}");
     assert!(run.snapshots_installed_by_cut_off >= 1, "{run:?}");
     assert!(run.crashed_rebuilt_from_log, "{run:?}");
-    // Sent while board-7 is cut off: the other five honest validators' verifiers.
-    assert_eq!(run.forgery_refused_by, 5, "{run:?}");
     // Each honest task done by the agent whose share it is, the forged and
     // stolen completions of task 0 notwithstanding.
     assert_eq!(run.board.len(), tasks as usize + 2, "{run:?}");
@@ -81,6 +76,32 @@ async fn custom_app_task_board_survives_a_byzantine_primary_and_agent_a_view_cha
     let prizes = &run.board[tasks as usize..];
     assert_eq!(prizes.iter().filter(|state| **state == TaskState::Claimed(byzantine)).count(), 1, "{prizes:?}");
     assert_eq!(prizes.iter().filter(|state| **state == TaskState::Open).count(), 1, "{prizes:?}");
+}
+
+/// The user's own application on `Swarm<TaskBoard>`: a Byzantine primary
+/// proven, convicted, voted out and replaced; a Byzantine agent that gets one
+/// claim of its two and no forged or stolen completion; a validator caught up
+/// by state transfer, one rebuilt from its log, and one board on all of them.
+#[actix::test]
+async fn custom_app_task_board_survives_a_byzantine_primary_and_agent_a_view_change_and_a_state_transfer() {
+    let home = tempfile::tempdir().unwrap();
+    let run = custom_app::run_task_board(24, home.path(), false).await;
+    assert_the_board_story(&run, 24);
+    assert!(run.remote.is_empty(), "{run:?}");
+    // The five honest founders connected when it was sent (the replacement too, if it had joined).
+    assert!(run.forgery_refused_by >= 5, "{run:?}");
+}
+
+/// The same with two of the validators in node processes (threads with a
+/// System of their own each), joined to the swarm's hub over loopback TCP:
+/// their board's digest is the others'.
+#[actix::test]
+async fn custom_app_task_board_runs_the_same_with_validators_over_tcp() {
+    let home = tempfile::tempdir().unwrap();
+    let run = custom_app::run_task_board(24, home.path(), true).await;
+    assert_the_board_story(&run, 24);
+    assert_eq!(run.remote, ["board-3", "board-6"], "{run:?}");
+    assert!(run.forgery_refused_by >= 3, "{run:?}");
 }
 
 /// A genesis and one honest executed batch of three transfers at seq 1.

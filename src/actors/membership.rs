@@ -8,7 +8,7 @@ use super::detector::DetectorCommittee;
 use super::journal::JoinerEntry;
 use super::messages::{Destination, Envelope, LearnCommittee, Origin, Route, Unregister};
 use super::swarm::{lock, SwarmError, SwarmHandle, ValidatorSeed};
-use crate::app::SwarmApp;
+use super::validator::HostedApp;
 use crate::crypto::{Keypair, PublicKey};
 use crate::events::{timestamp_now, LifecycleEvent};
 use crate::hooks::Publish;
@@ -33,7 +33,7 @@ pub struct MembershipChanged {
     pub elapsed_ms: f64,
 }
 
-impl SwarmHandle {
+impl<A: HostedApp> SwarmHandle<A> {
     /// Adds `add` validators with fresh keys and removes `remove`, through
     /// consensus: the change is ordered in the log and takes effect at the
     /// next checkpoint boundary. Waits at most `max_wait` for it.
@@ -196,10 +196,10 @@ impl SwarmHandle {
         keypair: Keypair,
         genesis_committee: &Committee,
         joined: &Committee,
-    ) -> Result<ValidatorSeed, SwarmError> {
+    ) -> Result<ValidatorSeed<A>, SwarmError> {
         let Some(wal) = &self.wal else {
             let (first, joined, params, genesis) =
-                (genesis_committee.clone(), joined.clone(), self.params.clone(), SwarmApp::new(self.genesis.clone()));
+                (genesis_committee.clone(), joined.clone(), self.params.clone(), self.genesis.clone());
             let replica = Replica::joining(member.id, keypair.clone(), first, joined, params, genesis);
             return Ok(ValidatorSeed::InMemory(Box::new((replica, keypair))));
         };

@@ -34,12 +34,11 @@
 //!
 //! # Your own application
 //!
-//! [`Validator`] is generic over the application its replica runs
-//! ([`HostedApp`]: any [`crate::app::Application`]), and so is its
-//! write-ahead log ([`RecoveredValidator`]). Validators of a user's
-//! application register with a [`Supervisor`] like any agent, and a
-//! [`Client`] submits their signed requests. `examples/custom_app.rs` runs a
-//! task board this way. [`Swarm`] itself runs the built-in application.
+//! [`Swarm`] is generic over the application its validators replicate
+//! ([`HostedApp`]: any [`crate::app::Application`]; the default is the
+//! built-in ledger and memory), and so are the [`Validator`] actor, its
+//! write-ahead log ([`RecoveredValidator`]), quarantine and replacement.
+//! `examples/custom_app.rs` runs a task board on `Swarm<TaskBoard>`.
 
 mod client;
 mod committees;

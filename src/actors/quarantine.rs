@@ -15,6 +15,8 @@
 
 use super::messages::Quarantine;
 use super::swarm::SwarmHandle;
+use super::validator::HostedApp;
+use crate::app::SwarmApp;
 use crate::detect::Conviction;
 use crate::events::{parse_rfc3339, rfc3339, timestamp_now, LifecycleEvent};
 use crate::hooks::Publish;
@@ -104,18 +106,18 @@ pub struct Replaced {
     pub error: Option<String>,
 }
 
-pub struct QuarantineManager {
+pub struct QuarantineManager<A: HostedApp = SwarmApp> {
     policy: QuarantinePolicy,
-    swarm: Weak<SwarmHandle>,
+    swarm: Weak<SwarmHandle<A>>,
     spawner: Recipient<Replace>,
     records: Vec<(DetectionRecord, SystemTime, Instant)>,
 }
 
-impl QuarantineManager {
+impl<A: HostedApp> QuarantineManager<A> {
     /// A manager whose log starts with the records the memory store kept
     /// when the policy resumes (a relaunched swarm carries on with its
     /// detection log, never replaces it), or empty, the kept log removed.
-    pub fn new(policy: QuarantinePolicy, swarm: Weak<SwarmHandle>, spawner: Recipient<Replace>) -> Self {
+    pub fn new(policy: QuarantinePolicy, swarm: Weak<SwarmHandle<A>>, spawner: Recipient<Replace>) -> Self {
         let records = match (&policy.memory, policy.resume) {
             (Some(memory), true) => kept_records(memory),
             (Some(memory), false) => {
@@ -156,11 +158,11 @@ impl QuarantineManager {
     }
 }
 
-impl Actor for QuarantineManager {
+impl<A: HostedApp> Actor for QuarantineManager<A> {
     type Context = Context<Self>;
 }
 
-impl QuarantineManager {
+impl<A: HostedApp> QuarantineManager<A> {
     /// Records the conviction and, when `enforce`, quarantines and replaces the agent.
     fn quarantine(
         &mut self,
@@ -214,7 +216,7 @@ impl QuarantineManager {
     }
 }
 
-impl Handler<Convicted> for QuarantineManager {
+impl<A: HostedApp> Handler<Convicted> for QuarantineManager<A> {
     type Result = ();
 
     fn handle(&mut self, Convicted { conviction, latency, at }: Convicted, _: &mut Context<Self>) {
@@ -232,7 +234,7 @@ pub struct OperatorQuarantine {
     pub duration: Duration,
 }
 
-impl Handler<OperatorQuarantine> for QuarantineManager {
+impl<A: HostedApp> Handler<OperatorQuarantine> for QuarantineManager<A> {
     type Result = ();
 
     fn handle(&mut self, OperatorQuarantine { agent, duration }: OperatorQuarantine, _: &mut Context<Self>) {
@@ -248,7 +250,7 @@ impl Handler<OperatorQuarantine> for QuarantineManager {
     }
 }
 
-impl Handler<Replaced> for QuarantineManager {
+impl<A: HostedApp> Handler<Replaced> for QuarantineManager<A> {
     type Result = ();
 
     fn handle(&mut self, replaced: Replaced, _: &mut Context<Self>) {
@@ -269,7 +271,7 @@ impl Handler<Replaced> for QuarantineManager {
     }
 }
 
-impl Handler<GetDetectionLog> for QuarantineManager {
+impl<A: HostedApp> Handler<GetDetectionLog> for QuarantineManager<A> {
     type Result = MessageResult<GetDetectionLog>;
 
     fn handle(&mut self, _: GetDetectionLog, _: &mut Context<Self>) -> Self::Result {
@@ -305,7 +307,7 @@ pub struct Reinstate {
     pub replace: bool,
 }
 
-impl Handler<Reinstate> for QuarantineManager {
+impl<A: HostedApp> Handler<Reinstate> for QuarantineManager<A> {
     type Result = ();
 
     fn handle(&mut self, Reinstate { agent, replace }: Reinstate, _: &mut Context<Self>) {
@@ -323,15 +325,15 @@ impl Handler<Reinstate> for QuarantineManager {
 #[rtype(result = "()")]
 pub struct Replace(pub AgentId);
 
-pub struct ReplacementSpawner {
-    swarm: Weak<SwarmHandle>,
+pub struct ReplacementSpawner<A: HostedApp = SwarmApp> {
+    swarm: Weak<SwarmHandle<A>>,
     max_wait: Duration,
     waiting: Vec<AgentId>,
     busy: bool,
 }
 
-impl ReplacementSpawner {
-    pub fn new(swarm: Weak<SwarmHandle>, max_wait: Duration) -> ReplacementSpawner {
+impl<A: HostedApp> ReplacementSpawner<A> {
+    pub fn new(swarm: Weak<SwarmHandle<A>>, max_wait: Duration) -> ReplacementSpawner<A> {
         ReplacementSpawner { swarm, max_wait, waiting: Vec::new(), busy: false }
     }
 
@@ -367,11 +369,11 @@ impl ReplacementSpawner {
     }
 }
 
-impl Actor for ReplacementSpawner {
+impl<A: HostedApp> Actor for ReplacementSpawner<A> {
     type Context = Context<Self>;
 }
 
-impl Handler<Replace> for ReplacementSpawner {
+impl<A: HostedApp> Handler<Replace> for ReplacementSpawner<A> {
     type Result = ();
 
     fn handle(&mut self, Replace(agent): Replace, ctx: &mut Context<Self>) {

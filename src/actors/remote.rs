@@ -9,7 +9,7 @@
 use super::detector::Misbehaviour;
 use super::messages::{GetNextNonces, GetStatus, ValidatorStatus};
 use super::swarm::{lock, SwarmHandle};
-use crate::ledger::Ledger;
+use super::validator::HostedApp;
 use crate::protocol::{AgentId, Committee, ProtocolParams};
 use actix::Recipient;
 
@@ -20,7 +20,7 @@ pub struct RemoteLink {
     pub nonces: Recipient<GetNextNonces>,
 }
 
-impl SwarmHandle {
+impl<A: HostedApp> SwarmHandle<A> {
     /// Counts validator `id`, running elsewhere, in [`SwarmHandle::status`]; replaces an earlier connection's.
     pub fn attach_remote(&self, id: AgentId, link: RemoteLink) {
         lock(&self.remote).insert(id, link);
@@ -50,7 +50,8 @@ impl SwarmHandle {
         &self.params
     }
 
-    pub fn genesis(&self) -> &Ledger {
+    /// The application's state at genesis: every validator starts from it.
+    pub fn genesis(&self) -> &A {
         &self.genesis
     }
 

@@ -19,7 +19,7 @@ use super::quarantine::{
     ReplacementSpawner,
 };
 use super::supervisor::Supervisor;
-use super::validator::Validator;
+use super::validator::{HostedApp, Validator};
 use crate::app::SignedTx;
 use crate::app::SwarmApp;
 use crate::config::SwarmConfig;
@@ -82,12 +82,14 @@ pub enum SwarmError {
 
 /// Everything needed to start a swarm.
 #[derive(Clone, Debug)]
-pub struct SwarmSpec {
+pub struct SwarmSpec<A: HostedApp = SwarmApp> {
     pub committee: Committee,
     /// One per committee member, in the same order as `committee.members()`.
     pub validator_keys: Vec<Keypair>,
     pub params: ProtocolParams,
-    pub genesis: Ledger,
+    /// The application's state at genesis (the built-in one: the ledger's
+    /// accounts and an empty memory).
+    pub genesis: A,
     /// Signs membership changes; without it the membership is fixed.
     pub operator: Option<Keypair>,
 }
@@ -96,14 +98,14 @@ pub struct SwarmSpec {
 /// keys drawn from the same seed.
 const VALIDATOR_KEYS_LABEL: u64 = 0x7661_6c69_6461_746f;
 
-impl SwarmSpec {
+impl<A: HostedApp> SwarmSpec<A> {
     /// Checks that the keys belong to the committee's members, in order.
     pub fn new(
         committee: Committee,
         validator_keys: Vec<Keypair>,
         params: ProtocolParams,
-        genesis: Ledger,
-    ) -> Result<SwarmSpec, SwarmError> {
+        genesis: A,
+    ) -> Result<SwarmSpec<A>, SwarmError> {
         let members = committee.members();
         if members.len() != validator_keys.len() {
             return Err(SwarmError::KeyCount { keys: validator_keys.len(), members: members.len() });
@@ -117,12 +119,14 @@ impl SwarmSpec {
     }
 
     /// Lets `operator` add and remove validators ([`Swarm::change_membership`]).
-    pub fn with_operator(mut self, operator: Keypair) -> SwarmSpec {
+    pub fn with_operator(mut self, operator: Keypair) -> SwarmSpec<A> {
         self.committee = self.committee.with_operator(operator.public_key());
         self.operator = Some(operator);
         self
     }
+}
 
+impl SwarmSpec {
     /// Validators `AgentId(0..n)` named by the config, with keys derived from
     /// `key_seed`, so the same seed gives the same swarm.
     pub fn from_config(cfg: &SwarmConfig, genesis: Ledger, key_seed: u64) -> Result<SwarmSpec, SwarmError> {
@@ -132,7 +136,7 @@ impl SwarmSpec {
         let prefix = &cfg.swarm.agent_name_prefix;
         let committee = Committee::numbered(Epoch(0), &public_keys, prefix, Some(cfg.max_failures()))?;
         let operator = Keypair::from_seed(rng.bytes());
-        let genesis = with_validator_accounts(genesis, &keys, cfg.workload.validator_balance)?;
+        let genesis = SwarmApp::new(with_validator_accounts(genesis, &keys, cfg.workload.validator_balance)?);
         Ok(SwarmSpec::new(committee, keys, params_from_config(cfg), genesis)?.with_operator(operator))
     }
 }
@@ -225,16 +229,16 @@ pub const PRE_TASK_ACTOR_TIMEOUT: Duration = Duration::from_secs(2);
 /// A running swarm: the supervisor, the event hub, the detector and the
 /// validators, each on its own thread. Its API is [`SwarmHandle`]'s; dropping
 /// or [`Swarm::stop`]ping it stops every thread.
-pub struct Swarm {
-    handle: Arc<SwarmHandle>,
+pub struct Swarm<A: HostedApp = SwarmApp> {
+    handle: Arc<SwarmHandle<A>>,
     /// The hub's, the supervisor's and the detection actors' threads.
     arbiters: Vec<Arbiter>,
 }
 
-impl std::ops::Deref for Swarm {
-    type Target = SwarmHandle;
+impl<A: HostedApp> std::ops::Deref for Swarm<A> {
+    type Target = SwarmHandle<A>;
 
-    fn deref(&self) -> &SwarmHandle {
+    fn deref(&self) -> &SwarmHandle<A> {
         &self.handle
     }
 }
@@ -245,38 +249,38 @@ impl std::ops::Deref for Swarm {
 /// Its methods take `&self`: a membership change may run while a client does
 /// (futures on the caller's thread, or the daemon's API threads), so what
 /// changes with the membership sits behind locks never held across an `.await`.
-pub struct SwarmHandle {
+pub struct SwarmHandle<A: HostedApp = SwarmApp> {
     /// Every committee since genesis and which is in effect: a joining validator learns them.
     pub(super) committees: Mutex<Committees>,
     pub(super) params: ProtocolParams,
-    pub(super) genesis: Ledger,
+    pub(super) genesis: A,
     pub(super) operator: Option<Keypair>,
     /// Where the validators keep their logs, validators added later included; none in memory.
     pub(super) wal: Option<WalOptions>,
     pub(super) validator_mailbox: usize,
     pub(super) supervisor: Addr<Supervisor>,
     pub(super) hub: Addr<EventHub>,
-    pub(super) validators: Mutex<Vec<ValidatorHandle>>,
+    pub(super) validators: Mutex<Vec<ValidatorHandle<A>>>,
     /// Clients running now, told of each new committee.
     pub(super) clients: Mutex<BTreeMap<ClientId, Addr<Client>>>,
     pub(super) detector: Addr<DetectorActor>,
-    pub(super) quarantine: Addr<QuarantineManager>,
+    pub(super) quarantine: Addr<QuarantineManager<A>>,
     /// Validators in other processes, by where their status is asked ([`super::remote`]).
     pub(super) remote: Mutex<BTreeMap<AgentId, super::remote::RemoteLink>>,
     pub(super) journal: Option<Arc<dyn MembershipJournal>>,
 }
 
 /// A validator actor and the thread it runs on.
-pub(super) struct ValidatorHandle {
+pub(super) struct ValidatorHandle<A: HostedApp> {
     pub(super) id: AgentId,
-    pub(super) addr: Addr<Validator>,
+    pub(super) addr: Addr<Validator<A>>,
     pub(super) arbiter: Arbiter,
 }
 
-impl Swarm {
+impl<A: HostedApp> Swarm<A> {
     /// Starts the supervisor and one validator per member, without hooks.
     /// Must be called inside a running actix `System`.
-    pub fn launch(spec: SwarmSpec) -> Swarm {
+    pub fn launch(spec: SwarmSpec<A>) -> Swarm<A> {
         let SwarmSpec { committee, validator_keys, params, genesis, operator } = spec;
         let seeds = committee
             .members()
@@ -303,7 +307,7 @@ impl Swarm {
     /// With `options.relaunch` (and `wal`), the swarm comes back in its last
     /// membership epoch: the validators that joined later are relaunched from
     /// their logs too, and those removed meanwhile are not.
-    pub fn launch_with(spec: SwarmSpec, options: LaunchOptions) -> Result<Swarm, SwarmError> {
+    pub fn launch_with(spec: SwarmSpec<A>, options: LaunchOptions) -> Result<Swarm<A>, SwarmError> {
         let SwarmSpec { committee, validator_keys, params, genesis, operator } = spec;
         let history = match &options.relaunch {
             Some(relaunch) => checked_history(&committee, relaunch, options.wal.is_some())?,
@@ -355,11 +359,11 @@ impl Swarm {
     }
 
     fn start(
-        spec: SwarmSpec,
+        spec: SwarmSpec<A>,
         history: Vec<Committee>,
-        seeds: Vec<(Member, ValidatorSeed)>,
+        seeds: Vec<(Member, ValidatorSeed<A>)>,
         options: LaunchOptions,
-    ) -> Swarm {
+    ) -> Swarm<A> {
         let SwarmSpec { params, genesis, operator, .. } = spec;
         // The committee in effect: the one before a change still pending.
         let pending = options.relaunch.as_ref().is_some_and(|relaunch| relaunch.pending);
@@ -374,7 +378,7 @@ impl Swarm {
         let supervisor_arbiter = Arbiter::new();
         let supervisor = Supervisor::start_in_arbiter(&supervisor_arbiter.handle(), |_| Supervisor::new());
         let detection_arbiter = Arbiter::new();
-        let handle = Arc::new_cyclic(|swarm: &Weak<SwarmHandle>| {
+        let handle = Arc::new_cyclic(|swarm: &Weak<SwarmHandle<A>>| {
             let (events, detection) = (hub.clone().recipient(), detection_arbiter.handle());
             let (weak, max_wait) = (swarm.clone(), quarantine.max_wait);
             let spawner =
@@ -420,7 +424,7 @@ impl Swarm {
             arbiter.stop();
         }
         // The hub holds no log; a slow command hook may keep its thread a while.
-        let validators: Vec<ValidatorHandle> = lock(&self.validators).drain(..).collect();
+        let validators: Vec<ValidatorHandle<A>> = lock(&self.validators).drain(..).collect();
         for handle in &validators {
             handle.arbiter.stop();
         }
@@ -438,16 +442,16 @@ impl Swarm {
     }
 
     /// A handle on the running swarm, for actors and tasks that outlive a borrow.
-    pub fn handle(&self) -> Arc<SwarmHandle> {
+    pub fn handle(&self) -> Arc<SwarmHandle<A>> {
         self.handle.clone()
     }
 }
 
-impl SwarmHandle {
+impl<A: HostedApp> SwarmHandle<A> {
     /// Starts one validator on its own thread, under an actix supervisor that
     /// restarts it from its log, and registers it with the hub (queued before
     /// anything routed later, so it is known by then).
-    pub(super) fn spawn_seed(&self, member: &Member, seed: ValidatorSeed) {
+    pub(super) fn spawn_seed(&self, member: &Member, seed: ValidatorSeed<A>) {
         let arbiter = Arbiter::new();
         let name = member.name.clone();
         let route = self.supervisor.clone().recipient();
@@ -469,7 +473,7 @@ impl SwarmHandle {
     }
 
     /// The validators' addresses, in the order they joined.
-    fn validator_addrs(&self) -> Vec<Addr<Validator>> {
+    fn validator_addrs(&self) -> Vec<Addr<Validator<A>>> {
         lock(&self.validators).iter().map(|handle| handle.addr.clone()).collect()
     }
 
@@ -495,7 +499,7 @@ impl SwarmHandle {
         &self.supervisor
     }
 
-    pub fn validator(&self, id: AgentId) -> Option<Addr<Validator>> {
+    pub fn validator(&self, id: AgentId) -> Option<Addr<Validator<A>>> {
         lock(&self.validators).iter().find(|handle| handle.id == id).map(|handle| handle.addr.clone())
     }
 
@@ -694,7 +698,7 @@ impl SwarmHandle {
     pub async fn read_replicas<R, F>(&self, read: F) -> Vec<R>
     where
         R: Send + 'static,
-        F: Fn(&Replica<SwarmApp>) -> R + Clone + Send + 'static,
+        F: Fn(&Replica<A>) -> R + Clone + Send + 'static,
     {
         let mut answers = Vec::new();
         for validator in self.validator_addrs() {
@@ -765,7 +769,7 @@ impl SwarmHandle {
     }
 }
 
-impl Drop for Swarm {
+impl<A: HostedApp> Drop for Swarm<A> {
     fn drop(&mut self) {
         for handle in lock(&self.validators).iter() {
             handle.arbiter.stop();
@@ -827,22 +831,21 @@ impl Drop for StopOnDrop {
 }
 
 /// A validator before its actor starts: a new replica, or one rebuilt from its log.
-pub(super) enum ValidatorSeed {
-    InMemory(Box<(Replica<SwarmApp>, Keypair)>),
-    Durable(Box<RecoveredValidator>),
+pub(super) enum ValidatorSeed<A: HostedApp> {
+    InMemory(Box<(Replica<A>, Keypair)>),
+    Durable(Box<RecoveredValidator<A>>),
 }
 
-impl ValidatorSeed {
+impl<A: HostedApp> ValidatorSeed<A> {
     /// A new replica of `member`, kept in memory only.
     fn in_memory(
         member: &Member,
         keypair: Keypair,
         committee: &Committee,
         params: &ProtocolParams,
-        genesis: &Ledger,
-    ) -> ValidatorSeed {
-        let app = SwarmApp::new(genesis.clone());
-        let replica = Replica::new(member.id, keypair.clone(), committee.clone(), params.clone(), app);
+        genesis: &A,
+    ) -> ValidatorSeed<A> {
+        let replica = Replica::new(member.id, keypair.clone(), committee.clone(), params.clone(), genesis.clone());
         ValidatorSeed::InMemory(Box::new((replica, keypair)))
     }
 
@@ -854,15 +857,15 @@ impl ValidatorSeed {
         genesis_committee: &Committee,
         joined_in: Option<&Committee>,
         params: &ProtocolParams,
-        genesis: &Ledger,
+        genesis: &A,
         wal: &WalOptions,
-    ) -> Result<ValidatorSeed, WalError> {
+    ) -> Result<ValidatorSeed<A>, WalError> {
         let spec = ReplicaSpec {
             name: member.name.clone(),
             keypair,
             committee: genesis_committee.clone(),
             params: params.clone(),
-            genesis: SwarmApp::new(genesis.clone()),
+            genesis: genesis.clone(),
             joined_in: joined_in.cloned(),
         };
         Ok(ValidatorSeed::Durable(Box::new(RecoveredValidator::open(spec, wal.clone())?)))
@@ -876,7 +879,7 @@ impl ValidatorSeed {
         }
     }
 
-    fn grow(self, name: String, route: Recipient<super::messages::Route>) -> Validator {
+    fn grow(self, name: String, route: Recipient<super::messages::Route>) -> Validator<A> {
         match self {
             ValidatorSeed::InMemory(seed) => {
                 let (replica, keypair) = *seed;

@@ -272,7 +272,7 @@ fn measure(
     };
     let cpu_before = process_cpu_time();
     let (run, statuses, nodes_cpu, detections) = if processes {
-        let run = super::bench_processes::run(&cfg, spec.genesis.clone(), workload.transfers)?;
+        let run = super::bench_processes::run(&cfg, spec.genesis.ledger().clone(), workload.transfers)?;
         (run.run, run.statuses, run.nodes_cpu, Vec::new())
     } else {
         let (run, statuses, _, detections) = drive_with(spec, workload.transfers, &cfg, wal, false, add_hooks)?;

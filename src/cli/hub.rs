@@ -135,6 +135,7 @@ impl HubSetup {
             .map_err(crate::actors::SwarmError::from)?;
         let committee = committee.with_operator(self.hub_key.public_key());
         let params = crate::actors::params_from_config(&self.cfg);
+        let genesis = crate::app::SwarmApp::new(genesis);
         let spec = SwarmSpec { committee, validator_keys: keys, params, genesis, operator: Some(self.hub_key.clone()) };
         Ok((spec, remote))
     }

@@ -76,7 +76,7 @@ pub fn execute(args: &NodeArgs) -> Result<(), CliError> {
             })?;
             eprintln!("node metrics on http://{addr}/metrics");
         }
-        Ok::<_, CliError>(run_node(options).await)
+        Ok::<_, CliError>(run_node::<crate::app::SwarmApp>(options).await)
     })?;
     result.map_err(|error| match error {
         NodeError::Handshake(error) => CliError::Usage(error.to_string()),

@@ -52,6 +52,7 @@ pub(super) fn launch_if_ready(
     let (workload, genesis) = super::tasks::TaskWorkload::new(config).map_err(internal)?;
     let genesis = crate::actors::with_validator_accounts(genesis, &keys, config.workload.validator_balance)
         .map_err(|e| internal(e.to_string()))?;
+    let genesis = crate::app::SwarmApp::new(genesis);
     let spec = SwarmSpec::new(genesis_committee, keys, params_from_config(config), genesis)
         .map_err(|e| internal(e.to_string()))?;
     // The daemon is the operator: it signs the membership changes of `update-quorum` and of replacements.

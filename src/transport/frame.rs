@@ -6,9 +6,10 @@
 //! frames longer than [`MAX_FRAME_BYTES`] before it buffers them.
 
 use crate::actors::{Destination, Envelope, Origin, ViewRecord};
+use crate::app::Snapshot;
 use crate::crypto::{Digest, PublicKey, Signature};
 use crate::detect::Report;
-use crate::ledger::{AccountId, Ledger};
+use crate::ledger::AccountId;
 use crate::protocol::{AgentId, Committee, Epoch, ProtocolParams, Seq, View};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -25,7 +26,7 @@ pub const HANDSHAKE_FRAME_BYTES: usize = 4 * 1024;
 
 /// Bumped when frames change incompatibly; a node of another version is refused.
 /// 6: validators run the built-in application (ledger and memory): digests differ from 5's.
-pub const PROTOCOL_VERSION: u16 = 6;
+pub const PROTOCOL_VERSION: u16 = 7;
 
 /// Length-prefixed frames (4-byte big-endian length), bounded by [`MAX_FRAME_BYTES`].
 pub fn codec() -> LengthDelimitedCodec {
@@ -105,7 +106,10 @@ pub struct Welcome {
     pub name: String,
     pub committees: Vec<Committee>,
     pub params: ProtocolParams,
-    pub genesis: Ledger,
+    /// The application's state at genesis, as its snapshot chunks: the node
+    /// restores it as its own application (a node of another application
+    /// cannot decode it).
+    pub genesis: Snapshot,
 }
 
 /// The part of a validator's status the hub reports and settles on.

@@ -3,18 +3,19 @@
 //! process, whichever detector or operator decided.
 
 use super::hub::Shared;
+use crate::actors::HostedApp;
 use crate::events::LifecycleEvent;
 use crate::hooks::HookEvent;
 use actix::{Actor, Context, Handler};
 use std::sync::Arc;
 
-pub(super) struct QuarantineGate(pub(super) Arc<Shared>);
+pub(super) struct QuarantineGate<A: HostedApp>(pub(super) Arc<Shared<A>>);
 
-impl Actor for QuarantineGate {
+impl<A: HostedApp> Actor for QuarantineGate<A> {
     type Context = Context<Self>;
 }
 
-impl Handler<HookEvent> for QuarantineGate {
+impl<A: HostedApp> Handler<HookEvent> for QuarantineGate<A> {
     type Result = ();
 
     fn handle(&mut self, HookEvent(event): HookEvent, _: &mut Context<Self>) {

@@ -4,7 +4,7 @@
 //! node → hub   Hello { version, node key, node nonce }
 //! hub  → node  Challenge { hub key, hub nonce, hub's signature over (node nonce, hub nonce, node key) }
 //! node → hub   Proof { node's signature over (hub nonce, node nonce, hub key) }
-//! hub  → node  Welcome { id, committees, params, genesis }   or   Refused { reason }
+//! hub  → node  Welcome { id, committees, params, genesis snapshot }   or   Refused { reason }
 //! ```
 //!
 //! Both nonces are fresh, so neither signature can be replayed into another
@@ -108,7 +108,7 @@ pub async fn join_hub<S: AsyncRead + AsyncWrite + Unpin>(
         Frame::Refused { reason } => return Err(HandshakeError::UnprovenRefusal(printable(&reason))),
         other => return Err(WireError::Unexpected { expected: "challenge", got: other.kind() }.into()),
     };
-    // The hub has proved its key: its welcome (the genesis ledger) may be large.
+    // The hub has proved its key: its welcome (the application's genesis) may be large.
     conn.codec_mut().set_max_frame_length(MAX_FRAME_BYTES);
     let signature = keypair.sign(&node_says(&hub_nonce, &node_nonce, &hub_key));
     send(conn, &Frame::Proof { signature }).await?;

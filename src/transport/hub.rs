@@ -9,7 +9,8 @@ use super::gate::QuarantineGate;
 use super::handshake::{admit_node, Connection, HandshakeError};
 use super::link::tune;
 use super::peer::{relay, Disconnected, HubSide, RemoteValidator};
-use crate::actors::{Register, RemoteLink, Swarm};
+use crate::actors::{HostedApp, Register, RemoteLink, Swarm};
+use crate::app::SwarmApp;
 use crate::crypto::{Keypair, PublicKey};
 use crate::events::{EventKind, EventKinds};
 use crate::hooks::Subscribe;
@@ -24,13 +25,13 @@ use tokio_util::codec::{Framed, FramedParts};
 
 /// A listening hub. Dropping it does not close the listener; stopping the
 /// actix System does.
-pub struct Hub {
-    shared: Arc<Shared>,
+pub struct Hub<A: HostedApp = SwarmApp> {
+    shared: Arc<Shared<A>>,
     local_addr: SocketAddr,
 }
 
-pub(super) struct Shared {
-    pub(super) swarm: Arc<Swarm>,
+pub(super) struct Shared<A: HostedApp> {
+    pub(super) swarm: Arc<Swarm<A>>,
     key: Keypair,
     /// Keys refused whatever the committee says (quarantined agents), with why.
     refused: Mutex<BTreeMap<PublicKey, String>>,
@@ -43,10 +44,10 @@ pub(super) struct Shared {
     refusals: Throttle,
 }
 
-impl Hub {
+impl<A: HostedApp> Hub<A> {
     /// Binds `listen` and accepts validator processes from now on. Must be
     /// called inside a running actix System.
-    pub async fn listen(swarm: Arc<Swarm>, key: Keypair, listen: &str) -> std::io::Result<Hub> {
+    pub async fn listen(swarm: Arc<Swarm<A>>, key: Keypair, listen: &str) -> std::io::Result<Hub<A>> {
         let listener = TcpListener::bind(listen).await?;
         let local_addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
@@ -69,7 +70,7 @@ impl Hub {
         self.local_addr
     }
 
-    pub fn swarm(&self) -> &Arc<Swarm> {
+    pub fn swarm(&self) -> &Arc<Swarm<A>> {
         &self.shared.swarm
     }
 
@@ -108,7 +109,7 @@ impl Hub {
     }
 }
 
-impl Shared {
+impl<A: HostedApp> Shared<A> {
     pub(super) fn refuse(&self, key: PublicKey, reason: String) {
         lock(&self.refused).insert(key, reason);
         let history = self.swarm.committee_history();
@@ -131,7 +132,7 @@ fn lock<T>(cell: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// Accepts until the System stops. A stranger's handshake runs here, within
 /// the [`Doorway`]'s budget and deadline; only an admitted member's
 /// connection gets a thread of its own.
-async fn accept(listener: TcpListener, shared: Arc<Shared>) {
+async fn accept<A: HostedApp>(listener: TcpListener, shared: Arc<Shared<A>>) {
     let doorway = Arc::new(Doorway::default());
     loop {
         let (stream, from) = match listener.accept().await {
@@ -152,7 +153,13 @@ async fn accept(listener: TcpListener, shared: Arc<Shared>) {
 }
 
 /// Runs a stranger's handshake until it is admitted, refused, evicted or late.
-async fn greet(stream: TcpStream, from: SocketAddr, place: Place, evicted: Evicted, shared: Arc<Shared>) {
+async fn greet<A: HostedApp>(
+    stream: TcpStream,
+    from: SocketAddr,
+    place: Place,
+    evicted: Evicted,
+    shared: Arc<Shared<A>>,
+) {
     tune(&stream);
     let handshake = async {
         if stream.readable().await.is_ok() {
@@ -210,7 +217,7 @@ async fn greet(stream: TcpStream, from: SocketAddr, place: Place, evicted: Evict
 }
 
 /// Relays an admitted member's connection until it ends.
-async fn serve(conn: Connection<TcpStream>, welcome: Welcome, from: SocketAddr, shared: Arc<Shared>) {
+async fn serve<A: HostedApp>(conn: Connection<TcpStream>, welcome: Welcome, from: SocketAddr, shared: Arc<Shared<A>>) {
     let (id, name) = (welcome.id, welcome.name.clone());
     let public_key = welcome.committees.last().and_then(|c| c.member(id)).map(|m| m.public_key);
     let Some(public_key) = public_key else { return };
@@ -236,7 +243,7 @@ async fn serve(conn: Connection<TcpStream>, welcome: Welcome, from: SocketAddr, 
 
 /// Admits `key` if it belongs to a member of the current (or pending)
 /// committee that this process does not run itself.
-fn admit(shared: &Shared, key: PublicKey) -> Result<Welcome, String> {
+fn admit<A: HostedApp>(shared: &Shared<A>, key: PublicKey) -> Result<Welcome, String> {
     if let Some(reason) = lock(&shared.refused).get(&key) {
         return Err(format!("the key {key} is refused: {reason}"));
     }
@@ -264,6 +271,6 @@ fn admit(shared: &Shared, key: PublicKey) -> Result<Welcome, String> {
         name: member.name.clone(),
         committees: committees.clone(),
         params: swarm.params().clone(),
-        genesis: swarm.genesis().clone(),
+        genesis: swarm.genesis().snapshot(),
     })
 }

@@ -10,10 +10,12 @@ use super::frame::{codec, printable, Frame, NodeStatus, Welcome, WireError};
 use super::handshake::{join_hub, HandshakeError};
 use super::link::{tune, write_frames, Outbox};
 use super::peer::{next_within, SILENCE_LIMIT};
+use crate::actors::HostedApp;
 use crate::actors::{
     Deliver, GetNextNonces, GetStatus, InjectFault, Misbehaviour, RecoveredValidator, ReportMisbehaviourTo, Route,
     Validator, ValidatorStatus, SUPERVISOR_MAILBOX,
 };
+use crate::app::RestoreError;
 use crate::crypto::{Keypair, PublicKey};
 use crate::faults::FaultSpec;
 use crate::wal::{Recovery, ReplicaSpec, WalError, WalOptions};
@@ -52,16 +54,18 @@ pub enum NodeError {
     Wal(#[from] WalError),
     #[error("the hub's welcome carries no committee")]
     NoCommittee,
+    #[error("the hub's genesis is not a state of this node's application ({0}); run the hub's application")]
+    OtherApplication(RestoreError),
     #[error("the hub welcomed this node as {got}, but it runs {running}; the hub's committee changed under it")]
     IdentityChanged { running: String, got: String },
 }
 
 /// Connects, runs the validator, and reconnects forever; returns only when
 /// the hub refuses this node or cannot be trusted. Must run inside an actix System.
-pub async fn run_node(options: NodeOptions) -> Result<(), NodeError> {
+pub async fn run_node<A: HostedApp>(options: NodeOptions) -> Result<(), NodeError> {
     let dropped = Arc::new(AtomicU64::new(0));
     let link = HubLink { outbox: None, dropped: dropped.clone() }.start();
-    let mut running: Option<(String, Addr<Validator>)> = None;
+    let mut running: Option<(String, Addr<Validator<A>>)> = None;
     let mut retry = FIRST_RETRY;
     loop {
         match connect(&options).await {
@@ -122,17 +126,17 @@ async fn connect(options: &NodeOptions) -> Result<(super::handshake::Connection<
 /// it). A new one catches up by state transfer. It shares the connection's
 /// thread: the process has nothing else to do, and a delivery then reaches
 /// it without waking another thread.
-fn start_validator(
+fn start_validator<A: HostedApp>(
     options: &NodeOptions,
     welcome: &Welcome,
     route: Recipient<Route>,
-) -> Result<Addr<Validator>, NodeError> {
+) -> Result<Addr<Validator<A>>, NodeError> {
     let Welcome { id, name, committees, params, genesis } = welcome.clone();
     let keypair = options.keypair.clone();
     let Some(genesis_committee) = committees.first().cloned() else { return Err(NodeError::NoCommittee) };
     let first_with_id = committees.iter().find(|committee| committee.contains(id));
     let joined_in = first_with_id.filter(|committee| committee.epoch() != genesis_committee.epoch()).cloned();
-    let genesis = crate::app::SwarmApp::new(genesis);
+    let genesis = A::restore(&genesis).map_err(NodeError::OtherApplication)?;
     let spec = ReplicaSpec { name, keypair, committee: genesis_committee, params, genesis, joined_in };
     let recovered = RecoveredValidator::open(spec, WalOptions::under_home(&options.home, options.fsync))?;
     eprintln!("{}: {}", printable(&welcome.name), describe_recovery(recovered.recovery()));
@@ -161,9 +165,9 @@ fn describe_recovery(recovery: &Recovery) -> String {
 
 /// Relays frames until the connection ends: deliveries to the validator,
 /// its routes (through [`HubLink`]) and periodic status reports to the hub.
-async fn relay(
+async fn relay<A: HostedApp>(
     conn: super::handshake::Connection<TcpStream>,
-    validator: &Addr<Validator>,
+    validator: &Addr<Validator<A>>,
     link: &Addr<HubLink>,
     dropped: Arc<AtomicU64>,
 ) -> Result<(), WireError> {

@@ -163,7 +163,7 @@ fn welcome(committee: &Committee) -> Welcome {
         name: "bft-agent-1".into(),
         committees: vec![committee.clone()],
         params,
-        genesis: Ledger::default(),
+        genesis: crate::app::Application::snapshot(&crate::app::SwarmApp::new(Ledger::default())),
     }
 }
 
@@ -227,7 +227,8 @@ async fn listening_hub(keys: &[Keypair], hub_key: &Keypair) -> super::Hub {
     use crate::actors::{LaunchOptions, Swarm, SwarmSpec};
     let public_keys: Vec<_> = keys.iter().map(Keypair::public_key).collect();
     let committee = Committee::numbered(Epoch(0), &public_keys, "bft-agent-", None).unwrap();
-    let spec = SwarmSpec::new(committee, keys.to_vec(), ProtocolParams::default(), Ledger::default()).unwrap();
+    let genesis = crate::app::SwarmApp::new(Ledger::default());
+    let spec = SwarmSpec::new(committee, keys.to_vec(), ProtocolParams::default(), genesis).unwrap();
     let options = LaunchOptions { external_validators: (0..4).map(AgentId).collect(), ..LaunchOptions::default() };
     let swarm = Arc::new(Swarm::launch_with(spec, options).unwrap());
     super::Hub::listen(swarm, hub_key.clone(), "127.0.0.1:0").await.unwrap()
