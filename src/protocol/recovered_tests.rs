@@ -140,6 +140,11 @@ fn a_new_view_of_a_later_epoch_starts_its_view_whatever_the_view_held() {
     let before = state.clone();
     state.enter_view(View(4), Some(new_view(4, 0)));
     assert_eq!(state, before);
+    // Within one epoch, views only go up: the next NEW-VIEW moves on, a late one of an older view changes nothing.
+    state.enter_view(View(2), Some(new_view(2, 1)));
+    assert_eq!((state.view, state.new_view.clone()), (View(2), Some(new_view(2, 1))));
+    state.enter_view(View(1), Some(new_view(1, 1)));
+    assert_eq!(state.view, View(2));
 }
 
 #[test]
