@@ -223,6 +223,8 @@ pub struct ValidatorStatus {
 /// One view change as a validator saw it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ViewRecord {
+    /// The membership epoch the view counts in (each epoch starts in view 0).
+    pub epoch: Epoch,
     pub view: View,
     pub old_primary: AgentId,
     pub new_primary: AgentId,

@@ -299,7 +299,7 @@ impl<A: HostedApp> Validator<A> {
         for output in outputs {
             crate::observe::validator_output(&self.name, &output, self.node.replica().committee());
             if let Some(events) = &mut self.events {
-                events.observe(me, &output);
+                events.observe(me, self.node.replica().committee().epoch().0, &output);
             }
             let fact = match Route::item(me, output) {
                 Ok(item) => {
@@ -410,6 +410,7 @@ impl<A: HostedApp> Validator<A> {
             None => (View(view.0.saturating_sub(1)), 0.0),
         };
         self.view_history.push_back(ViewRecord {
+            epoch: committee.epoch(),
             view,
             old_primary: committee.primary(old_view),
             new_primary,

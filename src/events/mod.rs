@@ -120,12 +120,18 @@ pub enum LifecycleEvent {
     ViewChangeStarted {
         timestamp: String,
         agent: AgentId,
+        /// The membership epoch the views count in (each epoch starts in view 0).
+        #[serde(default)]
+        epoch: u64,
         from_view: u64,
         to_view: u64,
     },
     ViewChanged {
         timestamp: String,
         agent: AgentId,
+        /// The membership epoch the view counts in (each epoch starts in view 0).
+        #[serde(default)]
+        epoch: u64,
         view: u64,
         primary: AgentId,
     },

@@ -45,7 +45,7 @@ impl EventEmitter {
         EventEmitter { hub, pending: Vec::new(), timestamp: None, last_proposed: None, dropped: 0 }
     }
 
-    pub(crate) fn observe(&mut self, me: AgentId, output: &Output) {
+    pub(crate) fn observe(&mut self, me: AgentId, epoch: u64, output: &Output) {
         let event = match output {
             Output::Broadcast(signed) => match &signed.message {
                 Message::PrePrepare { view, seq, digest, batch } if signed.sender == me => {
@@ -70,11 +70,13 @@ impl EventEmitter {
             Output::ViewChangeStarted { from, to, .. } => LifecycleEvent::ViewChangeStarted {
                 timestamp: self.timestamp(),
                 agent: me,
+                epoch,
                 from_view: from.0,
                 to_view: to.0,
             },
             Output::ViewChanged { view, primary, .. } => {
-                LifecycleEvent::ViewChanged { timestamp: self.timestamp(), agent: me, view: view.0, primary: *primary }
+                let timestamp = self.timestamp();
+                LifecycleEvent::ViewChanged { timestamp, agent: me, epoch, view: view.0, primary: *primary }
             }
             // Membership changes are announced once per swarm, by the supervisor;
             // convictions by the detector, which weighs what every validator reports.
@@ -189,10 +191,10 @@ mod tests {
         ];
         let executed = Executed { seq: Seq(1), view: View(0), digest: batch.digest(), batch, executions };
 
-        emitter.observe(me, &proposal);
-        emitter.observe(me, &Output::Executed(executed));
+        emitter.observe(me, 0, &proposal);
+        emitter.observe(me, 0, &Output::Executed(executed));
         emitter.flush();
-        emitter.observe(me, &proposal); // retransmission: no new event
+        emitter.observe(me, 0, &proposal); // retransmission: no new event
         emitter.flush();
         actix_rt::time::sleep(std::time::Duration::from_millis(50)).await;
 

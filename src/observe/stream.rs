@@ -193,7 +193,13 @@ mod tests {
     use crate::protocol::AgentId;
 
     fn view_changed(agent: u32, view: u64) -> LifecycleEvent {
-        LifecycleEvent::ViewChanged { timestamp: "t".into(), agent: AgentId(agent), view, primary: AgentId(1) }
+        LifecycleEvent::ViewChanged {
+            timestamp: "t".into(),
+            agent: AgentId(agent),
+            epoch: 0,
+            view,
+            primary: AgentId(1),
+        }
     }
 
     #[test]
