@@ -42,7 +42,7 @@ use bftswarm::app::task_board::{BoardOp, TaskBoard, TaskState};
 use bftswarm::app::{Application, SignedTx};
 use bftswarm::crypto::Keypair;
 use bftswarm::faults::FaultType;
-use bftswarm::ledger::{AccountId, TxId, TxOutcome};
+use bftswarm::ledger::{AccountId, TxOutcome};
 use bftswarm::protocol::{AgentId, ClientId, Committee, Epoch, ProtocolParams, Request};
 use bftswarm::transport::{run_node, Hub, NodeOptions};
 use bftswarm::wal::{Recovery, WalOptions};
@@ -106,11 +106,7 @@ impl Agents {
 
     /// `agent`'s step, signed by `signer` (an honest agent signs its own).
     fn step(&self, agent: usize, signer: usize, op: BoardOp, nonce: u64) -> SignedTx {
-        let mut id = [0u8; 16];
-        id[..8].copy_from_slice(&nonce.to_le_bytes());
-        id[8] = agent as u8;
-        id[9..].copy_from_slice(&op.encode()[..7]);
-        op.tx(TxId(id), self.account(agent), nonce).sign(&self.keys[signer])
+        op.tx(op.step_id(agent as u8, nonce), self.account(agent), nonce).sign(&self.keys[signer])
     }
 
     /// Every honest agent claims, then completes, its share of `tasks`.

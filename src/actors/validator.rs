@@ -23,8 +23,7 @@ use crate::crypto::Keypair;
 use crate::detect::Report;
 use crate::faults::Adversary;
 use crate::hooks::{EventEmitter, Publish};
-use crate::ledger::AccountId;
-use crate::ledger::Ledger;
+use crate::ledger::{AccountId, Ledger};
 use crate::node::{Arrival, Node, Ready};
 use crate::protocol::{AgentId, Micros, Output, Replica, View};
 use crate::wal::Recovery;
@@ -290,7 +289,7 @@ impl<A: HostedApp> Validator<A> {
     /// Sends what must be sent as one route, tells observers what was
     /// executed, then re-arms the timer for the replica's next deadline.
     fn send(&mut self, outputs: Vec<Output>, ctx: &mut Context<Self>) {
-        let me = self.node.replica().id();
+        let (me, epoch) = (self.node.replica().id(), self.node.replica().committee().epoch().0);
         let outputs = match &mut self.adversary {
             Some(adversary) => adversary.rewrite(now(), outputs, self.node.replica().committee()),
             None => outputs,
@@ -299,7 +298,7 @@ impl<A: HostedApp> Validator<A> {
         for output in outputs {
             crate::observe::validator_output(&self.name, &output, self.node.replica().committee());
             if let Some(events) = &mut self.events {
-                events.observe(me, self.node.replica().committee().epoch().0, &output);
+                events.observe(me, epoch, &output);
             }
             let fact = match Route::item(me, output) {
                 Ok(item) => {

@@ -52,6 +52,16 @@ impl BoardOp {
         }
     }
 
+    /// An id for `agent`'s step at `nonce` (`agent` numbers the agents of a
+    /// run): unique per agent, nonce and step.
+    pub fn step_id(self, agent: u8, nonce: u64) -> TxId {
+        let mut id = [0u8; 16];
+        id[..8].copy_from_slice(&nonce.to_le_bytes());
+        id[8] = agent;
+        id[9..].copy_from_slice(&self.encode()[..7]);
+        TxId(id)
+    }
+
     /// The unsigned transaction carrying this step.
     pub fn tx(self, id: TxId, agent: AccountId, nonce: u64) -> Tx {
         Tx { id, from: agent, nonce, op: Op::App(self.encode()) }

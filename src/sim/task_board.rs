@@ -12,7 +12,7 @@ use super::app_run::{self, AppScenario, Setting};
 use crate::app::task_board::{BoardOp, TaskBoard};
 use crate::app::{Op, SignedTx};
 use crate::crypto::{Digest, Keypair};
-use crate::ledger::{AccountId, Execution, TxId, TxOutcome};
+use crate::ledger::{AccountId, Execution, TxOutcome};
 use crate::protocol::{Batch, ClientId, Request, Seq};
 use crate::rng::SeededRng;
 use std::collections::BTreeMap;
@@ -49,11 +49,7 @@ struct Agents {
 impl Agents {
     fn step(&self, agent: usize, op: BoardOp, nonce: u64) -> SignedTx {
         let key = &self.keys[agent];
-        let mut id = [0u8; 16];
-        id[..8].copy_from_slice(&nonce.to_le_bytes());
-        id[8] = agent as u8;
-        id[9..].copy_from_slice(&op.encode()[..7]);
-        op.tx(TxId(id), AccountId(key.public_key()), nonce).sign(key)
+        op.tx(op.step_id(agent as u8, nonce), AccountId(key.public_key()), nonce).sign(key)
     }
 
     fn index_of(&self, account: &AccountId) -> Option<usize> {
